@@ -1,0 +1,15 @@
+"""symderiv: symbolic derivation of neural-network gradients in closed matrix form.
+
+>>> import symderiv
+>>> model = symderiv.load("examples/seed_rnn.sdm")
+>>> d = symderiv.derive(model)
+>>> d.gradient("V")   # Σ_t δy_{h,t} h_{t-1}ᵀ
+"""
+
+from .derive import Derivation, derive
+from .errors import ClaimError, ModelError, SymderivError
+from .language import load, parse
+from .model import Model
+
+__all__ = ["load", "parse", "derive", "Model", "Derivation", "ModelError", "ClaimError", "SymderivError"]
+__version__ = "0.1.0"

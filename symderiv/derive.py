@@ -1,0 +1,331 @@
+"""The reverse sweep over one generic time step.
+
+Walk the equations backwards (consumers first); every node hands its adjoint to its
+children through its rule in ``ops``.  A contribution to ``h[t-k]`` from the equation at
+step t is a term of δh at step t written ``…_{t+k}`` (BPTT), with δ beyond T zero; a
+parameter's gradient is Σ_t of what it receives per step.
+
+Then the closed forms: a quantity that is an activation's output and has one consumer (o,
+r̂, a_in) is inlined into the adjoint of its pre-activation; every other adjoint keeps its
+name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import MatrixSymbol, OneMatrix
+
+from .expr import (
+    Apply,
+    At,
+    Delta,
+    LogSoftmax,
+    Softmax,
+    TimeSum,
+    add,
+    at_step,
+    is_zero,
+    shift,
+)
+from .model import Model, Quantity
+from .names import split_name
+from .ops import vjp
+from .simplify import collect, positive_first, tidy
+
+ACTIVATIONS = (Apply, Softmax, LogSoftmax)
+
+
+@dataclass
+class Term:
+    """One contribution to an adjoint.  ``offset`` = consumer's step − this quantity's step.
+
+    At step s the term counts when its consumer's step s + offset lies in 1..T (always for
+    offset 0 within the sequence; the BPTT terms vanish at the end, δ_{T+1} = 0).
+    """
+
+    expr: sp.Basic
+    offset: int = 0
+
+
+@dataclass
+class Adjoint:
+    """∂L/∂q for one quantity: the chain-rule contributions and the closed form."""
+
+    quantity: Quantity
+    symbol: sp.Basic  # δq_t (``At(Delta(q), 0)``) or δq
+    terms: list[Term] = field(default_factory=list)  # per step (a sequence quantity)
+    per_step: list[sp.Basic] = field(default_factory=list)  # static quantity: summed over t
+    static: list[sp.Basic] = field(default_factory=list)  # static quantity: from static equations
+    named: bool = True
+    closed_terms: list[Term] = field(default_factory=list)
+    closed_per_step: sp.Basic | None = None
+    closed_static: sp.Basic | None = None
+
+    @property
+    def name(self) -> str:
+        return self.quantity.name
+
+    @property
+    def sequence(self) -> bool:
+        return self.quantity.sequence
+
+    @property
+    def chain(self):
+        """The one-step chain rule: the adjoint in terms of its consumers' adjoints."""
+        if self.sequence:
+            return _sum([t.expr for t in self.terms], self.symbol)
+        parts = []
+        if self.per_step:
+            parts.append(TimeSum(_sum(self.per_step, self.symbol)))
+        parts.extend(self.static)
+        return _sum(parts, self.symbol)
+
+    @property
+    def closed(self):
+        """The closed form, with named adjoints of other quantities in it."""
+        if self.sequence:
+            return positive_first(_sum([t.expr for t in self.closed_terms], self.symbol))
+        parts = []
+        if self.closed_per_step is not None:
+            parts.append(TimeSum(self.closed_per_step))
+        if self.closed_static is not None:
+            parts.append(self.closed_static)
+        return _sum(parts, self.symbol)
+
+
+@dataclass
+class Gradient:
+    """∂L/∂p = Σ_t per_step + static + the adjoints of the states initialised by p."""
+
+    param: Quantity
+    per_step: sp.Basic | None
+    static: sp.Basic | None
+    initial: list[tuple[str, int, sp.Basic]]  # (quantity, step k <= 0, its adjoint at step k)
+
+    @property
+    def name(self) -> str:
+        return self.param.name
+
+    @property
+    def expr(self):
+        parts = []
+        if self.per_step is not None:
+            parts.append(TimeSum(self.per_step))
+        if self.static is not None:
+            parts.append(self.static)
+        parts.extend(e for _, _, e in self.initial)
+        return _sum(parts, MatrixSymbol(self.name, *self.param.shape))
+
+
+def _sum(parts, like):
+    parts = [p for p in parts if p is not None and not is_zero(p)]
+    if not parts:
+        return sp.ZeroMatrix(*like.shape)
+    return add(*parts)
+
+
+class Derivation:
+    """Every adjoint and every gradient of a model, as SymPy matrix expressions."""
+
+    def __init__(self, model: Model, adjoints: dict[str, Adjoint], gradients: dict[str, Gradient],
+                 preactivations: dict[str, str], seconds: float):
+        self.model = model
+        self.adjoints = adjoints
+        self.gradients = gradients
+        self.preactivations = preactivations  # activation quantity → its pre-activation's name
+        self.seconds = seconds
+
+    def adjoint(self, name: str):
+        """The closed form of δ``name`` (per step for a sequence quantity)."""
+        return self.adjoints[name].closed
+
+    def gradient(self, name: str):
+        """The closed form of ∂L/∂``name`` for a parameter."""
+        return self.gradients[name].expr
+
+    @property
+    def backward_order(self) -> list[Adjoint]:
+        """Adjoints in the order a reader (and the backward pass) computes them."""
+        return [self.adjoints[q.name] for q in reversed(self.model.equations)
+                if q.name in self.adjoints and q.role != "loss"]
+
+    @property
+    def named(self) -> list[Adjoint]:
+        return [a for a in self.backward_order if a.named]
+
+    def _repr_latex_(self) -> str:
+        from .printing import derivation_latex
+        return derivation_latex(self)
+
+    def __repr__(self) -> str:
+        return f"<Derivation of {self.model.name}: {len(self.gradients)} gradients>"
+
+
+def derive(model: Model) -> Derivation:
+    """Derive every adjoint and every parameter gradient of ``model``."""
+    start = time.perf_counter()
+    model, pre = name_preactivations(model)
+    sweep = _Sweep(model)
+    for q in reversed(model.equations):
+        sweep.equation(q)
+    adjoints = sweep.adjoints
+    distributions = frozenset(q.name for q in model.data if q.distribution)
+    _choose_named(model, adjoints)
+    _close(model, adjoints, distributions)
+    gradients = {p.name: _gradient(model, p, sweep, adjoints, distributions) for p in model.params}
+    return Derivation(model, {k: v for k, v in adjoints.items() if v.quantity.role != "param"}, gradients, pre,
+                      time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------
+# Pre-activations.
+
+
+def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
+    """``h = σ(U a + V h₋₁ + b)`` becomes ``y_h = U a + V h₋₁ + b``, ``h = σ(y_h)``."""
+    quantities: dict[str, Quantity] = {}
+    order: list[str] = []
+    pre: dict[str, str] = {}
+    taken = set(model.quantities) | set(model.dims) | {model.time_index, getattr(model.length, "name", None)}
+    for name, q in model.quantities.items():
+        if q.role in ("intermediate",) and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.args[-1]):
+            inner = q.expr.args[-1]
+            y = _preactivation_name(name, taken)
+            taken.add(y)
+            sym = MatrixSymbol(y, *inner.shape)
+            quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
+            ref = At(sym, 0) if q.sequence else sym
+            quantities[name] = Quantity(q.name, q.role, q.symbol, q.sequence, q.pos,
+                                        expr=q.expr.func(*q.expr.args[:-1], ref))
+            pre[name] = y
+        else:
+            quantities[name] = q
+    for name in model.order:
+        if name in pre:
+            order.append(pre[name])
+        order.append(name)
+    return Model(model.name, model.path, model.dims, quantities, model.loss, model.time_index, model.length,
+                 model.states, model.latex_overrides, order), pre
+
+
+def _is_ref(e) -> bool:
+    return isinstance(e, (At, MatrixSymbol))
+
+
+def _preactivation_name(name: str, taken: set) -> str:
+    parts = split_name(name)
+    candidates = [f"y_{parts.body}", f"y_{name}"] + [f"y_{name}_{i}" for i in range(2, 100)]
+    return next(c for c in candidates if c not in taken)
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep.
+
+
+class _Sweep:
+    def __init__(self, model: Model):
+        self.model = model
+        self.adjoints: dict[str, Adjoint] = {}
+        for q in model.quantities.values():
+            if q.role in ("intermediate", "param", "loss"):
+                sym = At(Delta(q.symbol), 0) if q.sequence else Delta(q.symbol)
+                self.adjoints[q.name] = Adjoint(q, sym)
+
+    def equation(self, q: Quantity) -> None:
+        g = OneMatrix(1, 1) if q.role == "loss" else self.adjoints[q.name].symbol
+        self.back(q.expr, g, self.model.ref(q.name), q.sequence)
+
+    def back(self, node, g, out, step: bool) -> None:
+        if is_zero(g):
+            return
+        if isinstance(node, At):
+            adj = self.adjoints.get(node.base.name)
+            if adj is not None:  # data is not differentiated
+                adj.terms.append(Term(shift(g, -node.offset), -node.offset))
+            return
+        if isinstance(node, MatrixSymbol):
+            adj = self.adjoints.get(node.name)
+            if adj is not None:
+                (adj.per_step if step else adj.static).append(g)
+            return
+        if isinstance(node, TimeSum):
+            self.back(node.arg, g, node.arg, True)
+            return
+        if not node.args or isinstance(node, (sp.OneMatrix, sp.ZeroMatrix, sp.Identity)):
+            return
+        for child, contribution in zip(node.args, vjp(node, g, out)):
+            if contribution is not None and getattr(child, "is_Matrix", False):
+                self.back(child, contribution, child, step)
+
+
+# ---------------------------------------------------------------------------------------
+# Closed forms.
+
+
+def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
+    """Inline the adjoint of an activation's output that has one consumer; name the rest."""
+    for adj in adjoints.values():
+        q = adj.quantity
+        single = (len(adj.terms) == 1 and adj.terms[0].offset == 0 and not adj.per_step and not adj.static) or (
+            not adj.terms and not adj.per_step and len(adj.static) == 1)
+        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single)
+
+
+def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:
+    """Closed forms, consumers first, with inlined adjoints substituted."""
+    seq_inline: dict = {}  # Delta(q) → δq_t, for a sequence quantity (used as At(Delta(q), k))
+    static_inline: dict = {}  # Delta(q) → δq, for a static one
+
+    def finish(e):
+        return tidy(_substitute(e, seq_inline, static_inline), distributions)
+
+    for q in list(reversed(model.equations)) + model.params:
+        adj = adjoints[q.name]
+        if q.role == "loss":
+            continue
+        if adj.sequence:
+            groups: dict[int, list] = {}
+            for t in adj.terms:
+                groups.setdefault(t.offset, []).append(finish(t.expr))
+            adj.closed_terms = [Term(positive_first(e), k) for k, es in sorted(groups.items())
+                                if (e := collect(es)) is not None and not is_zero(e)]
+        else:
+            adj.closed_per_step = collect([finish(e) for e in adj.per_step])
+            adj.closed_static = collect([finish(e) for e in adj.static])
+        if not adj.named:
+            if adj.sequence:
+                seq_inline[adj.symbol.base] = adj.closed_terms[0].expr if adj.closed_terms else \
+                    sp.ZeroMatrix(*q.shape)
+            else:
+                static_inline[adj.symbol] = adj.closed
+
+
+def _substitute(e, seq_inline: dict, static_inline: dict):
+    """Replace inlined adjoint symbols by their closed forms (shifted to the right step)."""
+    if isinstance(e, At):
+        return shift(seq_inline[e.base], e.offset) if e.base in seq_inline else e
+    if isinstance(e, Delta):
+        return static_inline.get(e, e)
+    if not e.args or not (seq_inline or static_inline):
+        return e
+    args = [_substitute(a, seq_inline, static_inline) for a in e.args]
+    return e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+
+
+def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints, distributions) -> Gradient:
+    adj = adjoints[p.name]
+    initial = []
+    for qname, steps in model.states.items():
+        for k, value in sorted(steps.items(), reverse=True):
+            if value == p.symbol:
+                initial.append((qname, k, at_step_adjoint(adjoints[qname], k)))
+    return Gradient(p, adj.closed_per_step, adj.closed_static, initial)
+
+
+def at_step_adjoint(adj: Adjoint, k: int):
+    """δq at a state step k <= 0: only the terms whose consumer step k + offset is >= 1."""
+    terms = [at_step(t.expr, k) for t in adj.closed_terms if k + t.offset >= 1]
+    return _sum(terms, adj.symbol)

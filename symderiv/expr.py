@@ -1,0 +1,368 @@
+"""The matrix expression nodes symderiv adds to SymPy, and builders that keep forms tidy.
+
+Everything is a SymPy ``MatrixExpr``; a scalar is a 1x1 matrix, so one set of rules covers
+scaling, broadcasting and sums of entries (``sum(v)`` is ``1^T v``).  A time-indexed
+quantity is ``At(symbol, offset)``: ``h[t-1]`` is ``At(h, -1)``, so one generic step
+describes the whole sequence.  An adjoint is ``Delta(symbol)``, itself time-indexed by ``At``.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import (
+    HadamardPower,
+    HadamardProduct,
+    Integer,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+    ZeroMatrix,
+)
+from sympy.core.symbol import Str
+from sympy.core.sympify import _sympify
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
+
+def _str(name) -> Str:
+    return name if isinstance(name, Str) else Str(name)
+
+
+class Delta(MatrixExpr):
+    """The adjoint ∂L/∂q of a quantity q (same shape as q)."""
+
+    def __new__(cls, base):
+        return MatrixExpr.__new__(cls, base)
+
+    @property
+    def base(self) -> MatrixSymbol:
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.base.shape
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+
+class At(MatrixExpr):
+    """A sequence quantity (or its adjoint) at step ``t + offset``."""
+
+    def __new__(cls, base, offset=0):
+        return MatrixExpr.__new__(cls, base, Integer(offset))
+
+    @property
+    def base(self):
+        return self.args[0]
+
+    @property
+    def offset(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def shape(self):
+        return self.base.shape
+
+
+class Apply(MatrixExpr):
+    """An elementwise function (``sigmoid``, ``tanh``, ...) applied to every entry."""
+
+    def __new__(cls, fname, arg):
+        return MatrixExpr.__new__(cls, _str(fname), _sympify(arg))
+
+    @property
+    def fname(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self):
+        return self.args[1]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+class Softmax(MatrixExpr):
+    """softmax over the entries of a column vector."""
+
+    def __new__(cls, arg):
+        return MatrixExpr.__new__(cls, _sympify(arg))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+class LogSoftmax(Softmax):
+    """log(softmax(z)), kept as one node so it can be computed stably."""
+
+
+class Concat(MatrixExpr):
+    """Column vectors stacked on top of each other."""
+
+    def __new__(cls, *parts):
+        return MatrixExpr.__new__(cls, *map(_sympify, parts))
+
+    @property
+    def shape(self):
+        return (sp.Add(*(p.shape[0] for p in self.args)), Integer(1))
+
+
+class RowSlice(MatrixExpr):
+    """Rows ``start .. stop-1`` (0-based, symbolic) of a column vector: the inverse of Concat."""
+
+    def __new__(cls, arg, start, stop):
+        return MatrixExpr.__new__(cls, _sympify(arg), _sympify(start), _sympify(stop))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def start(self):
+        return self.args[1]
+
+    @property
+    def stop(self):
+        return self.args[2]
+
+    @property
+    def shape(self):
+        return (sp.expand(self.stop - self.start), self.arg.shape[1])
+
+
+class TimeSum(MatrixExpr):
+    """Σ_{t=1}^{T} of a per-step expression."""
+
+    def __new__(cls, arg):
+        return MatrixExpr.__new__(cls, _sympify(arg))
+
+    @property
+    def arg(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.arg.shape
+
+
+# ---------------------------------------------------------------------------------------
+# Builders.  They keep expressions in a small normal form: numeric coefficients pulled to
+# the front of a product, zeros dropped, nested sums and products flattened.  We never call
+# a global ``simplify``; SymPy's own canonicalisation reorders Hadamard factors, which the
+# printers undo for reading.
+
+
+def is_zero(e) -> bool:
+    return isinstance(e, ZeroMatrix) or (not getattr(e, "is_Matrix", False) and e == 0)
+
+
+def same_shape(a, b) -> bool:
+    return all(sp.expand(x - y) == 0 for x, y in zip(a.shape, b.shape))
+
+
+def zeros_like(e) -> ZeroMatrix:
+    return ZeroMatrix(*e.shape)
+
+
+def coeff_and_rest(e):
+    """Split ``c * X`` into a number ``c`` and the matrix part ``X``."""
+    if isinstance(e, MatMul):
+        coeffs = [a for a in e.args if not a.is_Matrix]
+        mats = [a for a in e.args if a.is_Matrix]
+        if coeffs:
+            c = sp.Mul(*coeffs)
+            rest = mats[0] if len(mats) == 1 else MatMul(*mats)
+            return c, rest
+    return Integer(1), e
+
+
+def add(*terms):
+    """Sum of matrix expressions of one shape; like terms combine, zeros vanish, order stays."""
+    combined: dict = {}
+    for term in terms:
+        for t in term.args if isinstance(term, MatAdd) else (term,):
+            if is_zero(t):
+                continue
+            c, rest = coeff_and_rest(t)
+            combined[rest] = combined.get(rest, Integer(0)) + c
+    flat = [scale(c, rest) for rest, c in combined.items() if c != 0]
+    if not flat:
+        return zeros_like(terms[0])
+    return flat[0] if len(flat) == 1 else MatAdd(*flat)
+
+
+def scale(c, e):
+    """Number times matrix."""
+    c = _sympify(c)
+    if c == 0 or is_zero(e):
+        return zeros_like(e)
+    if c == 1:
+        return e
+    c0, rest = coeff_and_rest(e)
+    c = c * c0
+    if c == 1:
+        return rest
+    if isinstance(rest, MatMul):
+        return MatMul(c, *rest.args)
+    return MatMul(c, rest)
+
+
+def neg(e):
+    return scale(-1, e)
+
+
+def sub(a, b):
+    return add(a, neg(b))
+
+
+def matmul(*factors):
+    """Matrix product; numeric coefficients are collected in front."""
+    coeff = Integer(1)
+    mats = []
+    for f in factors:
+        if not getattr(f, "is_Matrix", False):
+            coeff *= f
+            continue
+        if is_zero(f):
+            rows = factors[0].shape[0] if factors[0].is_Matrix else f.shape[0]
+            return ZeroMatrix(rows, factors[-1].shape[1])
+        c, rest = coeff_and_rest(f)
+        coeff *= c
+        mats.extend(rest.args if isinstance(rest, MatMul) else [rest])
+    # A 1x1 all-ones factor between others is the identity (it comes from broadcasting).
+    if len(mats) > 1:
+        mats = [m for m in mats if not (isinstance(m, OneMatrix) and m.shape == (1, 1))] or mats[:1]
+    product = mats[0] if len(mats) == 1 else MatMul(*mats)
+    return scale(coeff, product)
+
+
+def hadamard(*factors):
+    """Elementwise product; numeric coefficients are pulled out, x ⊙ x^{∘-1} cancels."""
+    coeff = Integer(1)
+    flat = []
+    for f in factors:
+        c, rest = coeff_and_rest(f)
+        coeff *= c
+        if is_zero(rest):
+            return zeros_like(rest)
+        if isinstance(rest, HadamardProduct):
+            flat.extend(rest.args)
+        elif isinstance(rest, OneMatrix):
+            continue
+        else:
+            flat.append(rest)
+    flat = _cancel_powers(flat)
+    if not flat:
+        return scale(coeff, OneMatrix(*factors[0].shape))
+    product = flat[0] if len(flat) == 1 else HadamardProduct(*flat)
+    return scale(coeff, product)
+
+
+def _cancel_powers(factors):
+    """Merge x ⊙ x^{∘k} into x^{∘(k+1)} and drop x^{∘0}; keeps first-seen order."""
+    powers: dict = {}
+    order = []
+    for f in factors:
+        base, exp = (f.args[0], f.args[1]) if isinstance(f, HadamardPower) else (f, Integer(1))
+        if base not in powers:
+            order.append(base)
+            powers[base] = Integer(0)
+        powers[base] += exp
+    out = []
+    for base in order:
+        k = powers[base]
+        if k == 0:
+            continue
+        out.append(base if k == 1 else HadamardPower(base, k))
+    return out
+
+
+def hadamard_div(a, b):
+    return hadamard(a, HadamardPower(b, -1))
+
+
+def transpose(e):
+    if isinstance(e, Transpose):
+        return e.arg
+    if isinstance(e, (ZeroMatrix, OneMatrix)):
+        return type(e)(e.shape[1], e.shape[0])
+    if e.shape == (1, 1) and isinstance(e, MatrixSymbol):
+        return e
+    c, rest = coeff_and_rest(e)
+    if c != 1:
+        return scale(c, transpose(rest))
+    if isinstance(rest, MatMul):
+        return matmul(*[transpose(f) for f in reversed(rest.args)])
+    if isinstance(rest, MatAdd):
+        return add(*[transpose(t) for t in rest.args])
+    return Transpose(rest)
+
+
+def ones(rows, cols=1) -> OneMatrix:
+    return OneMatrix(rows, cols)
+
+
+def broadcast(e, shape):
+    """A 1x1 expression (or a number) spread over ``shape``."""
+    rows, cols = shape
+    if not getattr(e, "is_Matrix", False):
+        return scale(e, OneMatrix(rows, cols))
+    if (rows, cols) == (1, 1):
+        return e
+    if cols == 1:
+        return matmul(OneMatrix(rows, 1), e)
+    if rows == 1:
+        return matmul(e, OneMatrix(1, cols))
+    return matmul(OneMatrix(rows, 1), e, OneMatrix(1, cols))
+
+
+def shift(e, k: int):
+    """Move every time-indexed symbol of ``e`` by ``k`` steps."""
+    if k == 0:
+        return e
+    return e.replace(lambda x: isinstance(x, At), lambda x: At(x.base, x.offset + k))
+
+
+def deltas(e) -> set:
+    """The adjoint symbols (``At(Delta(q), k)`` or static ``Delta(q)``) that ``e`` uses."""
+    found = set()
+    for node in sp.preorder_traversal(e):
+        if isinstance(node, At) and isinstance(node.base, Delta):
+            found.add(node)
+        elif isinstance(node, Delta):
+            found.add(node)
+    # A static Delta inside an At was counted twice; keep the outer form.
+    return {d for d in found if not (isinstance(d, Delta) and any(isinstance(o, At) and o.base == d for o in found))}
+
+
+class AtStep(MatrixExpr):
+    """A sequence quantity (or its adjoint) at a fixed step, such as h_0 or δy_{h,1}."""
+
+    def __new__(cls, base, step):
+        return MatrixExpr.__new__(cls, base, Integer(step))
+
+    @property
+    def base(self):
+        return self.args[0]
+
+    @property
+    def step(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def shape(self):
+        return self.base.shape
+
+
+def at_step(e, k: int):
+    """``e`` (written at step t) evaluated at step ``k``: every ``At(b, i)`` becomes ``AtStep(b, k + i)``."""
+    return e.replace(lambda x: isinstance(x, At), lambda x: AtStep(x.base, k + x.offset))

@@ -1,0 +1,110 @@
+"""The intermediate representation of a model: dims, quantities, equations, one loss.
+
+Dims are positive integer SymPy symbols.  Every quantity is a ``MatrixSymbol`` (a scalar is
+1x1); a sequence quantity is referred to at a step through ``At(symbol, offset)``.  The
+equations are SymPy matrix expressions over those symbols, already shape-checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import MatrixSymbol
+
+from .errors import Position
+from .expr import At
+from .names import latex_name, unicode_name
+
+ROLES = ("input", "target", "param", "intermediate", "loss")
+
+
+@dataclass
+class Quantity:
+    name: str
+    role: str
+    symbol: MatrixSymbol
+    sequence: bool
+    pos: Position
+    expr: sp.Basic | None = None  # the defining expression, for intermediates and the loss
+    distribution: bool = False  # a target whose vectors sum to one
+    auxiliary: bool = False  # a name symderiv introduced (a pre-activation)
+    declared_shape: tuple | None = None  # shape as written in the file, for PARAMS/INPUTS
+
+    @property
+    def shape(self):
+        return self.symbol.shape
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape == (1, 1)
+
+    @property
+    def is_vector(self) -> bool:
+        return self.shape[1] == 1 and not self.is_scalar
+
+    @property
+    def kind(self) -> str:
+        return "scalar" if self.is_scalar else "vector" if self.is_vector else "matrix"
+
+
+@dataclass
+class Model:
+    name: str
+    path: str
+    dims: dict[str, sp.Symbol]
+    quantities: dict[str, Quantity]
+    loss: str
+    time_index: str | None = None
+    length: sp.Symbol | None = None
+    states: dict[str, dict[int, sp.Basic]] = field(default_factory=dict)
+    latex_overrides: dict[str, str] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # intermediates, dependencies first
+
+    # --- lookups ------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Quantity:
+        return self.quantities[name]
+
+    def by_role(self, role: str) -> list[Quantity]:
+        return [q for q in self.quantities.values() if q.role == role]
+
+    @property
+    def params(self) -> list[Quantity]:
+        return self.by_role("param")
+
+    @property
+    def data(self) -> list[Quantity]:
+        return [q for q in self.quantities.values() if q.role in ("input", "target")]
+
+    @property
+    def equations(self) -> list[Quantity]:
+        """Every defined quantity (intermediates, then the loss), dependencies first."""
+        return [self.quantities[n] for n in self.order]
+
+    @property
+    def has_time(self) -> bool:
+        return self.time_index is not None
+
+    def quantity_of(self, symbol) -> Quantity:
+        return self.quantities[symbol.name]
+
+    def ref(self, name: str, offset: int | None = None):
+        """The expression for a quantity: ``At(sym, offset)`` for a sequence, else ``sym``."""
+        q = self.quantities[name]
+        return At(q.symbol, offset or 0) if q.sequence else q.symbol
+
+    def max_lag(self, name: str) -> int:
+        """How many steps back the recurrence of ``name`` reaches (0 if it is not recurrent)."""
+        return 1 - min(self.states[name]) if name in self.states else 0
+
+    # --- spelling -----------------------------------------------------------------------
+
+    def latex(self, name: str, step: str | None = None) -> str:
+        q = self.quantities.get(name)
+        bold = q is None or not q.is_scalar
+        return latex_name(name, bold=bold, step=step, override=self.latex_overrides.get(name),
+                          calligraphic=q is not None and q.role == "loss")
+
+    def unicode(self, name: str, step: str | None = None) -> str:
+        return unicode_name(name, step=step)

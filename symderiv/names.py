@@ -1,0 +1,112 @@
+"""How a model name is spelled in LaTeX and in Unicode, the way a homework writes it.
+
+``W_in`` → W^(in) (a longer suffix becomes an upright superscript), ``b_h`` → b_h (a
+one-letter suffix is a subscript), ``r_hat`` → r̂, and the step joins the subscript:
+``y_o`` at step t is y_{o,t}.  Matrices and vectors are bold, scalars are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+    "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi",
+    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi",
+    "Psi", "Omega",
+}
+ACCENTS = {"hat": ("\\hat", "\u0302"), "bar": ("\\bar", "\u0304"), "tilde": ("\\tilde", "\u0303")}
+
+
+@dataclass(frozen=True)
+class NameParts:
+    body: str
+    subscripts: tuple[str, ...] = ()
+    superscripts: tuple[str, ...] = ()
+    accent: str | None = None
+
+
+def split_name(name: str) -> NameParts:
+    """``a_in`` → body a, superscript in; ``y_o`` → subscript o; ``r_hat`` → accent hat."""
+    body, *rest = name.split("_")
+    if not body:  # a name like ``_x``: keep it whole
+        return NameParts(name)
+    subs, sups, accent = [], [], None
+    for part in rest:
+        if not part:
+            continue
+        if part in ACCENTS and accent is None:
+            accent = part
+        elif len(part) == 1 or part.isdigit():
+            subs.append(part)
+        else:
+            sups.append(part)
+    return NameParts(body, tuple(subs), tuple(sups), accent)
+
+
+def _latex_body(body: str, bold: bool) -> str:
+    if body in GREEK:
+        core = "\\" + body
+        return f"\\boldsymbol{{{core}}}" if bold else core
+    if len(body) > 1:
+        core = f"\\mathrm{{{body}}}"
+        return f"\\mathbf{{{body}}}" if bold else core
+    return f"\\mathbf{{{body}}}" if bold else body
+
+
+def _latex_word(word: str) -> str:
+    if word.isdigit() or len(word) == 1:
+        return word
+    if word in GREEK:
+        return "\\" + word
+    return "\\mathrm{" + word.replace("_", "\\_") + "}"
+
+
+def latex_name(name: str, *, bold: bool, step: str | None = None, override: str | None = None,
+               calligraphic: bool = False) -> str:
+    """The LaTeX spelling of ``name``, optionally at a step such as ``t-1``."""
+    if override is not None:
+        return override if step is None else f"{{{override}}}_{{{step}}}"
+    parts = split_name(name)
+    if calligraphic and len(parts.body) == 1 and parts.body.isupper():
+        core = f"\\mathcal{{{parts.body}}}"
+    else:
+        core = _latex_body(parts.body, bold)
+    if parts.accent:
+        core = f"{ACCENTS[parts.accent][0]}{{{core}}}"
+    subs = [_latex_word(s) for s in parts.subscripts]
+    if step is not None:
+        subs.append(step)
+    text = core
+    if parts.superscripts:
+        text += "^{(" + ",".join(_latex_word(s) for s in parts.superscripts) + ")}"
+    if subs:
+        sub = ",".join(subs)
+        text += f"_{{{sub}}}" if len(sub) > 1 else f"_{sub}"
+    return text
+
+
+_GREEK_CHARS = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "zeta": "ζ",
+    "eta": "η", "theta": "θ", "iota": "ι", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν",
+    "xi": "ξ", "pi": "π", "rho": "ρ", "sigma": "σ", "tau": "τ", "upsilon": "υ", "phi": "φ",
+    "chi": "χ", "psi": "ψ", "omega": "ω", "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ",
+    "Lambda": "Λ", "Xi": "Ξ", "Pi": "Π", "Sigma": "Σ", "Upsilon": "Υ", "Phi": "Φ", "Psi": "Ψ",
+    "Omega": "Ω",
+}
+
+
+def unicode_name(name: str, *, step: str | None = None) -> str:
+    """The terminal spelling: ``h_out`` at ``t`` is ``h^(out)_t``, ``r_hat`` is ``r̂``."""
+    parts = split_name(name)
+    core = _GREEK_CHARS.get(parts.body, parts.body)
+    if parts.accent:
+        core += ACCENTS[parts.accent][1]
+    text = core
+    if parts.superscripts:
+        text += "^(" + ",".join(parts.superscripts) + ")"
+    subs = list(parts.subscripts) + ([step] if step is not None else [])
+    if subs:
+        sub = ",".join(subs)
+        text += f"_{{{sub}}}" if len(sub) > 1 else f"_{sub}"
+    return text

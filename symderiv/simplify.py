@@ -1,0 +1,165 @@
+"""Small rewrite passes over derived expressions; never a global ``sympy.simplify``.
+
+- ``tidy``: rebuild bottom-up through the builders of ``expr`` (coefficients in front, zeros
+  dropped, x ⊙ x^{∘-1} cancelled) and apply the identities that fuse softmax with
+  cross-entropy: uᵀ(v ⊘ u) = 1ᵀv, and 1ᵀr = 1 for a target declared a distribution.
+- ``collect``: gather what the terms of a sum share (a Hadamard factor, a left or right
+  matrix factor, a row slice), so results read collected rather than expanded.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+
+from .expr import (
+    Apply,
+    At,
+    AtStep,
+    Concat,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    add,
+    coeff_and_rest,
+    hadamard,
+    matmul,
+    scale,
+    transpose,
+)
+
+
+def tidy(e, distributions: frozenset = frozenset()):
+    """Rebuild ``e`` in normal form; ``distributions`` names targets whose vectors sum to one."""
+    return _Tidy(distributions).run(e)
+
+
+class _Tidy:
+    def __init__(self, distributions):
+        self.distributions = distributions
+
+    def run(self, e):
+        if not getattr(e, "is_Matrix", False) or not e.args:
+            return e
+        if isinstance(e, (At, AtStep)) or e.is_symbol or isinstance(e, OneMatrix):
+            return e
+        if isinstance(e, MatAdd):
+            return add(*[self.run(a) for a in e.args])
+        if isinstance(e, MatMul):
+            coeff, rest = coeff_and_rest(matmul(*[self.run(a) for a in e.args]))
+            mats = rest.args if isinstance(rest, MatMul) else (rest,)
+            return scale(coeff, self._matmul(mats))
+        if isinstance(e, HadamardProduct):
+            return hadamard(*[self.run(a) for a in e.args])
+        if isinstance(e, Transpose):
+            return transpose(self.run(e.arg))
+        if isinstance(e, HadamardPower):
+            return HadamardPower(self.run(e.args[0]), e.args[1])
+        if isinstance(e, RowSlice):
+            inner = self.run(e.arg)
+            if isinstance(inner, MatAdd):
+                return add(*[RowSlice(a, e.start, e.stop) for a in inner.args])
+            c, rest = coeff_and_rest(inner)
+            return scale(c, RowSlice(rest, e.start, e.stop))
+        if isinstance(e, (Apply, Softmax, Concat, TimeSum)):
+            return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
+        return e
+
+    def _matmul(self, mats):
+        mats = list(mats)
+        changed = True
+        while changed:
+            changed = False
+            for i in range(len(mats) - 1):
+                new = self._pair(mats[i], mats[i + 1])
+                if new is not None:
+                    mats[i:i + 2] = [m for m in new if m is not None]
+                    changed = True
+                    break
+        if not mats:
+            return OneMatrix(1, 1)
+        return matmul(*mats)
+
+    def _pair(self, a, b):
+        """Identities on two adjacent factors; None when nothing applies."""
+        # uᵀ (v ⊙ u^{∘-1}) = 1ᵀ v
+        if isinstance(a, Transpose) and isinstance(b, HadamardProduct):
+            inv = HadamardPower(a.arg, -1)
+            if inv in b.args:
+                rest = [f for f in b.args if f != inv]
+                return [OneMatrix(1, a.arg.shape[0]), rest[0] if len(rest) == 1 else HadamardProduct(*rest)]
+        # 1ᵀ r = 1 for a distribution target
+        if isinstance(a, OneMatrix) and a.shape[0] == 1 and self._is_distribution(b):
+            return [OneMatrix(1, 1)]
+        return None
+
+    def _is_distribution(self, e) -> bool:
+        return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def collect(terms: list):
+    """Sum the terms, gathering a factor that all of them share."""
+    terms = [t for t in terms if not _zero(t)]
+    if not terms:
+        return None
+    if len(terms) == 1:
+        return terms[0]
+    # A common row slice: (a)[i:j] + (b)[i:j] = (a + b)[i:j]
+    if all(isinstance(t, RowSlice) for t in terms) and len({(t.start, t.stop) for t in terms}) == 1:
+        return RowSlice(collect([t.arg for t in terms]), terms[0].start, terms[0].stop)
+    # A common Hadamard factor: x ⊙ a + x ⊙ b = x ⊙ (a + b)
+    factor_lists = [_hadamard_factors(t) for t in terms]
+    common = [f for f in factor_lists[0][1] if all(f in fl[1] for fl in factor_lists[1:])]
+    if common:
+        rests = []
+        for coeff, factors in factor_lists:
+            left = list(factors)
+            for f in common:
+                left.remove(f)
+            rests.append(scale(coeff, hadamard(*left) if left else OneMatrix(*terms[0].shape)))
+        return hadamard(*common, collect(rests))
+    # A common left or right matrix factor: A x + A y = A (x + y)
+    for side in (0, -1):
+        facs = [_matmul_factors(t) for t in terms]
+        if all(len(f[1]) > 1 for f in facs) and len({f[1][side] for f in facs}) == 1:
+            shared = facs[0][1][side]
+            rests = [scale(c, matmul(*(m[1:] if side == 0 else m[:-1]))) for c, m in facs]
+            inner = collect(rests)
+            return matmul(shared, inner) if side == 0 else matmul(inner, shared)
+    return add(*terms)
+
+
+def _zero(e) -> bool:
+    from .expr import is_zero
+    return is_zero(e)
+
+
+def _hadamard_factors(e):
+    c, rest = coeff_and_rest(e)
+    if isinstance(rest, HadamardProduct):
+        return c, list(rest.args)
+    return c, [rest]
+
+
+def _matmul_factors(e):
+    c, rest = coeff_and_rest(e)
+    if isinstance(rest, MatMul):
+        return c, list(rest.args)
+    return c, [rest]
+
+
+def positive_first(e):
+    """Order the terms of a sum so that one with a positive sign leads: r̂ − r, not −r + r̂."""
+    if not isinstance(e, MatAdd):
+        return e
+    args = list(e.args)
+    for i, a in enumerate(args):
+        c, _ = coeff_and_rest(a)
+        if not (c.is_Number and c < 0):
+            if i:
+                args.insert(0, args.pop(i))
+            break
+    return MatAdd(*args)
