@@ -1,0 +1,79 @@
+"""The command line: ``symderiv derive | show | check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import SymderivError
+
+FORMATS = ("tex", "md", "py")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="symderiv", description="Symbolic gradients of neural networks, in closed form.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("derive", help="derive every gradient and write the LaTeX, Markdown and NumPy files")
+    d.add_argument("model")
+    d.add_argument("-o", "--output", default=".", help="output directory (default: .)")
+    d.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of tex,md,py")
+    d.add_argument("--force", action="store_true", help="overwrite files that symderiv did not write")
+    s = sub.add_parser("show", help="print the forward equations and the closed-form gradients")
+    s.add_argument("model")
+    c = sub.add_parser("check", help="check the gradients numerically and against SymPy's own differentiation")
+    c.add_argument("model")
+    c.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"derive": _derive, "show": _show, "check": _check}[args.command](args)
+    except SymderivError as err:
+        print(err.format(), file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{args.model}: error: the model is nested too deeply to process", file=sys.stderr)
+        return 2
+
+
+def _load(path: str):
+    from . import derive, load
+    model = load(path)
+    return model, derive(model)
+
+
+def _show(args) -> int:
+    from .report import show_text
+    _, d = _load(args.model)
+    sys.stdout.write(show_text(d))
+    return 0
+
+
+def _derive(args) -> int:
+    from .emit import write_outputs
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    _, d = _load(args.model)
+    written = write_outputs(d, args.output, formats, force=args.force)
+    print(f"{d.model.name}: {len(d.gradients)} gradients derived in {d.seconds:.2f} s")
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def _check(args) -> int:
+    from .certify import certify
+    model, d = _load(args.model)
+    result = certify(model, d, seed=args.seed)
+    sizes = ", ".join(f"{k}={v}" for k, v in result.dims.items()) + (f", T={result.T}" if result.T else "")
+    print(f"{model.name}: certification against SymPy's differentiation of the unrolled scalar network ({sizes})")
+    print(f"  {'parameter':<16} worst relative error")
+    for name, err in result.param_errors.items():
+        print(f"  {name:<16} {err:.2e}")
+    ok = result.ok
+    print("all agree" if ok else "DISAGREEMENT: some closed forms are wrong")
+    return 0 if ok else 1

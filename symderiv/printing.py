@@ -1,0 +1,333 @@
+"""Printers for derived expressions: LaTeX (write-ups, Markdown) and Unicode (terminal).
+
+One ``_print_<Node>`` method per node type, dispatched by SymPy's ``Printer``.  The two
+printers share the structure (what gets parenthesised, the order of Hadamard factors,
+x ⊙ y^{∘-1} read as a division) and differ only in their spelling.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.printing.printer import Printer
+
+from .expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
+from .model import Model
+from .ops import ELEMENTWISE
+
+
+def step_text(offset: int, index: str = "t", minus: str = "-") -> str:
+    if offset == 0:
+        return index
+    return f"{index}{minus}{-offset}" if offset < 0 else f"{index}+{offset}"
+
+
+class _MathPrinter(Printer):
+    """The shared structure; subclasses supply the spelling."""
+
+    printmethod = "_symderiv_print"
+
+    def __init__(self, model: Model):
+        super().__init__()
+        self.model = model
+        self.index = model.time_index or "t"
+
+    # --- spelling hooks -----------------------------------------------------------------
+    odot = oslash = plus = minus = ""
+    ones = zero = ""
+
+    def name(self, name: str, step: str | None) -> str:
+        raise NotImplementedError
+
+    def delta(self, body: str) -> str:
+        raise NotImplementedError
+
+    def paren(self, s: str) -> str:
+        raise NotImplementedError
+
+    def transpose(self, s: str) -> str:
+        raise NotImplementedError
+
+    def fraction(self, p: int, q: int) -> str:
+        raise NotImplementedError
+
+    def function(self, fname: str, arg: str, power: int = 1) -> str:
+        raise NotImplementedError
+
+    def timesum(self, body: str) -> str:
+        raise NotImplementedError
+
+    def slice(self, body: str, start: str, stop: str) -> str:
+        raise NotImplementedError
+
+    def stack(self, parts: list[str]) -> str:
+        raise NotImplementedError
+
+    def dim(self, e) -> str:
+        return str(e)
+
+    # --- leaves -------------------------------------------------------------------------
+
+    def _print_MatrixSymbol(self, e):
+        return self.name(e.name, None)
+
+    def _print_At(self, e: At):
+        step = step_text(e.offset, self.index, self.minus.strip() or "-")
+        if isinstance(e.base, Delta):
+            return self.delta(self.name(e.base.name, step))
+        return self.name(e.base.name, step)
+
+    def _print_AtStep(self, e: AtStep):
+        if isinstance(e.base, Delta):
+            return self.delta(self.name(e.base.name, str(e.step)))
+        return self.name(e.base.name, str(e.step))
+
+    def _print_Delta(self, e: Delta):
+        return self.delta(self.name(e.name, None))
+
+    def _print_OneMatrix(self, e: OneMatrix):
+        if e.shape == (1, 1):
+            return "1"
+        if e.shape[0] == 1:
+            return self.transpose(self.ones)
+        return self.ones
+
+    def _print_ZeroMatrix(self, e):
+        return self.zero
+
+    def _print_Identity(self, e):
+        return "I"
+
+    # --- operations ---------------------------------------------------------------------
+
+    def _print_MatAdd(self, e: MatAdd):
+        out = ""
+        for i, term in enumerate(e.args):
+            c, rest = coeff_and_rest(term)
+            negative = c.is_Number and c < 0
+            body = self._product(-c if negative else c, rest)
+            if i == 0:
+                out = (self.minus.strip() + body) if negative else body
+            else:
+                out += (self.minus if negative else self.plus) + body
+        return out
+
+    def _product(self, c, rest) -> str:
+        body = self._factor(rest, MatMul)
+        if c == 1:
+            return body
+        if c == -1:
+            return self.minus.strip() + body
+        num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self._print(c)
+        return num + " " + body
+
+    def _print_MatMul(self, e: MatMul):
+        c, rest = coeff_and_rest(e)
+        if c != 1:
+            return self._product(c, rest)
+        return " ".join(self._factor(a, MatMul) for a in e.args)
+
+    def _factor(self, e, within) -> str:
+        """Print ``e`` as a factor of a product, in parentheses when it is a sum."""
+        s = self._print(e)
+        if isinstance(e, MatAdd) or (isinstance(e, MatMul) and coeff_and_rest(e)[0] != 1):
+            return self.paren(s)
+        return s
+
+    def _print_HadamardProduct(self, e: HadamardProduct):
+        numer, denom = [], []
+        for f in _reading_order(e.args):
+            if isinstance(f, HadamardPower) and f.args[1] < 0:
+                denom.append(f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1]))
+            else:
+                numer.append(f)
+        parts = self._collapse_powers(numer)
+        out = self.odot.join(parts) if parts else self.ones
+        for d in denom:
+            out += self.oslash + self._factor(d, HadamardProduct)
+        return out
+
+    def _collapse_powers(self, factors) -> list[str]:
+        """tanh(c) ⊙ tanh(c) reads tanh²(c); a symbol repeated stays h ⊙ h."""
+        out, i = [], 0
+        while i < len(factors):
+            f = factors[i]
+            j = i
+            while j + 1 < len(factors) and factors[j + 1] == f:
+                j += 1
+            if j > i and isinstance(f, Apply):
+                out.append(self.function(f.fname, self._print(f.arg), power=j - i + 1))
+            else:
+                out.extend(self._factor(f, HadamardProduct) for _ in range(j - i + 1))
+            i = j + 1
+        return out
+
+    def _print_HadamardPower(self, e: HadamardPower):
+        base, k = e.args
+        if k == -1:
+            return self.ones + self.oslash + self._factor(base, HadamardProduct)
+        return self.power(self._factor(base, HadamardProduct), k)
+
+    def power(self, base: str, k) -> str:
+        raise NotImplementedError
+
+    def _print_Transpose(self, e: Transpose):
+        arg = e.arg
+        s = self._print(arg)
+        if not isinstance(arg, (MatrixSymbol, At, AtStep, Delta, OneMatrix)):
+            s = self.paren(s)
+        return self.transpose(s)
+
+    def _print_Apply(self, e: Apply):
+        return self.function(e.fname, self._print(e.arg))
+
+    def _print_Softmax(self, e: Softmax):
+        return self.function("softmax", self._print(e.arg))
+
+    def _print_LogSoftmax(self, e: LogSoftmax):
+        return self.function("log", self.function("softmax", self._print(e.arg)))
+
+    def _print_Concat(self, e: Concat):
+        return self.stack([self._print(a) for a in e.args])
+
+    def _print_RowSlice(self, e: RowSlice):
+        return self.slice(self._print(e.arg), self.dim(sp.expand(e.start + 1)), self.dim(e.stop))
+
+    def _print_TimeSum(self, e: TimeSum):
+        c, rest = coeff_and_rest(e.arg)
+        if c.is_Number and c < 0:  # −Σ_t r_tᵀ log r̂_t rather than Σ_t −r_tᵀ log r̂_t
+            return self.minus.strip() + self._print(TimeSum(rest if c == -1 else sp.MatMul(-c, rest)))
+        body = self._print(e.arg)
+        if isinstance(e.arg, MatAdd):
+            body = self.paren(body)
+        return self.timesum(body)
+
+    def _print_Integer(self, e):
+        return str(e)
+
+    def _print_Rational(self, e):
+        return self.fraction(int(e.p), int(e.q))
+
+    def emptyPrinter(self, e):
+        return str(e)
+
+
+def _has_delta(e) -> bool:
+    return any(isinstance(n, Delta) for n in sp.preorder_traversal(e))
+
+
+def _reading_order(factors):
+    """δh_t ⊙ o_t ⊙ (1 − o_t) reads best with a bare adjoint first and a compound one last:
+    ``o ⊙ (1 − o) ⊙ W^T δh``.  Otherwise the order of construction is kept."""
+    bare = [f for f in factors if isinstance(f, (At, AtStep, Delta)) and _has_delta(f)]
+    compound = [f for f in factors if f not in bare and _has_delta(f)]
+    rest = [f for f in factors if f not in bare and f not in compound]
+    return bare + rest + compound
+
+
+class LatexPrinter(_MathPrinter):
+    """LaTeX in the model's own notation (bold vectors, δ labels, ⊙, ⊘, ^⊤)."""
+
+    odot, oslash, plus, minus = r" \odot ", r" \oslash ", " + ", " - "
+    ones, zero = r"\mathbf{1}", r"\mathbf{0}"
+
+    def name(self, name, step):
+        if name in self.model.quantities:
+            return self.model.latex(name, step)
+        from .names import latex_name
+        return latex_name(name, bold=True, step=step)
+
+    def delta(self, body):
+        return r"\delta " + body
+
+    def paren(self, s):
+        return r"\left(" + s + r"\right)"
+
+    def transpose(self, s):
+        return "{" + s + r"}^{\top}"
+
+    def fraction(self, p, q):
+        return str(p) if q == 1 else rf"\frac{{{p}}}{{{q}}}"
+
+    def function(self, fname, arg, power=1):
+        if fname == "step":
+            return r"\mathbb{1}\left[" + arg + r" > 0\right]"
+        spelling = ELEMENTWISE[fname].latex if fname in ELEMENTWISE else rf"\operatorname{{{fname}}}"
+        sup = f"^{{{power}}}" if power != 1 else ""
+        return spelling + sup + r"\left(" + arg + r"\right)"
+
+    def power(self, base, k):
+        return base + rf"^{{\circ {k}}}"
+
+    def timesum(self, body):
+        T = self.model.length.name if self.model.length is not None else "T"
+        return rf"\sum_{{{self.index}=1}}^{{{T}}} " + body
+
+    def slice(self, body, start, stop):
+        return r"\left[" + body + r"\right]_{" + start + ":" + stop + "}"
+
+    def stack(self, parts):
+        return r"\begin{bmatrix} " + r" \\ ".join(parts) + r" \end{bmatrix}"
+
+    def dim(self, e):
+        return sp.latex(e)
+
+
+class UnicodePrinter(_MathPrinter):
+    """Readable terminal math: ``δy_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t``."""
+
+    odot, oslash, plus, minus = " ⊙ ", " ⊘ ", " + ", " − "
+    ones, zero = "1", "0"
+
+    def name(self, name, step):
+        return self.model.unicode(name, step.replace("-", "−") if step else step)
+
+    def delta(self, body):
+        return "δ" + body
+
+    def paren(self, s):
+        return "(" + s + ")"
+
+    def transpose(self, s):
+        return s + "ᵀ"
+
+    def fraction(self, p, q):
+        return str(p) if q == 1 else f"{p}/{q}"
+
+    def function(self, fname, arg, power=1):
+        if fname == "step":
+            return f"𝟙[{arg} > 0]"
+        spelling = ELEMENTWISE[fname].unicode if fname in ELEMENTWISE else fname
+        sup = {2: "²", 3: "³"}.get(power, f"^{power}") if power != 1 else ""
+        return f"{spelling}{sup}({arg})"
+
+    def power(self, base, k):
+        return f"{base}^∘{k}"
+
+    def timesum(self, body):
+        return f"Σ_{self.index} " + body
+
+    def slice(self, body, start, stop):
+        return f"[{body}]_{{{start}:{stop}}}"
+
+    def stack(self, parts):
+        return "[" + "; ".join(parts) + "]"
+
+
+def latex(model: Model, e) -> str:
+    return LatexPrinter(model).doprint(e)
+
+
+def unicode(model: Model, e) -> str:
+    return UnicodePrinter(model).doprint(e)
+
+
+def derivation_latex(d) -> str:
+    """The closed forms of a derivation as one LaTeX ``aligned`` block (for Jupyter)."""
+    rows = []
+    for adj in d.named:
+        rows.append(latex(d.model, adj.symbol) + " &= " + latex(d.model, adj.closed))
+    for g in d.gradients.values():
+        lhs = r"\frac{\partial " + d.model.latex(d.model.loss) + r"}{\partial " + d.model.latex(g.name) + "}"
+        rows.append(lhs + " &= " + latex(d.model, g.expr))
+    return "$$\\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}$$"

@@ -1,0 +1,28 @@
+"""What ``symderiv show`` prints: the forward equations and every closed form, in Unicode."""
+
+from __future__ import annotations
+
+from .derive import Derivation
+from .printing import UnicodePrinter
+
+
+def show_text(d: Derivation) -> str:
+    model = d.model
+    p = UnicodePrinter(model)
+    n_params = len(d.gradients)
+    lines = [f"{model.name}: {n_params} parameter{'s' if n_params != 1 else ''}, derived in {d.seconds:.2f} s", ""]
+    axis = f" (t = 1..{model.length})" if model.has_time else ""
+    lines.append(f"Forward{axis}")
+    for q in model.equations:
+        lines.append(f"  {p.doprint(model.ref(q.name))} = {p.doprint(q.expr)}")
+    for qname, steps in model.states.items():
+        for k, value in sorted(steps.items(), reverse=True):
+            lines.append(f"  {model.unicode(qname, str(k))} = {p.doprint(value)}")
+    lines += ["", "Backward (δX = ∂L/∂X" + ("; δ at steps after T is 0)" if model.has_time else ")")]
+    for adj in d.backward_order:
+        lines.append(f"  {p.doprint(adj.symbol)} = {p.doprint(adj.closed)}")
+    lines += ["", "Gradients"]
+    loss = model.unicode(model.loss)
+    for g in d.gradients.values():
+        lines.append(f"  ∂{loss}/∂{model.unicode(g.name)} = {p.doprint(g.expr)}")
+    return "\n".join(lines) + "\n"
