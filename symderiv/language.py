@@ -139,8 +139,27 @@ def split_statements(source: Source) -> list[Statement]:
             depth = 0
     if current is not None:
         raise current.error("unclosed parenthesis: the statement runs to the end of the file",
-                            len(current.text.split("\n")[0]))
+                            _brackets(current.text)[0])
     return statements
+
+
+def _brackets(text: str) -> tuple[int | None, int | None]:
+    """(offset of the first bracket never closed, offset of the first closer never opened)."""
+    stack: list[int] = []
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            stack.append(i)
+        elif ch in ")]}":
+            if not stack:
+                return None, i
+            stack.pop()
+    return (stack[0] if stack else None), None
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,20 +224,29 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = text[: exc.start].count(b"\n") + 1
-            col = exc.start - (text.rfind(b"\n", 0, exc.start) + 1) + 1
+            col = len(text[text.rfind(b"\n", 0, exc.start) + 1: exc.start].decode("utf-8")) + 1
             raise ModelError("the file is not valid UTF-8", Position(filename, line, col)) from None
     if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise ModelError("the file contains a NUL character", Position(filename, line, 1))
-    source = Source(filename, text.splitlines())
+        at = text.index("\x00")
+        line = text[:at].count("\n") + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise ModelError("the file contains a NUL character", Position(filename, line, col))
+    # Only \n, \r\n and \r end a line (str.splitlines would also split at \f, \x85, \u2028, ...).
+    lines = re.split(r"\r\n|\r|\n", text)
+    if lines[-1] == "":
+        lines.pop()
+    source = Source(filename, lines)
     stem = Path(filename).stem
     state = _Parse(source, stem if stem.isidentifier() else "model")
     statements = split_statements(source)
     # Dims and the time axis first: declarations may use them wherever they appear.
     for stmt in statements:
-        if re.match(r"dim\s", stmt.text):
+        word = re.match(NAME, stmt.text)
+        if _EQUATION.fullmatch(stmt.text) or word is None:
+            continue
+        if word.group(0) == "dim":
             _parse_dim(state, stmt)
-        elif re.match(rf"time\s+{NAME}", stmt.text):
+        elif word.group(0) == "time":
             _parse_time(state, stmt)
     for stmt in statements:
         _parse_statement(state, stmt)
@@ -460,12 +488,15 @@ def _parse_expr(stmt: Statement, offset: int, text: str | None = None) -> ast.ex
     if not text.strip():
         raise stmt.error("an expression is missing here", offset)
     depth = 0
-    for ch in text:  # CPython's parser gives up (or overflows) on very deep nesting
+    for i, ch in enumerate(text):  # CPython's parser gives up (or overflows) on very deep nesting
         depth += ch in "([{"
         depth -= ch in ")]}"
         if depth > MAX_EXPRESSION_DEPTH:
             raise stmt.error(f"the expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep",
-                             offset + text.index(ch))
+                             offset + i)
+    closer = _brackets(text)[1]
+    if closer is not None:  # the wrapping "(...)" below would hide where it is
+        raise stmt.error(f"unmatched '{text[closer]}'", offset + closer)
     try:
         tree = ast.parse("(" + text.strip() + "\n)", mode="eval").body
     except SyntaxError as exc:
@@ -616,11 +647,12 @@ class _Builder:
         s = self.s
         for name, steps in s.states.items():
             stmt, off, _ = next(iter(steps.values()))
+            at = re.match(r"state\s+", stmt.text).end()  # where the name is
             if name not in s.definitions and name not in s.quantities:
-                raise stmt.error(f"'state' for '{name}', which is not defined", 6)
+                raise stmt.error(f"'state' for '{name}', which is not defined", at)
             d = s.definitions.get(name)
             if d is None or not d.sequence:
-                raise stmt.error(f"'state' gives initial values of a sequence quantity, and '{name}' is not one", 6)
+                raise stmt.error(f"'state' gives initial values of a sequence quantity, and '{name}' is not one", at)
         for name, uses in self.lags.items():
             for lag, d, node in uses:
                 text = d.stmt.text[d.expr_offset:]
@@ -718,7 +750,7 @@ class _Builder:
 
     def _text(self, node: ast.AST) -> str:
         d = self.current
-        seg = ast.get_source_segment("(" + d.stmt.text[d.expr_offset:].strip() + "\n)", node)
+        seg = ast.get_source_segment(d.stmt.text[d.expr_offset:], node)
         return (seg or ast.unparse(node)).replace("\n", " ")
 
     def _expr(self, node: ast.AST, step: bool):
@@ -875,8 +907,7 @@ class _Builder:
                                     "model language can be called")
         fname = node.func.id
         if node.keywords:
-            raise self._error(node.keywords[0].value if node.keywords[0].arg is None else node,
-                              f"{fname}() takes no keyword arguments")
+            raise self._error(node.keywords[0], f"{fname}() takes no keyword arguments")
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self._error(arg, "a starred argument is not allowed in a model file")

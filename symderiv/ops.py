@@ -35,6 +35,7 @@ from .expr import (
 
 _z = sp.Symbol("z", real=True)
 _s = sp.Symbol("s", real=True)
+_u = sp.Symbol("u", positive=True)
 
 
 @dataclass(frozen=True)
@@ -90,24 +91,35 @@ def derivative(fname: str) -> ScalarDerivative:
     relu) the derivative stays in the input and is matched against the table's functions
     (softplus' is σ, relu' is 𝟙[z > 0]).
     """
-    f = ELEMENTWISE[fname].scalar
-    d = sp.diff(f(_z), _z)
+    f = ELEMENTWISE[fname].scalar(_z)
+    d = sp.diff(f, _z)
     # Substitute before solving: tanh' comes back as 1 - tanh(z)**2 already.
-    direct = d.subs(f(_z), _s)
+    direct = d.subs(f, _s)
     if not direct.has(_z) and direct.is_polynomial(_s):
         return ScalarDerivative(_tidy_polynomial(direct), True)
-    try:
-        inverses = sp.solve(sp.Eq(_s, f(_z)), _z)
-    except NotImplementedError:
-        inverses = []
-    for inv in inverses:
-        cand = sp.factor(sp.simplify(d.subs(_z, inv)))
-        if cand.is_polynomial(_s) and not cand.has(_z):
-            return ScalarDerivative(_tidy_polynomial(cand), True)
+    # Else name the exponential u = exp(±z) and solve s = f(u) for u: an algebraic equation,
+    # cheap, where solving for z directly takes SymPy a quarter of a second.
+    for atom in sorted(f.atoms(sp.exp), key=sp.default_sort_key):
+        f_u, d_u = f.subs(atom, _u), d.subs(atom, _u)
+        if f_u.has(_z) or d_u.has(_z):
+            continue
+        for inv in sp.solve(sp.Eq(_s, f_u), _u):
+            cand = sp.factor(sp.cancel(d_u.subs(_u, inv)))
+            if cand.is_polynomial(_s):
+                return ScalarDerivative(_tidy_polynomial(cand), True)
     for other in ELEMENTWISE.values():
-        if other.name != fname and sp.simplify(d - other.scalar(_z)) == 0:
+        if other.name != fname and _same_function(d, other.scalar(_z)):
             return ScalarDerivative(sp.Function(other.name)(_z), False)
     return ScalarDerivative(d, False)
+
+
+def _same_function(a: sp.Expr, b: sp.Expr) -> bool:
+    """Equal as functions of z: a cheap numeric screen, then SymPy's proof."""
+    for x in (sp.Rational(-7, 3), sp.Rational(1, 5), sp.Rational(9, 4)):
+        va, vb = a.subs(_z, x).evalf(30), b.subs(_z, x).evalf(30)
+        if not (va.is_number and vb.is_number) or abs(va - vb) > 1e-20:
+            return False
+    return sp.simplify(a - b) == 0
 
 
 def _tidy_polynomial(p: sp.Expr) -> sp.Expr:
