@@ -1,0 +1,49 @@
+"""Regenerate ``generated/`` from ``examples/``: ``python -m symderiv.regenerate [--check]``.
+
+With ``--check`` nothing is written; the exit status is 1 when a committed file differs
+from what the examples generate now (CI runs this through the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import derive, load
+from .cli import FORMATS
+from .emit import render, write_outputs
+
+
+def stale_files(examples: Path, generated: Path) -> list[str]:
+    """Names of files in ``generated`` that are missing or differ from a fresh rendering."""
+    stale = []
+    for path in sorted(examples.glob("*.sdm")):
+        d = derive(load(path))
+        for fmt in FORMATS:
+            target = generated / f"{d.model.name}.{fmt}"
+            if not target.exists() or target.read_text(encoding="utf-8") != render(d, fmt, path.name):
+                stale.append(str(target))
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m symderiv.regenerate", description=__doc__)
+    p.add_argument("--examples", default="examples")
+    p.add_argument("--generated", default="generated")
+    p.add_argument("--check", action="store_true", help="only report stale files")
+    args = p.parse_args(argv)
+    examples, generated = Path(args.examples), Path(args.generated)
+    if args.check:
+        stale = stale_files(examples, generated)
+        for s in stale:
+            print(f"stale: {s}")
+        return 1 if stale else 0
+    for path in sorted(examples.glob("*.sdm")):
+        for written in write_outputs(derive(load(path)), generated, FORMATS):
+            print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
