@@ -18,7 +18,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
-from .expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest, shift
+from .expr import Apply, At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift
 from .ops import ELEMENTWISE
 
 RESERVED = set(keyword.kwlist) | {"np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed",
@@ -34,7 +34,7 @@ class Names:
     table: dict[str, str]
 
     @classmethod
-    def for_model(cls, d: Derivation) -> "Names":
+    def for_model(cls, d: Derivation) -> Names:
         table = {}
         used = set(RESERVED)
         for name in list(d.model.quantities) + list(d.model.dims):

@@ -163,8 +163,8 @@ def module_context(d: Derivation, source_name: str) -> dict:
         "model": model,
         "names": names,
         "dims": [(dim, names.value(dim)) for dim in model.dims],
-        "dim_reads": [(names.value(dim), names.value(q.name) if q.role == "param" else names.value(q.name),
-                       q.role == "param", q.sequence, axis) for dim, (q, axis) in dim_reads.items()],
+        "dim_reads": [(names.value(dim), names.value(q.name), q.role == "param", q.sequence, axis)
+                      for dim, (q, axis) in dim_reads.items()],
         "params": [_param_info(p, names, npp) for p in model.params],
         "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.shape == (1, 1))
                    for q in model.data],
@@ -292,4 +292,4 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["render", "write_outputs", "module_context", "writeup_context"]
+__all__ = ["module_context", "render", "write_outputs", "writeup_context"]

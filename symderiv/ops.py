@@ -11,9 +11,9 @@ it receives when the node's own adjoint is ``g``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Callable
 
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
@@ -27,7 +27,6 @@ from .expr import (
     add,
     hadamard,
     matmul,
-    neg,
     scale,
     sub,
     transpose,

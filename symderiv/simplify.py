@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
 
 from .expr import (

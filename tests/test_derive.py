@@ -5,8 +5,8 @@ import pytest
 from sympy import OneMatrix, Transpose
 
 import symderiv
-from symderiv.evaluate import evaluate, random_point
 import symderiv.printing
+from symderiv.evaluate import evaluate, random_point
 from symderiv.expr import At, Delta, TimeSum, hadamard, matmul, sub, transpose
 
 from .conftest import EXAMPLES
