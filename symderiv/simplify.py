@@ -22,6 +22,7 @@ from .expr import (
     add,
     coeff_and_rest,
     hadamard,
+    is_zero,
     matmul,
     scale,
     transpose,
@@ -101,9 +102,11 @@ class _Tidy:
 
 def collect(terms: list):
     """Sum the terms, gathering a factor that all of them share."""
-    terms = [t for t in terms if not _zero(t)]
+    terms = [t for t in terms if not is_zero(t)]
     if not terms:
         return None
+    combined = add(*terms)  # like terms first: ½d + ½d is d
+    terms = list(combined.args) if isinstance(combined, MatAdd) else [combined]
     if len(terms) == 1:
         return terms[0]
     # A common row slice: (a)[i:j] + (b)[i:j] = (a + b)[i:j]
@@ -112,7 +115,7 @@ def collect(terms: list):
     # A common Hadamard factor: x ⊙ a + x ⊙ b = x ⊙ (a + b)
     factor_lists = [_hadamard_factors(t) for t in terms]
     common = [f for f in factor_lists[0][1] if all(f in fl[1] for fl in factor_lists[1:])]
-    if common:
+    if common and all(len(fl[1]) > len(common) for fl in factor_lists):
         rests = []
         for coeff, factors in factor_lists:
             left = list(factors)
@@ -129,11 +132,6 @@ def collect(terms: list):
             inner = collect(rests)
             return matmul(shared, inner) if side == 0 else matmul(inner, shared)
     return add(*terms)
-
-
-def _zero(e) -> bool:
-    from .expr import is_zero
-    return is_zero(e)
 
 
 def _hadamard_factors(e):
