@@ -11,5 +11,5 @@ from .errors import ClaimError, ModelError, SymderivError
 from .language import load, parse
 from .model import Model
 
-__all__ = ["load", "parse", "derive", "Model", "Derivation", "ModelError", "ClaimError", "SymderivError"]
+__all__ = ["ClaimError", "Derivation", "Model", "ModelError", "SymderivError", "derive", "load", "parse"]
 __version__ = "0.1.0"

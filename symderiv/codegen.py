@@ -21,10 +21,14 @@ from .derive import Derivation
 from .expr import Apply, At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift
 from .ops import ELEMENTWISE
 
-RESERVED = set(keyword.kwlist) | {"np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed",
-                                  "rng", "dtype", "loss", "values", "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "forward", "gradients", "sgd_step",
-                                  "init_params", "loss_and_gradients", "range", "sum", "float", "dict", "len",
-                                  "max", "min", "abs", "tuple", "int", "str", "zip", "list"}
+RESERVED = set(keyword.kwlist) | {
+    # what the generated module itself defines or uses
+    "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
+    "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
+    "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts",
+    # builtins it calls
+    "range", "sum", "float", "dict", "len", "max", "min", "abs", "tuple", "int", "str", "zip", "list",
+}
 
 
 @dataclass

@@ -271,7 +271,7 @@ def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: b
     source_name = Path(d.model.path).name
     rendered = {fmt: render(d, fmt, source_name) for fmt in formats}
     targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in formats}
-    for fmt, path in targets.items():
+    for path in targets.values():
         if path.exists() and not force and MARK not in path.read_text(errors="replace")[:400]:
             raise SymderivError(f"{path} exists and was not written by symderiv; use --force to overwrite it")
     out.mkdir(parents=True, exist_ok=True)

@@ -336,7 +336,7 @@ def deltas(e) -> set:
     """The adjoint symbols (``At(Delta(q), k)`` or static ``Delta(q)``) that ``e`` uses."""
     found = set()
     for node in sp.preorder_traversal(e):
-        if isinstance(node, At) and isinstance(node.base, Delta) or isinstance(node, Delta):
+        if (isinstance(node, At) and isinstance(node.base, Delta)) or isinstance(node, Delta):
             found.add(node)
     # A static Delta inside an At was counted twice; keep the outer form.
     return {d for d in found if not (isinstance(d, Delta) and any(isinstance(o, At) and o.base == d for o in found))}

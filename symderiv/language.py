@@ -54,7 +54,7 @@ class Statement:
 
     text: str
     starts: list[tuple[int, int, int]]  # (offset in text, file line, file column of offset)
-    source: "Source"
+    source: Source
 
     def pos(self, offset: int) -> Position:
         offset = max(0, min(offset, len(self.text)))
@@ -165,17 +165,17 @@ def _brackets(text: str) -> tuple[int | None, int | None]:
 # ---------------------------------------------------------------------------------------
 # Statement forms.
 
-_EQUATION = re.compile(rf"(?P<name>{NAME})\s*(?:\[(?P<index>[^\]]*)\])?\s*=(?!=)\s*(?P<expr>.*)", re.S)
-_MODEL = re.compile(rf"model\s+(?P<name>{NAME})\s*", re.S)
-_DIM = re.compile(r"dim\s+(?P<names>.*)", re.S)
-_TIME = re.compile(rf"time\s+(?P<index>{NAME})\s*=\s*1\s*\.\.\s*(?P<length>{NAME})\s*", re.S)
+_EQUATION = re.compile(rf"(?P<name>{NAME})\s*(?:\[(?P<index>[^\]]*)\])?\s*=(?!=)\s*(?P<expr>.*)", re.DOTALL)
+_MODEL = re.compile(rf"model\s+(?P<name>{NAME})\s*", re.DOTALL)
+_DIM = re.compile(r"dim\s+(?P<names>.*)", re.DOTALL)
+_TIME = re.compile(rf"time\s+(?P<index>{NAME})\s*=\s*1\s*\.\.\s*(?P<length>{NAME})\s*", re.DOTALL)
 _DATA = re.compile(
     rf"(?P<role>input|target)\s+(?P<name>{NAME})\s*(?:\[\s*(?P<index>[^\]]*?)\s*\])?\s*:\s*(?P<size>.*?)"
-    r"(?:\s*,\s*(?P<dist>distribution))?\s*", re.S)
-_PARAM = re.compile(rf"param\s+(?P<name>{NAME})\s*:\s*(?P<size>.*?)\s*", re.S)
-_STATE = re.compile(rf"state\s+(?P<name>{NAME})\s*\[\s*(?P<step>[^\]]*?)\s*\]\s*=\s*(?P<expr>.*?)\s*", re.S)
-_LOSS = re.compile(rf"loss\s+(?P<name>{NAME})\s*=\s*(?P<expr>.*)", re.S)
-_LATEX = re.compile(rf"latex\s+(?P<name>{NAME})\s+\"(?P<text>(?:[^\"\\]|\\.)*)\"\s*", re.S)
+    r"(?:\s*,\s*(?P<dist>distribution))?\s*", re.DOTALL)
+_PARAM = re.compile(rf"param\s+(?P<name>{NAME})\s*:\s*(?P<size>.*?)\s*", re.DOTALL)
+_STATE = re.compile(rf"state\s+(?P<name>{NAME})\s*\[\s*(?P<step>[^\]]*?)\s*\]\s*=\s*(?P<expr>.*?)\s*", re.DOTALL)
+_LOSS = re.compile(rf"loss\s+(?P<name>{NAME})\s*=\s*(?P<expr>.*)", re.DOTALL)
+_LATEX = re.compile(rf"latex\s+(?P<name>{NAME})\s+\"(?P<text>(?:[^\"\\]|\\.)*)\"\s*", re.DOTALL)
 
 
 @dataclass
@@ -225,12 +225,15 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
         except UnicodeDecodeError as exc:
             line = text[: exc.start].count(b"\n") + 1
             col = len(text[text.rfind(b"\n", 0, exc.start) + 1: exc.start].decode("utf-8")) + 1
-            raise ModelError("the file is not valid UTF-8", Position(filename, line, col)) from None
+            shown = text.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+            raise ModelError("the file is not valid UTF-8", Position(filename, line, col), shown) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if "\x00" in text:
         at = text.index("\x00")
         line = text[:at].count("\n") + 1
         col = at - (text.rfind("\n", 0, at) + 1) + 1
-        raise ModelError("the file contains a NUL character", Position(filename, line, col))
+        shown = text.split("\n")[line - 1].replace("\x00", "\N{SYMBOL FOR NULL}")
+        raise ModelError("the file contains a NUL character", Position(filename, line, col), shown)
     # Only \n, \r\n and \r end a line (str.splitlines would also split at \f, \x85, \u2028, ...).
     lines = re.split(r"\r\n|\r|\n", text)
     if lines[-1] == "":
@@ -478,6 +481,14 @@ def _char_offset(text: str, lineno: int, col_bytes: int) -> int:
     return sum(len(x) + 1 for x in lines[: lineno - 1]) + col
 
 
+def _operator_offset(text: str, left: ast.AST) -> int:
+    """Where the operator after the operand ``left`` is (past closing parentheses and spaces)."""
+    i = _char_offset(text, left.end_lineno, left.end_col_offset)
+    while i < len(text) and text[i] in " \t\n)":
+        i += 1
+    return i
+
+
 def _node_error(stmt: Statement, offset: int, text: str, node: ast.AST, message: str) -> ModelError:
     return stmt.error(message, offset + _char_offset(text, node.lineno, node.col_offset))
 
@@ -583,17 +594,17 @@ class _Builder:
         order: list[str] = []
         status: dict[str, int] = {}
 
-        def visit(name: str, path: list[str]) -> None:
+        def visit(name: str, path: list[str], via: ast.AST | None = None) -> None:
             if status.get(name) == 2:
                 return
             if status.get(name) == 1:
                 cycle = path[path.index(name):] + [name]
-                d = s.definitions[name]
-                raise d.stmt.error("cycle: " + " -> ".join(cycle)
-                                   + " (only a lag such as h[t-1] may close a loop)", 0)
+                d = s.definitions[path[-1]]  # the reference 'via' in its equation closes the loop
+                raise _node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], via,
+                                  "cycle: " + " -> ".join(cycle) + " (only a lag such as h[t-1] may close a loop)")
             status[name] = 1
-            for ref, _node in deps[name]:
-                visit(ref, path + [name])
+            for ref, node in deps[name]:
+                visit(ref, path + [name], node)
             status[name] = 2
             order.append(name)
 
@@ -610,6 +621,9 @@ class _Builder:
                 what = _DESCRIBE.get(type(node), f"'{type(node).__name__}'")
                 if isinstance(node, ast.BinOp):
                     what = "this operator"
+                if isinstance(node, ast.Compare):
+                    raise d.stmt.error(f"{what} is not allowed in a model file",
+                                       d.expr_offset + _operator_offset(text, node.left))
                 raise _node_error(d.stmt, d.expr_offset, text, node, f"{what} is not allowed in a model file")
             if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
                 yield node.value.id, self._lag(d, node), node
@@ -651,6 +665,9 @@ class _Builder:
             if name not in s.definitions and name not in s.quantities:
                 raise stmt.error(f"'state' for '{name}', which is not defined", at)
             d = s.definitions.get(name)
+            if d is None and s.quantities.get(name) is not None:
+                raise stmt.error(f"'state' for '{name}', which is {s.quantities[name].role} data: only quantities "
+                                 "defined by an equation have initial states", at)
             if d is None or not d.sequence:
                 raise stmt.error(f"'state' gives initial values of a sequence quantity, and '{name}' is not one", at)
         for name, uses in self.lags.items():
@@ -700,6 +717,8 @@ class _Builder:
                 if dims:
                     expr = expr.xreplace(dims)
                 q.expr = expr
+            if dims:  # a size settled after the quantity was built (it used a lag of a later one)
+                q.symbol = q.symbol.xreplace(dims)
             for x in q.shape:
                 if any(isinstance(a, sp.Dummy) for a in sp.sympify(x).free_symbols):
                     d = s.definitions[q.name]
@@ -734,12 +753,15 @@ class _Builder:
         """Shapes must be equal; a placeholder size (from a lag) takes the other's value."""
         for x, y in zip(a, b):
             x, y = self._resolve(x), self._resolve(y)
-            if sp.expand(x - y) == 0:
+            diff = sp.expand(x - y)
+            if diff == 0:
                 continue
-            if isinstance(x, sp.Dummy):
-                self.bindings[x] = y
-            elif isinstance(y, sp.Dummy):
-                self.bindings[y] = x
+            # A placeholder may sit inside a sum (concat(h[t-1], x[t]) has n_x + rows_h rows): solve for it.
+            for dummy in sorted(_pending(diff), key=str):
+                coeff = diff.coeff(dummy)
+                if coeff.is_number and coeff != 0 and dummy not in (diff - coeff * dummy).free_symbols:
+                    self.bindings[dummy] = sp.expand(-(diff - coeff * dummy) / coeff)
+                    break
             else:
                 raise self._error(node, f"shape mismatch: {what_a} is {_shape_text(a, self._resolve)} but "
                                         f"{what_b} is {_shape_text(b, self._resolve)}")
@@ -814,7 +836,10 @@ class _Builder:
 
     def _Attribute(self, node: ast.Attribute, step: bool):
         if node.attr != "T":
-            raise self._error(node, f"attribute '.{node.attr}' is not allowed (only .T, the transpose)")
+            d = self.current
+            text = d.stmt.text[d.expr_offset:]
+            at = _char_offset(text, node.end_lineno, node.end_col_offset) - len(node.attr)
+            raise d.stmt.error(f"attribute '.{node.attr}' is not allowed (only .T, the transpose)", d.expr_offset + at)
         inner = self._expr(node.value, step)
         if not getattr(inner, "is_Matrix", False):
             return inner
@@ -833,27 +858,28 @@ class _Builder:
         if op is None:
             sym = {ast.Pow: "**", ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>",
                    ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^"}.get(type(node.op), "this operator")
-            raise self._error(node, f"'{sym}' is not part of the model language")
+            raise self._op_error(node, f"'{sym}' is not part of the model language")
         a, b = self._expr(node.left, step), self._expr(node.right, step)
         am, bm = getattr(a, "is_Matrix", False), getattr(b, "is_Matrix", False)
         if not am and not bm:
             if op == "@":
-                raise self._error(node, "'@' needs two matrices or vectors")
+                raise self._op_error(node, "'@' needs two matrices or vectors")
             if op == "/" and b == 0:
-                raise self._error(node, "division by zero")
+                raise self._op_error(node, "division by zero")
             return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
         if op == "@":
             if not (am and bm):
-                raise self._error(node, "'@' needs two matrices or vectors; use '*' to scale")
+                raise self._op_error(node, "'@' needs two matrices or vectors; use '*' to scale")
             ra, ca = map(self._resolve, a.shape)
             rb, cb = map(self._resolve, b.shape)
             if sp.expand(ca - rb) != 0:
-                if isinstance(ca, sp.Dummy) or isinstance(rb, sp.Dummy):
-                    self._unify((ca,), (rb,), node, "", "")
+                if _pending(ca) or _pending(rb):
+                    self._unify((ca,), (rb,), node, f"the columns of {self._text(node.left)}",
+                                f"the rows of {self._text(node.right)}")
                 else:
-                    raise self._error(node, f"shape mismatch in '@': {self._text(node.left)} is "
-                                            f"{_shape_text(a.shape, self._resolve)} but {self._text(node.right)} is "
-                                            f"{_shape_text(b.shape, self._resolve)} ({ca} columns, {rb} rows)")
+                    raise self._op_error(node, f"shape mismatch in '@': {self._text(node.left)} is "
+                                               f"{_shape_text(a.shape, self._resolve)} but {self._text(node.right)} "
+                                               f"is {_shape_text(b.shape, self._resolve)} ({ca} columns, {rb} rows)")
             return matmul(a, b)
         a, b = self._conform(node, a, b, op)
         if op == "+":
@@ -869,14 +895,21 @@ class _Builder:
         # division
         if not getattr(b, "is_Matrix", False):
             if b == 0:
-                raise self._error(node, "division by zero")
+                raise self._op_error(node, "division by zero")
             return scale(1 / b, a)
         if not getattr(a, "is_Matrix", False):
             return scale(a, sp.HadamardPower(b, -1))
         return hadamard_div(a, b)
 
-    def _conform(self, node: ast.BinOp, a, b, op: str):
-        """Broadcast a number or a 1x1 value over the other side's shape; else shapes must agree."""
+    def _op_error(self, node: ast.BinOp, message: str) -> ModelError:
+        d = self.current
+        return d.stmt.error(message, d.expr_offset + _operator_offset(d.stmt.text[d.expr_offset:], node.left))
+
+    def _conform(self, node: ast.AST, a, b, op: str, where: str | None = None):
+        """Broadcast a number or a 1x1 value over the other side's shape; else shapes must agree.
+
+        ``node`` is the ``BinOp``, or the call ``where`` (like ``cross_entropy()``) of two arguments."""
+        left, right = (node.left, node.right) if isinstance(node, ast.BinOp) else node.args[:2]
         am, bm = getattr(a, "is_Matrix", False), getattr(b, "is_Matrix", False)
         if op in "*/" and (not am or not bm):
             return a, b
@@ -892,11 +925,12 @@ class _Builder:
             return broadcast(a, b.shape), b
         if sb == (1, 1):
             return a, broadcast(b, a.shape)
-        if any(isinstance(x, sp.Dummy) for x in sa + sb):
-            self._unify(sa, sb, node, self._text(node.left), self._text(node.right))
+        if any(_pending(x) for x in sa + sb):
+            self._unify(sa, sb, node, self._text(left), self._text(right))
             return a, b
-        raise self._error(node, f"shape mismatch in '{op}': {self._text(node.left)} is {_shape_text(sa)} but "
-                                f"{self._text(node.right)} is {_shape_text(sb)}")
+        message = (f"shape mismatch in {where or repr(op)}: {self._text(left)} is {_shape_text(sa)} but "
+                   f"{self._text(right)} is {_shape_text(sb)}")
+        raise self._op_error(node, message) if isinstance(node, ast.BinOp) else self._error(node, message)
 
     def _Tuple(self, node: ast.Tuple, step: bool):
         raise self._error(node, "a tuple is only allowed as the range of Sum(..., (t, 1, T))")
@@ -950,13 +984,15 @@ class _Builder:
         a, b = args
         for x, n in zip(args, node.args):
             self._need_vector(n, x, fname)
-        self._conform(node, a, b, ",")
+        self._conform(node, a, b, ",", f"{fname}()")
         if fname == "cross_entropy":
             return neg(matmul(transpose(a), _log(b)))
         diff = sub(b, a)
         return scale(sp.Rational(1, 2), matmul(transpose(diff), diff))
 
     def _need_vector(self, node: ast.AST, value, fname: str) -> None:
+        if _pending(self._resolve(value.shape[1])):  # a lagged quantity not built yet: a vector
+            self._unify((value.shape[1],), (1,), node, f"the columns of {self._text(node)}", "1")
         if sp.expand(self._resolve(value.shape[1]) - 1) != 0:
             raise self._error(node, f"{fname}() needs a column vector, but {self._text(node)} is "
                                     f"{_shape_text(value.shape, self._resolve)}")
@@ -980,6 +1016,11 @@ class _Builder:
         if not getattr(inner, "is_Matrix", False):
             raise self._error(node.args[0], "Sum of a constant; sum a quantity that depends on the step")
         return TimeSum(inner)
+
+
+def _pending(x) -> set:
+    """The placeholder sizes (of lagged quantities not built yet) in a size expression."""
+    return {a for a in sp.sympify(x).free_symbols if isinstance(a, sp.Dummy)}
 
 
 def _log(p):

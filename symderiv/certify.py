@@ -1,0 +1,272 @@
+"""An independent check of every closed form: the model unrolled to scalars, differentiated
+by SymPy, back-propagated entry by entry.
+
+At tiny concrete sizes every entry of every value (per step for a sequence) becomes a
+scalar symbol, and each entry of a defined quantity is one scalar equation over the entry
+symbols its own equation reads.  SymPy differentiates these small equations; the scalar
+chain rule, run numerically in high precision along a topological order, gives ∂L/∂ of
+every entry.  Those numbers are compared with the closed forms evaluated at the same point.
+
+Nothing of ``ops`` (the matrix rules), ``derive``'s sweep or ``simplify`` is used: the
+functions get their own scalar meanings below, so a slip in a rule cannot hide itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from graphlib import TopologicalSorter
+
+import mpmath
+import numpy as np
+import sympy as sp
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+
+from .derive import Derivation, derive
+from .evaluate import evaluate, random_point
+from .expr import Apply, At, Concat, LogSoftmax, Softmax, TimeSum
+from .model import Model
+
+#: The scalar meaning of each elementwise function of the language.
+SCALAR_FUNCTIONS = {
+    "sigmoid": lambda z: 1 / (1 + sp.exp(-z)),
+    "tanh": sp.tanh,
+    "relu": lambda z: sp.Max(0, z),
+    "softplus": lambda z: sp.log(1 + sp.exp(z)),
+    "exp": sp.exp,
+    "log": sp.log,
+}
+
+DEFAULT_T = 3  # long enough that a lag of 2 reaches both a state and a computed step
+
+
+@dataclass
+class CertifyResult:
+    """The worst disagreement between the closed forms and the scalar chain rule."""
+
+    param_errors: dict[str, float]  # worst relative error per parameter gradient
+    adjoint_errors: dict[str, float]  # worst per intermediate quantity's adjoint (all steps)
+    dims: dict[str, int]
+    T: int | None
+    tolerance: float = 1e-20
+
+    @property
+    def ok(self) -> bool:
+        return all(e <= self.tolerance for e in (*self.param_errors.values(), *self.adjoint_errors.values()))
+
+
+def certify(model: Model, derivation: Derivation | None = None, *, dims: dict[str, int] | None = None,
+            T: int | None = None, seed: int = 0, precision: int = 40, tolerance: float = 1e-20) -> CertifyResult:
+    """Compare ``derivation`` (by default ``derive(model)``) with the unrolled scalar network.
+
+    ``model`` is the model as written (not ``derivation.model``, which has pre-activations
+    added): the check starts from the user's equations.  Sizes default to ``default_dims``
+    and T to 3, the point to ``random_point(..., seed)``; ``precision`` is in decimal digits.
+    """
+    derivation = derivation or derive(model)
+    dims = dims or default_dims(model)
+    T = (T or DEFAULT_T) if model.has_time else None
+    params, data = random_point(model, dims, T, seed)
+    data = _exact_distributions(model, data, precision)
+    closed = evaluate(derivation, dims, T, params, data, precision=precision)
+    network = UnrolledNetwork(model, dims, T)
+    with mpmath.workdps(precision):
+        adjoints = network.backpropagate(params, data)
+    # Entries below this magnitude are compared absolutely: a mathematically zero entry is
+    # rounding noise on both sides, and noise over noise is not a relative error.  Any real
+    # slip still shows: it is off by far more than 10^(-precision/4) times the tolerance.
+    floor = mpmath.mpf(10) ** (-(precision // 4))
+
+    def worst(name, step, expected):
+        return _worst_error(network.adjoint(adjoints, name, step), expected, floor)
+
+    param_errors = {p.name: worst(p.name, None, closed.gradients[p.name]) for p in model.params}
+    adjoint_errors = {}
+    for q in model.by_role("intermediate"):
+        value = closed.adjoints[q.name]
+        if q.sequence:
+            adjoint_errors[q.name] = max(worst(q.name, t, value[t]) for t in range(1, T + 1))
+        else:
+            adjoint_errors[q.name] = worst(q.name, None, value)
+    return CertifyResult(param_errors, adjoint_errors, dict(dims), T, tolerance)
+
+
+def default_dims(model: Model) -> dict[str, int]:
+    """Sizes 3 and 2 alternately, so neighbouring dims (often a matrix's rows and columns)
+    differ and a transposition slip shows as wrong numbers, not only a wrong shape."""
+    return {name: 3 - i % 2 for i, name in enumerate(model.dims)}
+
+
+def _exact_distributions(model: Model, data: dict, precision: int) -> dict:
+    """Distribution targets renormalised in mpmath: the closed forms may use Σ r = 1, which
+    float64 data meets only to 1e-16, far short of the precision compared."""
+    data = dict(data)
+    with mpmath.workdps(precision):
+        for q in model.data:
+            if q.distribution:
+                r = np.vectorize(mpmath.mpf, otypes=[object])(data[q.name])
+                data[q.name] = r / r.sum(axis=-2, keepdims=True)
+    return data
+
+
+def _worst_error(ours, expected, floor) -> float:
+    """max |a − b| / max(|a|, |b|, floor) over the entries."""
+    worst = mpmath.mpf(0)
+    for a, b in zip(np.asarray(ours).flat, np.asarray(expected).flat):
+        worst = max(worst, abs(a - b) / max(abs(a), abs(b), floor))
+    return float(worst)
+
+
+@dataclass
+class _Equation:
+    """The entries of one quantity at one step (``step`` None: static), as scalar functions."""
+
+    key: tuple[str, int | None]
+    outputs: list[sp.Symbol]  # the entry symbols it defines, row-major
+    args: list[sp.Symbol]  # every symbol it reads, data included
+    partials: list[tuple[int, sp.Symbol]]  # (output index, input) of each nonzero partial
+    function: object  # args → the outputs' values, then the partials' values
+
+
+class UnrolledNetwork:
+    """A model at concrete sizes as scalar equations, one per entry of each value."""
+
+    def __init__(self, model: Model, dims: dict[str, int], T: int | None):
+        self.model = model
+        self.T = T
+        self.subs = {model.dims[k]: v for k, v in dims.items()}
+        if model.has_time:
+            self.subs[model.length] = T
+        self.symbols: dict[tuple[str, int | None], sp.Matrix] = {}
+        count = itertools.count()
+        for q in model.quantities.values():
+            rows, cols = (self.size(x) for x in q.shape)
+            for step in self._steps(q):
+                # Numbered, so no two entries collide whatever the model's names; plain
+                # identifiers (not Dummies), which lambdify takes without rewriting.
+                label = q.name if step is None else f"{q.name}_{step}"
+                self.symbols[(q.name, step)] = sp.Matrix(rows, cols, [
+                    sp.Symbol(f"{label}_{i}{j}_{next(count)}") for i in range(rows) for j in range(cols)])
+        self.differentiable = {s for (name, _), m in self.symbols.items()
+                               if model[name].role not in ("input", "target") for s in m}
+        self.equations = self._ordered([self._equation(name, step) for name in model.order
+                                        for step in self._steps(model[name])])
+
+    def _steps(self, q) -> list[int | None]:
+        return list(range(1, self.T + 1)) if q.sequence else [None]
+
+    def size(self, x) -> int:
+        return int(sp.sympify(x).xreplace(self.subs))
+
+    # --- building -----------------------------------------------------------------------
+
+    def _equation(self, name: str, step: int | None) -> _Equation:
+        outputs = list(self.symbols[(name, step)])
+        values = list(self.entries(self.model[name].expr, step))
+        args = sorted(set().union(*(v.free_symbols for v in values)), key=str)
+        partials, derivatives = [], []
+        for k, v in enumerate(values):
+            for u in sorted(v.free_symbols & self.differentiable, key=str):
+                d = sp.diff(v, u)
+                if d != 0:
+                    partials.append((k, u))
+                    derivatives.append(d)
+        function = sp.lambdify(args, values + derivatives, modules="mpmath", cse=True)
+        return _Equation((name, step), outputs, args, partials, function)
+
+    def _ordered(self, equations: list[_Equation]) -> list[_Equation]:
+        """Dependencies first: an equation reads entries that other equations define."""
+        defined_by = {s: eq.key for eq in equations for s in eq.outputs}
+        by_key = {eq.key: eq for eq in equations}
+        graph = {eq.key: {defined_by[s] for s in eq.args if s in defined_by} for eq in equations}
+        return [by_key[key] for key in TopologicalSorter(graph).static_order()]
+
+    def value(self, name: str, step: int | None) -> sp.Matrix:
+        """The entries of a quantity at an absolute step; before step 1, its state line."""
+        if step is not None and step < 1:
+            initial = self.model.states[name][step]
+            if isinstance(initial, ZeroMatrix):
+                return sp.zeros(*(self.size(x) for x in initial.shape))
+            return self.symbols[(initial.name, None)]
+        return self.symbols[(name, step)]
+
+    def entries(self, e, step: int | None) -> sp.Matrix:
+        """A matrix expression of the model at ``step``, entry by entry."""
+        if isinstance(e, At):
+            return self.value(e.base.name, step + e.offset)
+        if isinstance(e, MatrixSymbol):
+            return self.value(e.name, None)
+        if isinstance(e, ZeroMatrix):
+            return sp.zeros(*(self.size(x) for x in e.shape))
+        if isinstance(e, OneMatrix):
+            return sp.ones(*(self.size(x) for x in e.shape))
+        if isinstance(e, MatAdd):
+            return sum((self.entries(a, step) for a in e.args[1:]), self.entries(e.args[0], step))
+        if isinstance(e, MatMul):
+            coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
+            mats = [self.entries(a, step) for a in e.args if a.is_Matrix]
+            product = mats[0]
+            for m in mats[1:]:
+                product = product * m
+            return coeff * product
+        if isinstance(e, HadamardProduct):
+            product = self.entries(e.args[0], step)
+            for a in e.args[1:]:
+                product = product.multiply_elementwise(self.entries(a, step))
+            return product
+        if isinstance(e, HadamardPower):
+            k = e.args[1]
+            return self.entries(e.args[0], step).applyfunc(lambda x: x ** k)
+        if isinstance(e, Transpose):
+            return self.entries(e.arg, step).T
+        if isinstance(e, Apply):
+            if e.fname not in SCALAR_FUNCTIONS:
+                raise NotImplementedError(f"certify has no scalar meaning for '{e.fname}'")
+            return self.entries(e.arg, step).applyfunc(SCALAR_FUNCTIONS[e.fname])
+        if isinstance(e, LogSoftmax):
+            z = self.entries(e.arg, step)
+            return z - sp.ones(*z.shape) * sp.log(sum(sp.exp(x) for x in z))
+        if isinstance(e, Softmax):
+            z = self.entries(e.arg, step).applyfunc(sp.exp)
+            return z / sum(z)
+        if isinstance(e, Concat):
+            return sp.Matrix.vstack(*[self.entries(a, step) for a in e.args])
+        if isinstance(e, TimeSum):
+            terms = [self.entries(e.arg, t) for t in range(1, self.T + 1)]
+            return sum(terms[1:], terms[0])
+        raise TypeError(f"certify cannot unroll {type(e).__name__}")
+
+    # --- numbers ------------------------------------------------------------------------
+
+    def backpropagate(self, params: dict, data: dict) -> dict[sp.Symbol, mpmath.mpf]:
+        """∂L/∂ of every entry symbol at one point (at the current mpmath precision)."""
+        values = {}
+        for (name, step), symbols in self.symbols.items():
+            q = self.model[name]
+            if q.role == "param":
+                given = params[name]
+            elif q.role in ("input", "target"):
+                given = data[name][step - 1] if q.sequence else data[name]
+            else:
+                continue
+            for s, v in zip(symbols, np.asarray(given).reshape(symbols.shape).flat):
+                values[s] = mpmath.mpf(v)
+        partial_values = []
+        for eq in self.equations:
+            out = eq.function(*[values[a] for a in eq.args])
+            values.update(zip(eq.outputs, out[:len(eq.outputs)]))
+            partial_values.append(out[len(eq.outputs):])
+        (loss,) = self.symbols[(self.model.loss, None)]
+        adjoints = {loss: mpmath.mpf(1)}
+        for eq, dvs in zip(reversed(self.equations), reversed(partial_values)):
+            for (k, u), dv in zip(eq.partials, dvs):
+                g = adjoints.get(eq.outputs[k])
+                if g is not None:
+                    adjoints[u] = adjoints.get(u, 0) + g * dv
+        return adjoints
+
+    def adjoint(self, adjoints: dict, name: str, step: int | None) -> np.ndarray:
+        """The adjoints of a quantity's entries, shaped like the quantity."""
+        symbols = self.symbols[(name, step)]
+        return np.array([[adjoints.get(s, mpmath.mpf(0)) for s in symbols.row(i)] for i in range(symbols.rows)],
+                        dtype=object)
