@@ -134,7 +134,7 @@ def _run(params, data, want_gradients):
         # h_t = σ(y_{h,t})
         h[i + 1] = _sigmoid(y_h[i])
         # y_{o,t} = W h_t + b_o
-        y_o[i] = (W @ h[i + 1]) + b_o
+        y_o[i] = (W @ (h[i + 1])) + b_o
         # o_t = σ(y_{o,t})
         o[i] = _sigmoid(y_o[i])
         # h^(out)_t = W^(out) o_t + b^(out)
@@ -181,7 +181,7 @@ def _run(params, data, want_gradients):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         d_h[i] += W.T @ d_y_o[i]
         if i + 1 < T:
-            d_h[i] += V.T @ d_y_h[i + 1]
+            d_h[i] += V.T @ (d_y_h[i + 1])
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
         d_y_h[i] += h[i + 1] * (1 - h[i + 1]) * d_h[i]
         # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
@@ -197,7 +197,7 @@ def _run(params, data, want_gradients):
         # ∂L/∂b_h = Σ_t δy_{h,t}
         g_b_h += (d_y_h[i]).sum(axis=1, keepdims=True)
         # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
-        g_W += d_y_o[i] @ h[i + 1].T
+        g_W += d_y_o[i] @ (h[i + 1].T)
         # ∂L/∂b_o = Σ_t δy_{o,t}
         g_b_o += (d_y_o[i]).sum(axis=1, keepdims=True)
         # ∂L/∂W^(out) = Σ_t δh^(out)_t o_tᵀ

@@ -67,13 +67,15 @@ def _derive(args) -> int:
 
 def _check(args) -> int:
     from .certify import certify
+    from .numcheck import finite_difference_check
     model, d = _load(args.model)
-    result = certify(model, d, seed=args.seed)
-    sizes = ", ".join(f"{k}={v}" for k, v in result.dims.items()) + (f", T={result.T}" if result.T else "")
-    print(f"{model.name}: certification against SymPy's differentiation of the unrolled scalar network ({sizes})")
-    print(f"  {'parameter':<16} worst relative error")
-    for name, err in result.param_errors.items():
-        print(f"  {name:<16} {err:.2e}")
-    ok = result.ok
-    print("all agree" if ok else "DISAGREEMENT: some closed forms are wrong")
+    exact = certify(model, d, seed=args.seed)
+    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
+    sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
+    print(f"{model.name}: gradients checked at {sizes}")
+    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
+    for name, err in exact.param_errors.items():
+        print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
+    ok = exact.ok and numeric.ok
+    print("all agree" if ok else "DISAGREEMENT: some gradients are wrong")
     return 0 if ok else 1

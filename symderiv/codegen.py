@@ -14,11 +14,11 @@ import keyword
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
-from .expr import Apply, At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift
+from .expr import Apply, At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift, transpose
 from .ops import ELEMENTWISE
 
 RESERVED = set(keyword.kwlist) | {
@@ -154,28 +154,38 @@ class NumpyPrinter(Printer):
         return f"({s})" if isinstance(e, (MatAdd, MatMul, HadamardProduct)) else s
 
     def _matmul(self, e):
-        """(code, batched) for a product, grouped from the right so vector products stay per example."""
+        """(code, batched) for a product, grouped from the right so vector products stay per example.
+
+        Per example a batched value is a column (n, B), a scalar (1, B); a row vector is held
+        as its transpose.  So, multiplying the value so far (``acc``) by a factor on its left:
+        an unbatched factor is a plain ``@``; a batched row times a column is a per-example
+        inner product; a batched column times a per-example scalar is a broadcast product; a
+        batched column times a batched row is an outer product, summed over the batch (it
+        only occurs in a parameter's gradient).
+        """
         c, rest = coeff_and_rest(e)
         mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
-        code, batched = self._paren(mats[-1]) if len(mats) > 1 else self._print(mats[-1]), self.batched(mats[-1])
-        right = mats[-1]
+        last = mats[-1]
+        code = self._paren(last) if len(mats) > 1 else self._print(last)
+        batched, rows, cols = self.batched(last), last.shape[0], last.shape[1]
         for a in reversed(mats[:-1]):
-            a_batched = self.batched(a)
-            if not a_batched:
-                code = f"{self._paren(a)} @ {code}"
-            elif isinstance(a, Transpose) and batched and right.shape[1] == 1:
-                code = f"np.sum({self._paren(a.arg)} * {code}, axis=0, keepdims=True)"  # per-example inner product
-            elif a.shape[1] == 1 and right.shape == (1, 1):
-                code = f"{self._paren(a)} * {code}"  # vector times a per-example scalar
-            elif a.shape[1] == 1 and isinstance(right, Transpose):
-                code = f"{self._paren(a)} @ {code}"  # outer products, summed over the batch
-                batched = False
-                right = a
+            inner = f"({code})" if " " in code else code  # the product so far, as one operand
+            if isinstance(a, OneMatrix) and a.shape[0] == 1:
+                code = f"{inner}.sum(axis=0, keepdims=True)"  # 1ᵀ v
+            elif not self.batched(a):
+                code = f"{self._paren(a)} @ {inner}"
+            elif a.shape[0] == 1 and cols == 1:
+                code = f"np.sum({self._paren(transpose(a))} * {inner}, axis=0, keepdims=True)"
+            elif a.shape[1] == 1 and (rows, cols) == (1, 1):
+                code = f"{self._paren(a)} * {inner}"
+            elif a.shape[1] == 1 and rows == 1 and batched:
+                code = f"{self._paren(a)} @ {inner}"
+                batched, rows = False, a.shape[0]
                 continue
             else:
                 raise NotImplementedError(f"no batched NumPy form for the product {e}")
-            batched = batched or a_batched
-            right = a
+            batched = batched or self.batched(a)
+            rows = a.shape[0]
         if c == -1:
             code = f"-{code}"
         elif c != 1:

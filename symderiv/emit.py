@@ -184,13 +184,13 @@ def module_context(d: Derivation, source_name: str) -> dict:
 
 def _static_adjoint(d, n, npp, uni, names) -> Statement:
     adj = d.adjoints[n]
-    lines = [f"{names.adjoint(n)} = {npp._print(ZeroMatrix(*adj.quantity.shape))}"]
+    parts = []
     if adj.closed_per_step is not None:
-        lines.append(f"{names.adjoint(n)} = {names.adjoint(n)} + sum({npp._print(adj.closed_per_step)} "
-                     "for i in range(T))")
+        parts.append(f"sum({npp._print(adj.closed_per_step)} for i in range(T))")
     if adj.closed_static is not None:
-        lines.append(f"{names.adjoint(n)} = {names.adjoint(n)} + {npp._print(adj.closed_static)}")
-    return Statement(f"{uni.doprint(adj.symbol)} = {uni.doprint(adj.closed)}", lines)
+        parts.append(npp._print(adj.closed_static))
+    code = " + ".join(parts) if parts else npp._print(ZeroMatrix(*adj.quantity.shape))
+    return Statement(f"{uni.doprint(adj.symbol)} = {uni.doprint(adj.closed)}", [f"{names.adjoint(n)} = {code}"])
 
 
 def _reduce(npp: NumpyPrinter, e) -> str:

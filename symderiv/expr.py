@@ -295,7 +295,7 @@ def transpose(e):
         return e.arg
     if isinstance(e, (ZeroMatrix, OneMatrix)):
         return type(e)(e.shape[1], e.shape[0])
-    if e.shape == (1, 1) and isinstance(e, MatrixSymbol):
+    if e.shape == (1, 1):  # a scalar is its own transpose
         return e
     c, rest = coeff_and_rest(e)
     if c != 1:

@@ -102,18 +102,18 @@ class _MathPrinter(Printer):
 
     def _print_MatAdd(self, e: MatAdd):
         out = ""
-        for i, term in enumerate(e.args):
+        for i, term in enumerate(_positive_first(e.args)):
             c, rest = coeff_and_rest(term)
             negative = c.is_Number and c < 0
-            body = self._product(-c if negative else c, rest)
+            body = self._product(-c if negative else c, rest, MatAdd)
             if i == 0:
                 out = (self.minus.strip() + body) if negative else body
             else:
                 out += (self.minus if negative else self.plus) + body
         return out
 
-    def _product(self, c, rest) -> str:
-        body = self._factor(rest, MatMul)
+    def _product(self, c, rest, within=MatMul) -> str:
+        body = self._factor(rest, within) if c != 1 or within is MatMul else self._print(rest)
         if c == 1:
             return body
         if c == -1:
@@ -123,6 +123,8 @@ class _MathPrinter(Printer):
 
     def _print_MatMul(self, e: MatMul):
         c, rest = coeff_and_rest(e)
+        if c == -1:
+            return self.minus.strip() + self._factor(rest, MatAdd)
         if c != 1:
             return self._product(c, rest)
         return " ".join(self._factor(a, MatMul) for a in e.args)
@@ -132,6 +134,8 @@ class _MathPrinter(Printer):
         s = self._print(e)
         if isinstance(e, MatAdd) or (isinstance(e, MatMul) and coeff_and_rest(e)[0] != 1):
             return self.paren(s)
+        if within is MatMul and isinstance(e, (HadamardProduct, HadamardPower)):
+            return self.paren(s)  # U (r ⊙ h): a matrix product binds tighter than ⊙
         return s
 
     def _print_HadamardProduct(self, e: HadamardProduct):
@@ -166,6 +170,8 @@ class _MathPrinter(Printer):
         base, k = e.args
         if k == -1:
             return self.ones + self.oslash + self._factor(base, HadamardProduct)
+        if k.is_Integer and 1 < k <= 3:  # tanh²(c), and h ⊙ h rather than h^∘2
+            return self.odot.join(self._collapse_powers([base] * int(k)))
         return self.power(self._factor(base, HadamardProduct), k)
 
     def power(self, base: str, k) -> str:
@@ -210,6 +216,16 @@ class _MathPrinter(Printer):
 
     def emptyPrinter(self, e):
         return str(e)
+
+
+def _positive_first(terms):
+    """r̂ − r rather than −r + r̂: a term with a positive sign leads."""
+    terms = list(terms)
+    for i, t in enumerate(terms):
+        c, _ = coeff_and_rest(t)
+        if not (c.is_Number and c < 0):
+            return [terms[i], *terms[:i], *terms[i + 1:]]
+    return terms
 
 
 def _has_delta(e) -> bool:
