@@ -233,12 +233,14 @@ def _has_delta(e) -> bool:
 
 
 def _reading_order(factors):
-    """δh_t ⊙ o_t ⊙ (1 − o_t) reads best with a bare adjoint first and a compound one last:
-    ``o ⊙ (1 − o) ⊙ W^T δh``.  Otherwise the order of construction is kept."""
-    bare = [f for f in factors if isinstance(f, (At, AtStep, Delta)) and _has_delta(f)]
-    compound = [f for f in factors if f not in bare and _has_delta(f)]
-    rest = [f for f in factors if f not in bare and f not in compound]
-    return bare + rest + compound
+    """δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) and o_t ⊙ (1 − o_t) ⊙ W^T δh_t: a bare adjoint first,
+    then plain values, then compound factors, and a compound factor holding an adjoint last.
+    The order of construction is kept within each group."""
+    def group(f):
+        if _has_delta(f):
+            return 0 if isinstance(f, (At, AtStep, Delta)) else 3
+        return 1 if isinstance(f, (At, AtStep, MatrixSymbol)) else 2
+    return sorted(factors, key=group)
 
 
 class LatexPrinter(_MathPrinter):
