@@ -177,15 +177,15 @@ def _run(params, data, want_gradients):
         # δh^(out)_t = r̂_t − r_t
         d_h_out[i] += r_hat[i] - r[i]
         # δy_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
-        d_y_o[i] += o[i] * (1 - o[i]) * (W_out.T @ d_h_out[i])
+        d_y_o[i] += (W_out.T @ d_h_out[i]) * o[i] * (1 - o[i])
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         d_h[i] += W.T @ d_y_o[i]
         if i + 1 < T:
             d_h[i] += V.T @ (d_y_h[i + 1])
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        d_y_h[i] += h[i + 1] * (1 - h[i + 1]) * d_h[i]
+        d_y_h[i] += d_h[i] * h[i + 1] * (1 - h[i + 1])
         # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
-        d_y_a[i] += a_in[i] * (1 - a_in[i]) * (U.T @ d_y_h[i])
+        d_y_a[i] += (U.T @ d_y_h[i]) * a_in[i] * (1 - a_in[i])
         # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ
         g_W_in += d_y_a[i] @ x_[i].T
         # ∂L/∂b^(in) = Σ_t δy_{a,t}

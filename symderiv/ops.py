@@ -206,7 +206,8 @@ def _vjp_transpose(node, g, out):
 
 
 def _vjp_apply(node, g, out):
-    return [None, hadamard(activation_derivative(node.fname, node.arg, out), g)]
+    # g first: the derivative then reads after what flows in, δc ⊙ o ⊙ (1 − tanh²(c)).
+    return [None, hadamard(g, activation_derivative(node.fname, node.arg, out))]
 
 
 def _vjp_softmax(node, g, out):

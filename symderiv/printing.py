@@ -233,13 +233,12 @@ def _has_delta(e) -> bool:
 
 
 def _reading_order(factors):
-    """δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) and o_t ⊙ (1 − o_t) ⊙ W^T δh_t: a bare adjoint first,
-    then plain values, then compound factors, and a compound factor holding an adjoint last.
-    The order of construction is kept within each group."""
+    """A bare adjoint first, a compound factor holding an adjoint last, the rest in the
+    order of construction: δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) and o_t ⊙ (1 − o_t) ⊙ W^T δh_t."""
     def group(f):
         if _has_delta(f):
-            return 0 if isinstance(f, (At, AtStep, Delta)) else 3
-        return 1 if isinstance(f, (At, AtStep, MatrixSymbol)) else 2
+            return 0 if isinstance(f, (At, AtStep, Delta)) else 2
+        return 1
     return sorted(factors, key=group)
 
 
