@@ -110,7 +110,6 @@ def _run(params, data, want_gradients):
     T = x_.shape[0]
     B = max([a.shape[-1] for a in _x.values()] + [1])
     n_a = W_in.shape[0]
-    n_x = W_in.shape[1]
     n_h = U.shape[0]
     n_o = W.shape[0]
     C = W_out.shape[0]
@@ -126,19 +125,19 @@ def _run(params, data, want_gradients):
     r_hat = np.zeros((T, C, B), dtype)
     for i in range(T):
         # y_{a,t} = W^(in) x_t + b^(in)
-        y_a[i] = (W_in @ x_[i]) + b_in
+        y_a[i] = W_in @ x_[i] + b_in
         # a^(in)_t = σ(y_{a,t})
         a_in[i] = _sigmoid(y_a[i])
         # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h
-        y_h[i] = (U @ a_in[i]) + (V @ h[i]) + b_h
+        y_h[i] = U @ a_in[i] + V @ h[i] + b_h
         # h_t = σ(y_{h,t})
         h[i + 1] = _sigmoid(y_h[i])
         # y_{o,t} = W h_t + b_o
-        y_o[i] = (W @ (h[i + 1])) + b_o
+        y_o[i] = W @ h[i + 1] + b_o
         # o_t = σ(y_{o,t})
         o[i] = _sigmoid(y_o[i])
         # h^(out)_t = W^(out) o_t + b^(out)
-        h_out[i] = (W_out @ o[i]) + b_out
+        h_out[i] = W_out @ o[i] + b_out
         # r̂_t = softmax(h^(out)_t)
         r_hat[i] = _softmax(h_out[i])
     # L = −Σ_t r_tᵀ log(r̂_t)
@@ -181,7 +180,7 @@ def _run(params, data, want_gradients):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         d_h[i] += W.T @ d_y_o[i]
         if i + 1 < T:
-            d_h[i] += V.T @ (d_y_h[i + 1])
+            d_h[i] += V.T @ d_y_h[i + 1]
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
         d_y_h[i] += d_h[i] * h[i + 1] * (1 - h[i + 1])
         # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
@@ -189,21 +188,21 @@ def _run(params, data, want_gradients):
         # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ
         g_W_in += d_y_a[i] @ x_[i].T
         # ∂L/∂b^(in) = Σ_t δy_{a,t}
-        g_b_in += (d_y_a[i]).sum(axis=1, keepdims=True)
+        g_b_in += d_y_a[i].sum(axis=1, keepdims=True)
         # ∂L/∂U = Σ_t δy_{h,t} a^(in)_tᵀ
         g_U += d_y_h[i] @ a_in[i].T
         # ∂L/∂V = Σ_t δy_{h,t} h_{t−1}ᵀ
         g_V += d_y_h[i] @ h[i].T
         # ∂L/∂b_h = Σ_t δy_{h,t}
-        g_b_h += (d_y_h[i]).sum(axis=1, keepdims=True)
+        g_b_h += d_y_h[i].sum(axis=1, keepdims=True)
         # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
-        g_W += d_y_o[i] @ (h[i + 1].T)
+        g_W += d_y_o[i] @ h[i + 1].T
         # ∂L/∂b_o = Σ_t δy_{o,t}
-        g_b_o += (d_y_o[i]).sum(axis=1, keepdims=True)
+        g_b_o += d_y_o[i].sum(axis=1, keepdims=True)
         # ∂L/∂W^(out) = Σ_t δh^(out)_t o_tᵀ
         g_W_out += d_h_out[i] @ o[i].T
         # ∂L/∂b^(out) = Σ_t δh^(out)_t
-        g_b_out += (d_h_out[i]).sum(axis=1, keepdims=True)
+        g_b_out += d_h_out[i].sum(axis=1, keepdims=True)
     _grads = {
         "W_in": g_W_in,
         "b_in": g_b_in[:, 0],

@@ -14,7 +14,7 @@ import keyword
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy import HadamardPower, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
@@ -59,6 +59,17 @@ class Names:
 
     def grad(self, name: str) -> str:
         return "g_" + self.table[name]
+
+
+def group(code: str) -> str:
+    """``code`` as one operand: parenthesised unless it already is one (a name, an index, a call, a group)."""
+    depth = 0
+    for ch in code:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and ch == " ":
+            return f"({code})"
+    return code
 
 
 class NumpyPrinter(Printer):
@@ -142,16 +153,16 @@ class NumpyPrinter(Printer):
     def _scaled(self, c, rest) -> str:
         if not getattr(rest, "is_Matrix", False):
             return self._number(rest)
-        body = self._paren(rest)
-        return body if c == 1 else f"{self._number(c)} * {body}"
+        if c == 1:  # a term of a sum needs no parentheses
+            return self._print(rest)
+        return f"{self._number(c)} * {self._paren(rest)}"
 
     def _number(self, c) -> str:
         c = sp.Rational(c)
         return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
 
     def _paren(self, e) -> str:
-        s = self._print(e)
-        return f"({s})" if isinstance(e, (MatAdd, MatMul, HadamardProduct)) else s
+        return group(self._print(e))
 
     def _matmul(self, e):
         """(code, batched) for a product, grouped from the right so vector products stay per example.
@@ -169,7 +180,7 @@ class NumpyPrinter(Printer):
         code = self._paren(last) if len(mats) > 1 else self._print(last)
         batched, rows, cols = self.batched(last), last.shape[0], last.shape[1]
         for a in reversed(mats[:-1]):
-            inner = f"({code})" if " " in code else code  # the product so far, as one operand
+            inner = group(code)  # the product so far, as one operand
             if isinstance(a, OneMatrix) and a.shape[0] == 1:
                 code = f"{inner}.sum(axis=0, keepdims=True)"  # 1ᵀ v
             elif not self.batched(a):

@@ -63,6 +63,7 @@ class Adjoint:
     closed_terms: list[Term] = field(default_factory=list)
     closed_per_step: sp.Basic | None = None
     closed_static: sp.Basic | None = None
+    consumers: list[tuple[str, int]] = field(default_factory=list)  # (quantity, step offset) that read it
 
     @property
     def name(self) -> str:
@@ -190,10 +191,14 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     order: list[str] = []
     pre: dict[str, str] = {}
     taken = set(model.quantities) | set(model.dims) | {model.time_index, getattr(model.length, "name", None)}
+    activations = [name for name, q in model.quantities.items()
+                   if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.args[-1])]
+    letter = _preactivation_letter(model)
+    bodies = [split_name(name).body for name in activations]
     for name, q in model.quantities.items():
-        if q.role in ("intermediate",) and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.args[-1]):
+        if name in activations:
             inner = q.expr.args[-1]
-            y = _preactivation_name(name, taken)
+            y = _preactivation_name(name, taken, letter, bodies.count(split_name(name).body) > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
@@ -215,9 +220,21 @@ def _is_ref(e) -> bool:
     return isinstance(e, (At, MatrixSymbol))
 
 
-def _preactivation_name(name: str, taken: set) -> str:
+#: Letters for pre-activations, in order of preference: y_h as in the seed homework, else
+#: one that no name of the model starts with (a model whose output is y gets a_h, not y_h).
+PREACTIVATION_LETTERS = ("y", "a", "u", "s", "v")
+
+
+def _preactivation_letter(model: Model) -> str:
+    bodies = {split_name(name).body for name in model.quantities}
+    return next((c for c in PREACTIVATION_LETTERS if c not in bodies), PREACTIVATION_LETTERS[0])
+
+
+def _preactivation_name(name: str, taken: set, letter: str = "y", shared_body: bool = False) -> str:
+    """``y_h`` for ``h``; the whole name (``y_h_1``, ``y_h_2``) where several activations share a body."""
     parts = split_name(name)
-    candidates = [f"y_{parts.body}", f"y_{name}"] + [f"y_{name}_{i}" for i in range(2, 100)]
+    first = [] if shared_body else [f"{letter}_{parts.body}"]
+    candidates = first + [f"{letter}_{name}"] + [f"{letter}_{name}_{i}" for i in range(2, 100)]
     return next(c for c in candidates if c not in taken)
 
 
@@ -236,7 +253,12 @@ class _Sweep:
 
     def equation(self, q: Quantity) -> None:
         g = OneMatrix(1, 1) if q.role == "loss" else self.adjoints[q.name].symbol
+        self.consumer = q.name
         self.back(q.expr, g, self.model.ref(q.name), q.sequence)
+
+    def _consumed(self, adj: Adjoint, offset: int) -> None:
+        if (self.consumer, offset) not in adj.consumers:
+            adj.consumers.append((self.consumer, offset))
 
     def back(self, node, g, out, step: bool) -> None:
         if is_zero(g):
@@ -245,11 +267,13 @@ class _Sweep:
             adj = self.adjoints.get(node.base.name)
             if adj is not None:  # data is not differentiated
                 adj.terms.append(Term(shift(g, -node.offset), -node.offset))
+                self._consumed(adj, -node.offset)
             return
         if isinstance(node, MatrixSymbol):
             adj = self.adjoints.get(node.name)
             if adj is not None:
                 (adj.per_step if step else adj.static).append(g)
+                self._consumed(adj, 0)
             return
         if isinstance(node, TimeSum):
             self.back(node.arg, g, node.arg, True)

@@ -8,6 +8,7 @@ write is never overwritten without ``force``.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import jinja2
 from sympy import MatrixSymbol, ZeroMatrix
 
 from . import __version__
-from .codegen import Names, NumpyPrinter
+from .codegen import Names, NumpyPrinter, group
 from .derive import Derivation
 from .errors import SymderivError
 from .expr import TimeSum
@@ -155,6 +156,11 @@ def module_context(d: Derivation, source_name: str) -> dict:
             grads_after.append(Statement(label or f"∂{model.unicode(model.loss)}/∂{model.unicode(g.name)}, "
                                                   "the rest", extra))
 
+    # Read a size off the arrays only where the code uses it (an unused local is noise).
+    code = "\n".join(line for block in (forward, backward) for phase in block.values() for st in phase
+                      for line in st.lines)
+    code += "\n".join(seq_alloc + adj_alloc + [line for st in grads_loop + grads_after for line in st.lines])
+    used = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", code))
     loss = model[model.loss]
     return {
         "mark": MARK,
@@ -164,7 +170,8 @@ def module_context(d: Derivation, source_name: str) -> dict:
         "names": names,
         "dims": [(dim, names.value(dim)) for dim in model.dims],
         "dim_reads": [(names.value(dim), names.value(q.name), q.role == "param", q.sequence, axis)
-                      for dim, (q, axis) in dim_reads.items()],
+                      for dim, (q, axis) in dim_reads.items() if names.value(dim) in used],
+        "uses_batch": "B" in used,
         "params": [_param_info(p, names, npp) for p in model.params],
         "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.shape == (1, 1))
                    for q in model.data],
@@ -197,7 +204,7 @@ def _reduce(npp: NumpyPrinter, e) -> str:
     """A gradient term; a per-example (batched) value is summed over the batch."""
     code = npp._print(e)
     if npp.batched(e):
-        return f"({code}).sum(axis=1, keepdims=True)"
+        return f"{group(code)}.sum(axis=1, keepdims=True)"
     return code
 
 
@@ -236,22 +243,73 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     model = d.model
     lp = LatexPrinter(model)
     loss = model.latex(model.loss)
+    index = model.time_index or "t"
 
-    def partial(name: str) -> str:
-        return r"\frac{\partial " + loss + r"}{\partial " + model.latex(name) + "}"
+    def partial(name: str, entry: str | None = None) -> str:
+        return r"\frac{\partial " + loss + r"}{\partial " + model.latex(name, entry) + "}"
 
     forward = [(lp.doprint(model.ref(q.name)), lp.doprint(q.expr)) for q in model.equations]
     states = [(model.latex(qname, str(k)), lp.doprint(v)) for qname, steps in model.states.items()
               for k, v in sorted(steps.items(), reverse=True)]
-    adjoints = [{"lhs": lp.doprint(a.symbol), "chain": lp.doprint(a.chain), "closed": lp.doprint(a.closed),
-                 "same": a.chain == a.closed, "named": a.named} for a in d.backward_order]
-    gradients = [{"lhs": partial(g.name), "rhs": lp.doprint(g.expr), "update_lhs": model.latex(g.name)}
-                 for g in d.gradients.values()]
+    adjoints = []
+    for a in d.backward_order:
+        steps = [lp.doprint(a.chain)]
+        if a.closed != a.chain:
+            steps.append(lp.doprint(a.closed))
+        jacobian = _jacobian_step(model, a, lp)
+        if jacobian is not None:
+            steps.insert(0, jacobian)
+        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named})
+    gradients = []
+    for g in d.gradients.values():
+        element = _element_form(model, g, lp, index)
+        gradients.append({"lhs": partial(g.name), "rhs": lp.doprint(g.expr), "name": model.latex(g.name),
+                          "element": (partial(g.name, element[0]), element[1]) if element else None})
     return {"mark": MARK, "version": __version__, "source": source_name, "model": model,
             "title": model.name.replace("_", r"\_"), "title_md": model.name, "forward": forward, "states": states,
             "adjoints": adjoints, "gradients": gradients, "loss": loss, "has_time": model.has_time,
-            "T": model.length.name if model.length is not None else "T", "index": model.time_index or "t",
+            "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
+
+
+def _jacobian_step(model, adj, lp) -> str | None:
+    """δo_t = (∂h^(out)_t / ∂o_t)ᵀ δh^(out)_t: the chain rule before the Jacobians are worked out.
+
+    Shown for vector quantities whose consumers are other quantities (the loss's own
+    derivative is the first step already)."""
+    if not adj.consumers or any(model[c].role == "loss" for c, _ in adj.consumers) or not adj.quantity.is_vector:
+        return None
+    step = model.time_index or "t"
+    own = lp.doprint(model.ref(adj.name)) if adj.sequence else model.latex(adj.name)
+    parts = []
+    for consumer, k in adj.consumers:
+        q = model[consumer]
+        if q.sequence:
+            at = step if k == 0 else f"{step}+{k}"
+            target, delta = model.latex(consumer, at), r"\delta " + model.latex(consumer, at)
+        else:
+            target, delta = model.latex(consumer), r"\delta " + model.latex(consumer)
+        term = (r"\left(\frac{\partial " + target + r"}{\partial " + own + r"}\right)^{\top} " + delta)
+        if q.sequence and not adj.sequence:
+            term = lp.timesum(term)
+        parts.append(term)
+    return " + ".join(parts)
+
+
+def _element_form(model, g, lp, index):
+    """∂L/∂W_{ij} = Σ_t (δy_{o,t})_i (h_t)_j for a matrix whose gradient is a sum of outer products."""
+    from sympy import MatMul, Transpose
+
+    if g.param.kind != "matrix" or g.per_step is None or g.static is not None or g.initial:
+        return None
+    e = g.per_step
+    if not (isinstance(e, MatMul) and len(e.args) == 2 and isinstance(e.args[1], Transpose)):
+        return None
+    left, right = e.args[0], e.args[1].arg
+    if left.shape[1] != 1 or right.shape[1] != 1:
+        return None
+    body = r"\left(" + lp.doprint(left) + r"\right)_i \left(" + lp.doprint(right) + r"\right)_j"
+    return "ij", lp.timesum(body)
 
 
 # ---------------------------------------------------------------------------------------

@@ -132,3 +132,10 @@ def test_writeup_compiles(tex, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:]
     assert (tmp_path / tex.with_suffix(".pdf").name).exists()
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (it is in the test extras)")
+def test_generated_modules_pass_ruff():
+    out = subprocess.run(["ruff", "check", "--isolated", *map(str, MODULES)], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stdout
