@@ -143,15 +143,15 @@ def _run(params, data, want_gradients):
     # L = −Σ_t r_tᵀ log(r̂_t)
     L = sum(-np.sum(r[i] * _log_softmax(h_out[i]), axis=0, keepdims=True) for i in range(T))
     _values = {
-        "y_a": y_a,
-        "a_in": a_in,
-        "y_h": y_h,
-        "h": h[1:],
-        "y_o": y_o,
-        "o": o,
-        "h_out": h_out,
-        "r_hat": r_hat,
-        "L": L,
+        "y_a": _external(y_a, _batched, False),
+        "a_in": _external(a_in, _batched, False),
+        "y_h": _external(y_h, _batched, False),
+        "h": _external(h[1:], _batched, False),
+        "y_o": _external(y_o, _batched, False),
+        "o": _external(o, _batched, False),
+        "h_out": _external(h_out, _batched, False),
+        "r_hat": _external(r_hat, _batched, False),
+        "L": _external(L, _batched, True),
     }
     _loss = dtype(L.sum())
     if not want_gradients:
@@ -217,20 +217,18 @@ def _run(params, data, want_gradients):
     return _loss, _values, _grads
 
 
-def _external(values, batched):
-    """Drop the internal batch axis of unbatched data; vectors back to (n,) / (T, n)."""
-    out = {}
-    for k, v in values.items():
-        v = v if batched else v[..., 0]
-        out[k] = v
-    return out
+def _external(value, batched, scalar):
+    """The public layout: no batch axis for unbatched data, a scalar without its axis of size 1."""
+    if not batched:
+        value = value[..., 0]
+    if scalar:
+        value = value[..., 0, :] if batched else value[..., 0]
+    return value
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    _, values, _ = _run(params, data, False)
-    batched = _prepare(params, data)[2]
-    return _external(values, batched)
+    return _run(params, data, False)[1]
 
 
 def loss(params, **data):

@@ -184,7 +184,7 @@ def module_context(d: Derivation, source_name: str) -> dict:
         "grads_loop": grads_loop,
         "grads_after": grads_after,
         "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, pads.get(q.name, 0))
+        "outputs": [(q.name, names.value(q.name), q.sequence, pads.get(q.name, 0), q.is_scalar)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
     }
 

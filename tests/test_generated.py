@@ -139,3 +139,15 @@ def test_generated_modules_pass_ruff():
     out = subprocess.run(["ruff", "check", "--isolated", *map(str, MODULES)], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0, out.stdout
+
+
+def test_forward_returns_every_quantity_in_the_public_layout(seed_module):
+    m = seed_module
+    params = m.init_params(SEED_DIMS)
+    values = m.forward(params, **seed_data(T=4))
+    assert set(values) >= {"a_in", "h", "o", "h_out", "r_hat", "L"}
+    assert values["h"].shape == (4, 5) and values["r_hat"].shape == (4, 3) and np.shape(values["L"]) == ()
+    assert np.allclose(values["r_hat"].sum(axis=1), 1)
+    assert np.isclose(float(values["L"]), m.loss(params, **seed_data(T=4)))
+    batched = m.forward(params, **seed_data(T=4, B=2))
+    assert batched["h"].shape == (4, 5, 2) and batched["L"].shape == (2,)
