@@ -1,33 +1,39 @@
 """The NumPy printer and the plan of the generated module.
 
-Inside the generated code every vector carries a trailing batch axis: a per-step vector of
-size n is ``(n, B)``, a per-example scalar ``(1, B)``; parameters have no batch axis (a
-vector parameter is ``(n, 1)``).  Sequence quantities are arrays over steps, padded in front
-by their lag so that ``h[t-1]`` at loop index ``i`` is ``h[i + P - 1]``.  The printer tracks
-which values carry the batch axis to turn a vector product into the right operation: a
-per-example inner product, a broadcast, or an outer product summed over the batch.
+Layout of values in the generated code (row convention, the batch in front):
+
+- a per-example vector of size n is a row of a ``(B, n)`` array; a per-example scalar is
+  ``(B, 1)``; a sequence stacks the steps in front, ``(T, B, n)``, padded in front by its
+  lag so that ``h[t-1]`` is ``h[i + P - 1]``;
+- a parameter keeps its shape; a vector parameter is 1-D ``(n,)``, a scalar ``(1,)``.
+
+So ``W x`` is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all steps at once (one
+matrix product over all T·B rows).  The plan computes everything that does not feed the
+recurrence for all steps at once, before or after the time loop; only the recurrence
+itself loops over t.  Parameter gradients are one product over all steps and examples
+(Σ_t δ_t h_tᵀ = Δᵀ H).
 """
 
 from __future__ import annotations
 
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import HadamardPower, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
-from .expr import Apply, At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift, transpose
+from .expr import At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift
 from .ops import ELEMENTWISE
 
 RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
     "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
     "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
-    "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts",
+    "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "lead",
     # builtins it calls
-    "range", "sum", "float", "dict", "len", "max", "min", "abs", "tuple", "int", "str", "zip", "list",
+    "range", "sum", "float", "dict", "len", "max", "min", "abs", "tuple", "int", "str", "zip", "list", "reversed",
 }
 
 
@@ -72,31 +78,47 @@ def group(code: str) -> str:
     return code
 
 
+@dataclass(frozen=True)
+class Code:
+    """Printed NumPy code and what its value carries in front of the per-example core."""
+
+    text: str
+    batched: bool = False  # a batch axis
+    timed: bool = False  # a time axis (all steps at once)
+    summed: bool = False  # already summed over steps and examples (an outer product in a gradient)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _join(text: str, *parts: Code) -> Code:
+    return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts))
+
+
 class NumpyPrinter(Printer):
-    """Prints one expression as NumPy code at loop index ``i`` (0-based step t - 1)."""
+    """Prints one expression as NumPy code.
+
+    Mode ``static``: outside the time loop; ``step``: inside it, at loop index ``i``;
+    ``time``: all steps at once, over the window of steps t with t + ``window`` <= T (a term
+    that reads δ at t + k is computed for the first T - k steps only).
+    """
+
+    printmethod = "_numpy_print"
 
     def __init__(self, d: Derivation, names: Names, pads: dict[str, int], batched: set[str]):
         super().__init__()
         self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
+        self.mode, self.window = "static", 0
 
-    # --- what carries the batch axis ----------------------------------------------------
+    def code(self, e, mode: str = "static", window: int = 0) -> Code:
+        saved = self.mode, self.window
+        self.mode, self.window = mode, window
+        try:
+            return self._print(e)
+        finally:
+            self.mode, self.window = saved
 
-    def batched(self, e) -> bool:
-        if isinstance(e, (At, AtStep)):
-            return isinstance(e.base, Delta) or e.base.name in self.batched_names
-        if isinstance(e, Delta):
-            return e.name in self.batched_names
-        if isinstance(e, MatrixSymbol):
-            return e.name in self.batched_names
-        if isinstance(e, (OneMatrix, ZeroMatrix)) or not getattr(e, "is_Matrix", False):
-            return False
-        if isinstance(e, TimeSum):
-            return self.batched(e.arg)
-        if isinstance(e, MatMul):
-            return self._matmul(e)[1]
-        return any(self.batched(a) for a in e.args if getattr(a, "is_Matrix", False))
-
-    # --- leaves -------------------------------------------------------------------------
+    # --- sizes and leaves ---------------------------------------------------------------
 
     def size(self, e) -> str:
         e = sp.sympify(e)
@@ -109,128 +131,154 @@ class NumpyPrinter(Printer):
         name = self.names.value(rest.name) if rest.is_Symbol else str(rest)
         return name if c == 1 else f"{c} * {name}"
 
-    def _index(self, name: str, offset: int) -> str:
-        pad = self.pads.get(name, 0) + offset
-        return f"i + {pad}" if pad > 0 else f"i - {-pad}" if pad < 0 else "i"
+    def core(self, e) -> str:
+        """The per-example shape of ``e`` as a NumPy shape."""
+        rows, cols = e.shape
+        if rows != 1 and cols != 1:
+            return f"({self.size(rows)}, {self.size(cols)})"
+        return f"({self.size(rows if cols == 1 else cols)},)"
+
+    def at(self, name: str, array: str, offset: int, is_delta: bool) -> Code:
+        pad = 0 if is_delta else self.pads.get(name, 0)
+        if self.mode == "step":
+            k = pad + offset
+            index = "i" if k == 0 else f"i + {k}" if k > 0 else f"i - {-k}"
+            return Code(f"{array}[{index}]", batched=True)
+        if self.mode == "time":
+            # Steps t = 1 .. T - window; the array is T + pad long, so the slice ends
+            # (offset - window) from its end.
+            start, end = pad + offset, offset - self.window
+            text = f"{array}[{start or ''}:{end or ''}]"
+            return Code(array if text == f"{array}[:]" else text, batched=True, timed=True)
+        raise ValueError(f"{array} at a step outside the time loop")
 
     def _print_At(self, e: At):
         if isinstance(e.base, Delta):
-            return f"{self.names.adjoint(e.base.name)}[{self._index('', e.offset)}]"
-        return f"{self.names.value(e.base.name)}[{self._index(e.base.name, e.offset)}]"
+            return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
+        return self.at(e.base.name, self.names.value(e.base.name), e.offset, False)
 
     def _print_AtStep(self, e: AtStep):
         if isinstance(e.base, Delta):
-            return f"{self.names.adjoint(e.base.name)}[{e.step - 1}]"
-        return f"{self.names.value(e.base.name)}[{self.pads.get(e.base.name, 0) + e.step - 1}]"
+            return Code(f"{self.names.adjoint(e.base.name)}[{e.step - 1}]", batched=True)
+        name = e.base.name
+        return Code(f"{self.names.value(name)}[{self.pads.get(name, 0) + e.step - 1}]", batched=True)
 
     def _print_MatrixSymbol(self, e):
-        return self.names.value(e.name)
+        return Code(self.names.value(e.name), batched=e.name in self.batched_names)
 
     def _print_Delta(self, e):
-        return self.names.adjoint(e.name)
+        return Code(self.names.adjoint(e.name), batched=e.name in self.batched_names)
 
     def _print_OneMatrix(self, e):
-        return f"np.ones(({self.size(e.shape[0])}, {self.size(e.shape[1])}), dtype)"
+        return Code(f"np.ones({self.core(e)}, dtype)")
 
     def _print_ZeroMatrix(self, e):
-        return f"np.zeros(({self.size(e.shape[0])}, {self.size(e.shape[1])}), dtype)"
+        return Code(f"np.zeros({self.core(e)}, dtype)")
 
     # --- operations ---------------------------------------------------------------------
-
-    def _print_MatAdd(self, e):
-        out = ""
-        for k, term in enumerate(e.args):
-            if isinstance(coeff_and_rest(term)[1], OneMatrix) and len(e.args) > 1:
-                term = coeff_and_rest(term)[0]  # 1 − o: NumPy broadcasts the number
-            c, rest = coeff_and_rest(term)
-            if c.is_Number and c < 0:
-                body = self._scaled(-c, rest)
-                out += ("-" if k == 0 else " - ") + body
-            else:
-                out += ("" if k == 0 else " + ") + self._scaled(c, term if c == 1 else rest)
-        return out
-
-    def _scaled(self, c, rest) -> str:
-        if not getattr(rest, "is_Matrix", False):
-            return self._number(rest)
-        if c == 1:  # a term of a sum needs no parentheses
-            return self._print(rest)
-        return f"{self._number(c)} * {self._paren(rest)}"
 
     def _number(self, c) -> str:
         c = sp.Rational(c)
         return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
 
-    def _paren(self, e) -> str:
-        return group(self._print(e))
-
-    def _matmul(self, e):
-        """(code, batched) for a product, grouped from the right so vector products stay per example.
-
-        Per example a batched value is a column (n, B), a scalar (1, B); a row vector is held
-        as its transpose.  So, multiplying the value so far (``acc``) by a factor on its left:
-        an unbatched factor is a plain ``@``; a batched row times a column is a per-example
-        inner product; a batched column times a per-example scalar is a broadcast product; a
-        batched column times a batched row is an outer product, summed over the batch (it
-        only occurs in a parameter's gradient).
-        """
-        c, rest = coeff_and_rest(e)
-        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
-        last = mats[-1]
-        code = self._paren(last) if len(mats) > 1 else self._print(last)
-        batched, rows, cols = self.batched(last), last.shape[0], last.shape[1]
-        for a in reversed(mats[:-1]):
-            inner = group(code)  # the product so far, as one operand
-            if isinstance(a, OneMatrix) and a.shape[0] == 1:
-                code = f"{inner}.sum(axis=0, keepdims=True)"  # 1ᵀ v
-            elif not self.batched(a):
-                code = f"{self._paren(a)} @ {inner}"
-            elif a.shape[0] == 1 and cols == 1:
-                code = f"np.sum({self._paren(transpose(a))} * {inner}, axis=0, keepdims=True)"
-            elif a.shape[1] == 1 and (rows, cols) == (1, 1):
-                code = f"{self._paren(a)} * {inner}"
-            elif a.shape[1] == 1 and rows == 1 and batched:
-                code = f"{self._paren(a)} @ {inner}"
-                batched, rows = False, a.shape[0]
-                continue
+    def _print_MatAdd(self, e):
+        text, parts = "", []
+        for k, term in enumerate(e.args):
+            c, rest = coeff_and_rest(term)
+            negative = c.is_Number and c < 0
+            if negative:
+                c = -c
+            if isinstance(rest, OneMatrix) and rest.shape[0] * rest.shape[1] != 1 or rest == OneMatrix(1, 1):
+                body = self._number(c)  # 1 − o: NumPy broadcasts the number
             else:
-                raise NotImplementedError(f"no batched NumPy form for the product {e}")
-            batched = batched or self.batched(a)
-            rows = a.shape[0]
-        if c == -1:
-            code = f"-{code}"
-        elif c != 1:
-            code = f"{self._number(c)} * {code}"
-        return code, batched
+                code = self._print(rest)
+                parts.append(code)
+                body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
+                if negative:
+                    body = group(body)
+            text += ("-" if negative else "") if k == 0 else (" - " if negative else " + ")
+            text += body
+        return _join(text, *parts)
 
     def _print_MatMul(self, e):
-        return self._matmul(e)[0]
+        """Fold the product from the right, so a vector product stays per example."""
+        c, rest = coeff_and_rest(e)
+        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
+        acc_expr = mats[-1]
+        acc = self._print(acc_expr)
+        cols = acc_expr.shape[1]  # a product from the left keeps the columns
+        for a in reversed(mats[:-1]):
+            acc = self._product(a, acc, cols)
+        if c == -1:
+            return _join("-" + group(acc.text), acc)
+        if c != 1:
+            return _join(f"{self._number(c)} * {group(acc.text)}", acc)
+        return acc
 
-    def _print_Transpose(self, e):
-        # A batched vector is transposed only as the right factor of an outer product.
-        return self._paren(e.arg) + ".T"
+    def _product(self, a, acc: Code, cols) -> Code:
+        """``a`` times the value so far (which has ``cols`` columns per example)."""
+        p, q = a.shape
+        x = group(acc.text)
+        if isinstance(a, OneMatrix):
+            if p == 1:  # 1ᵀ v: the sum of the entries
+                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
+            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc)  # 1 s: a scalar spread over a vector
+        left = self._print(a)
+        if acc.summed and left.batched:
+            raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
+        if p != 1 and q != 1:  # a matrix
+            if left.batched:
+                raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
+            if cols == 1 and acc.batched:
+                if self.mode == "time":
+                    return _join(f"_matvec({left.text}, {acc.text})", acc)
+                # x W^T per row; for a transposed matrix that is x W.
+                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
+                return _join(f"{x} @ {right}", acc)
+            return _join(f"{group(left.text)} @ {x}", acc)
+        if p == 1 and q != 1:  # a row vector
+            if cols == 1:
+                return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
+            return _join(f"{group(left.text)} @ {x}", left, acc)
+        if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
+            return _join(f"{group(left.text)} * {x}", left, acc)
+        if not left.batched and not acc.batched:
+            return Code(f"np.outer({left.text}, {acc.text})")
+        return Code(f"_outer({left.text}, {acc.text})", summed=True)  # Σ over steps and examples
 
     def _print_HadamardProduct(self, e):
-        num = [self._paren(f) for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
+        num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
         den = [f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1])
                for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
-        out = " * ".join(num) if num else "1"
-        for f in den:
-            out += f" / {self._paren(f)}"
-        return out
+        codes = [self._print(f) for f in num]
+        text = " * ".join(group(c.text) for c in codes) if codes else "1"
+        dens = [self._print(f) for f in den]
+        for c in dens:
+            text += f" / {group(c.text)}"
+        return _join(text, *codes, *dens)
 
     def _print_HadamardPower(self, e):
         base, k = e.args
+        code = self._print(base)
         if k == -1:
-            return f"1 / {self._paren(base)}"
-        return f"{self._paren(base)} ** {int(k)}"
+            return _join(f"1 / {group(code.text)}", code)
+        return _join(f"{group(code.text)} ** {int(k)}", code)
 
-    def _print_Apply(self, e: Apply):
+    def _print_Transpose(self, e):
+        code = self._print(e.arg)
+        rows, cols = e.arg.shape
+        if rows != 1 and cols != 1:
+            return _join(f"{group(code.text)}.T", code)
+        return code  # a vector is held the same way as its transpose
+
+    def _print_Apply(self, e):
         if e.fname == "log":
-            q = self._softmax_source(e.arg)
-            if q is not None:  # log r̂ where r̂ = softmax(z): computed as log_softmax(z), stably
-                return f"_log_softmax({self._print(q)})"
-        return ELEMENTWISE[e.fname].numpy.format(x=self._print(e.arg))
+            z = self._softmax_source(e.arg)
+            if z is not None:  # log r̂ where r̂ = softmax(z): computed as log_softmax(z), stably
+                code = self._print(z)
+                return _join(f"_log_softmax({code.text})", code)
+        code = self._print(e.arg)
+        return _join(ELEMENTWISE[e.fname].numpy.format(x=code.text), code)
 
     def _softmax_source(self, e):
         """z when ``e`` names a quantity defined as softmax(z), else None."""
@@ -245,19 +293,313 @@ class NumpyPrinter(Printer):
         return None
 
     def _print_Softmax(self, e):
-        return f"_softmax({self._print(e.arg)})"
+        code = self._print(e.arg)
+        return _join(f"_softmax({code.text})", code)
 
     def _print_LogSoftmax(self, e):
-        return f"_log_softmax({self._print(e.arg)})"
+        code = self._print(e.arg)
+        return _join(f"_log_softmax({code.text})", code)
 
     def _print_Concat(self, e):
-        return "_concat(" + ", ".join(self._print(a) for a in e.args) + ")"
+        codes = [self._print(a) for a in e.args]
+        return _join("_concat(" + ", ".join(c.text for c in codes) + ")", *codes)
 
     def _print_RowSlice(self, e):
-        return f"{self._paren(e.arg)}[{self.size(e.start)}:{self.size(e.stop)}]"
+        code = self._print(e.arg)
+        return _join(f"{group(code.text)}[..., {self.size(e.start)}:{self.size(e.stop)}]", code)
 
     def _print_TimeSum(self, e):
-        return f"sum({self._print(e.arg)} for i in range(T))"
+        inner = self.code(e.arg, "time", 0)
+        if inner.summed:
+            return inner
+        if inner.timed:
+            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched)
+        return _join(f"T * {group(inner.text)}", inner)
 
     def emptyPrinter(self, e):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+
+
+# ---------------------------------------------------------------------------------------
+# The plan: which statements run before, inside and after the time loop.
+
+
+@dataclass
+class Statement:
+    comment: str
+    lines: list[str]
+
+
+@dataclass
+class Phase:
+    """Statements of one part of a pass."""
+
+    before: list[Statement] = field(default_factory=list)  # static, then all steps at once
+    alloc: list[str] = field(default_factory=list)  # arrays the loop fills
+    loop: list[Statement] = field(default_factory=list)  # one step of the recurrence
+    after: list[Statement] = field(default_factory=list)  # all steps at once, then static
+
+
+def recurrent(graph: dict[str, set[str]]) -> set[str]:
+    """Nodes on a cycle of ``graph`` (node → the nodes it reads)."""
+    on_cycle = set()
+    for start in graph:
+        stack, seen = list(graph[start]), set()
+        while stack:
+            n = stack.pop()
+            if n == start:
+                on_cycle.add(start)
+                break
+            if n in seen:
+                continue
+            seen.add(n)
+            stack.extend(graph.get(n, ()))
+    return on_cycle
+
+
+def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool:
+    stack, seen = list(graph.get(node, ())), set()
+    while stack:
+        n = stack.pop()
+        if n in targets:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(graph.get(n, ()))
+    return False
+
+
+def _references(e) -> set[str]:
+    """Names of the quantities (not adjoints) an expression reads."""
+    found = set()
+    for node in sp.preorder_traversal(e):
+        if isinstance(node, (At, AtStep)) and not isinstance(node.base, Delta):
+            found.add(node.base.name)
+        elif isinstance(node, MatrixSymbol):
+            found.add(node.name)
+    return found
+
+
+def _adjoint_references(e) -> set[str]:
+    found = set()
+    for node in sp.preorder_traversal(e):
+        if isinstance(node, Delta):
+            found.add(node.name)
+    return found
+
+
+def _terms(e) -> list:
+    return list(e.args) if isinstance(e, MatAdd) else [e]
+
+
+def _sum(terms):
+    from .expr import add
+    return add(*terms)
+
+
+def batched_quantities(model) -> set[str]:
+    """Quantities whose value depends on the data (and so carries the batch axis)."""
+    batched = {q.name for q in model.data}
+    changed = True
+    while changed:
+        changed = False
+        for q in model.quantities.values():
+            if q.name in batched or q.expr is None:
+                continue
+            if _references(q.expr) & batched or q.sequence:
+                batched.add(q.name)
+                changed = True
+    return batched
+
+
+class ModulePlan:
+    """The statements of the generated module's forward and backward passes."""
+
+    def __init__(self, d: Derivation, comment):
+        self.d, self.model, self.comment = d, d.model, comment
+        self.names = Names.for_model(d)
+        self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
+        self.batched = batched_quantities(self.model)
+        self.printer = NumpyPrinter(d, self.names, self.pads, self.batched)
+        self.forward = self._forward()
+        self.backward = self._backward()
+
+    # --- forward ------------------------------------------------------------------------
+
+    def _forward(self) -> Phase:
+        m, names, pr = self.model, self.names, self.printer
+        seq = [q.name for q in m.equations if q.sequence]
+        reads = {n: _references(m[n].expr) & set(seq) for n in seq}
+        loop = recurrent(reads)
+        phase = Phase()
+        statics_before, statics_after = self._static_split()
+        for n in statics_before:
+            phase.before.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
+        for n in seq:
+            q, py, pad = m[n], names.value(n), self.pads[n]
+            comment = self.comment(m.ref(n), q.expr)
+            if n not in loop and not depends_on(reads, n, loop):
+                if pad:
+                    phase.before.append(Statement(comment, self._padded(n) + [
+                        f"{py}[{pad}:] = {pr.code(q.expr, 'time').text}"]))
+                else:
+                    phase.before.append(Statement(comment, [f"{py} = {pr.code(q.expr, 'time').text}"]))
+            elif n in loop:
+                # The part of a sum that does not read the recurrence is computed for all steps first.
+                outside = [t for t in _terms(q.expr) if not (_references(t) & loop)]
+                inside = [t for t in _terms(q.expr) if _references(t) & loop]
+                target = pr.code(m.ref(n), "step").text
+                # Only worth it where the part reads a sequence (a projection of the inputs).
+                if outside and inside and pr.code(_sum(outside), "time").timed:
+                    phase.before.append(Statement(f"{comment}: the part that does not depend on the recurrence",
+                                                  self._padded(n) + [
+                        f"{py}[{pad}:] = {pr.code(_sum(outside), 'time').text}" if pad else
+                        f"{py} = {pr.code(_sum(outside), 'time').text}"]))
+                    phase.loop.append(Statement(comment, [f"{target} += {pr.code(_sum(inside), 'step').text}"]))
+                else:
+                    phase.alloc.extend(self._padded(n, empty=True))
+                    phase.loop.append(Statement(comment, [f"{target} = {pr.code(q.expr, 'step').text}"]))
+            else:
+                lines = [f"{py}[{pad}:] = {pr.code(q.expr, 'time').text}"] if pad else \
+                    [f"{py} = {pr.code(q.expr, 'time').text}"]
+                phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
+        for n in statics_after:
+            phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
+        return phase
+
+    def _static_split(self):
+        m = self.model
+        seq = {q.name for q in m.equations if q.sequence}
+        before, after, later = [], [], set(seq)
+        for q in m.equations:
+            if q.sequence:
+                continue
+            if q.expr.has(TimeSum) or _references(q.expr) & later:
+                after.append(q.name)
+                later.add(q.name)
+            else:
+                before.append(q.name)
+        return before, after
+
+    def _padded(self, n: str, empty: bool = False) -> list[str]:
+        """Allocate a sequence array (padded in front by its lag) and write its initial states."""
+        q, py, pad = self.model[n], self.names.value(n), self.pads[n]
+        if not pad and not empty:
+            return []
+        alloc = "np.empty" if not pad else "np.zeros"
+        lines = [f"{py} = {alloc}((T + {pad}, B, {self.printer.size(q.shape[0])}), dtype)" if pad else
+                 f"{py} = np.empty((T, B, {self.printer.size(q.shape[0])}), dtype)"]
+        for k, value in sorted(self.model.states.get(n, {}).items()):
+            if not isinstance(value, ZeroMatrix):
+                lines.append(f"{py}[{pad + k - 1}] = {self.names.value(value.name)}  "
+                             f"# {self.model.unicode(n, str(k))}")
+        return lines
+
+    def _assign(self, n: str, target: str, code: Code) -> Statement:
+        m = self.model
+        return Statement(self.comment(m.ref(n), m[n].expr), [f"{target} = {code.text}"])
+
+    # --- backward -----------------------------------------------------------------------
+
+    def _backward(self) -> Phase:
+        d, names, pr = self.d, self.names, self.printer
+        named = [a for a in d.backward_order if a.named]
+        seq = [a.name for a in named if a.sequence]
+        reads = {a.name: set().union(*(_adjoint_references(t.expr) for t in a.closed_terms)) & set(seq)
+                 for a in named if a.sequence}
+        loop = recurrent(reads)
+        phase = Phase()
+        statics = [a for a in named if not a.sequence]
+        seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
+        for a in statics:
+            if a.name in seq_dependent_static:  # consumers of the sequence: before the loop
+                phase.before.append(self._static_adjoint(a))
+        for n in seq:
+            a = d.adjoints[n]
+            py = names.adjoint(n)
+            comment = self.comment(a.symbol, a.closed)
+            if n in loop:
+                outside, inside = [], []
+                for term in a.closed_terms:
+                    for t in _terms(term.expr):
+                        (inside if _adjoint_references(t) & loop else outside).append((term.offset, t))
+                zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
+                if outside:
+                    phase.before.append(Statement(comment + ": the part outside the recurrence",
+                                                  self._accumulate(py, outside, zeros)))
+                else:
+                    phase.alloc.append(zeros)
+                loop_lines = []
+                for offset, t in inside:
+                    code = pr.code(t, "step").text
+                    if offset:
+                        loop_lines += [f"if i + {offset} < T:", f"    {py}[i] += {code}"]
+                    else:
+                        loop_lines.append(f"{py}[i] += {code}")
+                phase.loop.append(Statement(comment, loop_lines))
+            else:
+                terms = [(term.offset, t) for term in a.closed_terms for t in _terms(term.expr)]
+                target = phase.before if not depends_on(reads, n, loop) else phase.after
+                zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
+                target.append(Statement(comment, self._accumulate(py, terms, zeros)))
+        for a in statics:
+            if a.name not in seq_dependent_static:
+                phase.after.append(self._static_adjoint(a))
+        for g in d.gradients.values():
+            phase.after.append(self._gradient(g))
+        return phase
+
+    def _accumulate(self, py: str, terms, zeros: str) -> list[str]:
+        """δ = its terms, each over the steps where the δ it reads (at t + offset) exists."""
+        by_offset: dict[int, list] = {}
+        for offset, t in terms:
+            by_offset.setdefault(offset, []).append(t)
+        lines = [] if 0 in by_offset else [zeros]
+        for offset, ts in sorted(by_offset.items()):
+            code = self.printer.code(_sum(ts), "time", offset).text
+            lines.append(f"{py} = {code}" if offset == 0 else f"{py}[:-{offset}] += {code}")
+        return lines
+
+    def _static_adjoint(self, a) -> Statement:
+        pr = self.printer
+        parts = []
+        if a.closed_per_step is not None:
+            parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), a.name in self.batched))
+        if a.closed_static is not None:
+            parts.append(self._total(pr.code(a.closed_static), a.name in self.batched))
+        code = " + ".join(parts) if parts else pr.code(ZeroMatrix(*a.quantity.shape)).text
+        return Statement(self.comment(a.symbol, a.closed), [f"{self.names.adjoint(a.name)} = {code}"])
+
+    @staticmethod
+    def _total(code: Code, keep_batch: bool) -> str:
+        """A contribution to a value without a batch axis: sum over the examples (and steps)."""
+        if (code.batched or code.timed) and not code.summed and not keep_batch:
+            return f"_sum_examples({code.text})"
+        return code.text
+
+    def _gradient(self, g) -> Statement:
+        pr, m = self.printer, self.model
+        parts = []
+        if g.per_step is not None:
+            code = pr.code(g.per_step, "time")
+            if not (code.timed or code.summed):
+                parts.append(f"T * {group(code.text)}")
+            else:
+                parts.append(self._total(code, False))
+        if g.static is not None:
+            parts.append(self._total(pr.code(g.static), False))
+        for _, _, e in g.initial:
+            parts.append(self._total(pr.code(e), False))
+        if not parts:
+            parts.append(pr.code(ZeroMatrix(*g.param.shape)).text)
+        label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
+        return Statement(self.comment(None, g.expr, label=label), [f"{self.names.grad(g.name)} = " + " + ".join(parts)])
+
+    def used_names(self) -> set[str]:
+        import re
+        text = "\n".join(line for ph in (self.forward, self.backward)
+                         for block in (ph.before, ph.loop, ph.after) for st in block for line in st.lines)
+        text += "\n".join(self.forward.alloc + self.backward.alloc)
+        return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+
+
