@@ -588,12 +588,25 @@ class ModulePlan:
                 parts.append(self._total(code, False))
         if g.static is not None:
             parts.append(self._total(pr.code(g.static), False))
+        # Through an initial state: a term reading δ at step s exists only when T >= s.
+        guarded: dict[int, list] = {}
         for _, _, e in g.initial:
-            parts.append(self._total(pr.code(e), False))
+            for t in _terms(e):
+                steps = [n.step for n in sp.preorder_traversal(t) if isinstance(n, AtStep) and
+                         isinstance(n.base, Delta)]
+                s = max(steps, default=1)
+                if s <= 1:
+                    parts.append(self._total(pr.code(t), False))
+                else:
+                    guarded.setdefault(s, []).append(t)
         if not parts:
             parts.append(pr.code(ZeroMatrix(*g.param.shape)).text)
+        target = self.names.grad(g.name)
+        lines = [f"{target} = " + " + ".join(parts)]
+        for s, ts in sorted(guarded.items()):
+            lines += [f"if T >= {s}:", f"    {target} = {target} + {self._total(pr.code(_sum(ts)), False)}"]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
-        return Statement(self.comment(None, g.expr, label=label), [f"{self.names.grad(g.name)} = " + " + ".join(parts)])
+        return Statement(self.comment(None, g.expr, label=label), lines)
 
     def used_names(self) -> set[str]:
         import re

@@ -138,8 +138,10 @@ def split_statements(source: Source) -> list[Statement]:
             current = None
             depth = 0
     if current is not None:
-        raise current.error("unclosed parenthesis: the statement runs to the end of the file",
-                            _brackets(current.text)[0])
+        opened, closer = _brackets(current.text)
+        if opened is None and closer is not None:  # ")(" : the depth went below zero on the way
+            raise current.error(f"unmatched '{current.text[closer]}'", closer)
+        raise current.error("unclosed parenthesis: the statement runs to the end of the file", opened or 0)
     return statements
 
 
@@ -149,7 +151,7 @@ def _brackets(text: str) -> tuple[int | None, int | None]:
     quote = None
     for i, ch in enumerate(text):
         if quote:
-            if ch == quote:
+            if ch == quote or ch == "\n":  # a quote never spans lines (as in _depth_change)
                 quote = None
         elif ch in "\"'":
             quote = ch
@@ -988,7 +990,8 @@ class _Builder:
         if fname == "cross_entropy":
             return neg(matmul(transpose(a), _log(b)))
         diff = sub(b, a)
-        return scale(sp.Rational(1, 2), matmul(transpose(diff), diff))
+        # Transpose(...) rather than the builder, which distributes: ½ (ŷ − y)ᵀ (ŷ − y) as written.
+        return scale(sp.Rational(1, 2), matmul(sp.Transpose(diff), diff))
 
     def _need_vector(self, node: ast.AST, value, fname: str) -> None:
         if _pending(self._resolve(value.shape[1])):  # a lagged quantity not built yet: a vector

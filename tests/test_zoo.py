@@ -1,0 +1,212 @@
+"""The architecture zoo in examples/: each network derives, certifies, and its generated
+module agrees with an independent hand-written NumPy reference (tests/reference/) and with
+central differences.  The LSTM and the GRU write-ups read like a textbook."""
+
+import functools
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import symderiv
+from symderiv.certify import certify
+from symderiv.cli import main as cli_main
+
+from .conftest import EXAMPLES, GENERATED, ROOT
+
+ZOO = ["char_rnn", "lstm_tagger", "gru_regressor", "stacked_rnn", "mlp", "output_feedback", "second_order_rnn"]
+
+
+def load_generated(name):
+    path = GENERATED / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_zoo_generated", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def entry(name):
+    """(name, model, generated module, reference module) for one zoo network."""
+    model = symderiv.load(EXAMPLES / f"{name}.sdm")
+    reference = importlib.import_module(f"tests.reference.{name}")
+    return name, model, load_generated(name), reference
+
+
+@pytest.fixture(params=ZOO)
+def zoo(request):
+    return entry(request.param)
+
+
+UNBATCHED = [(name, T) for name in ZOO for T in (1, 2, 5)]
+
+
+def test_generated_module_is_the_model(zoo):
+    name, model, m, _ = zoo
+    assert model.name == name
+    assert list(m.PARAMS) == [p.name for p in model.params]
+
+
+def sizes(m):
+    """Distinct small sizes (3, 4, 5, ...), so a transposition slip cannot hide behind a square matrix."""
+    return {d: 3 + i for i, d in enumerate(m.DIMS)}
+
+
+def make_data(model, m, dims, T=4, B=None, seed=0):
+    """Random data for every input; a target declared a distribution is one-hot."""
+    rng = np.random.default_rng(seed)
+    distributions = {q.name for q in model.data if q.distribution}
+    data = {}
+    for name, (sequence, size) in m.INPUTS.items():
+        n = dims[size]
+        lead = (T,) if sequence else ()
+        batch = (B,) if B is not None else ()
+        if name in distributions:
+            labels = rng.integers(0, n, lead + batch)
+            a = np.moveaxis(np.eye(n)[labels], -1, len(lead))  # class axis before the batch axis
+        else:
+            a = rng.normal(size=lead + (n,) + batch)
+        data[name] = a
+    return data
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def assert_agree(loss, grads, ref_loss, ref_grads, params, tol=1e-10):
+    assert rel_err(loss, ref_loss) <= tol, (loss, ref_loss)
+    assert set(grads) == set(params) == set(ref_grads)
+    for k in params:
+        assert np.shape(grads[k]) == np.shape(params[k]) == np.shape(ref_grads[k]), k
+        assert rel_err(grads[k], ref_grads[k]) <= tol, (k, rel_err(grads[k], ref_grads[k]))
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_derives_every_gradient(zoo):
+    _, model, _, _ = zoo
+    d = symderiv.derive(model)
+    assert set(d.gradients) == {p.name for p in model.params}
+    for name in d.gradients:
+        assert d.gradient(name).shape == model[name].shape
+
+
+def test_certified_against_sympy(zoo):
+    _, model, _, _ = zoo
+    result = certify(model)
+    assert result.ok, (result.param_errors, result.adjoint_errors)
+
+
+@pytest.mark.parametrize(("name", "T"), UNBATCHED)
+def test_matches_reference_unbatched(name, T):
+    """Also at T = 1 and 2, where a lag reaches past the sequence and δ beyond T is zero."""
+    _, model, m, ref = entry(name)
+    dims = sizes(m)
+    params = m.init_params(dims, seed=3)
+    data = make_data(model, m, dims, T=T, seed=T)
+    assert_agree(*m.loss_and_gradients(params, **data), *ref.loss_and_grads(params, **data), params)
+
+
+def test_matches_reference_batched(zoo):
+    _, model, m, ref = zoo
+    dims = sizes(m)
+    params = m.init_params(dims, seed=4)
+    B = 3
+    data = make_data(model, m, dims, T=4, B=B, seed=7)
+    assert_agree(*m.loss_and_gradients(params, **data), *ref.loss_and_grads(params, **data), params)
+    # The reference itself: a batch is the sum of its examples.
+    singles = [ref.loss_and_grads(params, **{k: v[..., b] for k, v in data.items()}) for b in range(B)]
+    batched_loss, batched_grads = ref.loss_and_grads(params, **data)
+    assert np.isclose(batched_loss, sum(s[0] for s in singles), rtol=1e-12)
+    for k in params:
+        assert np.allclose(batched_grads[k], sum(s[1][k] for s in singles), rtol=1e-12, atol=1e-14)
+
+
+def test_matches_central_differences(zoo):
+    _, model, m, _ = zoo
+    dims = sizes(m)
+    params = m.init_params(dims, seed=5)
+    data = make_data(model, m, dims, T=3, seed=11)
+    grads = m.gradients(params, **data)
+    eps = 1e-5  # truncation ~eps², rounding ~1e-16/eps
+    for name, value in params.items():
+        fd = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            plus, minus = dict(params), dict(params)
+            plus[name], minus[name] = value.copy(), value.copy()
+            plus[name][idx] += eps
+            minus[name][idx] -= eps
+            fd[idx] = (m.loss(plus, **data) - m.loss(minus, **data)) / (2 * eps)
+        assert rel_err(grads[name], fd) <= 1e-7, (name, rel_err(grads[name], fd))
+
+
+# ---------------------------------------------------------------------------------------
+# Textbook forms.
+
+
+def show(name, capsys) -> str:
+    assert cli_main(["show", str(EXAMPLES / f"{name}.sdm")]) == 0
+    return capsys.readouterr().out
+
+
+def test_lstm_reads_like_a_textbook(capsys):
+    lines = show("lstm_tagger", capsys).splitlines()
+    text = "\n".join(line.strip() for line in lines)
+    # The cell adjoint collected: the direct path through h_t, then the carry through f_{t+1}.
+    assert "δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}" in text
+    assert "δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}" in text
+    assert "δy_{p,t} = p_t − r_t" in text
+    assert "δz_t = W_gᵀ δy_{g,t} + W_oᵀ δy_{o,t} + W_iᵀ δy_{i,t} + W_fᵀ δy_{f,t}" in text
+    assert "δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)" in text
+    assert "∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ" in text
+    # Collected, not expanded: every backward line is short.
+    backward = text.split("Backward")[1].split("Gradients")[0].splitlines()
+    assert all(line.count(" + ") <= 3 for line in backward), backward
+
+
+def test_gru_reads_like_a_textbook(capsys):
+    text = "\n".join(line.strip() for line in show("gru_regressor", capsys).splitlines())
+    text = text.replace("y\u0302", "\u0177")  # ŷ: the printer writes y + combining circumflex
+    assert "δŷ_t = ŷ_t − y_t" in text
+    assert ("δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1}"
+            " + U_zᵀ δa_{z,t+1}") in text
+    assert "δz_t = δh_t ⊙ (n_t − h_{t−1})" in text
+    assert "δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)" in text
+    assert "∂L/∂U_n = Σ_t δa_{n,t} (r_t ⊙ h_{t−1})ᵀ" in text
+
+
+def test_layers_and_outputs_get_distinct_preactivation_names(capsys):
+    # Two activations sharing a body (h_1, h_2) are told apart in full; a model whose
+    # output is y gets a_h for its pre-activation, not y_h beside y_t.
+    stacked = show("stacked_rnn", capsys)
+    assert "δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})" in stacked
+    assert "δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})" in stacked
+    feedback = show("output_feedback", capsys)
+    assert "δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}" in feedback
+    assert "∂L/∂y0 = W_fᵀ δa_{h,1}" in feedback
+
+
+def test_second_order_initial_states(capsys):
+    text = show("second_order_rnn", capsys)
+    assert "δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}" in text
+    assert "∂L/∂h^(init) = A_1ᵀ δy_{h,1} + A_2ᵀ δy_{h,2}" in text
+    assert "∂L/∂h^(prev) = A_2ᵀ δy_{h,1}" in text
+
+
+@pytest.mark.slow
+def test_lstm_derives_in_under_a_second():
+    """The first derivation in a fresh process, after import."""
+    path = str(EXAMPLES / "lstm_tagger.sdm")
+    code = (f"import time, symderiv; m = symderiv.load({path!r}); s = time.perf_counter(); symderiv.derive(m); "
+            "print(time.perf_counter() - s)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1.0
