@@ -121,7 +121,8 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
         jacobian = _jacobian_step(model, a, lp)
         if jacobian is not None:
             steps.insert(0, jacobian)
-        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named})
+        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named,
+                         "closed": lp.doprint(a.closed)})
     gradients = []
     for g in d.gradients.values():
         element = _element_form(model, g, lp, index)

@@ -33,6 +33,10 @@ def test_conclusion_has_all_nine_gradients_summed_over_time(tex):
         row = next(line for line in block.splitlines() if line.startswith(lhs))
         assert r"\sum_{t=1}^{T}" in row, p
     assert r"\delta \mathbf{y}_{h,t} {\mathbf{h}_{t-1}}^{\top}" in block  # ∂L/∂V
+    # the adjoints it uses, the BPTT term included
+    bptt = r"{\mathbf{W}}^{\top} \delta \mathbf{y}_{o,t} + {\mathbf{V}}^{\top} \delta \mathbf{y}_{h,t+1}"
+    assert r"\delta \mathbf{h}_t &= " + bptt in block
+    assert r"\delta \mathbf{h}^{(\mathrm{out})}_t &= \hat{\mathbf{r}}_t - \mathbf{r}_t" in block
     assert r"\left(\delta \mathbf{y}_{o,t}\right)_i \left(\mathbf{h}_t\right)_j" in block  # element form of ∂L/∂W
 
 
