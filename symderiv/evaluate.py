@@ -154,23 +154,21 @@ class Evaluator:
         for n in reversed(before):
             a[n] = self._static_adjoint(self.d.adjoints[n])
         for name, g in self.d.gradients.items():
-            value = self._zeros(g.param.shape)
-            if g.per_step is not None:
-                for t in range(1, (self.T or 0) + 1):
-                    value = value + self.ev(g.per_step, t)
-            if g.static is not None:
-                value = value + self.ev(g.static, None)
-            for _, _, e in g.initial:
-                value = value + self.ev(e, None)
-            self.values.gradients[name] = value
+            self.values.gradients[name] = self._total(g.param.shape, g.per_step, [g.static] + [
+                e for _, _, e in g.initial])
 
     def _static_adjoint(self, adj):
-        value = self._zeros(adj.quantity.shape)
-        if adj.closed_per_step is not None:
+        return self._total(adj.quantity.shape, adj.closed_per_step, [adj.closed_static])
+
+    def _total(self, shape, per_step, static):
+        """Σ_t per_step + the static parts (None where there is none)."""
+        value = self._zeros(shape)
+        if per_step is not None:
             for t in range(1, (self.T or 0) + 1):
-                value = value + self.ev(adj.closed_per_step, t)
-        if adj.closed_static is not None:
-            value = value + self.ev(adj.closed_static, None)
+                value = value + self.ev(per_step, t)
+        for e in static:
+            if e is not None:
+                value = value + self.ev(e, None)
         return value
 
     # --- expressions --------------------------------------------------------------------

@@ -48,23 +48,35 @@ class Delta(MatrixExpr):
         return self.base.name
 
 
-class At(MatrixExpr):
-    """A sequence quantity (or its adjoint) at step ``t + offset``."""
+class _Indexed(MatrixExpr):
+    """A quantity (or its adjoint) at a step; the second argument says which."""
 
-    def __new__(cls, base, offset=0):
-        return MatrixExpr.__new__(cls, base, Integer(offset))
+    def __new__(cls, base, index=0):
+        return MatrixExpr.__new__(cls, base, Integer(index))
 
     @property
     def base(self):
         return self.args[0]
 
     @property
+    def shape(self):
+        return self.base.shape
+
+
+class At(_Indexed):
+    """A sequence quantity (or its adjoint) at step ``t + offset``."""
+
+    @property
     def offset(self) -> int:
         return int(self.args[1])
 
+
+class AtStep(_Indexed):
+    """A sequence quantity (or its adjoint) at a fixed step, such as h_0 or δy_{h,1}."""
+
     @property
-    def shape(self):
-        return self.base.shape
+    def step(self) -> int:
+        return int(self.args[1])
 
 
 class Apply(MatrixExpr):
@@ -340,25 +352,6 @@ def deltas(e) -> set:
             found.add(node)
     # A static Delta inside an At was counted twice; keep the outer form.
     return {d for d in found if not (isinstance(d, Delta) and any(isinstance(o, At) and o.base == d for o in found))}
-
-
-class AtStep(MatrixExpr):
-    """A sequence quantity (or its adjoint) at a fixed step, such as h_0 or δy_{h,1}."""
-
-    def __new__(cls, base, step):
-        return MatrixExpr.__new__(cls, base, Integer(step))
-
-    @property
-    def base(self):
-        return self.args[0]
-
-    @property
-    def step(self) -> int:
-        return int(self.args[1])
-
-    @property
-    def shape(self):
-        return self.base.shape
 
 
 def at_step(e, k: int):
