@@ -53,10 +53,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -113,7 +113,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_xh = _p["W_xh"]
     W_hh = _p["W_hh"]
@@ -141,29 +142,30 @@ def _run(params, data, want_gradients):
     p_ = _softmax(y)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_softmax(y), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "a_h": _external(a_h, _batched, False),
-        "h": _external(h[1:], _batched, False),
-        "y": _external(y, _batched, False),
-        "p": _external(p_, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "a_h": _external(a_h, _batched, False),
+            "h": _external(h[1:], _batched, False),
+            "y": _external(y, _batched, False),
+            "p": _external(p_, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_t = p_t − r_t
     d_y = p_ - r
     # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W_hy.T, d_y)
-    d_a_h = np.zeros((T, B, n_h), dtype)
+    d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
         if i + 1 < T:
             d_h[i] += d_a_h[i + 1] @ W_hh
         # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_a_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
+        d_a_h[i] = d_h[i] * (1 - (h[i + 1] ** 2))
     # ∂L/∂W^(xh) = Σ_t δa_{h,t} x_tᵀ
     g_W_xh = _outer(d_a_h, x_)
     # ∂L/∂W^(hh) = Σ_t δa_{h,t} h_{t−1}ᵀ
@@ -181,28 +183,27 @@ def _run(params, data, want_gradients):
         "W_hy": g_W_hy,
         "b_y": g_b_y,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

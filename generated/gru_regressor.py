@@ -59,10 +59,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -126,7 +126,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_z = _p["W_z"]
     U_z = _p["U_z"]
@@ -175,30 +176,31 @@ def _run(params, data, want_gradients):
     y_hat = _matvec(W_y, h[1:]) + b_y
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
     L = np.sum((1 / 2) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "a_z": _external(a_z, _batched, False),
-        "z": _external(z_, _batched, False),
-        "a_r": _external(a_r, _batched, False),
-        "r": _external(r, _batched, False),
-        "a_n": _external(a_n, _batched, False),
-        "n": _external(n, _batched, False),
-        "h": _external(h[1:], _batched, False),
-        "y_hat": _external(y_hat, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "a_z": _external(a_z, _batched, False),
+            "z": _external(z_, _batched, False),
+            "a_r": _external(a_r, _batched, False),
+            "r": _external(r, _batched, False),
+            "a_n": _external(a_n, _batched, False),
+            "n": _external(n, _batched, False),
+            "h": _external(h[1:], _batched, False),
+            "y_hat": _external(y_hat, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = ŷ_t − y_t
     d_y_hat = y_hat - y
     # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_hat)
-    d_a_n = np.zeros((T, B, n_h), dtype)
-    d_a_r = np.zeros((T, B, n_h), dtype)
-    d_z_ = np.zeros((T, B, n_h), dtype)
-    d_a_z = np.zeros((T, B, n_h), dtype)
+    d_a_n = np.empty((T, B, n_h), dtype)
+    d_a_r = np.empty((T, B, n_h), dtype)
+    d_z_ = np.empty((T, B, n_h), dtype)
+    d_a_z = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
@@ -210,13 +212,13 @@ def _run(params, data, want_gradients):
         if i + 1 < T:
             d_h[i] += d_a_z[i + 1] @ U_z
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        d_a_n[i] += z_[i] * d_h[i] * (1 - (n[i] ** 2))
+        d_a_n[i] = z_[i] * d_h[i] * (1 - (n[i] ** 2))
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        d_a_r[i] += h[i] * (d_a_n[i] @ U_n) * r[i] * (1 - r[i])
+        d_a_r[i] = h[i] * (d_a_n[i] @ U_n) * r[i] * (1 - r[i])
         # δz_t = δh_t ⊙ (n_t − h_{t−1})
-        d_z_[i] += d_h[i] * (-h[i] + n[i])
+        d_z_[i] = d_h[i] * (-h[i] + n[i])
         # δa_{z,t} = δz_t ⊙ z_t ⊙ (1 − z_t)
-        d_a_z[i] += d_z_[i] * z_[i] * (1 - z_[i])
+        d_a_z[i] = d_z_[i] * z_[i] * (1 - z_[i])
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     g_W_z = _outer(d_a_z, x_)
     # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ
@@ -252,28 +254,27 @@ def _run(params, data, want_gradients):
         "W_y": g_W_y,
         "b_y": g_b_y,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

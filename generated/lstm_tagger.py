@@ -58,10 +58,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -124,7 +124,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_f = _p["W_f"]
     b_f = _p["b_f"]
@@ -144,98 +145,96 @@ def _run(params, data, want_gradients):
     n_x = x_.shape[-1]
 
     # ---- forward ----
-    z_ = np.empty((T, B, n_h + n_x), dtype)
-    y_f = np.empty((T, B, n_h), dtype)
+    # y_{f,t} = W_f z_t + b_f: the part that does not depend on the recurrence
+    y_f = _matvec(W_f[:, n_h:n_h + n_x], x_) + b_f
+    # y_{i,t} = W_i z_t + b_i: the part that does not depend on the recurrence
+    y_i = _matvec(W_i[:, n_h:n_h + n_x], x_) + b_i
+    # y_{o,t} = W_o z_t + b_o: the part that does not depend on the recurrence
+    y_o = _matvec(W_o[:, n_h:n_h + n_x], x_) + b_o
+    # y_{g,t} = W_g z_t + b_g: the part that does not depend on the recurrence
+    y_g = _matvec(W_g[:, n_h:n_h + n_x], x_) + b_g
     f = np.empty((T, B, n_h), dtype)
-    y_i = np.empty((T, B, n_h), dtype)
     i_ = np.empty((T, B, n_h), dtype)
-    y_o = np.empty((T, B, n_h), dtype)
     o = np.empty((T, B, n_h), dtype)
-    y_g = np.empty((T, B, n_h), dtype)
     g = np.empty((T, B, n_h), dtype)
     c = np.zeros((T + 1, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # z_t = [h_{t−1}; x_t]
-        z_[i] = _concat(h[i], x_[i])
         # y_{f,t} = W_f z_t + b_f
-        y_f[i] = z_[i] @ W_f.T + b_f
+        y_f[i] += h[i] @ W_f[:, :n_h].T
         # f_t = σ(y_{f,t})
         f[i] = _sigmoid(y_f[i])
         # y_{i,t} = W_i z_t + b_i
-        y_i[i] = z_[i] @ W_i.T + b_i
+        y_i[i] += h[i] @ W_i[:, :n_h].T
         # i_t = σ(y_{i,t})
         i_[i] = _sigmoid(y_i[i])
         # y_{o,t} = W_o z_t + b_o
-        y_o[i] = z_[i] @ W_o.T + b_o
+        y_o[i] += h[i] @ W_o[:, :n_h].T
         # o_t = σ(y_{o,t})
         o[i] = _sigmoid(y_o[i])
         # y_{g,t} = W_g z_t + b_g
-        y_g[i] = z_[i] @ W_g.T + b_g
+        y_g[i] += h[i] @ W_g[:, :n_h].T
         # g_t = tanh(y_{g,t})
         g[i] = np.tanh(y_g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
         c[i + 1] = f[i] * c[i] + i_[i] * g[i]
         # h_t = o_t ⊙ tanh(c_t)
         h[i + 1] = o[i] * np.tanh(c[i + 1])
+    # z_t = [h_{t−1}; x_t]
+    z_ = _concat(h[:-1], x_)
     # y_{p,t} = W_y h_t + b_y
     y_p = _matvec(W_y, h[1:]) + b_y
     # p_t = softmax(y_{p,t})
     p_ = _softmax(y_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_softmax(y_p), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "z": _external(z_, _batched, False),
-        "y_f": _external(y_f, _batched, False),
-        "f": _external(f, _batched, False),
-        "y_i": _external(y_i, _batched, False),
-        "i": _external(i_, _batched, False),
-        "y_o": _external(y_o, _batched, False),
-        "o": _external(o, _batched, False),
-        "y_g": _external(y_g, _batched, False),
-        "g": _external(g, _batched, False),
-        "c": _external(c[1:], _batched, False),
-        "h": _external(h[1:], _batched, False),
-        "y_p": _external(y_p, _batched, False),
-        "p": _external(p_, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "z": _external(z_, _batched, False),
+            "y_f": _external(y_f, _batched, False),
+            "f": _external(f, _batched, False),
+            "y_i": _external(y_i, _batched, False),
+            "i": _external(i_, _batched, False),
+            "y_o": _external(y_o, _batched, False),
+            "o": _external(o, _batched, False),
+            "y_g": _external(y_g, _batched, False),
+            "g": _external(g, _batched, False),
+            "c": _external(c[1:], _batched, False),
+            "h": _external(h[1:], _batched, False),
+            "y_p": _external(y_p, _batched, False),
+            "p": _external(p_, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_{p,t} = p_t − r_t
     d_y_p = p_ - r
     # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_p)
-    d_c = np.zeros((T, B, n_h), dtype)
-    d_y_g = np.zeros((T, B, n_h), dtype)
-    d_y_o = np.zeros((T, B, n_h), dtype)
-    d_y_i = np.zeros((T, B, n_h), dtype)
-    d_y_f = np.zeros((T, B, n_h), dtype)
-    d_z_ = np.zeros((T, B, n_h + n_x), dtype)
+    d_c = np.empty((T, B, n_h), dtype)
+    d_y_g = np.empty((T, B, n_h), dtype)
+    d_y_o = np.empty((T, B, n_h), dtype)
+    d_y_i = np.empty((T, B, n_h), dtype)
+    d_y_f = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}
         if i + 1 < T:
-            d_h[i] += d_z_[i + 1][..., 0:n_h]
+            d_h[i] += d_y_g[i + 1] @ W_g[:, :n_h] + d_y_o[i + 1] @ W_o[:, :n_h] + d_y_i[i + 1] @ W_i[:, :n_h] + d_y_f[i + 1] @ W_f[:, :n_h]
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-        d_c[i] += o[i] * d_h[i] * (1 - (np.tanh(c[i + 1]) ** 2))
+        d_c[i] = o[i] * d_h[i] * (1 - (np.tanh(c[i + 1]) ** 2))
         if i + 1 < T:
             d_c[i] += f[i + 1] * d_c[i + 1]
         # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        d_y_g[i] += i_[i] * d_c[i] * (1 - (g[i] ** 2))
+        d_y_g[i] = i_[i] * d_c[i] * (1 - (g[i] ** 2))
         # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        d_y_o[i] += np.tanh(c[i + 1]) * d_h[i] * o[i] * (1 - o[i])
+        d_y_o[i] = np.tanh(c[i + 1]) * d_h[i] * o[i] * (1 - o[i])
         # δy_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        d_y_i[i] += g[i] * d_c[i] * i_[i] * (1 - i_[i])
+        d_y_i[i] = g[i] * d_c[i] * i_[i] * (1 - i_[i])
         # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        d_y_f[i] += c[i] * d_c[i] * f[i] * (1 - f[i])
-        # δz_t = W_gᵀ δy_{g,t} + W_oᵀ δy_{o,t} + W_iᵀ δy_{i,t} + W_fᵀ δy_{f,t}
-        d_z_[i] += d_y_g[i] @ W_g
-        d_z_[i] += d_y_o[i] @ W_o
-        d_z_[i] += d_y_i[i] @ W_i
-        d_z_[i] += d_y_f[i] @ W_f
+        d_y_f[i] = c[i] * d_c[i] * f[i] * (1 - f[i])
     # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
     g_W_f = _outer(d_y_f, z_)
     # ∂L/∂b_f = Σ_t δy_{f,t}
@@ -268,28 +267,27 @@ def _run(params, data, want_gradients):
         "W_y": g_W_y,
         "b_y": g_b_y,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

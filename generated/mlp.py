@@ -54,10 +54,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -117,7 +117,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W1 = _p["W1"]
     b1 = _p["b1"]
@@ -141,17 +142,18 @@ def _run(params, data, want_gradients):
     y_hat = h2 @ W3.T + b3
     # L = 1/2 (ŷ − y)ᵀ (ŷ − y)
     L = (1 / 2) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True)
-    _values = {
-        "a_h1": _external(a_h1, _batched, False),
-        "h1": _external(h1, _batched, False),
-        "a_h2": _external(a_h2, _batched, False),
-        "h2": _external(h2, _batched, False),
-        "y_hat": _external(y_hat, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "a_h1": _external(a_h1, _batched, False),
+            "h1": _external(h1, _batched, False),
+            "a_h2": _external(a_h2, _batched, False),
+            "h2": _external(h2, _batched, False),
+            "y_hat": _external(y_hat, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ = ŷ − y
@@ -180,28 +182,27 @@ def _run(params, data, want_gradients):
         "W3": g_W3,
         "b3": g_b3,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

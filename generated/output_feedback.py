@@ -54,10 +54,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -116,7 +116,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_x = _p["W_x"]
     W_f = _p["W_f"]
@@ -146,26 +147,27 @@ def _run(params, data, want_gradients):
         y[i + 1] = h[i] @ W_y.T + b_y
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = np.sum((1 / 2) * np.sum((y[1:] - y_ref) * (y[1:] - y_ref), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "a_h": _external(a_h, _batched, False),
-        "h": _external(h, _batched, False),
-        "y": _external(y[1:], _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "a_h": _external(a_h, _batched, False),
+            "h": _external(h, _batched, False),
+            "y": _external(y[1:], _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}: the part outside the recurrence
     d_y = y[1:] - y_ref
-    d_a_h = np.zeros((T, B, n_h), dtype)
+    d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}
         if i + 1 < T:
             d_y[i] += d_a_h[i + 1] @ W_f
         # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        d_a_h[i] += (d_y[i] @ W_y) * (1 - (h[i] ** 2))
+        d_a_h[i] = (d_y[i] @ W_y) * (1 - (h[i] ** 2))
     # ∂L/∂W_x = Σ_t δa_{h,t} x_tᵀ
     g_W_x = _outer(d_a_h, x_)
     # ∂L/∂W_f = Σ_t δa_{h,t} y_{t−1}ᵀ
@@ -186,28 +188,27 @@ def _run(params, data, want_gradients):
         "b_y": g_b_y,
         "y0": g_y0,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

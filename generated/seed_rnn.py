@@ -57,10 +57,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -124,7 +124,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_in = _p["W_in"]
     b_in = _p["b_in"]
@@ -164,20 +165,21 @@ def _run(params, data, want_gradients):
     r_hat = _softmax(h_out)
     # L = −Σ_t r_tᵀ log(r̂_t)
     L = np.sum(-np.sum(r * _log_softmax(h_out), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "y_a": _external(y_a, _batched, False),
-        "a_in": _external(a_in, _batched, False),
-        "y_h": _external(y_h, _batched, False),
-        "h": _external(h[1:], _batched, False),
-        "y_o": _external(y_o, _batched, False),
-        "o": _external(o, _batched, False),
-        "h_out": _external(h_out, _batched, False),
-        "r_hat": _external(r_hat, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "y_a": _external(y_a, _batched, False),
+            "a_in": _external(a_in, _batched, False),
+            "y_h": _external(y_h, _batched, False),
+            "h": _external(h[1:], _batched, False),
+            "y_o": _external(y_o, _batched, False),
+            "o": _external(o, _batched, False),
+            "h_out": _external(h_out, _batched, False),
+            "r_hat": _external(r_hat, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δh^(out)_t = r̂_t − r_t
@@ -186,13 +188,13 @@ def _run(params, data, want_gradients):
     d_y_o = _matvec(W_out.T, d_h_out) * o * (1 - o)
     # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W.T, d_y_o)
-    d_y_h = np.zeros((T, B, n_h), dtype)
+    d_y_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         if i + 1 < T:
             d_h[i] += d_y_h[i + 1] @ V
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        d_y_h[i] += d_h[i] * h[i + 1] * (1 - h[i + 1])
+        d_y_h[i] = d_h[i] * h[i + 1] * (1 - h[i + 1])
     # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
     d_y_a = _matvec(U.T, d_y_h) * a_in * (1 - a_in)
     # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ
@@ -224,28 +226,27 @@ def _run(params, data, want_gradients):
         "W_out": g_W_out,
         "b_out": g_b_out,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

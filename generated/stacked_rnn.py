@@ -56,10 +56,10 @@ def _matvec(W, x):
 
 def _outer(a, b):
     """Σ a bᵀ over every step and example: one matrix product."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    return a.T @ b
+    if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
+        lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
+    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
 def _sum_examples(a):
@@ -121,7 +121,8 @@ def _external(value, batched, scalar):
     return np.moveaxis(value, -2, -1) if batched else value[..., 0, :]
 
 
-def _run(params, data, want_gradients):
+def _run(params, data, want):
+    """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype = _prepare(params, data)
     W_1 = _p["W_1"]
     U_1 = _p["U_1"]
@@ -159,39 +160,40 @@ def _run(params, data, want_gradients):
     p_ = _softmax(y_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_softmax(y_p), axis=-1, keepdims=True), axis=0)
-    _values = {
-        "y_h_1": _external(y_h_1, _batched, False),
-        "h_1": _external(h_1[1:], _batched, False),
-        "y_h_2": _external(y_h_2, _batched, False),
-        "h_2": _external(h_2[1:], _batched, False),
-        "y_p": _external(y_p, _batched, False),
-        "p": _external(p_, _batched, False),
-        "L": _external(L, _batched, True),
-    }
     _loss = dtype(L.sum())
-    if not want_gradients:
-        return _loss, _values, None
+    if want == "values":
+        return {
+            "y_h_1": _external(y_h_1, _batched, False),
+            "h_1": _external(h_1[1:], _batched, False),
+            "y_h_2": _external(y_h_2, _batched, False),
+            "h_2": _external(h_2[1:], _batched, False),
+            "y_p": _external(y_p, _batched, False),
+            "p": _external(p_, _batched, False),
+            "L": _external(L, _batched, True),
+        }
+    if want == "loss":
+        return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_{p,t} = p_t − r_t
     d_y_p = p_ - r
     # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}: the part outside the recurrence
     d_h_2 = _matvec(W_y.T, d_y_p)
-    d_y_h_2 = np.zeros((T, B, n_2), dtype)
-    d_h_1 = np.zeros((T, B, n_1), dtype)
-    d_y_h_1 = np.zeros((T, B, n_1), dtype)
+    d_y_h_2 = np.empty((T, B, n_2), dtype)
+    d_h_1 = np.empty((T, B, n_1), dtype)
+    d_y_h_1 = np.empty((T, B, n_1), dtype)
     for i in reversed(range(T)):
         # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}
         if i + 1 < T:
             d_h_2[i] += d_y_h_2[i + 1] @ U_2
         # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        d_y_h_2[i] += d_h_2[i] * (1 - (h_2[i + 1] ** 2))
+        d_y_h_2[i] = d_h_2[i] * (1 - (h_2[i + 1] ** 2))
         # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
-        d_h_1[i] += d_y_h_2[i] @ W_2
+        d_h_1[i] = d_y_h_2[i] @ W_2
         if i + 1 < T:
             d_h_1[i] += d_y_h_1[i + 1] @ U_1
         # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        d_y_h_1[i] += d_h_1[i] * (1 - (h_1[i + 1] ** 2))
+        d_y_h_1[i] = d_h_1[i] * (1 - (h_1[i + 1] ** 2))
     # ∂L/∂W_1 = Σ_t δy_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_y_h_1, x_)
     # ∂L/∂U_1 = Σ_t δy_{h,1,t} h_{1,t−1}ᵀ
@@ -218,28 +220,27 @@ def _run(params, data, want_gradients):
         "W_y": g_W_y,
         "b_y": g_b_y,
     }
-    return _loss, _values, _grads
+    return _loss, _grads
 
 
 def forward(params, **data):
     """Every quantity of the forward pass, by name."""
-    return _run(params, data, False)[1]
+    return _run(params, data, "values")
 
 
 def loss(params, **data):
     """The loss, summed over the batch."""
-    return _run(params, data, False)[0]
+    return _run(params, data, "loss")
 
 
 def gradients(params, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
-    return _run(params, data, True)[2]
+    return _run(params, data, "gradients")[1]
 
 
 def loss_and_gradients(params, **data):
     """(loss, gradients) in one pass."""
-    value, _, grads = _run(params, data, True)
-    return value, grads
+    return _run(params, data, "gradients")
 
 
 def sgd_step(params, grads, lr):

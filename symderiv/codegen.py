@@ -24,7 +24,21 @@ from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transp
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
-from .expr import At, AtStep, Delta, Softmax, TimeSum, coeff_and_rest, shift
+from .expr import (
+    At,
+    AtStep,
+    ColSlice,
+    Concat,
+    Delta,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    add,
+    coeff_and_rest,
+    matmul,
+    scale,
+    shift,
+)
 from .ops import ELEMENTWISE
 
 RESERVED = set(keyword.kwlist) | {
@@ -304,9 +318,16 @@ class NumpyPrinter(Printer):
         codes = [self._print(a) for a in e.args]
         return _join("_concat(" + ", ".join(c.text for c in codes) + ")", *codes)
 
+    def _print_ColSlice(self, e):
+        code = self._print(e.arg)
+        return _join(f"{group(code.text)}[:, {self._range(e)}]", code)
+
     def _print_RowSlice(self, e):
         code = self._print(e.arg)
-        return _join(f"{group(code.text)}[..., {self.size(e.start)}:{self.size(e.stop)}]", code)
+        return _join(f"{group(code.text)}[..., {self._range(e)}]", code)
+
+    def _range(self, e) -> str:
+        return ("" if e.start == 0 else self.size(e.start)) + ":" + self.size(e.stop)
 
     def _print_TimeSum(self, e):
         inner = self.code(e.arg, "time", 0)
@@ -393,8 +414,97 @@ def _terms(e) -> list:
 
 
 def _sum(terms):
-    from .expr import add
     return add(*terms)
+
+
+# ---------------------------------------------------------------------------------------
+# Rewrites for speed: the code computes the same values as the closed forms, in a cheaper order.
+
+
+def split_concat_products(e, concats: dict):
+    """W z_t with z_t = [h_{t-1}; x_t] becomes W[:, :n_h] h_{t-1} + W[:, n_h:] x_t.
+
+    The block that multiplies the input is then computed for all steps before the time loop,
+    and only the recurrent block stays in it.  ``concats`` maps a quantity defined as a
+    Concat to that definition.
+    """
+    if isinstance(e, MatMul):
+        c, rest = coeff_and_rest(e)
+        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
+        if len(mats) == 2:
+            parts = _concat_parts(mats[1], concats)
+            if parts is not None:
+                terms, start = [], sp.Integer(0)
+                for part in parts:
+                    stop = sp.expand(start + part.shape[0])
+                    terms.append(matmul(ColSlice(mats[0], start, stop), split_concat_products(part, concats)))
+                    start = stop
+                return scale(c, add(*terms))
+    if getattr(e, "is_Matrix", False) and e.args and not isinstance(e, (At, AtStep, MatrixSymbol, Delta)):
+        args = [split_concat_products(a, concats) if getattr(a, "is_Matrix", False) else a for a in e.args]
+        if all(a is b for a, b in zip(args, e.args)):
+            return e
+        return add(*args) if isinstance(e, MatAdd) else e.func(*args)
+    return e
+
+
+def _concat_parts(v, concats: dict):
+    if isinstance(v, Concat):
+        return list(v.args)
+    if isinstance(v, At) and not isinstance(v.base, Delta) and v.base.name in concats:
+        return list(shift(concats[v.base.name], v.offset).args)
+    return None
+
+
+def slice_through(e, start, stop):
+    """Rows start..stop of ``e``, pushed inside where that saves work: [Wᵀ δ]_{1:n_h} = W[:, :n_h]ᵀ δ."""
+    if isinstance(e, MatAdd):
+        return add(*[slice_through(t, start, stop) for t in e.args])
+    c, rest = coeff_and_rest(e)
+    if isinstance(rest, MatMul) and len(rest.args) == 2 and isinstance(rest.args[0], Transpose):
+        w, v = rest.args[0].arg, rest.args[1]
+        return scale(c, matmul(Transpose(ColSlice(w, start, stop)), v))
+    return RowSlice(e, start, stop)
+
+
+def inline_sliced_adjoints(terms: dict, readers_ok) -> tuple[dict, set]:
+    """Replace [δz_{t+k}]_{a:b} by the rows a..b of δz's own closed form, where δz is read only so.
+
+    ``terms`` maps a named sequence adjoint to its (offset, expression) terms; returns the new
+    terms and the adjoints no longer needed.  δz of an LSTM's stacked input is the case: only
+    its h-rows are read, and computing those alone skips the rows of the input.
+    """
+    dropped = set()
+    for z, z_terms in terms.items():
+        if any(offset != 0 for offset, _ in z_terms) or not readers_ok(z):
+            continue
+        reads = [(n, i) for n, ts in terms.items() if n != z for i, (_, t) in enumerate(ts)
+                 if z in _adjoint_references(t)]
+        if not reads or not all(_only_sliced(terms[n][i][1], z) for n, i in reads):
+            continue
+        closed = add(*[t for _, t in z_terms])
+        for n, i in reads:
+            offset, t = terms[n][i]
+            terms[n][i] = (offset, _replace_sliced(t, z, closed))
+        dropped.add(z)
+    return {n: ts for n, ts in terms.items() if n not in dropped}, dropped
+
+
+def _only_sliced(e, z) -> bool:
+    if isinstance(e, RowSlice) and isinstance(e.arg, At) and isinstance(e.arg.base, Delta) and e.arg.base.name == z:
+        return True
+    if isinstance(e, Delta) and e.name == z:
+        return False
+    return all(_only_sliced(a, z) for a in e.args if isinstance(a, sp.Basic))
+
+
+def _replace_sliced(e, z, closed):
+    if isinstance(e, RowSlice) and isinstance(e.arg, At) and isinstance(e.arg.base, Delta) and e.arg.base.name == z:
+        return slice_through(shift(closed, e.arg.offset), e.start, e.stop)
+    if not e.args or not getattr(e, "is_Matrix", False):
+        return e
+    args = [_replace_sliced(a, z, closed) if getattr(a, "is_Matrix", False) else a for a in e.args]
+    return e.func(*args)
 
 
 def batched_quantities(model) -> set[str]:
@@ -429,25 +539,27 @@ class ModulePlan:
     def _forward(self) -> Phase:
         m, names, pr = self.model, self.names, self.printer
         seq = [q.name for q in m.equations if q.sequence]
-        reads = {n: _references(m[n].expr) & set(seq) for n in seq}
+        concats = {n: m[n].expr for n in seq if isinstance(m[n].expr, Concat)}
+        code_expr = {n: split_concat_products(m[n].expr, concats) for n in seq}
+        reads = {n: _references(code_expr[n]) & set(seq) for n in seq}
         loop = recurrent(reads)
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
             phase.before.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
         for n in seq:
-            q, py, pad = m[n], names.value(n), self.pads[n]
+            q, py, pad, expr = m[n], names.value(n), self.pads[n], code_expr[n]
             comment = self.comment(m.ref(n), q.expr)
             if n not in loop and not depends_on(reads, n, loop):
                 if pad:
                     phase.before.append(Statement(comment, self._padded(n) + [
-                        f"{py}[{pad}:] = {pr.code(q.expr, 'time').text}"]))
+                        f"{py}[{pad}:] = {pr.code(expr, 'time').text}"]))
                 else:
-                    phase.before.append(Statement(comment, [f"{py} = {pr.code(q.expr, 'time').text}"]))
+                    phase.before.append(Statement(comment, [f"{py} = {pr.code(expr, 'time').text}"]))
             elif n in loop:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
-                outside = [t for t in _terms(q.expr) if not (_references(t) & loop)]
-                inside = [t for t in _terms(q.expr) if _references(t) & loop]
+                outside = [t for t in _terms(expr) if not (_references(t) & loop)]
+                inside = [t for t in _terms(expr) if _references(t) & loop]
                 target = pr.code(m.ref(n), "step").text
                 # Only worth it where the part reads a sequence (a projection of the inputs).
                 if outside and inside and pr.code(_sum(outside), "time").timed:
@@ -458,10 +570,10 @@ class ModulePlan:
                     phase.loop.append(Statement(comment, [f"{target} += {pr.code(_sum(inside), 'step').text}"]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
-                    phase.loop.append(Statement(comment, [f"{target} = {pr.code(q.expr, 'step').text}"]))
+                    phase.loop.append(Statement(comment, [f"{target} = {pr.code(expr, 'step').text}"]))
             else:
-                lines = [f"{py}[{pad}:] = {pr.code(q.expr, 'time').text}"] if pad else \
-                    [f"{py} = {pr.code(q.expr, 'time').text}"]
+                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else \
+                    [f"{py} = {pr.code(expr, 'time').text}"]
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
@@ -504,12 +616,17 @@ class ModulePlan:
     def _backward(self) -> Phase:
         d, names, pr = self.d, self.names, self.printer
         named = [a for a in d.backward_order if a.named]
-        seq = [a.name for a in named if a.sequence]
-        reads = {a.name: set().union(*(_adjoint_references(t.expr) for t in a.closed_terms)) & set(seq)
-                 for a in named if a.sequence}
+        statics = [a for a in named if not a.sequence]
+        outside_reads = set().union(*(_adjoint_references(g.expr) for g in d.gradients.values()),
+                                    *(_adjoint_references(a.closed) for a in statics))
+        terms, dropped = inline_sliced_adjoints(
+            {a.name: [(term.offset, t) for term in a.closed_terms for t in _terms(term.expr)]
+             for a in named if a.sequence},
+            lambda z: z not in outside_reads)
+        seq = [a.name for a in named if a.sequence and a.name not in dropped]
+        reads = {n: set().union(*(_adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
         phase = Phase()
-        statics = [a for a in named if not a.sequence]
         seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
         for a in statics:
             if a.name in seq_dependent_static:  # consumers of the sequence: before the loop
@@ -518,30 +635,28 @@ class ModulePlan:
             a = d.adjoints[n]
             py = names.adjoint(n)
             comment = self.comment(a.symbol, a.closed)
+            zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
             if n in loop:
-                outside, inside = [], []
-                for term in a.closed_terms:
-                    for t in _terms(term.expr):
-                        (inside if _adjoint_references(t) & loop else outside).append((term.offset, t))
-                zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
+                outside = [(o, t) for o, t in terms[n] if not _adjoint_references(t) & loop]
+                inside = [(o, t) for o, t in terms[n] if _adjoint_references(t) & loop]
+                inside.sort(key=lambda term: term[0] != 0)  # the terms that always exist first
+                assign = not outside and inside[0][0] == 0  # the first term sets the value
                 if outside:
                     phase.before.append(Statement(comment + ": the part outside the recurrence",
                                                   self._accumulate(py, outside, zeros)))
                 else:
-                    phase.alloc.append(zeros)
+                    phase.alloc.append(zeros.replace("np.zeros", "np.empty") if assign else zeros)
                 loop_lines = []
-                for offset, t in inside:
+                for k, (offset, t) in enumerate(inside):
                     code = pr.code(t, "step").text
                     if offset:
                         loop_lines += [f"if i + {offset} < T:", f"    {py}[i] += {code}"]
                     else:
-                        loop_lines.append(f"{py}[i] += {code}")
+                        loop_lines.append(f"{py}[i] {'=' if assign and k == 0 else '+='} {code}")
                 phase.loop.append(Statement(comment, loop_lines))
             else:
-                terms = [(term.offset, t) for term in a.closed_terms for t in _terms(term.expr)]
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
-                zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
-                target.append(Statement(comment, self._accumulate(py, terms, zeros)))
+                target.append(Statement(comment, self._accumulate(py, terms[n], zeros)))
         for a in statics:
             if a.name not in seq_dependent_static:
                 phase.after.append(self._static_adjoint(a))

@@ -16,7 +16,7 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
 from .derive import Derivation
-from .expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum
+from .expr import Apply, At, AtStep, ColSlice, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum
 
 
 def _mp_sigmoid(x):
@@ -233,6 +233,8 @@ class Evaluator:
             return ez / ez.sum()
         if isinstance(e, Concat):
             return np.vstack([self.ev(a, t) for a in e.args])
+        if isinstance(e, ColSlice):
+            return self.ev(e.arg, t)[:, self.size(e.start):self.size(e.stop)]
         if isinstance(e, RowSlice):
             return self.ev(e.arg, t)[self.size(e.start):self.size(e.stop)]
         if isinstance(e, TimeSum):

@@ -128,8 +128,8 @@ class Concat(MatrixExpr):
         return (sp.Add(*(p.shape[0] for p in self.args)), Integer(1))
 
 
-class RowSlice(MatrixExpr):
-    """Rows ``start .. stop-1`` (0-based, symbolic) of a column vector: the inverse of Concat."""
+class _Slice(MatrixExpr):
+    """A block of rows or columns ``start .. stop-1`` (0-based, symbolic)."""
 
     def __new__(cls, arg, start, stop):
         return MatrixExpr.__new__(cls, _sympify(arg), _sympify(start), _sympify(stop))
@@ -146,9 +146,21 @@ class RowSlice(MatrixExpr):
     def stop(self):
         return self.args[2]
 
+
+class RowSlice(_Slice):
+    """Rows of a column vector: the inverse of Concat."""
+
     @property
     def shape(self):
         return (sp.expand(self.stop - self.start), self.arg.shape[1])
+
+
+class ColSlice(_Slice):
+    """Columns of a matrix: the block of W that multiplies one part of a Concat."""
+
+    @property
+    def shape(self):
+        return (self.arg.shape[0], sp.expand(self.stop - self.start))
 
 
 class TimeSum(MatrixExpr):

@@ -199,6 +199,9 @@ class _MathPrinter(Printer):
     def _print_RowSlice(self, e: RowSlice):
         return self.slice(self._print(e.arg), self.dim(sp.expand(e.start + 1)), self.dim(e.stop))
 
+    def _print_ColSlice(self, e):
+        return self.slice(self._print(e.arg), ":, " + self.dim(sp.expand(e.start + 1)), self.dim(e.stop))
+
     def _print_TimeSum(self, e: TimeSum):
         c, rest = coeff_and_rest(e.arg)
         if c.is_Number and c < 0:  # −Σ_t r_tᵀ log r̂_t rather than Σ_t −r_tᵀ log r̂_t
