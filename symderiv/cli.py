@@ -1,4 +1,4 @@
-"""The command line: ``symderiv derive | show | check``."""
+"""The command line: ``symderiv derive | show | check | verify``."""
 
 from __future__ import annotations
 
@@ -23,13 +23,17 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check the gradients numerically and against SymPy's own differentiation")
     c.add_argument("model")
     c.add_argument("--seed", type=int, default=0)
+    v = sub.add_parser("verify", help="check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
+    v.add_argument("model")
+    v.add_argument("claims")
+    v.add_argument("--json", action="store_true", help="print the verdicts as one JSON object")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"derive": _derive, "show": _show, "check": _check}[args.command](args)
+        return {"derive": _derive, "show": _show, "check": _check, "verify": _verify}[args.command](args)
     except SymderivError as err:
         print(err.format(), file=sys.stderr)
         return 2
@@ -79,3 +83,12 @@ def _check(args) -> int:
     ok = exact.ok and numeric.ok
     print("all agree" if ok else "DISAGREEMENT: some gradients are wrong")
     return 0 if ok else 1
+
+
+def _verify(args) -> int:
+    from .claims import read_claims
+    from .verify import verify
+    _, d = _load(args.model)
+    report = verify(d, read_claims(args.claims, d))
+    sys.stdout.write(report.json() + "\n" if args.json else report.text())
+    return 0 if report.all_correct else 1

@@ -1,0 +1,337 @@
+"""Reading a hand derivation into claims.
+
+Two forms: a claims file (``.claims``), one claim a line in the model language
+(``d(o[t]) = W_out.T @ d(h_out[t])``, ``d(W_out)[i, j] = o[t][j] * d(h_out[t])[i]``), read
+with Python's ``ast`` and a whitelist like a model file; or a LaTeX / Markdown write-up
+(``.tex``, ``.md``, ``.txt``), read by ``latexclaims``.  Nothing is ever evaluated.
+
+A file that cannot be read at all is a ``ClaimError``; a claim that cannot be read is kept
+as a ``Claim`` with its ``problem``, so the rest of the file is still judged.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .claimexpr import (
+    FUNCTIONS,
+    Builder,
+    Call,
+    Claim,
+    Entry,
+    Grad,
+    Hadamard,
+    IndexSum,
+    Neg,
+    Num,
+    OverTime,
+    Product,
+    Quotient,
+    ReadError,
+    Step,
+    Terms,
+    Transposed,
+    Val,
+    claim_target,
+    make_claim,
+    references,
+)
+from .derive import Derivation
+from .errors import ClaimError, Position
+from .expr import same_shape
+from .latexclaims import read_writeup
+from .probe import probes
+
+FORMATS = {".claims": "claims", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "markdown"}
+MAX_DEPTH = 100
+
+
+@dataclass
+class Reading:
+    """The claims of one file, and what the judge needs to answer in the file's own notation."""
+
+    path: str
+    claims: list[Claim]
+    spellings: dict = field(default_factory=dict)  # quantity → how the write-up spells it
+    vocabulary: set = field(default_factory=set)  # quantities whose δ the file itself names
+
+
+def read_claims(path: str | Path, derivation: Derivation) -> Reading:
+    """Every claim of a claims file or write-up.  Raises ``ClaimError`` if the file cannot be read."""
+    path = Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ClaimError(f"{path}: cannot tell what this file is; a hand derivation is a .claims file or a "
+                         "LaTeX or Markdown write-up (.tex, .md, .txt)")
+    text = read_text(path)
+    if kind == "claims":
+        return read_claims_file(text, str(path), derivation)
+    found = read_writeup(text, derivation, kind == "markdown", QuantityMatcher(derivation))
+    return Reading(str(path), found.claims, found.spellings, found.vocabulary)
+
+
+def read_text(path: Path) -> str:
+    """The file as text: UTF-8, with a byte-order mark dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ClaimError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start: exc.start].decode("utf-8", errors="replace")) + 1
+        shown = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+        raise ClaimError("the file is not valid UTF-8", Position(str(path), line, col), shown) from None
+    if "\x00" in text:
+        at = text.index("\x00")
+        line = text[:at].count("\n") + 1
+        raise ClaimError("the file contains a NUL character", Position(str(path), line, at - text.rfind("\n", 0, at)))
+    return text.removeprefix("\ufeff")
+
+
+class QuantityMatcher:
+    """Which quantity of the model an expression is: a write-up's ``δy ≜ ∂L/∂(W h_t + b)``
+    names the pre-activation y.  Compared by value at a random point, so any way of writing
+    the expression is recognised."""
+
+    def __init__(self, derivation: Derivation):
+        self.d = derivation
+
+    @cached_property
+    def probe(self):
+        return probes(self.d, 1)[0]
+
+    def __call__(self, node) -> str | None:
+        expr = Builder(self.d, stepwise=False).expression(node)
+        ev = self.probe.exact
+        steps = self.probe.steps or [None]
+        for q in self.d.model.quantities.values():
+            if q.role != "intermediate" or not same_shape(q.symbol, expr):
+                continue
+            forward = ev.values.forward[q.name]
+            for_steps = steps if q.sequence else [None]
+            values = [ev.value(expr, t) for t in for_steps]
+            truth = [forward[t] if q.sequence else forward for t in for_steps]
+            if all(v is not None and v.shape == np.shape(w) and np.allclose(v, w, rtol=1e-9, atol=1e-12)
+                   for v, w in zip(values, truth)):
+                return q.name
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# Claims files.
+
+
+def read_claims_file(text: str, path: str, derivation: Derivation) -> Reading:
+    """One claim a line, ``d(X) = EXPR`` or ``d(X)[i, j] = EXPR``; ``#`` starts a comment."""
+    model = derivation.model
+    claims = []
+    for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
+        code = raw.split("#", 1)[0].rstrip()
+        stripped = code.lstrip()
+        if not stripped:
+            continue
+        col = len(code) - len(stripped) + 1
+        m = re.fullmatch(r"(?P<lhs>[^=]*?)\s*=(?!=)\s*(?P<rhs>.*)", stripped)
+        if m is None:
+            claims.append(Claim(number, col, stripped, problem=f"column {col}: expected a claim 'd(X) = ...'"))
+            continue
+        reader = _PythonSide(model, stripped)
+        target = None
+        try:
+            target_node = reader.read(m.group("lhs"), m.start("lhs"))
+            target = claim_target(model, target_node)
+            rhs = reader.read(m.group("rhs"), m.start("rhs"))
+        except ReadError as exc:
+            where = col + (exc.pos or 0)
+            claims.append(Claim(number, col, stripped, target, problem=f"column {where}: {exc.message}"))
+            continue
+        claims.append(make_claim(model, number, col, stripped, target_node, rhs))
+    vocabulary = {c.target.name for c in claims if c.target is not None}
+    vocabulary |= {n for c in claims if c.rhs is not None for kind, n in references(c.rhs) if kind == "grad"}
+    return Reading(path, claims, {}, vocabulary)
+
+
+_DESCRIBE = {ast.Lambda: "a lambda", ast.ListComp: "a comprehension", ast.Compare: "a comparison",
+             ast.BoolOp: "a boolean operator", ast.IfExp: "a conditional expression", ast.Dict: "a dict",
+             ast.List: "a list", ast.Set: "a set", ast.JoinedStr: "an f-string", ast.Starred: "a starred argument",
+             ast.NamedExpr: "an assignment expression", ast.Slice: "a slice"}
+
+
+class _PythonSide:
+    """One side of a claims-file line → a claim expression tree.  ``pos`` in errors is the
+    offset in the line."""
+
+    def __init__(self, model, line: str):
+        self.model = model
+        self.line = line
+        self.index = model.time_index or "t"
+        self.length = model.length.name if model.length is not None else "T"
+        self.offset = 0
+
+    def read(self, text: str, offset: int):
+        self.offset = offset
+        if not text.strip():
+            raise ReadError("an expression is missing here", offset)
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += (ch in "([{") - (ch in ")]}")
+            if depth > MAX_DEPTH:
+                raise ReadError(f"nested more than {MAX_DEPTH} levels deep", offset + i)
+        try:
+            tree = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as exc:
+            lead = len(text) - len(text.lstrip())
+            message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"
+            raise ReadError(message, offset + lead + max((exc.offset or 1) - 1, 0)) from None
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise ReadError(f"cannot parse this expression ({type(exc).__name__})", offset) from None
+        self.offset = offset + len(text) - len(text.lstrip())
+        return self.node(tree)
+
+    def error(self, node: ast.AST, message: str) -> ReadError:
+        return ReadError(message, self.offset + getattr(node, "col_offset", 0))
+
+    def node(self, n: ast.AST):
+        method = getattr(self, "_" + type(n).__name__, None)
+        if method is None:
+            what = _DESCRIBE.get(type(n), f"'{type(n).__name__}'")
+            raise self.error(n, f"{what} is not allowed in a claim")
+        return method(n)
+
+    def _BinOp(self, n: ast.BinOp):
+        a, b = self.node(n.left), self.node(n.right)
+        if isinstance(n.op, ast.Add):
+            return _joined(Terms, a, b)
+        if isinstance(n.op, ast.Sub):
+            return _joined(Terms, a, Neg(b))
+        if isinstance(n.op, ast.Mult):
+            return _joined(Hadamard, a, b)
+        if isinstance(n.op, ast.MatMult):
+            return _joined(Product, a, b)
+        if isinstance(n.op, ast.Div):
+            return Quotient(a, b)
+        raise self.error(n, "this operator is not part of the claims language (use + - * / @ and .T)")
+
+    def _UnaryOp(self, n: ast.UnaryOp):
+        inner = self.node(n.operand)
+        if isinstance(n.op, ast.USub):
+            return Neg(inner)
+        if isinstance(n.op, ast.UAdd):
+            return inner
+        raise self.error(n, "this operator is not part of the claims language")
+
+    def _Constant(self, n: ast.Constant):
+        if type(n.value) is int or (type(n.value) is float and np.isfinite(n.value)):
+            return Num(Fraction(repr(n.value)))
+        raise self.error(n, "only finite numbers are allowed as constants")
+
+    def _Name(self, n: ast.Name):
+        return Val(self._quantity(n, n.id).name, None)
+
+    def _quantity(self, n: ast.AST, name: str):
+        q = self.model.quantities.get(name)
+        if q is None:
+            if name in (self.index, self.length):
+                raise self.error(n, f"'{name}' is a step; it goes inside [...], as in h[{self.index}-1]")
+            raise self.error(n, f"unknown name '{name}'")
+        if q.role == "loss":
+            raise self.error(n, "the loss itself on a right side")
+        return q
+
+    def _Attribute(self, n: ast.Attribute):
+        if n.attr != "T":
+            raise self.error(n, f"attribute '.{n.attr}' is not allowed (only .T, the transpose)")
+        return Transposed(self.node(n.value))
+
+    def _Subscript(self, n: ast.Subscript):
+        base = n.value
+        if isinstance(base, ast.Name):
+            q = self._quantity(base, base.id)
+            if q.sequence and self._is_step(n.slice):
+                return Val(q.name, self._step(n.slice))
+        return Entry(self.node(base), self._indices(n.slice))
+
+    def _is_step(self, s: ast.AST) -> bool:
+        if isinstance(s, ast.Constant):
+            return type(s.value) is int
+        if isinstance(s, ast.BinOp) and isinstance(s.op, (ast.Add, ast.Sub)):
+            return self._is_step(s.left) and isinstance(s.right, ast.Constant) and type(s.right.value) is int
+        return isinstance(s, ast.Name) and s.id in (self.index, self.length)
+
+    def _step(self, s: ast.AST) -> Step:
+        if isinstance(s, ast.Constant):
+            return Step("", s.value)
+        if isinstance(s, ast.BinOp):
+            k = s.right.value if isinstance(s.op, ast.Add) else -s.right.value
+            inner = self._step(s.left)
+            return Step(inner.base, inner.offset + k)
+        return Step("t" if s.id == self.index else "T", 0)
+
+    def _indices(self, s: ast.AST) -> tuple:
+        parts = s.elts if isinstance(s, ast.Tuple) else [s]
+        out = []
+        for p in parts:
+            if not isinstance(p, ast.Name) or p.id in (self.index, self.length):
+                raise self.error(p, "an entry index is a name such as i or j")
+            out.append(p.id)
+        return tuple(out)
+
+    def _Call(self, n: ast.Call):
+        if not isinstance(n.func, ast.Name):
+            raise self.error(n, "only the functions of the model language can be called")
+        fname = n.func.id
+        if n.keywords:
+            raise self.error(n.keywords[0], f"{fname}() takes no keyword arguments")
+        if fname == "d":
+            return self._gradient(n)
+        if fname == "Sum":
+            return self._sum(n)
+        if fname not in FUNCTIONS:
+            raise self.error(n.func, f"unknown function '{fname}'; a claim may use d(...), Sum(...) and "
+                                     + ", ".join(FUNCTIONS))
+        if len(n.args) != 1:
+            raise self.error(n, f"{fname}() takes one argument")
+        return Call(fname, self.node(n.args[0]))
+
+    def _gradient(self, n: ast.Call):
+        if len(n.args) != 1:
+            raise self.error(n, "d() takes one quantity, as in d(h[t])")
+        arg = n.args[0]
+        if isinstance(arg, ast.Name):
+            return Grad(self._quantity(arg, arg.id).name, None)
+        if isinstance(arg, ast.Subscript) and isinstance(arg.value, ast.Name) and self._is_step(arg.slice):
+            q = self._quantity(arg.value, arg.value.id)
+            if not q.sequence:
+                raise self.error(arg, f"'{q.name}' is not a sequence; write d({q.name})")
+            return Grad(q.name, self._step(arg.slice))
+        raise self.error(arg, "d() takes one quantity, as in d(W) or d(h[t-1])")
+
+    def _sum(self, n: ast.Call):
+        rng = n.args[1] if len(n.args) == 2 else None
+        if not (isinstance(rng, ast.Tuple) and len(rng.elts) == 3 and isinstance(rng.elts[0], ast.Name)):
+            raise self.error(n, "Sum takes an expression and a range, as in "
+                                f"Sum(..., ({self.index}, 1, {self.length}))")
+        index = rng.elts[0].id
+        body = self.node(n.args[0])
+        return OverTime(body) if index == self.index else IndexSum(index, body)
+
+
+def _joined(kind, a, b):
+    """a + (b + c) and (a + b) + c both as one flat node."""
+    parts = []
+    for x in (a, b):
+        inner = (x.terms if isinstance(x, Terms) else None) if kind is Terms else \
+            (x.factors if isinstance(x, kind) else None)
+        parts.extend(inner if inner is not None else [x])
+    return kind(tuple(parts))
+

@@ -1,0 +1,762 @@
+"""Judging a hand derivation claim by claim, and saying what is wrong with a wrong claim.
+
+Each claim is compared with the derivation: symbolically where SymPy can decide it (both
+sides brought to one normal form), and always numerically, at every step, at several
+random sizes where all dims differ (so a claim that only fits when n_h = n_o fails).  A
+right side that depends on t, claimed for a parameter, is compared with the parameter's
+step-t term (verdict ``per-step``).
+
+A wrong claim is diagnosed by trying the usual slips, cheapest explanation first: single
+repairs of the claim (flip a sign, transpose a factor, drop a term, put in a missing
+activation derivative or recurrent term, change a factor) and single changes of what it is
+compared with (the model with backpropagation through time cut, Σ_t of the claim, a
+constant factor); then a transpose or a sign together with one more.  The slips of the
+cheapest repair that makes the claim right are the diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import islice
+
+import numpy as np
+import sympy as sp
+from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
+
+from . import claimexpr as C
+from .claims import Reading
+from .derive import Derivation
+from .expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
+from .ops import ELEMENTWISE, activation_derivative
+from .printing import LatexPrinter, step_text
+from .probe import STEPS, probes
+from .simplify import tidy
+
+VERDICTS = ("correct", "per-step", "incorrect", "unreadable")
+#: Diagnosis codes, most telling first: when two repairs of the same cost explain a claim,
+#: the one whose slips come first here is reported.
+CODES = ("sign", "transpose", "missing-recurrent-term", "missing-sum-over-time", "missing-activation-derivative",
+         "extra-term", "wrong-factor", "shape")
+RTOL = 1e-7
+#: Bounds on the repairs tried for one claim, so a very long claim stays quick to judge.
+MAX_SINGLE_REPAIRS = 400
+MAX_PAIRED_REPAIRS = 3000
+
+
+@dataclass
+class Verdict:
+    """The judgement of one claim, as ``--json`` reports it."""
+
+    line: int
+    text: str
+    target: str
+    verdict: str
+    diagnosis: list[str] = field(default_factory=list)
+    expected: str = ""
+    message: str = ""
+    col: int = 0
+    lhs: str = ""  # the target in LaTeX, for the correct form
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "text": self.text, "target": self.target, "verdict": self.verdict,
+                "diagnosis": list(self.diagnosis), "expected": self.expected, "message": self.message}
+
+
+@dataclass
+class Report:
+    model: str
+    path: str
+    verdicts: list[Verdict]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return {v: sum(1 for x in self.verdicts if x.verdict == v) for v in VERDICTS}
+
+    @property
+    def all_correct(self) -> bool:
+        return all(v.verdict == "correct" for v in self.verdicts)
+
+    def json(self) -> str:
+        return json.dumps({"model": self.model, "claims": [v.as_dict() for v in self.verdicts],
+                           "summary": self.summary}, indent=2, ensure_ascii=False)
+
+    def text(self) -> str:
+        counts = ", ".join(f"{n} {v}" for v, n in self.summary.items())
+        lines = [f"{self.model}: {len(self.verdicts)} claim{'s' if len(self.verdicts) != 1 else ''} in "
+                 f"{self.path}: {counts}"]
+        if not self.verdicts:
+            lines.append("no claims found: a claim is a displayed equation whose left side is δX or ∂L/∂X "
+                         "(in a .claims file, a line d(X) = ...)")
+        for v in self.verdicts:
+            lines.append("")
+            lines.append(f"line {v.line}, column {v.col}: {v.text}")
+            label = v.verdict + (f" ({', '.join(v.diagnosis)})" if v.diagnosis else "")
+            lines.append(f"  {label}: {v.message}")
+            if v.expected and v.verdict != "correct":
+                lines.append(f"  correct form: {v.lhs} = {v.expected}")
+        return "\n".join(lines) + "\n"
+
+
+def verify(d: Derivation, reading: Reading) -> Report:
+    """Judge every claim of ``reading`` against the derivation ``d``."""
+    judge = Judge(d, reading)
+    return Report(d.model.name, reading.path, [judge.judge(c) for c in reading.claims])
+
+
+# ---------------------------------------------------------------------------------------
+# Printing in the write-up's notation.
+
+
+class WriteupPrinter(LatexPrinter):
+    """LaTeX in the write-up's own spelling of each quantity (the model's where it has none)."""
+
+    def __init__(self, model, spellings: dict, index: str | None = None):
+        super().__init__(model)
+        self.spellings = spellings
+        if index is not None:
+            self.index = index
+
+    def name(self, name, step):
+        spelling = self.spellings.get(name)
+        return spelling.latex(step) if spelling is not None else super().name(name, step)
+
+    def entry(self, e, indices: tuple) -> str:
+        """One entry of ``e``: ``δh_{t,i} o_{t,j}`` for an outer product, else ``[e]_{i,j}``."""
+        if isinstance(e, TimeSum):
+            return self.timesum(self.entry(e.arg, indices))
+        if len(indices) == 2 and isinstance(e, MatMul) and len(e.args) == 2 and isinstance(e.args[1], Transpose):
+            left, right = self._leaf_entry(e.args[0], indices[0]), self._leaf_entry(e.args[1].arg, indices[1])
+            if left and right:
+                return f"{left} {right}"
+        if len(indices) == 1 and (leaf := self._leaf_entry(e, indices[0])):
+            return leaf
+        return r"\left[" + self.doprint(e) + r"\right]_{" + ",".join(indices) + "}"
+
+    def _leaf_entry(self, e, index: str) -> str | None:
+        base, step = (e.base, e.offset) if isinstance(e, At) else (e, None)
+        delta = isinstance(base, Delta)
+        if delta:
+            base = base.base
+        if not isinstance(base, MatrixSymbol):
+            return None
+        where = index if step is None else f"{step_text(step, self.index)},{index}"
+        text = self.name(base.name, where)
+        return self.delta(text) if delta else text
+
+
+# ---------------------------------------------------------------------------------------
+# What a claim is compared with.
+
+
+@dataclass
+class Truth:
+    """The true value of a claim's target, in the sense the claim makes."""
+
+    name: str
+    kind: str  # "sequence", "static" or "per-step"
+    expr: object  # for printing and for the symbolic check
+    shape: tuple
+    step: C.Step | None = None
+
+    def keys(self, probe) -> list:
+        """The steps at which values are compared (None: a static value)."""
+        if self.kind == "static":
+            return [None]
+        if self.kind == "per-step" or self.step.base == "t":
+            return probe.steps
+        at = probe.T + self.step.offset if self.step.base == "T" else self.step.offset
+        return [at]
+
+    def values(self, probe, world: str) -> dict:
+        ev = getattr(probe, world)
+        if self.kind == "sequence":
+            return {s: np.asarray(ev.values.adjoints[self.name][s], dtype=float) for s in self.keys(probe)}
+        if self.kind == "per-step":
+            return {t: ev.value(self.expr, t) for t in self.keys(probe)}
+        store = ev.values.gradients if self.name in ev.values.gradients else ev.values.adjoints
+        return {None: np.asarray(store[self.name], dtype=float)}
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A changed claim, the slips it corrects, and a note for each.
+
+    A note is a template and the claim pieces it names (``("{} needs a transpose", W)``),
+    printed only for the repair that is reported: most candidates never are."""
+
+    node: object
+    kinds: tuple = ()
+    notes: tuple = ()
+
+    def then(self, kind: str, node, template: str, *pieces) -> Repair:
+        return Repair(node, self.kinds + (kind,), self.notes + ((template, pieces),))
+
+
+class Judge:
+    """Judges the claims of one file against one derivation; holds what all claims share
+    (the probes, the printer in the file's notation, the model's activation derivatives)."""
+
+    def __init__(self, d: Derivation, reading: Reading):
+        self.d = d
+        self.model = d.model
+        self.reading = reading
+        self.probes = probes(d)
+        self.printer = WriteupPrinter(self.model, reading.spellings)
+        self.distributions = frozenset(q.name for q in self.model.data if q.distribution)
+        self.recurrent = any(t.offset > 0 for a in d.adjoints.values() for t in a.closed_terms)
+        self.factors = activation_factors(self.model)
+        #: Adjoints a reader knows by name: the model's own quantities, and the pre-activations
+        #: symderiv named that the file itself uses.
+        self.known = {q.name for q in self.model.quantities.values() if not q.auxiliary} | reading.vocabulary
+        self.folds = _forward_definitions(self.model)
+        self.unspelled = {q.name: q for q in self.model.quantities.values()
+                          if q.auxiliary and q.name not in reading.spellings}
+
+    # --- one claim ----------------------------------------------------------------------
+
+    def judge(self, claim: C.Claim) -> Verdict:
+        base = Verdict(claim.line, claim.text, self._label(claim.target), "unreadable", col=claim.col)
+        if claim.target is not None:
+            base.lhs = self._lhs(claim.target)
+            base.expected = self.expected(claim.target, claim.rhs)
+        if claim.problem is not None:
+            base.message = claim.problem
+            return base
+        stepwise = C.depends_on_step(claim.rhs)
+        truth = self.truth(claim.target, stepwise)
+        if truth is None:
+            base.message = (f"step {claim.target.step.text()} is outside the sequences this checker uses "
+                            f"(t = 1..{STEPS}); write the claim at a general step t")
+            return base
+        check = _Check(self, truth, C.Builder(self.d, stepwise, self.math))
+        if check.agrees(Repair(claim.rhs)):
+            base.verdict = "per-step" if truth.kind == "per-step" else "correct"
+            base.message = self._agreement(check, claim.rhs, truth)
+            return base
+        base.verdict = "incorrect"
+        found = check.diagnose(claim.rhs)
+        if found is not None:
+            base.diagnosis = sorted(set(found.kinds), key=CODES.index)
+            notes = (template.format(*map(check.show, pieces)) if pieces else template
+                     for template, pieces in found.notes)
+            base.message = _sentence("; ".join(dict.fromkeys(notes)))
+            return base
+        mismatch = check.misfit(claim.rhs)
+        if mismatch is not None:
+            base.diagnosis = ["shape"]
+            base.message = _sentence(f"the sizes do not fit ({mismatch})")
+        else:
+            base.message = ("It differs from the true value, and no usual slip (sign, transpose, a missing or "
+                            "extra term or factor) explains the difference.")
+        return base
+
+    def _agreement(self, check: _Check, rhs, truth: Truth) -> str:
+        how = "symbolically and " if check.symbolically_equal(rhs) else ""
+        sizes = f"{how}numerically at {len(self.probes)} random sizes"
+        if truth.kind == "per-step":
+            return f"The contribution of step t ({sizes}); the gradient is its sum over t = 1..T."
+        return f"Equal to the true value ({sizes})."
+
+    def math(self, e, step: C.Step | None = None) -> str:
+        """An expression (written at step t, or moved to ``step``) as inline LaTeX for a message."""
+        e, printer = self._placed(self.readable(e), step)
+        return "$" + printer.doprint(e) + "$"
+
+    def readable(self, e):
+        """``e`` with the pre-activations symderiv named, and the write-up did not, written out
+        (𝟙[W x + b > 0] rather than 𝟙[a_h > 0])."""
+        unspelled = self.unspelled
+        if not unspelled:
+            return e
+
+        def written_out(node):
+            if isinstance(node, Delta) or (isinstance(node, At) and isinstance(node.base, Delta)):
+                return node  # δa_h has no other name
+            if isinstance(node, At) and node.base.name in unspelled:
+                return shift(unspelled[node.base.name].expr, node.offset)
+            if isinstance(node, MatrixSymbol):
+                return unspelled[node.name].expr if node.name in unspelled else node
+            if not getattr(node, "args", ()):
+                return node
+            args = [written_out(a) for a in node.args]
+            return node if all(a is b for a, b in zip(args, node.args)) else node.func(*args)
+
+        return written_out(e)
+
+    def _label(self, target: C.Target | None) -> str:
+        if target is None:
+            return ""
+        return target.label(self.model.time_index or "t", self._length)
+
+    @property
+    def _length(self) -> str:
+        return self.model.length.name if self.model.length is not None else "T"
+
+    def _lhs(self, target: C.Target) -> str:
+        where = [] if target.step is None else [target.step.text(self.printer.index, self._length)]
+        return self.printer.delta(self.printer.name(target.name, ",".join(where + list(target.indices)) or None))
+
+    # --- the true value -----------------------------------------------------------------
+
+    def truth(self, target: C.Target, stepwise: bool) -> Truth | None:
+        q = self.model.quantities[target.name]
+        shape = q.shape
+        if q.role == "param":
+            g = self.d.gradients[target.name]
+            if stepwise and g.per_step is not None:
+                return Truth(target.name, "per-step", g.per_step, shape)
+            return Truth(target.name, "static", g.expr, shape)
+        adj = self.d.adjoints[target.name]
+        if not q.sequence:
+            return Truth(target.name, "static", adj.closed, shape)
+        step = target.step
+        if step.base == "" and not 1 <= step.offset <= self.probes[0].T:
+            return None
+        return Truth(target.name, "sequence", adj.closed, shape, step)
+
+    def expected(self, target: C.Target, rhs=None) -> str:
+        """The true value in the write-up's notation, in terms of adjoints its reader knows.
+
+        A parameter's step-t term is often an adjoint of its own (δb_h is Σ_t δy_{h,t}); a
+        claim that does not use that adjoint gets it written out, which says more."""
+        q = self.model.quantities[target.name]
+        if q.role == "param":
+            e = self.d.gradients[target.name].expr
+        elif q.sequence and target.step.base == "T":  # terms through steps after T vanish
+            terms = [t.expr for t in self.d.adjoints[target.name].closed_terms if t.offset + target.step.offset <= 0]
+            e = add(*terms) if terms else ZeroMatrix(*q.shape)
+        else:
+            e = self.d.adjoints[target.name].closed
+        known = self.known | {target.name}
+        used = {n for kind, n in C.references(rhs)} if rhs is not None else set()
+        stand_in = self._stand_in(target.name)
+        if stand_in is not None and stand_in not in used:
+            known = known - {stand_in}
+        e = self.readable(tidy(self._in_vocabulary(e, known), self.distributions))
+        e, printer = self._placed(e, target.step)
+        return printer.entry(e, target.indices) if target.indices else printer.doprint(e)
+
+    def _placed(self, e, step: C.Step | None):
+        """``e``, written at step t, moved to ``step``; and the printer that spells that step."""
+        if step is None or step == C.STEP_T:
+            return e, self.printer
+        if step.base == "":
+            return at_step(e, step.offset), self.printer
+        if step.base == "T":
+            return shift(e, step.offset), WriteupPrinter(self.model, self.reading.spellings, index=self._length)
+        return shift(e, step.offset), self.printer
+
+    def _stand_in(self, name: str) -> str | None:
+        """The adjoint that is a parameter's whole gradient or step-t term (y_h for b_h), if any."""
+        g = self.d.gradients.get(name)
+        if g is None:
+            return None
+        if isinstance(g.per_step, At) and isinstance(g.per_step.base, Delta) and g.per_step.offset == 0:
+            return g.per_step.base.name
+        if g.per_step is None and isinstance(g.static, Delta) and not g.initial:
+            return g.static.name
+        return None
+
+    def _in_vocabulary(self, e, known: set):
+        """Replace named adjoints not in ``known`` by their closed forms (a few levels)."""
+        for _ in range(4):
+            mapping = {}
+            for node in sp.preorder_traversal(e):
+                name, k = _adjoint_ref(node, self.model)
+                if name is None or name in known or name not in self.d.adjoints or not self.d.adjoints[name].named:
+                    continue
+                closed = self.d.adjoints[name].closed
+                mapping[node] = shift(closed, k) if k is not None else closed
+            if not mapping:
+                return e
+            e = e.xreplace(mapping)
+        return e
+
+    # --- normal forms for the symbolic check --------------------------------------------
+
+    def normal(self, e):
+        """Inlined adjoints substituted, forward definitions folded to names, tidied, sorted."""
+        for _ in range(6):
+            mapping = {}
+            for node in sp.preorder_traversal(e):
+                name, k = _adjoint_ref(node, self.model)
+                if name is not None and name in self.d.adjoints and not self.d.adjoints[name].named:
+                    closed = self.d.adjoints[name].closed
+                    mapping[node] = shift(closed, k) if k is not None else closed
+            if not mapping:
+                break
+            e = e.xreplace(mapping)
+        e = canonical(tidy(e, self.distributions))
+        for _ in range(8):
+            folded = canonical(e.xreplace(self.folds))
+            if folded == e:
+                break
+            e = folded
+        return e
+
+
+class _Check:
+    """Compares one claim (and its repairs) with its true value, at every probe."""
+
+    def __init__(self, judge: Judge, truth: Truth, builder: C.Builder):
+        self.j = judge
+        self.truth = truth
+        self.builder = builder
+        self._built: dict = {}
+        self._values: dict = {}
+
+    # --- numbers ------------------------------------------------------------------------
+
+    def expression(self, node):
+        """The claim side as SymPy, with the target's shape; None if it does not fit."""
+        if node not in self._built:
+            try:
+                e = self.builder.expression(node, self.truth.shape)
+                self._built[node] = e if same_shape(e, _Shaped(self.truth.shape)) else None
+            except C.ShapeMismatch:
+                self._built[node] = None
+        return self._built[node]
+
+    def misfit(self, node) -> str | None:
+        """Why the claim does not fit together, or None if it does."""
+        try:
+            e = self.builder.expression(node, self.truth.shape)
+        except C.ShapeMismatch as exc:
+            return str(exc)
+        if not same_shape(e, _Shaped(self.truth.shape)):
+            return (f"the right side is {C.shape_text(e.shape)} but δ{self.truth.name} is "
+                    f"{C.shape_text(self.truth.shape)}")
+        return None
+
+    def values(self, node, probe_index: int, world: str, over_time: bool = False):
+        """The claim's values at the truth's steps (None where it cannot be evaluated)."""
+        key = (node, probe_index, world, over_time)
+        if key not in self._values:
+            self._values[key] = self._evaluate(node, self.j.probes[probe_index], world, over_time)
+        return self._values[key]
+
+    def _evaluate(self, node, probe, world: str, over_time: bool):
+        e = self.expression(node)
+        if e is None:
+            return None
+        ev = getattr(probe, world)
+        if over_time:
+            return {None: _sum_or_none([ev.value(e, t) for t in probe.steps])}
+        keys = self.truth.keys(probe)
+        if keys == [None] and C.depends_on_step(node):
+            return None  # a value that changes with t cannot be a static gradient
+        return {k: ev.value(e, k) for k in keys}
+
+    def agrees(self, repair: Repair, lens: str = "exact") -> bool:
+        """Whether the repaired claim equals the truth, seen through ``lens``."""
+        if lens == "recurrent" and not self.j.recurrent:
+            return False
+        if lens == "sum" and not (self.truth.kind == "static" and C.depends_on_step(repair.node)
+                                  and self.j.model.has_time):
+            return False
+        world = "truncated" if lens == "recurrent" else "exact"
+        pairs = []
+        for i, probe in enumerate(self.j.probes):
+            mine = self.values(repair.node, i, world, over_time=lens == "sum")
+            if mine is None:
+                return False
+            truth = self.truth.values(probe, world)
+            for k, want in truth.items():
+                got = mine.get(k)
+                if got is None or want is None or got.shape != want.shape:
+                    return False
+                if lens != "factor" and not _close(got, want):
+                    return False
+                pairs.append((got, want))
+            if lens == "recurrent" and i == 0 and all(
+                    _close(w, x) for w, x in zip(truth.values(), self.truth.values(probe, "exact").values())):
+                return False  # no path through a later step here: nothing can be missing
+        return lens != "factor" or _constant_factor(pairs) is not None
+
+    # --- the diagnosis ------------------------------------------------------------------
+
+    def diagnose(self, rhs) -> Repair | None:
+        """The cheapest repair that makes the claim right, or None."""
+        start = Repair(rhs)
+        singles = list(islice(self.repairs(start), MAX_SINGLE_REPAIRS))
+        pairs = list(islice((second for first in singles if first.kinds[0] in ("transpose", "sign")
+                             for second in self.repairs(first) if second.node != rhs), MAX_PAIRED_REPAIRS))
+        lenses = ("recurrent", "sum", "factor")
+        levels = [
+            [(start, lens) for lens in lenses] + [(r, "exact") for r in singles],
+            [(r, lens) for r in singles for lens in lenses] + [(r, "exact") for r in pairs],
+            [(r, lens) for r in pairs for lens in lenses],
+        ]
+        for level in levels:
+            fixes = [self._with_lens(r, lens) for r, lens in level if self.agrees(r, lens)]
+            if fixes:
+                return min(fixes, key=lambda r: sorted(CODES.index(k) for k in r.kinds))
+        return None
+
+    def _with_lens(self, repair: Repair, lens: str) -> Repair:
+        if lens == "exact":
+            return repair
+        if lens == "recurrent":
+            return repair.then("missing-recurrent-term", repair.node, self._recurrent_note())
+        if lens == "sum":
+            return repair.then("missing-sum-over-time", repair.node,
+                               "the gradient sums this over t = 1..T (Σ_t is missing)")
+        pairs = [(self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
+                 for k, v in self.truth.values(p, "exact").items()]
+        c = _constant_factor(pairs)
+        return repair.then("wrong-factor", repair.node, f"it is {_number_text(c)} times the true value")
+
+    def _recurrent_note(self) -> str:
+        """Which terms through later steps are missing: the target's own, or the one recurrent adjoint's."""
+        d = self.j.d
+        recurrent = [a for a in d.backward_order if any(t.offset > 0 for t in a.closed_terms)]
+        if self.truth.kind == "sequence" and self.truth.name in {a.name for a in recurrent}:
+            owner = d.adjoints[self.truth.name]
+        elif len(recurrent) == 1:
+            owner = recurrent[0]
+        else:
+            return "the paths through later steps (backpropagation through time) are missing"
+        step = self.truth.step if owner.name == self.truth.name else None
+        terms = " + ".join(self.j.math(t.expr, step) for t in owner.closed_terms if t.offset > 0)
+        where = "" if owner.name == self.truth.name else f" of {self.j.math(owner.symbol)}"
+        return f"the path through the next step is missing (the term {terms}{where})"
+
+    def repairs(self, r: Repair):
+        """Every single slip-repair of a claim."""
+        yield from self._signs(r)
+        yield from self._transposes(r)
+        yield from self._extra_terms(r)
+        yield from self._activation_derivatives(r)
+        yield from self._recurrent_terms(r)
+        yield from self._other_factors(r)
+
+    def show(self, node) -> str:
+        """A claim piece as inline LaTeX, for a note."""
+        try:
+            return self.j.math(self.builder.expression(node))
+        except C.ShapeMismatch:
+            return "a factor"
+
+    def _signs(self, r: Repair):
+        node = r.node
+        yield r.then("sign", node.arg if isinstance(node, C.Neg) else C.Neg(node), "the sign is wrong")
+        for path, n in C.positions(node):
+            if isinstance(n, C.Terms) and len(n.terms) > 1:
+                for i, term in enumerate(n.terms):
+                    flipped = term.arg if isinstance(term, C.Neg) else C.Neg(term)
+                    terms = n.terms[:i] + (flipped,) + n.terms[i + 1:]
+                    yield r.then("sign", C.replace_at(node, path, C.Terms(terms)), "the sign of {} is wrong", term)
+
+    def _transposes(self, r: Repair):
+        node = r.node
+        yield r.then("transpose", _toggle(node), "the whole right side needs transposing")
+        for path, n in C.positions(node):
+            if not isinstance(n, C.Product):
+                continue
+            for i, f in enumerate(n.factors):
+                if isinstance(f, (C.Num, C.Ones)) or (isinstance(f, C.Transposed) and isinstance(f.arg, C.Ones)):
+                    continue
+                changed = C.replace_at(node, path + (i,), _toggle(f))
+                if isinstance(f, C.Transposed):
+                    yield r.then("transpose", changed, "{} should not be transposed", f.arg)
+                else:
+                    yield r.then("transpose", changed, "{} needs a transpose", f)
+
+    def _extra_terms(self, r: Repair):
+        for path, n in C.positions(r.node):
+            if isinstance(n, C.Terms) and len(n.terms) > 1:
+                for i, term in enumerate(n.terms):
+                    rest = n.terms[:i] + n.terms[i + 1:]
+                    kept = rest[0] if len(rest) == 1 else C.Terms(rest)
+                    yield r.then("extra-term", C.replace_at(r.node, path, kept), "the term {} does not belong", term)
+
+    def _activation_derivatives(self, r: Repair):
+        """f'(z) ⊙ (…) put in where an adjoint flows through an activation."""
+        for path, n in C.positions(r.node):
+            if not C.contains(n, C.Grad) or _inside_function(r.node, path):
+                continue
+            try:
+                shape = self.builder.expression(n).shape
+            except C.ShapeMismatch:
+                continue
+            offsets = {0} | {x.offset for _, x in C.positions(n) if isinstance(x, (C.Val, C.Grad))
+                              and isinstance(x.offset, int)}
+            for fname, factor in self.j.factors:
+                if not same_shape(factor, _Shaped(shape)):
+                    continue
+                for k in sorted(offsets):
+                    given = C.Given(shift(factor, k))
+                    yield r.then("missing-activation-derivative", C.replace_at(r.node, path, C.Hadamard((given, n))),
+                                 "the factor {} (the derivative of " + fname + ") is missing", given)
+
+    def _recurrent_terms(self, r: Repair):
+        if self.truth.kind != "sequence":
+            return
+        for term in self.j.d.adjoints[self.truth.name].closed_terms:
+            if term.offset > 0:
+                given = C.Given(term.expr)
+                yield r.then("missing-recurrent-term", C.Terms((r.node, given)),
+                             "the term {} through step t+" + str(term.offset) + " is missing", given)
+
+    def _other_factors(self, r: Repair):
+        """A quantity in place of another one of the same size (h_t for h_{t-1}, δy for δh, ...),
+        values before adjoints (a wrong h_t is likelier than a shifted δ); or a factor too many."""
+        candidates = _leaves_of(self.truth.expr, self.j.model)
+        leaves = [(path, n) for path, n in C.positions(r.node) if isinstance(n, (C.Val, C.Grad))]
+        leaves.sort(key=lambda pn: isinstance(pn[1], C.Grad))
+        for path, leaf in leaves:
+            alternatives = [x for x in candidates if type(x) is type(leaf) and x != leaf]
+            q = self.j.model.quantities[leaf.name]
+            if q.sequence and isinstance(leaf.offset, int):
+                alternatives += [type(leaf)(leaf.name, leaf.offset + k) for k in (-1, 1)]
+            for alt in dict.fromkeys(alternatives):
+                if not same_shape(self.j.model.quantities[alt.name].symbol, q.symbol):
+                    continue
+                yield r.then("wrong-factor", C.replace_at(r.node, path, alt), "{} should be {}", leaf, alt)
+        for path, n in C.positions(r.node):
+            if isinstance(n, C.Product) and len(n.factors) > 1:
+                for i, f in enumerate(n.factors):
+                    rest = n.factors[:i] + n.factors[i + 1:]
+                    kept = rest[0] if len(rest) == 1 else C.Product(rest)
+                    yield r.then("wrong-factor", C.replace_at(r.node, path, kept), "the factor {} does not belong", f)
+
+    # --- symbolic -----------------------------------------------------------------------
+
+    def symbolically_equal(self, rhs) -> bool:
+        """Equal in normal form, with the truth's named adjoints the claim does not use written out."""
+        e = self.expression(rhs)
+        if e is None:
+            return False
+        used = {n for kind, n in C.references(rhs) if kind == "grad"} | {self.truth.name}
+        truth = self.j._in_vocabulary(self.truth.expr, used)
+        return self.j.normal(e) == self.j.normal(truth)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers.
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    """Anything with a shape, for ``same_shape``."""
+
+    shape: tuple
+
+
+def _toggle(node):
+    return node.arg if isinstance(node, C.Transposed) else C.Transposed(node)
+
+
+def _inside_function(root, path: tuple) -> bool:
+    node = root
+    for i in path:
+        if isinstance(node, (C.Call, C.Derivative)):
+            return True
+        node = C.children(node)[i]
+    return False
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None or np.shape(a) != np.shape(b):
+        return False
+    scale = max(float(np.max(np.abs(b), initial=0.0)), 1.0)
+    return bool(np.allclose(a, b, rtol=RTOL, atol=RTOL * scale))
+
+
+def _sum_or_none(parts):
+    if any(p is None for p in parts) or not parts:
+        return None
+    return sum(parts[1:], parts[0])
+
+
+def _constant_factor(pairs) -> float | None:
+    """c with claim = c · truth everywhere, if there is one other than 0 and ±1."""
+    got = np.concatenate([np.ravel(g) for g, _ in pairs]) if pairs else np.zeros(0)
+    want = np.concatenate([np.ravel(w) for _, w in pairs]) if pairs else np.zeros(0)
+    norm = float(want @ want)
+    if norm == 0:
+        return None
+    c = float(got @ want) / norm
+    if min(abs(c), abs(c - 1), abs(c + 1)) < 1e-6:
+        return None
+    scale = max(float(np.max(np.abs(want))), 1.0)
+    return c if np.allclose(got, c * want, rtol=RTOL, atol=RTOL * scale * max(abs(c), 1.0)) else None
+
+
+def _number_text(c: float) -> str:
+    f = Fraction(c).limit_denominator(12)
+    if abs(float(f) - c) < 1e-9:
+        return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+    return f"{c:.4g}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _adjoint_ref(node, model) -> tuple[str | None, int | None]:
+    """(quantity, step offset or None) if ``node`` is δ of a quantity, else (None, None)."""
+    if isinstance(node, At) and isinstance(node.base, Delta):
+        return node.base.name, node.offset
+    if isinstance(node, Delta) and node.name in model.quantities and not model.quantities[node.name].sequence:
+        return node.name, None
+    return None, None
+
+
+def _leaves_of(e, model) -> list:
+    """The quantities (as claim leaves) that appear in a SymPy expression."""
+    out = []
+    for node in sp.preorder_traversal(e):
+        name, k = _adjoint_ref(node, model)
+        if name is not None:
+            out.append(C.Grad(name, k))
+        elif isinstance(node, At) and isinstance(node.base, MatrixSymbol):
+            out.append(C.Val(node.base.name, node.offset))
+        elif isinstance(node, MatrixSymbol) and node.name in model.quantities and \
+                not model.quantities[node.name].sequence:
+            out.append(C.Val(node.name, None))
+    return [x for x in dict.fromkeys(out) if x.name in model.quantities]
+
+
+def activation_factors(model) -> list[tuple[str, object]]:
+    """(function, f'(z)) for every elementwise function in the model's equations, through the
+    function's output where it has a name (o ⊙ (1 − o) for o = σ(y_o))."""
+    found = {}
+    for q in model.equations:
+        for node in sp.preorder_traversal(q.expr):
+            if isinstance(node, Apply) and node.fname in ELEMENTWISE:
+                out = model.ref(q.name) if node == q.expr else node
+                factor = activation_derivative(node.fname, node.arg, out)
+                found.setdefault(factor, node.fname)
+    return [(fname, factor) for factor, fname in found.items()]
+
+
+def _forward_definitions(model) -> dict:
+    """Each quantity's defining expression (at nearby steps) → the quantity, for folding."""
+    folds = {}
+    for q in model.equations:
+        if q.role != "intermediate":
+            continue
+        if q.sequence:
+            for k in range(-2, 2):
+                folds[canonical(shift(q.expr, k))] = At(q.symbol, k)
+        else:
+            folds[canonical(q.expr)] = q.symbol
+    return folds
+
+
+def canonical(e):
+    """``e`` with the terms of every sum and the factors of every Hadamard product sorted,
+    so two spellings of one expression compare equal."""
+    if not getattr(e, "args", ()) or isinstance(e, (MatrixSymbol, At, Delta)):
+        return e
+    args = [canonical(a) for a in e.args]
+    if isinstance(e, (MatAdd, HadamardProduct)):
+        args.sort(key=sp.default_sort_key)
+    if all(a is b for a, b in zip(args, e.args)):
+        return e
+    return e.func(*args)
+
