@@ -159,13 +159,15 @@ def _run(params, data, want):
     d_y = p_ - r
     # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W_hy.T, d_y)
+    # 1 − h_t ⊙ h_t, for every step at once
+    _d_a_h_0 = 1 - (h[1:] ** 2)
     d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
         if i + 1 < T:
             d_h[i] += d_a_h[i + 1] @ W_hh
         # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_a_h[i] = d_h[i] * (1 - (h[i + 1] ** 2))
+        d_a_h[i] = _d_a_h_0[i] * d_h[i]
     # ∂L/∂W^(xh) = Σ_t δa_{h,t} x_tᵀ
     g_W_xh = _outer(d_a_h, x_)
     # ∂L/∂W^(hh) = Σ_t δa_{h,t} h_{t−1}ᵀ

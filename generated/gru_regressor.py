@@ -197,6 +197,16 @@ def _run(params, data, want):
     d_y_hat = y_hat - y
     # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_hat)
+    # 1 − z_{t+1}, for every step at once
+    _d_h_0 = 1 - z_[1:]
+    # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
+    _d_a_n_0 = z_ * (1 - (n ** 2))
+    # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
+    _d_a_r_0 = h[:-1] * r * (1 - r)
+    # n_t − h_{t−1}, for every step at once
+    _d_z__0 = -h[:-1] + n
+    # z_t ⊙ (1 − z_t), for every step at once
+    _d_a_z_0 = z_ * (1 - z_)
     d_a_n = np.empty((T, B, n_h), dtype)
     d_a_r = np.empty((T, B, n_h), dtype)
     d_z_ = np.empty((T, B, n_h), dtype)
@@ -204,7 +214,7 @@ def _run(params, data, want):
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
-            d_h[i] += (1 - z_[i + 1]) * d_h[i + 1]
+            d_h[i] += _d_h_0[i] * d_h[i + 1]
         if i + 1 < T:
             d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
         if i + 1 < T:
@@ -212,13 +222,13 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h[i] += d_a_z[i + 1] @ U_z
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        d_a_n[i] = z_[i] * d_h[i] * (1 - (n[i] ** 2))
+        d_a_n[i] = _d_a_n_0[i] * d_h[i]
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        d_a_r[i] = h[i] * (d_a_n[i] @ U_n) * r[i] * (1 - r[i])
+        d_a_r[i] = _d_a_r_0[i] * (d_a_n[i] @ U_n)
         # δz_t = δh_t ⊙ (n_t − h_{t−1})
-        d_z_[i] = d_h[i] * (-h[i] + n[i])
+        d_z_[i] = _d_z__0[i] * d_h[i]
         # δa_{z,t} = δz_t ⊙ z_t ⊙ (1 − z_t)
-        d_a_z[i] = d_z_[i] * z_[i] * (1 - z_[i])
+        d_a_z[i] = _d_a_z_0[i] * d_z_[i]
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     g_W_z = _outer(d_a_z, x_)
     # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ

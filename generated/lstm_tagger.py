@@ -214,6 +214,16 @@ def _run(params, data, want):
     d_y_p = p_ - r
     # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_p)
+    # o_t ⊙ (1 − tanh²(c_t)), for every step at once
+    _d_c_0 = o * (1 - (np.tanh(c[1:]) ** 2))
+    # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
+    _d_y_g_0 = i_ * (1 - (g ** 2))
+    # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
+    _d_y_o_0 = np.tanh(c[1:]) * o * (1 - o)
+    # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
+    _d_y_i_0 = g * i_ * (1 - i_)
+    # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
+    _d_y_f_0 = c[:-1] * f * (1 - f)
     d_c = np.empty((T, B, n_h), dtype)
     d_y_g = np.empty((T, B, n_h), dtype)
     d_y_o = np.empty((T, B, n_h), dtype)
@@ -224,17 +234,17 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h[i] += d_y_g[i + 1] @ W_g[:, :n_h] + d_y_o[i + 1] @ W_o[:, :n_h] + d_y_i[i + 1] @ W_i[:, :n_h] + d_y_f[i + 1] @ W_f[:, :n_h]
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-        d_c[i] = o[i] * d_h[i] * (1 - (np.tanh(c[i + 1]) ** 2))
+        d_c[i] = _d_c_0[i] * d_h[i]
         if i + 1 < T:
             d_c[i] += f[i + 1] * d_c[i + 1]
         # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        d_y_g[i] = i_[i] * d_c[i] * (1 - (g[i] ** 2))
+        d_y_g[i] = _d_y_g_0[i] * d_c[i]
         # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        d_y_o[i] = np.tanh(c[i + 1]) * d_h[i] * o[i] * (1 - o[i])
+        d_y_o[i] = _d_y_o_0[i] * d_h[i]
         # δy_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        d_y_i[i] = g[i] * d_c[i] * i_[i] * (1 - i_[i])
+        d_y_i[i] = _d_y_i_0[i] * d_c[i]
         # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        d_y_f[i] = c[i] * d_c[i] * f[i] * (1 - f[i])
+        d_y_f[i] = _d_y_f_0[i] * d_c[i]
     # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
     g_W_f = _outer(d_y_f, z_)
     # ∂L/∂b_f = Σ_t δy_{f,t}

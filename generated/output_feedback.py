@@ -161,13 +161,15 @@ def _run(params, data, want):
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}: the part outside the recurrence
     d_y = y[1:] - y_ref
+    # 1 − h_t ⊙ h_t, for every step at once
+    _d_a_h_0 = 1 - (h ** 2)
     d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}
         if i + 1 < T:
             d_y[i] += d_a_h[i + 1] @ W_f
         # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        d_a_h[i] = (d_y[i] @ W_y) * (1 - (h[i] ** 2))
+        d_a_h[i] = _d_a_h_0[i] * (d_y[i] @ W_y)
     # ∂L/∂W_x = Σ_t δa_{h,t} x_tᵀ
     g_W_x = _outer(d_a_h, x_)
     # ∂L/∂W_f = Σ_t δa_{h,t} y_{t−1}ᵀ

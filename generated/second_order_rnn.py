@@ -171,6 +171,8 @@ def _run(params, data, want):
     d_y_p = p_ - r
     # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_p)
+    # 1 − h_t ⊙ h_t, for every step at once
+    _d_y_h_0 = 1 - (h[2:] ** 2)
     d_y_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}
@@ -179,7 +181,7 @@ def _run(params, data, want):
         if i + 2 < T:
             d_h[i] += d_y_h[i + 2] @ A_2
         # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_y_h[i] = d_h[i] * (1 - (h[i + 2] ** 2))
+        d_y_h[i] = _d_y_h_0[i] * d_h[i]
     # ∂L/∂W = Σ_t δy_{h,t} x_tᵀ
     g_W = _outer(d_y_h, x_)
     # ∂L/∂A_1 = Σ_t δy_{h,t} h_{t−1}ᵀ

@@ -188,13 +188,15 @@ def _run(params, data, want):
     d_y_o = _matvec(W_out.T, d_h_out) * o * (1 - o)
     # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W.T, d_y_o)
+    # h_t ⊙ (1 − h_t), for every step at once
+    _d_y_h_0 = h[1:] * (1 - h[1:])
     d_y_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         if i + 1 < T:
             d_h[i] += d_y_h[i + 1] @ V
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        d_y_h[i] = d_h[i] * h[i + 1] * (1 - h[i + 1])
+        d_y_h[i] = _d_y_h_0[i] * d_h[i]
     # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
     d_y_a = _matvec(U.T, d_y_h) * a_in * (1 - a_in)
     # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ

@@ -179,6 +179,10 @@ def _run(params, data, want):
     d_y_p = p_ - r
     # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}: the part outside the recurrence
     d_h_2 = _matvec(W_y.T, d_y_p)
+    # 1 − h_{2,t} ⊙ h_{2,t}, for every step at once
+    _d_y_h_2_0 = 1 - (h_2[1:] ** 2)
+    # 1 − h_{1,t} ⊙ h_{1,t}, for every step at once
+    _d_y_h_1_0 = 1 - (h_1[1:] ** 2)
     d_y_h_2 = np.empty((T, B, n_2), dtype)
     d_h_1 = np.empty((T, B, n_1), dtype)
     d_y_h_1 = np.empty((T, B, n_1), dtype)
@@ -187,13 +191,13 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h_2[i] += d_y_h_2[i + 1] @ U_2
         # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        d_y_h_2[i] = d_h_2[i] * (1 - (h_2[i + 1] ** 2))
+        d_y_h_2[i] = _d_y_h_2_0[i] * d_h_2[i]
         # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
         d_h_1[i] = d_y_h_2[i] @ W_2
         if i + 1 < T:
             d_h_1[i] += d_y_h_1[i + 1] @ U_1
         # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        d_y_h_1[i] = d_h_1[i] * (1 - (h_1[i + 1] ** 2))
+        d_y_h_1[i] = _d_y_h_1_0[i] * d_h_1[i]
     # ∂L/∂W_1 = Σ_t δy_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_y_h_1, x_)
     # ∂L/∂U_1 = Σ_t δy_{h,1,t} h_{1,t−1}ᵀ

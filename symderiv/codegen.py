@@ -20,7 +20,7 @@ import keyword
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from .derive import Derivation
@@ -35,6 +35,7 @@ from .expr import (
     TimeSum,
     add,
     coeff_and_rest,
+    hadamard,
     matmul,
     scale,
     shift,
@@ -525,8 +526,9 @@ def batched_quantities(model) -> set[str]:
 class ModulePlan:
     """The statements of the generated module's forward and backward passes."""
 
-    def __init__(self, d: Derivation, comment):
+    def __init__(self, d: Derivation, comment, comment_text=None):
         self.d, self.model, self.comment = d, d.model, comment
+        self.comment_text = comment_text or str
         self.names = Names.for_model(d)
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
         self.batched = batched_quantities(self.model)
@@ -648,6 +650,7 @@ class ModulePlan:
                     phase.alloc.append(zeros.replace("np.zeros", "np.empty") if assign else zeros)
                 loop_lines = []
                 for k, (offset, t) in enumerate(inside):
+                    t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
                     code = pr.code(t, "step").text
                     if offset:
                         loop_lines += [f"if i + {offset} < T:", f"    {py}[i] += {code}"]
@@ -663,6 +666,27 @@ class ModulePlan:
         for g in d.gradients.values():
             phase.after.append(self._gradient(g))
         return phase
+
+    def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
+        """Compute the factors of a loop term that only read forward values for all steps first.
+
+        δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + …: o_t ⊙ (1 − tanh²(c_t)) is known after the
+        forward pass, so it becomes one array computed at once, and the loop multiplies by it.
+        """
+        c, rest = coeff_and_rest(t)
+        if not isinstance(rest, HadamardProduct):
+            return t
+        values = [f for f in rest.args if not _adjoint_references(f)]
+        if len(values) < 2 and all(isinstance(f, (At, MatrixSymbol)) for f in values):
+            return t  # nothing to save
+        sym = MatrixSymbol(name, *rest.shape)
+        self.names.table[name] = name
+        self.pads[name] = 0
+        self.batched.add(name)
+        factor = hadamard(*values)
+        code = self.printer.code(factor, "time", offset).text
+        phase.before.append(Statement(f"{self.comment_text(factor)}, for every step at once", [f"{name} = {code}"]))
+        return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if _adjoint_references(f)]))
 
     def _accumulate(self, py: str, terms, zeros: str) -> list[str]:
         """δ = its terms, each over the steps where the δ it reads (at t + offset) exists."""

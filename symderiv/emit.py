@@ -7,8 +7,11 @@ write is never overwritten without ``force``.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
+import shutil
+import stat
 from pathlib import Path
 
 import jinja2
@@ -47,7 +50,7 @@ def module_context(d: Derivation, source_name: str) -> dict:
     def comment(lhs, rhs, label=None) -> str:
         return f"{label or uni.doprint(lhs)} = {uni.doprint(rhs)}"
 
-    plan = ModulePlan(d, comment)
+    plan = ModulePlan(d, comment, uni.doprint)
     names, pr = plan.names, plan.printer
     used = plan.used_names()
 
@@ -180,37 +183,154 @@ def _element_form(model, g, lp, index):
 
 def render(d: Derivation, fmt: str, source_name: str) -> str:
     env = _environment()
+    source_name = header_safe(source_name)
     if fmt == "py":
         return env.get_template("module.py.j2").render(**module_context(d, source_name))
     template = {"tex": "writeup.tex.j2", "md": "page.md.j2"}[fmt]
     return env.get_template(template).render(**writeup_context(d, source_name))
 
 
+def header_safe(source_name: str) -> str:
+    """The model file's name as quoted in the first line of every output, where it must stay.
+
+    A file name can hold anything but '/' and NUL: a line break in it would end the header
+    comment and start a line of code in the generated module (which ``symderiv check``
+    imports), of TeX in the write-up, of HTML in the page.  So every character that is not
+    printable, and ``<``, ``>``, `````, becomes ``_``, and ``--`` (an HTML comment's end) ``-_``."""
+    safe = "".join(ch if ch.isprintable() and ch not in "<>`" else "_" for ch in source_name)
+    while "--" in safe:
+        safe = safe.replace("--", "-_")
+    return safe
+
+
+# What the first line of an output written by symderiv starts with, by format.
+_HEADERS = {"py": "# " + MARK + " ", "tex": "% " + MARK + " ", "md": "<!-- " + MARK + " "}
+
+
+def written_by_symderiv(path: Path, fmt: str) -> bool:
+    """Whether ``path`` starts with the header symderiv writes (read: its first line only)."""
+    with open(path, "rb") as f:
+        first = f.read(4096).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return first.startswith(_HEADERS.get(fmt, "")) and MARK in first
+
+
 def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: bool = False) -> list[Path]:
-    """Render every format, then write them all; nothing is written if any render fails."""
+    """Render every format, then write them all, or none.
+
+    Nothing is written if any render fails.  A file that exists and was not written by
+    symderiv (its first line is not symderiv's header) is never replaced unless ``force``.
+    Each file is written to a temporary file beside it and renamed over the old one, so a
+    reader never sees half a file; if writing any of them fails, the temporary files are
+    removed and the files already replaced get their old contents back."""
     out = Path(directory)
     source_name = Path(d.model.path).name
     rendered = {fmt: render(d, fmt, source_name) for fmt in formats}
-    targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in formats}
-    for path in targets.values():
-        if path.exists() and not force and MARK not in path.read_text(errors="replace")[:400]:
-            raise SymderivError(f"{path} exists and was not written by symderiv; use --force to overwrite it")
-    out.mkdir(parents=True, exist_ok=True)
+    targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in rendered}
     for fmt, path in targets.items():
-        _write_atomic(path, rendered[fmt])
+        if path.is_dir():
+            raise SymderivError(f"cannot write {path}: it is a directory")
+        if os.path.lexists(path) and not force:
+            try:
+                ours = written_by_symderiv(path, fmt)
+            except OSError as exc:
+                raise SymderivError(f"cannot read {path} to see whether symderiv wrote it: "
+                                    f"{exc.strerror or exc}; use --force to overwrite it") from None
+            if not ours:
+                raise SymderivError(f"{path} exists and was not written by symderiv; use --force to overwrite it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymderivError(f"cannot create the output directory {out}: {exc.strerror or exc}") from None
+    _write_all({path: rendered[fmt] for fmt, path in targets.items()})
     return list(targets.values())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_all(files: dict[Path, str]) -> None:
+    """All or nothing: temporary files first, then one rename each, undone on failure."""
+    temps: dict[Path, str] = {}
+    backups: dict[Path, str | None] = {}  # replaced path → a hard link to its old contents (None: it was new)
+    path = next(iter(files))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        for path, text in files.items():
+            temps[path] = _write_temporary(path, text)
+        for path in list(temps):
+            backup = _backup(path)
+            try:
+                os.replace(temps[path], path)
+            except BaseException:
+                if backup is not None:  # path still holds the old contents
+                    with contextlib.suppress(OSError):
+                        os.unlink(backup)
+                raise
+            backups[path] = backup
+            del temps[path]
+    except (OSError, UnicodeError) as exc:
+        _restore(backups)
+        raise SymderivError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}; "
+                            "no output was changed") from None
     except BaseException:
-        if os.path.exists(tmp):
+        _restore(backups)
+        raise
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    for backup in backups.values():
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(backup)
+    with contextlib.suppress(OSError):  # the renames themselves, on disk
+        fd = os.open(next(iter(files)).parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_temporary(path: Path, text: str) -> str:
+    """``text`` in a new file beside ``path``, on disk; its mode as a plain new file would
+    have (umask applied), or the mode of the file it replaces."""
+    data = text.encode("utf-8")
+    mode = 0o666
+    with contextlib.suppress(OSError):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return tmp
+
+
+def _backup(path: Path) -> str | None:
+    if not os.path.lexists(path):
+        return None
+    backup = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.bak")
+    try:
+        os.link(path, backup, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(path, backup, follow_symlinks=False)
+    return backup
+
+
+def _restore(backups: dict[Path, str | None]) -> None:
+    for path, backup in backups.items():
+        with contextlib.suppress(OSError):
+            if backup is None:
+                os.unlink(path)
+            else:
+                os.replace(backup, path)
 
 
 __all__ = ["module_context", "render", "write_outputs", "writeup_context"]
