@@ -31,8 +31,12 @@ INPUTS = {
 
 
 def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|.
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    # Written through tanh: no overflow warning for large |x|; in place, one new array.
+    s = np.multiply(x, 0.5)
+    np.tanh(s, out=s)
+    s += 1.0
+    s *= 0.5
+    return s
 
 
 def _softmax(z):
@@ -180,6 +184,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
+    del y_a, y_h, y_o, h_out  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δh^(out)_t = r̂_t − r_t

@@ -17,6 +17,7 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -747,11 +748,18 @@ class ModulePlan:
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return Statement(self.comment(None, g.expr, label=label), lines)
 
-    def used_names(self) -> set[str]:
-        import re
-        text = "\n".join(line for ph in (self.forward, self.backward)
-                         for block in (ph.before, ph.loop, ph.after) for st in block for line in st.lines)
-        text += "\n".join(self.forward.alloc + self.backward.alloc)
+    def used_names(self, phases=None) -> set[str]:
+        """The identifiers the code of ``phases`` (default: both passes) uses."""
+        phases = phases or (self.forward, self.backward)
+        text = "\n".join(line for ph in phases for block in (ph.before, ph.loop, ph.after) for st in block
+                         for line in st.lines)
+        text += "\n".join(line for ph in phases for line in ph.alloc)
         return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+
+    def unused_by_backward(self) -> list[str]:
+        """Forward arrays the backward pass never reads: freed before it starts, to keep the peak low."""
+        used = self.used_names([self.backward])
+        return [self.names.value(q.name) for q in self.model.equations
+                if q.role != "loss" and self.names.value(q.name) not in used]
 
 

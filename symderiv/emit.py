@@ -87,6 +87,7 @@ def module_context(d: Derivation, source_name: str) -> dict:
         "outputs": [(q.name, names.value(q.name), q.sequence, plan.pads.get(q.name, 0), q.is_scalar)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
+        "free_before_backward": plan.unused_by_backward(),
     }
 
 
