@@ -165,7 +165,7 @@ def _run(params, data, want):
     # δa^(h2) = σ(a^(h2)) ⊙ W3ᵀ δŷ
     d_a_h2 = (d_y_hat @ W3) * _sigmoid(a_h2)
     # δa^(h1) = 𝟙[a^(h1) > 0] ⊙ W2ᵀ δa^(h2)
-    d_a_h1 = (d_a_h2 @ W2) * (a_h1 > 0).astype(a_h1.dtype)
+    d_a_h1 = (d_a_h2 @ W2) * (a_h1 > 0).astype(dtype)
     # ∂L/∂W1 = δa^(h1) xᵀ
     g_W1 = _outer(d_a_h1, x_)
     # ∂L/∂b1 = δa^(h1)

@@ -60,7 +60,7 @@ ELEMENTWISE: dict[str, Elementwise] = {
         Elementwise("exp", sp.exp, r"\exp", "exp", "np.exp({x})"),
         Elementwise("log", sp.log, r"\log", "log", "np.log({x})"),
         # 𝟙[z > 0], the derivative of relu.
-        Elementwise("step", sp.Heaviside, r"\mathbb{1}", "𝟙", "({x} > 0).astype({x}.dtype)", public=False),
+        Elementwise("step", sp.Heaviside, r"\mathbb{1}", "𝟙", "({x} > 0).astype(dtype)", public=False),
     ]
 }
 
