@@ -208,13 +208,10 @@ def _run(params, data, want):
     _d_a_n_0 = z_ * (1 - (n ** 2))
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
     _d_a_r_0 = h[:-1] * r * (1 - r)
-    # n_t − h_{t−1}, for every step at once
-    _d_z__0 = -h[:-1] + n
-    # z_t ⊙ (1 − z_t), for every step at once
-    _d_a_z_0 = z_ * (1 - z_)
+    # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
+    _d_a_z_0 = (-h[:-1] + n) * z_ * (1 - z_)
     d_a_n = np.empty((T, B, n_h), dtype)
     d_a_r = np.empty((T, B, n_h), dtype)
-    d_z_ = np.empty((T, B, n_h), dtype)
     d_a_z = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
@@ -230,10 +227,8 @@ def _run(params, data, want):
         d_a_n[i] = _d_a_n_0[i] * d_h[i]
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
         d_a_r[i] = _d_a_r_0[i] * (d_a_n[i] @ U_n)
-        # δz_t = δh_t ⊙ (n_t − h_{t−1})
-        d_z_[i] = _d_z__0[i] * d_h[i]
-        # δa_{z,t} = δz_t ⊙ z_t ⊙ (1 − z_t)
-        d_a_z[i] = _d_a_z_0[i] * d_z_[i]
+        # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
+        d_a_z[i] = _d_a_z_0[i] * d_h[i]
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     g_W_z = _outer(d_a_z, x_)
     # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ
@@ -272,22 +267,22 @@ def _run(params, data, want):
     return _loss, _grads
 
 
-def forward(params, **data):
+def forward(params, /, **data):
     """Every quantity of the forward pass, by name."""
     return _run(params, data, "values")
 
 
-def loss(params, **data):
+def loss(params, /, **data):
     """The loss, summed over the batch."""
     return _run(params, data, "loss")
 
 
-def gradients(params, **data):
+def gradients(params, /, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
     return _run(params, data, "gradients")[1]
 
 
-def loss_and_gradients(params, **data):
+def loss_and_gradients(params, /, **data):
     """(loss, gradients) in one pass."""
     return _run(params, data, "gradients")
 

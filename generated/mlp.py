@@ -189,22 +189,22 @@ def _run(params, data, want):
     return _loss, _grads
 
 
-def forward(params, **data):
+def forward(params, /, **data):
     """Every quantity of the forward pass, by name."""
     return _run(params, data, "values")
 
 
-def loss(params, **data):
+def loss(params, /, **data):
     """The loss, summed over the batch."""
     return _run(params, data, "loss")
 
 
-def gradients(params, **data):
+def gradients(params, /, **data):
     """∂loss/∂param for every parameter, same keys and shapes as ``params``."""
     return _run(params, data, "gradients")[1]
 
 
-def loss_and_gradients(params, **data):
+def loss_and_gradients(params, /, **data):
     """(loss, gradients) in one pass."""
     return _run(params, data, "gradients")
 

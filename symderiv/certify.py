@@ -156,7 +156,7 @@ class UnrolledNetwork:
         return list(range(1, self.T + 1)) if q.sequence else [None]
 
     def size(self, x) -> int:
-        return int(sp.sympify(x).xreplace(self.subs))
+        return int(sp.sympify(x, strict=True).xreplace(self.subs))
 
     # --- building -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import SymderivError
@@ -39,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RecursionError:
         print(f"{args.model}: error: the model is nested too deeply to process", file=sys.stderr)
+        return 2
+    except NotImplementedError as err:  # a valid model that the code generator or a printer cannot handle
+        print(f"{args.model}: error: symderiv cannot produce this output for this model: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (`symderiv show M | head -1`): stop quietly
+        try:  # and keep Python from complaining when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except OSError as err:  # a file or directory that failed outside symderiv's own checks
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
 
 

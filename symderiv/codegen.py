@@ -26,6 +26,7 @@ from sympy.printing.printer import Printer
 
 from .derive import Derivation
 from .expr import (
+    Apply,
     At,
     AtStep,
     ColSlice,
@@ -46,6 +47,7 @@ from .ops import ELEMENTWISE
 RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
     "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
+    "want",
     "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
     "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "lead",
     # builtins it calls
@@ -55,32 +57,42 @@ RESERVED = set(keyword.kwlist) | {
 
 @dataclass
 class Names:
-    """Python identifiers for the model's names, avoiding what the module itself uses."""
+    """Python identifiers for the model's names, avoiding what the module itself uses.
+
+    A value keeps the model's name where it can (``h``, ``W_in``); its adjoint is ``d_`` and
+    its gradient ``g_`` in front, unless the model itself uses that name.
+    """
 
     table: dict[str, str]
+    adjoints: dict[str, str]
+    grads: dict[str, str]
 
     @classmethod
     def for_model(cls, d: Derivation) -> Names:
-        table = {}
         used = set(RESERVED)
-        for name in list(d.model.quantities) + list(d.model.dims):
-            py = name
-            if py.startswith("_"):  # the module's own helpers start with "_"
+
+        def fresh(py: str) -> str:
+            if py.startswith("_"):  # the module's own helpers and temporaries start with "_"
                 py = "v" + py
             while py in used:
                 py = py + "_"
             used.add(py)
-            table[name] = py
-        return cls(table)
+            return py
+
+        names = list(d.model.quantities) + list(d.model.dims)
+        table = {name: fresh(name) for name in names}
+        adjoints = {name: fresh("d_" + table[name]) for name in d.model.quantities}
+        grads = {name: fresh("g_" + table[name]) for name in d.model.quantities}
+        return cls(table, adjoints, grads)
 
     def value(self, name: str) -> str:
         return self.table[name]
 
     def adjoint(self, name: str) -> str:
-        return "d_" + self.table[name]
+        return self.adjoints[name]
 
     def grad(self, name: str) -> str:
-        return "g_" + self.table[name]
+        return self.grads[name]
 
 
 def group(code: str) -> str:
@@ -137,7 +149,7 @@ class NumpyPrinter(Printer):
     # --- sizes and leaves ---------------------------------------------------------------
 
     def size(self, e) -> str:
-        e = sp.sympify(e)
+        e = sp.sympify(e, strict=True)
         if e.is_Integer:
             return str(e)
         return " + ".join(self._size_term(t) for t in sp.Add.make_args(e))
@@ -194,7 +206,9 @@ class NumpyPrinter(Printer):
     # --- operations ---------------------------------------------------------------------
 
     def _number(self, c) -> str:
-        c = sp.Rational(c)
+        c = sp.sympify(c, strict=True)
+        if not c.is_Rational:  # sigmoid(1), log(2): a constant the model computed, as a float
+            return repr(float(c))
         return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
 
     def _print_MatAdd(self, e):
@@ -288,24 +302,33 @@ class NumpyPrinter(Printer):
         return code  # a vector is held the same way as its transpose
 
     def _print_Apply(self, e):
-        if e.fname == "log":
-            z = self._softmax_source(e.arg)
-            if z is not None:  # log r̂ where r̂ = softmax(z): computed as log_softmax(z), stably
+        if e.fname == "log":  # the log of a probability, computed from its logit, stably
+            z = self._source(e.arg, lambda x: type(x) is Softmax)
+            if z is not None:  # log softmax(z)
                 code = self._print(z)
                 return _join(f"_log_softmax({code.text})", code)
+            z = self._source(e.arg, _is_sigmoid)
+            if z is not None:  # log σ(z) = −softplus(−z)
+                code = self._print(z)
+                return _join(f"-np.logaddexp(0, -{group(code.text)})", code)
+            rest = _one_minus(e.arg)
+            z = self._source(rest, _is_sigmoid) if rest is not None else None
+            if z is not None:  # log(1 − σ(z)) = −softplus(z)
+                code = self._print(z)
+                return _join(f"-np.logaddexp(0, {code.text})", code)
         code = self._print(e.arg)
         return _join(ELEMENTWISE[e.fname].numpy.format(x=code.text), code)
 
-    def _softmax_source(self, e):
-        """z when ``e`` names a quantity defined as softmax(z), else None."""
+    def _source(self, e, defined_as):
+        """z when ``e`` names a quantity defined as f(z) with ``defined_as(f(z))``, else None."""
         if isinstance(e, At) and not isinstance(e.base, Delta):
             q = self.model.quantities.get(e.base.name)
-            if q is not None and type(q.expr) is Softmax:
-                return shift(q.expr.arg, e.offset)
+            if q is not None and q.expr is not None and defined_as(q.expr):
+                return shift(q.expr.args[-1], e.offset)
         if isinstance(e, MatrixSymbol):
             q = self.model.quantities.get(e.name)
-            if q is not None and type(q.expr) is Softmax:
-                return q.expr.arg
+            if q is not None and q.expr is not None and defined_as(q.expr):
+                return q.expr.args[-1]
         return None
 
     def _print_Softmax(self, e):
@@ -341,6 +364,20 @@ class NumpyPrinter(Printer):
 
     def emptyPrinter(self, e):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+
+
+def _is_sigmoid(e) -> bool:
+    return isinstance(e, Apply) and e.fname == "sigmoid"
+
+
+def _one_minus(e):
+    """x when ``e`` is 1 − x (a vector of ones minus x), else None."""
+    if isinstance(e, MatAdd) and len(e.args) == 2:
+        for a, b in (e.args, e.args[::-1]):
+            c, rest = coeff_and_rest(b)
+            if isinstance(a, OneMatrix) and c == -1:
+                return rest
+    return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -290,11 +290,15 @@ class _Sweep:
 
 
 def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
-    """Inline the adjoint of an activation's output that has one consumer; name the rest."""
+    """Inline the adjoint of an activation's output that has one consumer; name the rest.
+
+    One consumer may read the output more than once (binary cross-entropy reads p in log p and
+    in log(1 − p)); its terms then form one closed form, inlined all the same."""
     for adj in adjoints.values():
         q = adj.quantity
-        single = (len(adj.terms) == 1 and adj.terms[0].offset == 0 and not adj.per_step and not adj.static) or (
-            not adj.terms and not adj.per_step and len(adj.static) == 1)
+        one_reader = len(adj.consumers) == 1 and adj.consumers[0][1] == 0
+        single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
+            not adj.terms and not adj.per_step and adj.static))
         adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single)
 
 

@@ -78,7 +78,7 @@ class Evaluator:
     # --- conversion ---------------------------------------------------------------------
 
     def size(self, x) -> int:
-        return int(sp.sympify(x).xreplace(self.subs))
+        return int(sp.sympify(x, strict=True).xreplace(self.subs))
 
     def _array(self, value, shape):
         rows, cols = self.size(shape[0]), self.size(shape[1])
@@ -245,7 +245,10 @@ class Evaluator:
         raise TypeError(f"cannot evaluate {type(e).__name__}")
 
     def _number(self, c):
-        return mpmath.mpf(sp.Rational(c).p) / sp.Rational(c).q if self.mp else float(c)
+        if not self.mp:
+            return float(c)
+        c = sp.sympify(c, strict=True)
+        return mpmath.mpf(c.p) / c.q if c.is_Rational else mpmath.mpf(str(sp.N(c, self.precision + 10)))
 
     def _exp(self, x):
         return np.vectorize(mpmath.exp, otypes=[object])(x) if self.mp else np.exp(x)
@@ -269,7 +272,7 @@ def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scal
         subs[model.length] = T
 
     def shape(q):
-        return tuple(int(sp.sympify(x).xreplace(subs)) for x in q.shape)
+        return tuple(int(sp.sympify(x, strict=True).xreplace(subs)) for x in q.shape)
 
     params = {p.name: rng.normal(0, scale, shape(p)) for p in model.params}
     data = {}

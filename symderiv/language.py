@@ -225,19 +225,23 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
-            col = len(text[text.rfind(b"\n", 0, exc.start) + 1: exc.start].decode("utf-8")) + 1
-            shown = text.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+            before = text[: exc.start].decode("utf-8").removeprefix("\ufeff")
+            line, col = _line_col(before, len(before))
+            shown = _LINE_END.split(text.decode("utf-8", errors="replace").removeprefix("\ufeff"))[line - 1]
             raise ModelError("the file is not valid UTF-8", Position(filename, line, col), shown) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if "\x00" in text:
-        at = text.index("\x00")
-        line = text[:at].count("\n") + 1
-        col = at - (text.rfind("\n", 0, at) + 1) + 1
-        shown = text.split("\n")[line - 1].replace("\x00", "\N{SYMBOL FOR NULL}")
+        line, col = _line_col(text, text.index("\x00"))
+        shown = _LINE_END.split(text)[line - 1].replace("\x00", "\N{SYMBOL FOR NULL}")
         raise ModelError("the file contains a NUL character", Position(filename, line, col), shown)
+    lone = re.search("[\ud800-\udfff]", text)  # only a str can hold one; no file could be written from it
+    if lone:
+        line, col = _line_col(text, lone.start())
+        shown = _LINE_END.split(text)[line - 1].encode("utf-8", errors="replace").decode("utf-8")
+        raise ModelError(f"the text contains a lone surrogate U+{ord(lone.group()):04X}, which is not a character",
+                         Position(filename, line, col), shown)
     # Only \n, \r\n and \r end a line (str.splitlines would also split at \f, \x85, \u2028, ...).
-    lines = re.split(r"\r\n|\r|\n", text)
+    lines = _LINE_END.split(text)
     if lines[-1] == "":
         lines.pop()
     source = Source(filename, lines)
@@ -256,6 +260,16 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
     for stmt in statements:
         _parse_statement(state, stmt)
     return _Builder(state).build()
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _line_col(text: str, at: int) -> tuple[int, int]:
+    """The 1-based line and column of offset ``at``, lines ending as the parser ends them."""
+    ends = list(_LINE_END.finditer(text, 0, at))
+    start = ends[-1].end() if ends else 0
+    return len(ends) + 1, at - start + 1
 
 
 def _fullmatch(pattern: re.Pattern, stmt: Statement, what: str) -> re.Match:
@@ -309,11 +323,59 @@ def _parse_statement(state: _Parse, stmt: Statement) -> None:
                                               _parse_expr(stmt, m.start("expr")), is_loss=True)
     elif keyword_ == "latex":
         m = _fullmatch(_LATEX, stmt, "latex")
+        _check_latex(stmt, m.group("text"), m.start("text"))
         state.latex[m.group("name")] = m.group("text").replace('\\"', '"')
         state.latex_positions[m.group("name")] = stmt.pos(m.start("name"))
     else:
         raise stmt.error("cannot read this line: expected a declaration (" + ", ".join(KEYWORDS)
                          + ") or an equation 'NAME[t] = EXPR'")
+
+
+# TeX that reads or writes files, runs commands, redefines TeX or leaves the formula: a
+# spelling from someone else's model file goes into write-ups that get compiled and pages
+# that get rendered, so it is math and nothing else.
+_TEX_FORBIDDEN = frozenset("""
+    write write18 immediate openout openin closeout closein read readline input include includeonly
+    InputIfFileExists IfFileExists verbatiminput lstinputlisting includegraphics special directlua luaexec
+    latelua ShellEscape pdfshellescape pdffiledump pdfmdfivesum pdffilesize pdffilemoddate
+    def edef gdef xdef let futurelet global long outer catcode lccode uccode mathcode sfcode delcode
+    csname endcsname expandafter noexpand afterassignment aftergroup everymath everydisplay everypar
+    newcommand renewcommand providecommand DeclareRobustCommand newenvironment renewenvironment
+    usepackage RequirePackage documentclass makeatletter makeatother begin end
+    href url htmlClass htmlId htmlStyle htmlData
+""".split())
+_TEX_COMMAND = re.compile(r"\\([A-Za-z]+|.?)", re.DOTALL)
+
+
+def _check_latex(stmt: Statement, text: str, offset: int) -> None:
+    """A ``latex`` spelling is a piece of math: balanced braces, no file or shell access."""
+    opened: list[int] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            command = _TEX_COMMAND.match(text, i).group(1)
+            if command in _TEX_FORBIDDEN:
+                raise stmt.error(f"'\\{command}' is not allowed in a latex spelling (only math is: nothing that "
+                                 "reads or writes files, runs commands or redefines TeX)", offset + i)
+            if command == "\\":
+                raise stmt.error("a line break '\\\\' is not allowed in a latex spelling", offset + i)
+            i += 1 + len(command)
+            continue
+        if ch in "$%&<>" or not ch.isprintable():
+            what = {"$": "a '$' (the spelling is already inside math)", "%": "a '%' (it would comment out the "
+                    "rest of the line)", "&": "a '&' (an alignment tab)", "<": "a '<' (write \\lt)",
+                    ">": "a '>' (write \\gt)"}.get(ch, f"the character U+{ord(ch):04X}")
+            raise stmt.error(f"{what} is not allowed in a latex spelling", offset + i)
+        if ch == "{":
+            opened.append(i)
+        elif ch == "}":
+            if not opened:
+                raise stmt.error("unmatched '}' in a latex spelling", offset + i)
+            opened.pop()
+        i += 1
+    if opened:
+        raise stmt.error("unclosed '{' in a latex spelling", offset + opened[0])
 
 
 def _check_name(state: _Parse, stmt: Statement, name: str, offset: int, what: str = "name") -> None:
@@ -518,12 +580,34 @@ def _parse_expr(stmt: Statement, offset: int, text: str | None = None) -> ast.ex
         col = (exc.offset or 1) - 1 - (1 if lineno == 1 else 0)
         where = offset + lead + sum(len(x) + 1 for x in text.strip().split("\n")[: lineno - 1]) + max(col, 0)
         raise stmt.error(f"invalid syntax: {exc.msg}", where) from None
-    except (RecursionError, MemoryError, ValueError) as exc:
-        raise stmt.error(f"cannot parse this expression ({type(exc).__name__})", offset) from None
+    except (RecursionError, MemoryError) as exc:  # CPython's own limits on nesting
+        raise stmt.error(f"the expression is nested too deeply to read ({type(exc).__name__}; at most "
+                         f"{MAX_EXPRESSION_DEPTH} levels, and a long sum or product counts one level a term)",
+                         offset + len(text) - len(text.lstrip())) from None
+    except ValueError as exc:  # not expected (NUL bytes and lone surrogates are refused first)
+        raise stmt.error(f"cannot parse this expression ({exc})", offset) from None
     lead = len(text) - len(text.lstrip())
     # The wrapping "(" shifts columns of the first line by one; record that for positions.
     _shift_positions(tree, lead - 1, lead)
+    # Operators nest without parentheses too (b + b + ... is a left-deep tree): every later
+    # stage walks the tree recursively, so bound its depth here.
+    deep = _too_deep(tree, MAX_EXPRESSION_DEPTH)
+    if deep is not None:
+        raise _node_error(stmt, offset, text, deep,
+                          f"the expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep "
+                          "(a long sum or product counts one level a term: name some of its parts)")
     return tree
+
+
+def _too_deep(tree: ast.AST, limit: int) -> ast.expr | None:
+    """The first expression node more than ``limit`` levels down, found without recursion."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return node
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    return None
 
 
 def _shift_positions(tree: ast.AST, first_line_shift: int, lead: int) -> None:
@@ -565,7 +649,11 @@ class _Builder:
         order = self._order()
         self._check_states()
         for name in order:
-            self._build_definition(s.definitions[name])
+            d = s.definitions[name]
+            try:
+                self._build_definition(d)
+            except RecursionError:  # a last resort: _parse_expr bounds the depth of every tree
+                raise d.stmt.error("the expression is too deeply nested to process", d.expr_offset) from None
         self._finish_shapes()
         loss = s.quantities[s.loss]
         if loss.shape != (1, 1):
@@ -594,24 +682,33 @@ class _Builder:
                 if lag > 0:
                     self.lags.setdefault(ref, []).append((lag, d, node))
         order: list[str] = []
-        status: dict[str, int] = {}
-
-        def visit(name: str, path: list[str], via: ast.AST | None = None) -> None:
-            if status.get(name) == 2:
-                return
-            if status.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
-                d = s.definitions[path[-1]]  # the reference 'via' in its equation closes the loop
-                raise _node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], via,
-                                  "cycle: " + " -> ".join(cycle) + " (only a lag such as h[t-1] may close a loop)")
-            status[name] = 1
-            for ref, node in deps[name]:
-                visit(ref, path + [name], node)
-            status[name] = 2
-            order.append(name)
-
-        for name in s.definitions:
-            visit(name, [])
+        status: dict[str, int] = {}  # 1: on the current path, 2: done
+        # Depth-first, dependencies first, with an explicit stack: a file may chain thousands
+        # of definitions (h1 = f(h0), h2 = f(h1), ...), deeper than Python's recursion limit.
+        for root in s.definitions:
+            if status.get(root) == 2:
+                continue
+            status[root] = 1
+            stack = [(root, iter(deps[root]))]
+            while stack:
+                name, pending = stack[-1]
+                for ref, via in pending:
+                    if status.get(ref) == 2:
+                        continue
+                    if status.get(ref) == 1:
+                        path = [n for n, _ in stack]
+                        cycle = path[path.index(ref):] + [ref]
+                        d = s.definitions[name]  # the reference 'via' in its equation closes the loop
+                        raise _node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], via,
+                                          "cycle: " + " -> ".join(cycle)
+                                          + " (only a lag such as h[t-1] may close a loop)")
+                    status[ref] = 1
+                    stack.append((ref, iter(deps[ref])))
+                    break
+                else:
+                    stack.pop()
+                    status[name] = 2
+                    order.append(name)
         return order
 
     def _references(self, d: _Definition):
@@ -722,7 +819,7 @@ class _Builder:
             if dims:  # a size settled after the quantity was built (it used a lag of a later one)
                 q.symbol = q.symbol.xreplace(dims)
             for x in q.shape:
-                if any(isinstance(a, sp.Dummy) for a in sp.sympify(x).free_symbols):
+                if any(isinstance(a, sp.Dummy) for a in sp.sympify(x, strict=True).free_symbols):
                     d = s.definitions[q.name]
                     raise d.stmt.error(f"cannot tell the size of '{q.name}' from its equation; "
                                        f"give it an initial state that is a param", 0)
@@ -743,7 +840,7 @@ class _Builder:
         return p.symbol
 
     def _resolve(self, x):
-        x = sp.sympify(x)
+        x = sp.sympify(x, strict=True)
         for _ in range(10):
             y = x.xreplace(self.bindings)
             if y == x:
@@ -1023,7 +1120,7 @@ class _Builder:
 
 def _pending(x) -> set:
     """The placeholder sizes (of lagged quantities not built yet) in a size expression."""
-    return {a for a in sp.sympify(x).free_symbols if isinstance(a, sp.Dummy)}
+    return {a for a in sp.sympify(x, strict=True).free_symbols if isinstance(a, sp.Dummy)}
 
 
 def _log(p):

@@ -50,7 +50,7 @@ class _Tidy:
             mats = rest.args if isinstance(rest, MatMul) else (rest,)
             return scale(coeff, self._matmul(mats))
         if isinstance(e, HadamardProduct):
-            return hadamard(*[self.run(a) for a in e.args])
+            return self._hadamard([self.run(a) for a in e.args])
         if isinstance(e, Transpose):
             return transpose(self.run(e.arg))
         if isinstance(e, HadamardPower):
@@ -64,6 +64,19 @@ class _Tidy:
         if isinstance(e, (Apply, Softmax, Concat, TimeSum)):
             return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
         return e
+
+    def _hadamard(self, factors):
+        """x ⊙ (a ⊘ x + b) = a + x ⊙ b: distribute over a sum when that cancels a division.
+
+        This is what turns the adjoint of binary cross-entropy through a sigmoid,
+        (−y ⊘ p + (1 − y) ⊘ (1 − p)) ⊙ p ⊙ (1 − p), into p − y."""
+        for i, f in enumerate(factors):
+            if not isinstance(f, MatAdd):
+                continue
+            others = factors[:i] + factors[i + 1:]
+            if any(_divides_by(term, others) for term in f.args):
+                return add(*[self.run(hadamard(*others, term)) for term in f.args])
+        return hadamard(*factors)
 
     def _matmul(self, mats):
         mats = list(mats)
@@ -95,6 +108,13 @@ class _Tidy:
 
     def _is_distribution(self, e) -> bool:
         return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
+
+
+def _divides_by(term, factors) -> bool:
+    """Whether ``term`` has a factor x^{∘-1} with x among ``factors``."""
+    _, rest = coeff_and_rest(term)
+    parts = rest.args if isinstance(rest, HadamardProduct) else (rest,)
+    return any(isinstance(p, HadamardPower) and p.args[1] == -1 and p.args[0] in factors for p in parts)
 
 
 # ---------------------------------------------------------------------------------------
