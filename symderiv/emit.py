@@ -97,7 +97,7 @@ def _param_info(p, names, pr):
     declared = (str(rows), str(cols)) if kind == "matrix" else (str(rows),) if kind == "vector" else ()
     fan_in = pr.size(cols) if kind == "matrix" else None
     shape = (rows, cols) if kind == "matrix" else (rows,) if kind == "vector" else ()
-    return {"name": p.name, "py": names.value(p.name), "kind": kind, "declared": declared,
+    return {"name": p.name, "py": names.value(p.name), "grad": names.grad(p.name), "kind": kind, "declared": declared,
             "shape_code": ", ".join(pr.size(x) for x in shape), "fan_in": fan_in}
 
 

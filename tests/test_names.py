@@ -193,9 +193,6 @@ loss L = Sum(sum(h[t] * h[t]), (t, 1, T))
     assert_module_is_right(text, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="codegen: a param named g_W is overwritten by the gradient accumulator "
-                                       "g_W of param W before the gradient of b reads it (Names.grad = 'g_' + "
-                                       "name, unchecked): wrong gradient for b, no error")
 def test_a_param_named_like_a_gradient(tmp_path):
     text = """\
 dim n, k
