@@ -98,8 +98,8 @@ class Apply(MatrixExpr):
         return self.arg.shape
 
 
-class Softmax(MatrixExpr):
-    """softmax over the entries of a column vector."""
+class _Unary(MatrixExpr):
+    """A node of one matrix argument, shaped like it."""
 
     def __new__(cls, arg):
         return MatrixExpr.__new__(cls, _sympify(arg))
@@ -111,6 +111,10 @@ class Softmax(MatrixExpr):
     @property
     def shape(self):
         return self.arg.shape
+
+
+class Softmax(_Unary):
+    """softmax over the entries of a column vector."""
 
 
 class LogSoftmax(Softmax):
@@ -163,19 +167,8 @@ class ColSlice(_Slice):
         return (self.arg.shape[0], sp.expand(self.stop - self.start))
 
 
-class TimeSum(MatrixExpr):
+class TimeSum(_Unary):
     """Σ_{t=1}^{T} of a per-step expression."""
-
-    def __new__(cls, arg):
-        return MatrixExpr.__new__(cls, _sympify(arg))
-
-    @property
-    def arg(self):
-        return self.args[0]
-
-    @property
-    def shape(self):
-        return self.arg.shape
 
 
 # ---------------------------------------------------------------------------------------
