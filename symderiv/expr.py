@@ -324,10 +324,6 @@ def transpose(e):
     return Transpose(rest)
 
 
-def ones(rows, cols=1) -> OneMatrix:
-    return OneMatrix(rows, cols)
-
-
 def broadcast(e, shape):
     """A 1x1 expression (or a number) spread over ``shape``."""
     rows, cols = shape
@@ -347,16 +343,6 @@ def shift(e, k: int):
     if k == 0:
         return e
     return e.replace(lambda x: isinstance(x, At), lambda x: At(x.base, x.offset + k))
-
-
-def deltas(e) -> set:
-    """The adjoint symbols (``At(Delta(q), k)`` or static ``Delta(q)``) that ``e`` uses."""
-    found = set()
-    for node in sp.preorder_traversal(e):
-        if (isinstance(node, At) and isinstance(node.base, Delta)) or isinstance(node, Delta):
-            found.add(node)
-    # A static Delta inside an At was counted twice; keep the outer form.
-    return {d for d in found if not (isinstance(d, Delta) and any(isinstance(o, At) and o.base == d for o in found))}
 
 
 def at_step(e, k: int):

@@ -86,9 +86,6 @@ class Model:
     def has_time(self) -> bool:
         return self.time_index is not None
 
-    def quantity_of(self, symbol) -> Quantity:
-        return self.quantities[symbol.name]
-
     def ref(self, name: str, offset: int | None = None):
         """The expression for a quantity: ``At(sym, offset)`` for a sequence, else ``sym``."""
         q = self.quantities[name]
