@@ -331,16 +331,22 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:
                 static_inline[adj.symbol] = adj.closed
 
 
-def _substitute(e, seq_inline: dict, static_inline: dict):
-    """Replace inlined adjoint symbols by their closed forms (shifted to the right step)."""
+def _substitute(e, seq_inline: dict, static_inline: dict, done: dict | None = None):
+    """Replace inlined adjoint symbols by their closed forms (shifted to the right step).
+
+    ``done`` remembers replaced subtrees: an expression shares them (softmax's rule reads its
+    output twice), and rebuilding each copy makes nested softmaxes exponential."""
     if isinstance(e, At):
         return shift(seq_inline[e.base], e.offset) if e.base in seq_inline else e
     if isinstance(e, Delta):
         return static_inline.get(e, e)
     if not e.args or not (seq_inline or static_inline):
         return e
-    args = [_substitute(a, seq_inline, static_inline) for a in e.args]
-    return e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+    done = {} if done is None else done
+    if e not in done:
+        args = [_substitute(a, seq_inline, static_inline, done) for a in e.args]
+        done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+    return done[e]
 
 
 def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints, distributions) -> Gradient:

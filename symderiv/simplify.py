@@ -37,8 +37,15 @@ def tidy(e, distributions: frozenset = frozenset()):
 class _Tidy:
     def __init__(self, distributions):
         self.distributions = distributions
+        self.done: dict = {}
 
     def run(self, e):
+        # Shared subtrees (softmax's rule reads its output twice) are tidied once.
+        if e not in self.done:
+            self.done[e] = self._run(e)
+        return self.done[e]
+
+    def _run(self, e):
         if not getattr(e, "is_Matrix", False) or not e.args:
             return e
         if isinstance(e, (At, AtStep)) or e.is_symbol or isinstance(e, OneMatrix):

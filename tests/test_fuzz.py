@@ -437,10 +437,6 @@ def derive_in_a_fresh_process(text: str, seconds: float) -> None:
         raise Hang(f"derive took more than {seconds} s") from None
 
 
-@pytest.mark.xfail(strict=True, raises=Hang,
-                   reason="derive is exponential in the nesting of softmax: softmax(softmax(...)) k deep takes "
-                          "~2^k (10 deep 0.5 s, 15 deep 19 s); simplify.tidy and derive._substitute rebuild the "
-                          "shared subtrees of softmax's rule as a tree")
 def test_nested_softmax_derives_quickly():
     derive_in_a_fresh_process("dim n\nparam b: n\nh = " + "softmax(" * 18 + "b" + ")" * 18
                               + "\nloss L = sum(h)\n", 3.0)
