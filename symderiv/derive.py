@@ -293,13 +293,18 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
     """Inline the adjoint of an activation's output that has one consumer; name the rest.
 
     One consumer may read the output more than once (binary cross-entropy reads p in log p and
-    in log(1 − p)); its terms then form one closed form, inlined all the same."""
-    for adj in adjoints.values():
-        q = adj.quantity
+    in log(1 − p)); its terms then form one closed form, inlined all the same.  The consumer's
+    own adjoint must be named (or be the loss's), so inlining never nests: in a chain
+    h_k = tanh(h_{k−1}) every other adjoint is named, and closed forms stay short.
+    """
+    for q in reversed(model.equations):
+        adj = adjoints[q.name]
         one_reader = len(adj.consumers) == 1 and adj.consumers[0][1] == 0
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
-        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single)
+        reader = adjoints[adj.consumers[0][0]] if one_reader else None
+        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single
+                         and (reader.named or reader.quantity.role == "loss"))
 
 
 def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:

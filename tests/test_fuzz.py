@@ -359,13 +359,9 @@ def large_file() -> str:
     return TEXTS["seed_rnn.sdm"] + ("# " + "x" * 70 + "\n\n") * 70_000
 
 
-# Parsed, not derived: deriving a chain of 3000 definitions takes minutes (see the xfail below).
-PARSE_ONLY = {"chain-backwards"}
-
-
 @pytest.mark.parametrize("name", sorted(EXTREMES))
 def test_extreme_inputs(name):
-    outcome(EXTREMES[name], derive=name not in PARSE_ONLY)
+    outcome(EXTREMES[name], derive=True)
 
 
 def test_large_file():
@@ -476,9 +472,6 @@ def test_cli_reports_what_codegen_cannot_do_cleanly(tmp_path, capsys):
         assert err.startswith(f"{path}: error: ") and not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=Hang, reason="derive is quadratic in the length of a chain of definitions: "
-                                       "h1 = tanh(h0), h2 = tanh(h1), ... 400 long takes 9 s, 3000 long 7 min "
-                                       "(the inlined adjoints grow with the chain and simplify.tidy re-walks them)")
 def test_long_chain_of_definitions_derives_quickly():
     text = PRE + "h0 = b\n" + "".join(f"h{i + 1} = tanh(h{i})\n" for i in range(600)) + "loss L = sum(h600)\n"
     derive_in_a_fresh_process(text, 5.0)
