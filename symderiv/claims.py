@@ -44,8 +44,9 @@ from .claimexpr import (
     references,
 )
 from .derive import Derivation
-from .errors import ClaimError, Position
+from .errors import ClaimError
 from .expr import same_shape
+from .language import decode_source
 from .latexclaims import read_writeup
 from .probe import probes
 
@@ -83,19 +84,7 @@ def read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise ClaimError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        col = len(data[line_start: exc.start].decode("utf-8", errors="replace")) + 1
-        shown = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
-        raise ClaimError("the file is not valid UTF-8", Position(str(path), line, col), shown) from None
-    if "\x00" in text:
-        at = text.index("\x00")
-        line = text[:at].count("\n") + 1
-        raise ClaimError("the file contains a NUL character", Position(str(path), line, at - text.rfind("\n", 0, at)))
-    return text.removeprefix("\ufeff")
+    return decode_source(data, str(path), ClaimError)
 
 
 class QuantityMatcher:

@@ -219,8 +219,9 @@ def load(path: str | Path) -> Model:
     return parse(data, str(path))
 
 
-def parse(text: str | bytes, filename: str = "<model>") -> Model:
-    """Parse model text; ``filename`` is used in messages and as the default model name."""
+def decode_source(text: str | bytes, filename: str, error=ModelError) -> str:
+    """User text as ``str``: UTF-8, a byte-order mark dropped; invalid UTF-8, a NUL or a lone
+    surrogate is an ``error`` at its line and column (model files and claims files alike)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -228,18 +229,24 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
             before = text[: exc.start].decode("utf-8").removeprefix("\ufeff")
             line, col = _line_col(before, len(before))
             shown = _LINE_END.split(text.decode("utf-8", errors="replace").removeprefix("\ufeff"))[line - 1]
-            raise ModelError("the file is not valid UTF-8", Position(filename, line, col), shown) from None
+            raise error("the file is not valid UTF-8", Position(filename, line, col), shown) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if "\x00" in text:
         line, col = _line_col(text, text.index("\x00"))
         shown = _LINE_END.split(text)[line - 1].replace("\x00", "\N{SYMBOL FOR NULL}")
-        raise ModelError("the file contains a NUL character", Position(filename, line, col), shown)
+        raise error("the file contains a NUL character", Position(filename, line, col), shown)
     lone = re.search("[\ud800-\udfff]", text)  # only a str can hold one; no file could be written from it
     if lone:
         line, col = _line_col(text, lone.start())
         shown = _LINE_END.split(text)[line - 1].encode("utf-8", errors="replace").decode("utf-8")
-        raise ModelError(f"the text contains a lone surrogate U+{ord(lone.group()):04X}, which is not a character",
-                         Position(filename, line, col), shown)
+        raise error(f"the text contains a lone surrogate U+{ord(lone.group()):04X}, which is not a character",
+                    Position(filename, line, col), shown)
+    return text
+
+
+def parse(text: str | bytes, filename: str = "<model>") -> Model:
+    """Parse model text; ``filename`` is used in messages and as the default model name."""
+    text = decode_source(text, filename)
     # Only \n, \r\n and \r end a line (str.splitlines would also split at \f, \x85, \u2028, ...).
     lines = _LINE_END.split(text)
     if lines[-1] == "":
