@@ -638,9 +638,9 @@ class ModulePlan:
         q, py, pad = self.model[n], self.names.value(n), self.pads[n]
         if not pad and not empty:
             return []
-        alloc = "np.empty" if not pad else "np.zeros"
-        lines = [f"{py} = {alloc}((T + {pad}, B, {self.printer.size(q.shape[0])}), dtype)" if pad else
-                 f"{py} = np.empty((T, B, {self.printer.size(q.shape[0])}), dtype)"]
+        # The padding holds the states (zeros unless a state is a param); the rest is written in full.
+        length, alloc = (f"T + {pad}", "np.zeros") if pad else ("T", "np.empty")
+        lines = [f"{py} = {alloc}(({length}, B, {self.printer.size(q.shape[0])}), dtype)"]
         for k, value in sorted(self.model.states.get(n, {}).items()):
             if not isinstance(value, ZeroMatrix):
                 lines.append(f"{py}[{pad + k - 1}] = {self.names.value(value.name)}  "
