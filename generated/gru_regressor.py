@@ -151,10 +151,13 @@ def _run(params, data, want):
     n_h = W_z.shape[0]
 
     # ---- forward ----
-    # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z: the part that does not depend on the recurrence
-    a_z = _matvec(W_z, x_) + b_z
-    # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r: the part that does not depend on the recurrence
-    a_r = _matvec(W_r, x_) + b_r
+    # a_{z,t}, a_{r,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
+    # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z
+    # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r
+    _stack0_W = np.concatenate([U_z, U_r])
+    _stack0 = _matvec(np.concatenate([W_z, W_r]), x_)
+    _stack0 += np.concatenate([b_z, b_r])
+    a_z, a_r = np.split(_stack0, [n_h], axis=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
     a_n = _matvec(W_n, x_) + b_n
     z_ = np.empty((T, B, n_h), dtype)
@@ -162,12 +165,10 @@ def _run(params, data, want):
     n = np.empty((T, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z
-        a_z[i] += h[i] @ U_z.T
+        # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product each
+        _stack0[i] += h[i] @ _stack0_W.T
         # z_t = σ(a_{z,t})
         z_[i] = _sigmoid(a_z[i])
-        # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r
-        a_r[i] += h[i] @ U_r.T
         # r_t = σ(a_{r,t})
         r[i] = _sigmoid(a_r[i])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
@@ -195,7 +196,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del a_z, a_r, a_n  # not read by the backward pass
+    del a_z, a_r, a_n, _stack0  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = ŷ_t − y_t
@@ -211,36 +212,35 @@ def _run(params, data, want):
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
     _d_a_z_0 = (-h[:-1] + n) * z_ * (1 - z_)
     d_a_n = np.empty((T, B, n_h), dtype)
-    d_a_r = np.empty((T, B, n_h), dtype)
-    d_a_z = np.empty((T, B, n_h), dtype)
+    _d_stack0 = np.empty((T, B, 2 * n_h), dtype)
+    d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
             d_h[i] += _d_h_0[i] * d_h[i + 1]
-        if i + 1 < T:
             d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
-        if i + 1 < T:
-            d_h[i] += d_a_r[i + 1] @ U_r
-        if i + 1 < T:
-            d_h[i] += d_a_z[i + 1] @ U_z
+            d_h[i] += _d_stack0[i + 1] @ _stack0_W
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
         d_a_n[i] = _d_a_n_0[i] * d_h[i]
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
         d_a_r[i] = _d_a_r_0[i] * (d_a_n[i] @ U_n)
         # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
         d_a_z[i] = _d_a_z_0[i] * d_h[i]
+    # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
-    g_W_z = _outer(d_a_z, x_)
-    # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ
-    g_U_z = _outer(d_a_z, h[:-1])
-    # ∂L/∂b_z = Σ_t δa_{z,t}
-    g_b_z = _sum_examples(d_a_z)
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ
-    g_W_r = _outer(d_a_r, x_)
+    _g_stack0_0 = _outer(_d_stack0, x_)
+    g_W_z, g_W_r = np.split(_g_stack0_0, [n_h])
+    # ∂L/∂U_z, ∂L/∂U_r: one product with the stacked δ, split by rows
+    # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ
     # ∂L/∂U_r = Σ_t δa_{r,t} h_{t−1}ᵀ
-    g_U_r = _outer(d_a_r, h[:-1])
+    _g_stack0_1 = _outer(_d_stack0, h[:-1])
+    g_U_z, g_U_r = np.split(_g_stack0_1, [n_h])
+    # ∂L/∂b_z, ∂L/∂b_r: one sum of the stacked δ, split by rows
+    # ∂L/∂b_z = Σ_t δa_{z,t}
     # ∂L/∂b_r = Σ_t δa_{r,t}
-    g_b_r = _sum_examples(d_a_r)
+    _g_stack0_2 = _sum_examples(_d_stack0)
+    g_b_z, g_b_r = np.split(_g_stack0_2, [n_h])
     # ∂L/∂W_n = Σ_t δa_{n,t} x_tᵀ
     g_W_n = _outer(d_a_n, x_)
     # ∂L/∂U_n = Σ_t δa_{n,t} (r_t ⊙ h_{t−1})ᵀ

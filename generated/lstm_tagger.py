@@ -149,14 +149,15 @@ def _run(params, data, want):
     n_x = x_.shape[-1]
 
     # ---- forward ----
-    # y_{f,t} = W_f z_t + b_f: the part that does not depend on the recurrence
-    y_f = _matvec(W_f[:, n_h:n_h + n_x], x_) + b_f
-    # y_{i,t} = W_i z_t + b_i: the part that does not depend on the recurrence
-    y_i = _matvec(W_i[:, n_h:n_h + n_x], x_) + b_i
-    # y_{o,t} = W_o z_t + b_o: the part that does not depend on the recurrence
-    y_o = _matvec(W_o[:, n_h:n_h + n_x], x_) + b_o
-    # y_{g,t} = W_g z_t + b_g: the part that does not depend on the recurrence
-    y_g = _matvec(W_g[:, n_h:n_h + n_x], x_) + b_g
+    # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
+    # y_{f,t} = W_f z_t + b_f
+    # y_{i,t} = W_i z_t + b_i
+    # y_{o,t} = W_o z_t + b_o
+    # y_{g,t} = W_g z_t + b_g
+    _stack0_W = np.concatenate([W_f[:, :n_h], W_i[:, :n_h], W_o[:, :n_h], W_g[:, :n_h]])
+    _stack0 = _matvec(np.concatenate([W_f[:, n_h:n_h + n_x], W_i[:, n_h:n_h + n_x], W_o[:, n_h:n_h + n_x], W_g[:, n_h:n_h + n_x]]), x_)
+    _stack0 += np.concatenate([b_f, b_i, b_o, b_g])
+    y_f, y_i, y_o, y_g = np.split(_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     f = np.empty((T, B, n_h), dtype)
     i_ = np.empty((T, B, n_h), dtype)
     o = np.empty((T, B, n_h), dtype)
@@ -164,20 +165,14 @@ def _run(params, data, want):
     c = np.zeros((T + 1, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # y_{f,t} = W_f z_t + b_f
-        y_f[i] += h[i] @ W_f[:, :n_h].T
+        # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product each
+        _stack0[i] += h[i] @ _stack0_W.T
         # f_t = σ(y_{f,t})
         f[i] = _sigmoid(y_f[i])
-        # y_{i,t} = W_i z_t + b_i
-        y_i[i] += h[i] @ W_i[:, :n_h].T
         # i_t = σ(y_{i,t})
         i_[i] = _sigmoid(y_i[i])
-        # y_{o,t} = W_o z_t + b_o
-        y_o[i] += h[i] @ W_o[:, :n_h].T
         # o_t = σ(y_{o,t})
         o[i] = _sigmoid(y_o[i])
-        # y_{g,t} = W_g z_t + b_g
-        y_g[i] += h[i] @ W_g[:, :n_h].T
         # g_t = tanh(y_{g,t})
         g[i] = np.tanh(y_g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
@@ -212,7 +207,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del y_f, y_i, y_o, y_g, y_p  # not read by the backward pass
+    del y_f, y_i, y_o, y_g, y_p, _stack0  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_{p,t} = p_t − r_t
@@ -230,14 +225,12 @@ def _run(params, data, want):
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
     _d_y_f_0 = c[:-1] * f * (1 - f)
     d_c = np.empty((T, B, n_h), dtype)
-    d_y_g = np.empty((T, B, n_h), dtype)
-    d_y_o = np.empty((T, B, n_h), dtype)
-    d_y_i = np.empty((T, B, n_h), dtype)
-    d_y_f = np.empty((T, B, n_h), dtype)
+    _d_stack0 = np.empty((T, B, 4 * n_h), dtype)
+    d_y_f, d_y_i, d_y_o, d_y_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}
         if i + 1 < T:
-            d_h[i] += d_y_g[i + 1] @ W_g[:, :n_h] + d_y_o[i + 1] @ W_o[:, :n_h] + d_y_i[i + 1] @ W_i[:, :n_h] + d_y_f[i + 1] @ W_f[:, :n_h]
+            d_h[i] += _d_stack0[i + 1] @ _stack0_W
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
         d_c[i] = _d_c_0[i] * d_h[i]
         if i + 1 < T:
@@ -250,22 +243,20 @@ def _run(params, data, want):
         d_y_i[i] = _d_y_i_0[i] * d_c[i]
         # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
         d_y_f[i] = _d_y_f_0[i] * d_c[i]
+    # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
-    g_W_f = _outer(d_y_f, z_)
-    # ∂L/∂b_f = Σ_t δy_{f,t}
-    g_b_f = _sum_examples(d_y_f)
     # ∂L/∂W_i = Σ_t δy_{i,t} z_tᵀ
-    g_W_i = _outer(d_y_i, z_)
-    # ∂L/∂b_i = Σ_t δy_{i,t}
-    g_b_i = _sum_examples(d_y_i)
     # ∂L/∂W_o = Σ_t δy_{o,t} z_tᵀ
-    g_W_o = _outer(d_y_o, z_)
-    # ∂L/∂b_o = Σ_t δy_{o,t}
-    g_b_o = _sum_examples(d_y_o)
     # ∂L/∂W_g = Σ_t δy_{g,t} z_tᵀ
-    g_W_g = _outer(d_y_g, z_)
+    _g_stack0_0 = _outer(_d_stack0, z_)
+    g_W_f, g_W_i, g_W_o, g_W_g = np.split(_g_stack0_0, [n_h, 2 * n_h, 3 * n_h])
+    # ∂L/∂b_f, ∂L/∂b_i, ∂L/∂b_o, ∂L/∂b_g: one sum of the stacked δ, split by rows
+    # ∂L/∂b_f = Σ_t δy_{f,t}
+    # ∂L/∂b_i = Σ_t δy_{i,t}
+    # ∂L/∂b_o = Σ_t δy_{o,t}
     # ∂L/∂b_g = Σ_t δy_{g,t}
-    g_b_g = _sum_examples(d_y_g)
+    _g_stack0_1 = _sum_examples(_d_stack0)
+    g_b_f, g_b_i, g_b_o, g_b_g = np.split(_g_stack0_1, [n_h, 2 * n_h, 3 * n_h])
     # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
     g_W_y = _outer(d_y_p, h[1:])
     # ∂L/∂b_y = Σ_t δy_{p,t}

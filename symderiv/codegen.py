@@ -400,6 +400,19 @@ class Phase:
     after: list[Statement] = field(default_factory=list)  # all steps at once, then static
 
 
+@dataclass
+class Stack:
+    """Pre-activations Σ_j W_kj v_j + … held as views of one array (see ``ModulePlan._stacks``)."""
+
+    name: str  # the array
+    members: list[str]  # the quantities, in order
+    sizes: list  # their sizes
+    inside: list  # (v_j, [W_kj for each member], name of [W_1j; W_2j; …]) for each vector the loop reads
+    outside: list  # (u, [M_k for each member]) for each vector the parts outside the loop multiply
+    consts: list  # the constant terms of each member
+    adjoint: str | None = None  # the array their δ are views of, when the backward loop fills them
+
+
 def recurrent(graph: dict[str, set[str]]) -> set[str]:
     """Nodes on a cycle of ``graph`` (node → the nodes it reads)."""
     on_cycle = set()
@@ -583,6 +596,8 @@ class ModulePlan:
         code_expr = {n: split_concat_products(m[n].expr, concats) for n in seq}
         reads = {n: _references(code_expr[n]) & set(seq) for n in seq}
         loop = recurrent(reads)
+        self.stacks = self._stacks(seq, code_expr, loop)
+        stacked = {n: s for s in self.stacks for n in s.members}
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
@@ -596,6 +611,12 @@ class ModulePlan:
                         f"{py}[{pad}:] = {pr.code(expr, 'time').text}"]))
                 else:
                     phase.before.append(Statement(comment, [f"{py} = {pr.code(expr, 'time').text}"]))
+            elif n in stacked:  # one array with the others that multiply the same vector in the loop
+                stack = stacked[n]
+                if n == stack.members[-1]:  # after everything the members' parts outside the loop read
+                    phase.before.append(self._stack_before(stack, phase))
+                if n == stack.members[0]:  # before any member is read; the vector is known by then
+                    phase.loop.append(self._stack_loop(stack))
             elif n in loop:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
                 outside = [t for t in _terms(expr) if not (_references(t) & loop)]
@@ -618,6 +639,116 @@ class ModulePlan:
         for n in statics_after:
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
         return phase
+
+    # --- stacking: one matrix product per step for the pre-activations that share a vector ---
+
+    def _stacks(self, seq, code_expr, loop) -> list[Stack]:
+        """Loop quantities Σ_j W_kj v_j + (parts outside the loop) with the same vectors v_j: the gates
+        of an LSTM or a GRU.
+
+        Each becomes a view of one (T, B, Σ n_k) array, so the loop computes all of them with one
+        product [W_1j; W_2j; …] v_j per vector, and the backward pass reads all their δ with one
+        product too.  A member's part outside the loop must be products with the same vectors for
+        every member, plus constants (biases), so that it is one product per vector as well.
+        """
+        pr = self.printer
+        by_key: dict[tuple, list] = {}
+        for n in seq:
+            if n not in loop or self.pads[n]:
+                continue
+            inside, outside, consts = {}, {}, []
+            for t in _terms(code_expr[n]):
+                prod = self._static_product(t)
+                if _references(t) & loop:
+                    if prod is None:
+                        break
+                    key, found = pr.code(prod[1], "step").text, inside
+                elif prod is not None and pr.code(t, "time").timed:
+                    key, found = pr.code(prod[1], "time").text, outside
+                elif not (pr.code(t, "time").batched or pr.code(t, "time").timed):
+                    consts.append(t)
+                    continue
+                else:
+                    break
+                if key in found:
+                    break
+                found[key] = prod
+            else:
+                if inside:
+                    key = (tuple(sorted(inside)), tuple(sorted(outside)))
+                    by_key.setdefault(key, []).append((n, inside, outside, consts))
+        stacks = []
+        for (inside_keys, outside_keys), found in by_key.items():
+            if len(found) < 2:
+                continue
+            name = f"_stack{len(stacks)}"
+            inside = [(found[0][1][key][1], [f[1][key][0] for f in found], f"{name}_W{j}" if len(inside_keys) > 1
+                       else f"{name}_W") for j, key in enumerate(inside_keys)]
+            outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
+            stacks.append(Stack(name, [f[0] for f in found], [self.model[f[0]].shape[0] for f in found],
+                                inside, outside, [f[3] for f in found]))
+        return stacks
+
+    def _static_product(self, t):
+        """(A, v) when the term ``t`` is A v with A a matrix the same for every step and example, else None."""
+        c, rest = coeff_and_rest(t)
+        if c != 1 or not isinstance(rest, MatMul) or len(rest.args) != 2:
+            return None
+        a, v = rest.args
+        if 1 in a.shape or v.shape[1] != 1 or a.has(At, AtStep, Delta) or self.printer.code(a).batched:
+            return None
+        return a, v
+
+    def _split_points(self, sizes) -> str:
+        ends, total = [], sp.Integer(0)
+        for size in sizes[:-1]:
+            total = sp.expand(total + size)
+            ends.append(self.printer.size(total))
+        return "[" + ", ".join(ends) + "]"
+
+    def _stack_before(self, stack: Stack, phase: Phase) -> Statement:
+        """Before the loop: the stacked matrices, and the parts outside the loop (or the array)."""
+        pr, m = self.printer, self.model
+        lines = []
+        for _, mats, matrix in stack.inside:
+            self.names.table[matrix] = matrix
+            lines.append(f"{matrix} = np.concatenate([{', '.join(pr.code(a).text for a in mats)}])")
+        consts = None
+        if any(stack.consts):
+            consts = "np.concatenate([" + ", ".join(
+                pr.code(_sum(c)).text if c else f"np.zeros({pr.size(size)}, dtype)"
+                for c, size in zip(stack.consts, stack.sizes)) + "])"
+        split = (f"{', '.join(self.names.value(n) for n in stack.members)} = "
+                 f"np.split({stack.name}, {self._split_points(stack.sizes)}, axis=-1)")
+        if stack.outside:
+            lines.append(f"{stack.name} = " + " + ".join(
+                f"_matvec(np.concatenate([{', '.join(pr.code(a).text for a in mats)}]), {pr.code(u, 'time').text})"
+                for u, mats in stack.outside))
+            if consts:
+                lines.append(f"{stack.name} += {consts}")
+            lines.append(split)
+            what = "first the parts that do not depend on the recurrence"
+        else:  # all in the loop: the array is filled there, the constants added there
+            if consts:
+                lines.append(f"{stack.name}_b = {consts}")
+            phase.alloc += [f"{stack.name} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)", split]
+            what = "first the stacked matrices"
+        refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
+        equations = [f"# {self.comment(m.ref(n), m[n].expr)}" for n in stack.members]
+        return Statement(f"{refs} as views of one array, so that one product per step serves them all; {what}",
+                         equations + lines)
+
+    def _stack_loop(self, stack: Stack) -> Statement:
+        m = self.model
+        refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
+        products = [f"{group(self.printer.code(v, 'step').text)} @ {matrix}.T" for v, _, matrix in stack.inside]
+        vectors = ", ".join(self.comment_text(v) for v, _, _ in stack.inside)
+        if stack.outside:
+            return Statement(f"{refs}: the parts that multiply {vectors}, one product each",
+                             [f"{stack.name}[i] += " + " + ".join(products)])
+        if any(stack.consts):
+            products.append(f"{stack.name}_b")
+        return Statement(f"{refs}: one product with {vectors} each", [f"{stack.name}[i] = " + " + ".join(products)])
 
     def _static_split(self):
         m = self.model
@@ -663,9 +794,11 @@ class ModulePlan:
             {a.name: [(term.offset, t) for term in a.closed_terms for t in _terms(term.expr)]
              for a in named if a.sequence},
             lambda z: z not in outside_reads)
+        terms = {n: [(o, u) for o, t in ts for u in _terms(t)] for n, ts in terms.items()}
         seq = [a.name for a in named if a.sequence and a.name not in dropped]
         reads = {n: set().union(*(_adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
+        stacks = self._adjoint_stacks(terms, seq, loop)
         phase = Phase()
         seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
         for a in statics:
@@ -679,19 +812,22 @@ class ModulePlan:
             if n in loop:
                 outside = [(o, t) for o, t in terms[n] if not _adjoint_references(t) & loop]
                 inside = [(o, t) for o, t in terms[n] if _adjoint_references(t) & loop]
-                inside.sort(key=lambda term: term[0] != 0)  # the terms that always exist first
+                inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
                 assign = not outside and inside[0][0] == 0  # the first term sets the value
                 if outside:
                     phase.before.append(Statement(comment + ": the part outside the recurrence",
                                                   self._accumulate(py, outside, zeros)))
                 else:
                     phase.alloc.append(zeros.replace("np.zeros", "np.empty") if assign else zeros)
-                loop_lines = []
+                loop_lines, guard = [], None
                 for k, (offset, t) in enumerate(inside):
                     t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
                     code = pr.code(t, "step").text
-                    if offset:
-                        loop_lines += [f"if i + {offset} < T:", f"    {py}[i] += {code}"]
+                    if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
+                        if offset != guard:
+                            loop_lines.append(f"if i + {offset} < T:")
+                            guard = offset
+                        loop_lines.append(f"    {py}[i] += {code}")
                     else:
                         loop_lines.append(f"{py}[i] {'=' if assign and k == 0 else '+='} {code}")
                 phase.loop.append(Statement(comment, loop_lines))
@@ -701,9 +837,96 @@ class ModulePlan:
         for a in statics:
             if a.name not in seq_dependent_static:
                 phase.after.append(self._static_adjoint(a))
+        for stack in stacks:  # the δ of a stack's members: views of one array too
+            members = {names.adjoint(n) for n in stack.members}
+            lines = [line for line in phase.alloc if line.split(" = ")[0] in members]
+            at = phase.alloc.index(lines[0])
+            phase.alloc[at:at] = [
+                f"{stack.adjoint} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)",
+                f"{', '.join(names.adjoint(n) for n in stack.members)} = "
+                f"np.split({stack.adjoint}, {self._split_points(stack.sizes)}, axis=-1)"]
+            phase.alloc = [line for line in phase.alloc if line not in lines]
+        stacked_grads = self._stacked_gradients(stacks)
         for g in d.gradients.values():
-            phase.after.append(self._gradient(g))
+            if g.name not in stacked_grads:
+                phase.after.append(self._gradient(g))
+            elif stacked_grads[g.name] is not None:
+                phase.after.append(stacked_grads[g.name])
         return phase
+
+    def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
+        """The stacks whose members' δ the loop fills: δ_k become views of one array, and the terms
+        W_kᵀ δ_{k,t+o} of every member, wherever they appear together, one product [W_1; W_2; …]ᵀ δ_{t+o}.
+
+        ``terms`` is rewritten in place; returns the stacks so handled.
+        """
+        done = []
+        for stack in self.stacks:
+            ok = all(n in loop and terms[n] and min(o for o, _ in terms[n]) == 0 and
+                     all(_adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
+            if not ok:
+                continue
+            stack.adjoint = "_d" + stack.name
+            # The stacked δ is the adjoint of a name of its own, so the loop sees what it reads.
+            self.names.adjoints[stack.name] = stack.adjoint
+            self.batched.add(stack.name)
+            loop.add(stack.name)
+            deltas = [Delta(self.model[n].symbol) for n in stack.members]
+            whole = Delta(MatrixSymbol(stack.name, sp.expand(sum(stack.sizes)), 1))
+            for v, mats, name in stack.inside:
+                matrix = MatrixSymbol(name, sp.expand(sum(stack.sizes)), v.shape[0])
+                for n in terms:
+                    for offset in sorted({o for o, _ in terms[n]}):
+                        wanted = [(offset, matmul(Transpose(w), At(dk, offset))) for w, dk in zip(mats, deltas)]
+                        rest = list(terms[n])
+                        for w in wanted:  # one of each, once
+                            if w not in rest:
+                                break
+                            rest.remove(w)
+                        else:
+                            terms[n] = rest + [(offset, matmul(Transpose(matrix), At(whole, offset)))]
+            done.append(stack)
+        return done
+
+    def _stacked_gradients(self, stacks: list[Stack]) -> dict:
+        """Gradients Σ_t δ_{k,t} u_tᵀ (or Σ_t δ_{k,t}) of every member of a stack with the same u: one
+        product with the stacked δ, split by rows.  Maps each such parameter to the statement that
+        computes it (for the first of a stack) or None."""
+        pr, m = self.printer, self.model
+        out: dict = {}
+        for stack in stacks:
+            whole = Delta(MatrixSymbol(stack.name, sp.expand(sum(stack.sizes)), 1))
+            by_key: dict = {}
+            for g in self.d.gradients.values():
+                if g.static is not None or g.initial or g.per_step is None:
+                    continue
+                e = g.per_step
+                if isinstance(e, At) and isinstance(e.base, Delta) and e.offset == 0:
+                    delta, u = e.base, None
+                elif (isinstance(e, MatMul) and len(e.args) == 2 and isinstance(e.args[0], At)
+                      and isinstance(e.args[0].base, Delta) and e.args[0].offset == 0):
+                    delta, u = e.args[0].base, e.args[1]
+                else:
+                    continue
+                if delta.name in stack.members:
+                    by_key.setdefault(u, {}).setdefault(delta.name, []).append(g)
+            for k, (u, found) in enumerate(by_key.items()):
+                if set(found) != set(stack.members) or any(len(gs) != 1 for gs in found.values()):
+                    continue
+                grads = [found[n][0] for n in stack.members]
+                target = f"_g{stack.name}_{k}"
+                expr = At(whole, 0) if u is None else matmul(At(whole, 0), u)
+                code = pr.code(expr, "time")
+                labels = ", ".join(f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}" for g in grads)
+                lines = [f"# {self.comment(None, g.expr, label=f'∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}')}"
+                         for g in grads]
+                lines += [f"{target} = {self._total(code, False)}",
+                          f"{', '.join(self.names.grad(g.name) for g in grads)} = "
+                          f"np.split({target}, {self._split_points(stack.sizes)})"]
+                how = "one sum of the stacked δ" if u is None else "one product with the stacked δ"
+                out[grads[0].name] = Statement(f"{labels}: {how}, split by rows", lines)
+                out.update({g.name: None for g in grads[1:]})
+        return out
 
     def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
         """Compute the factors of a loop term that only read forward values for all steps first.
@@ -796,7 +1019,10 @@ class ModulePlan:
     def unused_by_backward(self) -> list[str]:
         """Forward arrays the backward pass never reads: freed before it starts, to keep the peak low."""
         used = self.used_names([self.backward])
-        return [self.names.value(q.name) for q in self.model.equations
+        free = [self.names.value(q.name) for q in self.model.equations
                 if q.role != "loss" and self.names.value(q.name) not in used]
+        # The array the members of a stack are views of, once none of them is read.
+        free += [s.name for s in self.stacks if all(self.names.value(n) in free for n in s.members)]
+        return free
 
 

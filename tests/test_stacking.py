@@ -1,0 +1,162 @@
+"""Stacked products in the generated code: pre-activations W_k v_t + … that multiply the same
+vector v_t in the time loop (the gates of an LSTM or GRU) are views of one array, so the loop
+does one product per step for all of them, the backward loop one for all their δ, and their
+weight gradients are one product over all steps, split by rows.
+
+Each model here exercises one case of that rewrite; each is checked against symderiv's own
+evaluation and central differences (``assert_module_is_right``), batched against the sum of
+single examples, and its forward values against the evaluator, so a wrong block, offset or
+split point fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symderiv
+from symderiv.emit import render
+from symderiv.evaluate import evaluate, random_point
+
+from .conftest import EXAMPLES
+from .test_names import assert_module_is_right, generated_module, public_data
+
+HEADER = """model m
+dim n_x, n_a, n_b, C
+time t = 1..T
+input x[t]: n_x
+target r[t]: C, distribution
+"""
+
+# Two gates of different sizes over h_{t-1}; one has no bias, so its constant block is zeros.
+DIFFERENT_SIZES = HEADER + """
+param W_a: (n_a, n_x)
+param U_a: (n_a, n_a)
+param b_a: n_a
+param W_b: (n_a, n_x)
+param U_b: (n_a, n_a)
+param W_c: (n_a, n_x)
+param U_c: (n_a, n_a)
+param W_y: (C, n_a)
+state h[0] = 0
+a[t] = sigmoid(W_a @ x[t] + U_a @ h[t-1] + b_a)
+b[t] = tanh(W_b @ x[t] + U_b @ h[t-1])
+c[t] = sigmoid(U_c @ h[t-1] + W_c @ x[t])
+h[t] = a[t] * h[t-1] + c[t] * b[t]
+p[t] = softmax(W_y @ h[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
+# Two stacks: the first layer's gates over h1_{t-1}, and the second layer's over h1_t (computed in
+# the same step) and h2_{t-1}, without a part outside the loop, one of them with a bias.
+SAME_STEP_VECTOR = HEADER + """
+param W_1: (n_a, n_x)
+param U_1: (n_a, n_a)
+param A_1: (n_a, n_a)
+param B_1: (n_a, n_x)
+param W_2: (n_b, n_a)
+param U_2: (n_b, n_b)
+param A_2: (n_b, n_a)
+param B_2: (n_b, n_b)
+param c_2: n_b
+param W_y: (C, n_b)
+state h1[0] = 0
+state h2[0] = 0
+g1[t] = sigmoid(W_1 @ x[t] + U_1 @ h1[t-1])
+k1[t] = tanh(B_1 @ x[t] + A_1 @ h1[t-1])
+h1[t] = g1[t] * k1[t]
+g2[t] = sigmoid(W_2 @ h1[t] + U_2 @ h2[t-1] + c_2)
+k2[t] = tanh(A_2 @ h1[t] + B_2 @ h2[t-1])
+h2[t] = g2[t] * k2[t] + (1 - g2[t]) * h2[t-1]
+p[t] = softmax(W_y @ h2[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
+# A pre-activation the loss reads directly: its δ has a part outside the loop, so only the
+# forward pass is stacked and the backward pass keeps one array per δ.
+READ_OUTSIDE = HEADER + """
+param W_a: (n_a, n_x)
+param U_a: (n_a, n_a)
+param b_a: n_a
+param W_b: (n_a, n_x)
+param U_b: (n_a, n_a)
+param b_b: n_a
+param W_y: (C, n_a)
+param V_y: (C, n_a)
+state h[0] = 0
+ya[t] = W_a @ x[t] + U_a @ h[t-1] + b_a
+yb[t] = W_b @ x[t] + U_b @ h[t-1] + b_b
+h[t] = sigmoid(ya[t]) * tanh(yb[t])
+p[t] = softmax(W_y @ h[t] + V_y @ ya[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
+# The LSTM of the zoo with its stacked input [h_{t-1}; x_t]: the recurrent blocks are column
+# slices of each W.
+LSTM = (EXAMPLES / "lstm_tagger.sdm").read_text(encoding="utf-8")
+
+CASES = {
+    # name: (model text, what the generated code must contain)
+    "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
+                                          "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
+                                          "np.split(_stack0, [n_a, 2 * n_a], axis=-1)"]),
+    "same-step vector": (SAME_STEP_VECTOR, ["_stack0[i] += h1[i] @ _stack0_W.T",
+                                            "_stack1[i] = h1[i + 1] @ _stack1_W0.T + h2[i] @ _stack1_W1.T + _stack1_b",
+                                            "d_h1[i] = _d_stack1[i] @ _stack1_W0",
+                                            "d_h2[i] += _d_stack1[i + 1] @ _stack1_W1",
+                                            "_g_stack1_1 = _outer(_d_stack1, h2[:-1])"]),
+    "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
+    "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
+                    "_g_stack0_0 = _outer(_d_stack0, z_)"]),
+}
+
+
+def source(text):
+    return render(symderiv.derive(symderiv.parse(text, "x.sdm")), "py", "x.sdm")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_stacked_form_is_generated(case):
+    text, expected = CASES[case]
+    code = source(text)
+    for line in expected:
+        assert line in code, line
+
+
+def test_a_delta_read_outside_the_loop_is_not_stacked():
+    code = source(READ_OUTSIDE)
+    assert "_stack0" in code and "_d_stack0" not in code
+
+
+def test_a_single_gate_is_not_stacked():
+    assert "_stack" not in source((EXAMPLES / "seed_rnn.sdm").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_stacked_module_is_right(case, tmp_path):
+    assert_module_is_right(CASES[case][0], tmp_path, T=4)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_stacked_forward_values_and_batch(case, tmp_path):
+    d = symderiv.derive(symderiv.parse(CASES[case][0], "x.sdm"))
+    m = generated_module(d, tmp_path)
+    dims = {name: 2 + k for k, name in enumerate(m.DIMS)}
+    params = m.init_params(dims, seed=3)
+    _, data = random_point(d.model, dims, 4, seed=4)
+    x = public_data(d.model, data)
+    exact = evaluate(d, dims, 4, params, data)
+    values = m.forward(params, **x)
+    for q in d.model.equations:
+        if q.sequence:
+            ref = np.stack([np.asarray(exact.forward[q.name][t], dtype=float)[:, 0] for t in range(1, 5)])
+            assert np.allclose(values[q.name], ref, rtol=1e-10, atol=1e-12), q.name
+    # A batch of three is the sum of the three examples alone.
+    rng = np.random.default_rng(5)
+    batch = {k: np.stack([v * rng.normal(1, 0.1, v.shape) for _ in range(3)], axis=-1) for k, v in x.items()}
+    batch["r"] = batch["r"] / batch["r"].sum(axis=-2, keepdims=True)
+    loss, grads = m.loss_and_gradients(params, **batch)
+    singles = [m.loss_and_gradients(params, **{k: v[..., j] for k, v in batch.items()}) for j in range(3)]
+    assert np.isclose(loss, sum(s[0] for s in singles), rtol=1e-12)
+    for name in params:
+        assert np.allclose(grads[name], sum(s[1][name] for s in singles), rtol=1e-10, atol=1e-13), name
