@@ -160,17 +160,15 @@ def _run(params, data, want):
     a_z, a_r = np.split(_stack0, [n_h], axis=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
     a_n = _matvec(W_n, x_) + b_n
-    z_ = np.empty((T, B, n_h), dtype)
-    r = np.empty((T, B, n_h), dtype)
+    _stack0_out0 = np.empty((T, B, 2 * n_h), dtype)
+    z_, r = np.split(_stack0_out0, [n_h], axis=-1)
     n = np.empty((T, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product each
+        # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
-        # z_t = σ(a_{z,t})
-        z_[i] = _sigmoid(a_z[i])
-        # r_t = σ(a_{r,t})
-        r[i] = _sigmoid(a_r[i])
+        # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
+        _stack0_out0[i] = _sigmoid(_stack0[i, :, :2 * n_h])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
         a_n[i] += (r[i] * h[i]) @ U_n.T
         # n_t = tanh(a_{n,t})

@@ -158,21 +158,16 @@ def _run(params, data, want):
     _stack0 = _matvec(np.concatenate([W_f[:, n_h:n_h + n_x], W_i[:, n_h:n_h + n_x], W_o[:, n_h:n_h + n_x], W_g[:, n_h:n_h + n_x]]), x_)
     _stack0 += np.concatenate([b_f, b_i, b_o, b_g])
     y_f, y_i, y_o, y_g = np.split(_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
-    f = np.empty((T, B, n_h), dtype)
-    i_ = np.empty((T, B, n_h), dtype)
-    o = np.empty((T, B, n_h), dtype)
+    _stack0_out0 = np.empty((T, B, 3 * n_h), dtype)
+    f, i_, o = np.split(_stack0_out0, [n_h, 2 * n_h], axis=-1)
     g = np.empty((T, B, n_h), dtype)
     c = np.zeros((T + 1, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product each
+        # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
-        # f_t = σ(y_{f,t})
-        f[i] = _sigmoid(y_f[i])
-        # i_t = σ(y_{i,t})
-        i_[i] = _sigmoid(y_i[i])
-        # o_t = σ(y_{o,t})
-        o[i] = _sigmoid(y_o[i])
+        # f_t = σ(y_{f,t}), i_t = σ(y_{i,t}), o_t = σ(y_{o,t}): one call
+        _stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])
         # g_t = tanh(y_{g,t})
         g[i] = np.tanh(y_g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t

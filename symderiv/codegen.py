@@ -411,6 +411,9 @@ class Stack:
     outside: list  # (u, [M_k for each member]) for each vector the parts outside the loop multiply
     consts: list  # the constant terms of each member
     adjoint: str | None = None  # the array their δ are views of, when the backward loop fills them
+    # (f, [f(y_k) …], first k, last k + 1, array): consecutive members under the same elementwise
+    # function, whose values are views of one array computed by one call
+    activations: list = field(default_factory=list)
 
 
 def recurrent(graph: dict[str, set[str]]) -> set[str]:
@@ -598,6 +601,7 @@ class ModulePlan:
         loop = recurrent(reads)
         self.stacks = self._stacks(seq, code_expr, loop)
         stacked = {n: s for s in self.stacks for n in s.members}
+        activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
@@ -613,10 +617,15 @@ class ModulePlan:
                     phase.before.append(Statement(comment, [f"{py} = {pr.code(expr, 'time').text}"]))
             elif n in stacked:  # one array with the others that multiply the same vector in the loop
                 stack = stacked[n]
-                if n == stack.members[-1]:  # after everything the members' parts outside the loop read
+                order = sorted(stack.members, key=seq.index)
+                if n == order[-1]:  # after everything the members' parts outside the loop read
                     phase.before.append(self._stack_before(stack, phase))
-                if n == stack.members[0]:  # before any member is read; the vector is known by then
+                if n == order[0]:  # before any member is read; the vector is known by then
                     phase.loop.append(self._stack_loop(stack))
+            elif n in activated:  # one call for the activations of consecutive members of a stack
+                stack, run = activated[n]
+                if n == min(run[1], key=seq.index):  # after the stack's product, before any is read
+                    phase.loop.append(self._stack_activation(stack, run, phase))
             elif n in loop:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
                 outside = [t for t in _terms(expr) if not (_references(t) & loop)]
@@ -677,16 +686,35 @@ class ModulePlan:
                 if inside:
                     key = (tuple(sorted(inside)), tuple(sorted(outside)))
                     by_key.setdefault(key, []).append((n, inside, outside, consts))
+        # The members' activations: n_k = f(y_k) with nothing else, computed in the loop.
+        activation = {}
+        for n in seq:
+            e = code_expr[n]
+            if n in loop and not self.pads[n] and isinstance(e, Apply) and isinstance(e.arg, At) \
+                    and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
+                activation.setdefault(e.arg.base.name, (e.fname, n))
         stacks = []
         for (inside_keys, outside_keys), found in by_key.items():
             if len(found) < 2:
                 continue
+            # Members with the same activation side by side, so one call computes all of them.
+            fnames = list(dict.fromkeys(activation[f[0]][0] for f in found if f[0] in activation))
+            found.sort(key=lambda f: fnames.index(activation[f[0]][0]) if f[0] in activation else len(fnames))
             name = f"_stack{len(stacks)}"
             inside = [(found[0][1][key][1], [f[1][key][0] for f in found], f"{name}_W{j}" if len(inside_keys) > 1
                        else f"{name}_W") for j, key in enumerate(inside_keys)]
             outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
-            stacks.append(Stack(name, [f[0] for f in found], [self.model[f[0]].shape[0] for f in found],
-                                inside, outside, [f[3] for f in found]))
+            stack = Stack(name, [f[0] for f in found], [self.model[f[0]].shape[0] for f in found],
+                          inside, outside, [f[3] for f in found])
+            start = 0
+            for fname in fnames:
+                run = [k for k, f in enumerate(found) if activation.get(f[0], ("",))[0] == fname]
+                if len(run) > 1:
+                    outputs = [activation[found[k][0]][1] for k in run]
+                    stack.activations.append((fname, outputs, run[0], run[-1] + 1,
+                                              f"{name}_out{len(stack.activations)}"))
+                start += len(run)
+            stacks.append(stack)
         return stacks
 
     def _static_product(self, t):
@@ -744,11 +772,24 @@ class ModulePlan:
         products = [f"{group(self.printer.code(v, 'step').text)} @ {matrix}.T" for v, _, matrix in stack.inside]
         vectors = ", ".join(self.comment_text(v) for v, _, _ in stack.inside)
         if stack.outside:
-            return Statement(f"{refs}: the parts that multiply {vectors}, one product each",
+            each = " each" if len(stack.inside) > 1 else ""
+            return Statement(f"{refs}: the parts that multiply {vectors}, one product{each}",
                              [f"{stack.name}[i] += " + " + ".join(products)])
         if any(stack.consts):
             products.append(f"{stack.name}_b")
         return Statement(f"{refs}: one product with {vectors} each", [f"{stack.name}[i] = " + " + ".join(products)])
+
+    def _stack_activation(self, stack: Stack, run, phase: Phase) -> Statement:
+        fname, outputs, lo, hi, array = run
+        pr, m = self.printer, self.model
+        self.names.table[array] = array
+        start, stop = (pr.size(sp.expand(sum(stack.sizes[:k], sp.Integer(0)))) for k in (lo, hi))
+        phase.alloc += [f"{array} = np.empty((T, B, {pr.size(sp.expand(sum(stack.sizes[lo:hi])))}), dtype)",
+                        f"{', '.join(self.names.value(n) for n in outputs)} = "
+                        f"np.split({array}, {self._split_points(stack.sizes[lo:hi])}, axis=-1)"]
+        block = f"{stack.name}[i, :, {'' if start == '0' else start}:{stop}]"
+        comment = ", ".join(self.comment(m.ref(n), m[n].expr) for n in outputs)
+        return Statement(f"{comment}: one call", [f"{array}[i] = {ELEMENTWISE[fname].numpy.format(x=block)}"])
 
     def _static_split(self):
         m = self.model

@@ -28,7 +28,8 @@ input x[t]: n_x
 target r[t]: C, distribution
 """
 
-# Two gates of different sizes over h_{t-1}; one has no bias, so its constant block is zeros.
+# Four gates over h_{t-1}, one of another size; two have no bias, so their constant blocks are
+# zeros; the sigmoids are not next to each other in the model, and go side by side in the stack.
 DIFFERENT_SIZES = HEADER + """
 param W_a: (n_a, n_x)
 param U_a: (n_a, n_a)
@@ -37,12 +38,17 @@ param W_b: (n_a, n_x)
 param U_b: (n_a, n_a)
 param W_c: (n_a, n_x)
 param U_c: (n_a, n_a)
+param W_e: (n_b, n_x)
+param U_e: (n_b, n_a)
+param b_e: n_b
+param V_e: (n_a, n_b)
 param W_y: (C, n_a)
 state h[0] = 0
 a[t] = sigmoid(W_a @ x[t] + U_a @ h[t-1] + b_a)
 b[t] = tanh(W_b @ x[t] + U_b @ h[t-1])
 c[t] = sigmoid(U_c @ h[t-1] + W_c @ x[t])
-h[t] = a[t] * h[t-1] + c[t] * b[t]
+e[t] = sigmoid(W_e @ x[t] + U_e @ h[t-1] + b_e)
+h[t] = a[t] * h[t-1] + c[t] * b[t] + V_e @ e[t]
 p[t] = softmax(W_y @ h[t])
 loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
@@ -98,8 +104,11 @@ LSTM = (EXAMPLES / "lstm_tagger.sdm").read_text(encoding="utf-8")
 CASES = {
     # name: (model text, what the generated code must contain)
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
+                                          # the two sigmoids side by side, computed by one call
+                                          "_stack0_W = np.concatenate([U_a, U_c, U_e, U_b])",
+                                          "_stack0_out0[i] = _sigmoid(_stack0[i, :, :n_b + 2 * n_a])",
                                           "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
-                                          "np.split(_stack0, [n_a, 2 * n_a], axis=-1)"]),
+                                          "np.split(_stack0, [n_a, 2 * n_a, n_b + 2 * n_a], axis=-1)"]),
     "same-step vector": (SAME_STEP_VECTOR, ["_stack0[i] += h1[i] @ _stack0_W.T",
                                             "_stack1[i] = h1[i + 1] @ _stack1_W0.T + h2[i] @ _stack1_W1.T + _stack1_b",
                                             "d_h1[i] = _d_stack1[i] @ _stack1_W0",
@@ -107,6 +116,7 @@ CASES = {
                                             "_g_stack1_1 = _outer(_d_stack1, h2[:-1])"]),
     "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
+                    "_stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])",
                     "_g_stack0_0 = _outer(_d_stack0, z_)"]),
 }
 
