@@ -1090,6 +1090,10 @@ class _Builder:
         a, b = args
         for x, n in zip(args, node.args):
             self._need_vector(n, x, fname)
+        sa, sb = (tuple(map(self._resolve, x.shape)) for x in args)
+        if (sa == (1, 1)) != (sb == (1, 1)) and not any(_pending(x) for x in sa + sb):  # no broadcasting here
+            raise self._error(node, f"shape mismatch in {fname}(): {self._text(node.args[0])} is {_shape_text(sa)} "
+                                    f"but {self._text(node.args[1])} is {_shape_text(sb)}")
         self._conform(node, a, b, ",", f"{fname}()")
         if fname == "cross_entropy":
             return neg(matmul(transpose(a), _log(b)))

@@ -187,6 +187,13 @@ def test_shape_mismatch_in_a_function_of_two_vectors(tmp_path):
     check(tmp_path, text, 6, 14, "shape mismatch", "cross_entropy", "n_in", "n_out")
 
 
+@pytest.mark.parametrize("fname", ["cross_entropy", "squared_error"])
+def test_a_function_of_two_vectors_does_not_broadcast_a_scalar(tmp_path, fname):
+    # Found by the fuzzing: a scalar against a vector of a literal size reached SymPy's ShapeError.
+    text = f"dim n\ninput a: scalar\nloss x = sum({fname}(a, concat(a, a)))\n"
+    check(tmp_path, text, 3, 14, "shape mismatch", fname, "a is a scalar", "size 2")
+
+
 def test_shape_mismatch_of_a_lagged_quantity(tmp_path):
     # h is n_out, but W.T @ h[t-1] needs h[t-1] to have n_out rows and gives n_in ones:
     # h[t] = W.T @ h[t-1] is reported where h is defined (column 8, start of the expression)
