@@ -42,13 +42,16 @@ def _sigmoid(x):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = z - z.max(axis=-1, keepdims=True)  # one new array, then in place
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def _log_softmax(z):
     s = z - z.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
 def _concat(*parts):
@@ -119,6 +122,11 @@ def _prepare(params, data):
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (INPUTS[k][1] == "scalar") else a[..., None, :]
         out[k] = a
+    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
+    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
+    out = {k: np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in out.items()}
     return p, out, batched, dtype
 
 
@@ -159,7 +167,8 @@ def _run(params, data, want):
     _stack0 += np.concatenate([b_z, b_r])
     a_z, a_r = np.split(_stack0, [n_h], axis=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
-    a_n = _matvec(W_n, x_) + b_n
+    a_n = _matvec(W_n, x_)
+    a_n += b_n
     _stack0_out0 = np.empty((T, B, 2 * n_h), dtype)
     z_, r = np.split(_stack0_out0, [n_h], axis=-1)
     n = np.empty((T, B, n_h), dtype)
@@ -176,7 +185,8 @@ def _run(params, data, want):
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
         h[i + 1] = (1 - z_[i]) * h[i] + z_[i] * n[i]
     # ŷ_t = W_y h_t + b_y
-    y_hat = _matvec(W_y, h[1:]) + b_y
+    y_hat = _matvec(W_y, h[1:])
+    y_hat += b_y
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
     L = np.sum((1 / 2) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())

@@ -39,13 +39,16 @@ def _sigmoid(x):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = z - z.max(axis=-1, keepdims=True)  # one new array, then in place
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def _log_softmax(z):
     s = z - z.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
 def _concat(*parts):
@@ -113,6 +116,11 @@ def _prepare(params, data):
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (INPUTS[k][1] == "scalar") else a[..., None, :]
         out[k] = a
+    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
+    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
+    out = {k: np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in out.items()}
     return p, out, batched, dtype
 
 
@@ -143,7 +151,8 @@ def _run(params, data, want):
 
     # ---- forward ----
     # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b: the part that does not depend on the recurrence
-    y_h = _matvec(W, x_) + b
+    y_h = _matvec(W, x_)
+    y_h += b
     h = np.zeros((T + 2, B, n_h), dtype)
     h[0] = h_prev  # h_{-1}
     h[1] = h_init  # h_0
@@ -153,7 +162,8 @@ def _run(params, data, want):
         # h_t = tanh(y_{h,t})
         h[i + 2] = np.tanh(y_h[i])
     # y_{p,t} = W_y h_t + b_y
-    y_p = _matvec(W_y, h[2:]) + b_y
+    y_p = _matvec(W_y, h[2:])
+    y_p += b_y
     # p_t = softmax(y_{p,t})
     p_ = _softmax(y_p)
     # L = −Σ_t r_tᵀ log(p_t)

@@ -40,13 +40,16 @@ def _sigmoid(x):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = z - z.max(axis=-1, keepdims=True)  # one new array, then in place
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def _log_softmax(z):
     s = z - z.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
 def _concat(*parts):
@@ -117,6 +120,11 @@ def _prepare(params, data):
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (INPUTS[k][1] == "scalar") else a[..., None, :]
         out[k] = a
+    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
+    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
+    out = {k: np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in out.items()}
     return p, out, batched, dtype
 
 
@@ -148,11 +156,13 @@ def _run(params, data, want):
 
     # ---- forward ----
     # y_{a,t} = W^(in) x_t + b^(in)
-    y_a = _matvec(W_in, x_) + b_in
+    y_a = _matvec(W_in, x_)
+    y_a += b_in
     # a^(in)_t = σ(y_{a,t})
     a_in = _sigmoid(y_a)
     # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    y_h = _matvec(U, a_in) + b_h
+    y_h = _matvec(U, a_in)
+    y_h += b_h
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
         # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h
@@ -160,11 +170,13 @@ def _run(params, data, want):
         # h_t = σ(y_{h,t})
         h[i + 1] = _sigmoid(y_h[i])
     # y_{o,t} = W h_t + b_o
-    y_o = _matvec(W, h[1:]) + b_o
+    y_o = _matvec(W, h[1:])
+    y_o += b_o
     # o_t = σ(y_{o,t})
     o = _sigmoid(y_o)
     # h^(out)_t = W^(out) o_t + b^(out)
-    h_out = _matvec(W_out, o) + b_out
+    h_out = _matvec(W_out, o)
+    h_out += b_out
     # r̂_t = softmax(h^(out)_t)
     r_hat = _softmax(h_out)
     # L = −Σ_t r_tᵀ log(r̂_t)
@@ -190,7 +202,9 @@ def _run(params, data, want):
     # δh^(out)_t = r̂_t − r_t
     d_h_out = r_hat - r
     # δy_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
-    d_y_o = _matvec(W_out.T, d_h_out) * o * (1 - o)
+    d_y_o = _matvec(W_out.T, d_h_out)
+    d_y_o *= o
+    d_y_o *= 1 - o
     # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W.T, d_y_o)
     # h_t ⊙ (1 − h_t), for every step at once
@@ -203,7 +217,9 @@ def _run(params, data, want):
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
         d_y_h[i] = _d_y_h_0[i] * d_h[i]
     # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
-    d_y_a = _matvec(U.T, d_y_h) * a_in * (1 - a_in)
+    d_y_a = _matvec(U.T, d_y_h)
+    d_y_a *= a_in
+    d_y_a *= 1 - a_in
     # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ
     g_W_in = _outer(d_y_a, x_)
     # ∂L/∂b^(in) = Σ_t δy_{a,t}

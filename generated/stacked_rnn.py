@@ -39,13 +39,16 @@ def _sigmoid(x):
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = z - z.max(axis=-1, keepdims=True)  # one new array, then in place
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def _log_softmax(z):
     s = z - z.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    return s
 
 
 def _concat(*parts):
@@ -114,6 +117,11 @@ def _prepare(params, data):
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (INPUTS[k][1] == "scalar") else a[..., None, :]
         out[k] = a
+    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
+    if len(set(sizes.values())) > 1:
+        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
+    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
+    out = {k: np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in out.items()}
     return p, out, batched, dtype
 
 
@@ -145,7 +153,8 @@ def _run(params, data, want):
 
     # ---- forward ----
     # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1: the part that does not depend on the recurrence
-    y_h_1 = _matvec(W_1, x_) + b_1
+    y_h_1 = _matvec(W_1, x_)
+    y_h_1 += b_1
     h_1 = np.zeros((T + 1, B, n_1), dtype)
     y_h_2 = np.empty((T, B, n_2), dtype)
     h_2 = np.zeros((T + 1, B, n_2), dtype)
@@ -159,7 +168,8 @@ def _run(params, data, want):
         # h_{2,t} = tanh(y_{h,2,t})
         h_2[i + 1] = np.tanh(y_h_2[i])
     # y_{p,t} = W_y h_{2,t} + b_y
-    y_p = _matvec(W_y, h_2[1:]) + b_y
+    y_p = _matvec(W_y, h_2[1:])
+    y_p += b_y
     # p_t = softmax(y_{p,t})
     p_ = _softmax(y_p)
     # L = −Σ_t r_tᵀ log(p_t)

@@ -614,7 +614,7 @@ class ModulePlan:
                     phase.before.append(Statement(comment, self._padded(n) + [
                         f"{py}[{pad}:] = {pr.code(expr, 'time').text}"]))
                 else:
-                    phase.before.append(Statement(comment, [f"{py} = {pr.code(expr, 'time').text}"]))
+                    phase.before.append(Statement(comment, self._assign_time(py, expr)))
             elif n in stacked:  # one array with the others that multiply the same vector in the loop
                 stack = stacked[n]
                 order = sorted(stack.members, key=seq.index)
@@ -635,15 +635,14 @@ class ModulePlan:
                 if outside and inside and pr.code(_sum(outside), "time").timed:
                     phase.before.append(Statement(f"{comment}: the part that does not depend on the recurrence",
                                                   self._padded(n) + [
-                        f"{py}[{pad}:] = {pr.code(_sum(outside), 'time').text}" if pad else
-                        f"{py} = {pr.code(_sum(outside), 'time').text}"]))
+                        f"{py}[{pad}:] = {pr.code(_sum(outside), 'time').text}"] if pad else
+                        self._assign_time(py, _sum(outside))))
                     phase.loop.append(Statement(comment, [f"{target} += {pr.code(_sum(inside), 'step').text}"]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
                     phase.loop.append(Statement(comment, [f"{target} = {pr.code(expr, 'step').text}"]))
             else:
-                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else \
-                    [f"{py} = {pr.code(expr, 'time').text}"]
+                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._assign_time(py, expr)
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
@@ -969,6 +968,36 @@ class ModulePlan:
                 out.update({g.name: None for g in grads[1:]})
         return out
 
+    def _assign_time(self, py: str, e) -> list[str]:
+        """``py = e`` for all steps at once, updating in place the new array a product gives.
+
+        W x + b is ``py = _matvec(W, x)`` then ``py += b``, and (Wᵀ δ) ⊙ s ⊙ (1 − s) is
+        ``py = _matvec(W.T, δ)`` then ``py *= s`` …: the same values, without a new array of
+        all steps per operation (each costs its memory traffic and, fresh, its page faults).
+        """
+        pr = self.printer
+        whole = pr.code(e, "time")
+        if isinstance(e, (MatAdd, HadamardProduct)) and whole.timed:
+            fresh = next((a for a in e.args if isinstance(a, MatMul)
+                          and pr.code(a, "time").text.startswith("_matvec(") and pr.code(a, "time").timed), None)
+            if fresh is not None:
+                lines = [f"{py} = {pr.code(fresh, 'time').text}"]
+                for a in e.args:
+                    if a is fresh:
+                        continue
+                    if isinstance(e, MatAdd):
+                        c, rest = coeff_and_rest(a)
+                        if c == -1:
+                            lines.append(f"{py} -= {pr.code(rest, 'time').text}")
+                        else:
+                            lines.append(f"{py} += {pr.code(a, 'time').text}")
+                    elif isinstance(a, HadamardPower) and a.args[1] == -1:
+                        lines.append(f"{py} /= {pr.code(a.args[0], 'time').text}")
+                    else:
+                        lines.append(f"{py} *= {pr.code(a, 'time').text}")
+                return lines
+        return [f"{py} = {whole.text}"]
+
     def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
         """Compute the factors of a loop term that only read forward values for all steps first.
 
@@ -997,8 +1026,10 @@ class ModulePlan:
             by_offset.setdefault(offset, []).append(t)
         lines = [] if 0 in by_offset else [zeros]
         for offset, ts in sorted(by_offset.items()):
-            code = self.printer.code(_sum(ts), "time", offset).text
-            lines.append(f"{py} = {code}" if offset == 0 else f"{py}[:-{offset}] += {code}")
+            if offset == 0:
+                lines += self._assign_time(py, _sum(ts))
+            else:
+                lines.append(f"{py}[:-{offset}] += {self.printer.code(_sum(ts), 'time', offset).text}")
         return lines
 
     def _static_adjoint(self, a) -> Statement:

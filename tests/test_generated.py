@@ -151,3 +151,26 @@ def test_forward_returns_every_quantity_in_the_public_layout(seed_module):
     assert np.isclose(float(values["L"]), m.loss(params, **seed_data(T=4)))
     batched = m.forward(params, **seed_data(T=4, B=2))
     assert batched["h"].shape == (4, 5, 2) and batched["L"].shape == (2,)
+
+
+def test_an_input_without_the_batch_axis_is_shared_by_every_example(seed_module):
+    # The code updates arrays in place (y = W x; y += b), so an unbatched input must behave as
+    # the same input given to every example, whichever operand it ends up in.
+    m = seed_module
+    params = m.init_params(SEED_DIMS, seed=6)
+    data = seed_data(B=3, seed=7)
+    x = data["x"][..., 0]
+    shared = m.loss_and_gradients(params, x=x, r=data["r"])
+    tiled = m.loss_and_gradients(params, x=np.repeat(x[..., None], 3, axis=-1), r=data["r"])
+    assert np.isclose(shared[0], tiled[0], rtol=1e-13)
+    for name in params:
+        assert np.allclose(shared[1][name], tiled[1][name], rtol=1e-12, atol=1e-15), name
+    values = m.forward(params, x=x, r=data["r"])
+    assert values["h"].shape == (4, SEED_DIMS["n_h"], 3)
+
+
+def test_different_batch_sizes_are_refused(seed_module):
+    m = seed_module
+    data = seed_data(B=3)
+    with pytest.raises(ValueError, match="batch sizes differ: x has 2, r has 3"):
+        m.loss(m.init_params(SEED_DIMS), x=data["x"][..., :2], r=data["r"])
