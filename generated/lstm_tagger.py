@@ -218,12 +218,14 @@ def _run(params, data, want):
     d_y_p = p_ - r
     # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_p)
+    # tanh(c_t), for every step at once, read below
+    _tanh_c = np.tanh(c[1:])
     # o_t ⊙ (1 − tanh²(c_t)), for every step at once
-    _d_c_0 = o * (1 - (np.tanh(c[1:]) ** 2))
+    _d_c_0 = o * (1 - (_tanh_c ** 2))
     # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
     _d_y_g_0 = i_ * (1 - (g ** 2))
     # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
-    _d_y_o_0 = np.tanh(c[1:]) * o * (1 - o)
+    _d_y_o_0 = _tanh_c * o * (1 - o)
     # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
     _d_y_i_0 = g * i_ * (1 - i_)
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once

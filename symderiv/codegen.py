@@ -366,6 +366,12 @@ class NumpyPrinter(Printer):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
 
 
+def _applied_value(e) -> bool:
+    """f(q_{t+k}) for an elementwise f and a forward sequence quantity q."""
+    return (isinstance(e, Apply) and isinstance(e.arg, At) and not isinstance(e.arg.base, Delta)
+            and e.arg.offset >= 0 and e.fname in ELEMENTWISE)  # q_{t−1} would need the initial state
+
+
 def _is_sigmoid(e) -> bool:
     return isinstance(e, Apply) and e.fname == "sigmoid"
 
@@ -839,6 +845,13 @@ class ModulePlan:
         reads = {n: set().union(*(_adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
         stacks = self._adjoint_stacks(terms, seq, loop)
+        self.shared, self.applied_counts = {}, {}
+        for n in loop & set(terms):
+            for _, t in terms[n]:
+                for node in sp.preorder_traversal(t):
+                    if _applied_value(node):
+                        key = (node.fname, node.arg.base.name)
+                        self.applied_counts[key] = self.applied_counts.get(key, 0) + 1
         phase = Phase()
         seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
         for a in statics:
@@ -862,7 +875,7 @@ class ModulePlan:
                 loop_lines, guard = [], None
                 for k, (offset, t) in enumerate(inside):
                     t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
-                    code = pr.code(t, "step").text
+                    code = pr.code(self._share_applied(t, phase), "step").text
                     if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
                         if offset != guard:
                             loop_lines.append(f"if i + {offset} < T:")
@@ -998,6 +1011,28 @@ class ModulePlan:
                 return lines
         return [f"{py} = {whole.text}"]
 
+    def _share_applied(self, e, phase: Phase):
+        """f(q_{t+k}) read by more than one loop term (tanh(c_t) in an LSTM's δc and δy_o): computed
+        once for all steps, before the arrays that read it."""
+        found = {node for node in sp.preorder_traversal(e) if _applied_value(node)}
+        for node in sorted(found, key=str):
+            key = (node.fname, node.arg.base.name)
+            if self.applied_counts.get(key, 0) < 2:
+                continue
+            if key not in self.shared:
+                name = f"_{node.fname}_{self.names.value(node.arg.base.name).rstrip('_')}"
+                while name in self.names.table:
+                    name += "_"
+                self.names.table[name] = name
+                self.pads[name] = 0
+                self.batched.add(name)
+                self.shared[key] = MatrixSymbol(name, *node.shape)
+                whole = Apply(node.fname, At(node.arg.base, 0))
+                phase.before.append(Statement(f"{self.comment_text(whole)}, for every step at once, read below",
+                                              [f"{name} = {self.printer.code(whole, 'time').text}"]))
+            e = e.xreplace({node: At(self.shared[key], node.arg.offset)})
+        return e
+
     def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
         """Compute the factors of a loop term that only read forward values for all steps first.
 
@@ -1015,8 +1050,10 @@ class ModulePlan:
         self.pads[name] = 0
         self.batched.add(name)
         factor = hadamard(*values)
+        comment = f"{self.comment_text(factor)}, for every step at once"
+        factor = self._share_applied(factor, phase)
         code = self.printer.code(factor, "time", offset).text
-        phase.before.append(Statement(f"{self.comment_text(factor)}, for every step at once", [f"{name} = {code}"]))
+        phase.before.append(Statement(comment, [f"{name} = {code}"]))
         return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if _adjoint_references(f)]))
 
     def _accumulate(self, py: str, terms, zeros: str) -> list[str]:

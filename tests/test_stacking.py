@@ -1,9 +1,11 @@
-"""Stacked products in the generated code: pre-activations W_k v_t + … that multiply the same
+"""Rewrites for speed in the generated code. Stacked products: pre-activations W_k v_t + … that
 vector v_t in the time loop (the gates of an LSTM or GRU) are views of one array, so the loop
 does one product per step for all of them, the backward loop one for all their δ, and their
 weight gradients are one product over all steps, split by rows.
 
-Each model here exercises one case of that rewrite; each is checked against symderiv's own
+And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps.
+
+Each model here exercises one case of these rewrites; each is checked against symderiv's own
 evaluation and central differences (``assert_module_is_right``), batched against the sum of
 single examples, and its forward values against the evaluator, so a wrong block, offset or
 split point fails.
@@ -101,6 +103,26 @@ loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 # slices of each W.
 LSTM = (EXAMPLES / "lstm_tagger.sdm").read_text(encoding="utf-8")
 
+# tanh(c_t) read by the loop terms of δc (twice) and of δy_o: computed once for all steps;
+# tanh(c_{t-1}) (in δy_f) reads the initial state and is left where it is.
+SHARED_TANH = HEADER + """
+param W_f: (n_a, n_x)
+param U_f: (n_a, n_a)
+param W_o: (n_a, n_x)
+param U_o: (n_a, n_a)
+param W_c: (n_a, n_x)
+param U_c: (n_a, n_a)
+param W_y: (C, n_a)
+state h[0] = 0
+state c[0] = 0
+f[t] = sigmoid(W_f @ x[t] + U_f @ h[t-1])
+o[t] = sigmoid(W_o @ x[t] + U_o @ h[t-1])
+c[t] = f[t] * c[t-1] + tanh(W_c @ x[t] + U_c @ h[t-1])
+h[t] = o[t] * tanh(c[t]) + f[t] * tanh(c[t-1])
+p[t] = softmax(W_y @ h[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
 CASES = {
     # name: (model text, what the generated code must contain)
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
@@ -115,9 +137,11 @@ CASES = {
                                             "d_h2[i] += _d_stack1[i + 1] @ _stack1_W1",
                                             "_g_stack1_1 = _outer(_d_stack1, h2[:-1])"]),
     "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
+    "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
+                                  "_d_f_0 = np.tanh(c[:-1])"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
                     "_stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])",
-                    "_g_stack0_0 = _outer(_d_stack0, z_)"]),
+                    "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])"]),
 }
 
 
