@@ -1,4 +1,4 @@
-"""Rewrites for speed in the generated code. Stacked products: pre-activations W_k v_t + … that
+"""Rewrites for speed in the generated code. Stacked products: pre-activations W_k v_t + … that multiply the same
 vector v_t in the time loop (the gates of an LSTM or GRU) are views of one array, so the loop
 does one product per step for all of them, the backward loop one for all their δ, and their
 weight gradients are one product over all steps, split by rows.
