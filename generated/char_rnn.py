@@ -153,9 +153,10 @@ def _run(params, data, want):
     y = _matvec(W_hy, h[1:])
     y += b_y
     # p_t = softmax(y_t)
-    p_ = _softmax(y)
+    _log_p = _log_softmax(y)
+    p_ = np.exp(_log_p)
     # L = −Σ_t r_tᵀ log(p_t)
-    L = np.sum(-np.sum(r * _log_softmax(y), axis=-1, keepdims=True), axis=0)
+    L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -167,7 +168,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del a_h, y  # not read by the backward pass
+    del a_h, y, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_t = p_t − r_t

@@ -165,9 +165,10 @@ def _run(params, data, want):
     y_p = _matvec(W_y, h[2:])
     y_p += b_y
     # p_t = softmax(y_{p,t})
-    p_ = _softmax(y_p)
+    _log_p = _log_softmax(y_p)
+    p_ = np.exp(_log_p)
     # L = −Σ_t r_tᵀ log(p_t)
-    L = np.sum(-np.sum(r * _log_softmax(y_p), axis=-1, keepdims=True), axis=0)
+    L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -179,7 +180,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del y_h, y_p  # not read by the backward pass
+    del y_h, y_p, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_{p,t} = p_t − r_t

@@ -178,9 +178,10 @@ def _run(params, data, want):
     h_out = _matvec(W_out, o)
     h_out += b_out
     # r̂_t = softmax(h^(out)_t)
-    r_hat = _softmax(h_out)
+    _log_r_hat = _log_softmax(h_out)
+    r_hat = np.exp(_log_r_hat)
     # L = −Σ_t r_tᵀ log(r̂_t)
-    L = np.sum(-np.sum(r * _log_softmax(h_out), axis=-1, keepdims=True), axis=0)
+    L = np.sum(-np.sum(r * _log_r_hat, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -196,7 +197,7 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del y_a, y_h, y_o, h_out  # not read by the backward pass
+    del y_a, y_h, y_o, h_out, _log_r_hat  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δh^(out)_t = r̂_t − r_t

@@ -137,6 +137,7 @@ class NumpyPrinter(Printer):
         super().__init__()
         self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
         self.mode, self.window = "static", 0
+        self.logs: dict[str, str] = {}  # softmax quantity → the array of its log, where the plan made one
 
     def code(self, e, mode: str = "static", window: int = 0) -> Code:
         saved = self.mode, self.window
@@ -303,6 +304,8 @@ class NumpyPrinter(Printer):
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
+            if isinstance(e.arg, At) and not isinstance(e.arg.base, Delta) and e.arg.base.name in self.logs:
+                return self.at(e.arg.base.name, self.logs[e.arg.base.name], e.arg.offset, False)  # computed already
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
@@ -364,6 +367,12 @@ class NumpyPrinter(Printer):
 
     def emptyPrinter(self, e):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+
+
+def _names_value(e, name: str) -> bool:
+    """``e`` is the value of the quantity ``name`` (at some step)."""
+    return (isinstance(e, At) and not isinstance(e.base, Delta) and e.base.name == name) or \
+        (isinstance(e, MatrixSymbol) and e.name == name)
 
 
 def _applied_value(e) -> bool:
@@ -620,7 +629,7 @@ class ModulePlan:
                     phase.before.append(Statement(comment, self._padded(n) + [
                         f"{py}[{pad}:] = {pr.code(expr, 'time').text}"]))
                 else:
-                    phase.before.append(Statement(comment, self._assign_time(py, expr)))
+                    phase.before.append(Statement(comment, self._time_lines(n, py, expr)))
             elif n in stacked:  # one array with the others that multiply the same vector in the loop
                 stack = stacked[n]
                 order = sorted(stack.members, key=seq.index)
@@ -648,7 +657,7 @@ class ModulePlan:
                     phase.alloc.extend(self._padded(n, empty=True))
                     phase.loop.append(Statement(comment, [f"{target} = {pr.code(expr, 'step').text}"]))
             else:
-                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._assign_time(py, expr)
+                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._time_lines(n, py, expr)
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
@@ -981,6 +990,21 @@ class ModulePlan:
                 out.update({g.name: None for g in grads[1:]})
         return out
 
+    def _time_lines(self, n: str, py: str, e) -> list[str]:
+        """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) through
+        that log, computed once: log p = log_softmax(z), p = exp(log p)."""
+        m = self.model
+        if type(e) is Softmax and any(
+                isinstance(node, Apply) and node.fname == "log" and _names_value(node.arg, n)
+                for q in m.equations if q.name != n and q.expr is not None for node in sp.preorder_traversal(q.expr)):
+            log = f"_log_{py.rstrip('_')}"
+            while log in self.names.table:
+                log += "_"
+            self.names.table[log] = log
+            self.printer.logs[n] = log
+            return [f"{log} = _log_softmax({self.printer.code(e.arg, 'time').text})", f"{py} = np.exp({log})"]
+        return self._assign_time(py, e)
+
     def _assign_time(self, py: str, e) -> list[str]:
         """``py = e`` for all steps at once, updating in place the new array a product gives.
 
@@ -1132,6 +1156,7 @@ class ModulePlan:
                 if q.role != "loss" and self.names.value(q.name) not in used]
         # The array the members of a stack are views of, once none of them is read.
         free += [s.name for s in self.stacks if all(self.names.value(n) in free for n in s.members)]
+        free += [log for log in self.printer.logs.values() if log not in used]
         return free
 
 

@@ -3,7 +3,8 @@ vector v_t in the time loop (the gates of an LSTM or GRU) are views of one array
 does one product per step for all of them, the backward loop one for all their δ, and their
 weight gradients are one product over all steps, split by rows.
 
-And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps.
+And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps; a
+softmax whose log the loss reads is computed through that log, once.
 
 Each model here exercises one case of these rewrites; each is checked against symderiv's own
 evaluation and central differences (``assert_module_is_right``), batched against the sum of
@@ -141,7 +142,9 @@ CASES = {
                                   "_d_f_0 = np.tanh(c[:-1])"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
                     "_stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])",
-                    "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])"]),
+                    "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])",
+                    # the cross-entropy reads log p, computed once with p
+                    "_log_p = _log_softmax(y_p)", "p_ = np.exp(_log_p)", "r * _log_p,"]),
 }
 
 
@@ -160,6 +163,12 @@ def test_the_stacked_form_is_generated(case):
 def test_a_delta_read_outside_the_loop_is_not_stacked():
     code = source(READ_OUTSIDE)
     assert "_stack0" in code and "_d_stack0" not in code
+
+
+def test_a_softmax_whose_log_is_not_read_is_computed_directly():
+    text = SHARED_TANH.replace("cross_entropy", "squared_error")
+    code = source(text)
+    assert "p_ = _softmax(y_p)" in code and "_log_softmax" not in code
 
 
 def test_a_single_gate_is_not_stacked():
