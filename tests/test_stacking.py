@@ -168,7 +168,7 @@ def test_a_delta_read_outside_the_loop_is_not_stacked():
 def test_a_softmax_whose_log_is_not_read_is_computed_directly():
     text = SHARED_TANH.replace("cross_entropy", "squared_error")
     code = source(text)
-    assert "p_ = _softmax(y_p)" in code and "_log_softmax" not in code
+    assert "p_ = _softmax(y_p)" in code and "_log_softmax(y_p)" not in code
 
 
 def test_a_single_gate_is_not_stacked():
