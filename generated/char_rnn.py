@@ -26,9 +26,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -148,7 +148,7 @@ def _run(params, data, want):
         # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
         a_h[i] += h[i] @ W_hh.T
         # h_t = tanh(a_{h,t})
-        h[i + 1] = np.tanh(a_h[i])
+        np.tanh(a_h[i], out=h[i + 1])
     # y_t = W^(hy) h_t + b_y
     y = _matvec(W_hy, h[1:])
     y += b_y
@@ -183,7 +183,7 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h[i] += d_a_h[i + 1] @ W_hh
         # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_a_h[i] = _d_a_h_0[i] * d_h[i]
+        np.multiply(_d_a_h_0[i], d_h[i], out=d_a_h[i])
     # ∂L/∂W^(xh) = Σ_t δa_{h,t} x_tᵀ
     g_W_xh = _outer(d_a_h, x_)
     # ∂L/∂W^(hh) = Σ_t δa_{h,t} h_{t−1}ᵀ

@@ -32,9 +32,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -177,13 +177,14 @@ def _run(params, data, want):
         # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
         # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-        _stack0_out0[i] = _sigmoid(_stack0[i, :, :2 * n_h])
+        _sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
         a_n[i] += (r[i] * h[i]) @ U_n.T
         # n_t = tanh(a_{n,t})
-        n[i] = np.tanh(a_n[i])
+        np.tanh(a_n[i], out=n[i])
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        h[i + 1] = (1 - z_[i]) * h[i] + z_[i] * n[i]
+        np.multiply(1 - z_[i], h[i], out=h[i + 1])
+        h[i + 1] += z_[i] * n[i]
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:])
     y_hat += b_y
@@ -229,11 +230,11 @@ def _run(params, data, want):
             d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
             d_h[i] += _d_stack0[i + 1] @ _stack0_W
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        d_a_n[i] = _d_a_n_0[i] * d_h[i]
+        np.multiply(_d_a_n_0[i], d_h[i], out=d_a_n[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        d_a_r[i] = _d_a_r_0[i] * (d_a_n[i] @ U_n)
+        np.multiply(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
         # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-        d_a_z[i] = _d_a_z_0[i] * d_h[i]
+        np.multiply(_d_a_z_0[i], d_h[i], out=d_a_z[i])
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

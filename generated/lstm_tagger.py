@@ -31,9 +31,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -175,13 +175,15 @@ def _run(params, data, want):
         # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
         # f_t = σ(y_{f,t}), i_t = σ(y_{i,t}), o_t = σ(y_{o,t}): one call
-        _stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])
+        _sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])
         # g_t = tanh(y_{g,t})
-        g[i] = np.tanh(y_g[i])
+        np.tanh(y_g[i], out=g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-        c[i + 1] = f[i] * c[i] + i_[i] * g[i]
+        np.multiply(f[i], c[i], out=c[i + 1])
+        c[i + 1] += i_[i] * g[i]
         # h_t = o_t ⊙ tanh(c_t)
-        h[i + 1] = o[i] * np.tanh(c[i + 1])
+        np.tanh(c[i + 1], out=h[i + 1])
+        h[i + 1] *= o[i]
     # z_t = [h_{t−1}; x_t]
     z_ = _concat(h[:-1], x_)
     # y_{p,t} = W_y h_t + b_y
@@ -239,17 +241,17 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h[i] += _d_stack0[i + 1] @ _stack0_W
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-        d_c[i] = _d_c_0[i] * d_h[i]
+        np.multiply(_d_c_0[i], d_h[i], out=d_c[i])
         if i + 1 < T:
             d_c[i] += f[i + 1] * d_c[i + 1]
         # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        d_y_g[i] = _d_y_g_0[i] * d_c[i]
+        np.multiply(_d_y_g_0[i], d_c[i], out=d_y_g[i])
         # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        d_y_o[i] = _d_y_o_0[i] * d_h[i]
+        np.multiply(_d_y_o_0[i], d_h[i], out=d_y_o[i])
         # δy_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        d_y_i[i] = _d_y_i_0[i] * d_c[i]
+        np.multiply(_d_y_i_0[i], d_c[i], out=d_y_i[i])
         # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        d_y_f[i] = _d_y_f_0[i] * d_c[i]
+        np.multiply(_d_y_f_0[i], d_c[i], out=d_y_f[i])
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
     # ∂L/∂W_i = Σ_t δy_{i,t} z_tᵀ

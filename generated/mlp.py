@@ -27,9 +27,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5

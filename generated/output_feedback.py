@@ -27,9 +27,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -155,9 +155,10 @@ def _run(params, data, want):
         # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h
         a_h[i] += y[i] @ W_f.T
         # h_t = tanh(a_{h,t})
-        h[i] = np.tanh(a_h[i])
+        np.tanh(a_h[i], out=h[i])
         # y_t = W_y h_t + b_y
-        y[i + 1] = h[i] @ W_y.T + b_y
+        y[i + 1] = h[i] @ W_y.T
+        y[i + 1] += b_y
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = np.sum((1 / 2) * np.sum((y[1:] - y_ref) * (y[1:] - y_ref), axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
@@ -183,7 +184,7 @@ def _run(params, data, want):
         if i + 1 < T:
             d_y[i] += d_a_h[i + 1] @ W_f
         # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        d_a_h[i] = _d_a_h_0[i] * (d_y[i] @ W_y)
+        np.multiply(_d_a_h_0[i], d_y[i] @ W_y, out=d_a_h[i])
     # ∂L/∂W_x = Σ_t δa_{h,t} x_tᵀ
     g_W_x = _outer(d_a_h, x_)
     # ∂L/∂W_f = Σ_t δa_{h,t} y_{t−1}ᵀ

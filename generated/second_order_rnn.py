@@ -29,9 +29,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -160,7 +160,7 @@ def _run(params, data, want):
         # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
         y_h[i] += h[i + 1] @ A_1.T + h[i] @ A_2.T
         # h_t = tanh(y_{h,t})
-        h[i + 2] = np.tanh(y_h[i])
+        np.tanh(y_h[i], out=h[i + 2])
     # y_{p,t} = W_y h_t + b_y
     y_p = _matvec(W_y, h[2:])
     y_p += b_y
@@ -197,7 +197,7 @@ def _run(params, data, want):
         if i + 2 < T:
             d_h[i] += d_y_h[i + 2] @ A_2
         # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_y_h[i] = _d_y_h_0[i] * d_h[i]
+        np.multiply(_d_y_h_0[i], d_h[i], out=d_y_h[i])
     # ∂L/∂W = Σ_t δy_{h,t} x_tᵀ
     g_W = _outer(d_y_h, x_)
     # ∂L/∂A_1 = Σ_t δy_{h,t} h_{t−1}ᵀ

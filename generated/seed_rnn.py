@@ -30,9 +30,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -168,7 +168,7 @@ def _run(params, data, want):
         # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h
         y_h[i] += h[i] @ V.T
         # h_t = σ(y_{h,t})
-        h[i + 1] = _sigmoid(y_h[i])
+        _sigmoid(y_h[i], out=h[i + 1])
     # y_{o,t} = W h_t + b_o
     y_o = _matvec(W, h[1:])
     y_o += b_o
@@ -216,7 +216,7 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h[i] += d_y_h[i + 1] @ V
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        d_y_h[i] = _d_y_h_0[i] * d_h[i]
+        np.multiply(_d_y_h_0[i], d_h[i], out=d_y_h[i])
     # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
     d_y_a = _matvec(U.T, d_y_h)
     d_y_a *= a_in

@@ -29,9 +29,9 @@ INPUTS = {
 }
 
 
-def _sigmoid(x):
-    # Written through tanh: no overflow warning for large |x|; in place, one new array.
-    s = np.multiply(x, 0.5)
+def _sigmoid(x, out=None):
+    # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -162,11 +162,13 @@ def _run(params, data, want):
         # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
         y_h_1[i] += h_1[i] @ U_1.T
         # h_{1,t} = tanh(y_{h,1,t})
-        h_1[i + 1] = np.tanh(y_h_1[i])
+        np.tanh(y_h_1[i], out=h_1[i + 1])
         # y_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
-        y_h_2[i] = h_1[i + 1] @ W_2.T + h_2[i] @ U_2.T + b_2
+        y_h_2[i] = h_1[i + 1] @ W_2.T
+        y_h_2[i] += h_2[i] @ U_2.T
+        y_h_2[i] += b_2
         # h_{2,t} = tanh(y_{h,2,t})
-        h_2[i + 1] = np.tanh(y_h_2[i])
+        np.tanh(y_h_2[i], out=h_2[i + 1])
     # y_{p,t} = W_y h_{2,t} + b_y
     y_p = _matvec(W_y, h_2[1:])
     y_p += b_y
@@ -207,13 +209,13 @@ def _run(params, data, want):
         if i + 1 < T:
             d_h_2[i] += d_y_h_2[i + 1] @ U_2
         # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        d_y_h_2[i] = _d_y_h_2_0[i] * d_h_2[i]
+        np.multiply(_d_y_h_2_0[i], d_h_2[i], out=d_y_h_2[i])
         # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
         d_h_1[i] = d_y_h_2[i] @ W_2
         if i + 1 < T:
             d_h_1[i] += d_y_h_1[i + 1] @ U_1
         # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        d_y_h_1[i] = _d_y_h_1_0[i] * d_h_1[i]
+        np.multiply(_d_y_h_1_0[i], d_h_1[i], out=d_y_h_1[i])
     # ∂L/∂W_1 = Σ_t δy_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_y_h_1, x_)
     # ∂L/∂U_1 = Σ_t δy_{h,1,t} h_{1,t−1}ᵀ

@@ -655,7 +655,7 @@ class ModulePlan:
                     phase.loop.append(Statement(comment, [f"{target} += {pr.code(_sum(inside), 'step').text}"]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
-                    phase.loop.append(Statement(comment, [f"{target} = {pr.code(expr, 'step').text}"]))
+                    phase.loop.append(Statement(comment, self._assign_step(target, expr)))
             else:
                 lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._time_lines(n, py, expr)
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
@@ -803,7 +803,7 @@ class ModulePlan:
                         f"np.split({array}, {self._split_points(stack.sizes[lo:hi])}, axis=-1)"]
         block = f"{stack.name}[i, :, {'' if start == '0' else start}:{stop}]"
         comment = ", ".join(self.comment(m.ref(n), m[n].expr) for n in outputs)
-        return Statement(f"{comment}: one call", [f"{array}[i] = {ELEMENTWISE[fname].numpy.format(x=block)}"])
+        return Statement(f"{comment}: one call", [ELEMENTWISE[fname].numpy_out.format(x=block, out=f"{array}[i]")])
 
     def _static_split(self):
         m = self.model
@@ -890,8 +890,10 @@ class ModulePlan:
                             loop_lines.append(f"if i + {offset} < T:")
                             guard = offset
                         loop_lines.append(f"    {py}[i] += {code}")
+                    elif assign and k == 0:
+                        loop_lines += self._assign_step(f"{py}[i]", t)
                     else:
-                        loop_lines.append(f"{py}[i] {'=' if assign and k == 0 else '+='} {code}")
+                        loop_lines.append(f"{py}[i] += {code}")
                 phase.loop.append(Statement(comment, loop_lines))
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
@@ -989,6 +991,31 @@ class ModulePlan:
                 out[grads[0].name] = Statement(f"{labels}: {how}, split by rows", lines)
                 out.update({g.name: None for g in grads[1:]})
         return out
+
+    def _assign_step(self, slot: str, e) -> list[str]:
+        """``slot = e`` inside the loop, written into the slot: f(x, out=slot), np.multiply(a, b,
+        out=slot), then slot += the other terms; no new array for the result and no copy of it."""
+        pr = self.printer
+        if isinstance(e, Apply) and e.fname != "log" and ELEMENTWISE[e.fname].numpy_out:
+            return [ELEMENTWISE[e.fname].numpy_out.format(x=pr.code(e.arg, "step").text, out=slot)]
+        if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
+            applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and
+                       ELEMENTWISE[a.fname].numpy_out]
+            first = applied[:1] or list(e.args[:2])  # f(x) into the slot, else the product of two
+            lines = self._assign_step(slot, first[0]) if applied else \
+                [f"np.multiply({pr.code(first[0], 'step').text}, {pr.code(first[1], 'step').text}, out={slot})"]
+            lines += [f"{slot} *= {pr.code(a, 'step').text}" for a in e.args if a not in first]
+            return lines
+        if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
+            first, *rest = e.args
+            lines = self._assign_step(slot, first) if coeff_and_rest(first)[0] == 1 else \
+                [f"{slot} = {pr.code(first, 'step').text}"]
+            for a in rest:
+                c, r = coeff_and_rest(a)
+                lines.append(f"{slot} -= {pr.code(r, 'step').text}" if c == -1 else
+                             f"{slot} += {pr.code(a, 'step').text}")
+            return lines
+        return [f"{slot} = {pr.code(e, 'step').text}"]
 
     def _time_lines(self, n: str, py: str, e) -> list[str]:
         """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) through

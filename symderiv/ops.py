@@ -47,17 +47,20 @@ class Elementwise:
     unicode: str
     numpy: str  # the NumPy expression, with {x} for the argument
     public: bool = True  # False for helpers that only appear in derivatives
+    numpy_out: str | None = None  # the same, written into an existing array {out}
 
 
 ELEMENTWISE: dict[str, Elementwise] = {
     e.name: e
     for e in [
-        Elementwise("sigmoid", lambda z: 1 / (1 + sp.exp(-z)), r"\sigma", "σ", "_sigmoid({x})"),
-        Elementwise("tanh", sp.tanh, r"\tanh", "tanh", "np.tanh({x})"),
-        Elementwise("relu", lambda z: sp.Max(0, z), r"\operatorname{relu}", "relu", "np.maximum({x}, 0)"),
+        Elementwise("sigmoid", lambda z: 1 / (1 + sp.exp(-z)), r"\sigma", "σ", "_sigmoid({x})",
+                    numpy_out="_sigmoid({x}, out={out})"),
+        Elementwise("tanh", sp.tanh, r"\tanh", "tanh", "np.tanh({x})", numpy_out="np.tanh({x}, out={out})"),
+        Elementwise("relu", lambda z: sp.Max(0, z), r"\operatorname{relu}", "relu", "np.maximum({x}, 0)",
+                    numpy_out="np.maximum({x}, 0, out={out})"),
         Elementwise("softplus", lambda z: sp.log(1 + sp.exp(z)), r"\operatorname{softplus}", "softplus",
-                    "np.logaddexp(0, {x})"),
-        Elementwise("exp", sp.exp, r"\exp", "exp", "np.exp({x})"),
+                    "np.logaddexp(0, {x})", numpy_out="np.logaddexp(0, {x}, out={out})"),
+        Elementwise("exp", sp.exp, r"\exp", "exp", "np.exp({x})", numpy_out="np.exp({x}, out={out})"),
         Elementwise("log", sp.log, r"\log", "log", "np.log({x})"),
         # 𝟙[z > 0], the derivative of relu.
         Elementwise("step", sp.Heaviside, r"\mathbb{1}", "𝟙", "({x} > 0).astype(dtype)", public=False),

@@ -4,7 +4,8 @@ does one product per step for all of them, the backward loop one for all their Î
 weight gradients are one product over all steps, split by rows.
 
 And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps; a
-softmax whose log the loss reads is computed through that log, once.
+softmax whose log the loss reads is computed through that log, once; a value of one step is
+written into its slot of the sequence array (np.tanh(c, out=h[i + 1]); h[i + 1] *= o).
 
 Each model here exercises one case of these rewrites; each is checked against symderiv's own
 evaluation and central differences (``assert_module_is_right``), batched against the sum of
@@ -51,7 +52,7 @@ a[t] = sigmoid(W_a @ x[t] + U_a @ h[t-1] + b_a)
 b[t] = tanh(W_b @ x[t] + U_b @ h[t-1])
 c[t] = sigmoid(U_c @ h[t-1] + W_c @ x[t])
 e[t] = sigmoid(W_e @ x[t] + U_e @ h[t-1] + b_e)
-h[t] = a[t] * h[t-1] + c[t] * b[t] + V_e @ e[t]
+h[t] = a[t] * h[t-1] - c[t] * b[t] + V_e @ e[t]
 p[t] = softmax(W_y @ h[t])
 loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
@@ -129,9 +130,11 @@ CASES = {
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
                                           # the two sigmoids side by side, computed by one call
                                           "_stack0_W = np.concatenate([U_a, U_c, U_e, U_b])",
-                                          "_stack0_out0[i] = _sigmoid(_stack0[i, :, :n_b + 2 * n_a])",
+                                          "_sigmoid(_stack0[i, :, :n_b + 2 * n_a], out=_stack0_out0[i])",
                                           "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
-                                          "np.split(_stack0, [n_a, 2 * n_a, n_b + 2 * n_a], axis=-1)"]),
+                                          "np.split(_stack0, [n_a, 2 * n_a, n_b + 2 * n_a], axis=-1)",
+                                          # h_t written into its slot: the first term, then the others
+                                          "np.multiply(a_[i], h[i], out=h[i + 1])", "h[i + 1] -= c[i] * b[i]"]),
     "same-step vector": (SAME_STEP_VECTOR, ["_stack0[i] += h1[i] @ _stack0_W.T",
                                             "_stack1[i] = h1[i + 1] @ _stack1_W0.T + h2[i] @ _stack1_W1.T + _stack1_b",
                                             "d_h1[i] = _d_stack1[i] @ _stack1_W0",
@@ -141,7 +144,10 @@ CASES = {
     "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
                                   "_d_f_0 = np.tanh(c[:-1])"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
-                    "_stack0_out0[i] = _sigmoid(_stack0[i, :, :3 * n_h])",
+                    "_sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])",
+                    "np.multiply(f[i], c[i], out=c[i + 1])", "c[i + 1] += i_[i] * g[i]",
+                    "np.tanh(c[i + 1], out=h[i + 1])", "h[i + 1] *= o[i]",
+                    "np.multiply(_d_y_g_0[i], d_c[i], out=d_y_g[i])",
                     "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])",
                     # the cross-entropy reads log p, computed once with p
                     "_log_p = _log_softmax(y_p)", "p_ = np.exp(_log_p)", "r * _log_p,"]),
