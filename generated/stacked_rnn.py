@@ -121,7 +121,8 @@ def _prepare(params, data):
     if len(set(sizes.values())) > 1:
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
-    out = {k: np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in out.items()}
+    # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
+    out = {k: np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:])) for k, a in out.items()}
     return p, out, batched, dtype
 
 
