@@ -218,9 +218,11 @@ def _run(params, data, want):
     # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
     _d_a_n_0 = z_ * (1 - (n ** 2))
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
-    _d_a_r_0 = h[:-1] * r * (1 - r)
+    _d_a_r_0 = h[:-1] * r
+    _d_a_r_0 *= 1 - r
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
-    _d_a_z_0 = (-h[:-1] + n) * z_ * (1 - z_)
+    _d_a_z_0 = (-h[:-1] + n) * z_
+    _d_a_z_0 *= 1 - z_
     d_a_n = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)

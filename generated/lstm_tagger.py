@@ -229,11 +229,14 @@ def _run(params, data, want):
     # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
     _d_y_g_0 = i_ * (1 - (g ** 2))
     # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
-    _d_y_o_0 = _tanh_c * o * (1 - o)
+    _d_y_o_0 = _tanh_c * o
+    _d_y_o_0 *= 1 - o
     # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
-    _d_y_i_0 = g * i_ * (1 - i_)
+    _d_y_i_0 = g * i_
+    _d_y_i_0 *= 1 - i_
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
-    _d_y_f_0 = c[:-1] * f * (1 - f)
+    _d_y_f_0 = c[:-1] * f
+    _d_y_f_0 *= 1 - f
     d_c = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 4 * n_h), dtype)
     d_y_f, d_y_i, d_y_o, d_y_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)

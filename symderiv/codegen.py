@@ -1032,35 +1032,46 @@ class ModulePlan:
             return [f"{log} = _log_softmax({self.printer.code(e.arg, 'time').text})", f"{py} = np.exp({log})"]
         return self._assign_time(py, e)
 
-    def _assign_time(self, py: str, e) -> list[str]:
-        """``py = e`` for all steps at once, updating in place the new array a product gives.
+    def _assign_time(self, py: str, e, window: int = 0) -> list[str]:
+        """``py = e`` for all steps at once, with one new array, updated in place.
 
-        W x + b is ``py = _matvec(W, x)`` then ``py += b``, and (Wᵀ δ) ⊙ s ⊙ (1 − s) is
-        ``py = _matvec(W.T, δ)`` then ``py *= s`` …: the same values, without a new array of
-        all steps per operation (each costs its memory traffic and, fresh, its page faults).
+        W x + b is ``py = _matvec(W, x)`` then ``py += b``; (Wᵀ δ) ⊙ s ⊙ (1 − s) is
+        ``py = _matvec(W.T, δ)``, ``py *= s``, ``py *= 1 - s``; a ⊙ b ⊙ c is ``py = a * b``,
+        ``py *= c``: the same values, without a new array of all steps per operation (each costs
+        its memory traffic and, fresh, its page faults).
         """
         pr = self.printer
-        whole = pr.code(e, "time")
-        if isinstance(e, (MatAdd, HadamardProduct)) and whole.timed:
-            fresh = next((a for a in e.args if isinstance(a, MatMul)
-                          and pr.code(a, "time").text.startswith("_matvec(") and pr.code(a, "time").timed), None)
-            if fresh is not None:
-                lines = [f"{py} = {pr.code(fresh, 'time').text}"]
-                for a in e.args:
-                    if a is fresh:
-                        continue
-                    if isinstance(e, MatAdd):
-                        c, rest = coeff_and_rest(a)
-                        if c == -1:
-                            lines.append(f"{py} -= {pr.code(rest, 'time').text}")
-                        else:
-                            lines.append(f"{py} += {pr.code(a, 'time').text}")
-                    elif isinstance(a, HadamardPower) and a.args[1] == -1:
-                        lines.append(f"{py} /= {pr.code(a.args[0], 'time').text}")
-                    else:
-                        lines.append(f"{py} *= {pr.code(a, 'time').text}")
-                return lines
-        return [f"{py} = {whole.text}"]
+
+        def code(x):
+            return pr.code(x, "time", window)
+
+        whole = code(e)
+        if not isinstance(e, (MatAdd, HadamardProduct)) or not whole.timed:
+            return [f"{py} = {whole.text}"]
+        fresh = [a for a in e.args if isinstance(a, MatMul) and code(a).text.startswith("_matvec(") and code(a).timed]
+        if fresh:
+            lines, first = [f"{py} = {code(fresh[0]).text}"], fresh[:1]
+        elif isinstance(e, HadamardProduct) and len(e.args) > 2:
+            # the first two factors: one of them has every step and example, so the product does too
+            plain = [a for a in e.args if not isinstance(a, HadamardPower)]
+            full = next((a for a in plain if code(a).timed and code(a).batched), None)
+            if full is None or len(plain) < 2:
+                return [f"{py} = {whole.text}"]
+            first = [full, next(a for a in plain if a is not full)]
+            lines = [f"{py} = {group(code(first[0]).text)} * {group(code(first[1]).text)}"]
+        else:
+            return [f"{py} = {whole.text}"]
+        for a in e.args:
+            if any(a is f for f in first):
+                continue
+            if isinstance(e, MatAdd):
+                c, rest = coeff_and_rest(a)
+                lines.append(f"{py} -= {code(rest).text}" if c == -1 else f"{py} += {code(a).text}")
+            elif isinstance(a, HadamardPower) and a.args[1] == -1:
+                lines.append(f"{py} /= {code(a.args[0]).text}")
+            else:
+                lines.append(f"{py} *= {code(a).text}")
+        return lines
 
     def _share_applied(self, e, phase: Phase):
         """f(q_{t+k}) read by more than one loop term (tanh(c_t) in an LSTM's δc and δy_o): computed
@@ -1103,8 +1114,7 @@ class ModulePlan:
         factor = hadamard(*values)
         comment = f"{self.comment_text(factor)}, for every step at once"
         factor = self._share_applied(factor, phase)
-        code = self.printer.code(factor, "time", offset).text
-        phase.before.append(Statement(comment, [f"{name} = {code}"]))
+        phase.before.append(Statement(comment, self._assign_time(name, factor, offset)))
         return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if _adjoint_references(f)]))
 
     def _accumulate(self, py: str, terms, zeros: str) -> list[str]:
