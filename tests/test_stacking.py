@@ -125,6 +125,20 @@ p[t] = softmax(W_y @ h[t])
 loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
 
+# Values of all steps at once, updated in place: a bias subtracted, a product of three arrays.
+IN_PLACE = HEADER + """
+param W_a: (n_a, n_x)
+param b_a: n_a
+param W_b: (n_a, n_x)
+param W_y: (C, n_a)
+param b_y: C
+u[t] = W_a @ x[t] - b_a
+v[t] = tanh(W_b @ x[t])
+w[t] = u[t] * v[t] * u[t]
+p[t] = softmax(W_y @ w[t] - b_y)
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
 CASES = {
     # name: (model text, what the generated code must contain)
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
@@ -141,6 +155,8 @@ CASES = {
                                             "d_h2[i] += _d_stack1[i + 1] @ _stack1_W1",
                                             "_g_stack1_1 = _outer(_d_stack1, h2[:-1])"]),
     "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
+    "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "y_p -= b_y", "d_y_v = d_w * (1 - (v_ ** 2))",
+                            "d_y_v *= u ** 2"]),
     "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
                                   "_d_f_0 = np.tanh(c[:-1])"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
