@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symderiv
 from symderiv.emit import render
@@ -225,3 +227,37 @@ def test_stacked_forward_values_and_batch(case, tmp_path):
     assert np.isclose(loss, sum(s[0] for s in singles), rtol=1e-12)
     for name in params:
         assert np.allclose(grads[name], sum(s[1][name] for s in singles), rtol=1e-10, atol=1e-13), name
+
+
+@st.composite
+def gated_models(draw):
+    """A recurrent cell of 2–4 gates over h_{t-1}: each with or without an input term and a bias,
+    of size n_a or n_b, under sigmoid, tanh or softplus, in any order; the first gates the state,
+    the others feed it through a matrix."""
+    k = draw(st.integers(2, 4))
+    lines, params = [], ["param W_y: (C, n_a)"]
+    terms = []
+    for j in range(k):
+        size = "n_a" if j == 0 else draw(st.sampled_from(["n_a", "n_b"]))
+        act = draw(st.sampled_from(["sigmoid", "tanh", "softplus"]))
+        parts = [f"U{j} @ h[t-1]"]
+        params.append(f"param U{j}: ({size}, n_a)")
+        if draw(st.booleans()):
+            parts.insert(draw(st.integers(0, 1)), f"W{j} @ x[t]")
+            params.append(f"param W{j}: ({size}, n_x)")
+        if draw(st.booleans()):
+            parts.append(f"b{j}")
+            params.append(f"param b{j}: {size}")
+        lines.append(f"g{j}[t] = {act}({' + '.join(parts)})")
+        if j:
+            params.append(f"param V{j}: (n_a, {size})")
+            terms.append(f"V{j} @ g{j}[t]")
+    lines.append(f"h[t] = g0[t] * h[t-1] + {' + '.join(terms)}")
+    return HEADER + "\n".join(params) + "\nstate h[0] = 0\n" + "\n".join(lines) + (
+        "\np[t] = softmax(W_y @ h[t])\nloss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))\n")
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 4))
+@given(gated_models())
+def test_random_gated_cells_are_right(tmp_path_factory, text):
+    assert_module_is_right(text, tmp_path_factory.mktemp("gated"), T=3)
