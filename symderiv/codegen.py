@@ -704,8 +704,8 @@ class ModulePlan:
         activation = {}
         for n in seq:
             e = code_expr[n]
-            if n in loop and not self.pads[n] and isinstance(e, Apply) and isinstance(e.arg, At) \
-                    and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
+            if n in loop and not self.pads[n] and isinstance(e, Apply) and ELEMENTWISE[e.fname].numpy_out \
+                    and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
                 activation.setdefault(e.arg.base.name, (e.fname, n))
         stacks = []
         for (inside_keys, outside_keys), found in by_key.items():
@@ -720,14 +720,12 @@ class ModulePlan:
             outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
             stack = Stack(name, [f[0] for f in found], [self.model[f[0]].shape[0] for f in found],
                           inside, outside, [f[3] for f in found])
-            start = 0
             for fname in fnames:
                 run = [k for k, f in enumerate(found) if activation.get(f[0], ("",))[0] == fname]
                 if len(run) > 1:
                     outputs = [activation[found[k][0]][1] for k in run]
                     stack.activations.append((fname, outputs, run[0], run[-1] + 1,
                                               f"{name}_out{len(stack.activations)}"))
-                start += len(run)
             stacks.append(stack)
         return stacks
 
@@ -926,7 +924,7 @@ class ModulePlan:
         """
         done = []
         for stack in self.stacks:
-            ok = all(n in loop and terms[n] and min(o for o, _ in terms[n]) == 0 and
+            ok = all(n in loop and terms.get(n) and min(o for o, _ in terms[n]) == 0 and
                      all(_adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
             if not ok:
                 continue
@@ -1001,10 +999,10 @@ class ModulePlan:
         if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
             applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and
                        ELEMENTWISE[a.fname].numpy_out]
-            first = applied[:1] or list(e.args[:2])  # f(x) into the slot, else the product of two
-            lines = self._assign_step(slot, first[0]) if applied else \
-                [f"np.multiply({pr.code(first[0], 'step').text}, {pr.code(first[1], 'step').text}, out={slot})"]
-            lines += [f"{slot} *= {pr.code(a, 'step').text}" for a in e.args if a not in first]
+            first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
+            a, b = (pr.code(e.args[k], "step").text for k in [0, 1])
+            lines = self._assign_step(slot, applied[0]) if applied else [f"np.multiply({a}, {b}, out={slot})"]
+            lines += [f"{slot} *= {pr.code(f, 'step').text}" for k, f in enumerate(e.args) if k not in first]
             return lines
         if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
             first, *rest = e.args

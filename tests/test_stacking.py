@@ -195,6 +195,14 @@ def test_a_softmax_whose_log_is_not_read_is_computed_directly():
     assert "p_ = _softmax(y_p)" in code and "_log_softmax(y_p)" not in code
 
 
+def test_members_under_a_function_without_an_in_place_form_are_computed_one_by_one():
+    # log has no ``out=`` form here (it is printed through the softmax or sigmoid it undoes)
+    text = DIFFERENT_SIZES.replace("a[t] = sigmoid(", "a[t] = log(").replace("c[t] = sigmoid(", "c[t] = log(")
+    code = source(text)
+    compile(code, "x.py", "exec")
+    assert "a_[i] = np.log(y_a[i])" in code and "_stack0[i] += h[i] @ _stack0_W.T" in code
+
+
 def test_a_single_gate_is_not_stacked():
     assert "_stack" not in source((EXAMPLES / "seed_rnn.sdm").read_text(encoding="utf-8"))
 
