@@ -139,6 +139,7 @@ def _run(params, data, want):
     T = x_.shape[0]
     B = max(a.shape[-2] for a in _x.values())
     n_h = W_xh.shape[0]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h: the part that does not depend on the recurrence
@@ -178,6 +179,12 @@ def _run(params, data, want):
     d_h = _matvec(W_hy.T, d_y)
     # 1 − h_t ⊙ h_t, for every step at once
     _d_a_h_0 = 1 - (h[1:] ** 2)
+    # ∂L/∂W^(hy) = Σ_t δy_t h_tᵀ
+    g_W_hy = _outer(d_y, h[1:])
+    # ∂L/∂b_y = Σ_t δy_t
+    g_b_y = _sum_examples(d_y)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_y, p_, r
     d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
@@ -191,10 +198,6 @@ def _run(params, data, want):
     g_W_hh = _outer(d_a_h, h[:-1])
     # ∂L/∂b_h = Σ_t δa_{h,t}
     g_b_h = _sum_examples(d_a_h)
-    # ∂L/∂W^(hy) = Σ_t δy_t h_tᵀ
-    g_W_hy = _outer(d_y, h[1:])
-    # ∂L/∂b_y = Σ_t δy_t
-    g_b_y = _sum_examples(d_y)
     _grads = {
         "W_xh": g_W_xh,
         "W_hh": g_W_hh,

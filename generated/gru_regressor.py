@@ -158,6 +158,7 @@ def _run(params, data, want):
     T = x_.shape[0]
     B = max(a.shape[-2] for a in _x.values())
     n_h = W_z.shape[0]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # a_{z,t}, a_{r,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
@@ -223,6 +224,12 @@ def _run(params, data, want):
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
     _d_a_z_0 = (-h[:-1] + n) * z_
     _d_a_z_0 *= 1 - z_
+    # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
+    g_W_y = _outer(d_y_hat, h[1:])
+    # ∂L/∂b_y = Σ_t δŷ_t
+    g_b_y = _sum_examples(d_y_hat)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_y_hat, y_hat, y, z_, n
     d_a_n = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
@@ -259,10 +266,6 @@ def _run(params, data, want):
     g_U_n = _outer(d_a_n, r * h[:-1])
     # ∂L/∂b_n = Σ_t δa_{n,t}
     g_b_n = _sum_examples(d_a_n)
-    # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
-    g_W_y = _outer(d_y_hat, h[1:])
-    # ∂L/∂b_y = Σ_t δŷ_t
-    g_b_y = _sum_examples(d_y_hat)
     _grads = {
         "W_z": g_W_z,
         "U_z": g_U_z,

@@ -156,6 +156,7 @@ def _run(params, data, want):
     B = max(a.shape[-2] for a in _x.values())
     n_h = W_f.shape[0]
     n_x = x_.shape[-1]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
@@ -237,6 +238,12 @@ def _run(params, data, want):
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
     _d_y_f_0 = c[:-1] * f
     _d_y_f_0 *= 1 - f
+    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
+    g_W_y = _outer(d_y_p, h[1:])
+    # ∂L/∂b_y = Σ_t δy_{p,t}
+    g_b_y = _sum_examples(d_y_p)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_y_p, p_, r, _tanh_c, c, i_, h
     d_c = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 4 * n_h), dtype)
     d_y_f, d_y_i, d_y_o, d_y_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
@@ -270,10 +277,6 @@ def _run(params, data, want):
     # ∂L/∂b_g = Σ_t δy_{g,t}
     _g_stack0_1 = _sum_examples(_d_stack0)
     g_b_f, g_b_i, g_b_o, g_b_g = np.split(_g_stack0_1, [n_h, 2 * n_h, 3 * n_h])
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
-    g_W_y = _outer(d_y_p, h[1:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
     _grads = {
         "W_f": g_W_f,
         "b_f": g_b_f,

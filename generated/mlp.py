@@ -141,6 +141,7 @@ def _run(params, data, want):
     b3 = _p["b3"]
     x_ = _x["x"]
     y = _x["y"]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # a^(h1) = W1 x + b1

@@ -144,6 +144,7 @@ def _run(params, data, want):
     B = max(a.shape[-2] for a in _x.values())
     n_h = W_x.shape[0]
     n_y = W_f.shape[1]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h: the part that does not depend on the recurrence
@@ -179,6 +180,8 @@ def _run(params, data, want):
     d_y = y[1:] - y_ref
     # 1 − h_t ⊙ h_t, for every step at once
     _d_a_h_0 = 1 - (h ** 2)
+    # not read from here on: freed, so the loop reuses their memory
+    del y_ref
     d_a_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}

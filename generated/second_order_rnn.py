@@ -149,6 +149,7 @@ def _run(params, data, want):
     T = x_.shape[0]
     B = max(a.shape[-2] for a in _x.values())
     n_h = W.shape[0]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b: the part that does not depend on the recurrence
@@ -190,6 +191,12 @@ def _run(params, data, want):
     d_h = _matvec(W_y.T, d_y_p)
     # 1 − h_t ⊙ h_t, for every step at once
     _d_y_h_0 = 1 - (h[2:] ** 2)
+    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
+    g_W_y = _outer(d_y_p, h[2:])
+    # ∂L/∂b_y = Σ_t δy_{p,t}
+    g_b_y = _sum_examples(d_y_p)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_y_p, p_, r
     d_y_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}
@@ -207,10 +214,6 @@ def _run(params, data, want):
     g_A_2 = _outer(d_y_h, h[:-2])
     # ∂L/∂b = Σ_t δy_{h,t}
     g_b = _sum_examples(d_y_h)
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
-    g_W_y = _outer(d_y_p, h[2:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
     # ∂L/∂h^(init) = A_1ᵀ δy_{h,1} + A_2ᵀ δy_{h,2}
     g_h_init = _sum_examples(d_y_h[0] @ A_1)
     if T >= 2:

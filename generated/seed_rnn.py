@@ -154,6 +154,7 @@ def _run(params, data, want):
     T = x_.shape[0]
     B = max(a.shape[-2] for a in _x.values())
     n_h = U.shape[0]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # y_{a,t} = W^(in) x_t + b^(in)
@@ -211,6 +212,16 @@ def _run(params, data, want):
     d_h = _matvec(W.T, d_y_o)
     # h_t ⊙ (1 − h_t), for every step at once
     _d_y_h_0 = h[1:] * (1 - h[1:])
+    # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
+    g_W = _outer(d_y_o, h[1:])
+    # ∂L/∂b_o = Σ_t δy_{o,t}
+    g_b_o = _sum_examples(d_y_o)
+    # ∂L/∂W^(out) = Σ_t δh^(out)_t o_tᵀ
+    g_W_out = _outer(d_h_out, o)
+    # ∂L/∂b^(out) = Σ_t δh^(out)_t
+    g_b_out = _sum_examples(d_h_out)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_h_out, r_hat, r, d_y_o, o
     d_y_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
@@ -232,14 +243,6 @@ def _run(params, data, want):
     g_V = _outer(d_y_h, h[:-1])
     # ∂L/∂b_h = Σ_t δy_{h,t}
     g_b_h = _sum_examples(d_y_h)
-    # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
-    g_W = _outer(d_y_o, h[1:])
-    # ∂L/∂b_o = Σ_t δy_{o,t}
-    g_b_o = _sum_examples(d_y_o)
-    # ∂L/∂W^(out) = Σ_t δh^(out)_t o_tᵀ
-    g_W_out = _outer(d_h_out, o)
-    # ∂L/∂b^(out) = Σ_t δh^(out)_t
-    g_b_out = _sum_examples(d_h_out)
     _grads = {
         "W_in": g_W_in,
         "b_in": g_b_in,

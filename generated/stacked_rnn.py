@@ -151,6 +151,7 @@ def _run(params, data, want):
     B = max(a.shape[-2] for a in _x.values())
     n_1 = W_1.shape[0]
     n_2 = W_2.shape[0]
+    del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
     # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1: the part that does not depend on the recurrence
@@ -202,6 +203,12 @@ def _run(params, data, want):
     _d_y_h_2_0 = 1 - (h_2[1:] ** 2)
     # 1 − h_{1,t} ⊙ h_{1,t}, for every step at once
     _d_y_h_1_0 = 1 - (h_1[1:] ** 2)
+    # ∂L/∂W_y = Σ_t δy_{p,t} h_{2,t}ᵀ
+    g_W_y = _outer(d_y_p, h_2[1:])
+    # ∂L/∂b_y = Σ_t δy_{p,t}
+    g_b_y = _sum_examples(d_y_p)
+    # not read from here on: freed, so the loop reuses their memory
+    del d_y_p, p_, r
     d_y_h_2 = np.empty((T, B, n_2), dtype)
     d_h_1 = np.empty((T, B, n_1), dtype)
     d_y_h_1 = np.empty((T, B, n_1), dtype)
@@ -229,10 +236,6 @@ def _run(params, data, want):
     g_U_2 = _outer(d_y_h_2, h_2[:-1])
     # ∂L/∂b_2 = Σ_t δy_{h,2,t}
     g_b_2 = _sum_examples(d_y_h_2)
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_{2,t}ᵀ
-    g_W_y = _outer(d_y_p, h_2[1:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
     _grads = {
         "W_1": g_W_1,
         "U_1": g_U_1,

@@ -861,9 +861,11 @@ class ModulePlan:
                         self.applied_counts[key] = self.applied_counts.get(key, 0) + 1
         phase = Phase()
         seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
+        early = set()  # the adjoints complete before the loop
         for a in statics:
             if a.name in seq_dependent_static:  # consumers of the sequence: before the loop
                 phase.before.append(self._static_adjoint(a))
+                early.add(a.name)
         for n in seq:
             a = d.adjoints[n]
             py = names.adjoint(n)
@@ -896,6 +898,8 @@ class ModulePlan:
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
                 target.append(Statement(comment, self._accumulate(py, terms[n], zeros)))
+                if target is phase.before:
+                    early.add(n)
         for a in statics:
             if a.name not in seq_dependent_static:
                 phase.after.append(self._static_adjoint(a))
@@ -911,10 +915,29 @@ class ModulePlan:
         stacked_grads = self._stacked_gradients(stacks)
         for g in d.gradients.values():
             if g.name not in stacked_grads:
-                phase.after.append(self._gradient(g))
+                # A gradient of adjoints known before the loop is computed there, so that they can be freed.
+                (phase.before if _adjoint_references(g.expr) <= early else phase.after).append(self._gradient(g))
             elif stacked_grads[g.name] is not None:
                 phase.after.append(stacked_grads[g.name])
+        if phase.loop or phase.after:
+            dead = self._dead_after_before(phase)
+            if dead:
+                phase.before.append(Statement("not read from here on: freed, so the loop reuses their memory",
+                                              [f"del {', '.join(dead)}"]))
         return phase
+
+    def _dead_after_before(self, phase: Phase) -> list[str]:
+        """Arrays the backward pass's statements before the loop read or write and nothing after does."""
+        def names_in(lines):
+            return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(lines)))
+
+        later = names_in([line for st in phase.loop + phase.after for line in st.lines] + phase.alloc)
+        keep = {self.names.value(p.name) for p in self.model.params} | set(self.names.grads.values())
+        arrays = ({self.names.value(q.name) for q in self.model.quantities.values() if q.role != "param"}
+                  | set(self.names.adjoints.values()) | {n for n in self.names.table.values() if n.startswith("_")})
+        before = [line for st in phase.before for line in st.lines]
+        order = list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(before))))
+        return [n for n in order if n in arrays and n not in keep and n not in later]
 
     def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
         """The stacks whose members' δ the loop fills: δ_k become views of one array, and the terms

@@ -24,7 +24,7 @@ import symderiv
 from symderiv.emit import render
 from symderiv.evaluate import evaluate, random_point
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, GENERATED
 from .test_names import assert_module_is_right, generated_module, public_data
 
 HEADER = """model m
@@ -201,6 +201,17 @@ def test_members_under_a_function_without_an_in_place_form_are_computed_one_by_o
     code = source(text)
     compile(code, "x.py", "exec")
     assert "a_[i] = np.log(y_a[i])" in code and "_stack0[i] += h[i] @ _stack0_W.T" in code
+
+
+def test_arrays_the_loop_does_not_read_are_freed_before_it():
+    # The seed RNN's output-side gradients are computed before the backward loop, and what only
+    # they and the adjoints before the loop read is freed there: the loop reuses that memory.
+    code = (GENERATED / "seed_rnn.py").read_text(encoding="utf-8")
+    backward = code.split("# ---- backward")[1]
+    loop = backward.index("for i in reversed(range(T)):")
+    assert backward.index("g_W_out = _outer(d_h_out, o)") < loop
+    assert "    del d_h_out, r_hat, r, d_y_o, o\n" in backward[:loop]
+    assert "del _x  # each input is held by its name" in code
 
 
 def test_a_single_gate_is_not_stacked():
