@@ -48,6 +48,16 @@ def _log_softmax(z):
     return s
 
 
+def _softmax_and_log(z):
+    """softmax(z) and its log, with one exponential: two new arrays."""
+    s = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    total = p.sum(axis=-1, keepdims=True)
+    p /= total
+    s -= np.log(total)
+    return p, s
+
+
 def _concat(*parts):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
@@ -155,8 +165,7 @@ def _run(params, data, want):
     y = _matvec(W_hy, h[1:])
     y += b_y
     # p_t = softmax(y_t)
-    _log_p = _log_softmax(y)
-    p_ = np.exp(_log_p)
+    p_, _log_p = _softmax_and_log(y)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())

@@ -49,6 +49,16 @@ def _log_softmax(z):
     return s
 
 
+def _softmax_and_log(z):
+    """softmax(z) and its log, with one exponential: two new arrays."""
+    s = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    total = p.sum(axis=-1, keepdims=True)
+    p /= total
+    s -= np.log(total)
+    return p, s
+
+
 def _concat(*parts):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)

@@ -51,6 +51,16 @@ def _log_softmax(z):
     return s
 
 
+def _softmax_and_log(z):
+    """softmax(z) and its log, with one exponential: two new arrays."""
+    s = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    total = p.sum(axis=-1, keepdims=True)
+    p /= total
+    s -= np.log(total)
+    return p, s
+
+
 def _concat(*parts):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
@@ -167,8 +177,7 @@ def _run(params, data, want):
     y_p = _matvec(W_y, h[2:])
     y_p += b_y
     # p_t = softmax(y_{p,t})
-    _log_p = _log_softmax(y_p)
-    p_ = np.exp(_log_p)
+    p_, _log_p = _softmax_and_log(y_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())

@@ -52,6 +52,16 @@ def _log_softmax(z):
     return s
 
 
+def _softmax_and_log(z):
+    """softmax(z) and its log, with one exponential: two new arrays."""
+    s = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    total = p.sum(axis=-1, keepdims=True)
+    p /= total
+    s -= np.log(total)
+    return p, s
+
+
 def _concat(*parts):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
@@ -180,8 +190,7 @@ def _run(params, data, want):
     h_out = _matvec(W_out, o)
     h_out += b_out
     # r̂_t = softmax(h^(out)_t)
-    _log_r_hat = _log_softmax(h_out)
-    r_hat = np.exp(_log_r_hat)
+    r_hat, _log_r_hat = _softmax_and_log(h_out)
     # L = −Σ_t r_tᵀ log(r̂_t)
     L = np.sum(-np.sum(r * _log_r_hat, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())

@@ -1039,8 +1039,8 @@ class ModulePlan:
         return [f"{slot} = {pr.code(e, 'step').text}"]
 
     def _time_lines(self, n: str, py: str, e) -> list[str]:
-        """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) through
-        that log, computed once: log p = log_softmax(z), p = exp(log p)."""
+        """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) with that
+        log, by one call: p, log p = _softmax_and_log(z)."""
         m = self.model
         if type(e) is Softmax and any(
                 isinstance(node, Apply) and node.fname == "log" and _names_value(node.arg, n)
@@ -1050,7 +1050,7 @@ class ModulePlan:
                 log += "_"
             self.names.table[log] = log
             self.printer.logs[n] = log
-            return [f"{log} = _log_softmax({self.printer.code(e.arg, 'time').text})", f"{py} = np.exp({log})"]
+            return [f"{py}, {log} = _softmax_and_log({self.printer.code(e.arg, 'time').text})"]
         return self._assign_time(py, e)
 
     def _assign_time(self, py: str, e, window: int = 0) -> list[str]:

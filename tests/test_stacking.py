@@ -4,7 +4,7 @@ does one product per step for all of them, the backward loop one for all their Î
 weight gradients are one product over all steps, split by rows.
 
 And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps; a
-softmax whose log the loss reads is computed through that log, once; a value of one step is
+softmax whose log the loss reads is computed with that log, by one call; a value of one step is
 written into its slot of the sequence array (np.tanh(c, out=h[i + 1]); h[i + 1] *= o).
 
 Each model here exercises one case of these rewrites; each is checked against symderiv's own
@@ -168,7 +168,7 @@ CASES = {
                     "np.multiply(_d_y_g_0[i], d_c[i], out=d_y_g[i])",
                     "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])",
                     # the cross-entropy reads log p, computed once with p
-                    "_log_p = _log_softmax(y_p)", "p_ = np.exp(_log_p)", "r * _log_p,"]),
+                    "p_, _log_p = _softmax_and_log(y_p)", "r * _log_p,"]),
 }
 
 
