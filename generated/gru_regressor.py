@@ -227,12 +227,15 @@ def _run(params, data, want):
     # 1 − z_{t+1}, for every step at once
     _d_h_0 = 1 - z_[1:]
     # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
-    _d_a_n_0 = z_ * (1 - (n ** 2))
+    _d_a_n_0 = 1 - (n ** 2)
+    _d_a_n_0 *= z_
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
-    _d_a_r_0 = h[:-1] * r
-    _d_a_r_0 *= 1 - r
+    _d_a_r_0 = 1 - r
+    _d_a_r_0 *= h[:-1]
+    _d_a_r_0 *= r
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
-    _d_a_z_0 = (-h[:-1] + n) * z_
+    _d_a_z_0 = -h[:-1] + n
+    _d_a_z_0 *= z_
     _d_a_z_0 *= 1 - z_
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])

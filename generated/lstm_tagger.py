@@ -235,18 +235,23 @@ def _run(params, data, want):
     # tanh(c_t), for every step at once, read below
     _tanh_c = np.tanh(c[1:])
     # o_t ⊙ (1 − tanh²(c_t)), for every step at once
-    _d_c_0 = o * (1 - (_tanh_c ** 2))
+    _d_c_0 = 1 - (_tanh_c ** 2)
+    _d_c_0 *= o
     # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
-    _d_y_g_0 = i_ * (1 - (g ** 2))
+    _d_y_g_0 = 1 - (g ** 2)
+    _d_y_g_0 *= i_
     # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
-    _d_y_o_0 = _tanh_c * o
-    _d_y_o_0 *= 1 - o
+    _d_y_o_0 = 1 - o
+    _d_y_o_0 *= _tanh_c
+    _d_y_o_0 *= o
     # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
-    _d_y_i_0 = g * i_
-    _d_y_i_0 *= 1 - i_
+    _d_y_i_0 = 1 - i_
+    _d_y_i_0 *= g
+    _d_y_i_0 *= i_
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
-    _d_y_f_0 = c[:-1] * f
-    _d_y_f_0 *= 1 - f
+    _d_y_f_0 = 1 - f
+    _d_y_f_0 *= c[:-1]
+    _d_y_f_0 *= f
     # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
     g_W_y = _outer(d_y_p, h[1:])
     # ∂L/∂b_y = Σ_t δy_{p,t}

@@ -220,7 +220,8 @@ def _run(params, data, want):
     # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W.T, d_y_o)
     # h_t ⊙ (1 − h_t), for every step at once
-    _d_y_h_0 = h[1:] * (1 - h[1:])
+    _d_y_h_0 = 1 - h[1:]
+    _d_y_h_0 *= h[1:]
     # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
     g_W = _outer(d_y_o, h[1:])
     # ∂L/∂b_o = Σ_t δy_{o,t}

@@ -1057,9 +1057,9 @@ class ModulePlan:
         """``py = e`` for all steps at once, with one new array, updated in place.
 
         W x + b is ``py = _matvec(W, x)`` then ``py += b``; (Wᵀ δ) ⊙ s ⊙ (1 − s) is
-        ``py = _matvec(W.T, δ)``, ``py *= s``, ``py *= 1 - s``; a ⊙ b ⊙ c is ``py = a * b``,
-        ``py *= c``: the same values, without a new array of all steps per operation (each costs
-        its memory traffic and, fresh, its page faults).
+        ``py = _matvec(W.T, δ)``, ``py *= s``, ``py *= 1 - s``; s ⊙ (1 − s) is ``py = 1 - s``,
+        ``py *= s``; a ⊙ b ⊙ c is ``py = a * b``, ``py *= c``: the same values, without a new
+        array of all steps per operation (each costs its memory traffic and, fresh, its page faults).
         """
         pr = self.printer
 
@@ -1070,6 +1070,9 @@ class ModulePlan:
         if not isinstance(e, (MatAdd, HadamardProduct)) or not whole.timed:
             return [f"{py} = {whole.text}"]
         fresh = [a for a in e.args if isinstance(a, MatMul) and code(a).text.startswith("_matvec(") and code(a).timed]
+        if isinstance(e, HadamardProduct) and not fresh:  # a factor that is a new array of every step anyway
+            fresh = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and getattr(a, "fname", "") != "log"
+                     and code(a).timed and code(a).batched]
         if fresh:
             lines, first = [f"{py} = {code(fresh[0]).text}"], fresh[:1]
         elif isinstance(e, HadamardProduct) and len(e.args) > 2:
