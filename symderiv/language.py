@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -580,7 +581,9 @@ def _parse_expr(stmt: Statement, offset: int, text: str | None = None) -> ast.ex
     if closer is not None:  # the wrapping "(...)" below would hide where it is
         raise stmt.error(f"unmatched '{text[closer]}'", offset + closer)
     try:
-        tree = ast.parse("(" + text.strip() + "\n)", mode="eval").body
+        with warnings.catch_warnings():  # "invalid escape sequence" in a string: refused below, not warned about
+            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+            tree = ast.parse("(" + text.strip() + "\n)", mode="eval").body
     except SyntaxError as exc:
         lead = len(text) - len(text.lstrip())
         lineno = exc.lineno or 1

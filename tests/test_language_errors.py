@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,14 @@ def test_shape_mismatch_in_a_function_of_two_vectors(tmp_path):
     # loss L = Sum(cross_entropy(...), ...): the call starts at column 14
     text = PRE + "loss L = Sum(cross_entropy(x[t], softmax(W @ x[t])), (t, 1, T))\n"
     check(tmp_path, text, 6, 14, "shape mismatch", "cross_entropy", "n_in", "n_out")
+
+
+def test_a_string_with_an_invalid_escape_is_refused_without_a_python_warning(tmp_path):
+    # Found by the fuzzing: Python's parser warned about "\m" on stderr before the refusal.
+    text = 'dim n\nparam b: n\nh = b + "\\m"\nloss L = sum(h)\n'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check(tmp_path, text, 3, 9, "only numbers are allowed as constants")
 
 
 @pytest.mark.parametrize("fname", ["cross_entropy", "squared_error"])
