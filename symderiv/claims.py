@@ -46,7 +46,7 @@ from .claimexpr import (
 from .derive import Derivation
 from .errors import ClaimError
 from .expr import same_shape
-from .language import decode_source
+from .language import decode_source, parse_expression
 from .latexclaims import read_writeup
 from .probe import probes
 
@@ -177,7 +177,7 @@ class _PythonSide:
             if depth > MAX_DEPTH:
                 raise ReadError(f"nested more than {MAX_DEPTH} levels deep", offset + i)
         try:
-            tree = ast.parse(text.strip(), mode="eval").body
+            tree = parse_expression(text.strip())
         except SyntaxError as exc:
             lead = len(text) - len(text.lstrip())
             message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"

@@ -565,6 +565,14 @@ def _node_error(stmt: Statement, offset: int, text: str, node: ast.AST, message:
     return stmt.error(message, offset + _char_offset(text, node.lineno, node.col_offset))
 
 
+def parse_expression(source: str) -> ast.expr:
+    """``ast.parse`` in eval mode, without Python's warnings: "invalid escape sequence" in a
+    string literal would go to stderr, while the string itself is refused later, with a position."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        return ast.parse(source, mode="eval").body
+
+
 def _parse_expr(stmt: Statement, offset: int, text: str | None = None) -> ast.expr:
     """Parse with ``ast`` in eval mode; nothing is evaluated."""
     text = stmt.text[offset:] if text is None else text
@@ -581,9 +589,7 @@ def _parse_expr(stmt: Statement, offset: int, text: str | None = None) -> ast.ex
     if closer is not None:  # the wrapping "(...)" below would hide where it is
         raise stmt.error(f"unmatched '{text[closer]}'", offset + closer)
     try:
-        with warnings.catch_warnings():  # "invalid escape sequence" in a string: refused below, not warned about
-            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
-            tree = ast.parse("(" + text.strip() + "\n)", mode="eval").body
+        tree = parse_expression("(" + text.strip() + "\n)")
     except SyntaxError as exc:
         lead = len(text) - len(text.lstrip())
         lineno = exc.lineno or 1

@@ -1,6 +1,7 @@
 """Reading claims out of write-ups: the LaTeX subset, the spellings of names, what is a claim
 and what is not.  Each case is judged, so a misread claim shows as a wrong verdict."""
 
+import warnings
 from functools import cache
 
 import pytest
@@ -155,3 +156,11 @@ def test_displayed_equations_are_found_in_every_delimiter():
     text = "a $x$ b $$one$$ \\[two\\] \\begin{equation*}three\\end{equation*} \\(no\\) \\begin{align}four\\end{align}"
     found = [text[a:b] for a, b, _ in displayed_spans(text, markdown=False)]
     assert found == ["one", "two", "three", "four"]
+
+
+def test_a_string_with_an_invalid_escape_is_unreadable_without_a_python_warning(tmp_path):
+    # A claims file goes through Python's parser too, which warned on stderr about "\m".
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert judged(tmp_path, 'd(V) = V + "\\m"\n', suffix=".claims") == [("V", "unreadable", [])]
+    assert not [w for w in caught if issubclass(w.category, (SyntaxWarning, DeprecationWarning))]
