@@ -138,6 +138,8 @@ class NumpyPrinter(Printer):
         self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
         self.mode, self.window = "static", 0
         self.logs: dict[str, str] = {}  # softmax quantity → the array of its log, where the plan made one
+        self.kept: dict = {}  # f(…) inside a forward equation → the array the forward pass kept it in
+        self.kept_reach = 0
 
     def code(self, e, mode: str = "static", window: int = 0) -> Code:
         saved = self.mode, self.window
@@ -303,6 +305,11 @@ class NumpyPrinter(Printer):
         return code  # a vector is held the same way as its transpose
 
     def _print_Apply(self, e):
+        if self.kept:
+            for k in range(self.kept_reach + 1):  # f(…) at t + k, kept by the forward pass
+                sym = self.kept.get(shift(e, -k))
+                if sym is not None:
+                    return self.at(sym.name, sym.name, k, False)
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
             if isinstance(e.arg, At) and not isinstance(e.arg.base, Delta) and e.arg.base.name in self.logs:
                 return self.at(e.arg.base.name, self.logs[e.arg.base.name], e.arg.offset, False)  # computed already
@@ -617,6 +624,8 @@ class ModulePlan:
         self.stacks = self._stacks(seq, code_expr, loop)
         stacked = {n: s for s in self.stacks for n in s.members}
         activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
+        inline = self._inline_values(seq, code_expr)
+        self.kept_done = {}
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
@@ -624,6 +633,8 @@ class ModulePlan:
         for n in seq:
             q, py, pad, expr = m[n], names.value(n), self.pads[n], code_expr[n]
             comment = self.comment(m.ref(n), q.expr)
+            if n in inline:
+                expr = self._keep_inline_values(n, expr, inline[n], loop, reads, phase)
             if n not in loop and not depends_on(reads, n, loop):
                 if pad:
                     phase.before.append(Statement(comment, self._padded(n) + [
@@ -661,7 +672,65 @@ class ModulePlan:
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
+        # The backward pass reads what the forward pass kept, instead of computing it again.
+        self.printer.kept = dict(self.kept_done)
+        self.printer.kept_reach = 1 + max(self.pads.values(), default=0)
         return phase
+
+    # --- values inside an equation that the backward pass reads too -------------------------
+
+    def _inline_values(self, seq, code_expr) -> dict[str, list]:
+        """f(…) written inside a sequence equation, c_t = f_t ⊙ c_{t−1} + tanh(W x_t + U h_{t−1}),
+        whose value the backward pass reads too (as 1 − tanh²(…)): kept in an array of its own.
+
+        Maps a quantity to its [(f(…), the array's symbol)], innermost first."""
+        pr = self.printer
+        reach = 1 + max(self.pads.values(), default=0)  # the backward pass reads forward values up to t + lag
+        backward = [a.closed for a in self.d.adjoints.values() if a.named and a.closed is not None]
+        backward += [g.expr for g in self.d.gradients.values()]
+        wanted = {node for e in backward for node in sp.preorder_traversal(e) if isinstance(node, Apply)}
+        found: dict[str, list] = {}
+        for n in seq:
+            e = code_expr[n]
+            for node in sp.postorder_traversal(e):
+                if (node is e or not isinstance(node, Apply) or node.fname == "log"
+                        or isinstance(node.arg, (At, AtStep, MatrixSymbol))
+                        or any(node == a for a, _ in found.get(n, []))
+                        or not any(shift(node, k) in wanted for k in range(reach + 1))):
+                    continue
+                name = f"_{node.fname}_in_{self.names.value(n).rstrip('_')}"
+                while name in self.names.table:
+                    name += "_"
+                self.names.table[name] = name
+                self.pads[name] = 0
+                self.batched.add(name)
+                found.setdefault(n, []).append((node, MatrixSymbol(name, *node.shape)))
+        return {n: kept for n, kept in found.items() if any(pr.code(a, "time").timed for a, _ in kept)}
+
+    def _keep_inline_values(self, n, expr, kept, loop, reads, phase: Phase):
+        """Statements computing the kept values of ``n``'s equation just before it; ``expr`` reading them."""
+        m, pr = self.model, self.printer
+        subs = {}
+        for a, sym in kept:
+            if a in self.kept_done:  # kept for an earlier equation already
+                subs[a] = At(self.kept_done[a], 0)
+                continue
+            value = a.xreplace(subs)  # an inner kept value is read, not computed again
+            comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
+                       "kept for the backward pass")
+            if n in loop and _references(value) & loop:  # computed step by step
+                phase.alloc.append(f"{sym.name} = np.empty((T, B, {pr.size(a.shape[0])}), dtype)")
+                phase.loop.append(Statement(comment, self._assign_step(f"{sym.name}[i]", value)))
+                loop.add(sym.name)
+            elif pr.code(value, "time").timed:  # for all steps at once: before the loop if it can be
+                early = not any(r in loop or depends_on(reads, r, loop) for r in _references(value) & set(reads))
+                (phase.before if early else phase.after).append(Statement(comment, [
+                    f"{sym.name} = {pr.code(value, 'time').text}"]))
+            else:
+                continue
+            subs[a] = At(sym, 0)
+            self.kept_done[a] = sym
+        return expr.xreplace(subs)
 
     # --- stacking: one matrix product per step for the pre-activations that share a vector ---
 

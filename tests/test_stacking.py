@@ -5,7 +5,8 @@ weight gradients are one product over all steps, split by rows.
 
 And f(q_t) read by several loop terms (tanh(c_t) of an LSTM) is computed once for all steps; a
 softmax whose log the loss reads is computed with that log, by one call; a value of one step is
-written into its slot of the sequence array (np.tanh(c, out=h[i + 1]); h[i + 1] *= o).
+written into its slot of the sequence array (np.tanh(c, out=h[i + 1]); h[i + 1] *= o); f(…) written
+inside an equation, whose value the backward pass reads too, is kept by the forward pass.
 
 Each model here exercises one case of these rewrites; each is checked against symderiv's own
 evaluation and central differences (``assert_module_is_right``), batched against the sum of
@@ -141,6 +142,18 @@ p[t] = softmax(W_y @ w[t] - b_y)
 loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
 
+# Functions applied inside an equation whose values the backward pass reads too: kept by the
+# forward pass, step by step in the loop (tanh(U h_{t-1})) or for all steps at once (σ(W_a x_t)).
+INLINE = HEADER + """
+param W_a: (n_a, n_x)
+param U: (n_a, n_a)
+param W_y: (C, n_a)
+state h[0] = 0
+h[t] = tanh(U @ h[t-1]) + sigmoid(W_a @ x[t])
+p[t] = softmax(W_y @ tanh(h[t]) + W_y @ sigmoid(W_a @ x[t]))
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
+"""
+
 CASES = {
     # name: (model text, what the generated code must contain)
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
@@ -157,9 +170,16 @@ CASES = {
                                             "d_h2[i] += _d_stack1[i + 1] @ _stack1_W1",
                                             "_g_stack1_1 = _outer(_d_stack1, h2[:-1])"]),
     "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
+    "inline values": (INLINE, ["_sigmoid_in_h = _sigmoid(_matvec(W_a, x_))",
+                               "np.tanh(h[i] @ U.T, out=_tanh_in_h[i])", "h[i + 1] += _tanh_in_h[i]",
+                               "y_p += _matvec(W_y, _sigmoid_in_h)",  # kept once, read twice
+                               "d_h[i] += (d_h[i + 1] * (1 - (_tanh_in_h[i + 1] ** 2))) @ U",
+                               "g_U = _outer(d_h * (1 - (_tanh_in_h ** 2)), h[:-1])"]),
     "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "y_p -= b_y", "d_y_v = 1 - (v_ ** 2)",
                             "d_y_v *= u ** 2", "d_y_v *= d_w"]),
-    "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
+    "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(1 - (_tanh_in_c[i + 1] ** 2))) @ U_c",
+                                  "g_W_c = _outer(d_c * (1 - (_tanh_in_c ** 2)), x_)",
+                                  "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
                                   "_d_f_0 = np.tanh(c[:-1])"]),
     "lstm": (LSTM, ["_stack0[i] += h[i] @ _stack0_W.T", "d_h[i] += _d_stack0[i + 1] @ _stack0_W",
                     "_sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])",
@@ -252,7 +272,7 @@ def test_stacked_forward_values_and_batch(case, tmp_path):
 def gated_models(draw):
     """A recurrent cell of 2–4 gates over h_{t-1}: each with or without an input term and a bias,
     of size n_a or n_b, under sigmoid, tanh or softplus, in any order; the first gates the state,
-    the others feed it through a matrix."""
+    the others feed it through a matrix; sometimes with a tanh written inside the state's equation."""
     k = draw(st.integers(2, 4))
     lines, params = [], ["param W_y: (C, n_a)"]
     terms = []
@@ -271,6 +291,9 @@ def gated_models(draw):
         if j:
             params.append(f"param V{j}: (n_a, {size})")
             terms.append(f"V{j} @ g{j}[t]")
+    if draw(st.booleans()):  # a function written inside the state's equation
+        terms.append("tanh(Wq @ x[t] + Uq @ h[t-1])")
+        params += ["param Wq: (n_a, n_x)", "param Uq: (n_a, n_a)"]
     lines.append(f"h[t] = g0[t] * h[t-1] + {' + '.join(terms)}")
     return HEADER + "\n".join(params) + "\nstate h[0] = 0\n" + "\n".join(lines) + (
         "\np[t] = softmax(W_y @ h[t])\nloss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))\n")
