@@ -376,6 +376,10 @@ class NumpyPrinter(Printer):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
 
 
+# Code that only names an array (or a slice of it), rather than computing a new one.
+_NAMED = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\[[^\[\]]*\])?")
+
+
 def _names_value(e, name: str) -> bool:
     """``e`` is the value of the quantity ``name`` (at some step)."""
     return (isinstance(e, At) and not isinstance(e.base, Delta) and e.base.name == name) or \
@@ -624,7 +628,7 @@ class ModulePlan:
         self.stacks = self._stacks(seq, code_expr, loop)
         stacked = {n: s for s in self.stacks for n in s.members}
         activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
-        inline = self._inline_values(seq, code_expr)
+        inline = self._inline_values(seq, concats)
         self.kept_done = {}
         phase = Phase()
         statics_before, statics_after = self._static_split()
@@ -679,11 +683,12 @@ class ModulePlan:
 
     # --- values inside an equation that the backward pass reads too -------------------------
 
-    def _inline_values(self, seq, code_expr) -> dict[str, list]:
+    def _inline_values(self, seq, concats) -> dict[str, list]:
         """f(…) written inside a sequence equation, c_t = f_t ⊙ c_{t−1} + tanh(W x_t + U h_{t−1}),
         whose value the backward pass reads too (as 1 − tanh²(…)): kept in an array of its own.
 
-        Maps a quantity to its [(f(…), the array's symbol)], innermost first."""
+        Maps a quantity to its [(f(…) as derived, as the code computes it, the array's symbol)],
+        innermost first."""
         pr = self.printer
         reach = 1 + max(self.pads.values(), default=0)  # the backward pass reads forward values up to t + lag
         backward = [a.closed for a in self.d.adjoints.values() if a.named and a.closed is not None]
@@ -691,11 +696,11 @@ class ModulePlan:
         wanted = {node for e in backward for node in sp.preorder_traversal(e) if isinstance(node, Apply)}
         found: dict[str, list] = {}
         for n in seq:
-            e = code_expr[n]
+            e = self.model[n].expr
             for node in sp.postorder_traversal(e):
                 if (node is e or not isinstance(node, Apply) or node.fname == "log"
                         or isinstance(node.arg, (At, AtStep, MatrixSymbol))
-                        or any(node == a for a, _ in found.get(n, []))
+                        or any(node == a for a, _, _ in found.get(n, []))
                         or not any(shift(node, k) in wanted for k in range(reach + 1))):
                     continue
                 name = f"_{node.fname}_in_{self.names.value(n).rstrip('_')}"
@@ -704,18 +709,19 @@ class ModulePlan:
                 self.names.table[name] = name
                 self.pads[name] = 0
                 self.batched.add(name)
-                found.setdefault(n, []).append((node, MatrixSymbol(name, *node.shape)))
-        return {n: kept for n, kept in found.items() if any(pr.code(a, "time").timed for a, _ in kept)}
+                found.setdefault(n, []).append((node, split_concat_products(node, concats),
+                                                MatrixSymbol(name, *node.shape)))
+        return {n: kept for n, kept in found.items() if any(pr.code(a, "time").timed for a, _, _ in kept)}
 
     def _keep_inline_values(self, n, expr, kept, loop, reads, phase: Phase):
         """Statements computing the kept values of ``n``'s equation just before it; ``expr`` reading them."""
         m, pr = self.model, self.printer
         subs = {}
-        for a, sym in kept:
+        for a, code_a, sym in kept:
             if a in self.kept_done:  # kept for an earlier equation already
-                subs[a] = At(self.kept_done[a], 0)
+                subs[code_a] = At(self.kept_done[a], 0)
                 continue
-            value = a.xreplace(subs)  # an inner kept value is read, not computed again
+            value = code_a.xreplace(subs)  # an inner kept value is read, not computed again
             comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
                        "kept for the backward pass")
             if n in loop and _references(value) & loop:  # computed step by step
@@ -728,7 +734,7 @@ class ModulePlan:
                     f"{sym.name} = {pr.code(value, 'time').text}"]))
             else:
                 continue
-            subs[a] = At(sym, 0)
+            subs[code_a] = At(sym, 0)
             self.kept_done[a] = sym
         return expr.xreplace(subs)
 
@@ -1140,8 +1146,8 @@ class ModulePlan:
             return [f"{py} = {whole.text}"]
         fresh = [a for a in e.args if isinstance(a, MatMul) and code(a).text.startswith("_matvec(") and code(a).timed]
         if isinstance(e, HadamardProduct) and not fresh:  # a factor that is a new array of every step anyway
-            fresh = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and getattr(a, "fname", "") != "log"
-                     and code(a).timed and code(a).batched]
+            fresh = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and code(a).timed and code(a).batched
+                     and not _NAMED.fullmatch(code(a).text)]  # not an array kept by the forward pass
         if fresh:
             lines, first = [f"{py} = {code(fresh[0]).text}"], fresh[:1]
         elif isinstance(e, HadamardProduct) and len(e.args) > 2:

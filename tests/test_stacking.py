@@ -154,6 +154,11 @@ p[t] = softmax(W_y @ tanh(h[t]) + W_y @ sigmoid(W_a @ x[t]))
 loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
 
+# The LSTM with its candidate cell written inside the cell's equation: tanh(W_g z_t + b_g) is kept,
+# and read by a factor of δy_i computed before the backward loop, which must not write into it.
+LSTM_INLINE = LSTM.replace("g[t] = tanh(W_g @ z[t] + b_g)\n", "").replace(
+    "i[t] * g[t]", "i[t] * tanh(W_g @ z[t] + b_g)").replace('latex g "\\tilde{\\mathbf{c}}"', "")
+
 CASES = {
     # name: (model text, what the generated code must contain)
     "different sizes": (DIFFERENT_SIZES, ["_stack0[i] += h[i] @ _stack0_W.T", "np.zeros(n_a, dtype)",
@@ -175,6 +180,8 @@ CASES = {
                                "y_p += _matvec(W_y, _sigmoid_in_h)",  # kept once, read twice
                                "d_h[i] += (d_h[i + 1] * (1 - (_tanh_in_h[i + 1] ** 2))) @ U",
                                "g_U = _outer(d_h * (1 - (_tanh_in_h ** 2)), h[:-1])"]),
+    "lstm inline": (LSTM_INLINE, ["_d_y_i_0 = 1 - i_", "_d_y_i_0 *= _tanh_in_c",
+                                  "c[i + 1] += i_[i] * _tanh_in_c[i]"]),
     "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "y_p -= b_y", "d_y_v = 1 - (v_ ** 2)",
                             "d_y_v *= u ** 2", "d_y_v *= d_w"]),
     "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(1 - (_tanh_in_c[i + 1] ** 2))) @ U_c",
@@ -291,8 +298,8 @@ def gated_models(draw):
         if j:
             params.append(f"param V{j}: (n_a, {size})")
             terms.append(f"V{j} @ g{j}[t]")
-    if draw(st.booleans()):  # a function written inside the state's equation
-        terms.append("tanh(Wq @ x[t] + Uq @ h[t-1])")
+    if draw(st.booleans()):  # a function written inside the state's equation, maybe times a gate
+        terms.append(draw(st.sampled_from(["", "g0[t] * "])) + "tanh(Wq @ x[t] + Uq @ h[t-1])")
         params += ["param Wq: (n_a, n_x)", "param Uq: (n_a, n_a)"]
     lines.append(f"h[t] = g0[t] * h[t-1] + {' + '.join(terms)}")
     return HEADER + "\n".join(params) + "\nstate h[0] = 0\n" + "\n".join(lines) + (
