@@ -630,6 +630,7 @@ class ModulePlan:
         activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
         inline = self._inline_values(seq, concats)
         self.kept_done = {}
+        self.scratch = []  # forward arrays of the code's own, freed before the backward pass if it does not read them
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
@@ -726,7 +727,7 @@ class ModulePlan:
                        "kept for the backward pass")
             if n in loop and _references(value) & loop:  # computed step by step
                 phase.alloc.append(f"{sym.name} = np.empty((T, B, {pr.size(a.shape[0])}), dtype)")
-                phase.loop.append(Statement(comment, self._assign_step(f"{sym.name}[i]", value)))
+                phase.loop.append(Statement(comment, self._inline_step(sym, value, loop, phase)))
                 loop.add(sym.name)
             elif pr.code(value, "time").timed:  # for all steps at once: before the loop if it can be
                 early = not any(r in loop or depends_on(reads, r, loop) for r in _references(value) & set(reads))
@@ -737,6 +738,26 @@ class ModulePlan:
             subs[code_a] = At(sym, 0)
             self.kept_done[a] = sym
         return expr.xreplace(subs)
+
+    def _inline_step(self, sym, value, loop, phase: Phase) -> list[str]:
+        """f(u + v) into ``sym[i]``, where the part u of the argument that does not read the
+        recurrence (an input projection) is computed for all steps before the loop."""
+        pr = self.printer
+        outside = [t for t in _terms(value.arg) if not _references(t) & loop]
+        inside = [t for t in _terms(value.arg) if _references(t) & loop]
+        if not (outside and inside and pr.code(_sum(outside), "time").timed):
+            return self._assign_step(f"{sym.name}[i]", value)
+        pre = f"{sym.name}_arg"
+        self.names.table[pre] = pre
+        self.scratch.append(pre)
+        phase.before.append(Statement(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
+                                      "the part that does not depend on the recurrence",
+                                      self._assign_time(pre, _sum(outside))))
+        lines = [f"{pre}[i] += {pr.code(_sum(inside), 'step').text}"]
+        form = ELEMENTWISE[value.fname].numpy_out
+        lines.append(form.format(x=f"{pre}[i]", out=f"{sym.name}[i]") if form else
+                     f"{sym.name}[i] = {ELEMENTWISE[value.fname].numpy.format(x=f'{pre}[i]')}")
+        return lines
 
     # --- stacking: one matrix product per step for the pre-activations that share a vector ---
 
@@ -1293,6 +1314,7 @@ class ModulePlan:
         # The array the members of a stack are views of, once none of them is read.
         free += [s.name for s in self.stacks if all(self.names.value(n) in free for n in s.members)]
         free += [log for log in self.printer.logs.values() if log not in used]
+        free += [name for name in self.scratch if name not in used]
         return free
 
 

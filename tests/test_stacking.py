@@ -181,7 +181,11 @@ CASES = {
                                "d_h[i] += (d_h[i + 1] * (1 - (_tanh_in_h[i + 1] ** 2))) @ U",
                                "g_U = _outer(d_h * (1 - (_tanh_in_h ** 2)), h[:-1])"]),
     "lstm inline": (LSTM_INLINE, ["_d_y_i_0 = 1 - i_", "_d_y_i_0 *= _tanh_in_c",
-                                  "c[i + 1] += i_[i] * _tanh_in_c[i]"]),
+                                  "c[i + 1] += i_[i] * _tanh_in_c[i]",
+                                  # the input projection inside the tanh, for all steps before the loop
+                                  "_tanh_in_c_arg = _matvec(W_g[:, n_h:n_h + n_x], x_)",
+                                  "_tanh_in_c_arg[i] += h[i] @ W_g[:, :n_h].T",
+                                  "np.tanh(_tanh_in_c_arg[i], out=_tanh_in_c[i])", ", _tanh_in_c_arg  # not read"]),
     "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "y_p -= b_y", "d_y_v = 1 - (v_ ** 2)",
                             "d_y_v *= u ** 2", "d_y_v *= d_w"]),
     "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(1 - (_tanh_in_c[i + 1] ** 2))) @ U_c",
