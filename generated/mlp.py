@@ -164,8 +164,10 @@ def _run(params, data, want):
     h2 = np.logaddexp(0, a_h2)
     # ŷ = W3 h2 + b3
     y_hat = h2 @ W3.T + b3
+    # ŷ − y, read more than once
+    _v0 = y_hat - y
     # L = 1/2 (ŷ − y)ᵀ (ŷ − y)
-    L = (1 / 2) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True)
+    L = (1 / 2) * np.sum(_v0 * _v0, axis=-1, keepdims=True)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -178,10 +180,11 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
+    del y_hat  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ = ŷ − y
-    d_y_hat = y_hat - y
+    d_y_hat = _v0
     # δa^(h2) = σ(a^(h2)) ⊙ W3ᵀ δŷ
     d_a_h2 = (d_y_hat @ W3) * _sigmoid(a_h2)
     # δa^(h1) = 𝟙[a^(h1) > 0] ⊙ W2ᵀ δa^(h2)

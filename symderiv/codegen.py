@@ -139,7 +139,15 @@ class NumpyPrinter(Printer):
         self.mode, self.window = "static", 0
         self.logs: dict[str, str] = {}  # softmax quantity → the array of its log, where the plan made one
         self.kept: dict = {}  # f(…) inside a forward equation → the array the forward pass kept it in
+        self.common: dict = {}  # a repeated subexpression → the array computed for it (see ModulePlan._common)
         self.kept_reach = 0
+
+    def _print(self, expr, **kwargs):
+        if self.common:
+            done = self.common.get(expr)
+            if done is not None:
+                return done
+        return super()._print(expr, **kwargs)
 
     def code(self, e, mode: str = "static", window: int = 0) -> Code:
         saved = self.mode, self.window
@@ -613,8 +621,85 @@ class ModulePlan:
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
         self.batched = batched_quantities(self.model)
         self.printer = NumpyPrinter(d, self.names, self.pads, self.batched)
+        self.repeated = self._repeated() if not self.model.has_time else {}
         self.forward = self._forward()
         self.backward = self._backward()
+
+    # --- common subexpressions of a model without time ---------------------------------------
+
+    def _static_adjoint_exprs(self, a) -> list:
+        return [e for e in (a.closed_per_step, a.closed_static) if e is not None]
+
+    def _gradient_exprs(self, g) -> list:
+        return [e for e in (g.per_step, g.static) if e is not None] + [e for _, _, e in g.initial]
+
+    def _repeated(self) -> dict:
+        """Subexpressions a model without time computes more than once, forward and backward: the
+        loss written in one line, L = ½‖W2 tanh(W1 x + b1) + b2 − y‖², reads tanh(W1 x + b1) and
+        the residual in several gradients.  Each gets an array of its own, computed once.
+
+        Found in rounds, largest first: a part of a repeated expression counts once for the array
+        that computes it, so it gets an array of its own only if it is also read elsewhere."""
+        m, d, pr = self.model, self.d, self.printer
+        exprs = [q.expr for q in m.equations if not q.sequence and q.expr is not None]
+        exprs += [e for a in d.backward_order if a.named and not a.sequence for e in self._static_adjoint_exprs(a)]
+        exprs += [e for g in d.gradients.values() for e in self._gradient_exprs(g)]
+        repeated: dict = {}
+        refused: set = set()
+
+        def walk(roots, stop):
+            """Every node under ``roots``, not below a node in ``stop`` (a root is always entered)."""
+            stack = [(r, True) for r in roots]
+            while stack:
+                node, root = stack.pop()
+                yield node
+                if root or node not in stop:
+                    stack.extend((a, False) for a in node.args if isinstance(a, sp.Basic))
+
+        def eligible(node) -> bool:
+            if node in refused:
+                return False
+            ok = isinstance(node, (Apply, MatAdd, HadamardProduct, HadamardPower, Softmax)) or (
+                isinstance(node, MatMul) and isinstance(coeff_and_rest(node)[1], MatMul))
+            if ok:
+                try:
+                    code = pr.code(node)
+                    ok = code.batched and not code.summed and not _NAMED.fullmatch(code.text)
+                except (NotImplementedError, ValueError):
+                    ok = False
+            if not ok:
+                refused.add(node)
+            return ok
+
+        for _ in range(50):  # rounds: at most the depth to which repeated expressions nest
+            roots = exprs + list(repeated)
+            counts: dict = {}
+            for node in walk(roots, repeated):
+                if node not in repeated:
+                    counts[node] = counts.get(node, 0) + 1
+            new = {node for node, c in counts.items() if c >= 2 and eligible(node)}
+            if not new:
+                break
+            for node in walk(roots, new | set(repeated)):  # the largest of them: none inside another
+                if node in new and node not in repeated:
+                    repeated[node] = f"_v{len(repeated)}"
+        return repeated
+
+    def _common(self, exprs) -> list[Statement]:
+        """Statements computing the repeated subexpressions of ``exprs`` not computed yet, innermost
+        first; from then on the printer reads their arrays."""
+        pr, out = self.printer, []
+        for e in exprs:
+            for node in sp.postorder_traversal(e):
+                name = self.repeated.get(node)
+                if name is None or node in pr.common:
+                    continue
+                code = pr.code(node)
+                self.names.table[name] = name
+                self.scratch.append(name)
+                out.append(Statement(f"{self.comment_text(node)}, read more than once", [f"{name} = {code.text}"]))
+                pr.common[node] = Code(name, code.batched, code.timed, code.summed)
+        return out
 
     # --- forward ------------------------------------------------------------------------
 
@@ -634,6 +719,7 @@ class ModulePlan:
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
+            phase.before += self._common([m[n].expr])
             phase.before.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
         for n in seq:
             q, py, pad, expr = m[n], names.value(n), self.pads[n], code_expr[n]
@@ -676,6 +762,7 @@ class ModulePlan:
                 lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._time_lines(n, py, expr)
                 phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
+            phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
         # The backward pass reads what the forward pass kept, instead of computing it again.
         self.printer.kept = dict(self.kept_done)
@@ -960,6 +1047,7 @@ class ModulePlan:
         early = set()  # the adjoints complete before the loop
         for a in statics:
             if a.name in seq_dependent_static:  # consumers of the sequence: before the loop
+                phase.before += self._common(self._static_adjoint_exprs(a))
                 phase.before.append(self._static_adjoint(a))
                 early.add(a.name)
         for n in seq:
@@ -998,6 +1086,7 @@ class ModulePlan:
                     early.add(n)
         for a in statics:
             if a.name not in seq_dependent_static:
+                phase.after += self._common(self._static_adjoint_exprs(a))
                 phase.after.append(self._static_adjoint(a))
         for stack in stacks:  # the δ of a stack's members: views of one array too
             members = {names.adjoint(n) for n in stack.members}
@@ -1012,7 +1101,9 @@ class ModulePlan:
         for g in d.gradients.values():
             if g.name not in stacked_grads:
                 # A gradient of adjoints known before the loop is computed there, so that they can be freed.
-                (phase.before if _adjoint_references(g.expr) <= early else phase.after).append(self._gradient(g))
+                target = phase.before if _adjoint_references(g.expr) <= early else phase.after
+                target += self._common(self._gradient_exprs(g))
+                target.append(self._gradient(g))
             elif stacked_grads[g.name] is not None:
                 phase.after.append(stacked_grads[g.name])
         if phase.loop or phase.after:

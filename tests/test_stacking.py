@@ -315,3 +315,68 @@ def gated_models(draw):
 @given(gated_models())
 def test_random_gated_cells_are_right(tmp_path_factory, text):
     assert_module_is_right(text, tmp_path_factory.mktemp("gated"), T=3)
+
+
+# A model without time written in one line: every gradient reads tanh(W1 x + b1) and the residual.
+ONE_LINE = """model m
+dim n_x, n_1, n_y
+input x: n_x
+target y: n_y
+param W1: (n_1, n_x)
+param b1: n_1
+param W2: (n_y, n_1)
+param b2: n_y
+loss L = squared_error(y, W2 @ tanh(W1 @ x + b1) + b2)
+"""
+
+
+def test_a_model_without_time_computes_each_repeated_expression_once(tmp_path):
+    code = source(ONE_LINE)
+    run = code.split("def _run")[1].split("def forward")[0]
+    assert run.count("np.tanh(") == 1 and run.count("x_ @ W1.T") == 1, run
+    assert "g_W2 = _outer(_v0, _v2)" in run
+    assert_module_is_right(ONE_LINE, tmp_path)
+
+
+@st.composite
+def one_line_models(draw):
+    """A network without time written as one expression: 1–3 layers under any activation, the
+    same layer sometimes read twice, the loss a squared error or a cross-entropy."""
+    params, x = [], "x"
+    sizes = ["n_x", "n_1", "n_2", "n_y"]
+    layers = draw(st.integers(1, 3))
+    for k in range(layers):
+        out = sizes[k + 1] if k + 1 < layers else "n_y"
+        params.append(f"param W{k}: ({out}, {sizes[k]})")
+        z = f"W{k} @ {x}"
+        if draw(st.booleans()):
+            params.append(f"param b{k}: {out}")
+            z += f" + b{k}"
+        if k + 1 < layers:
+            act = draw(st.sampled_from(["tanh", "sigmoid", "softplus"]))
+            x = f"{act}({z})"
+            if draw(st.booleans()):  # the same hidden layer read twice
+                x = f"({x} * {x})"
+        else:
+            x = z
+    loss = draw(st.sampled_from([f"squared_error(y, {x})", f"cross_entropy(y, softmax({x}))"]))
+    return ("model m\ndim n_x, n_1, n_2, n_y\ninput x: n_x\ntarget y: n_y, distribution\n"
+            + "\n".join(params) + f"\nloss L = {loss}\n")
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 4))
+@given(one_line_models())
+def test_random_one_line_models_are_right(tmp_path_factory, text):
+    # Against symderiv's own evaluation of the closed forms only: squared tanh layers make some
+    # gradients so small that central differences cannot resolve them to 1e-5.
+    d = symderiv.derive(symderiv.parse(text, "x.sdm"))
+    m = generated_module(d, tmp_path_factory.mktemp("oneline"))
+    dims = {name: 2 + k for k, name in enumerate(m.DIMS)}
+    params = m.init_params(dims, seed=1)
+    _, data = random_point(d.model, dims, None, seed=2)
+    loss, grads = m.loss_and_gradients(params, **public_data(d.model, data))
+    exact = evaluate(d, dims, None, params, data)
+    assert np.isclose(loss, float(exact.loss), rtol=1e-10, atol=1e-12)
+    for name, g in grads.items():
+        ref = np.asarray(exact.gradients[name], dtype=float).reshape(np.shape(g))
+        assert np.allclose(g, ref, rtol=1e-8, atol=1e-12 * max(1.0, np.abs(ref).max())), name
