@@ -479,6 +479,11 @@ def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool
     return False
 
 
+def _identifiers(lines) -> list[str]:
+    """The identifiers of lines of code, each once, in the order they first appear."""
+    return list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(lines))))
+
+
 def _references(e) -> set[str]:
     """Names of the quantities (not adjoints) an expression reads."""
     found = set()
@@ -1035,6 +1040,7 @@ class ModulePlan:
         reads = {n: set().union(*(_adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
         stacks = self._adjoint_stacks(terms, seq, loop)
+        stacked = {n: s for s in stacks for n in s.members}
         self.shared, self.applied_counts = {}, {}
         for n in loop & set(terms):
             for _, t in terms[n]:
@@ -1063,8 +1069,13 @@ class ModulePlan:
                 if outside:
                     phase.before.append(Statement(comment + ": the part outside the recurrence",
                                                   self._accumulate(py, outside, zeros)))
-                else:
+                elif n not in stacked:
                     phase.alloc.append(zeros.replace("np.zeros", "np.empty") if assign else zeros)
+                elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
+                    stack = stacked[n]
+                    phase.alloc += [f"{stack.adjoint} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)",
+                                    f"{', '.join(names.adjoint(m) for m in stack.members)} = "
+                                    f"np.split({stack.adjoint}, {self._split_points(stack.sizes)}, axis=-1)"]
                 loop_lines, guard = [], None
                 for k, (offset, t) in enumerate(inside):
                     t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
@@ -1088,15 +1099,6 @@ class ModulePlan:
             if a.name not in seq_dependent_static:
                 phase.after += self._common(self._static_adjoint_exprs(a))
                 phase.after.append(self._static_adjoint(a))
-        for stack in stacks:  # the δ of a stack's members: views of one array too
-            members = {names.adjoint(n) for n in stack.members}
-            lines = [line for line in phase.alloc if line.split(" = ")[0] in members]
-            at = phase.alloc.index(lines[0])
-            phase.alloc[at:at] = [
-                f"{stack.adjoint} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)",
-                f"{', '.join(names.adjoint(n) for n in stack.members)} = "
-                f"np.split({stack.adjoint}, {self._split_points(stack.sizes)}, axis=-1)"]
-            phase.alloc = [line for line in phase.alloc if line not in lines]
         stacked_grads = self._stacked_gradients(stacks)
         for g in d.gradients.values():
             if g.name not in stacked_grads:
@@ -1115,15 +1117,11 @@ class ModulePlan:
 
     def _dead_after_before(self, phase: Phase) -> list[str]:
         """Arrays the backward pass's statements before the loop read or write and nothing after does."""
-        def names_in(lines):
-            return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(lines)))
-
-        later = names_in([line for st in phase.loop + phase.after for line in st.lines] + phase.alloc)
+        later = self.used_names([Phase(loop=phase.loop, after=phase.after, alloc=phase.alloc)])
         keep = {self.names.value(p.name) for p in self.model.params} | set(self.names.grads.values())
         arrays = ({self.names.value(q.name) for q in self.model.quantities.values() if q.role != "param"}
                   | set(self.names.adjoints.values()) | {n for n in self.names.table.values() if n.startswith("_")})
-        before = [line for st in phase.before for line in st.lines]
-        order = list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(before))))
+        order = _identifiers([line for st in phase.before for line in st.lines])
         return [n for n in order if n in arrays and n not in keep and n not in later]
 
     def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
@@ -1248,10 +1246,12 @@ class ModulePlan:
         ``py *= s``; a ⊙ b ⊙ c is ``py = a * b``, ``py *= c``: the same values, without a new
         array of all steps per operation (each costs its memory traffic and, fresh, its page faults).
         """
-        pr = self.printer
+        pr, printed = self.printer, {}
 
-        def code(x):
-            return pr.code(x, "time", window)
+        def code(x):  # each operand printed once
+            if x not in printed:
+                printed[x] = pr.code(x, "time", window)
+            return printed[x]
 
         whole = code(e)
         if not isinstance(e, (MatAdd, HadamardProduct)) or not whole.timed:
@@ -1392,10 +1392,8 @@ class ModulePlan:
     def used_names(self, phases=None) -> set[str]:
         """The identifiers the code of ``phases`` (default: both passes) uses."""
         phases = phases or (self.forward, self.backward)
-        text = "\n".join(line for ph in phases for block in (ph.before, ph.loop, ph.after) for st in block
-                         for line in st.lines)
-        text += "\n".join(line for ph in phases for line in ph.alloc)
-        return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text))
+        return set(_identifiers([line for ph in phases for block in (ph.before, ph.loop, ph.after) for st in block
+                                 for line in st.lines] + [line for ph in phases for line in ph.alloc]))
 
     def unused_by_backward(self) -> list[str]:
         """Forward arrays the backward pass never reads: freed before it starts, to keep the peak low."""
