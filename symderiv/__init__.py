@@ -6,10 +6,10 @@
 >>> d.gradient("V")   # Σ_t δy_{h,t} h_{t-1}ᵀ
 """
 
-from .derive import Derivation, derive
+from .ad.derive import Derivation, derive
 from .errors import ClaimError, ModelError, SymderivError
-from .language import load, parse
-from .model import Model
+from .frontend.language import load, parse
+from .ir.model import Model
 
 __all__ = ["ClaimError", "Derivation", "Model", "ModelError", "SymderivError", "derive", "load", "parse"]
 __version__ = "0.1.0"

@@ -63,14 +63,14 @@ def _load(path: str):
 
 
 def _show(args) -> int:
-    from .report import show_text
+    from .render.report import show_text
     _, d = _load(args.model)
     sys.stdout.write(show_text(d))
     return 0
 
 
 def _derive(args) -> int:
-    from .emit import write_outputs
+    from .render.emit import write_outputs
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -84,8 +84,8 @@ def _derive(args) -> int:
 
 
 def _check(args) -> int:
-    from .certify import certify
-    from .numcheck import finite_difference_check
+    from .check.certify import certify
+    from .check.numcheck import finite_difference_check
     model, d = _load(args.model)
     exact = certify(model, d, seed=args.seed)
     numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
@@ -100,8 +100,8 @@ def _check(args) -> int:
 
 
 def _verify(args) -> int:
-    from .claims import read_claims
-    from .verify import verify
+    from .claims.reading import read_claims
+    from .claims.verify import verify
     _, d = _load(args.model)
     report = verify(d, read_claims(args.claims, d))
     sys.stdout.write(report.json() + "\n" if args.json else report.text())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import derive, load
 from .cli import FORMATS
-from .emit import render, write_outputs
+from .render.emit import render, write_outputs
 
 
 def stale_files(examples: Path, generated: Path) -> list[str]:

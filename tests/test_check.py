@@ -3,9 +3,9 @@
 import pytest
 
 import symderiv
+from symderiv.check.numcheck import finite_difference_check
 from symderiv.cli import main
-from symderiv.expr import scale
-from symderiv.numcheck import finite_difference_check
+from symderiv.ir.expr import scale
 
 from .conftest import EXAMPLES, ROOT
 

@@ -5,9 +5,9 @@ import pytest
 from sympy import HadamardProduct, OneMatrix, Transpose
 
 import symderiv
-import symderiv.printing
-from symderiv.evaluate import evaluate, random_point
-from symderiv.expr import At, Delta, TimeSum, matmul, sub, transpose
+import symderiv.render.printing
+from symderiv.check.evaluate import evaluate, random_point
+from symderiv.ir.expr import At, Delta, TimeSum, matmul, sub, transpose
 
 from .conftest import EXAMPLES
 
@@ -59,7 +59,7 @@ def test_recurrent_weight_gradient_sums_over_time(seed):
 def test_the_inlined_adjoints_are_the_single_chain_rule_steps(seed):
     assert not seed.adjoints["o"].named and not seed.adjoints["r_hat"].named
     assert seed.adjoint("o") == matmul(transpose(sym(seed, "W_out")), delta(seed, "h_out"))
-    assert symderiv.printing.unicode(seed.model, seed.adjoint("r_hat")) == "−r_t ⊘ r̂_t"
+    assert symderiv.render.printing.unicode(seed.model, seed.adjoint("r_hat")) == "−r_t ⊘ r̂_t"
 
 
 CE_TEMPLATE = """
@@ -81,7 +81,7 @@ z[t] = W @ x[t]
 ])
 def test_fused_cross_entropy(dist, rest, expected):
     d = symderiv.derive(symderiv.parse(CE_TEMPLATE.format(dist=dist, rest=rest), "ce.sdm"))
-    assert symderiv.printing.unicode(d.model, d.adjoint("z")) == expected
+    assert symderiv.render.printing.unicode(d.model, d.adjoint("z")) == expected
 
 
 def _central_differences(d, dims, T, params, data, eps=1e-6):

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import symderiv
-from symderiv.emit import render
+from symderiv.render.emit import render
 
 from .conftest import EXAMPLES, ROOT
 

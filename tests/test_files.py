@@ -15,7 +15,7 @@ import pytest
 import symderiv
 from symderiv import SymderivError, emit
 from symderiv.cli import main
-from symderiv.emit import MARK, write_outputs
+from symderiv.render.emit import MARK, write_outputs
 
 from .conftest import EXAMPLES, ROOT
 

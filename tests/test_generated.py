@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symderiv
-from symderiv.evaluate import evaluate
+from symderiv.check.evaluate import evaluate
 from symderiv.regenerate import stale_files
 
 from .conftest import EXAMPLES, GENERATED
@@ -111,7 +111,7 @@ def test_float32_in_float32_out_and_arguments_untouched(seed_module):
 def test_sgd_lowers_the_loss(path):
     m = load_module(path)
     model = symderiv.load(next(p for p in EXAMPLES.glob("*.sdm") if symderiv.load(p).name == path.stem))
-    from symderiv.evaluate import random_point
+    from symderiv.check.evaluate import random_point
     dims = {name: 3 for name in m.DIMS}
     params = m.init_params(dims, seed=0)
     _, data = random_point(model, dims, 5, seed=1)

@@ -10,7 +10,7 @@ from sympy import ZeroMatrix
 
 import symderiv
 from symderiv import load, parse
-from symderiv.expr import At
+from symderiv.ir.expr import At
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "seed_rnn.sdm"

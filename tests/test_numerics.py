@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import symderiv
-from symderiv.emit import render
-from symderiv.evaluate import evaluate, random_point
+from symderiv.check.evaluate import evaluate, random_point
+from symderiv.render.emit import render
 
 from .conftest import EXAMPLES, GENERATED
 

@@ -28,7 +28,7 @@ import pytest
 
 import symderiv
 from symderiv import ModelError
-from symderiv.emit import render, write_outputs
+from symderiv.render.emit import render, write_outputs
 
 from .conftest import EXAMPLES, ROOT
 

@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symderiv
-from symderiv.emit import render
-from symderiv.evaluate import evaluate, random_point
+from symderiv.check.evaluate import evaluate, random_point
+from symderiv.render.emit import render
 
 from .conftest import EXAMPLES, GENERATED
 from .test_names import assert_module_is_right, generated_module, public_data

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from symderiv.claims.verify import CODES, VERDICTS
 from symderiv.cli import main
-from symderiv.verify import CODES, VERDICTS
 
 from .conftest import ROOT
 

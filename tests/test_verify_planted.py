@@ -8,9 +8,9 @@ from functools import cache
 import pytest
 
 import symderiv
-from symderiv.claims import read_claims
-from symderiv.emit import write_outputs
-from symderiv.verify import CODES, verify
+from symderiv.claims.reading import read_claims
+from symderiv.claims.verify import CODES, verify
+from symderiv.render.emit import write_outputs
 
 from .conftest import EXAMPLES, ROOT
 

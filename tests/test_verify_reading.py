@@ -7,9 +7,9 @@ from functools import cache
 import pytest
 
 import symderiv
-from symderiv.claims import read_claims
-from symderiv.latexclaims import displayed_spans
-from symderiv.verify import verify
+from symderiv.claims.latex import displayed_spans
+from symderiv.claims.reading import read_claims
+from symderiv.claims.verify import verify
 
 from .conftest import EXAMPLES, ROOT
 

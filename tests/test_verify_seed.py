@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import symderiv
-from symderiv.claims import read_claims
-from symderiv.verify import verify
+from symderiv.claims.reading import read_claims
+from symderiv.claims.verify import verify
 
 from .conftest import EXAMPLES, ROOT
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 import symderiv
-from symderiv.emit import render
+from symderiv.render.emit import render
 
 from .conftest import EXAMPLES
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import symderiv
-from symderiv.certify import certify
+from symderiv.check.certify import certify
 from symderiv.cli import main as cli_main
 
 from .conftest import EXAMPLES, GENERATED, ROOT

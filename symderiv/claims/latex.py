@@ -22,7 +22,9 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .claimexpr import (
+from ..ir.names import split_name
+from ..ops.registry import ELEMENTWISE
+from .tree import (
     STEP_T,
     Call,
     Claim,
@@ -51,8 +53,6 @@ from .claimexpr import (
     make_claim,
     references,
 )
-from .names import split_name
-from .ops import ELEMENTWISE
 
 # ---------------------------------------------------------------------------------------
 # Tokens.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
 
-from .expr import (
+from ..ir.expr import (
     Apply,
     At,
     AtStep,

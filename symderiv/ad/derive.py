@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 
-from .expr import (
+from ..ir.expr import (
     Apply,
     At,
     Delta,
@@ -30,9 +30,9 @@ from .expr import (
     is_zero,
     shift,
 )
-from .model import Model, Quantity
-from .names import split_name
-from .ops import vjp
+from ..ir.model import Model, Quantity
+from ..ir.names import split_name
+from ..ops.registry import vjp
 from .simplify import collect, positive_first, tidy
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
@@ -158,7 +158,7 @@ class Derivation:
         return [a for a in self.backward_order if a.named]
 
     def _repr_latex_(self) -> str:
-        from .printing import derivation_latex
+        from ..render.printing import derivation_latex
         return derivation_latex(self)
 
     def __repr__(self) -> str:

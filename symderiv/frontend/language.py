@@ -18,8 +18,8 @@ from pathlib import Path
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix, ZeroMatrix
 
-from .errors import ModelError, Position
-from .expr import (
+from ..errors import ModelError, Position
+from ..ir.expr import (
     Apply,
     At,
     Concat,
@@ -37,8 +37,8 @@ from .expr import (
     sub,
     transpose,
 )
-from .model import Model, Quantity
-from .ops import ELEMENTWISE, FUNCTIONS, STRUCTURAL
+from ..ir.model import Model, Quantity
+from ..ops.registry import ELEMENTWISE, FUNCTIONS, STRUCTURAL
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 KEYWORDS = ("model", "dim", "time", "input", "target", "param", "state", "loss", "latex")

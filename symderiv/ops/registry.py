@@ -18,7 +18,7 @@ from functools import cache
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
 
-from .expr import (
+from ..ir.expr import (
     Apply,
     Concat,
     LogSoftmax,

@@ -11,9 +11,9 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.printer import Printer
 
-from .expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
-from .model import Model
-from .ops import ELEMENTWISE
+from ..ir.expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
+from ..ir.model import Model
+from ..ops.registry import ELEMENTWISE
 
 
 def step_text(offset: int, index: str = "t", minus: str = "-") -> str:
@@ -254,7 +254,7 @@ class LatexPrinter(_MathPrinter):
     def name(self, name, step):
         if name in self.model.quantities:
             return self.model.latex(name, step)
-        from .names import latex_name
+        from ..ir.names import latex_name
         return latex_name(name, bold=True, step=step)
 
     def delta(self, body):

@@ -25,14 +25,14 @@ import numpy as np
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
-from . import claimexpr as C
-from .claims import Reading
-from .derive import Derivation
-from .expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
-from .ops import ELEMENTWISE, activation_derivative
-from .printing import LatexPrinter, step_text
+from ..ad.derive import Derivation
+from ..ad.simplify import tidy
+from ..ir.expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
+from ..ops.registry import ELEMENTWISE, activation_derivative
+from ..render.printing import LatexPrinter, step_text
+from . import tree as C
 from .probe import STEPS, probes
-from .simplify import tidy
+from .reading import Reading
 
 VERDICTS = ("correct", "per-step", "incorrect", "unreadable")
 #: Diagnosis codes, most telling first: when two repairs of the same cost explain a claim,

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .claimexpr import (
+from ..ad.derive import Derivation
+from ..errors import ClaimError
+from ..frontend.language import decode_source, parse_expression
+from ..ir.expr import same_shape
+from .latex import read_writeup
+from .probe import probes
+from .tree import (
     FUNCTIONS,
     Builder,
     Call,
@@ -43,12 +49,6 @@ from .claimexpr import (
     make_claim,
     references,
 )
-from .derive import Derivation
-from .errors import ClaimError
-from .expr import same_shape
-from .language import decode_source, parse_expression
-from .latexclaims import read_writeup
-from .probe import probes
 
 FORMATS = {".claims": "claims", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "markdown"}
 MAX_DEPTH = 100

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .derive import Derivation
+from ..ad.derive import Derivation
 from .printing import UnicodePrinter
 
 

@@ -19,8 +19,8 @@ from fractions import Fraction
 import sympy as sp
 from sympy import HadamardPower, OneMatrix, ZeroMatrix
 
-from . import expr as E
-from .ops import ELEMENTWISE, activation_derivative
+from ..ir import expr as E
+from ..ops.registry import ELEMENTWISE, activation_derivative
 
 # ---------------------------------------------------------------------------------------
 # Nodes.

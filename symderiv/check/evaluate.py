@@ -15,8 +15,8 @@ import numpy as np
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
-from .derive import Derivation
-from .expr import Apply, At, AtStep, ColSlice, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum
+from ..ad.derive import Derivation
+from ..ir.expr import Apply, At, AtStep, ColSlice, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum
 
 
 def _mp_sigmoid(x):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy import MatrixSymbol
 
-from .errors import Position
+from ..errors import Position
 from .expr import At
 from .names import latex_name, unicode_name
 

@@ -24,8 +24,8 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
-from .derive import Derivation
-from .expr import (
+from ..ad.derive import Derivation
+from ..ir.expr import (
     Apply,
     At,
     AtStep,
@@ -42,7 +42,7 @@ from .expr import (
     scale,
     shift,
 )
-from .ops import ELEMENTWISE
+from ..ops.registry import ELEMENTWISE
 
 RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .derive import Derivation
-from .emit import render
+from ..ad.derive import Derivation
+from ..render.emit import render
 from .evaluate import random_point
 
 EPS = 1e-5  # central differences: truncation ~EPS², rounding ~1e-16/EPS

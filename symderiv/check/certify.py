@@ -22,10 +22,10 @@ import numpy as np
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 
-from .derive import Derivation, derive
+from ..ad.derive import Derivation, derive
+from ..ir.expr import Apply, At, Concat, LogSoftmax, Softmax, TimeSum
+from ..ir.model import Model
 from .evaluate import evaluate, random_point
-from .expr import Apply, At, Concat, LogSoftmax, Softmax, TimeSum
-from .model import Model
 
 #: The scalar meaning of each elementwise function of the language.
 SCALAR_FUNCTIONS = {

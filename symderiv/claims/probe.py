@@ -13,8 +13,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .derive import Derivation
-from .evaluate import Evaluator, random_point
+from ..ad.derive import Derivation
+from ..check.evaluate import Evaluator, random_point
 
 STEPS = 3  # sequence length of every probe: long enough for a t+1 and a t-1 term at once
 PROBES = 3
