@@ -25,14 +25,14 @@ from sympy.core.sympify import _sympify
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 
-def _str(name) -> Str:
+def _str(name: str | Str) -> Str:
     return name if isinstance(name, Str) else Str(name)
 
 
 class Delta(MatrixExpr):
     """The adjoint ∂L/∂q of a quantity q (same shape as q)."""
 
-    def __new__(cls, base):
+    def __new__(cls, base: MatrixSymbol) -> Delta:
         return MatrixExpr.__new__(cls, base)
 
     @property
@@ -40,7 +40,7 @@ class Delta(MatrixExpr):
         return self.args[0]
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.base.shape
 
     @property
@@ -51,15 +51,15 @@ class Delta(MatrixExpr):
 class _Indexed(MatrixExpr):
     """A quantity (or its adjoint) at a step; the second argument says which."""
 
-    def __new__(cls, base, index=0):
+    def __new__(cls, base: MatrixExpr, index: int = 0) -> _Indexed:
         return MatrixExpr.__new__(cls, base, Integer(index))
 
     @property
-    def base(self):
+    def base(self) -> MatrixExpr:
         return self.args[0]
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.base.shape
 
 
@@ -90,26 +90,26 @@ class Apply(MatrixExpr):
         return self.args[0].name
 
     @property
-    def arg(self):
+    def arg(self) -> MatrixExpr:
         return self.args[1]
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.arg.shape
 
 
 class _Unary(MatrixExpr):
     """A node of one matrix argument, shaped like it."""
 
-    def __new__(cls, arg):
+    def __new__(cls, arg: MatrixExpr) -> _Unary:
         return MatrixExpr.__new__(cls, _sympify(arg))
 
     @property
-    def arg(self):
+    def arg(self) -> MatrixExpr:
         return self.args[0]
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.arg.shape
 
 
@@ -124,30 +124,30 @@ class LogSoftmax(Softmax):
 class Concat(MatrixExpr):
     """Column vectors stacked on top of each other."""
 
-    def __new__(cls, *parts):
+    def __new__(cls, *parts: MatrixExpr) -> Concat:
         return MatrixExpr.__new__(cls, *map(_sympify, parts))
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return (sp.Add(*(p.shape[0] for p in self.args)), Integer(1))
 
 
 class _Slice(MatrixExpr):
     """A block of rows or columns ``start .. stop-1`` (0-based, symbolic)."""
 
-    def __new__(cls, arg, start, stop):
+    def __new__(cls, arg: MatrixExpr, start: sp.Expr | int, stop: sp.Expr | int) -> _Slice:
         return MatrixExpr.__new__(cls, _sympify(arg), _sympify(start), _sympify(stop))
 
     @property
-    def arg(self):
+    def arg(self) -> MatrixExpr:
         return self.args[0]
 
     @property
-    def start(self):
+    def start(self) -> sp.Expr:
         return self.args[1]
 
     @property
-    def stop(self):
+    def stop(self) -> sp.Expr:
         return self.args[2]
 
 
@@ -155,7 +155,7 @@ class RowSlice(_Slice):
     """Rows of a column vector: the inverse of Concat."""
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return (sp.expand(self.stop - self.start), self.arg.shape[1])
 
 
@@ -163,7 +163,7 @@ class ColSlice(_Slice):
     """Columns of a matrix: the block of W that multiplies one part of a Concat."""
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return (self.arg.shape[0], sp.expand(self.stop - self.start))
 
 
@@ -178,19 +178,19 @@ class TimeSum(_Unary):
 # printers undo for reading.
 
 
-def is_zero(e) -> bool:
+def is_zero(e: sp.Basic) -> bool:
     return isinstance(e, ZeroMatrix) or (not getattr(e, "is_Matrix", False) and e == 0)
 
 
-def same_shape(a, b) -> bool:
+def same_shape(a: MatrixExpr, b: MatrixExpr) -> bool:
     return all(sp.expand(x - y) == 0 for x, y in zip(a.shape, b.shape))
 
 
-def zeros_like(e) -> ZeroMatrix:
+def zeros_like(e: MatrixExpr) -> ZeroMatrix:
     return ZeroMatrix(*e.shape)
 
 
-def coeff_and_rest(e):
+def coeff_and_rest(e: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
     """Split ``c * X`` into a number ``c`` and the matrix part ``X``."""
     if isinstance(e, MatMul):
         coeffs = [a for a in e.args if not a.is_Matrix]
@@ -202,7 +202,7 @@ def coeff_and_rest(e):
     return Integer(1), e
 
 
-def add(*terms):
+def add(*terms: MatrixExpr) -> MatrixExpr:
     """Sum of matrix expressions of one shape; like terms combine, zeros vanish, order stays."""
     combined: dict = {}
     for term in terms:
@@ -217,7 +217,7 @@ def add(*terms):
     return flat[0] if len(flat) == 1 else MatAdd(*flat)
 
 
-def scale(c, e):
+def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
     """Number times matrix."""
     c = _sympify(c)
     if c == 0 or is_zero(e):
@@ -233,18 +233,18 @@ def scale(c, e):
     return MatMul(c, rest)
 
 
-def neg(e):
+def neg(e: MatrixExpr) -> MatrixExpr:
     return scale(-1, e)
 
 
-def sub(a, b):
+def sub(a: MatrixExpr, b: MatrixExpr) -> MatrixExpr:
     return add(a, neg(b))
 
 
-def matmul(*factors):
+def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
     """Matrix product; numeric coefficients are collected in front."""
     coeff = Integer(1)
-    mats = []
+    mats: list[MatrixExpr] = []
     for f in factors:
         if not getattr(f, "is_Matrix", False):
             coeff *= f
@@ -262,7 +262,7 @@ def matmul(*factors):
     return scale(coeff, product)
 
 
-def hadamard(*factors):
+def hadamard(*factors: MatrixExpr) -> MatrixExpr:
     """Elementwise product; numeric coefficients are pulled out, x ⊙ x^{∘-1} cancels."""
     coeff = Integer(1)
     flat = []
@@ -284,7 +284,7 @@ def hadamard(*factors):
     return scale(coeff, product)
 
 
-def _cancel_powers(factors):
+def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:
     """Merge x ⊙ x^{∘k} into x^{∘(k+1)} and drop x^{∘0}; keeps first-seen order."""
     powers: dict = {}
     order = []
@@ -303,11 +303,11 @@ def _cancel_powers(factors):
     return out
 
 
-def hadamard_div(a, b):
+def hadamard_div(a: MatrixExpr, b: MatrixExpr) -> MatrixExpr:
     return hadamard(a, HadamardPower(b, -1))
 
 
-def transpose(e):
+def transpose(e: MatrixExpr) -> MatrixExpr:
     if isinstance(e, Transpose):
         return e.arg
     if isinstance(e, (ZeroMatrix, OneMatrix)):
@@ -324,7 +324,7 @@ def transpose(e):
     return Transpose(rest)
 
 
-def broadcast(e, shape):
+def broadcast(e: MatrixExpr | sp.Expr, shape: tuple[sp.Expr, sp.Expr]) -> MatrixExpr:
     """A 1x1 expression (or a number) spread over ``shape``."""
     rows, cols = shape
     if not getattr(e, "is_Matrix", False):
@@ -338,13 +338,13 @@ def broadcast(e, shape):
     return matmul(OneMatrix(rows, 1), e, OneMatrix(1, cols))
 
 
-def shift(e, k: int):
+def shift(e: MatrixExpr, k: int) -> MatrixExpr:
     """Move every time-indexed symbol of ``e`` by ``k`` steps."""
     if k == 0:
         return e
     return e.replace(lambda x: isinstance(x, At), lambda x: At(x.base, x.offset + k))
 
 
-def at_step(e, k: int):
+def at_step(e: MatrixExpr, k: int) -> MatrixExpr:
     """``e`` (written at step t) evaluated at step ``k``: every ``At(b, i)`` becomes ``AtStep(b, k + i)``."""
     return e.replace(lambda x: isinstance(x, At), lambda x: AtStep(x.base, k + x.offset))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy import MatrixSymbol
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..errors import Position
 from .expr import At
@@ -32,7 +33,7 @@ class Quantity:
     declared_shape: tuple | None = None  # shape as written in the file, for PARAMS/INPUTS
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.symbol.shape
 
     @property
@@ -86,7 +87,7 @@ class Model:
     def has_time(self) -> bool:
         return self.time_index is not None
 
-    def ref(self, name: str, offset: int | None = None):
+    def ref(self, name: str, offset: int | None = None) -> MatrixExpr:
         """The expression for a quantity: ``At(sym, offset)`` for a sequence, else ``sym``."""
         q = self.quantities[name]
         return At(q.symbol, offset or 0) if q.sequence else q.symbol
