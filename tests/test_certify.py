@@ -81,6 +81,26 @@ def test_a_missing_recurrent_term_is_caught_upstream(seed_model):
 
 
 def test_certify_uses_none_of_the_rules_it_checks():
+    # It shares only the operations' meanings (the registry's records, ops.base), never a
+    # vector-Jacobian rule, a derivative or the simplifier.
     tree = ast.parse(Path(symderiv.check.certify.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"ops", "simplify"}
+    assert not imported & {"ops", "ops.derivatives", "ops.structural", "ops.registry", "simplify", "ad.simplify"}
+    assert "ops.base" in imported
+
+
+def test_certify_runs_with_every_rule_and_derivative_broken(seed_model, monkeypatch):
+    import symderiv.ops.base as base
+    import symderiv.ops.derivatives as derivatives
+
+    d = symderiv.derive(seed_model)
+
+    def broken(*args, **kwargs):
+        raise AssertionError("certify used a rule it checks")
+
+    for cls, record in list(base.NODES.items()):
+        if record.vjp is not None:
+            monkeypatch.setitem(base.NODES, cls, dataclasses.replace(record, vjp=broken, tidy=broken))
+    monkeypatch.setattr(derivatives, "_derive", broken)
+    monkeypatch.setattr(derivatives, "_derivatives", {})
+    assert certify(seed_model, d).ok

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import symderiv
 from symderiv import ModelError
 from symderiv.check.evaluate import evaluate, random_point
-from symderiv.ops.registry import FUNCTIONS
+from symderiv.ops import FUNCTIONS
 from symderiv.render.emit import render
 
 _counter = itertools.count()

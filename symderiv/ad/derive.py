@@ -32,7 +32,7 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import split_name
-from ..ops.registry import vjp
+from ..ops import node_record, vjp
 from .simplify import collect, positive_first, tidy
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
@@ -192,19 +192,19 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     pre: dict[str, str] = {}
     taken = set(model.quantities) | set(model.dims) | {model.time_index, getattr(model.length, "name", None)}
     activations = [name for name, q in model.quantities.items()
-                   if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.args[-1])]
+                   if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)]
     letter = _preactivation_letter(model)
     bodies = [split_name(name).body for name in activations]
     for name, q in model.quantities.items():
         if name in activations:
-            inner = q.expr.args[-1]
+            inner = q.expr.arg
             y = _preactivation_name(name, taken, letter, bodies.count(split_name(name).body) > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
             ref = At(sym, 0) if q.sequence else sym
             quantities[name] = Quantity(q.name, q.role, q.symbol, q.sequence, q.pos,
-                                        expr=q.expr.func(*q.expr.args[:-1], ref))
+                                        expr=q.expr.func(*(ref if a is inner else a for a in q.expr.args)))
             pre[name] = y
         else:
             quantities[name] = q
@@ -275,14 +275,14 @@ class _Sweep:
                 (adj.per_step if step else adj.static).append(g)
                 self._consumed(adj, 0)
             return
-        if isinstance(node, TimeSum):
-            self.back(node.arg, g, node.arg, True)
+        record = node_record(node)  # an unknown node is an internal error
+        if record.kind == "constant":
             return
-        if not node.args or isinstance(node, (sp.OneMatrix, sp.ZeroMatrix, sp.Identity)):
-            return
+        if record.vjp is None:
+            raise TypeError(f"internal error: the sweep cannot differentiate {type(node).__name__} ({node})")
         for child, contribution in zip(node.args, vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
-                self.back(child, contribution, child, step)
+                self.back(child, contribution, child, step or record.over_time)
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,21 +12,17 @@ from __future__ import annotations
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
 
 from ..ir.expr import (
-    Apply,
     At,
     AtStep,
-    Concat,
     RowSlice,
-    Softmax,
-    TimeSum,
     add,
     coeff_and_rest,
     hadamard,
     is_zero,
     matmul,
     scale,
-    transpose,
 )
+from ..ops import node_record
 
 
 def tidy(e, distributions: frozenset = frozenset()):
@@ -48,29 +44,22 @@ class _Tidy:
     def _run(self, e):
         if not getattr(e, "is_Matrix", False) or not e.args:
             return e
-        if isinstance(e, (At, AtStep)) or e.is_symbol or isinstance(e, OneMatrix):
+        rule = node_record(e).tidy  # an unknown node is an internal error, never passed through
+        if rule == "keep":
             return e
-        if isinstance(e, MatAdd):
-            return add(*[self.run(a) for a in e.args])
-        if isinstance(e, MatMul):
-            coeff, rest = coeff_and_rest(matmul(*[self.run(a) for a in e.args]))
-            mats = rest.args if isinstance(rest, MatMul) else (rest,)
-            return scale(coeff, self._matmul(mats))
-        if isinstance(e, HadamardProduct):
-            return self._hadamard([self.run(a) for a in e.args])
-        if isinstance(e, Transpose):
-            return transpose(self.run(e.arg))
-        if isinstance(e, HadamardPower):
-            return HadamardPower(self.run(e.args[0]), e.args[1])
-        if isinstance(e, RowSlice):
-            inner = self.run(e.arg)
-            if isinstance(inner, MatAdd):
-                return add(*[RowSlice(a, e.start, e.stop) for a in inner.args])
-            c, rest = coeff_and_rest(inner)
-            return scale(c, RowSlice(rest, e.start, e.stop))
-        if isinstance(e, (Apply, Softmax, Concat, TimeSum)):
+        if rule == "rebuild":
             return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
-        return e
+        return rule(self, e)
+
+    def product(self, factors):
+        """A tidied matrix product, with the identities of ``_pair`` applied."""
+        coeff, rest = coeff_and_rest(matmul(*factors))
+        mats = rest.args if isinstance(rest, MatMul) else (rest,)
+        return scale(coeff, self._matmul(mats))
+
+    def hadamard_product(self, factors):
+        """A tidied Hadamard product (``_hadamard``)."""
+        return self._hadamard(factors)
 
     def _hadamard(self, factors):
         """x ⊙ (a ⊘ x + b) = a + x ⊙ b: distribute over a sum when that cancels a division.

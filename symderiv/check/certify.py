@@ -7,8 +7,9 @@ symbols its own equation reads.  SymPy differentiates these small equations; the
 chain rule, run numerically in high precision along a topological order, gives ∂L/∂ of
 every entry.  Those numbers are compared with the closed forms evaluated at the same point.
 
-Nothing of ``ops`` (the matrix rules), ``derive``'s sweep or ``simplify`` is used: the
-functions get their own scalar meanings below, so a slip in a rule cannot hide itself.
+Nothing of the matrix rules (the records' vector-Jacobian rules), ``derive``'s sweep or
+``simplify`` is used: only the records' scalar meanings, which SymPy differentiates here,
+so a slip in a rule cannot hide itself.
 """
 
 from __future__ import annotations
@@ -20,22 +21,12 @@ from graphlib import TopologicalSorter
 import mpmath
 import numpy as np
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import ZeroMatrix
 
 from ..ad.derive import Derivation, derive
-from ..ir.expr import Apply, At, Concat, LogSoftmax, Softmax, TimeSum
 from ..ir.model import Model
+from ..ops.base import node_record  # the meanings only: no rule, no derivative
 from .evaluate import evaluate, random_point
-
-#: The scalar meaning of each elementwise function of the language.
-SCALAR_FUNCTIONS = {
-    "sigmoid": lambda z: 1 / (1 + sp.exp(-z)),
-    "tanh": sp.tanh,
-    "relu": lambda z: sp.Max(0, z),
-    "softplus": lambda z: sp.log(1 + sp.exp(z)),
-    "exp": sp.exp,
-    "log": sp.log,
-}
 
 DEFAULT_T = 3  # long enough that a lag of 2 reaches both a state and a computed step
 
@@ -143,10 +134,11 @@ class UnrolledNetwork:
             rows, cols = (self.size(x) for x in q.shape)
             for step in self._steps(q):
                 # Numbered, so no two entries collide whatever the model's names; plain
-                # identifiers (not Dummies), which lambdify takes without rewriting.
+                # identifiers (not Dummies), which lambdify takes without rewriting; real, so
+                # that SymPy differentiates |z| as sign(z).
                 label = q.name if step is None else f"{q.name}_{step}"
                 self.symbols[(q.name, step)] = sp.Matrix(rows, cols, [
-                    sp.Symbol(f"{label}_{i}{j}_{next(count)}") for i in range(rows) for j in range(cols)])
+                    sp.Symbol(f"{label}_{i}{j}_{next(count)}", real=True) for i in range(rows) for j in range(cols)])
         self.differentiable = {s for (name, _), m in self.symbols.items()
                                if model[name].role not in ("input", "target") for s in m}
         self.equations = self._ordered([self._equation(name, step) for name in model.order
@@ -191,50 +183,15 @@ class UnrolledNetwork:
         return self.symbols[(name, step)]
 
     def entries(self, e, step: int | None) -> sp.Matrix:
-        """A matrix expression of the model at ``step``, entry by entry."""
-        if isinstance(e, At):
-            return self.value(e.base.name, step + e.offset)
-        if isinstance(e, MatrixSymbol):
-            return self.value(e.name, None)
-        if isinstance(e, ZeroMatrix):
-            return sp.zeros(*(self.size(x) for x in e.shape))
-        if isinstance(e, OneMatrix):
-            return sp.ones(*(self.size(x) for x in e.shape))
-        if isinstance(e, MatAdd):
-            return sum((self.entries(a, step) for a in e.args[1:]), self.entries(e.args[0], step))
-        if isinstance(e, MatMul):
-            coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
-            mats = [self.entries(a, step) for a in e.args if a.is_Matrix]
-            product = mats[0]
-            for m in mats[1:]:
-                product = product * m
-            return coeff * product
-        if isinstance(e, HadamardProduct):
-            product = self.entries(e.args[0], step)
-            for a in e.args[1:]:
-                product = product.multiply_elementwise(self.entries(a, step))
-            return product
-        if isinstance(e, HadamardPower):
-            k = e.args[1]
-            return self.entries(e.args[0], step).applyfunc(lambda x: x ** k)
-        if isinstance(e, Transpose):
-            return self.entries(e.arg, step).T
-        if isinstance(e, Apply):
-            if e.fname not in SCALAR_FUNCTIONS:
-                raise NotImplementedError(f"certify has no scalar meaning for '{e.fname}'")
-            return self.entries(e.arg, step).applyfunc(SCALAR_FUNCTIONS[e.fname])
-        if isinstance(e, LogSoftmax):
-            z = self.entries(e.arg, step)
-            return z - sp.ones(*z.shape) * sp.log(sum(sp.exp(x) for x in z))
-        if isinstance(e, Softmax):
-            z = self.entries(e.arg, step).applyfunc(sp.exp)
-            return z / sum(z)
-        if isinstance(e, Concat):
-            return sp.Matrix.vstack(*[self.entries(a, step) for a in e.args])
-        if isinstance(e, TimeSum):
-            terms = [self.entries(e.arg, t) for t in range(1, self.T + 1)]
-            return sum(terms[1:], terms[0])
-        raise TypeError(f"certify cannot unroll {type(e).__name__}")
+        """A matrix expression of the model at ``step``, entry by entry (the node's scalar
+        meaning from its record: ``sigmoid`` is 1/(1 + e^{−z}), softmax e^{z_i}/Σ_j e^{z_j})."""
+        try:
+            record = node_record(e)
+        except TypeError:
+            raise TypeError(f"certify cannot unroll {type(e).__name__}") from None
+        if record.unroll is None:
+            raise TypeError(f"certify cannot unroll {type(e).__name__}")
+        return record.unroll(self, e, step)
 
     # --- numbers ------------------------------------------------------------------------
 

@@ -13,26 +13,11 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy as np
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import MatrixSymbol, ZeroMatrix
 
 from ..ad.derive import Derivation
-from ..ir.expr import Apply, At, AtStep, ColSlice, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum
-
-
-def _mp_sigmoid(x):
-    return 1 / (1 + mpmath.exp(-x))
-
-
-_FUNCTIONS = {
-    # name: (float64 version, mpmath version)
-    "sigmoid": (lambda x: 0.5 * (1 + np.tanh(0.5 * x)), _mp_sigmoid),
-    "tanh": (np.tanh, mpmath.tanh),
-    "relu": (lambda x: np.maximum(x, 0), lambda x: x if x > 0 else mpmath.mpf(0)),
-    "softplus": (lambda x: np.logaddexp(0, x), lambda x: mpmath.log(1 + mpmath.exp(x))),
-    "exp": (np.exp, mpmath.exp),
-    "log": (np.log, mpmath.log),
-    "step": (lambda x: (x > 0).astype(x.dtype), lambda x: mpmath.mpf(1) if x > 0 else mpmath.mpf(0)),
-}
+from ..ir.expr import Apply, At, Concat, Delta, TimeSum
+from ..ops import ELEMENTWISE, node_record
 
 
 @dataclass
@@ -186,63 +171,29 @@ class Evaluator:
 
     def ev(self, e, t):
         """Evaluate a matrix expression at step ``t`` (None outside the time loop)."""
-        if isinstance(e, At):
-            return self.lookup(e.base, t + e.offset)
-        if isinstance(e, AtStep):
-            return self.lookup(e.base, e.step)
-        if isinstance(e, (MatrixSymbol, Delta)):
-            return self.lookup(e, None)
-        if isinstance(e, ZeroMatrix):
-            return self._zeros(e.shape)
-        if isinstance(e, OneMatrix):
-            return self._ones(e.shape)
-        if isinstance(e, MatAdd):
-            out = self.ev(e.args[0], t)
-            for a in e.args[1:]:
-                out = out + self.ev(a, t)
-            return out
-        if isinstance(e, MatMul):
-            coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
-            mats = [self.ev(a, t) for a in e.args if a.is_Matrix]
-            out = mats[0]
-            for m in mats[1:]:
-                out = out.dot(m)
-            return out * self._number(coeff) if coeff != 1 else out
-        if isinstance(e, HadamardProduct):
-            out = self.ev(e.args[0], t)
-            for a in e.args[1:]:
-                out = out * self.ev(a, t)
-            return out
-        if isinstance(e, HadamardPower):
-            base = self.ev(e.args[0], t)
-            k = int(e.args[1])
-            return base ** k if k > 0 else 1 / base ** (-k)
-        if isinstance(e, Transpose):
-            return self.ev(e.arg, t).T
-        if isinstance(e, Apply):
-            fn = _FUNCTIONS[e.fname][1 if self.mp else 0]
-            x = self.ev(e.arg, t)
-            return np.vectorize(fn, otypes=[object])(x) if self.mp else fn(x)
-        if isinstance(e, LogSoftmax):
-            z = self.ev(e.arg, t)
-            z = z - z.max()
-            return z - self._log(self._exp(z).sum())
-        if isinstance(e, Softmax):
-            z = self.ev(e.arg, t)
-            ez = self._exp(z - z.max())
-            return ez / ez.sum()
-        if isinstance(e, Concat):
-            return np.vstack([self.ev(a, t) for a in e.args])
-        if isinstance(e, ColSlice):
-            return self.ev(e.arg, t)[:, self.size(e.start):self.size(e.stop)]
-        if isinstance(e, RowSlice):
-            return self.ev(e.arg, t)[self.size(e.start):self.size(e.stop)]
-        if isinstance(e, TimeSum):
-            out = self._zeros(e.shape)
-            for step in range(1, (self.T or 0) + 1):
-                out = out + self.ev(e.arg, step)
-            return out
-        raise TypeError(f"cannot evaluate {type(e).__name__}")
+        # The node's record says how; an unknown node is a TypeError ("cannot evaluate").
+        try:
+            record = node_record(e)
+        except TypeError:
+            raise TypeError(f"cannot evaluate {type(e).__name__}") from None
+        return record.evaluate(self, e, t)
+
+    # What a record's ``evaluate`` rule may use.
+
+    def zeros(self, shape):
+        return self._zeros(shape)
+
+    def ones(self, shape):
+        return self._ones(shape)
+
+    def number(self, c):
+        return self._number(c)
+
+    def exp(self, x):
+        return self._exp(x)
+
+    def log(self, x):
+        return self._log(x)
 
     def _number(self, c):
         if not self.mp:
@@ -265,16 +216,24 @@ def evaluate(derivation: Derivation, dims: dict[str, int], T: int | None, params
 
 def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scale: float = 0.5):
     """Random parameters and data for a model at concrete sizes (targets positive; a
-    distribution target sums to one)."""
+    distribution target sums to one).
+
+    Values inside each function's domain: a parameter or input that the argument of ``log``
+    or ``sqrt`` is built from by sums and products (``sqrt(W @ x)``) is drawn positive, as
+    |N| + 0.1, from the same random stream, so every other value is what it always was."""
     rng = np.random.default_rng(seed)
     subs = {model.dims[k]: v for k, v in dims.items()}
     if model.has_time:
         subs[model.length] = T
+    positive = positive_leaves(model)
 
     def shape(q):
         return tuple(int(sp.sympify(x, strict=True).xreplace(subs)) for x in q.shape)
 
-    params = {p.name: rng.normal(0, scale, shape(p)) for p in model.params}
+    def draw(name, v):
+        return np.abs(v) + 0.1 if name in positive else v
+
+    params = {p.name: draw(p.name, rng.normal(0, scale, shape(p))) for p in model.params}
     data = {}
     for q in model.data:
         n = (T if q.sequence else 1,)
@@ -283,6 +242,48 @@ def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scal
             if q.distribution:
                 v = v / v.sum(axis=-2, keepdims=True)
         else:
-            v = rng.normal(0, 1.0, n + shape(q))
+            v = draw(q.name, rng.normal(0, 1.0, n + shape(q)))
         data[q.name] = v if q.sequence else v[0]
     return params, data
+
+
+def positive_leaves(model) -> set[str]:
+    """Params and inputs that, drawn positive, keep every argument of a function whose
+    record's domain is positive (``log``, ``sqrt``) positive: those it is built from through
+    sums, positively scaled products, Hadamard products, transposes and stacks.  An argument
+    reached through anything else (a difference, ``tanh``) is left alone; one through a
+    positive function (``exp``, ``softmax``) is positive already."""
+    found: set[str] = set()
+    seen: set[str] = set()
+
+    def walk(e):
+        if isinstance(e, (At, MatrixSymbol)):
+            name = e.base.name if isinstance(e, At) else e.name
+            q = model.quantities.get(name)
+            if q is None or name in seen:
+                return
+            seen.add(name)
+            if q.role in ("param", "input"):
+                found.add(name)
+            elif q.expr is not None and q.role == "intermediate":
+                walk(q.expr)
+            return
+        if isinstance(e, Apply):
+            return  # a positive function needs nothing; another one cannot be helped
+        if isinstance(e, sp.MatMul):
+            coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
+            if not (coeff.is_number and coeff > 0):
+                return
+        if isinstance(e, (sp.MatAdd, sp.MatMul, sp.HadamardProduct, sp.HadamardPower, sp.Transpose, TimeSum,
+                          Concat)):
+            for a in e.args:
+                if getattr(a, "is_Matrix", False):
+                    walk(a)
+
+    for q in model.quantities.values():
+        if q.expr is None:
+            continue
+        for node in sp.preorder_traversal(q.expr):
+            if isinstance(node, Apply) and ELEMENTWISE[node.fname].domain == "positive":
+                walk(node.arg)
+    return found

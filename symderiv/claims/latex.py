@@ -23,7 +23,7 @@ from fractions import Fraction
 import sympy as sp
 
 from ..ir.names import split_name
-from ..ops.registry import ELEMENTWISE
+from ..ops import ELEMENTWISE, LANGUAGE
 from .tree import (
     STEP_T,
     Call,
@@ -76,10 +76,9 @@ GREEK = {
     "lambda", "mu", "nu", "xi", "pi", "rho", "varrho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
     "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "ell",
 }
-FUNCTION_COMMANDS = {"sigma": "sigmoid", "tanh": "tanh", "log": "log", "ln": "log", "exp": "exp"}
-FUNCTION_WORDS = {"softmax": "softmax", "sigmoid": "sigmoid", "relu": "relu", "ReLU": "relu", "softplus": "softplus",
-                  "tanh": "tanh", "exp": "exp", "log": "log", "logsoftmax": "log_softmax",
-                  "log_softmax": "log_softmax"}
+#: The LaTeX commands and the text words a write-up may use for a function, from its record.
+FUNCTION_COMMANDS = {c: f.name for f in ELEMENTWISE.values() if not f.params for c in f.commands}
+FUNCTION_WORDS = {w: f.name for f in [*ELEMENTWISE.values(), *LANGUAGE.values()] for w in f.words}
 UNICODE = {"−": ("char", "-"), "⊙": ("cmd", "odot"), "∘": ("cmd", "circ"), "⊘": ("cmd", "oslash"),
            "·": ("cmd", "cdot"), "×": ("cmd", "times"), "∂": ("cmd", "partial"), "∑": ("cmd", "sum"),
            "⊤": ("cmd", "top"), "≜": ("cmd", "triangleq"), "≔": ("cmd", "coloneqq"), "⟺": ("cmd", "iff"),

@@ -24,6 +24,7 @@ from ..ad.derive import Derivation
 from ..errors import ClaimError
 from ..frontend.language import decode_source, parse_expression
 from ..ir.expr import same_shape
+from ..ops import ELEMENTWISE
 from .latex import read_writeup
 from .probe import probes
 from .tree import (
@@ -288,9 +289,19 @@ class _PythonSide:
         if fname not in FUNCTIONS:
             raise self.error(n.func, f"unknown function '{fname}'; a claim may use d(...), Sum(...) and "
                                      + ", ".join(FUNCTIONS))
-        if len(n.args) != 1:
-            raise self.error(n, f"{fname}() takes one argument")
-        return Call(fname, self.node(n.args[0]))
+        names = ELEMENTWISE[fname].params if fname in ELEMENTWISE else ()
+        if len(n.args) != 1 + len(names):
+            raise self.error(n, f"{fname}() takes one argument" if not names else
+                             f"{fname}() takes {1 + len(names)} arguments: the argument and " + ", ".join(names))
+        params = []
+        for name, p in zip(names, n.args[1:]):
+            value = self.node(p)
+            if isinstance(value, Neg) and isinstance(value.arg, Num):
+                value = Num(-value.arg.value)
+            if not isinstance(value, Num):
+                raise self.error(p, f"the {name} of {fname}() must be a constant number")
+            params.append(value.value)
+        return Call(fname, self.node(n.args[0]), tuple(params))
 
     def _gradient(self, n: ast.Call):
         if len(n.args) != 1:

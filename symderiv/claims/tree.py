@@ -20,7 +20,7 @@ import sympy as sp
 from sympy import HadamardPower, OneMatrix, ZeroMatrix
 
 from ..ir import expr as E
-from ..ops.registry import ELEMENTWISE, activation_derivative
+from ..ops import ELEMENTWISE, LANGUAGE, activation_derivative
 
 # ---------------------------------------------------------------------------------------
 # Nodes.
@@ -103,10 +103,12 @@ class Transposed:
 
 @dataclass(frozen=True)
 class Call:
-    """An elementwise function, ``softmax``, ``log_softmax`` or ``sum``."""
+    """An elementwise function, ``softmax``, ``log_softmax`` or ``sum``; ``params``: the
+    constant parameters of an elementwise function (``leaky_relu(z, 0.1)``), as Fractions."""
 
     fname: str
     arg: object
+    params: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Derivative:
 
     fname: str
     arg: object
+    params: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ class Given:
 
 
 LEAVES = (Val, Grad, Num, Ones, Zero, Given)
-FUNCTIONS = tuple(name for name, e in ELEMENTWISE.items() if e.public) + ("softmax", "log_softmax", "sum")
+FUNCTIONS = tuple(name for name, e in ELEMENTWISE.items() if e.public) + tuple(
+    name for name, f in LANGUAGE.items() if f.claims)
 
 
 def children(node) -> tuple:
@@ -729,20 +733,17 @@ class Builder:
         if not _is_matrix(arg):
             raise ShapeMismatch(f"{node.fname} of a plain number")
         if node.fname in ELEMENTWISE:
-            return E.Apply(node.fname, arg)
+            return E.Apply(node.fname, arg, *map(sp.Rational, node.params))
         if arg.shape[1] != 1:
             raise ShapeMismatch(f"{node.fname} needs a column vector, not {self._shaped(arg)}")
-        if node.fname == "softmax":
-            return E.Softmax(arg)
-        if node.fname == "log_softmax":
-            return E.LogSoftmax(arg)
-        return E.matmul(OneMatrix(1, arg.shape[0]), arg)
+        return LANGUAGE[node.fname].make(arg)
 
     def _Derivative(self, node: Derivative, like):
         arg = self.build(node.arg, like)
         if not _is_matrix(arg):
             raise ShapeMismatch(f"{node.fname}' of a plain number")
-        return activation_derivative(node.fname, arg, E.Apply(node.fname, arg))
+        params = tuple(map(sp.Rational, node.params))
+        return activation_derivative(node.fname, arg, E.Apply(node.fname, arg, *params), params)
 
     def _Rows(self, node: Rows, like):
         inner = self.build(node.arg)

@@ -28,7 +28,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 from ..ad.derive import Derivation
 from ..ad.simplify import tidy
 from ..ir.expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
-from ..ops.registry import ELEMENTWISE, activation_derivative
+from ..ops import ELEMENTWISE, activation_derivative
 from ..render.printing import LatexPrinter, step_text
 from . import tree as C
 from .probe import STEPS, probes
@@ -729,7 +729,7 @@ def activation_factors(model) -> list[tuple[str, object]]:
         for node in sp.preorder_traversal(q.expr):
             if isinstance(node, Apply) and node.fname in ELEMENTWISE:
                 out = model.ref(q.name) if node == q.expr else node
-                factor = activation_derivative(node.fname, node.arg, out)
+                factor = activation_derivative(node.fname, node.arg, out, node.params)
                 found.setdefault(factor, node.fname)
     return [(fname, factor) for factor, fname in found.items()]
 

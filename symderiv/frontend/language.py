@@ -22,7 +22,6 @@ from ..errors import ModelError, Position
 from ..ir.expr import (
     Apply,
     At,
-    Concat,
     LogSoftmax,
     Softmax,
     TimeSum,
@@ -38,7 +37,7 @@ from ..ir.expr import (
     transpose,
 )
 from ..ir.model import Model, Quantity
-from ..ops.registry import ELEMENTWISE, FUNCTIONS, STRUCTURAL
+from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 KEYWORDS = ("model", "dim", "time", "input", "target", "param", "state", "loss", "latex")
@@ -1065,50 +1064,32 @@ class _Builder:
         if fname not in FUNCTIONS:
             raise self._error(node.func, f"unknown function '{fname}'; the model language has "
                                          + ", ".join(FUNCTIONS))
-        arity = 1 if fname in ELEMENTWISE else STRUCTURAL[fname]
+        elementwise = ELEMENTWISE.get(fname)
+        arity = 1 + len(elementwise.params) if elementwise else LANGUAGE[fname].arity
         if arity is not None and len(node.args) != arity:
             raise self._error(node, f"{fname}() takes {arity} argument{'s' if arity > 1 else ''}, "
                                     f"got {len(node.args)}")
         if arity is None and not node.args:
             raise self._error(node, f"{fname}() needs at least one argument")
         args = [self._expr(a, step) for a in node.args]
-        for a, arg_node in zip(args, node.args):
-            if not getattr(a, "is_Matrix", False) and fname not in ELEMENTWISE:
-                raise self._error(arg_node, f"{fname}() needs a vector here, not a number")
-        if fname in ELEMENTWISE:
-            (a,) = args
+        if elementwise:
+            a, *params = args
+            for name, p, p_node in zip(elementwise.params, params, node.args[1:]):
+                if getattr(p, "is_Matrix", False) or not p.is_number:
+                    raise self._error(p_node, f"the {name} of {fname}() must be a constant number, "
+                                              f"not {self._text(p_node)}")
             if not getattr(a, "is_Matrix", False):
-                value = ELEMENTWISE[fname].scalar(a)
+                value = elementwise.scalar(a, *params)
                 if not value.is_finite:
                     raise self._error(node, f"{fname}({a}) is not finite")
                 return value
-            return Apply(fname, a)
-        if fname in ("softmax", "log_softmax"):
-            (a,) = args
-            self._need_vector(node.args[0], a, fname)
-            return Softmax(a) if fname == "softmax" else LogSoftmax(a)
-        if fname == "sum":
-            (a,) = args
-            rows, cols = a.shape
-            return matmul(OneMatrix(1, rows), a) if cols == 1 else matmul(OneMatrix(1, rows), a, OneMatrix(cols, 1))
-        if fname == "concat":
-            for a, n in zip(args, node.args):
-                self._need_vector(n, a, fname)
-            return Concat(*args)
-        # cross_entropy(r, p) and squared_error(y, yhat): two vectors of one size
-        a, b = args
-        for x, n in zip(args, node.args):
-            self._need_vector(n, x, fname)
-        sa, sb = (tuple(map(self._resolve, x.shape)) for x in args)
-        if (sa == (1, 1)) != (sb == (1, 1)) and not any(_pending(x) for x in sa + sb):  # no broadcasting here
-            raise self._error(node, f"shape mismatch in {fname}(): {self._text(node.args[0])} is {_shape_text(sa)} "
-                                    f"but {self._text(node.args[1])} is {_shape_text(sb)}")
-        self._conform(node, a, b, ",", f"{fname}()")
-        if fname == "cross_entropy":
-            return neg(matmul(transpose(a), _log(b)))
-        diff = sub(b, a)
-        # Transpose(...) rather than the builder, which distributes: ½ (ŷ − y)ᵀ (ŷ − y) as written.
-        return scale(sp.Rational(1, 2), matmul(sp.Transpose(diff), diff))
+            return Apply(fname, a, *params)
+        for a, arg_node in zip(args, node.args):
+            if not getattr(a, "is_Matrix", False):
+                raise self._error(arg_node, f"{fname}() needs a vector here, not a number")
+        ctx = BuildContext(self._error, self._need_vector, self._conform, self._text, self._resolve, _shape_text,
+                           _pending)
+        return LANGUAGE[fname].build(ctx, node, args)
 
     def _need_vector(self, node: ast.AST, value, fname: str) -> None:
         if _pending(self._resolve(value.shape[1])):  # a lagged quantity not built yet: a vector

@@ -80,10 +80,14 @@ class AtStep(_Indexed):
 
 
 class Apply(MatrixExpr):
-    """An elementwise function (``sigmoid``, ``tanh``, ...) applied to every entry."""
+    """An elementwise function (``sigmoid``, ``tanh``, ...) applied to every entry.
 
-    def __new__(cls, fname, arg):
-        return MatrixExpr.__new__(cls, _str(fname), _sympify(arg))
+    ``params`` are the function's constant parameters (``leaky_relu(z, alpha)``), numbers
+    after the argument; a function without them has the two arguments it always had, so its
+    printed and hashed form is unchanged."""
+
+    def __new__(cls, fname, arg, *params):
+        return MatrixExpr.__new__(cls, _str(fname), _sympify(arg), *map(_sympify, params))
 
     @property
     def fname(self) -> str:
@@ -92,6 +96,10 @@ class Apply(MatrixExpr):
     @property
     def arg(self) -> MatrixExpr:
         return self.args[1]
+
+    @property
+    def params(self) -> tuple[sp.Expr, ...]:
+        return self.args[2:]
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:

@@ -7,13 +7,16 @@ x ⊙ y^{∘-1} read as a division) and differ only in their spelling.
 
 from __future__ import annotations
 
+from decimal import Decimal
+from string import Template
+
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.printer import Printer
 
 from ..ir.expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
 from ..ir.model import Model
-from ..ops.registry import ELEMENTWISE
+from ..ops import ELEMENTWISE, NODES
 
 
 def step_text(offset: int, index: str = "t", minus: str = "-") -> str:
@@ -51,8 +54,39 @@ class _MathPrinter(Printer):
     def fraction(self, p: int, q: int) -> str:
         raise NotImplementedError
 
-    def function(self, fname: str, arg: str, power: int = 1) -> str:
+    def function(self, fname: str, arg: str, power: int = 1, params: tuple = ()) -> str:
+        """f(arg), spelled as the function's record says (its head, or its whole form)."""
+        record = ELEMENTWISE.get(fname)
+        form = getattr(record, self.form_field, None) if record else None
+        if form is not None:
+            values = dict(zip(record.params, (self.constant(p) for p in params)))
+            whole = Template(form).substitute(values, x=arg)
+            return self.raised(self.paren(whole), power) if power != 1 else whole
+        head = getattr(record, self.form_field.removesuffix("_form")) if record else self.upright(fname)
+        return self.applied(head, arg, power)
+
+    form_field = ""  # the record's field with the whole spelling: latex_form, unicode_form
+
+    def upright(self, fname: str) -> str:
         raise NotImplementedError
+
+    def applied(self, head: str, arg: str, power: int) -> str:
+        raise NotImplementedError
+
+    def raised(self, base: str, power: int) -> str:
+        raise NotImplementedError
+
+    def constant(self, c) -> str:
+        """A parameter of a function as a reader writes it: 0.1, not 1/10."""
+        c = sp.Rational(c)
+        q = int(c.q)
+        while q % 2 == 0:
+            q //= 2
+        while q % 5 == 0:
+            q //= 5
+        if q == 1:  # a terminating decimal
+            return str(Decimal(int(c.p)) / Decimal(int(c.q)))
+        return self.fraction(int(c.p), int(c.q))
 
     def timesum(self, body: str) -> str:
         raise NotImplementedError
@@ -160,7 +194,7 @@ class _MathPrinter(Printer):
             while j + 1 < len(factors) and factors[j + 1] == f:
                 j += 1
             if j > i and isinstance(f, Apply):
-                out.append(self.function(f.fname, self._print(f.arg), power=j - i + 1))
+                out.append(self.function(f.fname, self._print(f.arg), power=j - i + 1, params=f.params))
             else:
                 out.extend(self._factor(f, HadamardProduct) for _ in range(j - i + 1))
             i = j + 1
@@ -185,7 +219,7 @@ class _MathPrinter(Printer):
         return self.transpose(s)
 
     def _print_Apply(self, e: Apply):
-        return self.function(e.fname, self._print(e.arg))
+        return self.function(e.fname, self._print(e.arg), params=e.params)
 
     def _print_Softmax(self, e: Softmax):
         return self.function("softmax", self._print(e.arg))
@@ -218,6 +252,11 @@ class _MathPrinter(Printer):
         return self.fraction(int(e.p), int(e.q))
 
     def emptyPrinter(self, e):
+        # A structural node without a method of its own: its record's head, applied.
+        record = NODES.get(type(e))
+        head = getattr(record, self.form_field.removesuffix("_form"), None) if record else None
+        if head is not None:
+            return self.applied(head, ", ".join(self._print(a) for a in e.args), 1)
         return str(e)
 
 
@@ -269,12 +308,17 @@ class LatexPrinter(_MathPrinter):
     def fraction(self, p, q):
         return str(p) if q == 1 else rf"\frac{{{p}}}{{{q}}}"
 
-    def function(self, fname, arg, power=1):
-        if fname == "step":
-            return r"\mathbb{1}\left[" + arg + r" > 0\right]"
-        spelling = ELEMENTWISE[fname].latex if fname in ELEMENTWISE else rf"\operatorname{{{fname}}}"
+    form_field = "latex_form"
+
+    def upright(self, fname):
+        return rf"\operatorname{{{fname}}}"
+
+    def applied(self, head, arg, power):
         sup = f"^{{{power}}}" if power != 1 else ""
-        return spelling + sup + r"\left(" + arg + r"\right)"
+        return head + sup + r"\left(" + arg + r"\right)"
+
+    def raised(self, base, power):
+        return base + f"^{{{power}}}"
 
     def power(self, base, k):
         return base + rf"^{{\circ {k}}}"
@@ -314,12 +358,20 @@ class UnicodePrinter(_MathPrinter):
     def fraction(self, p, q):
         return str(p) if q == 1 else f"{p}/{q}"
 
-    def function(self, fname, arg, power=1):
-        if fname == "step":
-            return f"𝟙[{arg} > 0]"
-        spelling = ELEMENTWISE[fname].unicode if fname in ELEMENTWISE else fname
-        sup = {2: "²", 3: "³"}.get(power, f"^{power}") if power != 1 else ""
-        return f"{spelling}{sup}({arg})"
+    form_field = "unicode_form"
+
+    def upright(self, fname):
+        return fname
+
+    def applied(self, head, arg, power):
+        return f"{head}{self._superscript(power)}({arg})"
+
+    def raised(self, base, power):
+        return base + self._superscript(power)
+
+    @staticmethod
+    def _superscript(power):
+        return {2: "²", 3: "³"}.get(power, f"^{power}") if power != 1 else ""
 
     def power(self, base, k):
         return f"{base}^∘{k}"

@@ -1,0 +1,369 @@
+"""Every node class of the expression IR, and the structural functions of the language.
+
+One ``Node`` record per class: its vector-Jacobian rule (in the spirit of autograd's
+``numpy_vjps.py``, written through ``out``, the node's forward value: ``p ⊙ g − p (pᵀ g)``
+for a softmax), its numeric evaluation, its tidy rule and its scalar meaning entry by entry
+(certification differentiates that meaning itself).  Then one ``LanguageFunction`` record
+per structural function of the model language: its arity and how it checks and builds its
+expression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+from sympy import (
+    HadamardPower,
+    HadamardProduct,
+    Identity,
+    MatAdd,
+    MatMul,
+    MatrixSymbol,
+    OneMatrix,
+    Transpose,
+    ZeroMatrix,
+)
+
+from ..ir.expr import (
+    Apply,
+    At,
+    AtStep,
+    ColSlice,
+    Concat,
+    Delta,
+    LogSoftmax,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    add,
+    hadamard,
+    matmul,
+    neg,
+    scale,
+    sub,
+    transpose,
+)
+from .base import ELEMENTWISE, LanguageFunction, Node, register
+from .derivatives import activation_derivative
+from .numeric import elementwise_function
+
+# ---------------------------------------------------------------------------------------
+# Vector-Jacobian rules.  Each returns one contribution per child of the node.
+
+
+def _vjp_add(node, g, out):
+    return [g for _ in node.args]
+
+
+def _vjp_matmul(node, g, out):
+    coeff = sp.Mul(*[a for a in node.args if not a.is_Matrix])
+    mats = [a for a in node.args if a.is_Matrix]
+    result = []
+    for a in node.args:
+        if not a.is_Matrix:
+            result.append(None)
+            continue
+        i = mats.index(a)
+        left = [transpose(m) for m in reversed(mats[:i])]
+        right = [transpose(m) for m in reversed(mats[i + 1:])]
+        result.append(scale(coeff, matmul(*left, g, *right)))
+    return result
+
+
+def _vjp_hadamard(node, g, out):
+    return [hadamard(*[b for j, b in enumerate(node.args) if j != i], g) for i in range(len(node.args))]
+
+
+def _vjp_hadamard_power(node, g, out):
+    base, k = node.args
+    return [hadamard(scale(k, HadamardPower(base, k - 1) if k != 2 else base), g), None]
+
+
+def _vjp_transpose(node, g, out):
+    return [transpose(g)]
+
+
+def _vjp_apply(node, g, out):
+    # g first: the derivative then reads after what flows in, δc ⊙ o ⊙ (1 − tanh²(c)).
+    return [None, hadamard(g, activation_derivative(node.fname, node.arg, out, node.params))] + [None] * len(
+        node.params)
+
+
+def _vjp_softmax(node, g, out):
+    # ∂softmax: diag(p) − p pᵀ, symmetric, so  z̄ = p ⊙ g − p (pᵀ g).
+    return [sub(hadamard(out, g), matmul(out, transpose(out), g))]
+
+
+def _vjp_log_softmax(node, g, out):
+    # ∂log_softmax: I − p 1ᵀ (p = softmax z), so  z̄ = g − p (1ᵀ g).
+    return [sub(g, matmul(Softmax(node.arg), OneMatrix(1, g.shape[0]), g))]
+
+
+def _vjp_concat(node, g, out):
+    pieces, start = [], sp.Integer(0)
+    for part in node.args:
+        stop = sp.expand(start + part.shape[0])
+        pieces.append(RowSlice(g, start, stop))
+        start = stop
+    return pieces
+
+
+def _vjp_timesum(node, g, out):
+    return [g]  # per step: the record says over_time
+
+
+# ---------------------------------------------------------------------------------------
+# Numeric evaluation (``ev`` is the evaluator; float64 arrays or mpmath object arrays).
+
+
+def _ev_add(ev, e, t):
+    out = ev.ev(e.args[0], t)
+    for a in e.args[1:]:
+        out = out + ev.ev(a, t)
+    return out
+
+
+def _ev_matmul(ev, e, t):
+    coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
+    mats = [ev.ev(a, t) for a in e.args if a.is_Matrix]
+    out = mats[0]
+    for m in mats[1:]:
+        out = out.dot(m)
+    return out * ev.number(coeff) if coeff != 1 else out
+
+
+def _ev_hadamard(ev, e, t):
+    out = ev.ev(e.args[0], t)
+    for a in e.args[1:]:
+        out = out * ev.ev(a, t)
+    return out
+
+
+def _ev_hadamard_power(ev, e, t):
+    base = ev.ev(e.args[0], t)
+    k = int(e.args[1])
+    return base ** k if k > 0 else 1 / base ** (-k)
+
+
+def _ev_apply(ev, e, t):
+    fn = elementwise_function(e.fname, e.params, ev.mp)
+    x = ev.ev(e.arg, t)
+    return np.vectorize(fn, otypes=[object])(x) if ev.mp else fn(x)
+
+
+def _ev_log_softmax(ev, e, t):
+    z = ev.ev(e.arg, t)
+    z = z - z.max()
+    return z - ev.log(ev.exp(z).sum())
+
+
+def _ev_softmax(ev, e, t):
+    z = ev.ev(e.arg, t)
+    ez = ev.exp(z - z.max())
+    return ez / ez.sum()
+
+
+def _ev_timesum(ev, e, t):
+    out = ev.zeros(e.shape)
+    for step in range(1, (ev.T or 0) + 1):
+        out = out + ev.ev(e.arg, step)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Scalar meanings entry by entry, for certification (``net`` is the unrolled network).
+
+
+def _sizes(net, e):
+    return tuple(net.size(x) for x in e.shape)
+
+
+def _un_matmul(net, e, step):
+    coeff = sp.Mul(*[a for a in e.args if not a.is_Matrix])
+    mats = [net.entries(a, step) for a in e.args if a.is_Matrix]
+    product = mats[0]
+    for m in mats[1:]:
+        product = product * m
+    return coeff * product
+
+
+def _un_hadamard(net, e, step):
+    product = net.entries(e.args[0], step)
+    for a in e.args[1:]:
+        product = product.multiply_elementwise(net.entries(a, step))
+    return product
+
+
+def _un_apply(net, e, step):
+    f = ELEMENTWISE[e.fname]
+    return net.entries(e.arg, step).applyfunc(lambda x: f.scalar(x, *e.params))
+
+
+def _un_log_softmax(net, e, step):
+    z = net.entries(e.arg, step)
+    return z - sp.ones(*z.shape) * sp.log(sum(sp.exp(x) for x in z))
+
+
+def _un_softmax(net, e, step):
+    z = net.entries(e.arg, step).applyfunc(sp.exp)
+    return z / sum(z)
+
+
+def _un_timesum(net, e, step):
+    terms = [net.entries(e.arg, t) for t in range(1, net.T + 1)]
+    return sum(terms[1:], terms[0])
+
+
+def _un_slice(net, e, step, rows: bool):
+    m = net.entries(e.arg, step)
+    a, b = net.size(e.start), net.size(e.stop)
+    return m[a:b, :] if rows else m[:, a:b]
+
+
+# ---------------------------------------------------------------------------------------
+# Tidy rules (``t`` is the simplifier: ``t.run``, ``t.product``, ``t.hadamard_product``).
+
+
+def _tidy_matmul(t, e):
+    return t.product([t.run(a) for a in e.args])
+
+
+def _tidy_hadamard(t, e):
+    return t.hadamard_product([t.run(a) for a in e.args])
+
+
+def _tidy_row_slice(t, e):
+    from ..ir.expr import coeff_and_rest
+
+    inner = t.run(e.arg)
+    if isinstance(inner, MatAdd):
+        return add(*[RowSlice(a, e.start, e.stop) for a in inner.args])
+    c, rest = coeff_and_rest(inner)
+    return scale(c, RowSlice(rest, e.start, e.stop))
+
+
+def _unsupported(what):
+    def rule(*args):
+        raise TypeError(f"internal error: {what}")
+    return rule
+
+
+for _record in [
+    # Symbols: the sweep keeps its books on them; the evaluator looks their values up.
+    Node(At, "symbol", evaluate=lambda ev, e, t: ev.lookup(e.base, t + e.offset),
+         unroll=lambda net, e, step: net.value(e.base.name, step + e.offset), tidy="keep"),
+    Node(AtStep, "symbol", evaluate=lambda ev, e, t: ev.lookup(e.base, e.step),
+         unroll=lambda net, e, step: net.value(e.base.name, e.step), tidy="keep"),
+    Node(MatrixSymbol, "symbol", evaluate=lambda ev, e, t: ev.lookup(e, None),
+         unroll=lambda net, e, step: net.value(e.name, None), tidy="keep"),
+    Node(Delta, "symbol", evaluate=lambda ev, e, t: ev.lookup(e, None),
+         unroll=_unsupported("an adjoint is not part of the model's equations"), tidy="keep"),
+    # Constants.
+    Node(ZeroMatrix, "constant", evaluate=lambda ev, e, t: ev.zeros(e.shape),
+         unroll=lambda net, e, step: sp.zeros(*_sizes(net, e)), tidy="keep"),
+    Node(OneMatrix, "constant", evaluate=lambda ev, e, t: ev.ones(e.shape),
+         unroll=lambda net, e, step: sp.ones(*_sizes(net, e)), tidy="keep"),
+    Node(Identity, "constant", evaluate=lambda ev, e, t: ev.zeros(e.shape) + np.eye(ev.size(e.shape[0])),
+         unroll=lambda net, e, step: sp.eye(net.size(e.shape[0])), tidy="keep"),
+    # SymPy's matrix operations.
+    Node(MatAdd, "operation", vjp=_vjp_add, evaluate=_ev_add,
+         unroll=lambda net, e, step: sum((net.entries(a, step) for a in e.args[1:]), net.entries(e.args[0], step)),
+         tidy=lambda t, e: add(*[t.run(a) for a in e.args])),
+    Node(MatMul, "operation", vjp=_vjp_matmul, evaluate=_ev_matmul, unroll=_un_matmul, tidy=_tidy_matmul),
+    Node(HadamardProduct, "operation", vjp=_vjp_hadamard, evaluate=_ev_hadamard, unroll=_un_hadamard,
+         tidy=_tidy_hadamard),
+    Node(HadamardPower, "operation", vjp=_vjp_hadamard_power, evaluate=_ev_hadamard_power,
+         unroll=lambda net, e, step: net.entries(e.args[0], step).applyfunc(lambda x: x ** e.args[1]),
+         tidy=lambda t, e: HadamardPower(t.run(e.args[0]), e.args[1])),
+    Node(Transpose, "operation", vjp=_vjp_transpose, evaluate=lambda ev, e, t: ev.ev(e.arg, t).T,
+         unroll=lambda net, e, step: net.entries(e.arg, step).T, tidy=lambda t, e: transpose(t.run(e.arg))),
+    # symderiv's nodes.
+    Node(Apply, "operation", vjp=_vjp_apply, evaluate=_ev_apply, unroll=_un_apply),
+    Node(Softmax, "operation", vjp=_vjp_softmax, evaluate=_ev_softmax, unroll=_un_softmax,
+         latex=r"\operatorname{softmax}", unicode="softmax"),
+    Node(LogSoftmax, "operation", vjp=_vjp_log_softmax, evaluate=_ev_log_softmax, unroll=_un_log_softmax),
+    Node(Concat, "operation", vjp=_vjp_concat, evaluate=lambda ev, e, t: np.vstack([ev.ev(a, t) for a in e.args]),
+         unroll=lambda net, e, step: sp.Matrix.vstack(*[net.entries(a, step) for a in e.args])),
+    Node(RowSlice, "operation", evaluate=lambda ev, e, t: ev.ev(e.arg, t)[ev.size(e.start):ev.size(e.stop)],
+         unroll=lambda net, e, step: _un_slice(net, e, step, True), tidy=_tidy_row_slice),
+    Node(ColSlice, "operation", evaluate=lambda ev, e, t: ev.ev(e.arg, t)[:, ev.size(e.start):ev.size(e.stop)],
+         unroll=lambda net, e, step: _un_slice(net, e, step, False), tidy="keep"),
+    Node(TimeSum, "operation", vjp=_vjp_timesum, over_time=True, evaluate=_ev_timesum, unroll=_un_timesum),
+]:
+    register(_record)
+
+
+# ---------------------------------------------------------------------------------------
+# Structural functions of the model language.
+
+
+def _build_softmax(node_cls):
+    def build(ctx, call, args):
+        (a,) = args
+        ctx.need_vector(call.args[0], a, call.func.id)
+        return node_cls(a)
+    return build
+
+
+def _build_sum(ctx, call, args):
+    return _make_sum(*args)
+
+
+def _make_sum(a):
+    rows, cols = a.shape
+    return matmul(OneMatrix(1, rows), a) if cols == 1 else matmul(OneMatrix(1, rows), a, OneMatrix(cols, 1))
+
+
+def _build_concat(ctx, call, args):
+    for a, n in zip(args, call.args):
+        ctx.need_vector(n, a, "concat")
+    return Concat(*args)
+
+
+def _two_vectors(ctx, call, args):
+    """cross_entropy(r, p) and squared_error(y, yhat): two vectors of one size."""
+    fname = call.func.id
+    a, b = args
+    for x, n in zip(args, call.args):
+        ctx.need_vector(n, x, fname)
+    sa, sb = (tuple(map(ctx.resolve, x.shape)) for x in args)
+    if (sa == (1, 1)) != (sb == (1, 1)) and not any(ctx.pending(x) for x in sa + sb):  # no broadcasting here
+        raise ctx.error(call, f"shape mismatch in {fname}(): {ctx.text(call.args[0])} is {ctx.shape_text(sa)} "
+                              f"but {ctx.text(call.args[1])} is {ctx.shape_text(sb)}")
+    ctx.conform(call, a, b, ",", f"{fname}()")
+
+
+def log_of(p):
+    """log p, with log(softmax(z)) kept as one node so it is computed stably."""
+    if isinstance(p, Softmax) and not isinstance(p, LogSoftmax):
+        return LogSoftmax(p.arg)
+    return Apply("log", p)
+
+
+def _make_cross_entropy(r, p):
+    return neg(matmul(transpose(r), log_of(p)))
+
+
+def _make_squared_error(y, yhat):
+    diff = sub(yhat, y)
+    # Transpose(...) rather than the builder, which distributes: ½ (ŷ − y)ᵀ (ŷ − y) as written.
+    return scale(sp.Rational(1, 2), matmul(sp.Transpose(diff), diff))
+
+
+def _checked(make):
+    def build(ctx, call, args):
+        _two_vectors(ctx, call, args)
+        return make(*args)
+    return build
+
+
+for _record in [
+    LanguageFunction("softmax", 1, _build_softmax(Softmax), Softmax, words=("softmax",), claims=True),
+    LanguageFunction("log_softmax", 1, _build_softmax(LogSoftmax), LogSoftmax, words=("logsoftmax", "log_softmax"),
+                     claims=True),
+    LanguageFunction("sum", 1, _build_sum, _make_sum, claims=True),
+    LanguageFunction("concat", None, _build_concat, Concat),
+    LanguageFunction("cross_entropy", 2, _checked(_make_cross_entropy), _make_cross_entropy),
+    LanguageFunction("squared_error", 2, _checked(_make_squared_error), _make_squared_error),
+]:
+    register(_record)
