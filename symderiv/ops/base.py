@@ -49,10 +49,6 @@ class Elementwise:
     numpy: str | None = None  # the generated module's spelling, {x} for the argument
     numpy_out: str | None = None  # the same, written into an existing array {out}
 
-    def meaning(self, params: Sequence = ()) -> sp.Expr:
-        """f(z) with its parameters' values, as a SymPy expression in ``Z``."""
-        return self.scalar(Z, *params)
-
 
 @dataclass(frozen=True)
 class Node:

@@ -24,8 +24,10 @@ for _record in [
                 numpy="_sigmoid({x})", numpy_out="_sigmoid({x}, out={out})"),
     Elementwise("tanh", sp.tanh, r"\tanh", "tanh", words=("tanh",), commands=("tanh",),
                 numpy="np.tanh({x})", numpy_out="np.tanh({x}, out={out})"),
+    # relu' = 𝟙[z > 0], given: SymPy's Heaviside(z) is ½ at 0, and proving it equals step
+    # everywhere else is slow.
     Elementwise("relu", lambda z: sp.Max(0, z), r"\operatorname{relu}", "relu", words=("relu", "ReLU"),
-                float64=lambda x: np.maximum(x, 0),
+                derivative=lambda z: _f("step")(z), float64=lambda x: np.maximum(x, 0),
                 numpy="np.maximum({x}, 0)", numpy_out="np.maximum({x}, 0, out={out})"),
     Elementwise("softplus", lambda z: sp.log(1 + sp.exp(z)), r"\operatorname{softplus}", "softplus",
                 words=("softplus",), positive=True, float64=lambda x: np.logaddexp(0, x),
@@ -44,7 +46,8 @@ for _record in [
                 numpy="np.sin({x})", numpy_out="np.sin({x}, out={out})"),
     Elementwise("cos", sp.cos, r"\cos", "cos", words=("cos",), commands=("cos",),
                 numpy="np.cos({x})", numpy_out="np.cos({x}, out={out})"),
-    # The exact gelu, z Φ(z); its derivative Φ(z) + z φ(z) is given, SymPy cannot find it by name.
+    # The exact gelu, z Φ(z); its derivative Φ(z) + z φ(z) is given, SymPy cannot find it by name
+    # (an unevaluated sum keeps the order written).
     # _erf is the generated module's vectorised math.erf (the integrator adds it to the template).
     Elementwise("gelu", lambda z: z * (1 + sp.erf(z / sp.sqrt(2))) / 2, r"\operatorname{gelu}", "gelu",
                 words=("gelu", "GELU"),
