@@ -36,6 +36,7 @@ from ..ir.expr import (
     Softmax,
     TimeSum,
     add,
+    coeff_and_rest,
     hadamard,
     matmul,
     neg,
@@ -233,8 +234,6 @@ def _tidy_hadamard(t, e):
 
 
 def _tidy_row_slice(t, e):
-    from ..ir.expr import coeff_and_rest
-
     inner = t.run(e.arg)
     if isinstance(inner, MatAdd):
         return add(*[RowSlice(a, e.start, e.stop) for a in inner.args])
