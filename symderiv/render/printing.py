@@ -11,7 +11,19 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.printer import Printer
 
-from ..ir.expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
+from ..ir.expr import (
+    Apply,
+    At,
+    AtStep,
+    Concat,
+    Delta,
+    LogSoftmax,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    coeff_and_rest,
+    positive_first,
+)
 from ..ir.model import Model
 from ..ops.registry import ELEMENTWISE
 
@@ -102,7 +114,7 @@ class _MathPrinter(Printer):
 
     def _print_MatAdd(self, e: MatAdd):
         out = ""
-        for i, term in enumerate(_positive_first(e.args)):
+        for i, term in enumerate(positive_first(e).args):
             c, rest = coeff_and_rest(term)
             negative = c.is_Number and c < 0
             body = self._product(-c if negative else c, rest, MatAdd)
@@ -219,16 +231,6 @@ class _MathPrinter(Printer):
 
     def emptyPrinter(self, e):
         return str(e)
-
-
-def _positive_first(terms):
-    """r̂ − r rather than −r + r̂: a term with a positive sign leads."""
-    terms = list(terms)
-    for i, t in enumerate(terms):
-        c, _ = coeff_and_rest(t)
-        if not (c.is_Number and c < 0):
-            return [terms[i], *terms[:i], *terms[i + 1:]]
-    return terms
 
 
 def _has_delta(e) -> bool:
