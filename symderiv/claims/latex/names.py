@@ -17,7 +17,7 @@ from .tokens import (
     ACCENTS,
     FONTS,
     FUNCTION_WORDS,
-    GREEK,
+    LETTERS,
     TRANSPOSES,
     Cursor,
     Tok,
@@ -220,7 +220,7 @@ class NameReader(Cursor):
         if t.kind == "letter":
             self.take()
             return NameKey(t.value), t.value, "", ()
-        if t.kind == "cmd" and t.value in GREEK and t.value not in ("delta", "partial"):
+        if t.kind == "cmd" and t.value in LETTERS and t.value not in ("delta", "partial"):
             self.take()
             return NameKey(t.value), "\\" + t.value, "", ()
         if t.kind == "text" and is_word(t.value) and t.value.strip() not in FUNCTION_WORDS:

@@ -39,7 +39,7 @@ from .tokens import (
     FONTS,
     FUNCTION_COMMANDS,
     FUNCTION_WORDS,
-    GREEK,
+    LETTERS,
     TRANSPOSES,
     Tok,
     is_word,
@@ -119,7 +119,7 @@ class ExpressionParser(NameReader):
             return is_word(t.value)
         if t.kind == "char":
             return t.value in "({["
-        return t.kind == "cmd" and (t.value in GREEK or t.value in FONTS or t.value in ACCENTS
+        return t.kind == "cmd" and (t.value in LETTERS or t.value in FONTS or t.value in ACCENTS
                                     or t.value in FUNCTION_COMMANDS
                                     or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla"))
 

@@ -8,9 +8,9 @@ at its line and column.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
+from ...ir.names import GREEK
 from ..tree import ReadError
 
 #: Commands whose braced argument is plain text, read whole (``\text{(where }`` is one token).
@@ -27,11 +27,8 @@ DROPPED_WITH_ARGUMENT = {"label", "tag", "hspace", "vspace", "phantom", "hphanto
 FONTS = {"mathbf", "bm", "boldsymbol", "mathbfit", "mathit", "mathcal", "mathscr", "mathfrak", "mathbb", "mathds",
          "vec", "pmb", "bf", "symbf", "symbfit"}
 ACCENTS = {"hat": "hat", "widehat": "hat", "tilde": "tilde", "widetilde": "tilde", "bar": "bar", "overline": "bar"}
-GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota", "kappa",
-    "lambda", "mu", "nu", "xi", "pi", "rho", "varrho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega", "ell",
-}
+#: LaTeX letters read as names: the Greek letters a model name may be, their variants, and ℓ.
+LETTERS = set(GREEK) | {"varepsilon", "vartheta", "varrho", "varphi", "ell"}
 FUNCTION_COMMANDS = {"sigma": "sigmoid", "tanh": "tanh", "log": "log", "ln": "log", "exp": "exp"}
 FUNCTION_WORDS = {"softmax": "softmax", "sigmoid": "sigmoid", "relu": "relu", "ReLU": "relu", "softplus": "softplus",
                   "tanh": "tanh", "exp": "exp", "log": "log", "logsoftmax": "log_softmax",
@@ -85,14 +82,14 @@ def end_of_line(text: str, i: int, stop: int) -> int:
     return stop if j < 0 else j + 1
 
 
+_GREEK_COMMANDS = {char: name for name, char in GREEK.items()}
+
+
 def _letter(c: str, i: int) -> Tok:
     if c.isascii():
         return Tok("letter", c, i, i + 1)
-    name = unicodedata.name(c, "")
-    m = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER (\w+)", name)
-    if m:
-        word = m.group(2).lower()
-        return Tok("cmd", word if m.group(1) == "SMALL" else word.capitalize(), i, i + 1)
+    if c in _GREEK_COMMANDS:  # λ is \lambda
+        return Tok("cmd", _GREEK_COMMANDS[c], i, i + 1)
     return Tok("letter", c, i, i + 1)
 
 
