@@ -36,7 +36,7 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
     lags: Lags = {}
     for name, d in s.definitions.items():
         deps[name] = []
-        for ref, k, node in references(s, d):
+        for ref, k, node in uses(s, d):
             if ref in s.definitions and k == 0:
                 deps[name].append((ref, node))
             if k > 0:
@@ -72,8 +72,8 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
     return order, lags
 
 
-def references(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.AST]]:
-    """(name, lag, node) for every quantity a definition refers to; validates the tree."""
+def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.AST]]:
+    """(name, lag, node) for every quantity a definition uses; validates the tree on the way."""
     text = d.stmt.text[d.expr_offset:]
     indexed = {id(n.value) for n in ast.walk(d.tree) if isinstance(n, ast.Subscript)}
     for node in ast.walk(d.tree):
@@ -133,8 +133,8 @@ def check_states(s: ParseState, lags: Lags) -> None:
                              "defined by an equation have initial states", at)
         if d is None or not d.sequence:
             raise stmt.error(f"'state' gives initial values of a sequence quantity, and '{name}' is not one", at)
-    for name, uses in lags.items():
-        for k, d, node in uses:
+    for name, lagged in lags.items():
+        for k, d, node in lagged:
             text = d.stmt.text[d.expr_offset:]
             target = s.definitions.get(name)
             if target is None:
