@@ -11,7 +11,7 @@ from symderiv.claims.latex import displayed_spans
 from symderiv.claims.reading import read_claims
 from symderiv.claims.verify import verify
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 
 @cache
