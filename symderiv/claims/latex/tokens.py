@@ -42,6 +42,8 @@ TRANSPOSES = {"T", "\\top", "\\intercal", "\\mathsf{T}", "\\prime\\prime"}
 
 @dataclass(frozen=True)
 class Tok:
+    """One token and the offsets it spans in the whole text."""
+
     kind: str  # cmd, text, letter, num, char, begin, end
     value: str
     pos: int
@@ -78,6 +80,7 @@ def tokenize(text: str, start: int, stop: int) -> list[Tok]:
 
 
 def end_of_line(text: str, i: int, stop: int) -> int:
+    """The offset just past the line break after ``i`` (or ``stop``)."""
     j = text.find("\n", i, stop)
     return stop if j < 0 else j + 1
 
@@ -86,11 +89,9 @@ _GREEK_COMMANDS = {char: name for name, char in GREEK.items()}
 
 
 def _letter(c: str, i: int) -> Tok:
-    if c.isascii():
-        return Tok("letter", c, i, i + 1)
-    if c in _GREEK_COMMANDS:  # λ is \lambda
-        return Tok("cmd", _GREEK_COMMANDS[c], i, i + 1)
-    return Tok("letter", c, i, i + 1)
+    """A letter; a Greek one stands for its command (``λ`` is ``\\lambda``)."""
+    command = _GREEK_COMMANDS.get(c)
+    return Tok("letter", c, i, i + 1) if command is None else Tok("cmd", command, i, i + 1)
 
 
 def _command(text: str, i: int, stop: int, out: list[Tok]) -> int:

@@ -18,10 +18,15 @@ from .names import Atom, Glossary
 from .parser import ExpressionParser, GradOfExpression
 from .tokens import Tok, tokenize
 
+#: Brackets nested deeper than this are refused before parsing (the parser recurses on them).
 MAX_NESTING = 60
+
 
 @dataclass
 class WriteupReading:
+    """The claims of a write-up, how it spells the quantities it names, and every quantity
+    it speaks of (for the verdicts' wording)."""
+
     claims: list[Claim]
     spellings: dict
     vocabulary: set
