@@ -1,15 +1,24 @@
+"""Fixtures and the Hypothesis profiles.  Plain helpers live in ``tests/helpers.py``: test
+files import them from there, never from here."""
+
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-GENERATED = ROOT / "generated"
+import symderiv
+
+from .helpers import EXAMPLES, GENERATED, ROOT  # noqa: F401  (still importable from here, for older files)
 
 
 @pytest.fixture(scope="session")
 def seed_path() -> Path:
     return EXAMPLES / "seed_rnn.sdm"
+
+
+@pytest.fixture(scope="session")
+def seed_derivation(seed_path):
+    """The derivation of the seed RNN, derived once (tests only read it)."""
+    return symderiv.derive(symderiv.load(seed_path))
 
 
 def _register_hypothesis_profiles() -> None:

@@ -12,7 +12,7 @@ import symderiv.check.certify
 from symderiv.check.certify import certify, default_dims
 from symderiv.ir.expr import neg, transpose
 
-from .conftest import EXAMPLES
+from .helpers import EXAMPLES
 
 MODELS = sorted((Path(__file__).parent / "models").glob("*.sdm"))
 

@@ -7,7 +7,7 @@ from symderiv.check.numcheck import finite_difference_check
 from symderiv.cli import main
 from symderiv.ir.expr import scale
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 MODELS = sorted(EXAMPLES.glob("*.sdm")) + sorted((ROOT / "tests" / "models").glob("*.sdm"))
 

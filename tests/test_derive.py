@@ -9,7 +9,7 @@ import symderiv.render.printing
 from symderiv.check.evaluate import evaluate, random_point
 from symderiv.ir.expr import At, Delta, TimeSum, matmul, sub, transpose
 
-from .conftest import EXAMPLES
+from .helpers import EXAMPLES
 
 SEED_DIMS = dict(n_x=3, n_a=4, n_h=5, n_o=2, C=3)
 

@@ -14,7 +14,7 @@ import pytest
 import symderiv
 from symderiv.render.emit import render
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 SEEDS = ["0", "1", "12345"]
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.sdm"))

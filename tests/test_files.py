@@ -18,7 +18,7 @@ from symderiv.cli import main
 from symderiv.render import emit
 from symderiv.render.emit import MARK, write_outputs
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 FORMATS = ["tex", "md", "py"]
 

@@ -29,7 +29,7 @@ import symderiv
 from symderiv import ModelError
 from symderiv.render.emit import render
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 SOURCES = sorted(EXAMPLES.glob("*.sdm")) + sorted((ROOT / "tests" / "models").glob("*.sdm"))
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SOURCES}
@@ -488,11 +488,6 @@ except ImportError:  # pragma: no cover - written concurrently
 
 WRITEUPS = {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "generated").glob("seed_rnn.*"))
             if p.suffix in (".tex", ".md")}
-
-
-@pytest.fixture(scope="module")
-def seed_derivation():
-    return symderiv.derive(symderiv.load(EXAMPLES / "seed_rnn.sdm"))
 
 
 def read_writeup(tmp: Path, text: str, suffix: str, d):

@@ -1,6 +1,5 @@
 """The committed outputs in generated/: fresh, compiling, and numerically right."""
 
-import importlib.util
 import shutil
 import subprocess
 
@@ -11,16 +10,13 @@ import symderiv
 from symderiv.check.evaluate import evaluate
 from symderiv.regenerate import stale_files
 
-from .conftest import EXAMPLES, GENERATED
+from .helpers import EXAMPLES, GENERATED, import_generated
 
 MODULES = sorted(GENERATED.glob("*.py"))
 
 
 def load_module(path):
-    spec = importlib.util.spec_from_file_location(path.stem + "_generated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_generated(path, path.stem + "_generated")
 
 
 def test_generated_files_are_fresh():

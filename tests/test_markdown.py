@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from .conftest import GENERATED, ROOT
+from .helpers import GENERATED, ROOT
 
 KATEX_DIR = ROOT / "tests" / "katex"
 HAVE_KATEX = shutil.which("node") is not None and (KATEX_DIR / "node_modules" / "katex").is_dir()

@@ -13,7 +13,6 @@ still trips on.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from contextlib import contextmanager
 
@@ -24,17 +23,14 @@ import symderiv
 from symderiv.check.evaluate import evaluate, random_point
 from symderiv.render.emit import render
 
-from .conftest import EXAMPLES, GENERATED
+from .helpers import EXAMPLES, GENERATED, import_generated
 
 MODULES = sorted(GENERATED.glob("*.py"))
 SCALES = [1.0, 10.0, 100.0, 1000.0]
 
 
 def load_module(path, name=None):
-    spec = importlib.util.spec_from_file_location(name or f"numerics_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_generated(path, name or f"numerics_{path.stem}")
 
 
 @pytest.fixture(scope="module")

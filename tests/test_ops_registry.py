@@ -42,7 +42,7 @@ from symderiv.ops import (
 )
 from symderiv.render.printing import latex, unicode
 
-from .conftest import EXAMPLES
+from .helpers import EXAMPLES
 
 MODELS = sorted((Path(__file__).parent / "models").glob("*.sdm"))
 
@@ -249,7 +249,7 @@ def test_claims_read_the_new_functions(tmp_path):
 
 
 def test_function_words_come_from_the_records():
-    from symderiv.claims.latex import FUNCTION_COMMANDS, FUNCTION_WORDS
+    from symderiv.claims.latex.tokens import FUNCTION_COMMANDS, FUNCTION_WORDS
 
     assert FUNCTION_WORDS["ReLU"] == "relu" and FUNCTION_WORDS["logsoftmax"] == "log_softmax"
     assert FUNCTION_COMMANDS["sigma"] == "sigmoid" and FUNCTION_COMMANDS["ln"] == "log"

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +28,7 @@ import symderiv
 from symderiv import ModelError
 from symderiv.render.emit import render, write_outputs
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT, import_generated
 
 PACKAGE = ROOT / "symderiv"
 
@@ -321,13 +319,6 @@ HOSTILE_FILE_NAMES = [
 ]
 
 
-def import_generated(path: Path):
-    spec = importlib.util.spec_from_file_location(f"generated_{abs(hash(str(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", HOSTILE_FILE_NAMES, ids=range(len(HOSTILE_FILE_NAMES)))
 def test_a_hostile_file_name_stays_inside_the_header_comment(tmp_path, monkeypatch, name):
     """The file's name is quoted in the first line of every output: a line break in it must
@@ -348,7 +339,7 @@ def test_a_hostile_file_name_stays_inside_the_header_comment(tmp_path, monkeypat
             assert first.startswith("<!--") and first.endswith("-->") and first.count("-->") == 1, first
         # and the API's render, used by `symderiv check` and `regenerate`, is as safe
         assert render(d, path.suffix[1:], model_path.name).split("\n", 1)[1] == rest
-    module = import_generated(out / "mlp.py")
+    module = import_generated(out / "mlp.py", "hostile_name_mlp")
     assert module.PARAMS
     assert not (tmp_path / "PWNED").exists()
 

@@ -25,8 +25,7 @@ import symderiv
 from symderiv.check.evaluate import evaluate, random_point
 from symderiv.render.emit import render
 
-from .conftest import EXAMPLES, GENERATED
-from .test_names import assert_module_is_right, generated_module, public_data
+from .helpers import EXAMPLES, GENERATED, assert_module_is_right, generated_module, public_data
 
 HEADER = """model m
 dim n_x, n_a, n_b, C

@@ -11,7 +11,7 @@ import pytest
 from symderiv.claims.verify import CODES, VERDICTS
 from symderiv.cli import main
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 SEED_HOMEWORK = ROOT / "tests" / "data" / "seed_homework.txt"
 CLAIM_KEYS = {"line", "text", "target", "verdict", "diagnosis", "expected", "message"}

@@ -12,7 +12,7 @@ from symderiv.claims.reading import read_claims
 from symderiv.claims.verify import CODES, verify
 from symderiv.render.emit import write_outputs
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 MODELS = ROOT / "tests" / "models"
 PLANTED = ROOT / "tests" / "data" / "planted"

@@ -11,7 +11,7 @@ from symderiv.claims.latex import displayed_spans
 from symderiv.claims.reading import read_claims
 from symderiv.claims.verify import verify
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 
 @cache
@@ -164,3 +164,20 @@ def test_a_string_with_an_invalid_escape_is_unreadable_without_a_python_warning(
         warnings.simplefilter("always")
         assert judged(tmp_path, 'd(V) = V + "\\m"\n', suffix=".claims") == [("V", "unreadable", [])]
     assert not [w for w in caught if issubclass(w.category, (SyntaxWarning, DeprecationWarning))]
+
+
+@pytest.mark.parametrize("spelling", [r"\boldsymbol{\Lambda}", "Λ", r"\mathbf{Λ}"])
+def test_a_greek_character_reads_as_its_command(tmp_path, spelling):
+    """Λ in the text is \\Lambda (its Unicode name says LAMDA, so it was once read as no letter)."""
+    model = tmp_path / "greek.sdm"
+    model.write_text("dim n\nparam Lambda: (n, n)\ninput x: n\ntarget y: n\nz = Lambda @ x\n"
+                     "loss L = squared_error(y, z)\n")
+    d = symderiv.derive(symderiv.load(model))
+    right = tmp_path / "right.md"
+    right.write_text(f"$$ \\frac{{\\partial L}}{{\\partial {spelling}}} = (\\mathbf{{z}} - \\mathbf{{y}})"
+                     " \\mathbf{x}^\\top $$\n")
+    wrong = tmp_path / "wrong.md"
+    wrong.write_text(f"$$ \\frac{{\\partial L}}{{\\partial {spelling}}} = \\mathbf{{z}} \\mathbf{{x}}^\\top $$\n")
+    verdicts = [verify(d, read_claims(path, d)).verdicts for path in (right, wrong)]
+    assert [[(v.target, v.verdict) for v in vs] for vs in verdicts] == [[("Lambda", "correct")],
+                                                                         [("Lambda", "incorrect")]]

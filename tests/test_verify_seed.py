@@ -11,19 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import symderiv
 from symderiv.claims.reading import read_claims
 from symderiv.claims.verify import verify
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import ROOT
 
 SEED = ROOT / "tests" / "data" / "seed_homework.txt"
 SHARED_SEED = Path("/work/shared/seeds/000_e8231d0fed9d608c.txt")
-
-
-@pytest.fixture(scope="module")
-def seed_derivation():
-    return symderiv.derive(symderiv.load(EXAMPLES / "seed_rnn.sdm"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import symderiv
 from symderiv.render.emit import render
 
-from .conftest import EXAMPLES
+from .helpers import EXAMPLES
 
 
 @pytest.fixture(scope="module")

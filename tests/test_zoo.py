@@ -4,7 +4,6 @@ central differences.  The LSTM and the GRU write-ups read like a textbook."""
 
 import functools
 import importlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,17 +15,13 @@ import symderiv
 from symderiv.check.certify import certify
 from symderiv.cli import main as cli_main
 
-from .conftest import EXAMPLES, GENERATED, ROOT
+from .helpers import EXAMPLES, GENERATED, ROOT, import_generated
 
 ZOO = ["char_rnn", "lstm_tagger", "gru_regressor", "stacked_rnn", "mlp", "output_feedback", "second_order_rnn"]
 
 
 def load_generated(name):
-    path = GENERATED / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_zoo_generated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_generated(GENERATED / f"{name}.py", f"{name}_zoo_generated")
 
 
 @functools.cache

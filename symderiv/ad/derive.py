@@ -28,12 +28,13 @@ from ..ir.expr import (
     add,
     at_step,
     is_zero,
+    positive_first,
     shift,
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import split_name
 from ..ops import node_record, vjp
-from .simplify import collect, positive_first, tidy
+from .simplify import collect, tidy
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
 

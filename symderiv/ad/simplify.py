@@ -162,17 +162,3 @@ def _matmul_factors(e):
     if isinstance(rest, MatMul):
         return c, list(rest.args)
     return c, [rest]
-
-
-def positive_first(e):
-    """Order the terms of a sum so that one with a positive sign leads: r̂ − r, not −r + r̂."""
-    if not isinstance(e, MatAdd):
-        return e
-    args = list(e.args)
-    for i, a in enumerate(args):
-        c, _ = coeff_and_rest(a)
-        if not (c.is_Number and c < 0):
-            if i:
-                args.insert(0, args.pop(i))
-            break
-    return MatAdd(*args)

@@ -3,7 +3,7 @@
 Two forms: a claims file (``.claims``), one claim a line in the model language
 (``d(o[t]) = W_out.T @ d(h_out[t])``, ``d(W_out)[i, j] = o[t][j] * d(h_out[t])[i]``), read
 with Python's ``ast`` and a whitelist like a model file; or a LaTeX / Markdown write-up
-(``.tex``, ``.md``, ``.txt``), read by ``latexclaims``.  Nothing is ever evaluated.
+(``.tex``, ``.md``, ``.txt``), read by ``claims.latex``.  Nothing is ever evaluated.
 
 A file that cannot be read at all is a ``ClaimError``; a claim that cannot be read is kept
 as a ``Claim`` with its ``problem``, so the rest of the file is still judged.
@@ -29,9 +29,9 @@ from .latex import read_writeup
 from .probe import probes
 from .tree import (
     FUNCTIONS,
-    Builder,
     Call,
     Claim,
+    ClaimExpressionBuilder,
     Entry,
     Grad,
     Hadamard,
@@ -101,7 +101,7 @@ class QuantityMatcher:
         return probes(self.d, 1)[0]
 
     def __call__(self, node) -> str | None:
-        expr = Builder(self.d, stepwise=False).expression(node)
+        expr = ClaimExpressionBuilder(self.d, stepwise=False).expression(node)
         ev = self.probe.exact
         steps = self.probe.steps or [None]
         for q in self.d.model.quantities.values():

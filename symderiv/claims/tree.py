@@ -531,7 +531,7 @@ class _NeedsSize(Exception):
     """𝟏 or 𝟎 with nothing next to it to give its size."""
 
 
-class Builder:
+class ClaimExpressionBuilder:
     """Builds claim trees into SymPy matrix expressions over a derivation's symbols.
 
     ``stepwise``: the claim depends on the step, so δ of a parameter in it means the

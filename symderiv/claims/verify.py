@@ -230,7 +230,7 @@ class Judge:
             base.message = (f"step {claim.target.step.text()} is outside the sequences this checker uses "
                             f"(t = 1..{STEPS}); write the claim at a general step t")
             return base
-        check = _Check(self, truth, C.Builder(self.d, stepwise, self.math))
+        check = _Check(self, truth, C.ClaimExpressionBuilder(self.d, stepwise, self.math))
         if check.agrees(Repair(claim.rhs)):
             base.verdict = "per-step" if truth.kind == "per-step" else "correct"
             base.message = self._agreement(check, claim.rhs, truth)
@@ -400,7 +400,7 @@ class Judge:
 class _Check:
     """Compares one claim (and its repairs) with its true value, at every probe."""
 
-    def __init__(self, judge: Judge, truth: Truth, builder: C.Builder):
+    def __init__(self, judge: Judge, truth: Truth, builder: C.ClaimExpressionBuilder):
         self.j = judge
         self.truth = truth
         self.builder = builder

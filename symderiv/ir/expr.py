@@ -210,6 +210,21 @@ def coeff_and_rest(e: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
     return Integer(1), e
 
 
+def positive_first(e: MatrixExpr) -> MatrixExpr:
+    """``e`` with a term of positive sign leading its sum: r̂ − r, not −r + r̂ (the other terms
+    keep their order).  Anything but a sum, or a sum of negative terms only, is ``e`` as is."""
+    if not isinstance(e, MatAdd):
+        return e
+    args = list(e.args)
+    for i, a in enumerate(args):
+        c, _ = coeff_and_rest(a)
+        if not (c.is_Number and c < 0):
+            if i:
+                args.insert(0, args.pop(i))
+            break
+    return MatAdd(*args)
+
+
 def add(*terms: MatrixExpr) -> MatrixExpr:
     """Sum of matrix expressions of one shape; like terms combine, zeros vanish, order stays."""
     combined: dict = {}

@@ -14,7 +14,19 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.printing.printer import Printer
 
-from ..ir.expr import Apply, At, AtStep, Concat, Delta, LogSoftmax, RowSlice, Softmax, TimeSum, coeff_and_rest
+from ..ir.expr import (
+    Apply,
+    At,
+    AtStep,
+    Concat,
+    Delta,
+    LogSoftmax,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    coeff_and_rest,
+    positive_first,
+)
 from ..ir.model import Model
 from ..ops import ELEMENTWISE, NODES
 
@@ -136,7 +148,7 @@ class _MathPrinter(Printer):
 
     def _print_MatAdd(self, e: MatAdd):
         out = ""
-        for i, term in enumerate(_positive_first(e.args)):
+        for i, term in enumerate(positive_first(e).args):
             c, rest = coeff_and_rest(term)
             negative = c.is_Number and c < 0
             body = self._product(-c if negative else c, rest, MatAdd)
@@ -258,16 +270,6 @@ class _MathPrinter(Printer):
         if head is not None:
             return self.applied(head, ", ".join(self._print(a) for a in e.args), 1)
         return str(e)
-
-
-def _positive_first(terms):
-    """r̂ − r rather than −r + r̂: a term with a positive sign leads."""
-    terms = list(terms)
-    for i, t in enumerate(terms):
-        c, _ = coeff_and_rest(t)
-        if not (c.is_Number and c < 0):
-            return [terms[i], *terms[:i], *terms[i + 1:]]
-    return terms
 
 
 def _has_delta(e) -> bool:

@@ -1,0 +1,228 @@
+"""Where the equations of a write-up are, and how each is cut into chains.
+
+Displayed math (``$$…$$``, ``\\[…\\]``, equation/align/gather environments, a Markdown
+``math`` fence) is found in the text; its rows (split/aligned/cases inside it, continuation
+rows ``&= …``) are cut into chains ``A = B ≜ C`` of members and the relations between them.
+Inline math is skipped: it is prose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .tokens import Tok, end_of_line, is_word, matching, split_top
+
+#: Relations that define the left side (``δy ≜ ∂L/∂(W h_t + b)``) rather than claim a value.
+DEFINITIONS = {"triangleq", "coloneqq", ":=", "def", "equiv", "doteq", "eqqcolon", "="}
+EQUIVALENCES = {"Longleftrightarrow", "iff", "Leftrightarrow", "Longrightarrow", "Rightarrow", "implies",
+                "longleftrightarrow", "Longleftarrow"}
+#: Operators that continue an equation past a ``\\quad`` gap.
+BINARY = {"odot", "oslash", "circ", "cdot", "times", "div"}
+
+DISPLAY_ENVIRONMENTS = {"equation", "equation*", "align", "align*", "gather", "gather*", "multline", "multline*",
+                        "eqnarray", "eqnarray*", "flalign", "flalign*", "alignat", "alignat*", "displaymath"}
+ROW_ENVIRONMENTS = {"split", "aligned", "alignedat", "gathered", "cases", "dcases", "rcases", "array", "align",
+                    "align*", "alignat", "alignat*", "gather", "gather*", "eqnarray", "eqnarray*", "flalign",
+                    "flalign*", "multline", "multline*", "multlined"}
+CASES = {"cases", "dcases", "rcases"}
+#: Environments whose first braced argument is not content (column count or layout).
+WITH_ARGUMENT = {"alignedat", "alignat", "alignat*", "array"}
+
+
+def displayed_spans(text: str, markdown: bool) -> list[tuple[int, int, str | None]]:
+    """(start, stop, environment) of every displayed equation's content."""
+    spans = []
+    i, n = 0, len(text)
+    begin = re.compile(r"\\begin\s*\{([A-Za-z*]+)\}")
+    while i < n:
+        if markdown and text.startswith(("```", "~~~"), i) and (i == 0 or text[i - 1] == "\n"):
+            fence = text[i:i + 3]
+            line_end = end_of_line(text, i, n)
+            close = text.find("\n" + fence, line_end - 1)
+            stop = n if close < 0 else close + 1
+            if text[i + 3:line_end].strip() == "math":
+                spans.append((line_end, stop, None))
+            i = end_of_line(text, stop, n) if close >= 0 else n
+            continue
+        c = text[i]
+        if c == "%" and not markdown:
+            i = end_of_line(text, i, n)
+        elif c == "\\" and text.startswith("\\[", i):
+            close = text.find("\\]", i + 2)
+            stop = n if close < 0 else close
+            spans.append((i + 2, stop, None))
+            i = stop + 2
+        elif c == "\\" and text.startswith("\\(", i):
+            close = text.find("\\)", i + 2)
+            i = n if close < 0 else close + 2
+        elif c == "\\" and (m := begin.match(text, i)) and m.group(1) in DISPLAY_ENVIRONMENTS:
+            close = text.find("\\end{" + m.group(1) + "}", m.end())
+            stop = n if close < 0 else close
+            spans.append((m.end(), stop, m.group(1)))
+            i = stop + len("\\end{}") + len(m.group(1))
+        elif c == "\\":
+            i += 2
+        elif text.startswith("$$", i):
+            close = text.find("$$", i + 2)
+            stop = n if close < 0 else close
+            spans.append((i + 2, stop, None))
+            i = stop + 2
+        elif c == "$":
+            close = i + 1
+            while close < n and (text[close] != "$" or text[close - 1] == "\\"):
+                close += 1
+            i = close + 1
+        else:
+            i += 1
+    return spans
+
+
+@dataclass
+class Row:
+    tokens: list[Tok]
+    cases: bool = False
+
+
+def rows_of(tokens: list[Tok], env: str | None = None) -> list[Row]:
+    """The rows of a displayed equation: a row environment is split at ``\\\\`` (recursively)."""
+    if env in ROW_ENVIRONMENTS:
+        body = tokens
+        if env in WITH_ARGUMENT and tokens and tokens[0].value == "{":
+            body = tokens[matching(tokens, 0) + 1:]
+        rows = []
+        for row in split_top(body, lambda t: t.kind == "cmd" and t.value == "\\"):
+            rows.extend(rows_of(row) if _single_environment(row) else [Row(row, env in CASES)])
+        return rows
+    inner = _single_environment(tokens)
+    if inner is not None:
+        name, body = inner
+        if name in ROW_ENVIRONMENTS:
+            return rows_of(body, name)
+    return [Row(row) for row in split_top(tokens, lambda t: t.kind == "cmd" and t.value == "\\")]
+
+
+def _single_environment(tokens: list[Tok]):
+    """(name, body) if the tokens are one environment, give or take a brace delimiter around it."""
+    toks = list(tokens)
+    while toks and toks[0].kind == "char" and toks[0].value in ("\\{", "{"):
+        toks.pop(0)
+    while toks and toks[-1].kind == "char" and toks[-1].value in ("\\}", "}", ".", ","):
+        toks.pop()
+    if len(toks) < 2 or toks[0].kind != "begin" or toks[-1].kind != "end" or toks[0].value != toks[-1].value:
+        return None
+    depth = 0
+    for k, t in enumerate(toks):
+        depth += (t.kind == "begin") - (t.kind == "end")
+        if depth == 0 and k != len(toks) - 1:
+            return None
+    return toks[0].value, toks[1:-1]
+
+
+# ---------------------------------------------------------------------------------------
+# Chains: A = B = C.
+
+
+@dataclass
+class Chain:
+    members: list[list[Tok]]
+    relations: list[str]
+
+
+def chains_of(rows: list[Row]) -> list[Chain]:
+    """The equations of a displayed block, with continuation rows (``&= …``) joined to theirs."""
+    chains: list[Chain] = []
+    for row in rows:
+        tokens = _cut_condition(row.tokens) if row.cases else [t for t in row.tokens if t.value != "&"]
+        for k, equation in enumerate(_equations(tokens)):
+            members, relations = _members(equation)
+            if k == 0 and chains and relations and not members[0]:
+                chains[-1].members.extend(members[1:])
+                chains[-1].relations.extend(relations)
+            elif any(members):
+                chains.append(Chain(members, relations))
+    return chains
+
+
+def _cut_condition(tokens: list[Tok]) -> list[Tok]:
+    """A row of ``cases``: the value before ``&``; the condition after it is prose."""
+    return split_top(tokens, lambda t: t.kind == "char" and t.value == "&")[0]
+
+
+def _equations(tokens: list[Tok]) -> list[list[Tok]]:
+    """Split a row at ⟺ and at ``\\quad`` gaps that start a new equation; drop trailing notes."""
+    out = []
+    for part in split_top(tokens, lambda t: t.kind == "cmd" and t.value in EQUIVALENCES):
+        segments = split_top(part, lambda t: t.kind == "cmd" and t.value in ("quad", "qquad"))
+        current = segments[0]
+        for seg in segments[1:]:
+            if not seg:
+                continue
+            if _starts_with_operator(seg):
+                current = current + seg
+            elif _has_relation(seg) and seg[0].kind != "text":
+                out.append(current)
+                current = seg
+            # else: an annotation such as (1 ≤ i ≤ C) or \text{(a vector)}
+        out.append(current)
+    trimmed = [_trim(eq) for eq in out]
+    return [eq for eq in trimmed if eq]
+
+
+def _starts_with_operator(seg: list[Tok]) -> bool:
+    t = seg[0]
+    return (t.kind == "char" and t.value in "+-=/") or (t.kind == "cmd" and t.value in BINARY | DEFINITIONS)
+
+
+def _has_relation(seg: list[Tok]) -> bool:
+    return len(_members(seg)[0]) > 1
+
+
+def _trim(tokens: list[Tok]) -> list[Tok]:
+    """Without trailing punctuation and prose."""
+    toks = list(tokens)
+    while toks and ((toks[-1].kind == "char" and toks[-1].value in ".,;")
+                    or (toks[-1].kind == "text" and not is_word(toks[-1].value))):
+        toks.pop()
+    return toks
+
+
+def _members(tokens: list[Tok]) -> tuple[list[list[Tok]], list[str]]:
+    """The members of ``A = B ≜ C`` and the relations between them."""
+    members: list[list[Tok]] = [[]]
+    relations: list[str] = []
+    depth, i = 0, 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.kind == "char" and t.value in "{([":
+            depth += 1
+        elif t.kind == "char" and t.value in "})]":
+            depth -= 1
+        elif t.kind in ("begin", "end"):
+            depth += 1 if t.kind == "begin" else -1
+        relation, width = _relation_at(tokens, i) if depth <= 0 else (None, 1)
+        if relation:
+            relations.append(relation)
+            members.append([])
+            i += width
+            continue
+        members[-1].append(t)
+        i += 1
+    return members, relations
+
+
+def _relation_at(tokens: list[Tok], i: int) -> tuple[str | None, int]:
+    t = tokens[i]
+    if t.kind == "char" and t.value == "=":
+        return "=", 1
+    if t.kind == "char" and t.value == ":" and i + 1 < len(tokens) and tokens[i + 1].value == "=":
+        return ":=", 2
+    if t.kind == "cmd" and t.value in DEFINITIONS:
+        return t.value, 1
+    if t.kind == "cmd" and t.value in ("overset", "stackrel") and i + 1 < len(tokens) and tokens[i + 1].value == "{":
+        first = matching(tokens, i + 1)
+        if first + 1 < len(tokens) and tokens[first + 1].value == "{":
+            second = matching(tokens, first + 1)
+            if [x.value for x in tokens[first + 2:second]] == ["="]:
+                return "def", second - i + 1
+    return None, 1

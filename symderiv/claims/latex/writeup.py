@@ -1,0 +1,194 @@
+"""A write-up → its claims: every chain of every displayed equation, read in order.
+
+A chain whose left side is ``δX``, ``∂L/∂X`` or an entry of one is a claim about X, and its
+last member is what is judged; ``δy ≜ ∂L/∂(W h_t + b)`` and ``z = expr`` name expressions for
+later claims.  A claim that cannot be read is kept, with the place and the reason, so the
+rest of the write-up is still judged.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from ..tree import STEP_T, Claim, ReadError, ShapeMismatch, anchor_steps, claim_target, make_claim, references
+from .displays import DEFINITIONS, Chain, chains_of, displayed_spans, rows_of
+from .names import Atom, Glossary
+from .parser import ExpressionParser, GradOfExpression
+from .tokens import Tok, tokenize
+
+#: Brackets nested deeper than this are refused before parsing (the parser recurses on them).
+MAX_NESTING = 60
+
+
+@dataclass
+class WriteupReading:
+    """The claims of a write-up, how it spells the quantities it names, and every quantity
+    it speaks of (for the verdicts' wording)."""
+
+    claims: list[Claim]
+    spellings: dict
+    vocabulary: set
+
+
+class _Lines:
+    def __init__(self, text: str):
+        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line_col(self, pos: int) -> tuple[int, int]:
+        k = bisect.bisect_right(self.starts, pos) - 1
+        return k + 1, pos - self.starts[k] + 1
+
+
+def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> WriteupReading:
+    """Every claim of a write-up, in order.  ``match_quantity(node)`` names the model
+    quantity an expression equals (for definitions), or None."""
+    model = derivation.model
+    glossary = Glossary.of(model)
+    lines = _Lines(text)
+    claims: list[Claim] = []
+    for start, stop, env in displayed_spans(text, markdown):
+        try:
+            tokens = tokenize(text, start, stop)
+            _check_depth(tokens)
+            chains = chains_of(rows_of(tokens, env))
+        except ReadError as exc:
+            line, col = lines.line_col(exc.pos if exc.pos is not None else start)
+            claims.append(Claim(line, col, _snippet(text, start, stop), problem=_where(lines, exc, start)))
+            continue
+        for chain in chains:
+            claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
+            if claim is not None:
+                claims.append(claim)
+    vocabulary = {c.target.name for c in claims if c.target is not None}
+    vocabulary |= {name for c in claims if c.rhs is not None for kind, name in references(c.rhs) if kind == "grad"}
+    vocabulary |= {q for entries in glossary.aliases.values() for _, q in entries}
+    return WriteupReading(claims, glossary.spellings, vocabulary)
+
+
+def _check_depth(tokens: list[Tok]) -> None:
+    """Refuse brackets nested deeper than any derivation needs (the parser recurses on them)."""
+    depth = 0
+    for t in tokens:
+        if t.kind == "char" and t.value in "{([":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ReadError(f"brackets nested more than {MAX_NESTING} deep", t.pos)
+        elif t.kind == "char" and t.value in "})]":
+            depth -= 1
+
+
+def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: _Lines, match_quantity) -> Claim | None:
+    model = derivation.model
+    lhs = chain.members[0]
+    if not lhs or len(chain.members) < 2:
+        return None
+    line, col = lines.line_col(lhs[0].pos)
+    claim_like = _is_claim_side(lhs)
+    members = chain.members
+    if chain.relations[0] in DEFINITIONS:
+        defined = _definition(lhs, members[1], text, glossary, derivation, match_quantity, claim_like)
+        if isinstance(defined, ReadError):
+            return Claim(line, col, _claim_text(text, lhs, members[-1]), problem=_where(lines, defined, lhs[0].pos))
+        if defined is True:
+            members = [lhs] + members[2:]
+    if not claim_like or len(members) < 2:
+        return None
+    last = members[-1]
+    shown = _claim_text(text, lhs, last)
+    try:
+        target_node = ExpressionParser(lhs, text, glossary).whole()
+        target = claim_target(model, target_node)
+    except ReadError as exc:
+        return Claim(line, col, shown, problem=_where(lines, exc, lhs[0].pos))
+    try:
+        if not last:
+            raise ReadError("the right side is empty", lhs[-1].end)
+        rhs = ExpressionParser(last, text, glossary).whole()
+        if isinstance(rhs, GradOfExpression):
+            raise ReadError("∂L/∂(expression) on a right side: name the expression with ≜ first", rhs.pos)
+    except ReadError as exc:
+        return Claim(line, col, shown, target, problem=_where(lines, exc, last[0].pos if last else None))
+    return make_claim(model, line, col, shown, target_node, rhs)
+
+
+def _is_claim_side(tokens: list[Tok]) -> bool:
+    """``δX``, ``(δX)_i``, ``\\frac{\\partial L}{\\partial X}``: the left side of a claim."""
+    toks = [t for t in tokens if not (t.kind == "char" and t.value in "([")]
+    if not toks:
+        return False
+    first = toks[0]
+    if first.kind == "cmd" and first.value == "delta":
+        return True
+    return (first.kind == "cmd" and first.value in ("frac", "dfrac", "tfrac") and len(toks) > 2
+            and toks[1].value == "{" and toks[2].value == "partial")
+
+
+def _definition(lhs, member, text, glossary: Glossary, derivation, match_quantity, claim_like: bool):
+    """Register ``δy ≜ ∂L/∂(expr)`` or ``z = expr`` as the write-up's name for a quantity.
+
+    True if ``member`` was a definition (and so not a claim's value), None if it is none, a
+    ``ReadError`` if it defines something that is not a quantity of the model."""
+    parser = ExpressionParser(lhs, text, glossary)
+    if claim_like:
+        if not (lhs[0].kind == "cmd" and lhs[0].value == "delta"):
+            return None
+        parser.take()
+    try:
+        atom = parser.atom()
+    except ReadError:
+        return None  # the left side is reported, if it is a claim's, when it is read as one
+    if atom is None or not parser.at_end():
+        return None
+    if not claim_like and _resolves(glossary, atom):
+        return None
+    try:
+        value = ExpressionParser(member, text, glossary).whole()
+    except ReadError:
+        return None  # not a definition this reader understands; a claim's middle member need not be read
+    if claim_like:
+        if not isinstance(value, GradOfExpression):
+            return None
+        value = value.expr
+    elif isinstance(value, GradOfExpression):
+        return None
+    try:
+        qname = match_quantity(anchor_steps(derivation.model, value, STEP_T))
+    except (ReadError, ShapeMismatch):
+        qname = None
+    if qname is None:
+        if claim_like:
+            return ReadError("the expression this defines is not a quantity of the model", member[0].pos)
+        return None
+    glossary.define(atom, qname)
+    return True if claim_like else None
+
+
+def _resolves(glossary: Glossary, atom: Atom) -> bool:
+    try:
+        glossary.resolve(atom)
+    except ReadError:
+        return False
+    return True
+
+
+def _claim_text(text: str, lhs: list[Tok], rhs: list[Tok]) -> str:
+    left = " ".join(text[lhs[0].pos:lhs[-1].end].split())
+    if not rhs:
+        return left
+    right = " ".join(text[rhs[0].pos:rhs[-1].end].split())
+    return f"{left} = {right}"
+
+
+def _snippet(text: str, start: int, stop: int) -> str:
+    body = " ".join(text[start:stop].split())
+    return body if len(body) <= 80 else body[:77] + "..."
+
+
+def _where(lines: _Lines, exc: ReadError, fallback: int | None) -> str:
+    pos = exc.pos if exc.pos is not None else fallback
+    if pos is None:
+        return exc.message
+    line, col = lines.line_col(pos)
+    return f"line {line}, column {col}: {exc.message}"

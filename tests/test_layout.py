@@ -1,0 +1,32 @@
+"""The layout of the package and of the tests: every package ships, every test file stands
+on its own (shared helpers come from ``tests/helpers.py``, fixtures from ``conftest``)."""
+
+import ast
+
+import pytest
+
+from .helpers import ROOT
+
+
+def test_every_package_directory_is_in_the_wheel():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "symderiv").rglob("__init__.py")}
+    assert "symderiv.claims.latex" in packages
+    assert packages <= set(config["packages"]), packages - set(config["packages"])
+
+
+def test_no_test_file_imports_from_another_or_from_conftest():
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                local = node.level > 0 or module.startswith("tests.")
+                name = module.removeprefix("tests.")
+                if local and (name.startswith("test_") or name == "conftest"):
+                    offenders.append(f"{path.name}:{node.lineno} from {module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}:{node.lineno} import {a.name}" for a in node.names
+                              if a.name.startswith(("tests.test_", "tests.conftest"))]
+    assert offenders == []
