@@ -39,6 +39,7 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ops.registry import ELEMENTWISE, FUNCTIONS, STRUCTURAL
+from .texsafe import check_tex_spelling
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 KEYWORDS = ("model", "dim", "time", "input", "target", "param", "state", "loss", "latex")
@@ -87,12 +88,14 @@ class Source:
 
 
 def _strip_comment(line: str) -> str:
-    quote = None
+    quote, escaped = None, False
     for i, ch in enumerate(line):
-        if quote:
+        if escaped:  # the character after a backslash in a string: "\"W # x" is one string
+            escaped = False
+        elif quote:
             if ch == "\\":
-                continue
-            if ch == quote:
+                escaped = True
+            elif ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch
@@ -339,51 +342,12 @@ def _parse_statement(state: _Parse, stmt: Statement) -> None:
                          + ") or an equation 'NAME[t] = EXPR'")
 
 
-# TeX that reads or writes files, runs commands, redefines TeX or leaves the formula: a
-# spelling from someone else's model file goes into write-ups that get compiled and pages
-# that get rendered, so it is math and nothing else.
-_TEX_FORBIDDEN = frozenset("""
-    write write18 immediate openout openin closeout closein read readline input include includeonly
-    InputIfFileExists IfFileExists verbatiminput lstinputlisting includegraphics special directlua luaexec
-    latelua ShellEscape pdfshellescape pdffiledump pdfmdfivesum pdffilesize pdffilemoddate
-    def edef gdef xdef let futurelet global long outer catcode lccode uccode mathcode sfcode delcode
-    csname endcsname expandafter noexpand afterassignment aftergroup everymath everydisplay everypar
-    newcommand renewcommand providecommand DeclareRobustCommand newenvironment renewenvironment
-    usepackage RequirePackage documentclass makeatletter makeatother begin end
-    href url htmlClass htmlId htmlStyle htmlData
-""".split())
-_TEX_COMMAND = re.compile(r"\\([A-Za-z]+|.?)", re.DOTALL)
-
-
 def _check_latex(stmt: Statement, text: str, offset: int) -> None:
-    """A ``latex`` spelling is a piece of math: balanced braces, no file or shell access."""
-    opened: list[int] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            command = _TEX_COMMAND.match(text, i).group(1)
-            if command in _TEX_FORBIDDEN:
-                raise stmt.error(f"'\\{command}' is not allowed in a latex spelling (only math is: nothing that "
-                                 "reads or writes files, runs commands or redefines TeX)", offset + i)
-            if command == "\\":
-                raise stmt.error("a line break '\\\\' is not allowed in a latex spelling", offset + i)
-            i += 1 + len(command)
-            continue
-        if ch in "$%&<>" or not ch.isprintable():
-            what = {"$": "a '$' (the spelling is already inside math)", "%": "a '%' (it would comment out the "
-                    "rest of the line)", "&": "a '&' (an alignment tab)", "<": "a '<' (write \\lt)",
-                    ">": "a '>' (write \\gt)"}.get(ch, f"the character U+{ord(ch):04X}")
-            raise stmt.error(f"{what} is not allowed in a latex spelling", offset + i)
-        if ch == "{":
-            opened.append(i)
-        elif ch == "}":
-            if not opened:
-                raise stmt.error("unmatched '}' in a latex spelling", offset + i)
-            opened.pop()
-        i += 1
-    if opened:
-        raise stmt.error("unclosed '{' in a latex spelling", offset + opened[0])
+    """A ``latex`` spelling is a piece of math, read as TeX would read it (see texsafe)."""
+    refused = check_tex_spelling(text)
+    if refused is not None:
+        i, message = refused
+        raise stmt.error(message, offset + i)
 
 
 def _check_name(state: _Parse, stmt: Statement, name: str, offset: int, what: str = "name") -> None:
