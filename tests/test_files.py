@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import symderiv
-from symderiv import SymderivError, emit
+from symderiv import SymderivError
 from symderiv.cli import main
+from symderiv.render import emit
 from symderiv.render.emit import MARK, write_outputs
 
 from .conftest import EXAMPLES, ROOT
