@@ -39,7 +39,6 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ops.registry import ELEMENTWISE, FUNCTIONS, STRUCTURAL
-from .texsafe import check_tex_spelling
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 KEYWORDS = ("model", "dim", "time", "input", "target", "param", "state", "loss", "latex")
@@ -344,6 +343,8 @@ def _parse_statement(state: _Parse, stmt: Statement) -> None:
 
 def _check_latex(stmt: Statement, text: str, offset: int) -> None:
     """A ``latex`` spelling is a piece of math, read as TeX would read it (see texsafe)."""
+    from .texsafe import check_tex_spelling
+
     refused = check_tex_spelling(text)
     if refused is not None:
         i, message = refused
