@@ -96,7 +96,7 @@ j = self.eval(x)
                                                   "line 14"], found
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_call_runs_or_parses_text_as_code(path):
     assert forbidden_calls(path.read_text(encoding="utf-8")) == []
 

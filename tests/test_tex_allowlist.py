@@ -23,7 +23,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import symderiv
-from symderiv import ModelError
+from symderiv import ModelError, SymderivError
 from symderiv.frontend.texsafe import (
     ALLOWED_CHARACTERS,
     ALLOWED_COMMANDS,
@@ -379,3 +379,40 @@ def test_an_accepted_spelling_compiles_and_reads_no_file(tmp_path_factory, spell
     text = subprocess.run(["pdftotext", "spelt.pdf", "-"], cwd=work, capture_output=True, text=True, timeout=120,
                           check=True).stdout
     assert secret not in text and "CANARY" not in text
+
+
+def test_a_model_built_without_the_parser_cannot_smuggle_a_spelling():
+    model = symderiv.parse(MODEL, "api.sdm")
+    model.latex_overrides["W"] = r"^^5cinput{/etc/hostname}"
+    d = symderiv.derive(model)
+    for fmt in ("tex", "md"):
+        with pytest.raises(SymderivError, match=r"latex spelling of 'W' is not allowed: '\^\^'"):
+            render(d, fmt, "api.sdm")
+
+
+ODD_NAMES = """\
+dim n, m
+time t = 1..T
+input x[t]: n
+param _W_a_b: (m, n)
+param V: (n, m)
+h_hat_out[t] = tanh(_W_a_b @ x[t])
+loss L = Sum(sum(V @ h_hat_out[t]), (t, 1, T))
+"""
+
+
+@pytest.mark.latex
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_names_the_model_file_chooses_compile(tmp_path):
+    """A file stem in any script (the title), a name kept whole (_W_a_b), an accent with a
+    superscript transposed (h_hat_out): each used to stop pdflatex."""
+    path = tmp_path / "模型.sdm"
+    path.write_text(ODD_NAMES, encoding="utf-8")
+    d = symderiv.derive(symderiv.load(path))
+    tex = render(d, "tex", path.name)
+    assert r"\texttt{??}" in tex and r"\mathbf{\_W\_a\_b}" in tex
+    assert "`模型`" in render(d, "md", path.name)
+    (tmp_path / "odd.tex").write_text(tex, encoding="utf-8")
+    run = subprocess.run(["pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "odd.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-3000:]

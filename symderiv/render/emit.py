@@ -138,10 +138,16 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
         gradients.append({"lhs": partial(g.name), "rhs": lp.doprint(g.expr), "name": model.latex(g.name),
                           "element": (partial(g.name, element[0]), element[1]) if element else None})
     return {"mark": MARK, "version": __version__, "source": source_name, "model": model,
-            "title": model.name.replace("_", r"\_"), "title_md": model.name, "forward": forward, "states": states,
+            "title": _tex_title(model.name), "title_md": model.name, "forward": forward, "states": states,
             "adjoints": adjoints, "gradients": gradients, "loss": loss, "has_time": model.has_time,
             "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
+
+
+def _tex_title(name: str) -> str:
+    """The model's name in TeX: a name taken from a file's stem may hold any letter, and pdflatex
+    stops at a character it has no glyph for (U+6A21), so those become '?'."""
+    return "".join(ch if ch.isascii() else "?" for ch in name).replace("_", r"\_")
 
 
 def _jacobian_step(model, adj, lp) -> str | None:
