@@ -36,6 +36,7 @@ from ..ir.expr import (
     transpose,
 )
 from ..ir.model import Model, Quantity
+from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .order import DESCRIBE, check_states, definition_order, lag
 from .source import Source, SourceLine, char_offset, logical_lines, node_error, operator_offset, unmatched_brackets
@@ -104,51 +105,12 @@ def _line_col(text: str, at: int) -> tuple[int, int]:
 
 
 
-# TeX that reads or writes files, runs commands, redefines TeX or leaves the formula: a
-# spelling from someone else's model file goes into write-ups that get compiled and pages
-# that get rendered, so it is math and nothing else.
-_TEX_FORBIDDEN = frozenset("""
-    write write18 immediate openout openin closeout closein read readline input include includeonly
-    InputIfFileExists IfFileExists verbatiminput lstinputlisting includegraphics special directlua luaexec
-    latelua ShellEscape pdfshellescape pdffiledump pdfmdfivesum pdffilesize pdffilemoddate
-    def edef gdef xdef let futurelet global long outer catcode lccode uccode mathcode sfcode delcode
-    csname endcsname expandafter noexpand afterassignment aftergroup everymath everydisplay everypar
-    newcommand renewcommand providecommand DeclareRobustCommand newenvironment renewenvironment
-    usepackage RequirePackage documentclass makeatletter makeatother begin end
-    href url htmlClass htmlId htmlStyle htmlData
-""".split())
-_TEX_COMMAND = re.compile(r"\\([A-Za-z]+|.?)", re.DOTALL)
-
-
 def _check_latex(stmt: SourceLine, text: str, offset: int) -> None:
-    """A ``latex`` spelling is a piece of math: balanced braces, no file or shell access."""
-    opened: list[int] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            command = _TEX_COMMAND.match(text, i).group(1)
-            if command in _TEX_FORBIDDEN:
-                raise stmt.error(f"'\\{command}' is not allowed in a latex spelling (only math is: nothing that "
-                                 "reads or writes files, runs commands or redefines TeX)", offset + i)
-            if command == "\\":
-                raise stmt.error("a line break '\\\\' is not allowed in a latex spelling", offset + i)
-            i += 1 + len(command)
-            continue
-        if ch in "$%&<>" or not ch.isprintable():
-            what = {"$": "a '$' (the spelling is already inside math)", "%": "a '%' (it would comment out the "
-                    "rest of the line)", "&": "a '&' (an alignment tab)", "<": "a '<' (write \\lt)",
-                    ">": "a '>' (write \\gt)"}.get(ch, f"the character U+{ord(ch):04X}")
-            raise stmt.error(f"{what} is not allowed in a latex spelling", offset + i)
-        if ch == "{":
-            opened.append(i)
-        elif ch == "}":
-            if not opened:
-                raise stmt.error("unmatched '}' in a latex spelling", offset + i)
-            opened.pop()
-        i += 1
-    if opened:
-        raise stmt.error("unclosed '{' in a latex spelling", offset + opened[0])
+    """A ``latex`` spelling is a piece of math, read as TeX would read it (see ``ir.texsafe``)."""
+    refused = check_tex_spelling(text)
+    if refused is not None:
+        i, message = refused
+        raise stmt.error(message, offset + i)
 
 
 

@@ -50,12 +50,14 @@ class Source:
 
 
 def _strip_comment(line: str) -> str:
-    quote = None
+    quote, escaped = None, False
     for i, ch in enumerate(line):
-        if quote:
+        if escaped:  # the character after a backslash in a string: "\"W # x" is one string
+            escaped = False
+        elif quote:
             if ch == "\\":
-                continue
-            if ch == quote:
+                escaped = True
+            elif ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .texsafe import braces_come_off
+
 #: The Greek letters a model name may be: each name is also its LaTeX command (``lambda`` is
 #: ``\lambda``), mapped to its Unicode character (λ).
 GREEK = {
@@ -53,6 +55,7 @@ def _latex_body(body: str, bold: bool) -> str:
         core = "\\" + body
         return f"\\boldsymbol{{{core}}}" if bold else core
     if len(body) > 1:
+        body = body.replace("_", "\\_")  # a name kept whole (_x_y): its underscores are not subscripts
         core = f"\\mathrm{{{body}}}"
         return f"\\mathbf{{{body}}}" if bold else core
     return f"\\mathbf{{{body}}}" if bold else body
@@ -70,6 +73,8 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
                calligraphic: bool = False) -> str:
     """The LaTeX spelling of ``name``, optionally at a step such as ``t-1``."""
     if override is not None:
+        if braces_come_off(override):  # \hat{y}_o: TeX would take the braces off {\hat{y}_o}_{t}
+            override += "{}"
         return override if step is None else f"{{{override}}}_{{{step}}}"
     parts = split_name(name)
     if calligraphic and len(parts.body) == 1 and parts.body.isupper():
@@ -87,6 +92,10 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
     if subs:
         sub = ",".join(subs)
         text += f"_{{{sub}}}" if len(sub) > 1 else f"_{sub}"
+    if parts.accent and parts.superscripts:
+        # One accent with a superscript: TeX drops the braces of {\hat{h}^{(out)}}^{\top} (its rule for a
+        # group of one accent), a double superscript; an empty group after it keeps them.
+        text += "{}"
     return text
 
 

@@ -323,6 +323,8 @@ class LatexPrinter(_MathPrinter):
         return base + f"^{{{power}}}"
 
     def power(self, base, k):
+        if "^" in base or "'" in base:  # \mathbf{W}^{(\mathrm{in})}^{\circ 4} would be a double superscript
+            base = "{" + base + "}"
         return base + rf"^{{\circ {k}}}"
 
     def timesum(self, body):
