@@ -17,8 +17,7 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 from __future__ import annotations
 
 import keyword
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
@@ -42,7 +41,9 @@ from ..ir.expr import (
     scale,
     shift,
 )
-from ..ops.registry import ELEMENTWISE
+from ..ops import ELEMENTWISE
+from .numpy.spelling import call, call_out, has_out
+from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, line
 
 RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
@@ -114,13 +115,25 @@ class Code:
     batched: bool = False  # a batch axis
     timed: bool = False  # a time axis (all steps at once)
     summed: bool = False  # already summed over steps and examples (an outer product in a gradient)
+    # The arrays and sizes the code reads, each once, in the order the code names them: what the
+    # statements built from it read (their liveness), known from the printed nodes, not from the text.
+    reads: tuple[str, ...] = ()
+    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new one.
+    form: str = "expr"
 
     def __str__(self) -> str:
         return self.text
 
 
-def _join(text: str, *parts: Code) -> Code:
-    return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts))
+def _join(text: str, *parts: Code, order=None) -> Code:
+    """Code made of ``parts``; it reads what they read (``order``: the codes it names, in order, if not ``parts``)."""
+    return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts),
+                _reads(*(parts if order is None else order)))
+
+
+def _reads(*parts) -> tuple[str, ...]:
+    """The names read by ``parts`` (codes, or tuples of names), each once, in order."""
+    return tuple(dict.fromkeys(n for p in parts for n in (p.reads if isinstance(p, Code) else p)))
 
 
 class NumpyPrinter(Printer):
@@ -141,6 +154,7 @@ class NumpyPrinter(Printer):
         self.kept: dict = {}  # f(…) inside a forward equation → the array the forward pass kept it in
         self.common: dict = {}  # a repeated subexpression → the array computed for it (see ModulePlan._common)
         self.kept_reach = 0
+        self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
 
     def _print(self, expr, **kwargs):
         if self.common:
@@ -170,6 +184,21 @@ class NumpyPrinter(Printer):
         name = self.names.value(rest.name) if rest.is_Symbol else str(rest)
         return name if c == 1 else f"{c} * {name}"
 
+    def size_reads(self, e) -> tuple[str, ...]:
+        """The names of the sizes ``size(e)`` prints, in order."""
+        e = sp.sympify(e, strict=True)
+        if e.is_Integer:
+            return ()
+        found = (t.as_coeff_Mul()[1] for t in sp.Add.make_args(e))
+        return _reads(*((self.names.value(x.name) for x in sorted(r.free_symbols, key=str)) for r in found))
+
+    def core_reads(self, e) -> tuple[str, ...]:
+        """The names of the sizes ``core(e)`` prints, in order."""
+        rows, cols = e.shape
+        if rows != 1 and cols != 1:
+            return _reads(self.size_reads(rows), self.size_reads(cols))
+        return self.size_reads(rows if cols == 1 else cols)
+
     def core(self, e) -> str:
         """The per-example shape of ``e`` as a NumPy shape."""
         rows, cols = e.shape
@@ -182,13 +211,15 @@ class NumpyPrinter(Printer):
         if self.mode == "step":
             k = pad + offset
             index = "i" if k == 0 else f"i + {k}" if k > 0 else f"i - {-k}"
-            return Code(f"{array}[{index}]", batched=True)
+            return Code(f"{array}[{index}]", batched=True, reads=(array,), form="view")
         if self.mode == "time":
             # Steps t = 1 .. T - window; the array is T + pad long, so the slice ends
             # (offset - window) from its end.
             start, end = pad + offset, offset - self.window
             text = f"{array}[{start or ''}:{end or ''}]"
-            return Code(array if text == f"{array}[:]" else text, batched=True, timed=True)
+            whole = text == f"{array}[:]"
+            return Code(array if whole else text, batched=True, timed=True, reads=(array,),
+                        form="array" if whole else "view")
         raise ValueError(f"{array} at a step outside the time loop")
 
     def _print_At(self, e: At):
@@ -198,21 +229,24 @@ class NumpyPrinter(Printer):
 
     def _print_AtStep(self, e: AtStep):
         if isinstance(e.base, Delta):
-            return Code(f"{self.names.adjoint(e.base.name)}[{e.step - 1}]", batched=True)
-        name = e.base.name
-        return Code(f"{self.names.value(name)}[{self.pads.get(name, 0) + e.step - 1}]", batched=True)
+            array = self.names.adjoint(e.base.name)
+            return Code(f"{array}[{e.step - 1}]", batched=True, reads=(array,), form="view")
+        name, array = e.base.name, self.names.value(e.base.name)
+        return Code(f"{array}[{self.pads.get(name, 0) + e.step - 1}]", batched=True, reads=(array,), form="view")
 
     def _print_MatrixSymbol(self, e):
-        return Code(self.names.value(e.name), batched=e.name in self.batched_names)
+        array = self.names.value(e.name)
+        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
 
     def _print_Delta(self, e):
-        return Code(self.names.adjoint(e.name), batched=e.name in self.batched_names)
+        array = self.names.adjoint(e.name)
+        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
 
     def _print_OneMatrix(self, e):
-        return Code(f"np.ones({self.core(e)}, dtype)")
+        return Code(f"np.ones({self.core(e)}, dtype)", reads=self.core_reads(e))
 
     def _print_ZeroMatrix(self, e):
-        return Code(f"np.zeros({self.core(e)}, dtype)")
+        return Code(f"np.zeros({self.core(e)}, dtype)", reads=self.core_reads(e))
 
     # --- operations ---------------------------------------------------------------------
 
@@ -263,7 +297,8 @@ class NumpyPrinter(Printer):
         if isinstance(a, OneMatrix):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
-            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc)  # 1 s: a scalar spread over a vector
+            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
+                         order=(acc, self.size_reads(p)))
         left = self._print(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
@@ -272,11 +307,11 @@ class NumpyPrinter(Printer):
                 raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
             if cols == 1 and acc.batched:
                 if self.mode == "time":
-                    return _join(f"_matvec({left.text}, {acc.text})", acc)
+                    return _join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc))
                 # x W^T per row; for a transposed matrix that is x W.
                 right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
-                return _join(f"{x} @ {right}", acc)
-            return _join(f"{group(left.text)} @ {x}", acc)
+                return _join(f"{x} @ {right}", acc, order=(acc, left))
+            return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
                 return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
@@ -284,8 +319,8 @@ class NumpyPrinter(Printer):
         if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
             return _join(f"{group(left.text)} * {x}", left, acc)
         if not left.batched and not acc.batched:
-            return Code(f"np.outer({left.text}, {acc.text})")
-        return Code(f"_outer({left.text}, {acc.text})", summed=True)  # Σ over steps and examples
+            return Code(f"np.outer({left.text}, {acc.text})", reads=_reads(left, acc))
+        return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=_reads(left, acc))  # Σ over steps, examples
 
     def _print_HadamardProduct(self, e):
         num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
@@ -335,7 +370,9 @@ class NumpyPrinter(Printer):
                 code = self._print(z)
                 return _join(f"-np.logaddexp(0, {code.text})", code)
         code = self._print(e.arg)
-        return _join(ELEMENTWISE[e.fname].numpy.format(x=code.text), code)
+        text, helpers = call(e.fname, code.text, _params(e))
+        self.helpers |= helpers
+        return _join(text, code)
 
     def _source(self, e, defined_as):
         """z when ``e`` names a quantity defined as f(z) with ``defined_as(f(z))``, else None."""
@@ -363,11 +400,18 @@ class NumpyPrinter(Printer):
 
     def _print_ColSlice(self, e):
         code = self._print(e.arg)
-        return _join(f"{group(code.text)}[:, {self._range(e)}]", code)
+        return self._slice(code, f"{group(code.text)}[:, {self._range(e)}]", e)
 
     def _print_RowSlice(self, e):
         code = self._print(e.arg)
-        return _join(f"{group(code.text)}[..., {self._range(e)}]", code)
+        return self._slice(code, f"{group(code.text)}[..., {self._range(e)}]", e)
+
+    def _slice(self, code: Code, text: str, e) -> Code:
+        sliced = _join(text, code, order=(code, self._range_reads(e)))
+        return replace(sliced, form="view") if code.form == "array" else sliced  # a view of an array
+
+    def _range_reads(self, e) -> tuple[str, ...]:
+        return _reads(() if e.start == 0 else self.size_reads(e.start), self.size_reads(e.stop))
 
     def _range(self, e) -> str:
         return ("" if e.start == 0 else self.size(e.start)) + ":" + self.size(e.stop)
@@ -377,15 +421,11 @@ class NumpyPrinter(Printer):
         if inner.summed:
             return inner
         if inner.timed:
-            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched)
+            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
         return _join(f"T * {group(inner.text)}", inner)
 
     def emptyPrinter(self, e):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
-
-
-# Code that only names an array (or a slice of it), rather than computing a new one.
-_NAMED = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(\[[^\[\]]*\])?")
 
 
 def _names_value(e, name: str) -> bool:
@@ -398,6 +438,11 @@ def _applied_value(e) -> bool:
     """f(q_{t+k}) for an elementwise f and a forward sequence quantity q."""
     return (isinstance(e, Apply) and isinstance(e.arg, At) and not isinstance(e.arg.base, Delta)
             and e.arg.offset >= 0 and e.fname in ELEMENTWISE)  # q_{t−1} would need the initial state
+
+
+def _params(e) -> tuple:
+    """The parameters of an elementwise function's node (none for the functions of today)."""
+    return tuple(getattr(e, "params", ()))
 
 
 def _is_sigmoid(e) -> bool:
@@ -416,22 +461,6 @@ def _one_minus(e):
 
 # ---------------------------------------------------------------------------------------
 # The plan: which statements run before, inside and after the time loop.
-
-
-@dataclass
-class Statement:
-    comment: str
-    lines: list[str]
-
-
-@dataclass
-class Phase:
-    """Statements of one part of a pass."""
-
-    before: list[Statement] = field(default_factory=list)  # static, then all steps at once
-    alloc: list[str] = field(default_factory=list)  # arrays the loop fills
-    loop: list[Statement] = field(default_factory=list)  # one step of the recurrence
-    after: list[Statement] = field(default_factory=list)  # all steps at once, then static
 
 
 @dataclass
@@ -477,11 +506,6 @@ def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool
             seen.add(n)
             stack.extend(graph.get(n, ()))
     return False
-
-
-def _identifiers(lines) -> list[str]:
-    """The identifiers of lines of code, each once, in the order they first appear."""
-    return list(dict.fromkeys(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", "\n".join(lines))))
 
 
 def _references(e) -> set[str]:
@@ -669,7 +693,7 @@ class ModulePlan:
             if ok:
                 try:
                     code = pr.code(node)
-                    ok = code.batched and not code.summed and not _NAMED.fullmatch(code.text)
+                    ok = code.batched and not code.summed and code.form == "expr"
                 except (NotImplementedError, ValueError):
                     ok = False
             if not ok:
@@ -690,7 +714,7 @@ class ModulePlan:
                     repeated[node] = f"_v{len(repeated)}"
         return repeated
 
-    def _common(self, exprs) -> list[Statement]:
+    def _common(self, exprs) -> list[AssignAll]:
         """Statements computing the repeated subexpressions of ``exprs`` not computed yet, innermost
         first; from then on the printer reads their arrays."""
         pr, out = self.printer, []
@@ -702,8 +726,9 @@ class ModulePlan:
                 code = pr.code(node)
                 self.names.table[name] = name
                 self.scratch.append(name)
-                out.append(Statement(f"{self.comment_text(node)}, read more than once", [f"{name} = {code.text}"]))
-                pr.common[node] = Code(name, code.batched, code.timed, code.summed)
+                out.append(AssignAll(f"{self.comment_text(node)}, read more than once",
+                                     [line(f"{name} = {code.text}", (name,), code)]))
+                pr.common[node] = Code(name, code.batched, code.timed, code.summed, (name,), "array")
         return out
 
     # --- forward ------------------------------------------------------------------------
@@ -733,10 +758,11 @@ class ModulePlan:
                 expr = self._keep_inline_values(n, expr, inline[n], loop, reads, phase)
             if n not in loop and not depends_on(reads, n, loop):
                 if pad:
-                    phase.before.append(Statement(comment, self._padded(n) + [
-                        f"{py}[{pad}:] = {pr.code(expr, 'time').text}"]))
+                    code = pr.code(expr, 'time')
+                    phase.before.append(AssignAll(comment, self._padded(n) + [
+                        line(f"{py}[{pad}:] = {code.text}", (py,), code)]))
                 else:
-                    phase.before.append(Statement(comment, self._time_lines(n, py, expr)))
+                    phase.before.append(AssignAll(comment, self._time_lines(n, py, expr)))
             elif n in stacked:  # one array with the others that multiply the same vector in the loop
                 stack = stacked[n]
                 order = sorted(stack.members, key=seq.index)
@@ -752,20 +778,23 @@ class ModulePlan:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
                 outside = [t for t in _terms(expr) if not (_references(t) & loop)]
                 inside = [t for t in _terms(expr) if _references(t) & loop]
-                target = pr.code(m.ref(n), "step").text
+                target = pr.code(m.ref(n), "step")
                 # Only worth it where the part reads a sequence (a projection of the inputs).
                 if outside and inside and pr.code(_sum(outside), "time").timed:
-                    phase.before.append(Statement(f"{comment}: the part that does not depend on the recurrence",
+                    code = pr.code(_sum(outside), 'time')
+                    phase.before.append(AssignAll(f"{comment}: the part that does not depend on the recurrence",
                                                   self._padded(n) + [
-                        f"{py}[{pad}:] = {pr.code(_sum(outside), 'time').text}"] if pad else
+                        line(f"{py}[{pad}:] = {code.text}", (py,), code)] if pad else
                         self._assign_time(py, _sum(outside))))
-                    phase.loop.append(Statement(comment, [f"{target} += {pr.code(_sum(inside), 'step').text}"]))
+                    code = pr.code(_sum(inside), 'step')
+                    phase.loop.append(AssignStep(comment, [line(f"{target} += {code.text}", target.reads, code)]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
-                    phase.loop.append(Statement(comment, self._assign_step(target, expr)))
+                    phase.loop.append(AssignStep(comment, self._assign_step(target, expr)))
             else:
-                lines = [f"{py}[{pad}:] = {pr.code(expr, 'time').text}"] if pad else self._time_lines(n, py, expr)
-                phase.after.append(Statement(comment, (self._padded(n) if pad else []) + lines))
+                code = pr.code(expr, 'time') if pad else None
+                lines = [line(f"{py}[{pad}:] = {code.text}", (py,), code)] if pad else self._time_lines(n, py, expr)
+                phase.after.append(AssignAll(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
@@ -818,13 +847,14 @@ class ModulePlan:
             comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
                        "kept for the backward pass")
             if n in loop and _references(value) & loop:  # computed step by step
-                phase.alloc.append(f"{sym.name} = np.empty((T, B, {pr.size(a.shape[0])}), dtype)")
-                phase.loop.append(Statement(comment, self._inline_step(sym, value, loop, phase)))
+                phase.alloc.append(self._empty(sym.name, "T", a.shape[0]))
+                phase.loop.append(AssignStep(comment, self._inline_step(sym, value, loop, phase)))
                 loop.add(sym.name)
             elif pr.code(value, "time").timed:  # for all steps at once: before the loop if it can be
                 early = not any(r in loop or depends_on(reads, r, loop) for r in _references(value) & set(reads))
-                (phase.before if early else phase.after).append(Statement(comment, [
-                    f"{sym.name} = {pr.code(value, 'time').text}"]))
+                code = pr.code(value, 'time')
+                (phase.before if early else phase.after).append(AssignAll(comment, [
+                    line(f"{sym.name} = {code.text}", (sym.name,), code)]))
             else:
                 continue
             subs[code_a] = At(sym, 0)
@@ -838,17 +868,18 @@ class ModulePlan:
         outside = [t for t in _terms(value.arg) if not _references(t) & loop]
         inside = [t for t in _terms(value.arg) if _references(t) & loop]
         if not (outside and inside and pr.code(_sum(outside), "time").timed):
-            return self._assign_step(f"{sym.name}[i]", value)
+            return self._assign_step(Code(f"{sym.name}[i]", reads=(sym.name,)), value)
         pre = f"{sym.name}_arg"
         self.names.table[pre] = pre
         self.scratch.append(pre)
-        phase.before.append(Statement(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
+        phase.before.append(AssignAll(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
                                       "the part that does not depend on the recurrence",
                                       self._assign_time(pre, _sum(outside))))
-        lines = [f"{pre}[i] += {pr.code(_sum(inside), 'step').text}"]
-        form = ELEMENTWISE[value.fname].numpy_out
-        lines.append(form.format(x=f"{pre}[i]", out=f"{sym.name}[i]") if form else
-                     f"{sym.name}[i] = {ELEMENTWISE[value.fname].numpy.format(x=f'{pre}[i]')}")
+        code = pr.code(_sum(inside), 'step')
+        lines = [line(f"{pre}[i] += {code.text}", (pre,), code)]
+        form = call_out(value.fname, f"{pre}[i]", f"{sym.name}[i]", _params(value))
+        lines.append(line(form, (sym.name,), (pre,)) if form else
+                     line(f"{sym.name}[i] = {self._call(value, f'{pre}[i]')}", (sym.name,), (pre,)))
         return lines
 
     # --- stacking: one matrix product per step for the pre-activations that share a vector ---
@@ -892,7 +923,7 @@ class ModulePlan:
         activation = {}
         for n in seq:
             e = code_expr[n]
-            if n in loop and not self.pads[n] and isinstance(e, Apply) and ELEMENTWISE[e.fname].numpy_out \
+            if n in loop and not self.pads[n] and isinstance(e, Apply) and has_out(e.fname, _params(e)) \
                     and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
                 activation.setdefault(e.arg.base.name, (e.fname, n))
         stacks = []
@@ -934,62 +965,92 @@ class ModulePlan:
             ends.append(self.printer.size(total))
         return "[" + ", ".join(ends) + "]"
 
-    def _stack_before(self, stack: Stack, phase: Phase) -> Statement:
+    def _split_reads(self, sizes) -> tuple[str, ...]:
+        """The sizes ``_split_points(sizes)`` names."""
+        totals = [sp.expand(sum(sizes[:k + 1], sp.Integer(0))) for k in range(len(sizes) - 1)]
+        return _reads(*(self.printer.size_reads(t) for t in totals))
+
+    def _empty(self, array: str, length: str, size, alloc: str = "np.empty") -> Line:
+        """``array = np.empty((length, B, size), dtype)``: a sequence array the code fills."""
+        pr = self.printer
+        return line(f"{array} = {alloc}(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",), pr.size_reads(size))
+
+    def _split(self, names: list[str], array: str, sizes, axis: str = ", axis=-1") -> Line:
+        """``a, b = np.split(array, […])``: views of one array."""
+        return line(f"{', '.join(names)} = np.split({array}, {self._split_points(sizes)}{axis})", tuple(names),
+                    (array,), self._split_reads(sizes))
+
+    def _stack_before(self, stack: Stack, phase: Phase) -> AssignAll:
         """Before the loop: the stacked matrices, and the parts outside the loop (or the array)."""
         pr, m = self.printer, self.model
         lines = []
         for _, mats, matrix in stack.inside:
             self.names.table[matrix] = matrix
-            lines.append(f"{matrix} = np.concatenate([{', '.join(pr.code(a).text for a in mats)}])")
+            codes = [pr.code(a) for a in mats]
+            lines.append(line(f"{matrix} = np.concatenate([{', '.join(c.text for c in codes)}])", (matrix,), *codes))
         consts = None
         if any(stack.consts):
-            consts = "np.concatenate([" + ", ".join(
-                pr.code(_sum(c)).text if c else f"np.zeros({pr.size(size)}, dtype)"
-                for c, size in zip(stack.consts, stack.sizes)) + "])"
-        split = (f"{', '.join(self.names.value(n) for n in stack.members)} = "
-                 f"np.split({stack.name}, {self._split_points(stack.sizes)}, axis=-1)")
+            parts = [pr.code(_sum(c)) if c else Code(f"np.zeros({pr.size(size)}, dtype)", reads=pr.size_reads(size))
+                     for c, size in zip(stack.consts, stack.sizes)]
+            consts = Code("np.concatenate([" + ", ".join(c.text for c in parts) + "])", reads=_reads(*parts))
+        split = self._split([self.names.value(n) for n in stack.members], stack.name, stack.sizes)
         if stack.outside:
-            lines.append(f"{stack.name} = " + " + ".join(
-                f"_matvec(np.concatenate([{', '.join(pr.code(a).text for a in mats)}]), {pr.code(u, 'time').text})"
-                for u, mats in stack.outside))
+            products = []
+            for u, mats in stack.outside:
+                codes = [pr.code(a) for a in mats] + [pr.code(u, 'time')]
+                products.append(Code(f"_matvec(np.concatenate([{', '.join(c.text for c in codes[:-1])}]), "
+                                     f"{codes[-1].text})", reads=_reads(*codes)))
+            lines.append(line(f"{stack.name} = " + " + ".join(c.text for c in products), (stack.name,), *products))
             if consts:
-                lines.append(f"{stack.name} += {consts}")
+                lines.append(line(f"{stack.name} += {consts.text}", (stack.name,), consts))
             lines.append(split)
             what = "first the parts that do not depend on the recurrence"
         else:  # all in the loop: the array is filled there, the constants added there
             if consts:
-                lines.append(f"{stack.name}_b = {consts}")
-            phase.alloc += [f"{stack.name} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)", split]
+                lines.append(line(f"{stack.name}_b = {consts.text}", (f"{stack.name}_b",), consts))
+            phase.alloc += [self._empty(stack.name, "T", sum(stack.sizes)), split]
             what = "first the stacked matrices"
         refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
-        equations = [f"# {self.comment(m.ref(n), m[n].expr)}" for n in stack.members]
-        return Statement(f"{refs} as views of one array, so that one product per step serves them all; {what}",
+        equations = [Line(f"# {self.comment(m.ref(n), m[n].expr)}") for n in stack.members]
+        return AssignAll(f"{refs} as views of one array, so that one product per step serves them all; {what}",
                          equations + lines)
 
-    def _stack_loop(self, stack: Stack) -> Statement:
+    def _stack_loop(self, stack: Stack) -> AssignStep:
         m = self.model
         refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
-        products = [f"{group(self.printer.code(v, 'step').text)} @ {matrix}.T" for v, _, matrix in stack.inside]
+        products = []
+        for v, _, matrix in stack.inside:
+            code = self.printer.code(v, 'step')
+            products.append(Code(f"{group(code.text)} @ {matrix}.T", reads=_reads(code, (matrix,))))
         vectors = ", ".join(self.comment_text(v) for v, _, _ in stack.inside)
         if stack.outside:
             each = " each" if len(stack.inside) > 1 else ""
-            return Statement(f"{refs}: the parts that multiply {vectors}, one product{each}",
-                             [f"{stack.name}[i] += " + " + ".join(products)])
+            return AssignStep(f"{refs}: the parts that multiply {vectors}, one product{each}",
+                              [line(f"{stack.name}[i] += " + " + ".join(c.text for c in products), (stack.name,),
+                                    *products)])
         if any(stack.consts):
-            products.append(f"{stack.name}_b")
-        return Statement(f"{refs}: one product with {vectors} each", [f"{stack.name}[i] = " + " + ".join(products)])
+            products.append(Code(f"{stack.name}_b", reads=(f"{stack.name}_b",)))
+        return AssignStep(f"{refs}: one product with {vectors} each",
+                          [line(f"{stack.name}[i] = " + " + ".join(c.text for c in products), (stack.name,),
+                                *products)])
 
-    def _stack_activation(self, stack: Stack, run, phase: Phase) -> Statement:
+    def _call(self, e, x: str) -> str:
+        """f(x) for the node ``e`` = f(…), with the code ``x`` as its argument."""
+        text, helpers = call(e.fname, x, _params(e))
+        self.printer.helpers |= helpers
+        return text
+
+    def _stack_activation(self, stack: Stack, run, phase: Phase) -> AssignStep:
         fname, outputs, lo, hi, array = run
         pr, m = self.printer, self.model
         self.names.table[array] = array
-        start, stop = (pr.size(sp.expand(sum(stack.sizes[:k], sp.Integer(0)))) for k in (lo, hi))
-        phase.alloc += [f"{array} = np.empty((T, B, {pr.size(sp.expand(sum(stack.sizes[lo:hi])))}), dtype)",
-                        f"{', '.join(self.names.value(n) for n in outputs)} = "
-                        f"np.split({array}, {self._split_points(stack.sizes[lo:hi])}, axis=-1)"]
-        block = f"{stack.name}[i, :, {'' if start == '0' else start}:{stop}]"
+        start, stop = (sp.expand(sum(stack.sizes[:k], sp.Integer(0))) for k in (lo, hi))
+        phase.alloc += [self._empty(array, "T", sp.expand(sum(stack.sizes[lo:hi]))),
+                        self._split([self.names.value(n) for n in outputs], array, stack.sizes[lo:hi])]
+        block = f"{stack.name}[i, :, {'' if pr.size(start) == '0' else pr.size(start)}:{pr.size(stop)}]"
         comment = ", ".join(self.comment(m.ref(n), m[n].expr) for n in outputs)
-        return Statement(f"{comment}: one call", [ELEMENTWISE[fname].numpy_out.format(x=block, out=f"{array}[i]")])
+        return AssignStep(f"{comment}: one call", [line(call_out(fname, block, f"{array}[i]"), (array,), (stack.name,),
+                                                        pr.size_reads(start), pr.size_reads(stop))])
 
     def _static_split(self):
         m = self.model
@@ -1005,23 +1066,23 @@ class ModulePlan:
                 before.append(q.name)
         return before, after
 
-    def _padded(self, n: str, empty: bool = False) -> list[str]:
+    def _padded(self, n: str, empty: bool = False) -> list[Line]:
         """Allocate a sequence array (padded in front by its lag) and write its initial states."""
         q, py, pad = self.model[n], self.names.value(n), self.pads[n]
         if not pad and not empty:
             return []
         # The padding holds the states (zeros unless a state is a param); the rest is written in full.
         length, alloc = (f"T + {pad}", "np.zeros") if pad else ("T", "np.empty")
-        lines = [f"{py} = {alloc}(({length}, B, {self.printer.size(q.shape[0])}), dtype)"]
+        lines = [self._empty(py, length, q.shape[0], alloc)]
         for k, value in sorted(self.model.states.get(n, {}).items()):
             if not isinstance(value, ZeroMatrix):
-                lines.append(f"{py}[{pad + k - 1}] = {self.names.value(value.name)}  "
-                             f"# {self.model.unicode(n, str(k))}")
+                state = self.names.value(value.name)
+                lines.append(line(f"{py}[{pad + k - 1}] = {state}  # {self.model.unicode(n, str(k))}", (py,), (state,)))
         return lines
 
-    def _assign(self, n: str, target: str, code: Code) -> Statement:
+    def _assign(self, n: str, target: str, code: Code) -> AssignAll:
         m = self.model
-        return Statement(self.comment(m.ref(n), m[n].expr), [f"{target} = {code.text}"])
+        return AssignAll(self.comment(m.ref(n), m[n].expr), [line(f"{target} = {code.text}", (target,), code)])
 
     # --- backward -----------------------------------------------------------------------
 
@@ -1060,39 +1121,40 @@ class ModulePlan:
             a = d.adjoints[n]
             py = names.adjoint(n)
             comment = self.comment(a.symbol, a.closed)
-            zeros = f"{py} = np.zeros((T, B, {pr.size(a.quantity.shape[0])}), dtype)"
+            zeros = self._empty(py, "T", a.quantity.shape[0], "np.zeros")
             if n in loop:
                 outside = [(o, t) for o, t in terms[n] if not _adjoint_references(t) & loop]
                 inside = [(o, t) for o, t in terms[n] if _adjoint_references(t) & loop]
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
                 assign = not outside and inside[0][0] == 0  # the first term sets the value
                 if outside:
-                    phase.before.append(Statement(comment + ": the part outside the recurrence",
-                                                  self._accumulate(py, outside, zeros)))
+                    phase.before.append(Accumulate(comment + ": the part outside the recurrence",
+                                                   self._accumulate(py, outside, zeros)))
                 elif n not in stacked:
-                    phase.alloc.append(zeros.replace("np.zeros", "np.empty") if assign else zeros)
+                    phase.alloc.append(self._empty(py, "T", a.quantity.shape[0]) if assign else zeros)
                 elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
                     stack = stacked[n]
-                    phase.alloc += [f"{stack.adjoint} = np.empty((T, B, {pr.size(sum(stack.sizes))}), dtype)",
-                                    f"{', '.join(names.adjoint(m) for m in stack.members)} = "
-                                    f"np.split({stack.adjoint}, {self._split_points(stack.sizes)}, axis=-1)"]
+                    phase.alloc += [self._empty(stack.adjoint, "T", sum(stack.sizes)),
+                                    self._split([names.adjoint(m) for m in stack.members], stack.adjoint,
+                                                stack.sizes)]
                 loop_lines, guard = [], None
+                slot = Code(f"{py}[i]", reads=(py,))
                 for k, (offset, t) in enumerate(inside):
                     t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
-                    code = pr.code(self._share_applied(t, phase), "step").text
+                    code = pr.code(self._share_applied(t, phase), "step")
                     if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
                         if offset != guard:
-                            loop_lines.append(f"if i + {offset} < T:")
+                            loop_lines.append(Line(f"if i + {offset} < T:"))
                             guard = offset
-                        loop_lines.append(f"    {py}[i] += {code}")
+                        loop_lines.append(line(f"    {py}[i] += {code.text}", (py,), code))
                     elif assign and k == 0:
-                        loop_lines += self._assign_step(f"{py}[i]", t)
+                        loop_lines += self._assign_step(slot, t)
                     else:
-                        loop_lines.append(f"{py}[i] += {code}")
-                phase.loop.append(Statement(comment, loop_lines))
+                        loop_lines.append(line(f"{py}[i] += {code.text}", (py,), code))
+                phase.loop.append(Accumulate(comment, loop_lines))
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
-                target.append(Statement(comment, self._accumulate(py, terms[n], zeros)))
+                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros)))
                 if target is phase.before:
                     early.add(n)
         for a in statics:
@@ -1111,8 +1173,8 @@ class ModulePlan:
         if phase.loop or phase.after:
             dead = self._dead_after_before(phase)
             if dead:
-                phase.before.append(Statement("not read from here on: freed, so the loop reuses their memory",
-                                              [f"del {', '.join(dead)}"]))
+                phase.before.append(Free("not read from here on: freed, so the loop reuses their memory",
+                                         [Line(f"del {', '.join(dead)}", tuple(dead))]))
         return phase
 
     def _dead_after_before(self, phase: Phase) -> list[str]:
@@ -1121,7 +1183,7 @@ class ModulePlan:
         keep = {self.names.value(p.name) for p in self.model.params} | set(self.names.grads.values())
         arrays = ({self.names.value(q.name) for q in self.model.quantities.values() if q.role != "param"}
                   | set(self.names.adjoints.values()) | {n for n in self.names.table.values() if n.startswith("_")})
-        order = _identifiers([line for st in phase.before for line in st.lines])
+        order = dict.fromkeys(n for st in phase.before for n in st.names)
         return [n for n in order if n in arrays and n not in keep and n not in later]
 
     def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
@@ -1188,42 +1250,47 @@ class ModulePlan:
                 expr = At(whole, 0) if u is None else matmul(At(whole, 0), u)
                 code = pr.code(expr, "time")
                 labels = ", ".join(f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}" for g in grads)
-                lines = [f"# {self.comment(None, g.expr, label=f'∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}')}"
+                lines = [Line(f"# {self.comment(None, g.expr, label=f'∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}')}")
                          for g in grads]
-                lines += [f"{target} = {self._total(code, False)}",
-                          f"{', '.join(self.names.grad(g.name) for g in grads)} = "
-                          f"np.split({target}, {self._split_points(stack.sizes)})"]
+                total = self._total(code, False)
+                lines += [line(f"{target} = {total.text}", (target,), total),
+                          self._split([self.names.grad(g.name) for g in grads], target, stack.sizes, axis="")]
                 how = "one sum of the stacked δ" if u is None else "one product with the stacked δ"
-                out[grads[0].name] = Statement(f"{labels}: {how}, split by rows", lines)
+                out[grads[0].name] = AssignAll(f"{labels}: {how}, split by rows", lines)
                 out.update({g.name: None for g in grads[1:]})
         return out
 
-    def _assign_step(self, slot: str, e) -> list[str]:
+    def _assign_step(self, slot: Code, e) -> list[Line]:
         """``slot = e`` inside the loop, written into the slot: f(x, out=slot), np.multiply(a, b,
         out=slot), then slot += the other terms; no new array for the result and no copy of it."""
-        pr = self.printer
-        if isinstance(e, Apply) and e.fname != "log" and ELEMENTWISE[e.fname].numpy_out:
-            return [ELEMENTWISE[e.fname].numpy_out.format(x=pr.code(e.arg, "step").text, out=slot)]
+        pr, to = self.printer, slot.reads
+
+        def assign(op, x):  # slot op= x
+            code = pr.code(x, "step")
+            return line(f"{slot.text} {op} {code.text}", to, code)
+
+        if isinstance(e, Apply) and e.fname != "log" and has_out(e.fname, _params(e)):
+            code = pr.code(e.arg, "step")
+            return [line(call_out(e.fname, code.text, slot.text, _params(e)), to, code)]
         if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
             applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and
-                       ELEMENTWISE[a.fname].numpy_out]
+                       has_out(a.fname, _params(a))]
             first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
-            a, b = (pr.code(e.args[k], "step").text for k in [0, 1])
-            lines = self._assign_step(slot, applied[0]) if applied else [f"np.multiply({a}, {b}, out={slot})"]
-            lines += [f"{slot} *= {pr.code(f, 'step').text}" for k, f in enumerate(e.args) if k not in first]
+            a, b = (pr.code(e.args[k], "step") for k in [0, 1])
+            lines = self._assign_step(slot, applied[0]) if applied else [
+                line(f"np.multiply({a.text}, {b.text}, out={slot.text})", to, a, b)]
+            lines += [assign("*=", f) for k, f in enumerate(e.args) if k not in first]
             return lines
         if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
             first, *rest = e.args
-            lines = self._assign_step(slot, first) if coeff_and_rest(first)[0] == 1 else \
-                [f"{slot} = {pr.code(first, 'step').text}"]
+            lines = self._assign_step(slot, first) if coeff_and_rest(first)[0] == 1 else [assign("=", first)]
             for a in rest:
                 c, r = coeff_and_rest(a)
-                lines.append(f"{slot} -= {pr.code(r, 'step').text}" if c == -1 else
-                             f"{slot} += {pr.code(a, 'step').text}")
+                lines.append(assign("-=", r) if c == -1 else assign("+=", a))
             return lines
-        return [f"{slot} = {pr.code(e, 'step').text}"]
+        return [assign("=", e)]
 
-    def _time_lines(self, n: str, py: str, e) -> list[str]:
+    def _time_lines(self, n: str, py: str, e) -> list[Line]:
         """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) with that
         log, by one call: p, log p = _softmax_and_log(z)."""
         m = self.model
@@ -1235,10 +1302,11 @@ class ModulePlan:
                 log += "_"
             self.names.table[log] = log
             self.printer.logs[n] = log
-            return [f"{py}, {log} = _softmax_and_log({self.printer.code(e.arg, 'time').text})"]
+            code = self.printer.code(e.arg, 'time')
+            return [line(f"{py}, {log} = _softmax_and_log({code.text})", (py, log), code)]
         return self._assign_time(py, e)
 
-    def _assign_time(self, py: str, e, window: int = 0) -> list[str]:
+    def _assign_time(self, py: str, e, window: int = 0) -> list[Line]:
         """``py = e`` for all steps at once, with one new array, updated in place.
 
         W x + b is ``py = _matvec(W, x)`` then ``py += b``; (Wᵀ δ) ⊙ s ⊙ (1 − s) is
@@ -1253,35 +1321,39 @@ class ModulePlan:
                 printed[x] = pr.code(x, "time", window)
             return printed[x]
 
+        def update(op, x):  # py op= x
+            return line(f"{py} {op} {code(x).text}", (py,), code(x))
+
         whole = code(e)
         if not isinstance(e, (MatAdd, HadamardProduct)) or not whole.timed:
-            return [f"{py} = {whole.text}"]
+            return [update("=", e)]
         fresh = [a for a in e.args if isinstance(a, MatMul) and code(a).text.startswith("_matvec(") and code(a).timed]
         if isinstance(e, HadamardProduct) and not fresh:  # a factor that is a new array of every step anyway
             fresh = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and code(a).timed and code(a).batched
-                     and not _NAMED.fullmatch(code(a).text)]  # not an array kept by the forward pass
+                     and code(a).form == "expr"]  # not an array kept by the forward pass
         if fresh:
-            lines, first = [f"{py} = {code(fresh[0]).text}"], fresh[:1]
+            lines, first = [update("=", fresh[0])], fresh[:1]
         elif isinstance(e, HadamardProduct) and len(e.args) > 2:
             # the first two factors: one of them has every step and example, so the product does too
             plain = [a for a in e.args if not isinstance(a, HadamardPower)]
             full = next((a for a in plain if code(a).timed and code(a).batched), None)
             if full is None or len(plain) < 2:
-                return [f"{py} = {whole.text}"]
+                return [update("=", e)]
             first = [full, next(a for a in plain if a is not full)]
-            lines = [f"{py} = {group(code(first[0]).text)} * {group(code(first[1]).text)}"]
+            a, b = code(first[0]), code(first[1])
+            lines = [line(f"{py} = {group(a.text)} * {group(b.text)}", (py,), a, b)]
         else:
-            return [f"{py} = {whole.text}"]
+            return [update("=", e)]
         for a in e.args:
             if any(a is f for f in first):
                 continue
             if isinstance(e, MatAdd):
                 c, rest = coeff_and_rest(a)
-                lines.append(f"{py} -= {code(rest).text}" if c == -1 else f"{py} += {code(a).text}")
+                lines.append(update("-=", rest) if c == -1 else update("+=", a))
             elif isinstance(a, HadamardPower) and a.args[1] == -1:
-                lines.append(f"{py} /= {code(a.args[0]).text}")
+                lines.append(update("/=", a.args[0]))
             else:
-                lines.append(f"{py} *= {code(a).text}")
+                lines.append(update("*=", a))
         return lines
 
     def _share_applied(self, e, phase: Phase):
@@ -1301,8 +1373,9 @@ class ModulePlan:
                 self.batched.add(name)
                 self.shared[key] = MatrixSymbol(name, *node.shape)
                 whole = Apply(node.fname, At(node.arg.base, 0))
-                phase.before.append(Statement(f"{self.comment_text(whole)}, for every step at once, read below",
-                                              [f"{name} = {self.printer.code(whole, 'time').text}"]))
+                code = self.printer.code(whole, 'time')
+                phase.before.append(AssignAll(f"{self.comment_text(whole)}, for every step at once, read below",
+                                              [line(f"{name} = {code.text}", (name,), code)]))
             e = e.xreplace({node: At(self.shared[key], node.arg.offset)})
         return e
 
@@ -1325,10 +1398,10 @@ class ModulePlan:
         factor = hadamard(*values)
         comment = f"{self.comment_text(factor)}, for every step at once"
         factor = self._share_applied(factor, phase)
-        phase.before.append(Statement(comment, self._assign_time(name, factor, offset)))
+        phase.before.append(AssignAll(comment, self._assign_time(name, factor, offset)))
         return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if _adjoint_references(f)]))
 
-    def _accumulate(self, py: str, terms, zeros: str) -> list[str]:
+    def _accumulate(self, py: str, terms, zeros: Line) -> list[Line]:
         """δ = its terms, each over the steps where the δ it reads (at t + offset) exists."""
         by_offset: dict[int, list] = {}
         for offset, t in terms:
@@ -1338,33 +1411,36 @@ class ModulePlan:
             if offset == 0:
                 lines += self._assign_time(py, _sum(ts))
             else:
-                lines.append(f"{py}[:-{offset}] += {self.printer.code(_sum(ts), 'time', offset).text}")
+                code = self.printer.code(_sum(ts), 'time', offset)
+                lines.append(line(f"{py}[:-{offset}] += {code.text}", (py,), code))
         return lines
 
-    def _static_adjoint(self, a) -> Statement:
+    def _static_adjoint(self, a) -> AssignAll:
         pr = self.printer
         parts = []
         if a.closed_per_step is not None:
             parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), a.name in self.batched))
         if a.closed_static is not None:
             parts.append(self._total(pr.code(a.closed_static), a.name in self.batched))
-        code = " + ".join(parts) if parts else pr.code(ZeroMatrix(*a.quantity.shape)).text
-        return Statement(self.comment(a.symbol, a.closed), [f"{self.names.adjoint(a.name)} = {code}"])
+        parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
+        target = self.names.adjoint(a.name)
+        return AssignAll(self.comment(a.symbol, a.closed),
+                         [line(f"{target} = {' + '.join(c.text for c in parts)}", (target,), *parts)])
 
     @staticmethod
-    def _total(code: Code, keep_batch: bool) -> str:
+    def _total(code: Code, keep_batch: bool) -> Code:
         """A contribution to a value without a batch axis: sum over the examples (and steps)."""
         if (code.batched or code.timed) and not code.summed and not keep_batch:
-            return f"_sum_examples({code.text})"
-        return code.text
+            return Code(f"_sum_examples({code.text})", reads=code.reads)
+        return code
 
-    def _gradient(self, g) -> Statement:
+    def _gradient(self, g) -> AssignAll:
         pr, m = self.printer, self.model
         parts = []
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
-                parts.append(f"T * {group(code.text)}")
+                parts.append(Code(f"T * {group(code.text)}", reads=code.reads))
             else:
                 parts.append(self._total(code, False))
         if g.static is not None:
@@ -1381,19 +1457,19 @@ class ModulePlan:
                 else:
                     guarded.setdefault(s, []).append(t)
         if not parts:
-            parts.append(pr.code(ZeroMatrix(*g.param.shape)).text)
+            parts.append(pr.code(ZeroMatrix(*g.param.shape)))
         target = self.names.grad(g.name)
-        lines = [f"{target} = " + " + ".join(parts)]
+        lines = [line(f"{target} = " + " + ".join(c.text for c in parts), (target,), *parts)]
         for s, ts in sorted(guarded.items()):
-            lines += [f"if T >= {s}:", f"    {target} = {target} + {self._total(pr.code(_sum(ts)), False)}"]
+            code = self._total(pr.code(_sum(ts)), False)
+            lines += [Line(f"if T >= {s}:"), line(f"    {target} = {target} + {code.text}", (target,), (target,), code)]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
-        return Statement(self.comment(None, g.expr, label=label), lines)
+        return AssignAll(self.comment(None, g.expr, label=label), lines)
 
     def used_names(self, phases=None) -> set[str]:
-        """The identifiers the code of ``phases`` (default: both passes) uses."""
+        """The arrays and sizes the code of ``phases`` (default: both passes) touches."""
         phases = phases or (self.forward, self.backward)
-        return set(_identifiers([line for ph in phases for block in (ph.before, ph.loop, ph.after) for st in block
-                                 for line in st.lines] + [line for ph in phases for line in ph.alloc]))
+        return set().union(*(ph.names() for ph in phases))
 
     def unused_by_backward(self) -> list[str]:
         """Forward arrays the backward pass never reads: freed before it starts, to keep the peak low."""

@@ -1,0 +1,5 @@
+"""The table of operations (see ``registry``)."""
+
+from .registry import ELEMENTWISE
+
+__all__ = ["ELEMENTWISE"]

@@ -88,6 +88,7 @@ def module_context(d: Derivation, source_name: str) -> dict:
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": plan.unused_by_backward(),
+        "helpers": sorted(pr.helpers),
     }
 
 

@@ -1,0 +1,1 @@
+"""The NumPy back end: its spelling of the elementwise functions (``spelling``)."""
