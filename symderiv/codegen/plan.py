@@ -43,7 +43,7 @@ from ..ir.expr import (
 )
 from ..ops import ELEMENTWISE
 from .numpy.spelling import call, call_out, has_out
-from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, line
+from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Value, ValueTable, line
 
 RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
@@ -146,22 +146,25 @@ class NumpyPrinter(Printer):
 
     printmethod = "_numpy_print"
 
-    def __init__(self, d: Derivation, names: Names, pads: dict[str, int], batched: set[str]):
+    def __init__(self, d: Derivation, names: Names, pads: dict[str, int], batched: set[str], values: ValueTable):
         super().__init__()
         self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
+        self.values = values  # the schedule's: read here, never written
         self.mode, self.window = "static", 0
-        self.logs: dict[str, str] = {}  # softmax quantity → the array of its log, where the plan made one
-        self.kept: dict = {}  # f(…) inside a forward equation → the array the forward pass kept it in
-        self.common: dict = {}  # a repeated subexpression → the array computed for it (see ModulePlan._common)
-        self.kept_reach = 0
         self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
 
     def _print(self, expr, **kwargs):
-        if self.common:
-            done = self.common.get(expr)
-            if done is not None:
-                return done
+        found = self.values.find(expr, shift)
+        if found is not None:  # computed once already: read its array
+            value, k = found
+            if value.per_step:
+                return self.at(value.array, value.array, k, False)
+            return Code(value.array, value.batched, value.timed, value.summed, (value.array,), "array")
         return super()._print(expr, **kwargs)
+
+    def _array(self, name: str) -> str:
+        """The array of a model value, or one of the code's own (a value in the table)."""
+        return name if name in self.values.arrays else self.names.value(name)
 
     def code(self, e, mode: str = "static", window: int = 0) -> Code:
         saved = self.mode, self.window
@@ -225,7 +228,7 @@ class NumpyPrinter(Printer):
     def _print_At(self, e: At):
         if isinstance(e.base, Delta):
             return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
-        return self.at(e.base.name, self.names.value(e.base.name), e.offset, False)
+        return self.at(e.base.name, self._array(e.base.name), e.offset, False)
 
     def _print_AtStep(self, e: AtStep):
         if isinstance(e.base, Delta):
@@ -235,6 +238,9 @@ class NumpyPrinter(Printer):
         return Code(f"{array}[{self.pads.get(name, 0) + e.step - 1}]", batched=True, reads=(array,), form="view")
 
     def _print_MatrixSymbol(self, e):
+        value = self.values.arrays.get(e.name)
+        if value is not None:
+            return Code(value.array, batched=value.batched, reads=(value.array,), form="array")
         array = self.names.value(e.name)
         return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
 
@@ -348,14 +354,7 @@ class NumpyPrinter(Printer):
         return code  # a vector is held the same way as its transpose
 
     def _print_Apply(self, e):
-        if self.kept:
-            for k in range(self.kept_reach + 1):  # f(…) at t + k, kept by the forward pass
-                sym = self.kept.get(shift(e, -k))
-                if sym is not None:
-                    return self.at(sym.name, sym.name, k, False)
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
-            if isinstance(e.arg, At) and not isinstance(e.arg.base, Delta) and e.arg.base.name in self.logs:
-                return self.at(e.arg.base.name, self.logs[e.arg.base.name], e.arg.offset, False)  # computed already
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
@@ -649,7 +648,9 @@ class ModulePlan:
         self.names = Names.for_model(d)
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
         self.batched = batched_quantities(self.model)
-        self.printer = NumpyPrinter(d, self.names, self.pads, self.batched)
+        # Every array the code computes once and reads again (see ``schedule.ValueTable``).
+        self.values = ValueTable(self.names.table, reach=1 + max(self.pads.values(), default=0))
+        self.printer = NumpyPrinter(d, self.names, self.pads, self.batched, self.values)
         self.repeated = self._repeated() if not self.model.has_time else {}
         self.forward = self._forward()
         self.backward = self._backward()
@@ -721,14 +722,14 @@ class ModulePlan:
         for e in exprs:
             for node in sp.postorder_traversal(e):
                 name = self.repeated.get(node)
-                if name is None or node in pr.common:
+                if name is None or name in self.values.arrays:
                     continue
                 code = pr.code(node)
-                self.names.table[name] = name
-                self.scratch.append(name)
                 out.append(AssignAll(f"{self.comment_text(node)}, read more than once",
                                      [line(f"{name} = {code.text}", (name,), code)]))
-                pr.common[node] = Code(name, code.batched, code.timed, code.summed, (name,), "array")
+                # From here on the printer reads the array wherever the expression appears.
+                self.values.add(Value(name, node, "repeated", batched=code.batched, timed=code.timed,
+                                      summed=code.summed, lookup=True))
         return out
 
     # --- forward ------------------------------------------------------------------------
@@ -744,8 +745,6 @@ class ModulePlan:
         stacked = {n: s for s in self.stacks for n in s.members}
         activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
         inline = self._inline_values(seq, concats)
-        self.kept_done = {}
-        self.scratch = []  # forward arrays of the code's own, freed before the backward pass if it does not read them
         phase = Phase()
         statics_before, statics_after = self._static_split()
         for n in statics_before:
@@ -798,9 +797,6 @@ class ModulePlan:
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
-        # The backward pass reads what the forward pass kept, instead of computing it again.
-        self.printer.kept = dict(self.kept_done)
-        self.printer.kept_reach = 1 + max(self.pads.values(), default=0)
         return phase
 
     # --- values inside an equation that the backward pass reads too -------------------------
@@ -825,12 +821,7 @@ class ModulePlan:
                         or any(node == a for a, _, _ in found.get(n, []))
                         or not any(shift(node, k) in wanted for k in range(reach + 1))):
                     continue
-                name = f"_{node.fname}_in_{self.names.value(n).rstrip('_')}"
-                while name in self.names.table:
-                    name += "_"
-                self.names.table[name] = name
-                self.pads[name] = 0
-                self.batched.add(name)
+                name = self.values.reserve(self.values.fresh(f"_{node.fname}_in_{self.names.value(n).rstrip('_')}"))
                 found.setdefault(n, []).append((node, split_concat_products(node, concats),
                                                 MatrixSymbol(name, *node.shape)))
         return {n: kept for n, kept in found.items() if any(pr.code(a, "time").timed for a, _, _ in kept)}
@@ -840,8 +831,9 @@ class ModulePlan:
         m, pr = self.model, self.printer
         subs = {}
         for a, code_a, sym in kept:
-            if a in self.kept_done:  # kept for an earlier equation already
-                subs[code_a] = At(self.kept_done[a], 0)
+            done = self.values.get(a)
+            if done is not None:  # kept for an earlier equation already
+                subs[code_a] = At(MatrixSymbol(done.array, *a.shape), 0)
                 continue
             value = code_a.xreplace(subs)  # an inner kept value is read, not computed again
             comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
@@ -858,7 +850,8 @@ class ModulePlan:
             else:
                 continue
             subs[code_a] = At(sym, 0)
-            self.kept_done[a] = sym
+            # From here on f(…) at t + k reads the array (the backward pass's 1 − tanh²(…) above all).
+            self.values.add(Value(sym.name, a, "kept", per_step=True, timed=True, lookup=True))
         return expr.xreplace(subs)
 
     def _inline_step(self, sym, value, loop, phase: Phase) -> list[str]:
@@ -870,8 +863,7 @@ class ModulePlan:
         if not (outside and inside and pr.code(_sum(outside), "time").timed):
             return self._assign_step(Code(f"{sym.name}[i]", reads=(sym.name,)), value)
         pre = f"{sym.name}_arg"
-        self.names.table[pre] = pre
-        self.scratch.append(pre)
+        self.values.add(Value(pre, _sum(outside), "argument", per_step=True, timed=True))
         phase.before.append(AssignAll(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
                                       "the part that does not depend on the recurrence",
                                       self._assign_time(pre, _sum(outside))))
@@ -985,7 +977,7 @@ class ModulePlan:
         pr, m = self.printer, self.model
         lines = []
         for _, mats, matrix in stack.inside:
-            self.names.table[matrix] = matrix
+            self.values.add(Value(matrix, None, "stack", batched=False))  # [W_1j; W_2j; …]
             codes = [pr.code(a) for a in mats]
             lines.append(line(f"{matrix} = np.concatenate([{', '.join(c.text for c in codes)}])", (matrix,), *codes))
         consts = None
@@ -1043,7 +1035,7 @@ class ModulePlan:
     def _stack_activation(self, stack: Stack, run, phase: Phase) -> AssignStep:
         fname, outputs, lo, hi, array = run
         pr, m = self.printer, self.model
-        self.names.table[array] = array
+        self.values.add(Value(array, None, "stack", per_step=True, timed=True))  # the members' activations
         start, stop = (sp.expand(sum(stack.sizes[:k], sp.Integer(0))) for k in (lo, hi))
         phase.alloc += [self._empty(array, "T", sp.expand(sum(stack.sizes[lo:hi]))),
                         self._split([self.names.value(n) for n in outputs], array, stack.sizes[lo:hi])]
@@ -1102,7 +1094,7 @@ class ModulePlan:
         loop = recurrent(reads)
         stacks = self._adjoint_stacks(terms, seq, loop)
         stacked = {n: s for s in stacks for n in s.members}
-        self.shared, self.applied_counts = {}, {}
+        self.applied_counts = {}
         for n in loop & set(terms):
             for _, t in terms[n]:
                 for node in sp.preorder_traversal(t):
@@ -1182,7 +1174,7 @@ class ModulePlan:
         later = self.used_names([Phase(loop=phase.loop, after=phase.after, alloc=phase.alloc)])
         keep = {self.names.value(p.name) for p in self.model.params} | set(self.names.grads.values())
         arrays = ({self.names.value(q.name) for q in self.model.quantities.values() if q.role != "param"}
-                  | set(self.names.adjoints.values()) | {n for n in self.names.table.values() if n.startswith("_")})
+                  | set(self.names.adjoints.values()) | set(self.values.arrays) | self.values.reserved)
         order = dict.fromkeys(n for st in phase.before for n in st.names)
         return [n for n in order if n in arrays and n not in keep and n not in later]
 
@@ -1297,11 +1289,9 @@ class ModulePlan:
         if type(e) is Softmax and any(
                 isinstance(node, Apply) and node.fname == "log" and _names_value(node.arg, n)
                 for q in m.equations if q.name != n and q.expr is not None for node in sp.preorder_traversal(q.expr)):
-            log = f"_log_{py.rstrip('_')}"
-            while log in self.names.table:
-                log += "_"
-            self.names.table[log] = log
-            self.printer.logs[n] = log
+            log = self.values.fresh(f"_log_{py.rstrip('_')}")
+            # From here on log(p_t) (a cross-entropy's) reads the array.
+            self.values.add(Value(log, Apply("log", m.ref(n)), "log", per_step=True, timed=True, lookup=True))
             code = self.printer.code(e.arg, 'time')
             return [line(f"{py}, {log} = _softmax_and_log({code.text})", (py, log), code)]
         return self._assign_time(py, e)
@@ -1364,19 +1354,15 @@ class ModulePlan:
             key = (node.fname, node.arg.base.name)
             if self.applied_counts.get(key, 0) < 2:
                 continue
-            if key not in self.shared:
-                name = f"_{node.fname}_{self.names.value(node.arg.base.name).rstrip('_')}"
-                while name in self.names.table:
-                    name += "_"
-                self.names.table[name] = name
-                self.pads[name] = 0
-                self.batched.add(name)
-                self.shared[key] = MatrixSymbol(name, *node.shape)
-                whole = Apply(node.fname, At(node.arg.base, 0))
+            whole = Apply(node.fname, At(node.arg.base, 0))
+            shared = self.values.get(whole)
+            if shared is None:
+                name = self.values.fresh(f"_{node.fname}_{self.names.value(node.arg.base.name).rstrip('_')}")
                 code = self.printer.code(whole, 'time')
                 phase.before.append(AssignAll(f"{self.comment_text(whole)}, for every step at once, read below",
                                               [line(f"{name} = {code.text}", (name,), code)]))
-            e = e.xreplace({node: At(self.shared[key], node.arg.offset)})
+                shared = self.values.add(Value(name, whole, "shared", per_step=True, timed=True))
+            e = e.xreplace({node: At(MatrixSymbol(shared.array, *node.shape), node.arg.offset)})
         return e
 
     def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
@@ -1392,10 +1378,8 @@ class ModulePlan:
         if len(values) < 2 and all(isinstance(f, (At, MatrixSymbol)) for f in values):
             return t  # nothing to save
         sym = MatrixSymbol(name, *rest.shape)
-        self.names.table[name] = name
-        self.pads[name] = 0
-        self.batched.add(name)
         factor = hadamard(*values)
+        self.values.add(Value(name, factor, "factor", per_step=True, timed=True))
         comment = f"{self.comment_text(factor)}, for every step at once"
         factor = self._share_applied(factor, phase)
         phase.before.append(AssignAll(comment, self._assign_time(name, factor, offset)))
@@ -1478,8 +1462,8 @@ class ModulePlan:
                 if q.role != "loss" and self.names.value(q.name) not in used]
         # The array the members of a stack are views of, once none of them is read.
         free += [s.name for s in self.stacks if all(self.names.value(n) in free for n in s.members)]
-        free += [log for log in self.printer.logs.values() if log not in used]
-        free += [name for name in self.scratch if name not in used]
+        free += [v.array for v in self.values.of_kind("log") if v.array not in used]
+        free += [v.array for v in self.values.of_kind("repeated", "argument") if v.array not in used]
         return free
 
 

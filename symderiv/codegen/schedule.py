@@ -86,3 +86,82 @@ def line(text: str, writes=(), *reads) -> Line:
     """A line writing ``writes`` (names) and reading ``reads`` (printed codes, or tuples of names), in order."""
     found = dict.fromkeys(n for r in reads for n in (r.reads if hasattr(r, "reads") else r))
     return Line(text, tuple(writes), tuple(found))
+
+
+# ---------------------------------------------------------------------------------------
+# The value table: which array holds which value.
+
+
+@dataclass(frozen=True)
+class Value:
+    """An array of the code's own and the value it holds (at step t, for one of every step)."""
+
+    array: str
+    expr: object  # what it holds; for ``per_step``, the value at step t
+    kind: str  # why it exists: "repeated", "kept", "log", "shared", "factor", "argument", "stack", …
+    per_step: bool = False  # one entry per step: the value at t + k is the array at k
+    batched: bool = True
+    timed: bool = False  # (a value without time) computed for all steps: carries the time axis
+    summed: bool = False  # already summed over steps and examples
+    lookup: bool = False  # any expression equal to ``expr`` (at a step t + k, k >= 0) reads the array
+
+
+class ValueTable:
+    """(an expression, shifted to step t) → the array that holds it: one table for every value the
+    code computes once and reads again, in place of one cache per rewrite.
+
+    A value with ``lookup`` is read by the printer wherever its expression appears once it is in
+    the table (that is, once the statement computing it is scheduled); one without is read only
+    where the pass that made it substituted its array (``At(MatrixSymbol(array), k)``).
+    """
+
+    def __init__(self, taken, reach: int = 0):
+        self.taken = taken  # names the model and the module use already (a live view)
+        self.reach = reach  # a value of step t + k is read up to k = reach
+        self.arrays: dict[str, Value] = {}
+        self.reserved: set[str] = set()  # names given out for values not computed yet
+        self._by_expr: dict = {}
+        self._types: set[type] = set()  # the node types a lookup can match (a cheap screen)
+        self._shifted = False  # some looked-up value is per step
+
+    def fresh(self, base: str) -> str:
+        """A new array name: ``base``, with ``_`` appended while it is taken."""
+        while base in self.taken or base in self.arrays or base in self.reserved:
+            base += "_"
+        return base
+
+    def reserve(self, name: str) -> str:
+        """Hold ``name`` for a value that will be added later (or not at all)."""
+        self.reserved.add(name)
+        return name
+
+    def add(self, value: Value) -> Value:
+        self.arrays[value.array] = value
+        if value.lookup or value.kind == "shared":
+            self._by_expr.setdefault(value.expr, value)
+        if value.lookup:
+            self._types.add(type(value.expr))
+            self._shifted |= value.per_step
+        return value
+
+    def get(self, expr) -> Value | None:
+        """The value holding ``expr`` (exactly), if any."""
+        return self._by_expr.get(expr)
+
+    def find(self, e, shift) -> tuple[Value, int] | None:
+        """(value, k) when ``e`` is a looked-up value at step t + k (k = 0 for one without time)."""
+        if type(e) not in self._types:
+            return None
+        v = self._by_expr.get(e)
+        if v is not None and v.lookup:
+            return v, 0
+        if self._shifted:
+            for k in range(1, self.reach + 1):
+                v = self._by_expr.get(shift(e, -k))
+                if v is not None and v.lookup and v.per_step:
+                    return v, k
+        return None
+
+    def of_kind(self, *kinds: str) -> list[Value]:
+        """The values made for ``kinds``, in the order they were added."""
+        return [v for v in self.arrays.values() if v.kind in kinds]
