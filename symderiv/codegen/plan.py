@@ -1,4 +1,4 @@
-"""The NumPy printer and the plan of the generated module.
+"""The plan of the generated module: the passes applied in order, into a schedule.
 
 Layout of values in the generated code (row convention, the batch in front):
 
@@ -16,627 +16,42 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 
 from __future__ import annotations
 
-import keyword
-from dataclasses import dataclass, field, replace
-
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
-from sympy.printing.printer import Printer
 
 from ..ad.derive import Derivation
 from ..ir.expr import (
     Apply,
     At,
     AtStep,
-    ColSlice,
     Concat,
     Delta,
-    RowSlice,
     Softmax,
     TimeSum,
-    add,
     coeff_and_rest,
     hadamard,
     matmul,
     scale,
     shift,
 )
-from ..ops import ELEMENTWISE
-from .numpy.spelling import call, call_out, has_out
+from .names import ArrayNames
+from .numpy.printer import Code, NumpyPrinter, params_of, reads_of
+from .numpy.spelling import call, call_out, group, has_out
+from .passes import (
+    Stack,
+    adjoint_references,
+    applied_value,
+    batched_quantities,
+    depends_on,
+    inline_sliced_adjoints,
+    names_value,
+    recurrent,
+    references,
+    split_concat_products,
+    sum_of,
+    terms_of,
+)
 from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Value, ValueTable, line
-
-RESERVED = set(keyword.kwlist) | {
-    # what the generated module itself defines or uses
-    "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
-    "want",
-    "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
-    "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "lead",
-    # builtins it calls
-    "range", "sum", "float", "dict", "len", "max", "min", "abs", "tuple", "int", "str", "zip", "list", "reversed",
-}
-
-
-@dataclass
-class Names:
-    """Python identifiers for the model's names, avoiding what the module itself uses.
-
-    A value keeps the model's name where it can (``h``, ``W_in``); its adjoint is ``d_`` and
-    its gradient ``g_`` in front, unless the model itself uses that name.
-    """
-
-    table: dict[str, str]
-    adjoints: dict[str, str]
-    grads: dict[str, str]
-
-    @classmethod
-    def for_model(cls, d: Derivation) -> Names:
-        used = set(RESERVED)
-
-        def fresh(py: str) -> str:
-            if py.startswith("_"):  # the module's own helpers and temporaries start with "_"
-                py = "v" + py
-            while py in used:
-                py = py + "_"
-            used.add(py)
-            return py
-
-        names = list(d.model.quantities) + list(d.model.dims)
-        table = {name: fresh(name) for name in names}
-        adjoints = {name: fresh("d_" + table[name]) for name in d.model.quantities}
-        grads = {name: fresh("g_" + table[name]) for name in d.model.quantities}
-        return cls(table, adjoints, grads)
-
-    def value(self, name: str) -> str:
-        return self.table[name]
-
-    def adjoint(self, name: str) -> str:
-        return self.adjoints[name]
-
-    def grad(self, name: str) -> str:
-        return self.grads[name]
-
-
-def group(code: str) -> str:
-    """``code`` as one operand: parenthesised unless it already is one (a name, an index, a call, a group)."""
-    depth = 0
-    for ch in code:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth == 0 and ch == " ":
-            return f"({code})"
-    return code
-
-
-@dataclass(frozen=True)
-class Code:
-    """Printed NumPy code and what its value carries in front of the per-example core."""
-
-    text: str
-    batched: bool = False  # a batch axis
-    timed: bool = False  # a time axis (all steps at once)
-    summed: bool = False  # already summed over steps and examples (an outer product in a gradient)
-    # The arrays and sizes the code reads, each once, in the order the code names them: what the
-    # statements built from it read (their liveness), known from the printed nodes, not from the text.
-    reads: tuple[str, ...] = ()
-    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new one.
-    form: str = "expr"
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def _join(text: str, *parts: Code, order=None) -> Code:
-    """Code made of ``parts``; it reads what they read (``order``: the codes it names, in order, if not ``parts``)."""
-    return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts),
-                _reads(*(parts if order is None else order)))
-
-
-def _reads(*parts) -> tuple[str, ...]:
-    """The names read by ``parts`` (codes, or tuples of names), each once, in order."""
-    return tuple(dict.fromkeys(n for p in parts for n in (p.reads if isinstance(p, Code) else p)))
-
-
-class NumpyPrinter(Printer):
-    """Prints one expression as NumPy code.
-
-    Mode ``static``: outside the time loop; ``step``: inside it, at loop index ``i``;
-    ``time``: all steps at once, over the window of steps t with t + ``window`` <= T (a term
-    that reads δ at t + k is computed for the first T - k steps only).
-    """
-
-    printmethod = "_numpy_print"
-
-    def __init__(self, d: Derivation, names: Names, pads: dict[str, int], batched: set[str], values: ValueTable):
-        super().__init__()
-        self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
-        self.values = values  # the schedule's: read here, never written
-        self.mode, self.window = "static", 0
-        self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
-
-    def _print(self, expr, **kwargs):
-        found = self.values.find(expr, shift)
-        if found is not None:  # computed once already: read its array
-            value, k = found
-            if value.per_step:
-                return self.at(value.array, value.array, k, False)
-            return Code(value.array, value.batched, value.timed, value.summed, (value.array,), "array")
-        return super()._print(expr, **kwargs)
-
-    def _array(self, name: str) -> str:
-        """The array of a model value, or one of the code's own (a value in the table)."""
-        return name if name in self.values.arrays else self.names.value(name)
-
-    def code(self, e, mode: str = "static", window: int = 0) -> Code:
-        saved = self.mode, self.window
-        self.mode, self.window = mode, window
-        try:
-            return self._print(e)
-        finally:
-            self.mode, self.window = saved
-
-    # --- sizes and leaves ---------------------------------------------------------------
-
-    def size(self, e) -> str:
-        e = sp.sympify(e, strict=True)
-        if e.is_Integer:
-            return str(e)
-        return " + ".join(self._size_term(t) for t in sp.Add.make_args(e))
-
-    def _size_term(self, t) -> str:
-        c, rest = t.as_coeff_Mul()
-        name = self.names.value(rest.name) if rest.is_Symbol else str(rest)
-        return name if c == 1 else f"{c} * {name}"
-
-    def size_reads(self, e) -> tuple[str, ...]:
-        """The names of the sizes ``size(e)`` prints, in order."""
-        e = sp.sympify(e, strict=True)
-        if e.is_Integer:
-            return ()
-        found = (t.as_coeff_Mul()[1] for t in sp.Add.make_args(e))
-        return _reads(*((self.names.value(x.name) for x in sorted(r.free_symbols, key=str)) for r in found))
-
-    def core_reads(self, e) -> tuple[str, ...]:
-        """The names of the sizes ``core(e)`` prints, in order."""
-        rows, cols = e.shape
-        if rows != 1 and cols != 1:
-            return _reads(self.size_reads(rows), self.size_reads(cols))
-        return self.size_reads(rows if cols == 1 else cols)
-
-    def core(self, e) -> str:
-        """The per-example shape of ``e`` as a NumPy shape."""
-        rows, cols = e.shape
-        if rows != 1 and cols != 1:
-            return f"({self.size(rows)}, {self.size(cols)})"
-        return f"({self.size(rows if cols == 1 else cols)},)"
-
-    def at(self, name: str, array: str, offset: int, is_delta: bool) -> Code:
-        pad = 0 if is_delta else self.pads.get(name, 0)
-        if self.mode == "step":
-            k = pad + offset
-            index = "i" if k == 0 else f"i + {k}" if k > 0 else f"i - {-k}"
-            return Code(f"{array}[{index}]", batched=True, reads=(array,), form="view")
-        if self.mode == "time":
-            # Steps t = 1 .. T - window; the array is T + pad long, so the slice ends
-            # (offset - window) from its end.
-            start, end = pad + offset, offset - self.window
-            text = f"{array}[{start or ''}:{end or ''}]"
-            whole = text == f"{array}[:]"
-            return Code(array if whole else text, batched=True, timed=True, reads=(array,),
-                        form="array" if whole else "view")
-        raise ValueError(f"{array} at a step outside the time loop")
-
-    def _print_At(self, e: At):
-        if isinstance(e.base, Delta):
-            return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
-        return self.at(e.base.name, self._array(e.base.name), e.offset, False)
-
-    def _print_AtStep(self, e: AtStep):
-        if isinstance(e.base, Delta):
-            array = self.names.adjoint(e.base.name)
-            return Code(f"{array}[{e.step - 1}]", batched=True, reads=(array,), form="view")
-        name, array = e.base.name, self.names.value(e.base.name)
-        return Code(f"{array}[{self.pads.get(name, 0) + e.step - 1}]", batched=True, reads=(array,), form="view")
-
-    def _print_MatrixSymbol(self, e):
-        value = self.values.arrays.get(e.name)
-        if value is not None:
-            return Code(value.array, batched=value.batched, reads=(value.array,), form="array")
-        array = self.names.value(e.name)
-        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
-
-    def _print_Delta(self, e):
-        array = self.names.adjoint(e.name)
-        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
-
-    def _print_OneMatrix(self, e):
-        return Code(f"np.ones({self.core(e)}, dtype)", reads=self.core_reads(e))
-
-    def _print_ZeroMatrix(self, e):
-        return Code(f"np.zeros({self.core(e)}, dtype)", reads=self.core_reads(e))
-
-    # --- operations ---------------------------------------------------------------------
-
-    def _number(self, c) -> str:
-        c = sp.sympify(c, strict=True)
-        if not c.is_Rational:  # sigmoid(1), log(2): a constant the model computed, as a float
-            return repr(float(c))
-        return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
-
-    def _print_MatAdd(self, e):
-        text, parts = "", []
-        for k, term in enumerate(e.args):
-            c, rest = coeff_and_rest(term)
-            negative = c.is_Number and c < 0
-            if negative:
-                c = -c
-            if isinstance(rest, OneMatrix) and rest.shape[0] * rest.shape[1] != 1 or rest == OneMatrix(1, 1):
-                body = self._number(c)  # 1 − o: NumPy broadcasts the number
-            else:
-                code = self._print(rest)
-                parts.append(code)
-                body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
-                if negative:
-                    body = group(body)
-            text += ("-" if negative else "") if k == 0 else (" - " if negative else " + ")
-            text += body
-        return _join(text, *parts)
-
-    def _print_MatMul(self, e):
-        """Fold the product from the right, so a vector product stays per example."""
-        c, rest = coeff_and_rest(e)
-        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
-        acc_expr = mats[-1]
-        acc = self._print(acc_expr)
-        cols = acc_expr.shape[1]  # a product from the left keeps the columns
-        for a in reversed(mats[:-1]):
-            acc = self._product(a, acc, cols)
-        if c == -1:
-            return _join("-" + group(acc.text), acc)
-        if c != 1:
-            return _join(f"{self._number(c)} * {group(acc.text)}", acc)
-        return acc
-
-    def _product(self, a, acc: Code, cols) -> Code:
-        """``a`` times the value so far (which has ``cols`` columns per example)."""
-        p, q = a.shape
-        x = group(acc.text)
-        if isinstance(a, OneMatrix):
-            if p == 1:  # 1ᵀ v: the sum of the entries
-                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
-            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
-                         order=(acc, self.size_reads(p)))
-        left = self._print(a)
-        if acc.summed and left.batched:
-            raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
-        if p != 1 and q != 1:  # a matrix
-            if left.batched:
-                raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
-            if cols == 1 and acc.batched:
-                if self.mode == "time":
-                    return _join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc))
-                # x W^T per row; for a transposed matrix that is x W.
-                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
-                return _join(f"{x} @ {right}", acc, order=(acc, left))
-            return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
-        if p == 1 and q != 1:  # a row vector
-            if cols == 1:
-                return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
-            return _join(f"{group(left.text)} @ {x}", left, acc)
-        if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
-            return _join(f"{group(left.text)} * {x}", left, acc)
-        if not left.batched and not acc.batched:
-            return Code(f"np.outer({left.text}, {acc.text})", reads=_reads(left, acc))
-        return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=_reads(left, acc))  # Σ over steps, examples
-
-    def _print_HadamardProduct(self, e):
-        num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
-        den = [f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1])
-               for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
-        codes = [self._print(f) for f in num]
-        text = " * ".join(group(c.text) for c in codes) if codes else "1"
-        dens = [self._print(f) for f in den]
-        for c in dens:
-            text += f" / {group(c.text)}"
-        return _join(text, *codes, *dens)
-
-    def _print_HadamardPower(self, e):
-        base, k = e.args
-        code = self._print(base)
-        if k == -1:
-            return _join(f"1 / {group(code.text)}", code)
-        return _join(f"{group(code.text)} ** {int(k)}", code)
-
-    def _print_Transpose(self, e):
-        code = self._print(e.arg)
-        rows, cols = e.arg.shape
-        if rows != 1 and cols != 1:
-            return _join(f"{group(code.text)}.T", code)
-        return code  # a vector is held the same way as its transpose
-
-    def _print_Apply(self, e):
-        if e.fname == "log":  # the log of a probability, computed from its logit, stably
-            z = self._source(e.arg, lambda x: type(x) is Softmax)
-            if z is not None:  # log softmax(z)
-                code = self._print(z)
-                return _join(f"_log_softmax({code.text})", code)
-            z = self._source(e.arg, _is_sigmoid)
-            if z is not None:  # log σ(z) = −softplus(−z)
-                code = self._print(z)
-                return _join(f"-np.logaddexp(0, -{group(code.text)})", code)
-            rest = _one_minus(e.arg)
-            z = self._source(rest, _is_sigmoid) if rest is not None else None
-            if z is not None:  # log(1 − σ(z)) = −softplus(z)
-                code = self._print(z)
-                return _join(f"-np.logaddexp(0, {code.text})", code)
-        code = self._print(e.arg)
-        text, helpers = call(e.fname, code.text, _params(e))
-        self.helpers |= helpers
-        return _join(text, code)
-
-    def _source(self, e, defined_as):
-        """z when ``e`` names a quantity defined as f(z) with ``defined_as(f(z))``, else None."""
-        if isinstance(e, At) and not isinstance(e.base, Delta):
-            q = self.model.quantities.get(e.base.name)
-            if q is not None and q.expr is not None and defined_as(q.expr):
-                return shift(q.expr.args[-1], e.offset)
-        if isinstance(e, MatrixSymbol):
-            q = self.model.quantities.get(e.name)
-            if q is not None and q.expr is not None and defined_as(q.expr):
-                return q.expr.args[-1]
-        return None
-
-    def _print_Softmax(self, e):
-        code = self._print(e.arg)
-        return _join(f"_softmax({code.text})", code)
-
-    def _print_LogSoftmax(self, e):
-        code = self._print(e.arg)
-        return _join(f"_log_softmax({code.text})", code)
-
-    def _print_Concat(self, e):
-        codes = [self._print(a) for a in e.args]
-        return _join("_concat(" + ", ".join(c.text for c in codes) + ")", *codes)
-
-    def _print_ColSlice(self, e):
-        code = self._print(e.arg)
-        return self._slice(code, f"{group(code.text)}[:, {self._range(e)}]", e)
-
-    def _print_RowSlice(self, e):
-        code = self._print(e.arg)
-        return self._slice(code, f"{group(code.text)}[..., {self._range(e)}]", e)
-
-    def _slice(self, code: Code, text: str, e) -> Code:
-        sliced = _join(text, code, order=(code, self._range_reads(e)))
-        return replace(sliced, form="view") if code.form == "array" else sliced  # a view of an array
-
-    def _range_reads(self, e) -> tuple[str, ...]:
-        return _reads(() if e.start == 0 else self.size_reads(e.start), self.size_reads(e.stop))
-
-    def _range(self, e) -> str:
-        return ("" if e.start == 0 else self.size(e.start)) + ":" + self.size(e.stop)
-
-    def _print_TimeSum(self, e):
-        inner = self.code(e.arg, "time", 0)
-        if inner.summed:
-            return inner
-        if inner.timed:
-            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
-        return _join(f"T * {group(inner.text)}", inner)
-
-    def emptyPrinter(self, e):
-        raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
-
-
-def _names_value(e, name: str) -> bool:
-    """``e`` is the value of the quantity ``name`` (at some step)."""
-    return (isinstance(e, At) and not isinstance(e.base, Delta) and e.base.name == name) or \
-        (isinstance(e, MatrixSymbol) and e.name == name)
-
-
-def _applied_value(e) -> bool:
-    """f(q_{t+k}) for an elementwise f and a forward sequence quantity q."""
-    return (isinstance(e, Apply) and isinstance(e.arg, At) and not isinstance(e.arg.base, Delta)
-            and e.arg.offset >= 0 and e.fname in ELEMENTWISE)  # q_{t−1} would need the initial state
-
-
-def _params(e) -> tuple:
-    """The parameters of an elementwise function's node (none for the functions of today)."""
-    return tuple(getattr(e, "params", ()))
-
-
-def _is_sigmoid(e) -> bool:
-    return isinstance(e, Apply) and e.fname == "sigmoid"
-
-
-def _one_minus(e):
-    """x when ``e`` is 1 − x (a vector of ones minus x), else None."""
-    if isinstance(e, MatAdd) and len(e.args) == 2:
-        for a, b in (e.args, e.args[::-1]):
-            c, rest = coeff_and_rest(b)
-            if isinstance(a, OneMatrix) and c == -1:
-                return rest
-    return None
-
-
-# ---------------------------------------------------------------------------------------
-# The plan: which statements run before, inside and after the time loop.
-
-
-@dataclass
-class Stack:
-    """Pre-activations Σ_j W_kj v_j + … held as views of one array (see ``ModulePlan._stacks``)."""
-
-    name: str  # the array
-    members: list[str]  # the quantities, in order
-    sizes: list  # their sizes
-    inside: list  # (v_j, [W_kj for each member], name of [W_1j; W_2j; …]) for each vector the loop reads
-    outside: list  # (u, [M_k for each member]) for each vector the parts outside the loop multiply
-    consts: list  # the constant terms of each member
-    adjoint: str | None = None  # the array their δ are views of, when the backward loop fills them
-    # (f, [f(y_k) …], first k, last k + 1, array): consecutive members under the same elementwise
-    # function, whose values are views of one array computed by one call
-    activations: list = field(default_factory=list)
-
-
-def recurrent(graph: dict[str, set[str]]) -> set[str]:
-    """Nodes on a cycle of ``graph`` (node → the nodes it reads)."""
-    on_cycle = set()
-    for start in graph:
-        stack, seen = list(graph[start]), set()
-        while stack:
-            n = stack.pop()
-            if n == start:
-                on_cycle.add(start)
-                break
-            if n in seen:
-                continue
-            seen.add(n)
-            stack.extend(graph.get(n, ()))
-    return on_cycle
-
-
-def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool:
-    stack, seen = list(graph.get(node, ())), set()
-    while stack:
-        n = stack.pop()
-        if n in targets:
-            return True
-        if n not in seen:
-            seen.add(n)
-            stack.extend(graph.get(n, ()))
-    return False
-
-
-def _references(e) -> set[str]:
-    """Names of the quantities (not adjoints) an expression reads."""
-    found = set()
-    for node in sp.preorder_traversal(e):
-        if isinstance(node, (At, AtStep)) and not isinstance(node.base, Delta):
-            found.add(node.base.name)
-        elif isinstance(node, MatrixSymbol):
-            found.add(node.name)
-    return found
-
-
-def _adjoint_references(e) -> set[str]:
-    found = set()
-    for node in sp.preorder_traversal(e):
-        if isinstance(node, Delta):
-            found.add(node.name)
-    return found
-
-
-def _terms(e) -> list:
-    return list(e.args) if isinstance(e, MatAdd) else [e]
-
-
-def _sum(terms):
-    return add(*terms)
-
-
-# ---------------------------------------------------------------------------------------
-# Rewrites for speed: the code computes the same values as the closed forms, in a cheaper order.
-
-
-def split_concat_products(e, concats: dict):
-    """W z_t with z_t = [h_{t-1}; x_t] becomes W[:, :n_h] h_{t-1} + W[:, n_h:] x_t.
-
-    The block that multiplies the input is then computed for all steps before the time loop,
-    and only the recurrent block stays in it.  ``concats`` maps a quantity defined as a
-    Concat to that definition.
-    """
-    if isinstance(e, MatMul):
-        c, rest = coeff_and_rest(e)
-        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
-        if len(mats) == 2:
-            parts = _concat_parts(mats[1], concats)
-            if parts is not None:
-                terms, start = [], sp.Integer(0)
-                for part in parts:
-                    stop = sp.expand(start + part.shape[0])
-                    terms.append(matmul(ColSlice(mats[0], start, stop), split_concat_products(part, concats)))
-                    start = stop
-                return scale(c, add(*terms))
-    if getattr(e, "is_Matrix", False) and e.args and not isinstance(e, (At, AtStep, MatrixSymbol, Delta)):
-        args = [split_concat_products(a, concats) if getattr(a, "is_Matrix", False) else a for a in e.args]
-        if all(a is b for a, b in zip(args, e.args)):
-            return e
-        return add(*args) if isinstance(e, MatAdd) else e.func(*args)
-    return e
-
-
-def _concat_parts(v, concats: dict):
-    if isinstance(v, Concat):
-        return list(v.args)
-    if isinstance(v, At) and not isinstance(v.base, Delta) and v.base.name in concats:
-        return list(shift(concats[v.base.name], v.offset).args)
-    return None
-
-
-def slice_through(e, start, stop):
-    """Rows start..stop of ``e``, pushed inside where that saves work: [Wᵀ δ]_{1:n_h} = W[:, :n_h]ᵀ δ."""
-    if isinstance(e, MatAdd):
-        return add(*[slice_through(t, start, stop) for t in e.args])
-    c, rest = coeff_and_rest(e)
-    if isinstance(rest, MatMul) and len(rest.args) == 2 and isinstance(rest.args[0], Transpose):
-        w, v = rest.args[0].arg, rest.args[1]
-        return scale(c, matmul(Transpose(ColSlice(w, start, stop)), v))
-    return RowSlice(e, start, stop)
-
-
-def inline_sliced_adjoints(terms: dict, readers_ok) -> tuple[dict, set]:
-    """Replace [δz_{t+k}]_{a:b} by the rows a..b of δz's own closed form, where δz is read only so.
-
-    ``terms`` maps a named sequence adjoint to its (offset, expression) terms; returns the new
-    terms and the adjoints no longer needed.  δz of an LSTM's stacked input is the case: only
-    its h-rows are read, and computing those alone skips the rows of the input.
-    """
-    dropped = set()
-    for z, z_terms in terms.items():
-        if any(offset != 0 for offset, _ in z_terms) or not readers_ok(z):
-            continue
-        reads = [(n, i) for n, ts in terms.items() if n != z for i, (_, t) in enumerate(ts)
-                 if z in _adjoint_references(t)]
-        if not reads or not all(_only_sliced(terms[n][i][1], z) for n, i in reads):
-            continue
-        closed = add(*[t for _, t in z_terms])
-        for n, i in reads:
-            offset, t = terms[n][i]
-            terms[n][i] = (offset, _replace_sliced(t, z, closed))
-        dropped.add(z)
-    return {n: ts for n, ts in terms.items() if n not in dropped}, dropped
-
-
-def _only_sliced(e, z) -> bool:
-    if isinstance(e, RowSlice) and isinstance(e.arg, At) and isinstance(e.arg.base, Delta) and e.arg.base.name == z:
-        return True
-    if isinstance(e, Delta) and e.name == z:
-        return False
-    return all(_only_sliced(a, z) for a in e.args if isinstance(a, sp.Basic))
-
-
-def _replace_sliced(e, z, closed):
-    if isinstance(e, RowSlice) and isinstance(e.arg, At) and isinstance(e.arg.base, Delta) and e.arg.base.name == z:
-        return slice_through(shift(closed, e.arg.offset), e.start, e.stop)
-    if not e.args or not getattr(e, "is_Matrix", False):
-        return e
-    args = [_replace_sliced(a, z, closed) if getattr(a, "is_Matrix", False) else a for a in e.args]
-    return e.func(*args)
-
-
-def batched_quantities(model) -> set[str]:
-    """Quantities whose value depends on the data (and so carries the batch axis)."""
-    batched = {q.name for q in model.data}
-    changed = True
-    while changed:
-        changed = False
-        for q in model.quantities.values():
-            if q.name in batched or q.expr is None:
-                continue
-            if _references(q.expr) & batched or q.sequence:
-                batched.add(q.name)
-                changed = True
-    return batched
 
 
 class ModulePlan:
@@ -645,7 +60,7 @@ class ModulePlan:
     def __init__(self, d: Derivation, comment, comment_text=None):
         self.d, self.model, self.comment = d, d.model, comment
         self.comment_text = comment_text or str
-        self.names = Names.for_model(d)
+        self.names = ArrayNames.for_model(d)
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
         self.batched = batched_quantities(self.model)
         # Every array the code computes once and reads again (see ``schedule.ValueTable``).
@@ -739,7 +154,7 @@ class ModulePlan:
         seq = [q.name for q in m.equations if q.sequence]
         concats = {n: m[n].expr for n in seq if isinstance(m[n].expr, Concat)}
         code_expr = {n: split_concat_products(m[n].expr, concats) for n in seq}
-        reads = {n: _references(code_expr[n]) & set(seq) for n in seq}
+        reads = {n: references(code_expr[n]) & set(seq) for n in seq}
         loop = recurrent(reads)
         self.stacks = self._stacks(seq, code_expr, loop)
         stacked = {n: s for s in self.stacks for n in s.members}
@@ -775,17 +190,17 @@ class ModulePlan:
                     phase.loop.append(self._stack_activation(stack, run, phase))
             elif n in loop:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
-                outside = [t for t in _terms(expr) if not (_references(t) & loop)]
-                inside = [t for t in _terms(expr) if _references(t) & loop]
+                outside = [t for t in terms_of(expr) if not (references(t) & loop)]
+                inside = [t for t in terms_of(expr) if references(t) & loop]
                 target = pr.code(m.ref(n), "step")
                 # Only worth it where the part reads a sequence (a projection of the inputs).
-                if outside and inside and pr.code(_sum(outside), "time").timed:
-                    code = pr.code(_sum(outside), 'time')
+                if outside and inside and pr.code(sum_of(outside), "time").timed:
+                    code = pr.code(sum_of(outside), 'time')
                     phase.before.append(AssignAll(f"{comment}: the part that does not depend on the recurrence",
                                                   self._padded(n) + [
                         line(f"{py}[{pad}:] = {code.text}", (py,), code)] if pad else
-                        self._assign_time(py, _sum(outside))))
-                    code = pr.code(_sum(inside), 'step')
+                        self._assign_time(py, sum_of(outside))))
+                    code = pr.code(sum_of(inside), 'step')
                     phase.loop.append(AssignStep(comment, [line(f"{target} += {code.text}", target.reads, code)]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
@@ -838,12 +253,12 @@ class ModulePlan:
             value = code_a.xreplace(subs)  # an inner kept value is read, not computed again
             comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
                        "kept for the backward pass")
-            if n in loop and _references(value) & loop:  # computed step by step
+            if n in loop and references(value) & loop:  # computed step by step
                 phase.alloc.append(self._empty(sym.name, "T", a.shape[0]))
                 phase.loop.append(AssignStep(comment, self._inline_step(sym, value, loop, phase)))
                 loop.add(sym.name)
             elif pr.code(value, "time").timed:  # for all steps at once: before the loop if it can be
-                early = not any(r in loop or depends_on(reads, r, loop) for r in _references(value) & set(reads))
+                early = not any(r in loop or depends_on(reads, r, loop) for r in references(value) & set(reads))
                 code = pr.code(value, 'time')
                 (phase.before if early else phase.after).append(AssignAll(comment, [
                     line(f"{sym.name} = {code.text}", (sym.name,), code)]))
@@ -858,18 +273,18 @@ class ModulePlan:
         """f(u + v) into ``sym[i]``, where the part u of the argument that does not read the
         recurrence (an input projection) is computed for all steps before the loop."""
         pr = self.printer
-        outside = [t for t in _terms(value.arg) if not _references(t) & loop]
-        inside = [t for t in _terms(value.arg) if _references(t) & loop]
-        if not (outside and inside and pr.code(_sum(outside), "time").timed):
+        outside = [t for t in terms_of(value.arg) if not references(t) & loop]
+        inside = [t for t in terms_of(value.arg) if references(t) & loop]
+        if not (outside and inside and pr.code(sum_of(outside), "time").timed):
             return self._assign_step(Code(f"{sym.name}[i]", reads=(sym.name,)), value)
         pre = f"{sym.name}_arg"
-        self.values.add(Value(pre, _sum(outside), "argument", per_step=True, timed=True))
+        self.values.add(Value(pre, sum_of(outside), "argument", per_step=True, timed=True))
         phase.before.append(AssignAll(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
                                       "the part that does not depend on the recurrence",
-                                      self._assign_time(pre, _sum(outside))))
-        code = pr.code(_sum(inside), 'step')
+                                      self._assign_time(pre, sum_of(outside))))
+        code = pr.code(sum_of(inside), 'step')
         lines = [line(f"{pre}[i] += {code.text}", (pre,), code)]
-        form = call_out(value.fname, f"{pre}[i]", f"{sym.name}[i]", _params(value))
+        form = call_out(value.fname, f"{pre}[i]", f"{sym.name}[i]", params_of(value))
         lines.append(line(form, (sym.name,), (pre,)) if form else
                      line(f"{sym.name}[i] = {self._call(value, f'{pre}[i]')}", (sym.name,), (pre,)))
         return lines
@@ -891,9 +306,9 @@ class ModulePlan:
             if n not in loop or self.pads[n]:
                 continue
             inside, outside, consts = {}, {}, []
-            for t in _terms(code_expr[n]):
+            for t in terms_of(code_expr[n]):
                 prod = self._static_product(t)
-                if _references(t) & loop:
+                if references(t) & loop:
                     if prod is None:
                         break
                     key, found = pr.code(prod[1], "step").text, inside
@@ -915,7 +330,7 @@ class ModulePlan:
         activation = {}
         for n in seq:
             e = code_expr[n]
-            if n in loop and not self.pads[n] and isinstance(e, Apply) and has_out(e.fname, _params(e)) \
+            if n in loop and not self.pads[n] and isinstance(e, Apply) and has_out(e.fname, params_of(e)) \
                     and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
                 activation.setdefault(e.arg.base.name, (e.fname, n))
         stacks = []
@@ -960,7 +375,7 @@ class ModulePlan:
     def _split_reads(self, sizes) -> tuple[str, ...]:
         """The sizes ``_split_points(sizes)`` names."""
         totals = [sp.expand(sum(sizes[:k + 1], sp.Integer(0))) for k in range(len(sizes) - 1)]
-        return _reads(*(self.printer.size_reads(t) for t in totals))
+        return reads_of(*(self.printer.size_reads(t) for t in totals))
 
     def _empty(self, array: str, length: str, size, alloc: str = "np.empty") -> Line:
         """``array = np.empty((length, B, size), dtype)``: a sequence array the code fills."""
@@ -982,16 +397,16 @@ class ModulePlan:
             lines.append(line(f"{matrix} = np.concatenate([{', '.join(c.text for c in codes)}])", (matrix,), *codes))
         consts = None
         if any(stack.consts):
-            parts = [pr.code(_sum(c)) if c else Code(f"np.zeros({pr.size(size)}, dtype)", reads=pr.size_reads(size))
+            parts = [pr.code(sum_of(c)) if c else Code(f"np.zeros({pr.size(size)}, dtype)", reads=pr.size_reads(size))
                      for c, size in zip(stack.consts, stack.sizes)]
-            consts = Code("np.concatenate([" + ", ".join(c.text for c in parts) + "])", reads=_reads(*parts))
+            consts = Code("np.concatenate([" + ", ".join(c.text for c in parts) + "])", reads=reads_of(*parts))
         split = self._split([self.names.value(n) for n in stack.members], stack.name, stack.sizes)
         if stack.outside:
             products = []
             for u, mats in stack.outside:
                 codes = [pr.code(a) for a in mats] + [pr.code(u, 'time')]
                 products.append(Code(f"_matvec(np.concatenate([{', '.join(c.text for c in codes[:-1])}]), "
-                                     f"{codes[-1].text})", reads=_reads(*codes)))
+                                     f"{codes[-1].text})", reads=reads_of(*codes)))
             lines.append(line(f"{stack.name} = " + " + ".join(c.text for c in products), (stack.name,), *products))
             if consts:
                 lines.append(line(f"{stack.name} += {consts.text}", (stack.name,), consts))
@@ -1013,7 +428,7 @@ class ModulePlan:
         products = []
         for v, _, matrix in stack.inside:
             code = self.printer.code(v, 'step')
-            products.append(Code(f"{group(code.text)} @ {matrix}.T", reads=_reads(code, (matrix,))))
+            products.append(Code(f"{group(code.text)} @ {matrix}.T", reads=reads_of(code, (matrix,))))
         vectors = ", ".join(self.comment_text(v) for v, _, _ in stack.inside)
         if stack.outside:
             each = " each" if len(stack.inside) > 1 else ""
@@ -1028,7 +443,7 @@ class ModulePlan:
 
     def _call(self, e, x: str) -> str:
         """f(x) for the node ``e`` = f(…), with the code ``x`` as its argument."""
-        text, helpers = call(e.fname, x, _params(e))
+        text, helpers = call(e.fname, x, params_of(e))
         self.printer.helpers |= helpers
         return text
 
@@ -1051,7 +466,7 @@ class ModulePlan:
         for q in m.equations:
             if q.sequence:
                 continue
-            if q.expr.has(TimeSum) or _references(q.expr) & later:
+            if q.expr.has(TimeSum) or references(q.expr) & later:
                 after.append(q.name)
                 later.add(q.name)
             else:
@@ -1082,15 +497,15 @@ class ModulePlan:
         d, names, pr = self.d, self.names, self.printer
         named = [a for a in d.backward_order if a.named]
         statics = [a for a in named if not a.sequence]
-        outside_reads = set().union(*(_adjoint_references(g.expr) for g in d.gradients.values()),
-                                    *(_adjoint_references(a.closed) for a in statics))
+        outside_reads = set().union(*(adjoint_references(g.expr) for g in d.gradients.values()),
+                                    *(adjoint_references(a.closed) for a in statics))
         terms, dropped = inline_sliced_adjoints(
-            {a.name: [(term.offset, t) for term in a.closed_terms for t in _terms(term.expr)]
+            {a.name: [(term.offset, t) for term in a.closed_terms for t in terms_of(term.expr)]
              for a in named if a.sequence},
             lambda z: z not in outside_reads)
-        terms = {n: [(o, u) for o, t in ts for u in _terms(t)] for n, ts in terms.items()}
+        terms = {n: [(o, u) for o, t in ts for u in terms_of(t)] for n, ts in terms.items()}
         seq = [a.name for a in named if a.sequence and a.name not in dropped]
-        reads = {n: set().union(*(_adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
+        reads = {n: set().union(*(adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
         stacks = self._adjoint_stacks(terms, seq, loop)
         stacked = {n: s for s in stacks for n in s.members}
@@ -1098,7 +513,7 @@ class ModulePlan:
         for n in loop & set(terms):
             for _, t in terms[n]:
                 for node in sp.preorder_traversal(t):
-                    if _applied_value(node):
+                    if applied_value(node):
                         key = (node.fname, node.arg.base.name)
                         self.applied_counts[key] = self.applied_counts.get(key, 0) + 1
         phase = Phase()
@@ -1115,8 +530,8 @@ class ModulePlan:
             comment = self.comment(a.symbol, a.closed)
             zeros = self._empty(py, "T", a.quantity.shape[0], "np.zeros")
             if n in loop:
-                outside = [(o, t) for o, t in terms[n] if not _adjoint_references(t) & loop]
-                inside = [(o, t) for o, t in terms[n] if _adjoint_references(t) & loop]
+                outside = [(o, t) for o, t in terms[n] if not adjoint_references(t) & loop]
+                inside = [(o, t) for o, t in terms[n] if adjoint_references(t) & loop]
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
                 assign = not outside and inside[0][0] == 0  # the first term sets the value
                 if outside:
@@ -1157,7 +572,7 @@ class ModulePlan:
         for g in d.gradients.values():
             if g.name not in stacked_grads:
                 # A gradient of adjoints known before the loop is computed there, so that they can be freed.
-                target = phase.before if _adjoint_references(g.expr) <= early else phase.after
+                target = phase.before if adjoint_references(g.expr) <= early else phase.after
                 target += self._common(self._gradient_exprs(g))
                 target.append(self._gradient(g))
             elif stacked_grads[g.name] is not None:
@@ -1187,7 +602,7 @@ class ModulePlan:
         done = []
         for stack in self.stacks:
             ok = all(n in loop and terms.get(n) and min(o for o, _ in terms[n]) == 0 and
-                     all(_adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
+                     all(adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
             if not ok:
                 continue
             stack.adjoint = "_d" + stack.name
@@ -1261,12 +676,12 @@ class ModulePlan:
             code = pr.code(x, "step")
             return line(f"{slot.text} {op} {code.text}", to, code)
 
-        if isinstance(e, Apply) and e.fname != "log" and has_out(e.fname, _params(e)):
+        if isinstance(e, Apply) and e.fname != "log" and has_out(e.fname, params_of(e)):
             code = pr.code(e.arg, "step")
-            return [line(call_out(e.fname, code.text, slot.text, _params(e)), to, code)]
+            return [line(call_out(e.fname, code.text, slot.text, params_of(e)), to, code)]
         if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
             applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and
-                       has_out(a.fname, _params(a))]
+                       has_out(a.fname, params_of(a))]
             first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
             a, b = (pr.code(e.args[k], "step") for k in [0, 1])
             lines = self._assign_step(slot, applied[0]) if applied else [
@@ -1287,7 +702,7 @@ class ModulePlan:
         log, by one call: p, log p = _softmax_and_log(z)."""
         m = self.model
         if type(e) is Softmax and any(
-                isinstance(node, Apply) and node.fname == "log" and _names_value(node.arg, n)
+                isinstance(node, Apply) and node.fname == "log" and names_value(node.arg, n)
                 for q in m.equations if q.name != n and q.expr is not None for node in sp.preorder_traversal(q.expr)):
             log = self.values.fresh(f"_log_{py.rstrip('_')}")
             # From here on log(p_t) (a cross-entropy's) reads the array.
@@ -1349,7 +764,7 @@ class ModulePlan:
     def _share_applied(self, e, phase: Phase):
         """f(q_{t+k}) read by more than one loop term (tanh(c_t) in an LSTM's δc and δy_o): computed
         once for all steps, before the arrays that read it."""
-        found = {node for node in sp.preorder_traversal(e) if _applied_value(node)}
+        found = {node for node in sp.preorder_traversal(e) if applied_value(node)}
         for node in sorted(found, key=str):
             key = (node.fname, node.arg.base.name)
             if self.applied_counts.get(key, 0) < 2:
@@ -1374,7 +789,7 @@ class ModulePlan:
         c, rest = coeff_and_rest(t)
         if not isinstance(rest, HadamardProduct):
             return t
-        values = [f for f in rest.args if not _adjoint_references(f)]
+        values = [f for f in rest.args if not adjoint_references(f)]
         if len(values) < 2 and all(isinstance(f, (At, MatrixSymbol)) for f in values):
             return t  # nothing to save
         sym = MatrixSymbol(name, *rest.shape)
@@ -1383,7 +798,7 @@ class ModulePlan:
         comment = f"{self.comment_text(factor)}, for every step at once"
         factor = self._share_applied(factor, phase)
         phase.before.append(AssignAll(comment, self._assign_time(name, factor, offset)))
-        return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if _adjoint_references(f)]))
+        return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if adjoint_references(f)]))
 
     def _accumulate(self, py: str, terms, zeros: Line) -> list[Line]:
         """δ = its terms, each over the steps where the δ it reads (at t + offset) exists."""
@@ -1393,9 +808,9 @@ class ModulePlan:
         lines = [] if 0 in by_offset else [zeros]
         for offset, ts in sorted(by_offset.items()):
             if offset == 0:
-                lines += self._assign_time(py, _sum(ts))
+                lines += self._assign_time(py, sum_of(ts))
             else:
-                code = self.printer.code(_sum(ts), 'time', offset)
+                code = self.printer.code(sum_of(ts), 'time', offset)
                 lines.append(line(f"{py}[:-{offset}] += {code.text}", (py,), code))
         return lines
 
@@ -1432,7 +847,7 @@ class ModulePlan:
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:
-            for t in _terms(e):
+            for t in terms_of(e):
                 steps = [n.step for n in sp.preorder_traversal(t) if isinstance(n, AtStep) and
                          isinstance(n.base, Delta)]
                 s = max(steps, default=1)
@@ -1445,7 +860,7 @@ class ModulePlan:
         target = self.names.grad(g.name)
         lines = [line(f"{target} = " + " + ".join(c.text for c in parts), (target,), *parts)]
         for s, ts in sorted(guarded.items()):
-            code = self._total(pr.code(_sum(ts)), False)
+            code = self._total(pr.code(sum_of(ts)), False)
             lines += [Line(f"if T >= {s}:"), line(f"    {target} = {target} + {code.text}", (target,), (target,), code)]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return AssignAll(self.comment(None, g.expr, label=label), lines)

@@ -34,8 +34,8 @@ NUMPY: dict[str, tuple[str, str | None]] = {
 HELPERS = ("_erf",)
 
 
-def _group(code: str) -> str:
-    """``code`` as one operand (the printers' rule: parenthesised unless it has no top-level space)."""
+def group(code: str) -> str:
+    """``code`` as one operand: parenthesised unless it already is one (a name, an index, a call, a group)."""
     depth = 0
     for ch in code:
         depth += ch in "([{"
@@ -76,7 +76,7 @@ def call(fname: str, x: str, params=()) -> tuple[str, frozenset[str]]:
     """NumPy code for f(x), ``x`` the argument's code; and the runtime helpers it calls."""
     if fname in NUMPY and not params:
         return NUMPY[fname][0].format(x=x), frozenset()
-    printer = _ScalarPrinter(_Z, _group(x))
+    printer = _ScalarPrinter(_Z, group(x))
     text = printer.doprint(ELEMENTWISE[fname].scalar(_Z, *params))
     return text, frozenset(printer.helpers)
 
