@@ -15,10 +15,11 @@ Each says one thing the generated code does to be fast, and is tested on its own
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import MatAdd, MatMul, MatrixSymbol, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 from ..ir.expr import (
     Apply,
@@ -35,6 +36,7 @@ from ..ir.expr import (
     shift,
 )
 from ..ops import ELEMENTWISE
+from .schedule import Scheduled
 
 
 def names_value(e, name: str) -> bool:
@@ -224,3 +226,217 @@ def batched_quantities(model) -> set[str]:
                 batched.add(q.name)
                 changed = True
     return batched
+
+
+# ---------------------------------------------------------------------------------------
+# Hoisting: what a loop computes that does not need the loop.
+
+
+def split_by_recurrence(terms, loop: set[str], reads=None) -> tuple[list, list]:
+    """(the terms that do not read the recurrence, those that do): the first are computed for all
+    steps before the loop, the loop adds the others.  ``reads(t)`` names what a term reads (the
+    quantities, by default; the adjoints for a backward term)."""
+    reads = reads or references
+    outside = [t for t in terms if not reads(t) & loop]
+    inside = [t for t in terms if reads(t) & loop]
+    return outside, inside
+
+
+def hoistable_factors(term):
+    """(c, the factors that read only forward values, the factors that read adjoints) when a loop
+    term c · (a ⊙ b ⊙ δ…) has forward factors worth one array for all steps, else None.
+
+    δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)): o_t ⊙ (1 − tanh²(c_t)) is known after the forward pass.
+    A single factor that is already an array (o_t) saves nothing."""
+    c, rest = coeff_and_rest(term)
+    if not isinstance(rest, HadamardProduct):
+        return None
+    values = [f for f in rest.args if not adjoint_references(f)]
+    if len(values) < 2 and all(isinstance(f, (At, MatrixSymbol)) for f in values):
+        return None
+    return c, values, [f for f in rest.args if adjoint_references(f)]
+
+
+def applied_counts(terms) -> dict[tuple[str, str], int]:
+    """How many times the loop terms read f(q_{t+k}), by (f, q)."""
+    counts: dict[tuple[str, str], int] = {}
+    for t in terms:
+        for node in sp.preorder_traversal(t):
+            if applied_value(node):
+                key = (node.fname, node.arg.base.name)
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def shared_applications(e, counts: dict) -> list:
+    """The nodes f(q_{t+k}) of ``e`` that more than one loop term reads (tanh(c_t) in an LSTM's δc
+    and δy_o): each is computed once for all steps.  In a fixed order (by their text)."""
+    found = {node for node in sp.preorder_traversal(e) if applied_value(node)}
+    return [node for node in sorted(found, key=str) if counts.get((node.fname, node.arg.base.name), 0) >= 2]
+
+
+# ---------------------------------------------------------------------------------------
+# In-place updates: one new array per statement, then updates of it.
+
+
+def in_place_order(e, fresh, full):
+    """The operations computing ``e`` for all steps into one new array, or None for one expression.
+
+    Returns [("=", x), (op, y), …] with op in ``+=``, ``-=``, ``*=``, ``/=`` (the operand of ``-=`` and
+    ``/=`` without its sign or power), or [("=*", x, y), …] when the array starts as x ⊙ y.
+    ``fresh(a)``: the operand a is a new array of every step anyway (a product over all steps, or
+    a sum or function not held in an array already); ``full(a)``: a has every step and example.
+
+    W x + b is ``py = W x``, ``py += b``; s ⊙ (1 − s) is ``py = 1 − s``, ``py *= s``; a ⊙ b ⊙ c is
+    ``py = a ⊙ b``, ``py *= c``: the same values, without a new array per operation (each costs
+    its memory traffic and, fresh, its page faults)."""
+    if not isinstance(e, (MatAdd, HadamardProduct)):
+        return None
+    starts = [a for a in e.args if isinstance(a, MatMul) and fresh(a)]
+    if isinstance(e, HadamardProduct) and not starts:
+        starts = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and fresh(a)]
+    if starts:
+        ops, first = [("=", starts[0])], starts[:1]
+    elif isinstance(e, HadamardProduct) and len(e.args) > 2:
+        # the first two factors: one of them has every step and example, so the product does too
+        plain = [a for a in e.args if not isinstance(a, HadamardPower)]
+        whole = next((a for a in plain if full(a)), None)
+        if whole is None or len(plain) < 2:
+            return None
+        first = [whole, next(a for a in plain if a is not whole)]
+        ops = [("=*", first[0], first[1])]
+    else:
+        return None
+    for a in e.args:
+        if any(a is f for f in first):
+            continue
+        if isinstance(e, MatAdd):
+            c, rest = coeff_and_rest(a)
+            ops.append(("-=", rest) if c == -1 else ("+=", a))
+        elif isinstance(a, HadamardPower) and a.args[1] == -1:
+            ops.append(("/=", a.args[0]))
+        else:
+            ops.append(("*=", a))
+    return ops
+
+
+def in_place_step(e, has_out):
+    """The operations writing ``e`` into its slot of a sequence array inside the loop.
+
+    [("f", node)]: f(x) written into the slot (``has_out(node)``: the back end can); [("*", a, b)]:
+    a ⊙ b into the slot; [("=", x)]: a new value; then (op, y) updates, op in ``*=``, ``+=``, ``-=``."""
+    if isinstance(e, Apply) and e.fname != "log" and has_out(e):
+        return [("f", e)]
+    if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
+        applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and has_out(a)]
+        first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
+        ops = in_place_step(applied[0], has_out) if applied else [("*", e.args[0], e.args[1])]
+        return ops + [("*=", f) for k, f in enumerate(e.args) if k not in first]
+    if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
+        first, *rest = e.args
+        ops = in_place_step(first, has_out) if coeff_and_rest(first)[0] == 1 else [("=", first)]
+        for a in rest:
+            c, r = coeff_and_rest(a)
+            ops.append(("-=", r) if c == -1 else ("+=", a))
+        return ops
+    return [("=", e)]
+
+
+# ---------------------------------------------------------------------------------------
+# Frees: read off the statements' reads and writes.
+
+
+def dead_after(before: list[Scheduled], later: set[str], arrays: set[str], keep: set[str]) -> list[str]:
+    """The arrays among ``arrays`` that the statements ``before`` touch and nothing ``later`` does
+    (except ``keep``: parameters, gradients), in the order the statements first name them."""
+    order = dict.fromkeys(n for st in before for n in st.names)
+    return [n for n in order if n in arrays and n not in keep and n not in later]
+
+
+def unused_by(candidates, used: set[str], groups=()) -> list[str]:
+    """The ``candidates`` (arrays of one pass) that ``used`` (what the next pass touches) lacks; then
+    each array of ``groups`` ((array, its views)) whose views all are in that list."""
+    free = [a for a in candidates if a not in used]
+    free += [array for array, views in groups if all(v in free for v in views)]
+    return free
+
+
+# ---------------------------------------------------------------------------------------
+# Stacking gates.
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """What ``find_stacks`` asks the back end about a term (the printer knows; the pass decides)."""
+
+    static_product: Callable  # t → (A, v) when t is A v with A the same for every step and example, else None
+    key: Callable  # (v, mode) → a key naming the vector v ("step": inside the loop, "time": all steps)
+    timed: Callable  # t → whether t has the time axis (computed for all steps)
+    batched: Callable  # t → whether t has the batch axis
+    has_out: Callable  # f(…) → whether f can be written into an existing array
+
+
+def find_stacks(seq, code_expr: dict, loop: set[str], pads: dict, sizes: dict, facts: StackFacts) -> list[Stack]:
+    """Loop quantities Σ_j W_kj v_j + (parts outside the loop) with the same vectors v_j: the gates
+    of an LSTM or a GRU.
+
+    Each becomes a view of one (T, B, Σ n_k) array, so the loop computes all of them with one
+    product [W_1j; W_2j; …] v_j per vector, and the backward pass reads all their δ with one
+    product too.  A member's part outside the loop must be products with the same vectors for
+    every member, plus constants (biases), so that it is one product per vector as well.  Members
+    under the same elementwise function (with an in-place form) go side by side, and their
+    activations are views of one array too, computed by one call.
+    """
+    by_key: dict[tuple, list] = {}
+    for n in seq:
+        if n not in loop or pads[n]:
+            continue
+        inside, outside, consts = {}, {}, []
+        for t in terms_of(code_expr[n]):
+            prod = facts.static_product(t)
+            if references(t) & loop:
+                if prod is None:
+                    break
+                key, found = facts.key(prod[1], "step"), inside
+            elif prod is not None and facts.timed(t):
+                key, found = facts.key(prod[1], "time"), outside
+            elif not (facts.batched(t) or facts.timed(t)):
+                consts.append(t)
+                continue
+            else:
+                break
+            if key in found:
+                break
+            found[key] = prod
+        else:
+            if inside:
+                key = (tuple(sorted(inside)), tuple(sorted(outside)))
+                by_key.setdefault(key, []).append((n, inside, outside, consts))
+    # The members' activations: n_k = f(y_k) with nothing else, computed in the loop.
+    activation = {}
+    for n in seq:
+        e = code_expr[n]
+        if n in loop and not pads[n] and isinstance(e, Apply) and facts.has_out(e) \
+                and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
+            activation.setdefault(e.arg.base.name, (e.fname, n))
+    stacks = []
+    for (inside_keys, outside_keys), found in by_key.items():
+        if len(found) < 2:
+            continue
+        # Members with the same activation side by side, so one call computes all of them.
+        fnames = list(dict.fromkeys(activation[f[0]][0] for f in found if f[0] in activation))
+        found.sort(key=lambda f: fnames.index(activation[f[0]][0]) if f[0] in activation else len(fnames))
+        name = f"_stack{len(stacks)}"
+        inside = [(found[0][1][key][1], [f[1][key][0] for f in found], f"{name}_W{j}" if len(inside_keys) > 1
+                   else f"{name}_W") for j, key in enumerate(inside_keys)]
+        outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
+        stack = Stack(name, [f[0] for f in found], [sizes[f[0]] for f in found],
+                      inside, outside, [f[3] for f in found])
+        for fname in fnames:
+            run = [k for k, f in enumerate(found) if activation.get(f[0], ("",))[0] == fname]
+            if len(run) > 1:
+                outputs = [activation[found[k][0]][1] for k in run]
+                stack.activations.append((fname, outputs, run[0], run[-1] + 1,
+                                          f"{name}_out{len(stack.activations)}"))
+        stacks.append(stack)
+    return stacks

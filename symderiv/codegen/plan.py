@@ -17,7 +17,7 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 from __future__ import annotations
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose, ZeroMatrix
 
 from ..ad.derive import Derivation
 from ..ir.expr import (
@@ -39,17 +39,26 @@ from .numpy.printer import Code, NumpyPrinter, params_of, reads_of
 from .numpy.spelling import call, call_out, group, has_out
 from .passes import (
     Stack,
+    StackFacts,
     adjoint_references,
-    applied_value,
+    applied_counts,
     batched_quantities,
+    dead_after,
     depends_on,
+    find_stacks,
+    hoistable_factors,
+    in_place_order,
+    in_place_step,
     inline_sliced_adjoints,
     names_value,
     recurrent,
     references,
+    shared_applications,
+    split_by_recurrence,
     split_concat_products,
     sum_of,
     terms_of,
+    unused_by,
 )
 from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Value, ValueTable, line
 
@@ -190,8 +199,7 @@ class ModulePlan:
                     phase.loop.append(self._stack_activation(stack, run, phase))
             elif n in loop:
                 # The part of a sum that does not read the recurrence is computed for all steps first.
-                outside = [t for t in terms_of(expr) if not (references(t) & loop)]
-                inside = [t for t in terms_of(expr) if references(t) & loop]
+                outside, inside = split_by_recurrence(terms_of(expr), loop)
                 target = pr.code(m.ref(n), "step")
                 # Only worth it where the part reads a sequence (a projection of the inputs).
                 if outside and inside and pr.code(sum_of(outside), "time").timed:
@@ -273,8 +281,7 @@ class ModulePlan:
         """f(u + v) into ``sym[i]``, where the part u of the argument that does not read the
         recurrence (an input projection) is computed for all steps before the loop."""
         pr = self.printer
-        outside = [t for t in terms_of(value.arg) if not references(t) & loop]
-        inside = [t for t in terms_of(value.arg) if references(t) & loop]
+        outside, inside = split_by_recurrence(terms_of(value.arg), loop)
         if not (outside and inside and pr.code(sum_of(outside), "time").timed):
             return self._assign_step(Code(f"{sym.name}[i]", reads=(sym.name,)), value)
         pre = f"{sym.name}_arg"
@@ -292,68 +299,16 @@ class ModulePlan:
     # --- stacking: one matrix product per step for the pre-activations that share a vector ---
 
     def _stacks(self, seq, code_expr, loop) -> list[Stack]:
-        """Loop quantities Σ_j W_kj v_j + (parts outside the loop) with the same vectors v_j: the gates
-        of an LSTM or a GRU.
-
-        Each becomes a view of one (T, B, Σ n_k) array, so the loop computes all of them with one
-        product [W_1j; W_2j; …] v_j per vector, and the backward pass reads all their δ with one
-        product too.  A member's part outside the loop must be products with the same vectors for
-        every member, plus constants (biases), so that it is one product per vector as well.
-        """
+        """The gates that become views of one array (``passes.find_stacks``); the printer supplies
+        what a term is (timed, batched) and the order of the vectors."""
         pr = self.printer
-        by_key: dict[tuple, list] = {}
-        for n in seq:
-            if n not in loop or self.pads[n]:
-                continue
-            inside, outside, consts = {}, {}, []
-            for t in terms_of(code_expr[n]):
-                prod = self._static_product(t)
-                if references(t) & loop:
-                    if prod is None:
-                        break
-                    key, found = pr.code(prod[1], "step").text, inside
-                elif prod is not None and pr.code(t, "time").timed:
-                    key, found = pr.code(prod[1], "time").text, outside
-                elif not (pr.code(t, "time").batched or pr.code(t, "time").timed):
-                    consts.append(t)
-                    continue
-                else:
-                    break
-                if key in found:
-                    break
-                found[key] = prod
-            else:
-                if inside:
-                    key = (tuple(sorted(inside)), tuple(sorted(outside)))
-                    by_key.setdefault(key, []).append((n, inside, outside, consts))
-        # The members' activations: n_k = f(y_k) with nothing else, computed in the loop.
-        activation = {}
-        for n in seq:
-            e = code_expr[n]
-            if n in loop and not self.pads[n] and isinstance(e, Apply) and has_out(e.fname, params_of(e)) \
-                    and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
-                activation.setdefault(e.arg.base.name, (e.fname, n))
-        stacks = []
-        for (inside_keys, outside_keys), found in by_key.items():
-            if len(found) < 2:
-                continue
-            # Members with the same activation side by side, so one call computes all of them.
-            fnames = list(dict.fromkeys(activation[f[0]][0] for f in found if f[0] in activation))
-            found.sort(key=lambda f: fnames.index(activation[f[0]][0]) if f[0] in activation else len(fnames))
-            name = f"_stack{len(stacks)}"
-            inside = [(found[0][1][key][1], [f[1][key][0] for f in found], f"{name}_W{j}" if len(inside_keys) > 1
-                       else f"{name}_W") for j, key in enumerate(inside_keys)]
-            outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
-            stack = Stack(name, [f[0] for f in found], [self.model[f[0]].shape[0] for f in found],
-                          inside, outside, [f[3] for f in found])
-            for fname in fnames:
-                run = [k for k, f in enumerate(found) if activation.get(f[0], ("",))[0] == fname]
-                if len(run) > 1:
-                    outputs = [activation[found[k][0]][1] for k in run]
-                    stack.activations.append((fname, outputs, run[0], run[-1] + 1,
-                                              f"{name}_out{len(stack.activations)}"))
-            stacks.append(stack)
-        return stacks
+        facts = StackFacts(
+            static_product=self._static_product,
+            key=lambda v, mode: pr.code(v, mode).text,
+            timed=lambda t: pr.code(t, "time").timed,
+            batched=lambda t: pr.code(t, "time").batched,
+            has_out=lambda e: has_out(e.fname, params_of(e)))
+        return find_stacks(seq, code_expr, loop, self.pads, {n: self.model[n].shape[0] for n in seq}, facts)
 
     def _static_product(self, t):
         """(A, v) when the term ``t`` is A v with A a matrix the same for every step and example, else None."""
@@ -509,13 +464,7 @@ class ModulePlan:
         loop = recurrent(reads)
         stacks = self._adjoint_stacks(terms, seq, loop)
         stacked = {n: s for s in stacks for n in s.members}
-        self.applied_counts = {}
-        for n in loop & set(terms):
-            for _, t in terms[n]:
-                for node in sp.preorder_traversal(t):
-                    if applied_value(node):
-                        key = (node.fname, node.arg.base.name)
-                        self.applied_counts[key] = self.applied_counts.get(key, 0) + 1
+        self.applied_counts = applied_counts(t for n in loop & set(terms) for _, t in terms[n])
         phase = Phase()
         seq_dependent_static = set(self._static_split()[1])  # they read the sequence: their δ comes first
         early = set()  # the adjoints complete before the loop
@@ -530,8 +479,7 @@ class ModulePlan:
             comment = self.comment(a.symbol, a.closed)
             zeros = self._empty(py, "T", a.quantity.shape[0], "np.zeros")
             if n in loop:
-                outside = [(o, t) for o, t in terms[n] if not adjoint_references(t) & loop]
-                inside = [(o, t) for o, t in terms[n] if adjoint_references(t) & loop]
+                outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
                 assign = not outside and inside[0][0] == 0  # the first term sets the value
                 if outside:
@@ -590,8 +538,7 @@ class ModulePlan:
         keep = {self.names.value(p.name) for p in self.model.params} | set(self.names.grads.values())
         arrays = ({self.names.value(q.name) for q in self.model.quantities.values() if q.role != "param"}
                   | set(self.names.adjoints.values()) | set(self.values.arrays) | self.values.reserved)
-        order = dict.fromkeys(n for st in phase.before for n in st.names)
-        return [n for n in order if n in arrays and n not in keep and n not in later]
+        return dead_after(phase.before, later, arrays, keep)
 
     def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
         """The stacks whose members' δ the loop fills: δ_k become views of one array, and the terms
@@ -670,32 +617,18 @@ class ModulePlan:
     def _assign_step(self, slot: Code, e) -> list[Line]:
         """``slot = e`` inside the loop, written into the slot: f(x, out=slot), np.multiply(a, b,
         out=slot), then slot += the other terms; no new array for the result and no copy of it."""
-        pr, to = self.printer, slot.reads
-
-        def assign(op, x):  # slot op= x
-            code = pr.code(x, "step")
-            return line(f"{slot.text} {op} {code.text}", to, code)
-
-        if isinstance(e, Apply) and e.fname != "log" and has_out(e.fname, params_of(e)):
-            code = pr.code(e.arg, "step")
-            return [line(call_out(e.fname, code.text, slot.text, params_of(e)), to, code)]
-        if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
-            applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and
-                       has_out(a.fname, params_of(a))]
-            first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
-            a, b = (pr.code(e.args[k], "step") for k in [0, 1])
-            lines = self._assign_step(slot, applied[0]) if applied else [
-                line(f"np.multiply({a.text}, {b.text}, out={slot.text})", to, a, b)]
-            lines += [assign("*=", f) for k, f in enumerate(e.args) if k not in first]
-            return lines
-        if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
-            first, *rest = e.args
-            lines = self._assign_step(slot, first) if coeff_and_rest(first)[0] == 1 else [assign("=", first)]
-            for a in rest:
-                c, r = coeff_and_rest(a)
-                lines.append(assign("-=", r) if c == -1 else assign("+=", a))
-            return lines
-        return [assign("=", e)]
+        pr, to, lines = self.printer, slot.reads, []
+        for op in in_place_step(e, lambda node: has_out(node.fname, params_of(node))):
+            if op[0] == "f":  # f(x, out=slot)
+                node, code = op[1], pr.code(op[1].arg, "step")
+                lines.append(line(call_out(node.fname, code.text, slot.text, params_of(node)), to, code))
+            elif op[0] == "*":
+                a, b = pr.code(op[1], "step"), pr.code(op[2], "step")
+                lines.append(line(f"np.multiply({a.text}, {b.text}, out={slot.text})", to, a, b))
+            else:
+                code = pr.code(op[1], "step")
+                lines.append(line(f"{slot.text} {op[0]} {code.text}", to, code))
+        return lines
 
     def _time_lines(self, n: str, py: str, e) -> list[Line]:
         """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) with that
@@ -712,12 +645,10 @@ class ModulePlan:
         return self._assign_time(py, e)
 
     def _assign_time(self, py: str, e, window: int = 0) -> list[Line]:
-        """``py = e`` for all steps at once, with one new array, updated in place.
+        """``py = e`` for all steps at once, with one new array, updated in place (``passes.in_place_order``).
 
         W x + b is ``py = _matvec(W, x)`` then ``py += b``; (Wᵀ δ) ⊙ s ⊙ (1 − s) is
-        ``py = _matvec(W.T, δ)``, ``py *= s``, ``py *= 1 - s``; s ⊙ (1 − s) is ``py = 1 - s``,
-        ``py *= s``; a ⊙ b ⊙ c is ``py = a * b``, ``py *= c``: the same values, without a new
-        array of all steps per operation (each costs its memory traffic and, fresh, its page faults).
+        ``py = _matvec(W.T, δ)``, ``py *= s``, ``py *= 1 - s``.
         """
         pr, printed = self.printer, {}
 
@@ -726,49 +657,30 @@ class ModulePlan:
                 printed[x] = pr.code(x, "time", window)
             return printed[x]
 
-        def update(op, x):  # py op= x
-            return line(f"{py} {op} {code(x).text}", (py,), code(x))
+        def fresh(a):  # a new array of every step anyway: a product over all steps, or not an array kept
+            c = code(a)
+            return c.form == "product" and c.timed if isinstance(a, MatMul) else \
+                c.timed and c.batched and c.form == "expr"
 
-        whole = code(e)
-        if not isinstance(e, (MatAdd, HadamardProduct)) or not whole.timed:
-            return [update("=", e)]
-        fresh = [a for a in e.args if isinstance(a, MatMul) and code(a).text.startswith("_matvec(") and code(a).timed]
-        if isinstance(e, HadamardProduct) and not fresh:  # a factor that is a new array of every step anyway
-            fresh = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and code(a).timed and code(a).batched
-                     and code(a).form == "expr"]  # not an array kept by the forward pass
-        if fresh:
-            lines, first = [update("=", fresh[0])], fresh[:1]
-        elif isinstance(e, HadamardProduct) and len(e.args) > 2:
-            # the first two factors: one of them has every step and example, so the product does too
-            plain = [a for a in e.args if not isinstance(a, HadamardPower)]
-            full = next((a for a in plain if code(a).timed and code(a).batched), None)
-            if full is None or len(plain) < 2:
-                return [update("=", e)]
-            first = [full, next(a for a in plain if a is not full)]
-            a, b = code(first[0]), code(first[1])
-            lines = [line(f"{py} = {group(a.text)} * {group(b.text)}", (py,), a, b)]
-        else:
-            return [update("=", e)]
-        for a in e.args:
-            if any(a is f for f in first):
-                continue
-            if isinstance(e, MatAdd):
-                c, rest = coeff_and_rest(a)
-                lines.append(update("-=", rest) if c == -1 else update("+=", a))
-            elif isinstance(a, HadamardPower) and a.args[1] == -1:
-                lines.append(update("/=", a.args[0]))
+        def full(a):  # every step and example
+            return code(a).timed and code(a).batched
+
+        ops = in_place_order(e, fresh, full) if code(e).timed else None
+        if ops is None:
+            return [line(f"{py} = {code(e).text}", (py,), code(e))]
+        lines = []
+        for op in ops:
+            if op[0] == "=*":
+                a, b = code(op[1]), code(op[2])
+                lines.append(line(f"{py} = {group(a.text)} * {group(b.text)}", (py,), a, b))
             else:
-                lines.append(update("*=", a))
+                lines.append(line(f"{py} {op[0]} {code(op[1]).text}", (py,), code(op[1])))
         return lines
 
     def _share_applied(self, e, phase: Phase):
         """f(q_{t+k}) read by more than one loop term (tanh(c_t) in an LSTM's δc and δy_o): computed
-        once for all steps, before the arrays that read it."""
-        found = {node for node in sp.preorder_traversal(e) if applied_value(node)}
-        for node in sorted(found, key=str):
-            key = (node.fname, node.arg.base.name)
-            if self.applied_counts.get(key, 0) < 2:
-                continue
+        once for all steps, before the arrays that read it (``passes.shared_applications``)."""
+        for node in shared_applications(e, self.applied_counts):
             whole = Apply(node.fname, At(node.arg.base, 0))
             shared = self.values.get(whole)
             if shared is None:
@@ -781,24 +693,17 @@ class ModulePlan:
         return e
 
     def _hoist_forward_factors(self, t, offset: int, name: str, phase: Phase):
-        """Compute the factors of a loop term that only read forward values for all steps first.
-
-        δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + …: o_t ⊙ (1 − tanh²(c_t)) is known after the
-        forward pass, so it becomes one array computed at once, and the loop multiplies by it.
-        """
-        c, rest = coeff_and_rest(t)
-        if not isinstance(rest, HadamardProduct):
+        """Compute the factors of a loop term that only read forward values for all steps first
+        (``passes.hoistable_factors``); the loop multiplies by their array."""
+        found = hoistable_factors(t)
+        if found is None:
             return t
-        values = [f for f in rest.args if not adjoint_references(f)]
-        if len(values) < 2 and all(isinstance(f, (At, MatrixSymbol)) for f in values):
-            return t  # nothing to save
-        sym = MatrixSymbol(name, *rest.shape)
+        c, values, adjoint_factors = found
         factor = hadamard(*values)
         self.values.add(Value(name, factor, "factor", per_step=True, timed=True))
         comment = f"{self.comment_text(factor)}, for every step at once"
-        factor = self._share_applied(factor, phase)
-        phase.before.append(AssignAll(comment, self._assign_time(name, factor, offset)))
-        return scale(c, hadamard(At(sym, 0), *[f for f in rest.args if adjoint_references(f)]))
+        phase.before.append(AssignAll(comment, self._assign_time(name, self._share_applied(factor, phase), offset)))
+        return scale(c, hadamard(At(MatrixSymbol(name, *factor.shape), 0), *adjoint_factors))
 
     def _accumulate(self, py: str, terms, zeros: Line) -> list[Line]:
         """δ = its terms, each over the steps where the δ it reads (at t + offset) exists."""
@@ -873,12 +778,8 @@ class ModulePlan:
     def unused_by_backward(self) -> list[str]:
         """Forward arrays the backward pass never reads: freed before it starts, to keep the peak low."""
         used = self.used_names([self.backward])
-        free = [self.names.value(q.name) for q in self.model.equations
-                if q.role != "loss" and self.names.value(q.name) not in used]
-        # The array the members of a stack are views of, once none of them is read.
-        free += [s.name for s in self.stacks if all(self.names.value(n) in free for n in s.members)]
-        free += [v.array for v in self.values.of_kind("log") if v.array not in used]
-        free += [v.array for v in self.values.of_kind("repeated", "argument") if v.array not in used]
-        return free
-
-
+        # The array the members of a stack are views of goes once none of them is read.
+        free = unused_by([self.names.value(q.name) for q in self.model.equations if q.role != "loss"], used,
+                         [(s.name, [self.names.value(n) for n in s.members]) for s in self.stacks])
+        return free + unused_by([v.array for v in self.values.of_kind("log")], used) + \
+            unused_by([v.array for v in self.values.of_kind("repeated", "argument")], used)

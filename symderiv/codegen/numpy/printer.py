@@ -40,7 +40,8 @@ class Code:
     # The arrays and sizes the code reads, each once, in the order the code names them: what the
     # statements built from it read (their liveness), known from the printed nodes, not from the text.
     reads: tuple[str, ...] = ()
-    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new one.
+    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new
+    # one; "product": computes a new one by one matrix product over all steps (_matvec).
     form: str = "expr"
 
     def __str__(self) -> str:
@@ -235,7 +236,8 @@ class NumpyPrinter(Printer):
                 raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
             if cols == 1 and acc.batched:
                 if self.mode == "time":
-                    return _join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc))
+                    # one product over all steps: a new array of every step
+                    return replace(_join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc)), form="product")
                 # x W^T per row; for a transposed matrix that is x W.
                 right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
                 return _join(f"{x} @ {right}", acc, order=(acc, left))
