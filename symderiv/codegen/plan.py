@@ -60,7 +60,7 @@ from .passes import (
     terms_of,
     unused_by,
 )
-from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Value, ValueTable, line
+from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Schedule, Value, ValueTable, line
 
 
 class ModulePlan:
@@ -76,8 +76,16 @@ class ModulePlan:
         self.values = ValueTable(self.names.table, reach=1 + max(self.pads.values(), default=0))
         self.printer = NumpyPrinter(d, self.names, self.pads, self.batched, self.values)
         self.repeated = self._repeated() if not self.model.has_time else {}
-        self.forward = self._forward()
-        self.backward = self._backward()
+        # The backward pass reads what the forward pass left: its stacks (whose δ it stacks too) and
+        # the values it kept (in ``values``), so the order is forward, then backward.
+        self.forward, self.stacks = self._forward()
+        self.backward = self._backward(self.stacks)
+        self.free_before_backward = self.unused_by_backward()
+
+    def schedule(self) -> Schedule:
+        """The finished schedule: both passes, the value table, the frees between them."""
+        return Schedule(self.names, self.pads, self.forward, self.backward, self.values, self.stacks,
+                        self.free_before_backward)
 
     # --- common subexpressions of a model without time ---------------------------------------
 
@@ -158,16 +166,16 @@ class ModulePlan:
 
     # --- forward ------------------------------------------------------------------------
 
-    def _forward(self) -> Phase:
+    def _forward(self) -> tuple[Phase, list[Stack]]:
         m, names, pr = self.model, self.names, self.printer
         seq = [q.name for q in m.equations if q.sequence]
         concats = {n: m[n].expr for n in seq if isinstance(m[n].expr, Concat)}
         code_expr = {n: split_concat_products(m[n].expr, concats) for n in seq}
         reads = {n: references(code_expr[n]) & set(seq) for n in seq}
         loop = recurrent(reads)
-        self.stacks = self._stacks(seq, code_expr, loop)
-        stacked = {n: s for s in self.stacks for n in s.members}
-        activated = {n: (s, run) for s in self.stacks for run in s.activations for n in run[1]}
+        stacks = self._stacks(seq, code_expr, loop)
+        stacked = {n: s for s in stacks for n in s.members}
+        activated = {n: (s, run) for s in stacks for run in s.activations for n in run[1]}
         inline = self._inline_values(seq, concats)
         phase = Phase()
         statics_before, statics_after = self._static_split()
@@ -220,7 +228,7 @@ class ModulePlan:
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
-        return phase
+        return phase, stacks
 
     # --- values inside an equation that the backward pass reads too -------------------------
 
@@ -448,7 +456,7 @@ class ModulePlan:
 
     # --- backward -----------------------------------------------------------------------
 
-    def _backward(self) -> Phase:
+    def _backward(self, forward_stacks: list[Stack]) -> Phase:
         d, names, pr = self.d, self.names, self.printer
         named = [a for a in d.backward_order if a.named]
         statics = [a for a in named if not a.sequence]
@@ -462,7 +470,7 @@ class ModulePlan:
         seq = [a.name for a in named if a.sequence and a.name not in dropped]
         reads = {n: set().union(*(adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
         loop = recurrent(reads)
-        stacks = self._adjoint_stacks(terms, seq, loop)
+        stacks = self._adjoint_stacks(forward_stacks, terms, seq, loop)
         stacked = {n: s for s in stacks for n in s.members}
         self.applied_counts = applied_counts(t for n in loop & set(terms) for _, t in terms[n])
         phase = Phase()
@@ -540,14 +548,14 @@ class ModulePlan:
                   | set(self.names.adjoints.values()) | set(self.values.arrays) | self.values.reserved)
         return dead_after(phase.before, later, arrays, keep)
 
-    def _adjoint_stacks(self, terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
+    def _adjoint_stacks(self, forward_stacks: list[Stack], terms: dict, seq: list[str], loop: set[str]) -> list[Stack]:
         """The stacks whose members' δ the loop fills: δ_k become views of one array, and the terms
         W_kᵀ δ_{k,t+o} of every member, wherever they appear together, one product [W_1; W_2; …]ᵀ δ_{t+o}.
 
         ``terms`` is rewritten in place; returns the stacks so handled.
         """
         done = []
-        for stack in self.stacks:
+        for stack in forward_stacks:
             ok = all(n in loop and terms.get(n) and min(o for o, _ in terms[n]) == 0 and
                      all(adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
             if not ok:

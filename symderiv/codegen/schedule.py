@@ -82,6 +82,26 @@ class Phase:
         return {n for st in self.statements() for n in st.names} | {n for line in self.alloc for n in line.names}
 
 
+@dataclass
+class Schedule:
+    """What the generated module computes, in order: the forward and backward passes, the value
+    table, and the forward arrays freed between the passes.  Back-end neutral in its structure
+    (which statement, where, reading and writing what); the lines it holds are the NumPy
+    printer's (see the package docstring)."""
+
+    names: object  # ArrayNames: the Python identifier of each model value, adjoint and gradient
+    pads: dict[str, int]  # a sequence's lag: its array is padded in front by that many steps
+    forward: Phase
+    backward: Phase
+    values: ValueTable
+    stacks: list  # passes.Stack: the gates held as views of one array
+    free_before_backward: list[str]
+
+    def names_used(self, *phases: Phase) -> set[str]:
+        """The arrays and sizes the code of ``phases`` (default: both) touches."""
+        return set().union(*(ph.names() for ph in (phases or (self.forward, self.backward))))
+
+
 def line(text: str, writes=(), *reads) -> Line:
     """A line writing ``writes`` (names) and reading ``reads`` (printed codes, or tuples of names), in order."""
     found = dict.fromkeys(n for r in reads for n in (r.reads if hasattr(r, "reads") else r))
