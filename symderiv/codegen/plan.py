@@ -35,8 +35,8 @@ from ..ir.expr import (
     shift,
 )
 from .names import ArrayNames
-from .numpy.printer import Code, NumpyPrinter, params_of, reads_of
-from .numpy.spelling import call, call_out, group, has_out
+from .numpy import NUMPY, Backend
+from .numpy.printer import Code, params_of
 from .passes import (
     Stack,
     StackFacts,
@@ -60,13 +60,13 @@ from .passes import (
     terms_of,
     unused_by,
 )
-from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Schedule, Value, ValueTable, line
+from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Schedule, Value, ValueTable
 
 
 class ModulePlan:
     """The statements of the generated module's forward and backward passes."""
 
-    def __init__(self, d: Derivation, comment, comment_text=None):
+    def __init__(self, d: Derivation, comment, comment_text=None, backend: Backend = NUMPY):
         self.d, self.model, self.comment = d, d.model, comment
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
@@ -74,7 +74,9 @@ class ModulePlan:
         self.batched = batched_quantities(self.model)
         # Every array the code computes once and reads again (see ``schedule.ValueTable``).
         self.values = ValueTable(self.names.table, reach=1 + max(self.pads.values(), default=0))
-        self.printer = NumpyPrinter(d, self.names, self.pads, self.batched, self.values)
+        # The back end: how an expression is printed, and how a statement is written.
+        self.printer = backend.printer(d, self.names, self.pads, self.batched, self.values)
+        self.out = backend.idioms(self.printer)
         self.repeated = self._repeated() if not self.model.has_time else {}
         # The backward pass reads what the forward pass left: its stacks (whose δ it stacks too) and
         # the values it kept (in ``values``), so the order is forward, then backward.
@@ -158,7 +160,7 @@ class ModulePlan:
                     continue
                 code = pr.code(node)
                 out.append(AssignAll(f"{self.comment_text(node)}, read more than once",
-                                     [line(f"{name} = {code.text}", (name,), code)]))
+                                     [self.out.update(self.out.array(name), "=", code)]))
                 # From here on the printer reads the array wherever the expression appears.
                 self.values.add(Value(name, node, "repeated", batched=code.batched, timed=code.timed,
                                       summed=code.summed, lookup=True))
@@ -191,7 +193,7 @@ class ModulePlan:
                 if pad:
                     code = pr.code(expr, 'time')
                     phase.before.append(AssignAll(comment, self._padded(n) + [
-                        line(f"{py}[{pad}:] = {code.text}", (py,), code)]))
+                        self.out.update(self.out.from_entry(py, pad), "=", code)]))
                 else:
                     phase.before.append(AssignAll(comment, self._time_lines(n, py, expr)))
             elif n in stacked:  # one array with the others that multiply the same vector in the loop
@@ -214,16 +216,17 @@ class ModulePlan:
                     code = pr.code(sum_of(outside), 'time')
                     phase.before.append(AssignAll(f"{comment}: the part that does not depend on the recurrence",
                                                   self._padded(n) + [
-                        line(f"{py}[{pad}:] = {code.text}", (py,), code)] if pad else
+                        self.out.update(self.out.from_entry(py, pad), "=", code)] if pad else
                         self._assign_time(py, sum_of(outside))))
                     code = pr.code(sum_of(inside), 'step')
-                    phase.loop.append(AssignStep(comment, [line(f"{target} += {code.text}", target.reads, code)]))
+                    phase.loop.append(AssignStep(comment, [self.out.update(target, "+=", code)]))
                 else:
                     phase.alloc.extend(self._padded(n, empty=True))
                     phase.loop.append(AssignStep(comment, self._assign_step(target, expr)))
             else:
                 code = pr.code(expr, 'time') if pad else None
-                lines = [line(f"{py}[{pad}:] = {code.text}", (py,), code)] if pad else self._time_lines(n, py, expr)
+                lines = [self.out.update(self.out.from_entry(py, pad), "=", code)] if pad else \
+                    self._time_lines(n, py, expr)
                 phase.after.append(AssignAll(comment, (self._padded(n) if pad else []) + lines))
         for n in statics_after:
             phase.after += self._common([m[n].expr])
@@ -270,14 +273,14 @@ class ModulePlan:
             comment = (f"{self.comment_text(a)}, in the equation of {self.comment_text(m.ref(n))}: "
                        "kept for the backward pass")
             if n in loop and references(value) & loop:  # computed step by step
-                phase.alloc.append(self._empty(sym.name, "T", a.shape[0]))
+                phase.alloc.append(self.out.alloc(sym.name, a.shape[0]))
                 phase.loop.append(AssignStep(comment, self._inline_step(sym, value, loop, phase)))
                 loop.add(sym.name)
             elif pr.code(value, "time").timed:  # for all steps at once: before the loop if it can be
                 early = not any(r in loop or depends_on(reads, r, loop) for r in references(value) & set(reads))
                 code = pr.code(value, 'time')
                 (phase.before if early else phase.after).append(AssignAll(comment, [
-                    line(f"{sym.name} = {code.text}", (sym.name,), code)]))
+                    self.out.update(self.out.array(sym.name), "=", code)]))
             else:
                 continue
             subs[code_a] = At(sym, 0)
@@ -291,17 +294,18 @@ class ModulePlan:
         pr = self.printer
         outside, inside = split_by_recurrence(terms_of(value.arg), loop)
         if not (outside and inside and pr.code(sum_of(outside), "time").timed):
-            return self._assign_step(Code(f"{sym.name}[i]", reads=(sym.name,)), value)
+            return self._assign_step(self.out.slot(sym.name), value)
         pre = f"{sym.name}_arg"
         self.values.add(Value(pre, sum_of(outside), "argument", per_step=True, timed=True))
         phase.before.append(AssignAll(f"{self.comment_text(value.arg)}, the argument of {self.comment_text(value)}: "
                                       "the part that does not depend on the recurrence",
                                       self._assign_time(pre, sum_of(outside))))
         code = pr.code(sum_of(inside), 'step')
-        lines = [line(f"{pre}[i] += {code.text}", (pre,), code)]
-        form = call_out(value.fname, f"{pre}[i]", f"{sym.name}[i]", params_of(value))
-        lines.append(line(form, (sym.name,), (pre,)) if form else
-                     line(f"{sym.name}[i] = {self._call(value, f'{pre}[i]')}", (sym.name,), (pre,)))
+        arg, slot = self.out.slot(pre), self.out.slot(sym.name)
+        lines = [self.out.update(arg, "+=", code)]
+        lines.append(self.out.apply_into(value.fname, arg, slot, params_of(value))
+                     if self.out.has_out(value) else
+                     self.out.update(slot, "=", self.out.apply(value, arg)))
         return lines
 
     # --- stacking: one matrix product per step for the pre-activations that share a vector ---
@@ -315,7 +319,7 @@ class ModulePlan:
             key=lambda v, mode: pr.code(v, mode).text,
             timed=lambda t: pr.code(t, "time").timed,
             batched=lambda t: pr.code(t, "time").batched,
-            has_out=lambda e: has_out(e.fname, params_of(e)))
+            has_out=self.out.has_out)
         return find_stacks(seq, code_expr, loop, self.pads, {n: self.model[n].shape[0] for n in seq}, facts)
 
     def _static_product(self, t):
@@ -328,28 +332,6 @@ class ModulePlan:
             return None
         return a, v
 
-    def _split_points(self, sizes) -> str:
-        ends, total = [], sp.Integer(0)
-        for size in sizes[:-1]:
-            total = sp.expand(total + size)
-            ends.append(self.printer.size(total))
-        return "[" + ", ".join(ends) + "]"
-
-    def _split_reads(self, sizes) -> tuple[str, ...]:
-        """The sizes ``_split_points(sizes)`` names."""
-        totals = [sp.expand(sum(sizes[:k + 1], sp.Integer(0))) for k in range(len(sizes) - 1)]
-        return reads_of(*(self.printer.size_reads(t) for t in totals))
-
-    def _empty(self, array: str, length: str, size, alloc: str = "np.empty") -> Line:
-        """``array = np.empty((length, B, size), dtype)``: a sequence array the code fills."""
-        pr = self.printer
-        return line(f"{array} = {alloc}(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",), pr.size_reads(size))
-
-    def _split(self, names: list[str], array: str, sizes, axis: str = ", axis=-1") -> Line:
-        """``a, b = np.split(array, […])``: views of one array."""
-        return line(f"{', '.join(names)} = np.split({array}, {self._split_points(sizes)}{axis})", tuple(names),
-                    (array,), self._split_reads(sizes))
-
     def _stack_before(self, stack: Stack, phase: Phase) -> AssignAll:
         """Before the loop: the stacked matrices, and the parts outside the loop (or the array)."""
         pr, m = self.printer, self.model
@@ -357,31 +339,29 @@ class ModulePlan:
         for _, mats, matrix in stack.inside:
             self.values.add(Value(matrix, None, "stack", batched=False))  # [W_1j; W_2j; …]
             codes = [pr.code(a) for a in mats]
-            lines.append(line(f"{matrix} = np.concatenate([{', '.join(c.text for c in codes)}])", (matrix,), *codes))
+            lines.append(self.out.update(self.out.array(matrix), "=", self.out.concat(codes)))
         consts = None
         if any(stack.consts):
-            parts = [pr.code(sum_of(c)) if c else Code(f"np.zeros({pr.size(size)}, dtype)", reads=pr.size_reads(size))
-                     for c, size in zip(stack.consts, stack.sizes)]
-            consts = Code("np.concatenate([" + ", ".join(c.text for c in parts) + "])", reads=reads_of(*parts))
-        split = self._split([self.names.value(n) for n in stack.members], stack.name, stack.sizes)
+            consts = self.out.concat([pr.code(sum_of(c)) if c else self.out.zeros(size)
+                                      for c, size in zip(stack.consts, stack.sizes)])
+        split = self.out.split([self.names.value(n) for n in stack.members], stack.name, stack.sizes)
         if stack.outside:
             products = []
             for u, mats in stack.outside:
-                codes = [pr.code(a) for a in mats] + [pr.code(u, 'time')]
-                products.append(Code(f"_matvec(np.concatenate([{', '.join(c.text for c in codes[:-1])}]), "
-                                     f"{codes[-1].text})", reads=reads_of(*codes)))
-            lines.append(line(f"{stack.name} = " + " + ".join(c.text for c in products), (stack.name,), *products))
+                products.append(self.out.all_steps_product(self.out.concat([pr.code(a) for a in mats]),
+                                                           pr.code(u, 'time')))
+            lines.append(self.out.update(self.out.array(stack.name), "=", self.out.plus(products)))
             if consts:
-                lines.append(line(f"{stack.name} += {consts.text}", (stack.name,), consts))
+                lines.append(self.out.update(self.out.array(stack.name), "+=", consts))
             lines.append(split)
             what = "first the parts that do not depend on the recurrence"
         else:  # all in the loop: the array is filled there, the constants added there
             if consts:
-                lines.append(line(f"{stack.name}_b = {consts.text}", (f"{stack.name}_b",), consts))
-            phase.alloc += [self._empty(stack.name, "T", sum(stack.sizes)), split]
+                lines.append(self.out.update(self.out.array(f"{stack.name}_b"), "=", consts))
+            phase.alloc += [self.out.alloc(stack.name, sum(stack.sizes)), split]
             what = "first the stacked matrices"
         refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
-        equations = [Line(f"# {self.comment(m.ref(n), m[n].expr)}") for n in stack.members]
+        equations = [self.out.comment(self.comment(m.ref(n), m[n].expr)) for n in stack.members]
         return AssignAll(f"{refs} as views of one array, so that one product per step serves them all; {what}",
                          equations + lines)
 
@@ -390,37 +370,27 @@ class ModulePlan:
         refs = ", ".join(self.comment_text(m.ref(n)) for n in stack.members)
         products = []
         for v, _, matrix in stack.inside:
-            code = self.printer.code(v, 'step')
-            products.append(Code(f"{group(code.text)} @ {matrix}.T", reads=reads_of(code, (matrix,))))
+            products.append(self.out.step_product(self.printer.code(v, 'step'), matrix))
         vectors = ", ".join(self.comment_text(v) for v, _, _ in stack.inside)
         if stack.outside:
             each = " each" if len(stack.inside) > 1 else ""
             return AssignStep(f"{refs}: the parts that multiply {vectors}, one product{each}",
-                              [line(f"{stack.name}[i] += " + " + ".join(c.text for c in products), (stack.name,),
-                                    *products)])
+                              [self.out.update(self.out.slot(stack.name), "+=", self.out.plus(products))])
         if any(stack.consts):
-            products.append(Code(f"{stack.name}_b", reads=(f"{stack.name}_b",)))
+            products.append(self.out.array(f"{stack.name}_b"))
         return AssignStep(f"{refs}: one product with {vectors} each",
-                          [line(f"{stack.name}[i] = " + " + ".join(c.text for c in products), (stack.name,),
-                                *products)])
-
-    def _call(self, e, x: str) -> str:
-        """f(x) for the node ``e`` = f(…), with the code ``x`` as its argument."""
-        text, helpers = call(e.fname, x, params_of(e))
-        self.printer.helpers |= helpers
-        return text
+                          [self.out.update(self.out.slot(stack.name), "=", self.out.plus(products))])
 
     def _stack_activation(self, stack: Stack, run, phase: Phase) -> AssignStep:
         fname, outputs, lo, hi, array = run
-        pr, m = self.printer, self.model
+        m = self.model
         self.values.add(Value(array, None, "stack", per_step=True, timed=True))  # the members' activations
         start, stop = (sp.expand(sum(stack.sizes[:k], sp.Integer(0))) for k in (lo, hi))
-        phase.alloc += [self._empty(array, "T", sp.expand(sum(stack.sizes[lo:hi]))),
-                        self._split([self.names.value(n) for n in outputs], array, stack.sizes[lo:hi])]
-        block = f"{stack.name}[i, :, {'' if pr.size(start) == '0' else pr.size(start)}:{pr.size(stop)}]"
+        phase.alloc += [self.out.alloc(array, sp.expand(sum(stack.sizes[lo:hi]))),
+                        self.out.split([self.names.value(n) for n in outputs], array, stack.sizes[lo:hi])]
         comment = ", ".join(self.comment(m.ref(n), m[n].expr) for n in outputs)
-        return AssignStep(f"{comment}: one call", [line(call_out(fname, block, f"{array}[i]"), (array,), (stack.name,),
-                                                        pr.size_reads(start), pr.size_reads(stop))])
+        return AssignStep(f"{comment}: one call", [
+            self.out.apply_into(fname, self.out.block(stack.name, start, stop), self.out.slot(array))])
 
     def _static_split(self):
         m = self.model
@@ -442,17 +412,16 @@ class ModulePlan:
         if not pad and not empty:
             return []
         # The padding holds the states (zeros unless a state is a param); the rest is written in full.
-        length, alloc = (f"T + {pad}", "np.zeros") if pad else ("T", "np.empty")
-        lines = [self._empty(py, length, q.shape[0], alloc)]
+        lines = [self.out.alloc(py, q.shape[0], pad=pad, zeros=bool(pad))]
         for k, value in sorted(self.model.states.get(n, {}).items()):
             if not isinstance(value, ZeroMatrix):
-                state = self.names.value(value.name)
-                lines.append(line(f"{py}[{pad + k - 1}] = {state}  # {self.model.unicode(n, str(k))}", (py,), (state,)))
+                lines.append(self.out.state(py, pad + k - 1, self.names.value(value.name),
+                                            self.model.unicode(n, str(k))))
         return lines
 
     def _assign(self, n: str, target: str, code: Code) -> AssignAll:
         m = self.model
-        return AssignAll(self.comment(m.ref(n), m[n].expr), [line(f"{target} = {code.text}", (target,), code)])
+        return AssignAll(self.comment(m.ref(n), m[n].expr), [self.out.update(self.out.array(target), "=", code)])
 
     # --- backward -----------------------------------------------------------------------
 
@@ -485,7 +454,7 @@ class ModulePlan:
             a = d.adjoints[n]
             py = names.adjoint(n)
             comment = self.comment(a.symbol, a.closed)
-            zeros = self._empty(py, "T", a.quantity.shape[0], "np.zeros")
+            zeros = self.out.alloc(py, a.quantity.shape[0], zeros=True)
             if n in loop:
                 outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
@@ -494,26 +463,26 @@ class ModulePlan:
                     phase.before.append(Accumulate(comment + ": the part outside the recurrence",
                                                    self._accumulate(py, outside, zeros)))
                 elif n not in stacked:
-                    phase.alloc.append(self._empty(py, "T", a.quantity.shape[0]) if assign else zeros)
+                    phase.alloc.append(self.out.alloc(py, a.quantity.shape[0]) if assign else zeros)
                 elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
                     stack = stacked[n]
-                    phase.alloc += [self._empty(stack.adjoint, "T", sum(stack.sizes)),
-                                    self._split([names.adjoint(m) for m in stack.members], stack.adjoint,
+                    phase.alloc += [self.out.alloc(stack.adjoint, sum(stack.sizes)),
+                                    self.out.split([names.adjoint(m) for m in stack.members], stack.adjoint,
                                                 stack.sizes)]
                 loop_lines, guard = [], None
-                slot = Code(f"{py}[i]", reads=(py,))
+                slot = self.out.slot(py)
                 for k, (offset, t) in enumerate(inside):
                     t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
                     code = pr.code(self._share_applied(t, phase), "step")
                     if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
                         if offset != guard:
-                            loop_lines.append(Line(f"if i + {offset} < T:"))
+                            loop_lines.append(self.out.if_step_exists(offset))
                             guard = offset
-                        loop_lines.append(line(f"    {py}[i] += {code.text}", (py,), code))
+                        loop_lines.append(self.out.update(slot, "+=", code, indent=1))
                     elif assign and k == 0:
                         loop_lines += self._assign_step(slot, t)
                     else:
-                        loop_lines.append(line(f"{py}[i] += {code.text}", (py,), code))
+                        loop_lines.append(self.out.update(slot, "+=", code))
                 phase.loop.append(Accumulate(comment, loop_lines))
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
@@ -537,7 +506,7 @@ class ModulePlan:
             dead = self._dead_after_before(phase)
             if dead:
                 phase.before.append(Free("not read from here on: freed, so the loop reuses their memory",
-                                         [Line(f"del {', '.join(dead)}", tuple(dead))]))
+                                         [self.out.free(dead)]))
         return phase
 
     def _dead_after_before(self, phase: Phase) -> list[str]:
@@ -611,12 +580,12 @@ class ModulePlan:
                 target = f"_g{stack.name}_{k}"
                 expr = At(whole, 0) if u is None else matmul(At(whole, 0), u)
                 code = pr.code(expr, "time")
-                labels = ", ".join(f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}" for g in grads)
-                lines = [Line(f"# {self.comment(None, g.expr, label=f'∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}')}")
-                         for g in grads]
-                total = self._total(code, False)
-                lines += [line(f"{target} = {total.text}", (target,), total),
-                          self._split([self.names.grad(g.name) for g in grads], target, stack.sizes, axis="")]
+                label = {g.name: f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}" for g in grads}
+                labels = ", ".join(label.values())
+                lines = [self.out.comment(self.comment(None, g.expr, label=label[g.name])) for g in grads]
+                lines += [self.out.update(self.out.array(target), "=", self._total(code, False)),
+                          self.out.split([self.names.grad(g.name) for g in grads], target, stack.sizes,
+                                         last_axis=False)]
                 how = "one sum of the stacked δ" if u is None else "one product with the stacked δ"
                 out[grads[0].name] = AssignAll(f"{labels}: {how}, split by rows", lines)
                 out.update({g.name: None for g in grads[1:]})
@@ -625,17 +594,14 @@ class ModulePlan:
     def _assign_step(self, slot: Code, e) -> list[Line]:
         """``slot = e`` inside the loop, written into the slot: f(x, out=slot), np.multiply(a, b,
         out=slot), then slot += the other terms; no new array for the result and no copy of it."""
-        pr, to, lines = self.printer, slot.reads, []
-        for op in in_place_step(e, lambda node: has_out(node.fname, params_of(node))):
+        pr, lines = self.printer, []
+        for op in in_place_step(e, self.out.has_out):
             if op[0] == "f":  # f(x, out=slot)
-                node, code = op[1], pr.code(op[1].arg, "step")
-                lines.append(line(call_out(node.fname, code.text, slot.text, params_of(node)), to, code))
+                lines.append(self.out.apply_into(op[1].fname, pr.code(op[1].arg, "step"), slot, params_of(op[1])))
             elif op[0] == "*":
-                a, b = pr.code(op[1], "step"), pr.code(op[2], "step")
-                lines.append(line(f"np.multiply({a.text}, {b.text}, out={slot.text})", to, a, b))
+                lines.append(self.out.multiply_into(pr.code(op[1], "step"), pr.code(op[2], "step"), slot))
             else:
-                code = pr.code(op[1], "step")
-                lines.append(line(f"{slot.text} {op[0]} {code.text}", to, code))
+                lines.append(self.out.update(slot, op[0], pr.code(op[1], "step")))
         return lines
 
     def _time_lines(self, n: str, py: str, e) -> list[Line]:
@@ -649,7 +615,7 @@ class ModulePlan:
             # From here on log(p_t) (a cross-entropy's) reads the array.
             self.values.add(Value(log, Apply("log", m.ref(n)), "log", per_step=True, timed=True, lookup=True))
             code = self.printer.code(e.arg, 'time')
-            return [line(f"{py}, {log} = _softmax_and_log({code.text})", (py, log), code)]
+            return [self.out.softmax_and_log(py, log, code)]
         return self._assign_time(py, e)
 
     def _assign_time(self, py: str, e, window: int = 0) -> list[Line]:
@@ -674,16 +640,11 @@ class ModulePlan:
             return code(a).timed and code(a).batched
 
         ops = in_place_order(e, fresh, full) if code(e).timed else None
+        target = self.out.array(py)
         if ops is None:
-            return [line(f"{py} = {code(e).text}", (py,), code(e))]
-        lines = []
-        for op in ops:
-            if op[0] == "=*":
-                a, b = code(op[1]), code(op[2])
-                lines.append(line(f"{py} = {group(a.text)} * {group(b.text)}", (py,), a, b))
-            else:
-                lines.append(line(f"{py} {op[0]} {code(op[1]).text}", (py,), code(op[1])))
-        return lines
+            return [self.out.update(target, "=", code(e))]
+        return [self.out.update(target, "=", self.out.times(code(op[1]), code(op[2]))) if op[0] == "=*" else
+                self.out.update(target, op[0], code(op[1])) for op in ops]
 
     def _share_applied(self, e, phase: Phase):
         """f(q_{t+k}) read by more than one loop term (tanh(c_t) in an LSTM's δc and δy_o): computed
@@ -695,7 +656,7 @@ class ModulePlan:
                 name = self.values.fresh(f"_{node.fname}_{self.names.value(node.arg.base.name).rstrip('_')}")
                 code = self.printer.code(whole, 'time')
                 phase.before.append(AssignAll(f"{self.comment_text(whole)}, for every step at once, read below",
-                                              [line(f"{name} = {code.text}", (name,), code)]))
+                                              [self.out.update(self.out.array(name), "=", code)]))
                 shared = self.values.add(Value(name, whole, "shared", per_step=True, timed=True))
             e = e.xreplace({node: At(MatrixSymbol(shared.array, *node.shape), node.arg.offset)})
         return e
@@ -724,7 +685,7 @@ class ModulePlan:
                 lines += self._assign_time(py, sum_of(ts))
             else:
                 code = self.printer.code(sum_of(ts), 'time', offset)
-                lines.append(line(f"{py}[:-{offset}] += {code.text}", (py,), code))
+                lines.append(self.out.update(self.out.before_last(py, offset), "+=", code))
         return lines
 
     def _static_adjoint(self, a) -> AssignAll:
@@ -737,13 +698,12 @@ class ModulePlan:
         parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
         target = self.names.adjoint(a.name)
         return AssignAll(self.comment(a.symbol, a.closed),
-                         [line(f"{target} = {' + '.join(c.text for c in parts)}", (target,), *parts)])
+                         [self.out.update(self.out.array(target), "=", self.out.plus(parts))])
 
-    @staticmethod
-    def _total(code: Code, keep_batch: bool) -> Code:
+    def _total(self, code: Code, keep_batch: bool) -> Code:
         """A contribution to a value without a batch axis: sum over the examples (and steps)."""
         if (code.batched or code.timed) and not code.summed and not keep_batch:
-            return Code(f"_sum_examples({code.text})", reads=code.reads)
+            return self.out.sum_examples(code)
         return code
 
     def _gradient(self, g) -> AssignAll:
@@ -752,7 +712,7 @@ class ModulePlan:
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
-                parts.append(Code(f"T * {group(code.text)}", reads=code.reads))
+                parts.append(self.out.times_length(code))
             else:
                 parts.append(self._total(code, False))
         if g.static is not None:
@@ -771,10 +731,11 @@ class ModulePlan:
         if not parts:
             parts.append(pr.code(ZeroMatrix(*g.param.shape)))
         target = self.names.grad(g.name)
-        lines = [line(f"{target} = " + " + ".join(c.text for c in parts), (target,), *parts)]
+        grad = self.out.array(target)
+        lines = [self.out.update(grad, "=", self.out.plus(parts))]
         for s, ts in sorted(guarded.items()):
-            code = self._total(pr.code(sum_of(ts)), False)
-            lines += [Line(f"if T >= {s}:"), line(f"    {target} = {target} + {code.text}", (target,), (target,), code)]
+            total = self.out.plus([grad, self._total(pr.code(sum_of(ts)), False)])
+            lines += [self.out.if_length_reaches(s), self.out.update(grad, "=", total, indent=1)]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return AssignAll(self.comment(None, g.expr, label=label), lines)
 
