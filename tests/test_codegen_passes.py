@@ -4,11 +4,14 @@ order of operations), not for how NumPy spells them."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sympy as sp
 from sympy import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
 import symderiv
+from symderiv.codegen.numpy import Backend, NumpyIdioms, NumpyPrinter
+from symderiv.codegen.numpy.spelling import call, group
 from symderiv.codegen.passes import (
     StackFacts,
     applied_counts,
@@ -26,10 +29,11 @@ from symderiv.codegen.passes import (
     unused_by,
 )
 from symderiv.codegen.plan import ModulePlan
-from symderiv.codegen.schedule import AssignAll, Free, Line, Phase, Value, ValueTable, line
+from symderiv.codegen.schedule import AssignAll, Code, Free, Line, Phase, Value, ValueTable, line, reads_of
 from symderiv.ir.expr import Apply, At, ColSlice, Concat, Delta, RowSlice, add, hadamard, matmul, shift, sub
 
 from .conftest import EXAMPLES
+from .test_names import generated_module
 
 n_h, n_x, n = sp.Symbol("n_h"), sp.Symbol("n_x"), sp.Symbol("n")
 h, x, c, o = (MatrixSymbol(s, n_h if s != "x" else n_x, 1) for s in ("h", "x", "c", "o"))
@@ -258,3 +262,66 @@ def test_every_array_a_statement_reads_is_written_before(name):
             for ln in st.lines:
                 known |= set(ln.writes)  # the loop reads what it wrote at earlier steps
                 assert set(ln.reads) <= known, (st.comment, ln.text)
+
+
+# --- a second way of writing the same schedule ---------------------------------------------------
+
+
+class FunctionalIdioms(NumpyIdioms):
+    """Every update as a new value, as a back end without in-place updates (JAX) would write it:
+    ``a = a + b`` for ``a += b``, ``slot = f(x)`` for ``f(x, out=slot)``."""
+
+    def update(self, target, op, value, indent=0):
+        if op != "=":
+            value = Code(f"{target.text} {op[0]} {group(value.text)}", reads=reads_of(target, value))
+        return super().update(target, "=", value, indent)
+
+    def apply_into(self, fname, x, slot, params=()):
+        return self.update(slot, "=", Code(call(fname, x.text, params)[0], reads=x.reads))
+
+    def multiply_into(self, a, b, slot):
+        return self.update(slot, "=", self.times(a, b))
+
+
+def _structure(phase):
+    return [(type(st).__name__, st.comment, set(st.writes), set(st.names)) for st in phase.statements()]
+
+
+@pytest.mark.parametrize("name", ["lstm_tagger", "gru_regressor", "seed_rnn", "mlp"])
+def test_the_schedule_is_the_same_however_its_statements_are_written(name, tmp_path):
+    """The plan with other idioms: the same statements (kinds, what they write and touch), the
+    same frees, and a module that computes the same loss and gradients."""
+    import importlib.util
+
+    from symderiv.codegen.numpy.emitter import context
+    from symderiv.render.emit import MARK, _environment
+
+    d = symderiv.derive(symderiv.load(EXAMPLES / f"{name}.sdm"))
+    quiet = (lambda lhs, rhs, label=None: "", str)
+    default = ModulePlan(d, *quiet)
+    functional = ModulePlan(d, *quiet, backend=Backend(NumpyPrinter, FunctionalIdioms))
+    for a, b in ((default.forward, functional.forward), (default.backward, functional.backward)):
+        assert _structure(a) == _structure(b)
+    assert default.free_before_backward == functional.free_before_backward
+    text = _environment().get_template("module.py.j2").render(
+        mark=MARK, version="0", source=f"{name}.sdm", **context(d, functional.schedule(), functional.printer))
+    assert "+=" not in text.split("def _run")[1] and "out=" not in text.split("def _run")[1]
+    path = tmp_path / f"functional_{name}.py"
+    path.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = generated_module(d, tmp_path)
+    dims = {k: 2 + i for i, k in enumerate(module.DIMS)}
+    params = module.init_params(dims, seed=1)
+    rng = np.random.default_rng(2)
+    data = {}
+    for q in d.model.data:
+        shape = ((4,) if q.sequence else ()) + (() if q.is_scalar else (dims[str(q.shape[0])],)) + (3,)
+        value = rng.random(shape) + 0.1
+        data[q.name] = value / value.sum(axis=-2, keepdims=True) if q.distribution else value
+    loss, grads = module.loss_and_gradients(params, **data)
+    ref_loss, ref_grads = reference.loss_and_gradients(params, **data)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    for k in ref_grads:
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)

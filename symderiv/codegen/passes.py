@@ -39,6 +39,10 @@ from ..ops import ELEMENTWISE
 from .schedule import Scheduled
 
 
+def params_of(e) -> tuple:
+    """The parameters of an elementwise function's node (none for the functions of today)."""
+    return tuple(getattr(e, "params", ()))
+
 def names_value(e, name: str) -> bool:
     """``e`` is the value of the quantity ``name`` (at some step)."""
     return (isinstance(e, At) and not isinstance(e.base, Delta) and e.base.name == name) or \

@@ -36,7 +36,6 @@ from ..ir.expr import (
 )
 from .names import ArrayNames
 from .numpy import NUMPY, Backend
-from .numpy.printer import Code, params_of
 from .passes import (
     Stack,
     StackFacts,
@@ -51,6 +50,7 @@ from .passes import (
     in_place_step,
     inline_sliced_adjoints,
     names_value,
+    params_of,
     recurrent,
     references,
     shared_applications,
@@ -60,7 +60,7 @@ from .passes import (
     terms_of,
     unused_by,
 )
-from .schedule import Accumulate, AssignAll, AssignStep, Free, Line, Phase, Schedule, Value, ValueTable
+from .schedule import Accumulate, AssignAll, AssignStep, Code, Free, Line, Phase, Schedule, Value, ValueTable
 
 
 class ModulePlan:

@@ -13,6 +13,30 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Code:
+    """Printed code (a back end's printer's answer) and what its value carries in front of the per-example core."""
+
+    text: str
+    batched: bool = False  # a batch axis
+    timed: bool = False  # a time axis (all steps at once)
+    summed: bool = False  # already summed over steps and examples (an outer product in a gradient)
+    # The arrays and sizes the code reads, each once, in the order the code names them: what the
+    # statements built from it read (their liveness), known from the printed nodes, not from the text.
+    reads: tuple[str, ...] = ()
+    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new
+    # one; "product": computes a new one by one matrix product over all steps (_matvec).
+    form: str = "expr"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def reads_of(*parts) -> tuple[str, ...]:
+    """The names read by ``parts`` (codes, or tuples of names), each once, in order."""
+    return tuple(dict.fromkeys(n for p in parts for n in (p.reads if isinstance(p, Code) else p)))
+
+
+@dataclass(frozen=True)
 class Line:
     """One line of code, with the arrays (and sizes) it writes and reads."""
 

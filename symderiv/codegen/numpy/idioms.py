@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..schedule import Line, line
-from .printer import Code, reads_of
+from ..schedule import Code, Line, line, reads_of
 from .spelling import call, call_out, group, has_out
 
 

@@ -16,7 +16,7 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import sympy as sp
 from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
@@ -25,38 +25,15 @@ from sympy.printing.printer import Printer
 from ...ad.derive import Derivation
 from ...ir.expr import Apply, At, AtStep, Delta, Softmax, coeff_and_rest, shift
 from ..names import ArrayNames
-from ..schedule import ValueTable
+from ..passes import params_of
+from ..schedule import Code, ValueTable, reads_of
 from .spelling import call, group
-
-
-@dataclass(frozen=True)
-class Code:
-    """Printed NumPy code and what its value carries in front of the per-example core."""
-
-    text: str
-    batched: bool = False  # a batch axis
-    timed: bool = False  # a time axis (all steps at once)
-    summed: bool = False  # already summed over steps and examples (an outer product in a gradient)
-    # The arrays and sizes the code reads, each once, in the order the code names them: what the
-    # statements built from it read (their liveness), known from the printed nodes, not from the text.
-    reads: tuple[str, ...] = ()
-    # "array": only names an array; "view": an array at a step or a slice of one; "expr": computes a new
-    # one; "product": computes a new one by one matrix product over all steps (_matvec).
-    form: str = "expr"
-
-    def __str__(self) -> str:
-        return self.text
 
 
 def _join(text: str, *parts: Code, order=None) -> Code:
     """Code made of ``parts``; it reads what they read (``order``: the codes it names, in order, if not ``parts``)."""
     return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts),
                 reads_of(*(parts if order is None else order)))
-
-
-def reads_of(*parts) -> tuple[str, ...]:
-    """The names read by ``parts`` (codes, or tuples of names), each once, in order."""
-    return tuple(dict.fromkeys(n for p in parts for n in (p.reads if isinstance(p, Code) else p)))
 
 
 class NumpyPrinter(Printer):
@@ -351,10 +328,6 @@ class NumpyPrinter(Printer):
     def emptyPrinter(self, e):
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
 
-
-def params_of(e) -> tuple:
-    """The parameters of an elementwise function's node (none for the functions of today)."""
-    return tuple(getattr(e, "params", ()))
 
 def _is_sigmoid(e) -> bool:
     return isinstance(e, Apply) and e.fname == "sigmoid"
