@@ -32,6 +32,7 @@ class ArrayNames:
 
     @classmethod
     def for_model(cls, d: Derivation) -> ArrayNames:
+        """The names of every quantity, dim, adjoint and gradient of ``d``."""
         used = set(RESERVED)
 
         def fresh(py: str) -> str:
@@ -49,10 +50,13 @@ class ArrayNames:
         return cls(table, adjoints, grads)
 
     def value(self, name: str) -> str:
+        """The identifier of a model value (or dim)."""
         return self.table[name]
 
     def adjoint(self, name: str) -> str:
+        """The identifier of δ of a quantity."""
         return self.adjoints[name]
 
     def grad(self, name: str) -> str:
+        """The identifier of the gradient of a parameter."""
         return self.grads[name]

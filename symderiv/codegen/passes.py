@@ -89,6 +89,7 @@ def recurrent(graph: dict[str, set[str]]) -> set[str]:
 
 
 def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool:
+    """Whether ``node`` reads (through the graph) any of ``targets``."""
     stack, seen = list(graph.get(node, ())), set()
     while stack:
         n = stack.pop()
@@ -112,6 +113,7 @@ def references(e) -> set[str]:
 
 
 def adjoint_references(e) -> set[str]:
+    """Names of the quantities whose adjoints an expression reads."""
     found = set()
     for node in sp.preorder_traversal(e):
         if isinstance(node, Delta):
@@ -120,10 +122,12 @@ def adjoint_references(e) -> set[str]:
 
 
 def terms_of(e) -> list:
+    """The terms of a sum (a single term otherwise)."""
     return list(e.args) if isinstance(e, MatAdd) else [e]
 
 
 def sum_of(terms):
+    """The sum of ``terms``."""
     return add(*terms)
 
 
@@ -236,7 +240,7 @@ def batched_quantities(model) -> set[str]:
 # Hoisting: what a loop computes that does not need the loop.
 
 
-def split_by_recurrence(terms, loop: set[str], reads=None) -> tuple[list, list]:
+def split_by_recurrence(terms, loop: set[str], reads: Callable | None = None) -> tuple[list, list]:
     """(the terms that do not read the recurrence, those that do): the first are computed for all
     steps before the loop, the loop adds the others.  ``reads(t)`` names what a term reads (the
     quantities, by default; the adjoints for a backward term)."""
@@ -246,7 +250,7 @@ def split_by_recurrence(terms, loop: set[str], reads=None) -> tuple[list, list]:
     return outside, inside
 
 
-def hoistable_factors(term):
+def hoistable_factors(term) -> tuple | None:
     """(c, the factors that read only forward values, the factors that read adjoints) when a loop
     term c · (a ⊙ b ⊙ δ…) has forward factors worth one array for all steps, else None.
 
@@ -272,7 +276,7 @@ def applied_counts(terms) -> dict[tuple[str, str], int]:
     return counts
 
 
-def shared_applications(e, counts: dict) -> list:
+def shared_applications(e, counts: dict[tuple[str, str], int]) -> list:
     """The nodes f(q_{t+k}) of ``e`` that more than one loop term reads (tanh(c_t) in an LSTM's δc
     and δy_o): each is computed once for all steps.  In a fixed order (by their text)."""
     found = {node for node in sp.preorder_traversal(e) if applied_value(node)}
@@ -283,7 +287,7 @@ def shared_applications(e, counts: dict) -> list:
 # In-place updates: one new array per statement, then updates of it.
 
 
-def in_place_order(e, fresh, full):
+def in_place_order(e, fresh: Callable, full: Callable) -> list[tuple] | None:
     """The operations computing ``e`` for all steps into one new array, or None for one expression.
 
     Returns [("=", x), (op, y), …] with op in ``+=``, ``-=``, ``*=``, ``/=`` (the operand of ``-=`` and
@@ -324,7 +328,7 @@ def in_place_order(e, fresh, full):
     return ops
 
 
-def in_place_step(e, has_out):
+def in_place_step(e, has_out: Callable) -> list[tuple]:
     """The operations writing ``e`` into its slot of a sequence array inside the loop.
 
     [("f", node)]: f(x) written into the slot (``has_out(node)``: the back end can); [("*", a, b)]:

@@ -62,14 +62,17 @@ class Scheduled:
 
     @property
     def writes(self) -> tuple[str, ...]:
+        """The arrays the statement writes, each once."""
         return tuple(dict.fromkeys(n for line in self.lines for n in line.writes))
 
     @property
     def reads(self) -> tuple[str, ...]:
+        """The arrays and sizes the statement reads, each once."""
         return tuple(dict.fromkeys(n for line in self.lines for n in line.reads))
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Everything the statement touches, in the order its lines name them."""
         return tuple(dict.fromkeys(n for line in self.lines for n in line.names))
 
 
@@ -99,6 +102,7 @@ class Phase:
     after: list[Scheduled] = field(default_factory=list)  # all steps at once, then static
 
     def statements(self) -> list[Scheduled]:
+        """Before the loop, the loop, after it: in order."""
         return self.before + self.loop + self.after
 
     def names(self) -> set[str]:
@@ -180,6 +184,7 @@ class ValueTable:
         return name
 
     def add(self, value: Value) -> Value:
+        """Put ``value`` in the table (its statement is scheduled now)."""
         self.arrays[value.array] = value
         if value.lookup or value.kind == "shared":
             self._by_expr.setdefault(value.expr, value)

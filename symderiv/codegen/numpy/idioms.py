@@ -44,6 +44,7 @@ class NumpyIdioms:
                     (array,), *reads)
 
     def array(self, name: str) -> Code:
+        """A whole array, by its name."""
         return Code(name, reads=(name,), form="array")
 
     def slot(self, array: str) -> Code:
@@ -74,6 +75,7 @@ class NumpyIdioms:
         return Code("np.concatenate([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
 
     def zeros(self, size) -> Code:
+        """A vector of zeros (a block without a bias)."""
         return Code(f"np.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
     # --- products and sums ----------------------------------------------------------------
@@ -87,9 +89,11 @@ class NumpyIdioms:
         return Code(f"{group(vector.text)} @ {matrix}.T", reads=reads_of(vector, (matrix,)))
 
     def plus(self, codes) -> Code:
+        """The sum of ``codes``."""
         return Code(" + ".join(c.text for c in codes), reads=reads_of(*codes))
 
     def times(self, a: Code, b: Code) -> Code:
+        """a ⊙ b."""
         return Code(f"{group(a.text)} * {group(b.text)}", reads=reads_of(a, b))
 
     def sum_examples(self, code: Code) -> Code:
@@ -107,9 +111,6 @@ class NumpyIdioms:
         reads = (target.reads,) if op != "=" else ()
         return line(f"{'    ' * indent}{target.text} {op} {value.text}", target.reads, *reads, value)
 
-    def assign_many(self, targets: list[str], value: Code) -> Line:
-        return line(f"{', '.join(targets)} = {value.text}", tuple(targets), value)
-
     def apply(self, node, x: Code) -> Code:
         """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
         text, helpers = call(node.fname, x.text, tuple(getattr(node, "params", ())))
@@ -121,6 +122,7 @@ class NumpyIdioms:
         return line(call_out(fname, x.text, slot.text, params), slot.reads, x)
 
     def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
+        """a ⊙ b written into ``slot``."""
         return line(f"np.multiply({a.text}, {b.text}, out={slot.text})", slot.reads, a, b)
 
     def softmax_and_log(self, p: str, log: str, z: Code) -> Line:
@@ -132,12 +134,15 @@ class NumpyIdioms:
         return Line(f"if i + {offset} < T:")
 
     def if_length_reaches(self, s: int) -> Line:
+        """The guard of a term through an initial state read at step s."""
         return Line(f"if T >= {s}:")
 
     def free(self, names: list[str]) -> Line:
+        """Drop the arrays ``names``: their memory is reused."""
         return Line(f"del {', '.join(names)}", tuple(names))
 
     def comment(self, text: str) -> Line:
+        """A comment line."""
         return Line(f"# {text}")
 
     def state(self, array: str, k: int, value: str, what: str) -> Line:

@@ -67,6 +67,7 @@ class NumpyPrinter(Printer):
         return name if name in self.values.arrays else self.names.value(name)
 
     def code(self, e, mode: str = "static", window: int = 0) -> Code:
+        """``e`` as NumPy code in ``mode`` (see the class docstring)."""
         saved = self.mode, self.window
         self.mode, self.window = mode, window
         try:
@@ -77,6 +78,7 @@ class NumpyPrinter(Printer):
     # --- sizes and leaves ---------------------------------------------------------------
 
     def size(self, e) -> str:
+        """A size (a dim expression) as code."""
         e = sp.sympify(e, strict=True)
         if e.is_Integer:
             return str(e)
@@ -110,6 +112,7 @@ class NumpyPrinter(Printer):
         return f"({self.size(rows if cols == 1 else cols)},)"
 
     def at(self, name: str, array: str, offset: int, is_delta: bool) -> Code:
+        """The array of ``name`` at step t + ``offset``, in the current mode."""
         pad = 0 if is_delta else self.pads.get(name, 0)
         if self.mode == "step":
             k = pad + offset
