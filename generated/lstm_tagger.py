@@ -257,7 +257,7 @@ def _run(params, data, want):
     # ∂L/∂b_y = Σ_t δy_{p,t}
     g_b_y = _sum_examples(d_y_p)
     # not read from here on: freed, so the loop reuses their memory
-    del d_y_p, p_, r, _tanh_c, c, i_, h
+    del d_y_p, p_, r, _tanh_c, c, o, g, i_, h
     d_c = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 4 * n_h), dtype)
     d_y_f, d_y_i, d_y_o, d_y_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)

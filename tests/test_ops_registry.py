@@ -112,26 +112,8 @@ def test_models_without_a_restricted_domain_draw_what_they_always_drew():
         assert positive_leaves(symderiv.derive(model).model) == set(), path.name
 
 
-def _with_erf(load):
-    """The generated module's gelu reads ``_erf``, a vectorised math.erf that the module
-    template is to define; until it does, the test supplies it."""
-    def loaded(d):
-        module = load(d)
-        if not hasattr(module, "_erf"):
-            module._erf = np.vectorize(math.erf, otypes=[float])
-        return module
-    return loaded
-
-
-#: Strict: once the NumPy back end prints a parametrised function from its record's meaning,
-#: this passes and the mark must go.
-_NOT_YET = pytest.mark.xfail(strict=True, raises=AttributeError,
-                             reason="the NumPy back end does not spell a parametrised function yet")
-
-
-@pytest.mark.parametrize("fname", [*sorted(set(NEW) - {"leaky_relu"}), pytest.param("leaky_relu", marks=_NOT_YET)])
+@pytest.mark.parametrize("fname", sorted(NEW))
 def test_the_generated_module_matches_central_differences(fname, monkeypatch):
-    monkeypatch.setattr(numcheck, "load_generated", _with_erf(numcheck.load_generated))
     d = symderiv.derive(symderiv.parse(one_layer(NEW[fname])))
     result = numcheck.finite_difference_check(d, {"n": 3, "k": 2}, None)
     assert result.ok, result.errors
@@ -333,8 +315,7 @@ def test_an_unknown_node_is_an_error_in_every_pass():
 
 def test_a_function_registered_at_test_time_parses_derives_certifies_and_prints(tmp_path):
     # softsign z / (1 + |z|): nothing but this record; its derivative is SymPy's.
-    record = Elementwise("softsign", lambda z: z / (1 + sp.Abs(z)), r"\operatorname{softsign}", "softsign",
-                         numpy="np.divide({x}, 1 + np.abs({x}))")
+    record = Elementwise("softsign", lambda z: z / (1 + sp.Abs(z)), r"\operatorname{softsign}", "softsign")
     path = tmp_path / "soft.sdm"
     path.write_text(one_layer("h = softsign(W @ x + b)"))
     with pytest.raises(ModelError, match="unknown function 'softsign'"):
@@ -348,7 +329,7 @@ def test_a_function_registered_at_test_time_parses_derives_certifies_and_prints(
         assert max(result.param_errors.values()) < 1e-30
         assert unicode(d.model, d.model["h"].expr) == "softsign(a_h)"
         assert latex(d.model, d.model["h"].expr) == r"\operatorname{softsign}\left(\mathbf{a}_h\right)"
-        # the generated module runs it too, from the record's NumPy spelling
+        # the generated module runs it too: the NumPy back end prints it from its meaning
         assert numcheck.finite_difference_check(d, {"n": 3, "k": 2}, None).ok
     finally:
         unregister(record)

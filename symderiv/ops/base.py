@@ -46,8 +46,6 @@ class Elementwise:
     positive: bool = False  # f(z) > 0 for every real z: an argument built from it is positive
     derivative: Callable[..., sp.Expr] | None = None  # f'(z, *params), else derived by SymPy
     float64: Callable | None = None  # a numerically stable float64 version, else lambdify
-    numpy: str | None = None  # the generated module's spelling, {x} for the argument
-    numpy_out: str | None = None  # the same, written into an existing array {out}
 
 
 @dataclass(frozen=True)

@@ -20,39 +20,27 @@ def _f(name: str):
 
 for _record in [
     Elementwise("sigmoid", lambda z: 1 / (1 + sp.exp(-z)), r"\sigma", "σ", words=("sigmoid",), commands=("sigma",),
-                positive=True, float64=lambda x: 0.5 * (1 + np.tanh(0.5 * x)),  # through tanh: no overflow
-                numpy="_sigmoid({x})", numpy_out="_sigmoid({x}, out={out})"),
-    Elementwise("tanh", sp.tanh, r"\tanh", "tanh", words=("tanh",), commands=("tanh",),
-                numpy="np.tanh({x})", numpy_out="np.tanh({x}, out={out})"),
+                positive=True, float64=lambda x: 0.5 * (1 + np.tanh(0.5 * x))),  # through tanh: no overflow
+    Elementwise("tanh", sp.tanh, r"\tanh", "tanh", words=("tanh",), commands=("tanh",)),
     # relu' = 𝟙[z > 0], given: SymPy's Heaviside(z) is ½ at 0, and proving it equals step
     # everywhere else is slow.
     Elementwise("relu", lambda z: sp.Max(0, z), r"\operatorname{relu}", "relu", words=("relu", "ReLU"),
-                derivative=lambda z: _f("step")(z), float64=lambda x: np.maximum(x, 0),
-                numpy="np.maximum({x}, 0)", numpy_out="np.maximum({x}, 0, out={out})"),
+                derivative=lambda z: _f("step")(z), float64=lambda x: np.maximum(x, 0)),
     Elementwise("softplus", lambda z: sp.log(1 + sp.exp(z)), r"\operatorname{softplus}", "softplus",
-                words=("softplus",), positive=True, float64=lambda x: np.logaddexp(0, x),
-                numpy="np.logaddexp(0, {x})", numpy_out="np.logaddexp(0, {x}, out={out})"),
-    Elementwise("exp", sp.exp, r"\exp", "exp", words=("exp",), commands=("exp",), positive=True,
-                numpy="np.exp({x})", numpy_out="np.exp({x}, out={out})"),
-    Elementwise("log", sp.log, r"\log", "log", words=("log",), commands=("log", "ln"), domain="positive",
-                numpy="np.log({x})"),
+                words=("softplus",), positive=True, float64=lambda x: np.logaddexp(0, x)),
+    Elementwise("exp", sp.exp, r"\exp", "exp", words=("exp",), commands=("exp",), positive=True),
+    Elementwise("log", sp.log, r"\log", "log", words=("log",), commands=("log", "ln"), domain="positive"),
     Elementwise("sqrt", sp.sqrt, r"\sqrt", "√", words=("sqrt",), commands=("sqrt",), domain="positive",
-                latex_form=r"\sqrt{$x}", unicode_form="√($x)",
-                numpy="np.sqrt({x})", numpy_out="np.sqrt({x}, out={out})"),
+                latex_form=r"\sqrt{$x}", unicode_form="√($x)"),
     Elementwise("abs", sp.Abs, r"\operatorname{abs}", "abs", words=("abs",),
-                latex_form=r"\left|$x\right|", unicode_form="|$x|",
-                numpy="np.abs({x})", numpy_out="np.abs({x}, out={out})"),
-    Elementwise("sin", sp.sin, r"\sin", "sin", words=("sin",), commands=("sin",),
-                numpy="np.sin({x})", numpy_out="np.sin({x}, out={out})"),
-    Elementwise("cos", sp.cos, r"\cos", "cos", words=("cos",), commands=("cos",),
-                numpy="np.cos({x})", numpy_out="np.cos({x}, out={out})"),
+                latex_form=r"\left|$x\right|", unicode_form="|$x|"),
+    Elementwise("sin", sp.sin, r"\sin", "sin", words=("sin",), commands=("sin",)),
+    Elementwise("cos", sp.cos, r"\cos", "cos", words=("cos",), commands=("cos",)),
     # The exact gelu, z Φ(z); its derivative Φ(z) + z φ(z) is given, SymPy cannot find it by name
     # (an unevaluated sum keeps the order written).
-    # _erf is the generated module's vectorised math.erf (the integrator adds it to the template).
     Elementwise("gelu", lambda z: z * (1 + sp.erf(z / sp.sqrt(2))) / 2, r"\operatorname{gelu}", "gelu",
                 words=("gelu", "GELU"),
-                derivative=lambda z: sp.Add(_f("normal_cdf")(z), z * _f("normal_pdf")(z), evaluate=False),
-                numpy="np.multiply({x}, 0.5 * (1 + _erf(np.divide({x}, np.sqrt(2)))))"),
+                derivative=lambda z: sp.Add(_f("normal_cdf")(z), z * _f("normal_pdf")(z), evaluate=False)),
     # The slope alpha is a constant of the model file; relu's 𝟙[z > 0] and α 𝟙[z ≤ 0] are its derivative.
     Elementwise("leaky_relu", lambda z, alpha: sp.Piecewise((z, z > 0), (alpha * z, True)),
                 r"\operatorname{leaky\_relu}", "leaky_relu", params=("alpha",),
@@ -62,14 +50,13 @@ for _record in [
     # 𝟙[z > 0], the derivative of relu (0 at 0, as the generated code computes it).
     Elementwise("step", lambda z: sp.Heaviside(z, 0), r"\mathbb{1}", "𝟙", public=False,
                 latex_form=r"\mathbb{1}\left[$x > 0\right]", unicode_form="𝟙[$x > 0]",
-                float64=lambda x: (x > 0).astype(x.dtype), numpy="({x} > 0).astype(dtype)"),
+                float64=lambda x: (x > 0).astype(x.dtype)),
     Elementwise("step_nonpositive", lambda z: sp.Piecewise((0, z > 0), (1, True)), r"\mathbb{1}", "𝟙", public=False,
                 latex_form=r"\mathbb{1}\left[$x \le 0\right]", unicode_form="𝟙[$x ≤ 0]",
-                float64=lambda x: (x <= 0).astype(x.dtype), numpy="({x} <= 0).astype(dtype)"),
-    Elementwise("sign", sp.sign, r"\operatorname{sign}", "sign", public=False, numpy="np.sign({x})"),
-    Elementwise("normal_cdf", lambda z: (1 + sp.erf(z / sp.sqrt(2))) / 2, r"\Phi", "Φ", public=False, positive=True,
-                numpy="(0.5 * (1 + _erf(np.divide({x}, np.sqrt(2)))))"),
+                float64=lambda x: (x <= 0).astype(x.dtype)),
+    Elementwise("sign", sp.sign, r"\operatorname{sign}", "sign", public=False),
+    Elementwise("normal_cdf", lambda z: (1 + sp.erf(z / sp.sqrt(2))) / 2, r"\Phi", "Φ", public=False, positive=True),
     Elementwise("normal_pdf", lambda z: sp.exp(-z ** 2 / 2) / sp.sqrt(2 * sp.pi), r"\phi", "φ", public=False,
-                positive=True, numpy="np.divide(np.exp(-0.5 * np.square({x})), np.sqrt(2 * np.pi))"),
+                positive=True),
 ]:
     register(_record)

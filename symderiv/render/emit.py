@@ -18,7 +18,7 @@ import jinja2
 
 from .. import __version__
 from ..ad.derive import Derivation
-from ..codegen.plan import ModulePlan
+from ..codegen.numpy.emitter import module_context as numpy_module_context
 from ..errors import SymderivError
 from ..ir.texsafe import check_tex_spelling
 from .printing import LatexPrinter, UnicodePrinter
@@ -45,61 +45,14 @@ def _environment() -> jinja2.Environment:
 
 
 def module_context(d: Derivation, source_name: str) -> dict:
-    model = d.model
-    uni = UnicodePrinter(model)
+    """The context of templates/module.py.j2: the NumPy emitter's, with the header's."""
+    uni = UnicodePrinter(d.model)
 
     def comment(lhs, rhs, label=None) -> str:
         return f"{label or uni.doprint(lhs)} = {uni.doprint(rhs)}"
 
-    plan = ModulePlan(d, comment, uni.doprint)
-    names, pr = plan.names, plan.printer
-    used = plan.used_names()
-
-    # Where each dim can be read off an array (internally: data (T, B, n) / (B, n), params as given).
-    dim_reads = {}
-    for q in list(model.params) + list(model.data):
-        for axis, x in enumerate(q.shape):
-            if x.is_Symbol and x.name in model.dims and x.name not in dim_reads:
-                if q.role == "param":
-                    index = axis if q.kind == "matrix" else 0
-                else:
-                    index = -1  # the vector axis of data, last in the internal layout
-                dim_reads[x.name] = (names.value(q.name), index)
-    for dim in model.dims:
-        if dim not in dim_reads and names.value(dim) in used:
-            raise SymderivError(f"cannot generate NumPy code: the size '{dim}' is not the size of any parameter "
-                                "or input, so it cannot be read off the arrays")
-    loss = model[model.loss]
-    return {
-        "mark": MARK,
-        "version": __version__,
-        "source": source_name,
-        "model": model,
-        "dims": [(dim, names.value(dim)) for dim in model.dims],
-        "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
-                      if names.value(dim) in used],
-        "params": [_param_info(p, names, pr) for p in model.params],
-        "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
-        "has_time": model.has_time,
-        "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
-        "forward": plan.forward,
-        "backward": plan.backward,
-        "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, plan.pads.get(q.name, 0), q.is_scalar)
-                    for q in model.quantities.values() if q.role in ("intermediate", "loss")],
-        "uses_batch": "B" in used,
-        "free_before_backward": plan.unused_by_backward(),
-    }
-
-
-def _param_info(p, names, pr):
-    rows, cols = p.shape
-    kind = "scalar" if p.is_scalar else "vector" if cols == 1 else "matrix"
-    declared = (str(rows), str(cols)) if kind == "matrix" else (str(rows),) if kind == "vector" else ()
-    fan_in = pr.size(cols) if kind == "matrix" else None
-    shape = (rows, cols) if kind == "matrix" else (rows,) if kind == "vector" else ()
-    return {"name": p.name, "py": names.value(p.name), "grad": names.grad(p.name), "kind": kind, "declared": declared,
-            "shape_code": ", ".join(pr.size(x) for x in shape), "fan_in": fan_in}
+    return {"mark": MARK, "version": __version__, "source": source_name,
+            **numpy_module_context(d, comment, uni.doprint)}
 
 
 # ---------------------------------------------------------------------------------------

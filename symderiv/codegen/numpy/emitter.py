@@ -1,0 +1,71 @@
+"""The NumPy emitter: a schedule → the context of templates/module.py.j2.
+
+The schedule says what runs where (``forward``/``backward``: before, alloc, loop, after) and
+what is freed; this module adds what only the NumPy module needs: how each size is read off
+the arrays it is given, whether the batch size is needed, the parameters' shapes as NumPy
+code, and the runtime helpers the printed code calls (``_erf``).
+"""
+
+from __future__ import annotations
+
+from ...ad.derive import Derivation
+from ...errors import SymderivError
+from ..plan import ModulePlan
+from ..schedule import Schedule
+
+
+def module_context(d: Derivation, comment, comment_text) -> dict:
+    """The template context of the generated module of ``d`` (without the header's mark, version
+    and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
+    print the equations the code's comments show."""
+    plan = ModulePlan(d, comment, comment_text)
+    return context(d, plan.schedule(), plan.printer)
+
+
+def context(d: Derivation, schedule: Schedule, printer) -> dict:
+    """The template context of ``schedule``, ``printer`` being the NumPy printer that wrote its lines."""
+    model, names = d.model, schedule.names
+    used = schedule.names_used()
+    # Where each dim can be read off an array (internally: data (T, B, n) / (B, n), params as given).
+    dim_reads = {}
+    for q in list(model.params) + list(model.data):
+        for axis, x in enumerate(q.shape):
+            if x.is_Symbol and x.name in model.dims and x.name not in dim_reads:
+                if q.role == "param":
+                    index = axis if q.kind == "matrix" else 0
+                else:
+                    index = -1  # the vector axis of data, last in the internal layout
+                dim_reads[x.name] = (names.value(q.name), index)
+    for dim in model.dims:
+        if dim not in dim_reads and names.value(dim) in used:
+            raise SymderivError(f"cannot generate NumPy code: the size '{dim}' is not the size of any parameter "
+                                "or input, so it cannot be read off the arrays")
+    loss = model[model.loss]
+    return {
+        "model": model,
+        "dims": [(dim, names.value(dim)) for dim in model.dims],
+        "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
+                      if names.value(dim) in used],
+        "params": [_param_info(p, names, printer) for p in model.params],
+        "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
+        "has_time": model.has_time,
+        "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
+        "forward": schedule.forward,
+        "backward": schedule.backward,
+        "loss_name": names.value(loss.name),
+        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0), q.is_scalar)
+                    for q in model.quantities.values() if q.role in ("intermediate", "loss")],
+        "uses_batch": "B" in used,
+        "free_before_backward": schedule.free_before_backward,
+        "helpers": sorted(printer.helpers),
+    }
+
+
+def _param_info(p, names, pr) -> dict:
+    rows, cols = p.shape
+    kind = "scalar" if p.is_scalar else "vector" if cols == 1 else "matrix"
+    declared = (str(rows), str(cols)) if kind == "matrix" else (str(rows),) if kind == "vector" else ()
+    fan_in = pr.size(cols) if kind == "matrix" else None
+    shape = (rows, cols) if kind == "matrix" else (rows,) if kind == "vector" else ()
+    return {"name": p.name, "py": names.value(p.name), "grad": names.grad(p.name), "kind": kind, "declared": declared,
+            "shape_code": ", ".join(pr.size(x) for x in shape), "fan_in": fan_in}

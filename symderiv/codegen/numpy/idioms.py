@@ -1,0 +1,150 @@
+"""The NumPy idioms the plan's statements are written with: allocations, views, in-place forms.
+
+The plan (``codegen.plan``) decides what each statement does; these methods say how NumPy does
+it, each returning a ``schedule.Line`` (with the arrays it writes and reads) or a printed
+``Code``.  A second back end writes its own class with the same methods (and its printer).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..schedule import Code, Line, line, reads_of
+from .spelling import call, call_out, group, has_out
+
+
+class NumpyIdioms:
+    """NumPy's way of writing the statements of a schedule (``printer`` prints the expressions)."""
+
+    def __init__(self, printer):
+        self.pr = printer
+
+    # --- arrays and views -----------------------------------------------------------------
+
+    def has_out(self, node) -> bool:
+        """Whether f(…) can be written into an existing array (f(x, out=…))."""
+        return has_out(node.fname, tuple(getattr(node, "params", ())))
+
+    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+        """``array = np.empty((T + pad, B, size), dtype)`` (``np.zeros`` with ``zeros``): a sequence array."""
+        pr = self.pr
+        fill = "np.zeros" if zeros else "np.empty"
+        length = f"T + {pad}" if pad else "T"
+        return line(f"{array} = {fill}(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",), pr.size_reads(size))
+
+    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+        """``a, b = np.split(array, […])``: views of one array, by blocks of ``sizes``."""
+        ends, reads, total = [], [], sp.Integer(0)
+        for size in sizes[:-1]:
+            total = sp.expand(total + size)
+            ends.append(self.pr.size(total))
+            reads.append(self.pr.size_reads(total))
+        axis = ", axis=-1" if last_axis else ""
+        return line(f"{', '.join(names)} = np.split({array}, [{', '.join(ends)}]{axis})", tuple(names),
+                    (array,), *reads)
+
+    def array(self, name: str) -> Code:
+        """A whole array, by its name."""
+        return Code(name, reads=(name,), form="array")
+
+    def slot(self, array: str) -> Code:
+        """The array's entry of the loop's step."""
+        return Code(f"{array}[i]", reads=(array,))
+
+    def entry(self, array: str, k: int) -> Code:
+        """The entry k of an array of steps (an initial state in its padding)."""
+        return Code(f"{array}[{k}]", reads=(array,))
+
+    def from_entry(self, array: str, k: int) -> Code:
+        """Every entry from k on: the steps of a padded sequence."""
+        return Code(f"{array}[{k}:]", reads=(array,))
+
+    def before_last(self, array: str, k: int) -> Code:
+        """Every entry but the last k: the steps t with t + k <= T."""
+        return Code(f"{array}[:-{k}]", reads=(array,))
+
+    def block(self, array: str, start, stop) -> Code:
+        """Entries start..stop of the vector of the loop's step (one activation block of a stack)."""
+        pr = self.pr
+        first = "" if pr.size(start) == "0" else pr.size(start)
+        return Code(f"{array}[i, :, {first}:{pr.size(stop)}]", reads=reads_of((array,), pr.size_reads(start),
+                                                                             pr.size_reads(stop)))
+
+    def concat(self, codes) -> Code:
+        """The blocks one above the other: [W_1; W_2; …]."""
+        return Code("np.concatenate([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
+
+    def zeros(self, size) -> Code:
+        """A vector of zeros (a block without a bias)."""
+        return Code(f"np.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
+
+    # --- products and sums ----------------------------------------------------------------
+
+    def all_steps_product(self, matrix: Code, vectors: Code) -> Code:
+        """M v for every step and example at once: one matrix product."""
+        return Code(f"_matvec({matrix.text}, {vectors.text})", reads=reads_of(matrix, vectors), form="product")
+
+    def step_product(self, vector: Code, matrix: str) -> Code:
+        """M v for the loop's step, the batch in rows: v Mᵀ."""
+        return Code(f"{group(vector.text)} @ {matrix}.T", reads=reads_of(vector, (matrix,)))
+
+    def plus(self, codes) -> Code:
+        """The sum of ``codes``."""
+        return Code(" + ".join(c.text for c in codes), reads=reads_of(*codes))
+
+    def times(self, a: Code, b: Code) -> Code:
+        """a ⊙ b."""
+        return Code(f"{group(a.text)} * {group(b.text)}", reads=reads_of(a, b))
+
+    def sum_examples(self, code: Code) -> Code:
+        """Σ over every step and example."""
+        return Code(f"_sum_examples({code.text})", reads=code.reads)
+
+    def times_length(self, code: Code) -> Code:
+        """T times a value the same at every step."""
+        return Code(f"T * {group(code.text)}", reads=code.reads)
+
+    # --- statements -----------------------------------------------------------------------
+
+    def update(self, target: Code, op: str, value: Code, indent: int = 0) -> Line:
+        """``target op value`` (op: =, +=, -=, *=, /=); it writes the array ``target`` is part of."""
+        reads = (target.reads,) if op != "=" else ()
+        return line(f"{'    ' * indent}{target.text} {op} {value.text}", target.reads, *reads, value)
+
+    def apply(self, node, x: Code) -> Code:
+        """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
+        text, helpers = call(node.fname, x.text, tuple(getattr(node, "params", ())))
+        self.pr.helpers |= helpers
+        return Code(text, reads=x.reads)
+
+    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+        """f(x) written into ``slot``: f(x, out=slot)."""
+        return line(call_out(fname, x.text, slot.text, params), slot.reads, x)
+
+    def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
+        """a ⊙ b written into ``slot``."""
+        return line(f"np.multiply({a.text}, {b.text}, out={slot.text})", slot.reads, a, b)
+
+    def softmax_and_log(self, p: str, log: str, z: Code) -> Line:
+        """softmax(z) and its log, by one call with one exponential."""
+        return line(f"{p}, {log} = _softmax_and_log({z.text})", (p, log), z)
+
+    def if_step_exists(self, offset: int) -> Line:
+        """The guard of a term reading δ at t + offset: it exists for the first T − offset steps."""
+        return Line(f"if i + {offset} < T:")
+
+    def if_length_reaches(self, s: int) -> Line:
+        """The guard of a term through an initial state read at step s."""
+        return Line(f"if T >= {s}:")
+
+    def free(self, names: list[str]) -> Line:
+        """Drop the arrays ``names``: their memory is reused."""
+        return Line(f"del {', '.join(names)}", tuple(names))
+
+    def comment(self, text: str) -> Line:
+        """A comment line."""
+        return Line(f"# {text}")
+
+    def state(self, array: str, k: int, value: str, what: str) -> Line:
+        """An initial state into its entry of the padding."""
+        return line(f"{array}[{k}] = {value}  # {what}", (array,), (value,))

@@ -1,0 +1,346 @@
+"""The NumPy printer: one expression of the schedule as NumPy code.
+
+Layout of values in the generated code (row convention, the batch in front):
+
+- a per-example vector of size n is a row of a ``(B, n)`` array; a per-example scalar is
+  ``(B, 1)``; a sequence stacks the steps in front, ``(T, B, n)``, padded in front by its
+  lag so that ``h[t-1]`` is ``h[i + P - 1]``;
+- a parameter keeps its shape; a vector parameter is 1-D ``(n,)``, a scalar ``(1,)``.
+
+So ``W x`` is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all steps at once (one
+matrix product over all T·B rows).  The plan computes everything that does not feed the
+recurrence for all steps at once, before or after the time loop; only the recurrence
+itself loops over t.  Parameter gradients are one product over all steps and examples
+(Σ_t δ_t h_tᵀ = Δᵀ H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy as sp
+from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.printing.printer import Printer
+
+from ...ad.derive import Derivation
+from ...ir.expr import Apply, At, AtStep, Delta, Softmax, coeff_and_rest, shift
+from ..names import ArrayNames
+from ..passes import params_of
+from ..schedule import Code, ValueTable, reads_of
+from .spelling import call, group
+
+
+def _join(text: str, *parts: Code, order=None) -> Code:
+    """Code made of ``parts``; it reads what they read (``order``: the codes it names, in order, if not ``parts``)."""
+    return Code(text, any(p.batched for p in parts), any(p.timed for p in parts), any(p.summed for p in parts),
+                reads_of(*(parts if order is None else order)))
+
+
+class NumpyPrinter(Printer):
+    """Prints one expression as NumPy code.
+
+    Mode ``static``: outside the time loop; ``step``: inside it, at loop index ``i``;
+    ``time``: all steps at once, over the window of steps t with t + ``window`` <= T (a term
+    that reads δ at t + k is computed for the first T - k steps only).
+    """
+
+    printmethod = "_numpy_print"
+
+    def __init__(self, d: Derivation, names: ArrayNames, pads: dict[str, int], batched: set[str], values: ValueTable):
+        super().__init__()
+        self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
+        self.values = values  # the schedule's: read here, never written
+        self.mode, self.window = "static", 0
+        self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
+
+    def _print(self, expr, **kwargs):
+        found = self.values.find(expr, shift)
+        if found is not None:  # computed once already: read its array
+            value, k = found
+            if value.per_step:
+                return self.at(value.array, value.array, k, False)
+            return Code(value.array, value.batched, value.timed, value.summed, (value.array,), "array")
+        return super()._print(expr, **kwargs)
+
+    def _array(self, name: str) -> str:
+        """The array of a model value, or one of the code's own (a value in the table)."""
+        return name if name in self.values.arrays else self.names.value(name)
+
+    def code(self, e, mode: str = "static", window: int = 0) -> Code:
+        """``e`` as NumPy code in ``mode`` (see the class docstring)."""
+        saved = self.mode, self.window
+        self.mode, self.window = mode, window
+        try:
+            return self._print(e)
+        finally:
+            self.mode, self.window = saved
+
+    # --- sizes and leaves ---------------------------------------------------------------
+
+    def size(self, e) -> str:
+        """A size (a dim expression) as code."""
+        e = sp.sympify(e, strict=True)
+        if e.is_Integer:
+            return str(e)
+        return " + ".join(self._size_term(t) for t in sp.Add.make_args(e))
+
+    def _size_term(self, t) -> str:
+        c, rest = t.as_coeff_Mul()
+        name = self.names.value(rest.name) if rest.is_Symbol else str(rest)
+        return name if c == 1 else f"{c} * {name}"
+
+    def size_reads(self, e) -> tuple[str, ...]:
+        """The names of the sizes ``size(e)`` prints, in order."""
+        e = sp.sympify(e, strict=True)
+        if e.is_Integer:
+            return ()
+        found = (t.as_coeff_Mul()[1] for t in sp.Add.make_args(e))
+        return reads_of(*((self.names.value(x.name) for x in sorted(r.free_symbols, key=str)) for r in found))
+
+    def core_reads(self, e) -> tuple[str, ...]:
+        """The names of the sizes ``core(e)`` prints, in order."""
+        rows, cols = e.shape
+        if rows != 1 and cols != 1:
+            return reads_of(self.size_reads(rows), self.size_reads(cols))
+        return self.size_reads(rows if cols == 1 else cols)
+
+    def core(self, e) -> str:
+        """The per-example shape of ``e`` as a NumPy shape."""
+        rows, cols = e.shape
+        if rows != 1 and cols != 1:
+            return f"({self.size(rows)}, {self.size(cols)})"
+        return f"({self.size(rows if cols == 1 else cols)},)"
+
+    def at(self, name: str, array: str, offset: int, is_delta: bool) -> Code:
+        """The array of ``name`` at step t + ``offset``, in the current mode."""
+        pad = 0 if is_delta else self.pads.get(name, 0)
+        if self.mode == "step":
+            k = pad + offset
+            index = "i" if k == 0 else f"i + {k}" if k > 0 else f"i - {-k}"
+            return Code(f"{array}[{index}]", batched=True, reads=(array,), form="view")
+        if self.mode == "time":
+            # Steps t = 1 .. T - window; the array is T + pad long, so the slice ends
+            # (offset - window) from its end.
+            start, end = pad + offset, offset - self.window
+            text = f"{array}[{start or ''}:{end or ''}]"
+            whole = text == f"{array}[:]"
+            return Code(array if whole else text, batched=True, timed=True, reads=(array,),
+                        form="array" if whole else "view")
+        raise ValueError(f"{array} at a step outside the time loop")
+
+    def _print_At(self, e: At):
+        if isinstance(e.base, Delta):
+            return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
+        return self.at(e.base.name, self._array(e.base.name), e.offset, False)
+
+    def _print_AtStep(self, e: AtStep):
+        if isinstance(e.base, Delta):
+            array = self.names.adjoint(e.base.name)
+            return Code(f"{array}[{e.step - 1}]", batched=True, reads=(array,), form="view")
+        name, array = e.base.name, self.names.value(e.base.name)
+        return Code(f"{array}[{self.pads.get(name, 0) + e.step - 1}]", batched=True, reads=(array,), form="view")
+
+    def _print_MatrixSymbol(self, e):
+        value = self.values.arrays.get(e.name)
+        if value is not None:
+            return Code(value.array, batched=value.batched, reads=(value.array,), form="array")
+        array = self.names.value(e.name)
+        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
+
+    def _print_Delta(self, e):
+        array = self.names.adjoint(e.name)
+        return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
+
+    def _print_OneMatrix(self, e):
+        return Code(f"np.ones({self.core(e)}, dtype)", reads=self.core_reads(e))
+
+    def _print_ZeroMatrix(self, e):
+        return Code(f"np.zeros({self.core(e)}, dtype)", reads=self.core_reads(e))
+
+    # --- operations ---------------------------------------------------------------------
+
+    def _number(self, c) -> str:
+        c = sp.sympify(c, strict=True)
+        if not c.is_Rational:  # sigmoid(1), log(2): a constant the model computed, as a float
+            return repr(float(c))
+        return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
+
+    def _print_MatAdd(self, e):
+        text, parts = "", []
+        for k, term in enumerate(e.args):
+            c, rest = coeff_and_rest(term)
+            negative = c.is_Number and c < 0
+            if negative:
+                c = -c
+            if isinstance(rest, OneMatrix) and rest.shape[0] * rest.shape[1] != 1 or rest == OneMatrix(1, 1):
+                body = self._number(c)  # 1 − o: NumPy broadcasts the number
+            else:
+                code = self._print(rest)
+                parts.append(code)
+                body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
+                if negative:
+                    body = group(body)
+            text += ("-" if negative else "") if k == 0 else (" - " if negative else " + ")
+            text += body
+        return _join(text, *parts)
+
+    def _print_MatMul(self, e):
+        """Fold the product from the right, so a vector product stays per example."""
+        c, rest = coeff_and_rest(e)
+        mats = list(rest.args) if isinstance(rest, MatMul) else [rest]
+        acc_expr = mats[-1]
+        acc = self._print(acc_expr)
+        cols = acc_expr.shape[1]  # a product from the left keeps the columns
+        for a in reversed(mats[:-1]):
+            acc = self._product(a, acc, cols)
+        if c == -1:
+            return _join("-" + group(acc.text), acc)
+        if c != 1:
+            return _join(f"{self._number(c)} * {group(acc.text)}", acc)
+        return acc
+
+    def _product(self, a, acc: Code, cols) -> Code:
+        """``a`` times the value so far (which has ``cols`` columns per example)."""
+        p, q = a.shape
+        x = group(acc.text)
+        if isinstance(a, OneMatrix):
+            if p == 1:  # 1ᵀ v: the sum of the entries
+                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
+            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
+                         order=(acc, self.size_reads(p)))
+        left = self._print(a)
+        if acc.summed and left.batched:
+            raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
+        if p != 1 and q != 1:  # a matrix
+            if left.batched:
+                raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
+            if cols == 1 and acc.batched:
+                if self.mode == "time":
+                    # one product over all steps: a new array of every step
+                    return replace(_join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc)), form="product")
+                # x W^T per row; for a transposed matrix that is x W.
+                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
+                return _join(f"{x} @ {right}", acc, order=(acc, left))
+            return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
+        if p == 1 and q != 1:  # a row vector
+            if cols == 1:
+                return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
+            return _join(f"{group(left.text)} @ {x}", left, acc)
+        if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
+            return _join(f"{group(left.text)} * {x}", left, acc)
+        if not left.batched and not acc.batched:
+            return Code(f"np.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
+        # Σ over steps and examples
+        return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
+
+    def _print_HadamardProduct(self, e):
+        num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
+        den = [f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1])
+               for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
+        codes = [self._print(f) for f in num]
+        text = " * ".join(group(c.text) for c in codes) if codes else "1"
+        dens = [self._print(f) for f in den]
+        for c in dens:
+            text += f" / {group(c.text)}"
+        return _join(text, *codes, *dens)
+
+    def _print_HadamardPower(self, e):
+        base, k = e.args
+        code = self._print(base)
+        if k == -1:
+            return _join(f"1 / {group(code.text)}", code)
+        return _join(f"{group(code.text)} ** {int(k)}", code)
+
+    def _print_Transpose(self, e):
+        code = self._print(e.arg)
+        rows, cols = e.arg.shape
+        if rows != 1 and cols != 1:
+            return _join(f"{group(code.text)}.T", code)
+        return code  # a vector is held the same way as its transpose
+
+    def _print_Apply(self, e):
+        if e.fname == "log":  # the log of a probability, computed from its logit, stably
+            z = self._source(e.arg, lambda x: type(x) is Softmax)
+            if z is not None:  # log softmax(z)
+                code = self._print(z)
+                return _join(f"_log_softmax({code.text})", code)
+            z = self._source(e.arg, _is_sigmoid)
+            if z is not None:  # log σ(z) = −softplus(−z)
+                code = self._print(z)
+                return _join(f"-np.logaddexp(0, -{group(code.text)})", code)
+            rest = _one_minus(e.arg)
+            z = self._source(rest, _is_sigmoid) if rest is not None else None
+            if z is not None:  # log(1 − σ(z)) = −softplus(z)
+                code = self._print(z)
+                return _join(f"-np.logaddexp(0, {code.text})", code)
+        code = self._print(e.arg)
+        text, helpers = call(e.fname, code.text, params_of(e))
+        self.helpers |= helpers
+        return _join(text, code)
+
+    def _source(self, e, defined_as):
+        """z when ``e`` names a quantity defined as f(z) with ``defined_as(f(z))``, else None."""
+        if isinstance(e, At) and not isinstance(e.base, Delta):
+            q = self.model.quantities.get(e.base.name)
+            if q is not None and q.expr is not None and defined_as(q.expr):
+                return shift(q.expr.args[-1], e.offset)
+        if isinstance(e, MatrixSymbol):
+            q = self.model.quantities.get(e.name)
+            if q is not None and q.expr is not None and defined_as(q.expr):
+                return q.expr.args[-1]
+        return None
+
+    def _print_Softmax(self, e):
+        code = self._print(e.arg)
+        return _join(f"_softmax({code.text})", code)
+
+    def _print_LogSoftmax(self, e):
+        code = self._print(e.arg)
+        return _join(f"_log_softmax({code.text})", code)
+
+    def _print_Concat(self, e):
+        codes = [self._print(a) for a in e.args]
+        return _join("_concat(" + ", ".join(c.text for c in codes) + ")", *codes)
+
+    def _print_ColSlice(self, e):
+        code = self._print(e.arg)
+        return self._slice(code, f"{group(code.text)}[:, {self._range(e)}]", e)
+
+    def _print_RowSlice(self, e):
+        code = self._print(e.arg)
+        return self._slice(code, f"{group(code.text)}[..., {self._range(e)}]", e)
+
+    def _slice(self, code: Code, text: str, e) -> Code:
+        sliced = _join(text, code, order=(code, self._range_reads(e)))
+        return replace(sliced, form="view") if code.form == "array" else sliced  # a view of an array
+
+    def _range_reads(self, e) -> tuple[str, ...]:
+        return reads_of(() if e.start == 0 else self.size_reads(e.start), self.size_reads(e.stop))
+
+    def _range(self, e) -> str:
+        return ("" if e.start == 0 else self.size(e.start)) + ":" + self.size(e.stop)
+
+    def _print_TimeSum(self, e):
+        inner = self.code(e.arg, "time", 0)
+        if inner.summed:
+            return inner
+        if inner.timed:
+            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
+        return _join(f"T * {group(inner.text)}", inner)
+
+    def emptyPrinter(self, e):
+        raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+
+
+def _is_sigmoid(e) -> bool:
+    return isinstance(e, Apply) and e.fname == "sigmoid"
+
+
+def _one_minus(e):
+    """x when ``e`` is 1 − x (a vector of ones minus x), else None."""
+    if isinstance(e, MatAdd) and len(e.args) == 2:
+        for a, b in (e.args, e.args[::-1]):
+            c, rest = coeff_and_rest(b)
+            if isinstance(a, OneMatrix) and c == -1:
+                return rest
+    return None
