@@ -94,6 +94,8 @@ def _check(args) -> int:
     print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
     for name, err in exact.param_errors.items():
         print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
+    for problem in numeric.problems:
+        print(f"  disagreement: {problem}")
     ok = exact.ok and numeric.ok
     print("all agree" if ok else "DISAGREEMENT: some gradients are wrong")
     return 0 if ok else 1
