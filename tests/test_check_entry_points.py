@@ -171,3 +171,10 @@ def test_every_entry_point_is_compared(fault):
     result = run_with(d, broken(real, **replace))
     assert not result.ok
     assert any(word in p for p in result.problems), result.problems
+
+
+def test_a_module_that_fails_to_import_is_a_disagreement(monkeypatch, capsys):
+    monkeypatch.setattr(numcheck, "render", lambda d, fmt, name: "import numpy as np\nPARAMS = np.zeros(2)[5]\n")
+    assert main(["check", str(EXAMPLES / "mlp.sdm")]) == 1
+    out = capsys.readouterr().out
+    assert "fails to import: IndexError" in out and "all agree" not in out

@@ -4,6 +4,7 @@ removes what a killed one left, and non-regular files and unfit names are refuse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -153,26 +154,39 @@ def test_a_broken_journal_is_ignored(models, tmp_path):
 
 
 def test_two_runs_into_one_directory_wait_for_each_other(models, tmp_path, monkeypatch):
-    """Each rename made slow, so that two runs' renames would interleave without the lock."""
+    """Two runs meet before their first rename (a barrier); the slow one renames first, the
+    fast one does all its renames during the slow one's: without the lock, a mix."""
     real = os.replace
+    local = threading.local()
 
-    def slow(src, dst):
-        real(src, dst)
-        time.sleep(0.02)
+    def replace(src, dst):
+        if Path(dst).name.startswith("same."):
+            if not getattr(local, "met", False):
+                local.met = True
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait(timeout=1.0)  # times out when the other run waits for the lock
+                time.sleep(local.delay[0])
+            real(src, dst)
+            time.sleep(local.delay[1])
+            return None
+        return real(src, dst)
 
-    monkeypatch.setattr(emit.os, "replace", slow)
-    for attempt in range(4):
+    monkeypatch.setattr(emit.os, "replace", replace)
+    for attempt in range(2):
         out = tmp_path / str(attempt)
         out.mkdir()
-        errors = []
+        errors: list[Exception] = []
+        barrier = threading.Barrier(2)
 
-        def run(version, out=out, errors=errors):
+        def run(version, delay, out=out, errors=errors):
+            local.delay = delay
             try:
                 write_outputs(models[version][1], out, FORMATS)
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=run, args=(v,)) for v in ("v1", "v2")]
+        threads = [threading.Thread(target=run, args=(v, delay))
+                   for v, delay in (("v1", (0.0, 0.1)), ("v2", (0.03, 0.0)))]
         for t in threads:
             t.start()
         for t in threads:

@@ -48,8 +48,14 @@ class FiniteDifferenceResult:
         return not self.problems and all(e <= self.tolerance for e in self.errors.values())
 
 
+class GeneratedImportError(Exception):
+    """The rendered module failed while Python imported it (not while symderiv rendered it)."""
+
+
 def load_generated(d: Derivation):
-    """Render the NumPy module and import it (our generated code, never the user's text)."""
+    """Render the NumPy module and import it (our generated code, never the user's text).
+
+    A failure of the import is a ``GeneratedImportError``; one of rendering propagates."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"_symderiv_check_{d.model.name}.py"
         path.write_text(render(d, "py", Path(d.model.path).name), encoding="utf-8")
@@ -57,6 +63,8 @@ def load_generated(d: Derivation):
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - whatever the generated code raises
+            raise GeneratedImportError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             sys.modules.pop(path.stem, None)
     return module
@@ -212,9 +220,9 @@ def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, 
     errors = {p.name: 0.0 for p in model.params}
     try:
         module = load_generated(d)
-    except Exception as exc:  # noqa: BLE001
+    except GeneratedImportError as exc:
         return FiniteDifferenceResult({k: math.nan for k in errors}, tolerance,
-                                      [f"the generated module fails to import: {type(exc).__name__}: {exc}"])
+                                      [f"the generated module fails to import: {exc}"])
     run = _Run(d, module, dims, T)
     rng = np.random.default_rng(seed + 1)
     raw_params, data = random_point(model, dims, run.T, seed + 2)  # inside every function's domain

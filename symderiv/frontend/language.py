@@ -38,6 +38,7 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
+from .nfkc import check_spellings
 
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 KEYWORDS = ("model", "dim", "time", "input", "target", "param", "state", "loss", "latex")
@@ -255,6 +256,7 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
     stem = Path(filename).stem
     state = _Parse(source, stem if stem.isidentifier() else "model")
     statements = split_statements(source)
+    check_spellings(statements)  # NFKC-equivalent names, a second model line
     # Dims and the time axis first: declarations may use them wherever they appear.
     for stmt in statements:
         word = re.match(NAME, stmt.text)
