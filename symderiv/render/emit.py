@@ -354,8 +354,13 @@ def _recover(directory: Path) -> None:
         entries = []
     except (OSError, ValueError):
         entries = []  # unreadable: not a journal symderiv committed (those are written whole)
-    for tmp, target in entries if isinstance(entries, list) else []:
-        if _LEFTOVER.match(str(tmp)) and Path(target).name == target and os.path.lexists(directory / tmp):
+    for entry in entries if isinstance(entries, list) else []:
+        # Only what symderiv writes there: ``[".NAME.FMT.<hex>.tmp", "NAME.FMT"]`` in this directory.
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+            continue
+        tmp, target = entry
+        if (_LEFTOVER.match(tmp) and tmp.endswith(".tmp") and tmp.startswith(f".{target}.")
+                and re.fullmatch(r"[^/\\]+\.(?:tex|md|py)", target) and os.path.lexists(directory / tmp)):
             os.replace(directory / tmp, directory / target)
     for name in (JOURNAL, JOURNAL + ".new"):
         with contextlib.suppress(FileNotFoundError):
