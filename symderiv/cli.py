@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import unicodedata
 
 from .errors import SymderivError
 
@@ -31,7 +33,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character but newline and tab written as a ``\\u`` escape:
+    a model file or a claim can hold ``ESC ]0;…`` or ``ESC [2J``, which a terminal would obey
+    (retitle, clear the screen) if echoed raw."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else f"\\u{ord(ch):04x}" for ch in text)
+
+
+class _SafeStream:
+    """A text stream whose writes go through ``terminal_safe``."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status (0, 1, 2, 130 on ^C)."""
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or pipe that cannot encode a character (PYTHONIOENCODING=ascii) gets
+        # ``\u`` escapes instead of a UnicodeEncodeError.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _SafeStream(out), _SafeStream(err)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("symderiv: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"derive": _derive, "show": _show, "check": _check, "verify": _verify}[args.command](args)
@@ -94,6 +134,8 @@ def _check(args) -> int:
     print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
     for name, err in exact.param_errors.items():
         print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
+    for problem in numeric.problems:
+        print(f"  disagreement: {problem}")
     ok = exact.ok and numeric.ok
     print("all agree" if ok else "DISAGREEMENT: some gradients are wrong")
     return 0 if ok else 1

@@ -41,6 +41,7 @@ from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .order import DESCRIBE, check_states, definition_order, lag
 from .source import Source, SourceLine, char_offset, logical_lines, node_error, operator_offset, unmatched_brackets
 from .statements import Definition, ParseState, read_statements
+from .nfkc import check_spellings
 
 MAX_EXPRESSION_DEPTH = 200
 
@@ -90,7 +91,9 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
     source = Source(filename, lines)
     stem = Path(filename).stem
     state = ParseState(source, stem if stem.isidentifier() else "model")
-    read_statements(state, logical_lines(source))
+    statements = logical_lines(source)
+    check_spellings(statements)  # NFKC-equivalent names, a second model line
+    read_statements(state, statements)
     return _ModelBuilder(state).build()
 
 

@@ -8,10 +8,17 @@ write is never overwritten without ``force``.
 from __future__ import annotations
 
 import contextlib
+import json
+import keyword
 import os
+import re
 import secrets
 import shutil
+import signal
 import stat
+import sys
+import threading
+import time
 from pathlib import Path
 
 import jinja2
@@ -174,7 +181,9 @@ _HEADERS = {"py": "# " + MARK + " ", "tex": "% " + MARK + " ", "md": "<!-- " + M
 
 def written_by_symderiv(path: Path, fmt: str) -> bool:
     """Whether ``path`` starts with the header symderiv writes (read: its first line only)."""
-    with open(path, "rb") as f:
+    # O_NONBLOCK: a FIFO swapped in since the check must not hang the read.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
         first = f.read(4096).split(b"\n", 1)[0].decode("utf-8", errors="replace")
     return first.startswith(_HEADERS.get(fmt, "")) and MARK in first
 
@@ -183,18 +192,72 @@ def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: b
     """Render every format, then write them all, or none.
 
     Nothing is written if any render fails.  A file that exists and was not written by
-    symderiv (its first line is not symderiv's header) is never replaced unless ``force``.
-    Each file is written to a temporary file beside it and renamed over the old one, so a
-    reader never sees half a file; if writing any of them fails, the temporary files are
-    removed and the files already replaced get their old contents back."""
+    symderiv (its first line is not symderiv's header) is never replaced unless ``force``;
+    anything but a regular file (a FIFO, a device) never is.  One run at a time writes into
+    a directory (a lock on the directory; a second run waits).  Each file is written to a
+    temporary file beside it, and the renames over the old files are all or nothing: a
+    signal (SIGTERM, SIGINT, SIGHUP) waits until they are done, a failure puts the old files
+    back, and a journal lets the next run finish the renames of a run that was killed
+    outright (SIGKILL, a power cut) and remove what it left behind."""
     out = Path(directory)
+    output_name_problem = unfit_output_name(d.model.name)
+    if output_name_problem:
+        raise SymderivError(f"cannot write outputs named '{d.model.name}': {output_name_problem}; "
+                            "choose another name with a `model NAME` line")
     source_name = Path(d.model.path).name
     rendered = {fmt: render(d, fmt, source_name) for fmt in formats}
     targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in rendered}
+    _check_targets(targets, force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SymderivError(f"cannot create the output directory {out}: {exc.strerror or exc}") from None
+    with _directory_lock(out):
+        _recover(out)
+        _check_targets(targets, force)  # again: another run may have written them while this one waited
+        _write_all({path: rendered[fmt] for fmt, path in targets.items()})
+    return list(targets.values())
+
+
+# Names an output module must not take: importing it would shadow what symderiv's own
+# outputs and their users import.
+SHADOWED = frozenset({"numpy", "torch", "jax", "jaxlib", "sympy", "jinja2", "mpmath", "symderiv"})
+_STDLIB = frozenset(n.lower() for n in sys.stdlib_module_names)
+
+
+def unfit_output_name(name: str) -> str | None:
+    """Why ``name`` cannot name ``NAME.py``/``NAME.tex`` (None if it can): the module must be
+    importable under that name without hiding another one, and the name printable in TeX."""
+    if not name.isascii():
+        return "it is not ASCII (Python would import it under its NFKC form, and TeX cannot print it)"
+    if not name.isidentifier():
+        return "it is not a Python identifier"
+    if keyword.iskeyword(name):
+        return "it is a Python keyword, so the module could not be imported"
+    # Lower case too: on a case-insensitive file system ``Random.py`` is ``random.py``.
+    if name.lower() in _STDLIB:
+        return f"a module '{name}.py' would hide Python's own module {name.lower()}"
+    if name.lower() in SHADOWED:
+        return f"a module '{name}.py' would hide the package {name}"
+    return None
+
+
+def _check_targets(targets: dict[str, Path], force: bool) -> None:
     for fmt, path in targets.items():
-        if path.is_dir():
+        try:
+            info = os.stat(path)  # through a link: what a reader would open
+        except FileNotFoundError:
+            if os.path.islink(path) and not force:  # a dangling link: replaced only with --force
+                raise SymderivError(f"{path} is a link to nothing; use --force to replace it") from None
+            continue
+        except OSError as exc:
+            raise SymderivError(f"cannot read {path} to see whether symderiv wrote it: "
+                                f"{exc.strerror or exc}; use --force to overwrite it") from None
+        if stat.S_ISDIR(info.st_mode):
             raise SymderivError(f"cannot write {path}: it is a directory")
-        if os.path.lexists(path) and not force:
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read below forever
+            raise SymderivError(f"cannot write {path}: it is not a regular file (a FIFO, a socket or a device)")
+        if not force:
             try:
                 ours = written_by_symderiv(path, fmt)
             except OSError as exc:
@@ -202,54 +265,166 @@ def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: b
                                     f"{exc.strerror or exc}; use --force to overwrite it") from None
             if not ours:
                 raise SymderivError(f"{path} exists and was not written by symderiv; use --force to overwrite it")
+
+
+LOCK_WAIT = 120.0  # seconds a run waits for another one writing into the same directory
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path):
+    """An exclusive lock on the directory itself (flock on its descriptor: no lock file to
+    leave behind; the kernel drops it when a killed run's process ends)."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
     except OSError as exc:
-        raise SymderivError(f"cannot create the output directory {out}: {exc.strerror or exc}") from None
-    _write_all({path: rendered[fmt] for fmt, path in targets.items()})
-    return list(targets.values())
-
-
-def _write_all(files: dict[Path, str]) -> None:
-    """All or nothing: temporary files first, then one rename each, undone on failure."""
-    temps: dict[Path, str] = {}
-    backups: dict[Path, str | None] = {}  # replaced path → a hard link to its old contents (None: it was new)
-    path = next(iter(files))
+        raise SymderivError(f"cannot open the output directory {directory}: {exc.strerror or exc}") from None
     try:
-        for path, text in files.items():
-            temps[path] = _write_temporary(path, text)
-        for path in list(temps):
-            backup = _backup(path)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
             try:
-                os.replace(temps[path], path)
-            except BaseException:
-                if backup is not None:  # path still holds the old contents
-                    with contextlib.suppress(OSError):
-                        os.unlink(backup)
-                raise
-            backups[path] = backup
-            del temps[path]
-    except (OSError, UnicodeError) as exc:
-        _restore(backups)
-        raise SymderivError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}; "
-                            "no output was changed") from None
-    except BaseException:
-        _restore(backups)
-        raise
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SymderivError(f"another symderiv run has been writing into {directory} for "
+                                        f"{LOCK_WAIT:.0f} s; try again when it has finished") from None
+                time.sleep(0.05)
+        yield
     finally:
-        for tmp in temps.values():
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    for backup in backups.values():
-        if backup is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(backup)
-    with contextlib.suppress(OSError):  # the renames themselves, on disk
-        fd = os.open(next(iter(files)).parent, os.O_RDONLY)
+        os.close(fd)  # releases the lock
+
+
+JOURNAL = ".symderiv-journal"
+# What a run leaves beside an output while it writes: ``.NAME.FMT.<12 hex>.tmp|bak``.
+_LEFTOVER = re.compile(r"\.[^/]+\.(?:tex|md|py)\.[0-9a-f]{12}\.(?:tmp|bak)\Z")
+
+
+def _recover(directory: Path) -> None:
+    """Finish what a killed run left (called under the lock, so no live run owns these files).
+
+    A journal is committed (renamed into place) only once every temporary file is on disk,
+    before the first rename: if it is there, the run was killed during its renames, and
+    they are finished from it, so every output is that run's.  Then every temporary and
+    backup file a run leaves is removed."""
+    journal = directory / JOURNAL
+    try:
+        entries = json.loads(journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        entries = []
+    except (OSError, ValueError):
+        entries = []  # unreadable: not a journal symderiv committed (those are written whole)
+    for entry in entries if isinstance(entries, list) else []:
+        # Only what symderiv writes there: ``[".NAME.FMT.<hex>.tmp", "NAME.FMT"]`` in this directory.
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+            continue
+        tmp, target = entry
+        if (_LEFTOVER.match(tmp) and tmp.endswith(".tmp") and tmp.startswith(f".{target}.")
+                and re.fullmatch(r"[^/\\]+\.(?:tex|md|py)", target) and os.path.lexists(directory / tmp)):
+            os.replace(directory / tmp, directory / target)
+    for name in (JOURNAL, JOURNAL + ".new"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+    for entry in os.scandir(directory):
+        if _LEFTOVER.match(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+    _sync_directory(directory)
+
+
+def _sync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGTERM, SIGINT and SIGHUP held back until the block ends, then delivered as they would
+    have been, so that the renames are all done or none begun when the process stops.
+
+    A handler, not a signal mask: a mask is per thread, and the kernel gives a process's
+    signal to any thread that does not mask it (NumPy's BLAS threads, say).  Only the main
+    thread may set handlers; elsewhere the signals are not deferred."""
+    names = ("SIGTERM", "SIGINT", "SIGHUP")
+    held = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in held:
+        previous[signum] = signal.signal(signum, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
+
+
+def _write_all(files: dict[Path, str]) -> None:
+    """All or nothing: temporary files first, a journal, then one rename each, undone on failure."""
+    directory = next(iter(files)).parent
+    temps: dict[Path, str] = {}
+    backups: dict[Path, str | None] = {}  # replaced path → a hard link to its old contents (None: it was new)
+    path = next(iter(files))
+    journal = directory / JOURNAL
+    with _signals_deferred():
+        try:
+            for path, text in files.items():
+                temps[path] = _write_temporary(path, text)
+            _write_journal(journal, [(Path(tmp).name, p.name) for p, tmp in temps.items()])
+            for path in list(temps):
+                backup = _backup(path)
+                try:
+                    os.replace(temps[path], path)
+                except BaseException:
+                    if backup is not None:  # path still holds the old contents
+                        with contextlib.suppress(OSError):
+                            os.unlink(backup)
+                    raise
+                backups[path] = backup
+                del temps[path]
+        except (OSError, UnicodeError) as exc:
+            _restore(backups, journal)
+            raise SymderivError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}; "
+                                "no output was changed") from None
+        except BaseException:
+            _restore(backups, journal)
+            raise
+        finally:
+            for tmp in temps.values():
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        _sync_directory(directory)  # the renames on disk before the journal goes
+        with contextlib.suppress(OSError):
+            os.unlink(journal)
+        for backup in backups.values():
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(backup)
+        _sync_directory(directory)
+
+
+def _write_journal(journal: Path, entries: list[tuple[str, str]]) -> None:
+    """The renames to come, committed by a rename of its own once on disk."""
+    tmp = journal.with_name(JOURNAL + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(entries, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, journal)
+    _sync_directory(journal.parent)
 
 
 def _write_temporary(path: Path, text: str) -> str:
@@ -289,7 +464,11 @@ def _backup(path: Path) -> str | None:
     return backup
 
 
-def _restore(backups: dict[Path, str | None]) -> None:
+def _restore(backups: dict[Path, str | None], journal: Path) -> None:
+    """The old files back (the journal first: nothing is to be finished any more)."""
+    for name in (journal, journal.with_name(JOURNAL + ".new")):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
     for path, backup in backups.items():
         with contextlib.suppress(OSError):
             if backup is None:
