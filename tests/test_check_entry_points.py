@@ -13,7 +13,7 @@ from symderiv.check import numcheck
 from symderiv.check.numcheck import finite_difference_check
 from symderiv.cli import main
 
-from .conftest import EXAMPLES
+from .helpers import EXAMPLES
 
 OVERFLOW = """model overflow
 dim n

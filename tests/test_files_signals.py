@@ -23,7 +23,7 @@ from symderiv.cli import main
 from symderiv.render import emit
 from symderiv.render.emit import render, write_outputs
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 FORMATS = ["tex", "md", "py"]
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and flock are POSIX")

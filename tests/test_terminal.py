@@ -9,7 +9,7 @@ import sys
 
 from symderiv.cli import main, terminal_safe
 
-from .conftest import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT
 
 ATTACK = "\x1b]0;owned\x07\x1b[2J"
 

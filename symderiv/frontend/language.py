@@ -38,10 +38,10 @@ from ..ir.expr import (
 from ..ir.model import Model, Quantity
 from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
+from .nfkc import check_spellings
 from .order import DESCRIBE, check_states, definition_order, lag
 from .source import Source, SourceLine, char_offset, logical_lines, node_error, operator_offset, unmatched_brackets
 from .statements import Definition, ParseState, read_statements
-from .nfkc import check_spellings
 
 MAX_EXPRESSION_DEPTH = 200
 
