@@ -30,3 +30,44 @@ def test_no_test_file_imports_from_another_or_from_conftest():
                 offenders += [f"{path.name}:{node.lineno} import {a.name}" for a in node.names
                               if a.name.startswith(("tests.test_", "tests.conftest"))]
     assert offenders == []
+
+
+#: The stages of the package and what each may import at module level: down the pipeline of
+#: ARCHITECTURE.md, never up.  (Derivation._repr_latex_ reaches the printers from inside a
+#: method, for Jupyter; a module-level import would make ad depend on render.)
+STAGE_IMPORTS = {
+    "errors": set(),
+    "ir": {"errors"},
+    "ops": {"errors", "ir"},
+    "frontend": {"errors", "ir", "ops"},
+    "ad": {"errors", "ir", "ops"},
+    "codegen": {"errors", "ir", "ops", "ad"},
+    "render": {"errors", "ir", "ops", "ad", "codegen", "__init__"},
+    "check": {"errors", "ir", "ops", "ad", "codegen", "render"},
+    "claims": {"errors", "ir", "ops", "frontend", "ad", "render", "check"},
+}
+
+
+def _stage_imports(path):
+    """(line, stage imported) for the module-level relative imports of one module."""
+    rel = path.relative_to(ROOT / "symderiv")
+    package = list(rel.parent.parts)
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[:len(package) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            if not target:  # from .. import __version__
+                yield node.lineno, "__init__"
+            elif target[0] != rel.parts[0]:
+                yield node.lineno, target[0]
+
+
+def test_stages_import_only_what_comes_before_them():
+    offenders = []
+    for path in sorted((ROOT / "symderiv").rglob("*.py")):
+        stage = path.relative_to(ROOT / "symderiv").parts[0].removesuffix(".py")
+        if stage not in STAGE_IMPORTS:  # cli, regenerate, __init__: the top
+            continue
+        offenders += [f"{path.relative_to(ROOT)}:{line} imports {target}" for line, target in _stage_imports(path)
+                      if target not in STAGE_IMPORTS[stage]]
+    assert offenders == []

@@ -1,0 +1,1 @@
+"""The reverse sweep over one generic time step, and the rewrites that give the closed forms."""
