@@ -21,6 +21,7 @@ import pytest
 
 import symderiv
 from symderiv.check.evaluate import evaluate, random_point
+from symderiv.frontend.language import parse
 from symderiv.render.emit import render
 
 from .helpers import EXAMPLES, GENERATED, import_generated
@@ -196,3 +197,20 @@ def test_binary_cross_entropy_through_log_sigmoid_is_stable(tmp_path):
         with strict():
             loss, grads = m.loss_and_gradients(params, **x)
         assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+def test_a_point_of_a_model_with_time_needs_its_number_of_steps():
+    """random_point and evaluate took T=None for a model with time and failed deep inside
+    NumPy ("'NoneType' object cannot be interpreted as an integer"); found by mypy.  They now
+    say what is missing, and a model without time still needs no T."""
+    d = symderiv.derive(symderiv.load(EXAMPLES / "seed_rnn.sdm"))
+    dims = {k: 2 for k in d.model.dims}
+    with pytest.raises(ValueError, match="time axis: give the number of steps T"):
+        random_point(d.model, dims, None)
+    params, data = random_point(d.model, dims, 3)
+    with pytest.raises(ValueError, match="time axis"):
+        evaluate(d, dims, None, params, data)
+    assert all(np.shape(v)[0] == 3 for q, v in data.items() if d.model[q].sequence)
+    static = parse("dim n\nparam W: (n, n)\ninput x: n\ntarget y: n\nz = W @ x\nloss L = squared_error(y, z)\n")
+    params, data = random_point(static, {"n": 2}, None)
+    assert np.shape(data["x"]) == (2, 1) and np.shape(params["W"]) == (2, 2)

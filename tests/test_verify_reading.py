@@ -181,3 +181,13 @@ def test_a_greek_character_reads_as_its_command(tmp_path, spelling):
     verdicts = [verify(d, read_claims(path, d)).verdicts for path in (right, wrong)]
     assert [[(v.target, v.verdict) for v in vs] for vs in verdicts] == [[("Lambda", "correct")],
                                                                          [("Lambda", "incorrect")]]
+
+
+@pytest.mark.parametrize("digit", ["²", "³", "①"])
+def test_a_digit_that_is_not_a_decimal_digit_is_unreadable_not_a_crash(tmp_path, digit):
+    """str.isdigit() holds for ² but the number pattern \\d does not match it: the tokenizer
+    once took the missing match's group and stopped with an AttributeError (found by mypy)."""
+    claim = f"$$ \\delta \\mathbf{{h}}_T = \\mathbf{{W}}^\\top \\delta \\mathbf{{y}}_{{o,T}}{digit} $$\n"
+    assert judged(tmp_path, claim) == [("h[T]", "unreadable", [])]
+    # the same claim without the stray character is read, and right
+    assert judged(tmp_path, claim.replace(digit, "")) == [("h[T]", "correct", [])]

@@ -13,10 +13,12 @@ name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import (
     Apply,
@@ -75,7 +77,7 @@ class Adjoint:
         return self.quantity.sequence
 
     @property
-    def chain(self):
+    def chain(self) -> MatrixExpr:
         """The one-step chain rule: the adjoint in terms of its consumers' adjoints."""
         if self.sequence:
             return _sum([t.expr for t in self.terms], self.symbol)
@@ -86,7 +88,7 @@ class Adjoint:
         return _sum(parts, self.symbol)
 
     @property
-    def closed(self):
+    def closed(self) -> MatrixExpr:
         """The closed form, with named adjoints of other quantities in it."""
         if self.sequence:
             return positive_first(_sum([t.expr for t in self.closed_terms], self.symbol))
@@ -112,7 +114,8 @@ class Gradient:
         return self.param.name
 
     @property
-    def expr(self):
+    def expr(self) -> MatrixExpr:
+        """The closed form of the whole gradient."""
         parts = []
         if self.per_step is not None:
             parts.append(TimeSum(self.per_step))
@@ -122,7 +125,7 @@ class Gradient:
         return _sum(parts, MatrixSymbol(self.name, *self.param.shape))
 
 
-def _sum(parts, like):
+def _sum(parts: Iterable[MatrixExpr | None], like: MatrixExpr) -> MatrixExpr:
     parts = [p for p in parts if p is not None and not is_zero(p)]
     if not parts:
         return sp.ZeroMatrix(*like.shape)
@@ -133,18 +136,18 @@ class Derivation:
     """Every adjoint and every gradient of a model, as SymPy matrix expressions."""
 
     def __init__(self, model: Model, adjoints: dict[str, Adjoint], gradients: dict[str, Gradient],
-                 preactivations: dict[str, str], seconds: float):
+                 preactivations: dict[str, str], seconds: float) -> None:
         self.model = model
         self.adjoints = adjoints
         self.gradients = gradients
         self.preactivations = preactivations  # activation quantity → its pre-activation's name
         self.seconds = seconds
 
-    def adjoint(self, name: str):
+    def adjoint(self, name: str) -> MatrixExpr:
         """The closed form of δ``name`` (per step for a sequence quantity)."""
         return self.adjoints[name].closed
 
-    def gradient(self, name: str):
+    def gradient(self, name: str) -> MatrixExpr:
         """The closed form of ∂L/∂``name`` for a parameter."""
         return self.gradients[name].expr
 
@@ -156,6 +159,7 @@ class Derivation:
 
     @property
     def named(self) -> list[Adjoint]:
+        """The adjoints that keep their own name in the write-up, in backward order."""
         return [a for a in self.backward_order if a.named]
 
     def _repr_latex_(self) -> str:
@@ -192,20 +196,22 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     order: list[str] = []
     pre: dict[str, str] = {}
     taken = set(model.quantities) | set(model.dims) | {model.time_index, getattr(model.length, "name", None)}
-    activations = [name for name, q in model.quantities.items()
-                   if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)]
+    # name → its activation (Apply, Softmax, LogSoftmax) applied to something not a plain name
+    activations = {name: q.expr for name, q in model.quantities.items()
+                   if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
     letter = _preactivation_letter(model)
     bodies = [split_name(name).body for name in activations]
     for name, q in model.quantities.items():
-        if name in activations:
-            inner = q.expr.arg
+        activation = activations.get(name)
+        if activation is not None:
+            inner = activation.arg
             y = _preactivation_name(name, taken, letter, bodies.count(split_name(name).body) > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
             ref = At(sym, 0) if q.sequence else sym
             quantities[name] = Quantity(q.name, q.role, q.symbol, q.sequence, q.pos,
-                                        expr=q.expr.func(*(ref if a is inner else a for a in q.expr.args)))
+                                        expr=activation.func(*(ref if a is inner else a for a in activation.args)))
             pre[name] = y
         else:
             quantities[name] = q
@@ -217,7 +223,7 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
                  model.states, model.latex_overrides, order), pre
 
 
-def _is_ref(e) -> bool:
+def _is_ref(e: sp.Basic) -> bool:
     return isinstance(e, (At, MatrixSymbol))
 
 
@@ -231,7 +237,7 @@ def _preactivation_letter(model: Model) -> str:
     return next((c for c in PREACTIVATION_LETTERS if c not in bodies), PREACTIVATION_LETTERS[0])
 
 
-def _preactivation_name(name: str, taken: set, letter: str = "y", shared_body: bool = False) -> str:
+def _preactivation_name(name: str, taken: set[str | None], letter: str = "y", shared_body: bool = False) -> str:
     """``y_h`` for ``h``; the whole name (``y_h_1``, ``y_h_2``) where several activations share a body."""
     parts = split_name(name)
     first = [] if shared_body else [f"{letter}_{parts.body}"]
@@ -244,7 +250,7 @@ def _preactivation_name(name: str, taken: set, letter: str = "y", shared_body: b
 
 
 class _Sweep:
-    def __init__(self, model: Model):
+    def __init__(self, model: Model) -> None:
         self.model = model
         self.adjoints: dict[str, Adjoint] = {}
         for q in model.quantities.values():
@@ -261,7 +267,7 @@ class _Sweep:
         if (self.consumer, offset) not in adj.consumers:
             adj.consumers.append((self.consumer, offset))
 
-    def back(self, node, g, out, step: bool) -> None:
+    def back(self, node: MatrixExpr, g: MatrixExpr, out: MatrixExpr, step: bool) -> None:
         if is_zero(g):
             return
         if isinstance(node, At):
@@ -303,17 +309,21 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
         one_reader = len(adj.consumers) == 1 and adj.consumers[0][1] == 0
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
-        reader = adjoints[adj.consumers[0][0]] if one_reader else None
+        # ``single`` implies one reader: the consumer is looked up only then
         adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single
-                         and (reader.named or reader.quantity.role == "loss"))
+                         and _named_or_loss(adjoints[adj.consumers[0][0]]))
 
 
-def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:
+def _named_or_loss(adj: Adjoint) -> bool:
+    return adj.named or adj.quantity.role == "loss"
+
+
+def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[str]) -> None:
     """Closed forms, consumers first, with inlined adjoints substituted."""
-    seq_inline: dict = {}  # Delta(q) → δq_t, for a sequence quantity (used as At(Delta(q), k))
-    static_inline: dict = {}  # Delta(q) → δq, for a static one
+    seq_inline: dict[Delta, MatrixExpr] = {}  # Delta(q) → δq_t, for a sequence quantity (used as At(Delta(q), k))
+    static_inline: dict[MatrixExpr, MatrixExpr] = {}  # Delta(q) → δq, for a static one
 
-    def finish(e):
+    def finish(e: MatrixExpr) -> MatrixExpr:
         return tidy(_substitute(e, seq_inline, static_inline), distributions)
 
     for q in list(reversed(model.equations)) + model.params:
@@ -321,7 +331,7 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:
         if q.role == "loss":
             continue
         if adj.sequence:
-            groups: dict[int, list] = {}
+            groups: dict[int, list[MatrixExpr]] = {}
             for t in adj.terms:
                 groups.setdefault(t.offset, []).append(finish(t.expr))
             adj.closed_terms = [Term(positive_first(e), k) for k, es in sorted(groups.items())
@@ -337,7 +347,8 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions) -> None:
                 static_inline[adj.symbol] = adj.closed
 
 
-def _substitute(e, seq_inline: dict, static_inline: dict, done: dict | None = None):
+def _substitute(e: sp.Basic, seq_inline: dict[Delta, MatrixExpr], static_inline: dict[MatrixExpr, MatrixExpr],
+                done: dict[sp.Basic, sp.Basic] | None = None) -> sp.Basic:
     """Replace inlined adjoint symbols by their closed forms (shifted to the right step).
 
     ``done`` remembers replaced subtrees: an expression shares them (softmax's rule reads its
@@ -355,9 +366,10 @@ def _substitute(e, seq_inline: dict, static_inline: dict, done: dict | None = No
     return done[e]
 
 
-def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints, distributions) -> Gradient:
+def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints: dict[str, Adjoint],
+              distributions: frozenset[str]) -> Gradient:
     adj = adjoints[p.name]
-    initial = []
+    initial: list[tuple[str, int, sp.Basic]] = []
     for qname, steps in model.states.items():
         for k, value in sorted(steps.items(), reverse=True):
             if value == p.symbol:
@@ -365,7 +377,7 @@ def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints, distributions)
     return Gradient(p, adj.closed_per_step, adj.closed_static, initial)
 
 
-def at_step_adjoint(adj: Adjoint, k: int):
+def at_step_adjoint(adj: Adjoint, k: int) -> MatrixExpr:
     """δq at a state step k <= 0: only the terms whose consumer step k + offset is >= 1."""
     terms = [at_step(t.expr, k) for t in adj.closed_terms if k + t.offset >= 1]
     return _sum(terms, adj.symbol)

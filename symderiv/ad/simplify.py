@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import (
     At,
@@ -25,23 +29,23 @@ from ..ir.expr import (
 from ..ops import node_record
 
 
-def tidy(e, distributions: frozenset = frozenset()):
+def tidy(e: MatrixExpr, distributions: frozenset[str] = frozenset()) -> MatrixExpr:
     """Rebuild ``e`` in normal form; ``distributions`` names targets whose vectors sum to one."""
     return _Tidy(distributions).run(e)
 
 
 class _Tidy:
-    def __init__(self, distributions):
+    def __init__(self, distributions: frozenset[str]) -> None:
         self.distributions = distributions
-        self.done: dict = {}
+        self.done: dict[sp.Basic, sp.Basic] = {}
 
-    def run(self, e):
+    def run(self, e: sp.Basic) -> sp.Basic:
         # Shared subtrees (softmax's rule reads its output twice) are tidied once.
         if e not in self.done:
             self.done[e] = self._run(e)
         return self.done[e]
 
-    def _run(self, e):
+    def _run(self, e: sp.Basic) -> sp.Basic:
         if not getattr(e, "is_Matrix", False) or not e.args:
             return e
         rule = node_record(e).tidy  # an unknown node is an internal error, never passed through
@@ -49,19 +53,21 @@ class _Tidy:
             return e
         if rule == "rebuild":
             return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
+        if isinstance(rule, str):
+            raise TypeError(f"internal error: unknown tidy rule {rule!r} for {type(e).__name__}")
         return rule(self, e)
 
-    def product(self, factors):
+    def product(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """A tidied matrix product, with the identities of ``_pair`` applied."""
         coeff, rest = coeff_and_rest(matmul(*factors))
         mats = rest.args if isinstance(rest, MatMul) else (rest,)
         return scale(coeff, self._matmul(mats))
 
-    def hadamard_product(self, factors):
+    def hadamard_product(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """A tidied Hadamard product (``_hadamard``)."""
         return self._hadamard(factors)
 
-    def _hadamard(self, factors):
+    def _hadamard(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """x ⊙ (a ⊘ x + b) = a + x ⊙ b: distribute over a sum when that cancels a division.
 
         This is what turns the adjoint of binary cross-entropy through a sigmoid,
@@ -69,12 +75,12 @@ class _Tidy:
         for i, f in enumerate(factors):
             if not isinstance(f, MatAdd):
                 continue
-            others = factors[:i] + factors[i + 1:]
+            others = [*factors[:i], *factors[i + 1:]]
             if any(_divides_by(term, others) for term in f.args):
                 return add(*[self.run(hadamard(*others, term)) for term in f.args])
         return hadamard(*factors)
 
-    def _matmul(self, mats):
+    def _matmul(self, mats: Sequence[MatrixExpr]) -> MatrixExpr:
         mats = list(mats)
         changed = True
         while changed:
@@ -89,7 +95,7 @@ class _Tidy:
             return OneMatrix(1, 1)
         return matmul(*mats)
 
-    def _pair(self, a, b):
+    def _pair(self, a: MatrixExpr, b: MatrixExpr) -> list[MatrixExpr] | None:
         """Identities on two adjacent factors; None when nothing applies."""
         # uᵀ (v ⊙ u^{∘-1}) = 1ᵀ v
         if isinstance(a, Transpose) and isinstance(b, HadamardProduct):
@@ -102,11 +108,11 @@ class _Tidy:
             return [OneMatrix(1, 1)]
         return None
 
-    def _is_distribution(self, e) -> bool:
+    def _is_distribution(self, e: MatrixExpr) -> bool:
         return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
 
 
-def _divides_by(term, factors) -> bool:
+def _divides_by(term: MatrixExpr, factors: Sequence[MatrixExpr]) -> bool:
     """Whether ``term`` has a factor x^{∘-1} with x among ``factors``."""
     _, rest = coeff_and_rest(term)
     parts = rest.args if isinstance(rest, HadamardProduct) else (rest,)
@@ -116,7 +122,7 @@ def _divides_by(term, factors) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def collect(terms: list):
+def collect(terms: Sequence[MatrixExpr]) -> MatrixExpr | None:
     """Sum the terms, gathering a factor that all of them share."""
     terms = [t for t in terms if not is_zero(t)]
     if not terms:
@@ -150,14 +156,14 @@ def collect(terms: list):
     return add(*terms)
 
 
-def _hadamard_factors(e):
+def _hadamard_factors(e: MatrixExpr) -> tuple[sp.Expr, list[MatrixExpr]]:
     c, rest = coeff_and_rest(e)
     if isinstance(rest, HadamardProduct):
         return c, list(rest.args)
     return c, [rest]
 
 
-def _matmul_factors(e):
+def _matmul_factors(e: MatrixExpr) -> tuple[sp.Expr, list[MatrixExpr]]:
     c, rest = coeff_and_rest(e)
     if isinstance(rest, MatMul):
         return c, list(rest.args)

@@ -15,6 +15,7 @@ so a slip in a rule cannot hide itself.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
 
@@ -26,7 +27,7 @@ from sympy import ZeroMatrix
 from ..ad.derive import Derivation, derive
 from ..ir.model import Model
 from ..ops.base import node_record  # the meanings only: no rule, no derivative
-from .evaluate import evaluate, random_point
+from .evaluate import evaluate, random_point, time_steps
 
 DEFAULT_T = 3  # long enough that a lag of 2 reaches both a state and a computed step
 
@@ -76,7 +77,7 @@ def certify(model: Model, derivation: Derivation | None = None, *, dims: dict[st
     for q in model.by_role("intermediate"):
         value = closed.adjoints[q.name]
         if q.sequence:
-            adjoint_errors[q.name] = max(worst(q.name, t, value[t]) for t in range(1, T + 1))
+            adjoint_errors[q.name] = max(worst(q.name, t, value[t]) for t in range(1, network.steps + 1))
         else:
             adjoint_errors[q.name] = worst(q.name, None, value)
     return CertifyResult(param_errors, adjoint_errors, dict(dims), T, tolerance)
@@ -116,7 +117,7 @@ class _Equation:
     outputs: list[sp.Symbol]  # the entry symbols it defines, row-major
     args: list[sp.Symbol]  # every symbol it reads, data included
     partials: list[tuple[int, sp.Symbol]]  # (output index, input) of each nonzero partial
-    function: object  # args → the outputs' values, then the partials' values
+    function: Callable[..., list[mpmath.mpf]]  # args → the outputs' values, then the partials' values
 
 
 class UnrolledNetwork:
@@ -125,9 +126,10 @@ class UnrolledNetwork:
     def __init__(self, model: Model, dims: dict[str, int], T: int | None):
         self.model = model
         self.T = T
+        self.steps = time_steps(model, T)  # 0 without time
         self.subs = {model.dims[k]: v for k, v in dims.items()}
         if model.has_time:
-            self.subs[model.length] = T
+            self.subs[model.length] = self.steps
         self.symbols: dict[tuple[str, int | None], sp.Matrix] = {}
         count = itertools.count()
         for q in model.quantities.values():
@@ -145,7 +147,7 @@ class UnrolledNetwork:
                                         for step in self._steps(model[name])])
 
     def _steps(self, q) -> list[int | None]:
-        return list(range(1, self.T + 1)) if q.sequence else [None]
+        return list(range(1, self.steps + 1)) if q.sequence else [None]
 
     def size(self, x) -> int:
         return int(sp.sympify(x, strict=True).xreplace(self.subs))
@@ -203,7 +205,7 @@ class UnrolledNetwork:
             if q.role == "param":
                 given = params[name]
             elif q.role in ("input", "target"):
-                given = data[name][step - 1] if q.sequence else data[name]
+                given = data[name][step - 1] if step is not None else data[name]  # a step: a sequence
             else:
                 continue
             for s, v in zip(symbols, np.asarray(given).reshape(symbols.shape).flat):

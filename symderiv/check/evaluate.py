@@ -17,6 +17,7 @@ from sympy import MatrixSymbol, ZeroMatrix
 
 from ..ad.derive import Derivation
 from ..ir.expr import Apply, At, Concat, Delta, TimeSum
+from ..ir.model import Model
 from ..ops import ELEMENTWISE, node_record
 
 
@@ -45,7 +46,7 @@ class Evaluator:
         self.T = T if self.model.has_time else None
         self.subs = {self.model.dims[k]: v for k, v in dims.items()}
         if self.model.has_time:
-            self.subs[self.model.length] = T
+            self.subs[self.model.length] = time_steps(self.model, T)
         self.mp = precision is not None
         self.precision = precision
         self.values = Values()
@@ -214,7 +215,17 @@ def evaluate(derivation: Derivation, dims: dict[str, int], T: int | None, params
     return Evaluator(derivation, dims, T, params, data, precision).run()
 
 
-def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scale: float = 0.5):
+def time_steps(model: Model, T: int | None) -> int:
+    """The number of steps of a point: ``T`` for a model with time (which needs it), else 0."""
+    if not model.has_time:
+        return 0
+    if T is None:
+        raise ValueError(f"the model {model.name} has a time axis: give the number of steps T")
+    return T
+
+
+def random_point(model: Model, dims: dict[str, int], T: int | None, seed: int = 0,
+                 scale: float = 0.5) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Random parameters and data for a model at concrete sizes (targets positive; a
     distribution target sums to one).
 
@@ -224,7 +235,7 @@ def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scal
     rng = np.random.default_rng(seed)
     subs = {model.dims[k]: v for k, v in dims.items()}
     if model.has_time:
-        subs[model.length] = T
+        subs[model.length] = time_steps(model, T)
     positive = positive_leaves(model)
 
     def shape(q):
@@ -234,9 +245,9 @@ def random_point(model, dims: dict[str, int], T: int | None, seed: int = 0, scal
         return np.abs(v) + 0.1 if name in positive else v
 
     params = {p.name: draw(p.name, rng.normal(0, scale, shape(p))) for p in model.params}
-    data = {}
+    data: dict[str, np.ndarray] = {}
     for q in model.data:
-        n = (T if q.sequence else 1,)
+        n = (time_steps(model, T) if q.sequence else 1,)
         if q.role == "target":
             v = rng.uniform(0.1, 1.0, n + shape(q))
             if q.distribution:

@@ -60,6 +60,8 @@ def load_generated(d: Derivation):
         path = Path(tmp) / f"_symderiv_check_{d.model.name}.py"
         path.write_text(render(d, "py", Path(d.model.path).name), encoding="utf-8")
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:  # never for a .py file: the types allow it
+            raise ImportError(f"cannot import the generated module {path}")
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)

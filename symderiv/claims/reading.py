@@ -259,13 +259,16 @@ class _PythonSide:
         return isinstance(s, ast.Name) and s.id in (self.index, self.length)
 
     def _step(self, s: ast.AST) -> Step:
-        if isinstance(s, ast.Constant):
+        """The step of a subscript that ``_is_step`` accepts."""
+        if isinstance(s, ast.Constant) and type(s.value) is int:
             return Step("", s.value)
-        if isinstance(s, ast.BinOp):
+        if isinstance(s, ast.BinOp) and isinstance(s.right, ast.Constant) and type(s.right.value) is int:
             k = s.right.value if isinstance(s.op, ast.Add) else -s.right.value
             inner = self._step(s.left)
             return Step(inner.base, inner.offset + k)
-        return Step("t" if s.id == self.index else "T", 0)
+        if isinstance(s, ast.Name):
+            return Step("t" if s.id == self.index else "T", 0)
+        raise TypeError(f"internal error: not a step: {ast.dump(s)}")
 
     def _indices(self, s: ast.AST) -> tuple:
         parts = s.elts if isinstance(s, ast.Tuple) else [s]

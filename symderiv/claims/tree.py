@@ -32,15 +32,16 @@ class Val:
     offset from the claim's step once anchored, None for a static quantity."""
 
     name: str
-    offset: int | None = None
+    offset: int | Step | None = None
 
 
 @dataclass(frozen=True)
 class Grad:
-    """δ of a quantity: ∂L/∂ it.  For a parameter, its step-t term inside a per-step claim."""
+    """δ of a quantity: ∂L/∂ it.  For a parameter, its step-t term inside a per-step claim.
+    ``offset`` as for ``Val``."""
 
     name: str
-    offset: int | None = None
+    offset: int | Step | None = None
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class Rows:
     """Rows ``start..stop`` (1-based, inclusive; sizes as SymPy expressions) of a vector."""
 
     arg: object
-    start: object
-    stop: object
+    start: sp.Expr
+    stop: sp.Expr
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,8 @@ def claim_target(model, node) -> Target:
     if q.is_vector and len(indices) == 2:
         raise ReadError(f"'{node.name}' is a vector: one entry index, not two")
     step = node.offset if q.sequence else None
+    if isinstance(step, int):
+        raise TypeError("internal error: a claim's target is read before its steps are anchored")
     if q.sequence and step is None:
         step = STEP_T
     return Target(node.name, step, indices)

@@ -162,11 +162,12 @@ class Truth:
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
+        step = self.step
         if self.kind == "static":
             return [None]
-        if self.kind == "per-step" or self.step.base == "t":
+        if self.kind == "per-step" or step is None or step.base == "t":
             return probe.steps
-        at = probe.T + self.step.offset if self.step.base == "T" else self.step.offset
+        at = probe.T + step.offset if step.base == "T" else step.offset
         return [at]
 
     def values(self, probe, world: str) -> dict:
@@ -218,16 +219,17 @@ class Judge:
 
     def judge(self, claim: C.Claim) -> Verdict:
         base = Verdict(claim.line, claim.text, self._label(claim.target), "unreadable", col=claim.col)
-        if claim.target is not None:
-            base.lhs = self._lhs(claim.target)
-            base.expected = self.expected(claim.target, claim.rhs)
-        if claim.problem is not None:
-            base.message = claim.problem
+        target = claim.target
+        if target is not None:
+            base.lhs = self._lhs(target)
+            base.expected = self.expected(target, claim.rhs)
+        if claim.problem is not None or target is None:  # the readers give a claim without a target a problem
+            base.message = claim.problem if claim.problem is not None else "the claim names no target"
             return base
         stepwise = C.depends_on_step(claim.rhs)
-        truth = self.truth(claim.target, stepwise)
+        truth = self.truth(target, stepwise)
         if truth is None:
-            base.message = (f"step {claim.target.step.text()} is outside the sequences this checker uses "
+            base.message = (f"step {(target.step or C.STEP_T).text()} is outside the sequences this checker uses "
                             f"(t = 1..{STEPS}); write the claim at a general step t")
             return base
         check = _Check(self, truth, C.ClaimExpressionBuilder(self.d, stepwise, self.math))
@@ -311,8 +313,9 @@ class Judge:
         adj = self.d.adjoints[target.name]
         if not q.sequence:
             return Truth(target.name, "static", adj.closed, shape)
-        step = target.step
-        if step.base == "" and not 1 <= step.offset <= self.probes[0].T:
+        step = target.step if target.step is not None else C.STEP_T  # claim_target gives every sequence one
+        # (a sequence quantity means the model has time: the probes have T steps)
+        if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0):
             return None
         return Truth(target.name, "sequence", adj.closed, shape, step)
 
@@ -324,7 +327,7 @@ class Judge:
         q = self.model.quantities[target.name]
         if q.role == "param":
             e = self.d.gradients[target.name].expr
-        elif q.sequence and target.step.base == "T":  # terms through steps after T vanish
+        elif q.sequence and target.step is not None and target.step.base == "T":  # terms through steps after T vanish
             terms = [t.expr for t in self.d.adjoints[target.name].closed_terms if t.offset + target.step.offset <= 0]
             e = add(*terms) if terms else ZeroMatrix(*q.shape)
         else:
@@ -506,6 +509,8 @@ class _Check:
         pairs = [(self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
                  for k, v in self.truth.values(p, "exact").items()]
         c = _constant_factor(pairs)
+        if c is None:  # agrees(repair, "factor") found the factor on these very values
+            raise RuntimeError("internal error: no constant factor where one was found")
         return repair.then("wrong-factor", repair.node, f"it is {_number_text(c)} times the true value")
 
     def _recurrent_note(self) -> str:
@@ -708,7 +713,7 @@ def _adjoint_ref(node, model) -> tuple[str | None, int | None]:
 
 def _leaves_of(e, model) -> list:
     """The quantities (as claim leaves) that appear in a SymPy expression."""
-    out = []
+    out: list[C.Grad | C.Val] = []
     for node in sp.preorder_traversal(e):
         name, k = _adjoint_ref(node, model)
         if name is not None:
@@ -724,7 +729,7 @@ def _leaves_of(e, model) -> list:
 def activation_factors(model) -> list[tuple[str, object]]:
     """(function, f'(z)) for every elementwise function in the model's equations, through the
     function's output where it has a name (o ⊙ (1 − o) for o = σ(y_o))."""
-    found = {}
+    found: dict[object, str] = {}  # f'(z) as a matrix expression → its function
     for q in model.equations:
         for node in sp.preorder_traversal(q.expr):
             if isinstance(node, Apply) and node.fname in ELEMENTWISE:

@@ -12,18 +12,19 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import sympy as sp
 from sympy import MatrixSymbol, OneMatrix, ZeroMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..errors import ModelError, Position
+from ..errors import ModelError, Position, SymderivError
 from ..ir.expr import (
     Apply,
     At,
-    LogSoftmax,
-    Softmax,
     TimeSum,
+    Value,
     add,
     broadcast,
     hadamard,
@@ -40,7 +41,16 @@ from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .nfkc import check_spellings
 from .order import DESCRIBE, check_states, definition_order, lag
-from .source import Source, SourceLine, char_offset, logical_lines, node_error, operator_offset, unmatched_brackets
+from .source import (
+    Source,
+    SourceLine,
+    char_offset,
+    end_of,
+    logical_lines,
+    node_error,
+    operator_offset,
+    unmatched_brackets,
+)
 from .statements import Definition, ParseState, read_statements
 
 MAX_EXPRESSION_DEPTH = 200
@@ -56,16 +66,18 @@ def load(path: str | Path) -> Model:
     return parse(data, str(path))
 
 
-def decode_source(text: str | bytes, filename: str, error=ModelError) -> str:
+def decode_source(text: str | bytes, filename: str,
+                  error: Callable[[str, Position, str], SymderivError] = ModelError) -> str:
     """User text as ``str``: UTF-8, a byte-order mark dropped; invalid UTF-8, a NUL or a lone
     surrogate is an ``error`` at its line and column (model files and claims files alike)."""
     if isinstance(text, bytes):
+        data = text
         try:
-            text = text.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            before = text[: exc.start].decode("utf-8").removeprefix("\ufeff")
+            before = data[: exc.start].decode("utf-8").removeprefix("\ufeff")
             line, col = _line_col(before, len(before))
-            shown = _LINE_END.split(text.decode("utf-8", errors="replace").removeprefix("\ufeff"))[line - 1]
+            shown = _LINE_END.split(data.decode("utf-8", errors="replace").removeprefix("\ufeff"))[line - 1]
             raise error("the file is not valid UTF-8", Position(filename, line, col), shown) from None
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if "\x00" in text:
@@ -171,9 +183,9 @@ def _parse_expr(stmt: SourceLine, offset: int, text: str | None = None) -> ast.e
     return tree
 
 
-def _too_deep(tree: ast.AST, limit: int) -> ast.expr | None:
+def _too_deep(tree: ast.expr, limit: int) -> ast.expr | None:
     """The first expression node more than ``limit`` levels down, found without recursion."""
-    stack = [(tree, 1)]
+    stack: list[tuple[ast.expr, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
@@ -184,11 +196,16 @@ def _too_deep(tree: ast.AST, limit: int) -> ast.expr | None:
 
 def _shift_positions(tree: ast.AST, first_line_shift: int, lead: int) -> None:
     for node in ast.walk(tree):
-        if hasattr(node, "col_offset") and node.lineno == 1:
+        # every node with a position (expressions, keywords); operators and contexts have none
+        if hasattr(node, "col_offset") and hasattr(node, "lineno") and node.lineno == 1:
             node.col_offset += first_line_shift
-            if getattr(node, "end_lineno", None) == 1 and node.end_col_offset is not None:
+            if getattr(node, "end_lineno", None) == 1 and hasattr(node, "end_col_offset") \
+                    and node.end_col_offset is not None:
                 node.end_col_offset += first_line_shift
 
+
+#: An ast node with a position of its own: what an error can point at.
+Located = ast.expr | ast.keyword
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@"}
 
@@ -196,7 +213,7 @@ _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult:
 class _ModelBuilder:
     """Builds every equation into SymPy, in dependency order, checking shapes."""
 
-    def __init__(self, state: ParseState):
+    def __init__(self, state: ParseState) -> None:
         self.s = state
         self.shapes_pending: dict[str, MatrixSymbol] = {}
         self.bindings: dict[sp.Symbol, sp.Expr] = {}
@@ -216,18 +233,19 @@ class _ModelBuilder:
                 self._build_definition(d)
             except RecursionError:  # a last resort: _parse_expr bounds the depth of every tree
                 raise d.stmt.error("the expression is too deeply nested to process", d.expr_offset) from None
-        self._finish_shapes()
-        loss = s.quantities[s.loss]
+        built = _built(s.quantities)
+        self._finish_shapes(built)
+        loss = built[s.loss]
         if loss.shape != (1, 1):
             d = s.definitions[s.loss]
             raise d.stmt.error(f"the loss must be a scalar, but {s.loss} is {_shape_text(loss.shape)}",
                                d.expr_offset)
         for name, pos in s.latex_positions.items():
-            if name not in s.quantities:
+            if name not in built:
                 raise ModelError(f"'latex' names '{name}', which is not defined", pos, s.source.line(pos.line))
-        states = {name: {k: self._state_value(name, k, v) for k, v in steps.items()}
+        states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
                   for name, steps in s.states.items()}
-        return Model(name=s.name, path=s.source.path, dims=dict(s.dims), quantities=dict(s.quantities),
+        return Model(name=s.name, path=s.source.path, dims=dict(s.dims), quantities=built,
                      loss=s.loss, time_index=s.time_index, length=s.length, states=states,
                      latex_overrides=dict(s.latex), order=order)
 
@@ -251,14 +269,14 @@ class _ModelBuilder:
         sym = MatrixSymbol(d.name, *shape)
         s.quantities[d.name] = Quantity(d.name, role, sym, d.sequence, d.stmt.pos(0), expr=expr)
 
-    def _finish_shapes(self) -> None:
+    def _finish_shapes(self, quantities: dict[str, Quantity]) -> None:
         """Replace placeholder symbols (used for lagged references) by the final ones."""
         s = self.s
         mapping = {}
         for name, placeholder in self.shapes_pending.items():
-            mapping[placeholder] = s.quantities[name].symbol
+            mapping[placeholder] = quantities[name].symbol
         dims = {k: self._resolve(k) for k in self.bindings}
-        for q in s.quantities.values():
+        for q in quantities.values():
             if q.expr is not None:
                 expr = q.expr.xreplace(mapping) if mapping else q.expr
                 if dims:
@@ -272,12 +290,13 @@ class _ModelBuilder:
                     raise d.stmt.error(f"cannot tell the size of '{q.name}' from its equation; "
                                        f"give it an initial state that is a param", 0)
 
-    def _state_value(self, name: str, step: int, entry):
+    def _state_value(self, quantities: dict[str, Quantity], name: str, step: int,
+                     entry: tuple[SourceLine, int, str]) -> MatrixExpr:
         stmt, off, value = entry
-        q = self.s.quantities[name]
+        q = quantities[name]
         if value in ("0", "0.0"):
             return ZeroMatrix(*q.shape)
-        p = self.s.quantities.get(value)
+        p = quantities.get(value)
         if p is None:
             raise stmt.error(f"unknown name '{value}'", off)
         if p.role != "param":
@@ -287,7 +306,7 @@ class _ModelBuilder:
                              f"{_shape_text(p.shape)}", off)
         return p.symbol
 
-    def _resolve(self, x):
+    def _resolve(self, x: sp.Expr | int) -> sp.Expr:
         x = sp.sympify(x, strict=True)
         for _ in range(10):
             y = x.xreplace(self.bindings)
@@ -296,7 +315,8 @@ class _ModelBuilder:
             x = y
         return sp.expand(x)
 
-    def _unify(self, a, b, node, what_a, what_b) -> None:
+    def _unify(self, a: Sequence[sp.Expr | int], b: Sequence[sp.Expr | int], node: Located, what_a: str,
+               what_b: str) -> None:
         """Shapes must be equal; a placeholder size (from a lag) takes the other's value."""
         for x, y in zip(a, b):
             x, y = self._resolve(x), self._resolve(y)
@@ -313,7 +333,7 @@ class _ModelBuilder:
                 raise self._error(node, f"shape mismatch: {what_a} is {_shape_text(a, self._resolve)} but "
                                         f"{what_b} is {_shape_text(b, self._resolve)}")
 
-    def _error(self, node: ast.AST, message: str) -> ModelError:
+    def _error(self, node: Located, message: str) -> ModelError:
         d = self.current
         return node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], node, message)
 
@@ -322,7 +342,7 @@ class _ModelBuilder:
         seg = ast.get_source_segment(d.stmt.text[d.expr_offset:], node)
         return (seg or ast.unparse(node)).replace("\n", " ")
 
-    def _expr(self, node: ast.AST, step: bool):
+    def _expr(self, node: ast.expr, step: bool) -> Value:
         """An ast node → a SymPy number or matrix expression."""
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
@@ -330,7 +350,7 @@ class _ModelBuilder:
             raise self._error(node, f"{what} is not allowed in a model file")
         return method(node, step)
 
-    def _Constant(self, node: ast.Constant, step: bool):
+    def _Constant(self, node: ast.Constant, step: bool) -> sp.Expr:
         v = node.value
         if type(v) is int:
             return sp.Integer(v)
@@ -340,7 +360,7 @@ class _ModelBuilder:
             return sp.Rational(repr(v))
         raise self._error(node, f"only numbers are allowed as constants, not {type(v).__name__}")
 
-    def _Name(self, node: ast.Name, step: bool):
+    def _Name(self, node: ast.Name, step: bool) -> MatrixExpr:
         s, name = self.s, node.id
         if name == s.time_index:
             raise self._error(node, f"the time index '{name}' can only appear in a step, as in x[{name}]")
@@ -353,10 +373,11 @@ class _ModelBuilder:
             raise self._error(node, f"'{name}' is a sequence; write {name}[{s.time_index}]")
         return q.symbol
 
-    def _quantity(self, node: ast.AST, name: str) -> Quantity:
+    def _quantity(self, node: ast.expr, name: str) -> Quantity:
         s = self.s
-        if name in s.quantities and s.quantities[name] is not None:
-            return s.quantities[name]
+        built = s.quantities.get(name)
+        if built is not None:
+            return built
         if name in s.definitions:
             # Only reachable through a lag of a quantity not built yet: use a placeholder shape.
             if name not in self.shapes_pending:
@@ -367,7 +388,7 @@ class _ModelBuilder:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise self._error(node, f"unknown name '{name}'{hint}")
 
-    def _Subscript(self, node: ast.Subscript, step: bool):
+    def _Subscript(self, node: ast.Subscript, step: bool) -> MatrixExpr:
         s = self.s
         if not isinstance(node.value, ast.Name):
             raise self._error(node, "only a name can be indexed by a step, as in h[t-1]")
@@ -381,18 +402,18 @@ class _ModelBuilder:
                                     f"sum it over time with Sum(..., ({s.time_index}, 1, {s.length}))")
         return At(q.symbol, -lag)
 
-    def _Attribute(self, node: ast.Attribute, step: bool):
+    def _Attribute(self, node: ast.Attribute, step: bool) -> Value:
         if node.attr != "T":
             d = self.current
             text = d.stmt.text[d.expr_offset:]
-            at = char_offset(text, node.end_lineno, node.end_col_offset) - len(node.attr)
+            at = char_offset(text, *end_of(node)) - len(node.attr)
             raise d.stmt.error(f"attribute '.{node.attr}' is not allowed (only .T, the transpose)", d.expr_offset + at)
         inner = self._expr(node.value, step)
         if not getattr(inner, "is_Matrix", False):
             return inner
         return transpose(inner)
 
-    def _UnaryOp(self, node: ast.UnaryOp, step: bool):
+    def _UnaryOp(self, node: ast.UnaryOp, step: bool) -> Value:
         inner = self._expr(node.operand, step)
         if isinstance(node.op, ast.USub):
             return neg(inner) if getattr(inner, "is_Matrix", False) else -inner
@@ -400,7 +421,7 @@ class _ModelBuilder:
             return inner
         raise self._error(node, "this operator is not allowed in a model file")
 
-    def _BinOp(self, node: ast.BinOp, step: bool):
+    def _BinOp(self, node: ast.BinOp, step: bool) -> Value:
         op = _BINOPS.get(type(node.op))
         if op is None:
             sym = {ast.Pow: "**", ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>",
@@ -452,7 +473,8 @@ class _ModelBuilder:
         d = self.current
         return d.stmt.error(message, d.expr_offset + operator_offset(d.stmt.text[d.expr_offset:], node.left))
 
-    def _conform(self, node: ast.AST, a, b, op: str, where: str | None = None):
+    def _conform(self, node: ast.BinOp | ast.Call, a: Value, b: Value, op: str,
+                 where: str | None = None) -> tuple[Value, Value]:
         """Broadcast a number or a 1x1 value over the other side's shape; else shapes must agree.
 
         ``node`` is the ``BinOp``, or the call ``where`` (like ``cross_entropy()``) of two arguments."""
@@ -479,10 +501,10 @@ class _ModelBuilder:
                    f"{self._text(right)} is {_shape_text(sb)}")
         raise self._op_error(node, message) if isinstance(node, ast.BinOp) else self._error(node, message)
 
-    def _Tuple(self, node: ast.Tuple, step: bool):
+    def _Tuple(self, node: ast.Tuple, step: bool) -> Value:
         raise self._error(node, "a tuple is only allowed as the range of Sum(..., (t, 1, T))")
 
-    def _Call(self, node: ast.Call, step: bool):
+    def _Call(self, node: ast.Call, step: bool) -> Value:
         if not isinstance(node.func, ast.Name):
             raise self._error(node, f"call of '{self._text(node.func)}' is not allowed; only the functions of the "
                                     "model language can be called")
@@ -524,16 +546,16 @@ class _ModelBuilder:
                            _pending)
         return LANGUAGE[fname].build(ctx, node, args)
 
-    def _need_vector(self, node: ast.AST, value, fname: str) -> None:
+    def _need_vector(self, node: ast.expr, value: MatrixExpr, fname: str) -> None:
         if _pending(self._resolve(value.shape[1])):  # a lagged quantity not built yet: a vector
             self._unify((value.shape[1],), (1,), node, f"the columns of {self._text(node)}", "1")
         if sp.expand(self._resolve(value.shape[1]) - 1) != 0:
             raise self._error(node, f"{fname}() needs a column vector, but {self._text(node)} is "
                                     f"{_shape_text(value.shape, self._resolve)}")
 
-    def _sum(self, node: ast.Call, step: bool):
+    def _sum(self, node: ast.Call, step: bool) -> MatrixExpr:
         s = self.s
-        if s.time_index is None:
+        if s.time_index is None or s.length is None:  # the two are declared together
             raise self._error(node, "Sum(..., (t, 1, T)) needs a time axis; add a line 'time t = 1..T'")
         if step:
             raise self._error(node, "Sum over time inside a per-step equation; sum in a static equation or the loss")
@@ -552,19 +574,21 @@ class _ModelBuilder:
         return TimeSum(inner)
 
 
-def _pending(x) -> set:
+def _built(quantities: dict[str, Quantity | None]) -> dict[str, Quantity]:
+    """The quantities once every equation is built; one still a placeholder is an internal error."""
+    missing = [name for name, q in quantities.items() if q is None]
+    if missing:
+        raise RuntimeError(f"internal error: the equations of {', '.join(missing)} were not built")
+    return {name: q for name, q in quantities.items() if q is not None}
+
+
+def _pending(x: sp.Expr | int) -> set[sp.Dummy]:
     """The placeholder sizes (of lagged quantities not built yet) in a size expression."""
     return {a for a in sp.sympify(x, strict=True).free_symbols if isinstance(a, sp.Dummy)}
 
 
-def _log(p):
-    """log p, with log(softmax(z)) kept as one node so it is computed stably."""
-    if isinstance(p, Softmax) and not isinstance(p, LogSoftmax):
-        return LogSoftmax(p.arg)
-    return Apply("log", p)
-
-
-def _shape_text(shape, resolve=lambda x: x) -> str:
+def _shape_text(shape: Sequence[sp.Expr | int],
+                resolve: Callable[[sp.Expr | int], sp.Expr | int] = lambda x: x) -> str:
     rows, cols = (resolve(x) for x in shape)
     if rows == 1 and cols == 1:
         return "a scalar"

@@ -26,13 +26,13 @@ DESCRIBE = {
 }
 
 #: For every lagged quantity: (lag k, the definition that uses it at t-k, the node x[t-k]).
-Lags = dict[str, list[tuple[int, Definition, ast.AST]]]
+Lags = dict[str, list[tuple[int, Definition, ast.expr]]]
 
 
 def definition_order(s: ParseState) -> tuple[list[str], Lags]:
     """Definitions, dependencies first, and every reference to an earlier step, by the name it
     refers to; a cycle not through a lag is an error.  Validates every tree on the way."""
-    deps: dict[str, list[tuple[str, ast.AST]]] = {}
+    deps: dict[str, list[tuple[str, ast.expr]]] = {}
     lags: Lags = {}
     for name, d in s.definitions.items():
         deps[name] = []
@@ -72,7 +72,7 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
     return order, lags
 
 
-def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.AST]]:
+def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:
     """(name, lag, node) for every quantity a definition uses; validates the tree on the way."""
     text = d.stmt.text[d.expr_offset:]
     indexed = {id(n.value) for n in ast.walk(d.tree) if isinstance(n, ast.Subscript)}
@@ -95,7 +95,8 @@ def lag(s: ParseState, d: Definition, node: ast.Subscript) -> int:
     """0 for ``x[t]``, k for ``x[t-k]``; anything else is an error."""
     idx = node.slice
     text = d.stmt.text[d.expr_offset:]
-    name = node.value.id
+    # the callers index names only (the builder refuses anything else first)
+    name = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
     if s.time_index is None:
         raise node_error(d.stmt, d.expr_offset, text, node,
                          f"'{name}[...]' needs a time axis; add a line 'time t = 1..T'")
@@ -124,12 +125,13 @@ def check_states(s: ParseState, lags: Lags) -> None:
     back only to steps that have an initial state."""
     for name, steps in s.states.items():
         stmt, off, _ = next(iter(steps.values()))
-        at = re.match(r"state\s+", stmt.text).end()  # where the name is
+        keyword = re.match(r"state\s+", stmt.text)  # a state line starts with it
+        at = keyword.end() if keyword else 0  # where the name is
         if name not in s.definitions and name not in s.quantities:
             raise stmt.error(f"'state' for '{name}', which is not defined", at)
         d = s.definitions.get(name)
-        if d is None and s.quantities.get(name) is not None:
-            raise stmt.error(f"'state' for '{name}', which is {s.quantities[name].role} data: only quantities "
+        if d is None and (data := s.quantities.get(name)) is not None:
+            raise stmt.error(f"'state' for '{name}', which is {data.role} data: only quantities "
                              "defined by an equation have initial states", at)
         if d is None or not d.sequence:
             raise stmt.error(f"'state' gives initial values of a sequence quantity, and '{name}' is not one", at)

@@ -139,15 +139,25 @@ def char_offset(text: str, lineno: int, col_bytes: int) -> int:
     return sum(len(x) + 1 for x in lines[: lineno - 1]) + col
 
 
-def operator_offset(text: str, left: ast.AST) -> int:
+def end_of(node: ast.expr) -> tuple[int, int]:
+    """Where ``node`` ends: its last line and the column past it, in UTF-8 bytes.
+
+    ``ast.parse`` sets both on every expression it returns; ``ast``'s types allow None only
+    for nodes built by hand, which never reach here."""
+    if node.end_lineno is None or node.end_col_offset is None:
+        raise ValueError(f"internal error: an expression without an end position ({ast.dump(node)})")
+    return node.end_lineno, node.end_col_offset
+
+
+def operator_offset(text: str, left: ast.expr) -> int:
     """Where the operator after the operand ``left`` is (past closing parentheses and spaces)."""
-    i = char_offset(text, left.end_lineno, left.end_col_offset)
+    i = char_offset(text, *end_of(left))
     while i < len(text) and text[i] in " \t\n)":
         i += 1
     return i
 
 
-def node_error(stmt: SourceLine, offset: int, text: str, node: ast.AST, message: str) -> ModelError:
+def node_error(stmt: SourceLine, offset: int, text: str, node: ast.expr | ast.keyword, message: str) -> ModelError:
     """An error at ``node`` of the expression ``text``, which starts at ``offset`` of the line."""
     return stmt.error(message, offset + char_offset(text, node.lineno, node.col_offset))
 

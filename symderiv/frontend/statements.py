@@ -56,7 +56,8 @@ class ParseState:
     time_index: str | None = None
     length: sp.Symbol | None = None
     time_stmt: SourceLine | None = None
-    quantities: dict[str, Quantity] = field(default_factory=dict)
+    # None: a quantity defined by an equation, not built yet (the builder fills it in)
+    quantities: dict[str, Quantity | None] = field(default_factory=dict)
     definitions: dict[str, Definition] = field(default_factory=dict)
     states: dict[str, dict[int, tuple[SourceLine, int, str]]] = field(default_factory=dict)
     latex: dict[str, str] = field(default_factory=dict)

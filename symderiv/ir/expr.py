@@ -24,6 +24,9 @@ from sympy.core.symbol import Str
 from sympy.core.sympify import _sympify
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+#: What an expression of a model file builds to: a matrix expression, or a number.
+Value = MatrixExpr | sp.Expr
+
 
 def _str(name: str | Str) -> Str:
     return name if isinstance(name, Str) else Str(name)

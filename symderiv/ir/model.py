@@ -30,7 +30,8 @@ class Quantity:
     expr: sp.Basic | None = None  # the defining expression, for intermediates and the loss
     distribution: bool = False  # a target whose vectors sum to one
     auxiliary: bool = False  # a name symderiv introduced (a pre-activation)
-    declared_shape: tuple | None = None  # shape as written in the file, for PARAMS/INPUTS
+    # the shape as written in the file, for params and data: "scalar", "n" or ("n", "m")
+    declared_shape: str | tuple[str, str] | None = None
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:

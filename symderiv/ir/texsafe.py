@@ -231,9 +231,10 @@ class _Reader:
 
     # --- arguments ----------------------------------------------------------------------
 
-    def argument(self) -> None:
-        """A one-token argument (a letter, digit, * + -, or an ORDINARY command) for ``self.need``."""
-        role, _, _ = self.need
+    def argument(self, need: tuple[str, int, str]) -> None:
+        """A one-token argument (a letter, digit, * + -, or an ORDINARY command) for ``need``,
+        what ``self.need`` awaited."""
+        role, _, _ = need
         self.need = None
         self.done(role, _List(atoms=1))
         if role == "bold":
@@ -266,9 +267,9 @@ class _Reader:
     def expect(self, role: str, offset: int, what: str) -> None:
         self.need = (role, offset, what)
 
-    def awaited(self, offset: int, found: str) -> None:
-        """``found`` cannot be the argument that ``self.need`` waits for."""
-        _, at, what = self.need
+    def awaited(self, need: tuple[str, int, str], offset: int, found: str) -> None:
+        """``found`` cannot be the argument that ``need`` (``self.need``) waits for."""
+        _, at, what = need
         raise _Refused(at, f"{what} must be followed by one letter or digit, a Greek letter or a group in braces, "
                            f"not {found} (offset {offset - at} after it)")
 
@@ -283,9 +284,9 @@ class _Reader:
                 self.need = None
                 return
             if ch in _BARE_ARGUMENT:
-                self.argument()
+                self.argument(self.need)
                 return
-            self.awaited(i, f"'{ch}'")
+            self.awaited(self.need, i, f"'{ch}'")
         lst = self.math
         if ch == " ":
             lst.after_prime = False
@@ -389,9 +390,9 @@ class _Reader:
             raise _Refused(i, "a \\boldsymbol inside a \\boldsymbol (TeX runs out of memory on it)")
         if self.need is not None:
             if name in ORDINARY:
-                self.argument()
+                self.argument(self.need)
                 return
-            self.awaited(i, f"'\\{name}' (put it in braces)")
+            self.awaited(self.need, i, f"'\\{name}' (put it in braces)")
         lst = self.math
         if name in ORDINARY:
             lst.atom()
@@ -404,7 +405,7 @@ class _Reader:
         """``\\left`` or ``\\right`` at ``i``, its delimiter at ``j``: the offset after it."""
         text = self.text
         if self.need is not None:
-            self.awaited(i, f"'\\{name}'")
+            self.awaited(self.need, i, f"'\\{name}'")
         opening = name == "left"
         allowed = "([" if opening else ")]"
         if j >= len(text) or text[j] not in allowed:

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from sympy.matrices.expressions.matexpr import MatrixExpr
+
 from . import elementwise as _elementwise  # noqa: F401  (registers the records)
 from . import structural as _structural  # noqa: F401
 from .base import (
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-def vjp(node, g, out):
+def vjp(node: MatrixExpr, g: MatrixExpr, out: MatrixExpr) -> list[MatrixExpr | None]:
     """Contributions to the children of ``node`` given its adjoint ``g`` and value ``out``."""
     rule = node_record(node).vjp
     if rule is None:

@@ -10,8 +10,9 @@ of their own; a node without a record is an internal error in every pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sympy as sp
 
@@ -110,6 +111,10 @@ class LanguageFunction:
     claims: bool = False
 
 
+#: Any record ``register`` takes.
+Record = Elementwise | Node | LanguageFunction
+_R = TypeVar("_R", Elementwise, Node, LanguageFunction)
+
 # ---------------------------------------------------------------------------------------
 # The registry.
 
@@ -121,7 +126,7 @@ RESERVED_CALLS = ("Sum",)
 _listeners: list[Callable[[], None]] = []
 
 
-def register(record):
+def register(record: _R) -> _R:
     """Add a record (elementwise, node or language function) to the registry; returns it."""
     if isinstance(record, Elementwise):
         ELEMENTWISE[record.name] = record
@@ -135,7 +140,7 @@ def register(record):
     return record
 
 
-def unregister(record) -> None:
+def unregister(record: Record) -> None:
     """Remove a record added by ``register`` (a test's throwaway function)."""
     if isinstance(record, Elementwise):
         ELEMENTWISE.pop(record.name, None)
@@ -156,7 +161,7 @@ def _changed() -> None:
         listener()
 
 
-def node_record(node) -> Node:
+def node_record(node: sp.Basic) -> Node:
     """The record of ``node``'s class (or of its nearest registered base class).
 
     An unknown node is an internal error, never passed through: a pass that met it would
@@ -168,7 +173,7 @@ def node_record(node) -> Node:
     raise TypeError(f"internal error: no operation record for the node {type(node).__name__} ({node})")
 
 
-class _FunctionNames(Sequence):
+class _FunctionNames(Sequence[str]):
     """The names a model file may call, sorted; a live view of the registry."""
 
     def _names(self) -> list[str]:
@@ -183,11 +188,13 @@ class _FunctionNames(Sequence):
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
 
-    def __contains__(self, name) -> bool:
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
         e = ELEMENTWISE.get(name)
         return (e is not None and e.public) or name in LANGUAGE or name in RESERVED_CALLS
 
-    def __add__(self, other) -> list[str]:
+    def __add__(self, other: Iterable[str]) -> list[str]:
         return self._names() + list(other)
 
     def __repr__(self) -> str:

@@ -9,10 +9,12 @@ matrix expression the sweep uses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sympy as sp
 from sympy import HadamardPower, OneMatrix
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import Apply, add, hadamard, scale
 from .base import ELEMENTWISE, Z, on_change
@@ -30,13 +32,13 @@ class ScalarDerivative:
     through_output: bool
 
 
-_derivatives: dict = {}
-_by_class: dict = {}
+_derivatives: dict[tuple[str, tuple[sp.Expr, ...]], ScalarDerivative] = {}
+_by_class: dict[type, str] = {}
 on_change(_derivatives.clear)
 on_change(_by_class.clear)
 
 
-def derivative(fname: str, params: tuple = ()) -> ScalarDerivative:
+def derivative(fname: str, params: Sequence[sp.Expr] = ()) -> ScalarDerivative:
     """f' for an elementwise function (with its parameters' values), cached."""
     key = (fname, tuple(params))
     if key not in _derivatives:
@@ -44,7 +46,7 @@ def derivative(fname: str, params: tuple = ()) -> ScalarDerivative:
     return _derivatives[key]
 
 
-def _derive(fname: str, params: tuple) -> ScalarDerivative:
+def _derive(fname: str, params: tuple[sp.Expr, ...]) -> ScalarDerivative:
     record = ELEMENTWISE[fname]
     if record.derivative is not None:
         return ScalarDerivative(record.derivative(_z, *params), False)
@@ -105,7 +107,7 @@ def _record_of(e: sp.Expr) -> str | None:
     return _by_class.get(e.func)
 
 
-def scalar_to_matrix(e: sp.Expr, var: sp.Symbol, value):
+def scalar_to_matrix(e: sp.Expr, var: sp.Symbol, value: MatrixExpr) -> MatrixExpr:
     """Turn a scalar SymPy expression in ``var`` into the elementwise matrix expression in ``value``."""
     if e == var:
         return value
@@ -130,12 +132,13 @@ def scalar_to_matrix(e: sp.Expr, var: sp.Symbol, value):
     raise NotImplementedError(f"cannot write {e} elementwise")
 
 
-def _ordered_add_args(e: sp.Add):
+def _ordered_add_args(e: sp.Add) -> list[sp.Expr]:
     """Constants first: 1 - s rather than -s + 1."""
     return sorted(e.args, key=lambda a: (not a.is_Number,))
 
 
-def activation_derivative(fname: str, arg, out, params: tuple = ()):
+def activation_derivative(fname: str, arg: MatrixExpr, out: MatrixExpr,
+                          params: Sequence[sp.Expr] = ()) -> MatrixExpr:
     """f'(arg) as a matrix expression, through ``out`` = f(arg) where possible."""
     d = derivative(fname, params)
     if d.through_output:

@@ -23,6 +23,7 @@ from sympy import (
     Transpose,
     ZeroMatrix,
 )
+from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import (
     Apply,
@@ -332,7 +333,7 @@ def _two_vectors(ctx, call, args):
     ctx.conform(call, a, b, ",", f"{fname}()")
 
 
-def log_of(p):
+def log_of(p: MatrixExpr) -> MatrixExpr:
     """log p, with log(softmax(z)) kept as one node so it is computed stably."""
     if isinstance(p, Softmax) and not isinstance(p, LogSoftmax):
         return LogSoftmax(p.arg)
@@ -356,7 +357,7 @@ def _checked(make):
     return build
 
 
-for _record in [
+for _function in [
     LanguageFunction("softmax", 1, _build_softmax(Softmax), Softmax, words=("softmax",), claims=True),
     LanguageFunction("log_softmax", 1, _build_softmax(LogSoftmax), LogSoftmax, words=("logsoftmax", "log_softmax"),
                      claims=True),
@@ -365,4 +366,4 @@ for _record in [
     LanguageFunction("cross_entropy", 2, _checked(_make_cross_entropy), _make_cross_entropy),
     LanguageFunction("squared_error", 2, _checked(_make_squared_error), _make_squared_error),
 ]:
-    register(_record)
+    register(_function)

@@ -70,7 +70,7 @@ class _MathPrinter(Printer):
         """f(arg), spelled as the function's record says (its head, or its whole form)."""
         record = ELEMENTWISE.get(fname)
         form = getattr(record, self.form_field, None) if record else None
-        if form is not None:
+        if record is not None and form is not None:
             values = dict(zip(record.params, (self.constant(p) for p in params)))
             whole = Template(form).substitute(values, x=arg)
             return self.raised(self.paren(whole), power) if power != 1 else whole

@@ -32,7 +32,7 @@ WITH_ARGUMENT = {"alignedat", "alignat", "alignat*", "array"}
 
 def displayed_spans(text: str, markdown: bool) -> list[tuple[int, int, str | None]]:
     """(start, stop, environment) of every displayed equation's content."""
-    spans = []
+    spans: list[tuple[int, int, str | None]] = []
     i, n = 0, len(text)
     begin = re.compile(r"\\begin\s*\{([A-Za-z*]+)\}")
     while i < n:

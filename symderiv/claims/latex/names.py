@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...ir.model import Model
 from ...ir.names import split_name
 from ..tree import ReadError, Step
 from .tokens import (
@@ -70,13 +71,13 @@ class Spelling:
 class Glossary:
     """The model's quantities by LaTeX key, the write-up's own definitions, and its spellings."""
 
-    model: object
-    table: dict = field(default_factory=dict)  # NameKey → [(subscript prefix, quantity)]
-    aliases: dict = field(default_factory=dict)
-    spellings: dict = field(default_factory=dict)
+    model: Model
+    table: dict[NameKey, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)  # → [(subscripts, quantity)]
+    aliases: dict[NameKey, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)
+    spellings: dict[str, Spelling] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model) -> Glossary:
+    def of(cls, model: Model) -> Glossary:
         glossary = cls(model)
         for q in model.quantities.values():
             atom = _parse_spelling(model.latex(q.name))
@@ -94,7 +95,8 @@ class Glossary:
         return glossary
 
     @staticmethod
-    def _add(table: dict, key: NameKey, subs: tuple, qname: str) -> None:
+    def _add(table: dict[NameKey, list[tuple[tuple[str, ...], str]]], key: NameKey, subs: tuple[str, ...],
+             qname: str) -> None:
         entries = table.setdefault(key, [])
         if (subs, qname) not in entries:
             entries.append((subs, qname))
@@ -216,6 +218,8 @@ class NameReader(Cursor):
 
         Scripts come with it only from a braced name such as ``{\\mathbf{W}_y}^{\\top}``."""
         t = self.peek()
+        if t is None:
+            return None
         start = self.i
         if t.kind == "letter":
             self.take()

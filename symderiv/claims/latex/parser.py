@@ -33,7 +33,7 @@ from ..tree import (
     Val,
     Zero,
 )
-from .names import Atom, NameReader
+from .names import Atom, Glossary, NameReader
 from .tokens import (
     ACCENTS,
     FONTS,
@@ -59,6 +59,11 @@ class GradOfExpression:
 
 class ExpressionParser(NameReader):
     """One member of a chain → a claim expression tree (``claims.tree`` nodes)."""
+
+    glossary: Glossary  # always the model's: a claim names its quantities
+
+    def __init__(self, tokens: list[Tok], source: str, glossary: Glossary) -> None:
+        super().__init__(tokens, source, glossary)
 
     def whole(self):
         """The whole token list as one expression."""
@@ -166,7 +171,7 @@ class ExpressionParser(NameReader):
         start, stop = (self._size(b, tok) for b in bounds)
         return Rows(node, start, stop)
 
-    def _size(self, text: str, tok: Tok):
+    def _size(self, text: str, tok: Tok) -> sp.Expr:
         """A size written with the model's dims: ``n_h``, ``n_{h} + 1``, ``2``."""
         total = sp.Integer(0)
         for part in text.split("+"):
@@ -283,7 +288,7 @@ class ExpressionParser(NameReader):
         if derivative:
             if fname not in ELEMENTWISE:
                 raise self.error(f"{fname}' is a Jacobian, not an elementwise derivative; write it out", head)
-            node = Derivative(fname, arg)
+            node: Derivative | Call = Derivative(fname, arg)
         else:
             node = Call(fname, arg)
         return Power(node, power) if power != 1 else node
@@ -389,12 +394,16 @@ class ExpressionParser(NameReader):
         return index
 
 
-def _flat(kind, parts: list):
+def _flat(kind: type[Terms] | type[Product] | type[Hadamard], parts: list[object]) -> object:
     """One node for a chain of the same operation: a + (b + c) is a + b + c."""
-    flat = []
+    flat: list[object] = []
     for p in parts:
-        flat.extend(p.terms if kind is Terms and isinstance(p, Terms) else
-                    p.factors if kind is not Terms and isinstance(p, kind) else [p])
+        if isinstance(p, Terms) and kind is Terms:
+            flat.extend(p.terms)
+        elif isinstance(p, (Product, Hadamard)) and isinstance(p, kind):
+            flat.extend(p.factors)
+        else:
+            flat.append(p)
     if len(flat) == 1:
         return flat[0]
     return kind(tuple(flat))

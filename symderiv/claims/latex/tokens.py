@@ -8,6 +8,7 @@ at its line and column.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...ir.names import GREEK
@@ -32,7 +33,8 @@ ACCENTS = {"hat": "hat", "widehat": "hat", "tilde": "tilde", "widetilde": "tilde
 LETTERS = set(GREEK) | {"varepsilon", "vartheta", "varrho", "varphi", "ell"}
 #: The LaTeX commands and the text words a write-up may use for a function, from its record.
 FUNCTION_COMMANDS = {c: f.name for f in ELEMENTWISE.values() if not f.params for c in f.commands}
-FUNCTION_WORDS = {w: f.name for f in [*ELEMENTWISE.values(), *LANGUAGE.values()] for w in f.words}
+FUNCTION_WORDS = ({w: f.name for f in ELEMENTWISE.values() for w in f.words}
+                  | {w: f.name for f in LANGUAGE.values() for w in f.words})
 UNICODE = {"−": ("char", "-"), "⊙": ("cmd", "odot"), "∘": ("cmd", "circ"), "⊘": ("cmd", "oslash"),
            "·": ("cmd", "cdot"), "×": ("cmd", "times"), "∂": ("cmd", "partial"), "∑": ("cmd", "sum"),
            "⊤": ("cmd", "top"), "≜": ("cmd", "triangleq"), "≔": ("cmd", "coloneqq"), "⟺": ("cmd", "iff"),
@@ -50,6 +52,9 @@ class Tok:
     end: int
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
 def tokenize(text: str, start: int, stop: int) -> list[Tok]:
     """The tokens of ``text[start:stop]``; positions are offsets into ``text``."""
     out: list[Tok] = []
@@ -62,8 +67,8 @@ def tokenize(text: str, start: int, stop: int) -> list[Tok]:
             i = end_of_line(text, i, stop)
         elif c == "\\":
             i = _command(text, i, stop, out)
-        elif c.isdigit():
-            m = re.compile(r"\d+(\.\d+)?").match(text, i, stop)
+        elif c.isdigit() and (m := _NUMBER.match(text, i, stop)):
+            # (a digit \d does not match, such as ², is a character, read or refused later)
             out.append(Tok("num", m.group(0), i, m.end()))
             i = m.end()
         elif c in UNICODE:
@@ -185,9 +190,11 @@ def matching(tokens: list[Tok], i: int) -> int:
     raise ReadError(f"unbalanced '{opener}'", tokens[i].pos)
 
 
-def split_top(tokens: list[Tok], is_separator) -> list[list[Tok]]:
+def split_top(tokens: list[Tok], is_separator: Callable[[Tok], bool]) -> list[list[Tok]]:
     """Split at separators outside every brace, bracket and environment."""
-    parts, current, depth = [], [], 0
+    parts: list[list[Tok]] = []
+    current: list[Tok] = []
+    depth = 0
     for t in tokens:
         if t.kind == "char" and t.value in "{([":
             depth += 1
