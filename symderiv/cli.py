@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import unicodedata
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         # A terminal or pipe that cannot encode a character (PYTHONIOENCODING=ascii) gets
         # ``\u`` escapes instead of a UnicodeEncodeError.
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
+        if isinstance(stream, io.TextIOWrapper):  # not a replacement such as pytest's capture
+            with contextlib.suppress(ValueError):
+                stream.reconfigure(errors="backslashreplace")
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _SafeStream(out), _SafeStream(err)
     try:

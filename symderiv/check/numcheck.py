@@ -93,8 +93,12 @@ def external_data(model, data: dict, batch: int | None, rng) -> dict:
 def _public_shape(q, T: int | None, sizes: dict) -> tuple[int, ...]:
     """The shape of one example's value of ``q`` in the generated module's layout."""
     rows, cols = (int(x.xreplace(sizes)) if hasattr(x, "xreplace") else int(x) for x in q.shape)
-    core = () if q.is_scalar else (rows,) if q.is_vector else (rows, cols)
-    return ((T,) if q.sequence else ()) + core
+    core: tuple[int, ...] = () if q.is_scalar else (rows,) if q.is_vector else (rows, cols)
+    if not q.sequence:
+        return core
+    if T is None:
+        raise ValueError(f"{q.name} is a sequence: its shape needs the number of steps T")
+    return (T, *core)
 
 
 class _Run:

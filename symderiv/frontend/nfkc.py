@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+
+from .source import SourceLine
 
 # A string literal (skipped: LaTeX spellings may hold anything), or an identifier.
 _TOKEN = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|(?P<name>[^\W\d]\w*)")
 
 
-def check_spellings(statements) -> None:
+def check_spellings(statements: Sequence[SourceLine]) -> None:
     """Raise ``ModelError`` at the first name NFKC normalisation changes, or at a second
     ``model`` line.  ``statements`` are the parser's logical lines (``.text``, ``.pos``)."""
-    spellings: dict[str, list[tuple[str, object, int]]] = {}  # NFKC form → (spelling, statement, offset)
+    spellings: dict[str, list[tuple[str, SourceLine, int]]] = {}  # NFKC form → (spelling, statement, offset)
     first_model = None
     for stmt in statements:
         if re.match(r"model\b", stmt.text):
