@@ -30,7 +30,7 @@ html_math_renderer = "katex"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "gallery/pdf"]
+exclude_patterns = ["_build", "gallery/pdf", "examples"]
 
 html_theme = "furo"
 html_title = f"symderiv {release}"

@@ -5,7 +5,7 @@
 - ``sdm-error``: a model file that must fail with the message given as the argument; shown
   with the error symderiv really prints.
 - ``sdm-command``: a ``symderiv ...`` command run now, in a scratch directory that sees the
-  repository's ``examples/`` and ``tests/data/``; shown with its real output, and its exit
+  repository's ``examples/``, ``tests/data/`` and ``docs/examples/``; shown with its real output, and its exit
   status must be the one the page states.
 - ``sdm-cli``: the help of every command, from the argument parser itself.
 - the gallery: one page per model of ``examples/``, written before the pages are read, from
@@ -96,6 +96,8 @@ def _scratch(env) -> Path:
         (path / "tests").mkdir()
         os.symlink(ROOT / "examples", path / "examples")
         os.symlink(ROOT / "tests" / "data", path / "tests" / "data")
+        (path / "docs").mkdir()
+        os.symlink(ROOT / "docs" / "examples", path / "docs" / "examples")
         env._symderiv_scratch = path
     return Path(path)
 
