@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="the model file (.sdm)")
     c = command("check", "check the gradients numerically and against SymPy's own differentiation")
     c.add_argument("model", help="the model file (.sdm)")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random sizes' values (default: 0)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
     v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
     v.add_argument("model", help="the model file (.sdm) of the exercise")
     v.add_argument("claims", help="the hand derivation: a claims file, or a LaTeX or Markdown write-up")

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from pygments import token
+from pygments.lexer import RegexLexer
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.ext.mathjax import html_visit_displaymath, html_visit_math
@@ -41,9 +43,36 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _code(text: str, language: str = "text") -> nodes.literal_block:
+class ModelLexer(RegexLexer):
+    """Model files (.sdm): the declarations' keywords, the language's functions, steps, numbers."""
+
+    name = "sdm"
+    aliases = ["sdm"]
+    filenames = ["*.sdm", "*.claims"]
+    tokens = {
+        "root": [
+            (r"#.*$", token.Comment.Single),
+            (r"^(model|dim|time|input|target|param|state|loss|latex)\b", token.Keyword.Declaration),
+            (r"\b(distribution|scalar)\b", token.Keyword.Pseudo),
+            (r'"(\\.|[^"\\])*"', token.String),
+            (r"\b[A-Za-z_][A-Za-z_0-9]*(?=\()", token.Name.Function),
+            (r"\.T\b", token.Operator),
+            (r"\b\d+(\.\d*)?([eE][-+]?\d+)?\b", token.Number),
+            (r"\.\.|[-+*/@=<>]", token.Operator),
+            (r"[A-Za-z_][A-Za-z_0-9]*", token.Name),
+            (r"[\[\](),:]", token.Punctuation),
+            (r"\s+", token.Whitespace),
+            (r".", token.Text),
+        ],
+    }
+
+
+def _code(text: str, language: str = "text", wrap: bool = False) -> nodes.literal_block:
+    """A code block; ``wrap``: an output whose long lines wrap rather than scroll (a message)."""
     block = nodes.literal_block(text, text)
     block["language"] = language
+    if wrap:
+        block["classes"].append("sdm-output")
     return block
 
 
@@ -62,7 +91,7 @@ class ModelExample(SphinxDirective):
             parse((context + "\n" if context else "") + text, "example.sdm")
         except ModelError as err:
             raise self.error(f"this model example does not parse:\n{err.format()}") from None
-        return [_code(text, "python")]
+        return [_code(text, "sdm")]
 
 
 class ErrorExample(SphinxDirective):
@@ -85,7 +114,10 @@ class ErrorExample(SphinxDirective):
                 raise self.error(f"the example fails with another message:\n{shown}\nexpected: {expected}") from None
         else:
             raise self.error(f"the example parses, but should fail with: {expected}")
-        return [_code(text, "python"), _code("$ symderiv show example.sdm\n" + shown + "\n")]
+        # The message first, so that a reader scanning the page finds it; then the file, then
+        # what symderiv prints for it.
+        title = nodes.rubric("", "", nodes.literal(expected, expected), classes=["sdm-message"])
+        return [title, _code(text, "sdm"), _code("$ symderiv show example.sdm\n" + shown + "\n", wrap=True)]
 
 
 def _scratch(env) -> Path:
@@ -127,7 +159,7 @@ class Command(SphinxDirective):
         shown = f"$ {self.arguments[0]}\n" + "\n".join(lines) + "\n"
         if want:
             shown += f"$ echo $?\n{done.returncode}\n"
-        return [_code(shown, "console")]
+        return [_code(shown, "console", wrap=True)]
 
 
 class CommandLine(SphinxDirective):
@@ -159,9 +191,9 @@ class CommandLine(SphinxDirective):
 # The gallery.
 
 _PAGE = """\
-# {title}
+# `{name}`
 
-*{description}*
+{description}
 
 {{download}}`{name}.sdm <../../examples/{stem}.sdm>` ·
 {pdf}{{download}}`the NumPy module {name}.py <../../generated/{name}.py>` ·
@@ -170,7 +202,7 @@ _PAGE = """\
 ## The model file
 
 ```{{literalinclude}} ../../examples/{stem}.sdm
-:language: python
+:language: sdm
 ```
 
 ## The derivation
@@ -179,20 +211,19 @@ What `symderiv derive examples/{stem}.sdm` writes to `{name}.md` (the committed 
 `generated/`), shown as is:
 
 ```{{include}} ../../generated/{name}.md
-:heading-offset: 1
+:heading-offset: 2
 ```
 """
 
 
-def _title(path: Path) -> tuple[str, str]:
-    """The first comment line of a model file (its title) and the next ones (a description)."""
+def _description(path: Path) -> str:
+    """The comment lines at the top of a model file, joined: what the model is."""
     comments = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         comments.append(line.lstrip("# ").strip())
-    title = comments[0] if comments else path.stem
-    return title, " ".join(c for c in comments[1:] if c) or f"examples/{path.name}"
+    return " ".join(c for c in comments if c) or f"examples/{path.name}"
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -226,7 +257,7 @@ def write_gallery(app: Sphinx) -> None:
     entries = []
     for path in sorted((ROOT / "examples").glob("*.sdm")):
         name = load(path).name
-        title, description = _title(path)
+        description = _description(path)
         tex = ROOT / "generated" / f"{name}.tex"
         pdf = _pdf(tex, GALLERY / "pdf")
         if pdf is None:
@@ -234,9 +265,9 @@ def write_gallery(app: Sphinx) -> None:
             link = ""
         else:
             link = f"{{download}}`the write-up as PDF <pdf/{pdf.name}>` · "
-        page = _PAGE.format(title=title, description=description, name=name, stem=path.stem, pdf=link)
+        page = _PAGE.format(description=description, name=name, stem=path.stem, pdf=link)
         _write_if_changed(GALLERY / f"{path.stem}.md", page)
-        entries.append((path.stem, title))
+        entries.append((path.stem, description))
     index = ["# Gallery", "",
              "Every model of `examples/`, with the derivation symderiv writes for it (the Markdown page of",
              "`generated/`, its math rendered), the write-up as PDF and the generated NumPy module.",
@@ -263,6 +294,7 @@ def _check_katex(app: Sphinx) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    app.add_lexer("sdm", ModelLexer)
     app.add_directive("sdm-model", ModelExample)
     app.add_directive("sdm-error", ErrorExample)
     app.add_directive("sdm-command", Command)
@@ -274,6 +306,7 @@ def setup(app: Sphinx) -> dict:
     # auto-render reads those delimiters.
     app.add_html_math_renderer("katex", (html_visit_math, None), (html_visit_displaymath, None))
     app.add_css_file("katex/katex.min.css")
+    app.add_css_file("symderiv.css")
     app.add_js_file("katex/katex.min.js", defer="defer")
     app.add_js_file("katex/contrib/auto-render.min.js", defer="defer")
     app.add_js_file("katex-init.js", defer="defer")
