@@ -14,22 +14,58 @@ from .errors import SymderivError
 FORMATS = ("tex", "md", "py")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint at what to type after its own message (a misspelt command)."""
+
+    def error(self, message: str):
+        import difflib
+        hint = "run 'symderiv --help' for the commands, or 'symderiv COMMAND --help' for one command"
+        if "invalid choice" in message:
+            bad = message.split("'")[1] if "'" in message else ""
+            close = difflib.get_close_matches(bad, COMMANDS, n=1)
+            if close:
+                hint = f"did you mean 'symderiv {close[0]}'? " + hint
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n{hint}\n")
+
+
+COMMANDS = ("derive", "show", "check", "verify")
+_EXAMPLES = {
+    "derive": "examples:\n  symderiv derive examples/seed_rnn.sdm -o out\n"
+              "  symderiv derive examples/mlp.sdm --format md,py -o out",
+    "show": "example:\n  symderiv show examples/seed_rnn.sdm",
+    "check": "example:\n  symderiv check examples/seed_rnn.sdm",
+    "verify": "examples:\n  symderiv verify examples/seed_rnn.sdm my_derivation.tex\n"
+              "  symderiv verify examples/seed_rnn.sdm my_claims.claims --json",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="symderiv", description="Symbolic gradients of neural networks, in closed form.")
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("derive", help="derive every gradient and write the LaTeX, Markdown and NumPy files")
-    d.add_argument("model")
+    from . import __version__
+    p = _Parser(prog="symderiv", description="Symbolic gradients of neural networks, in closed form.",
+                epilog="example:\n  symderiv derive examples/seed_rnn.sdm -o out\n\n"
+                       "'symderiv COMMAND --help' describes one command.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"symderiv {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    d = command("derive", "derive every gradient and write the LaTeX, Markdown and NumPy files")
+    d.add_argument("model", help="the model file (.sdm)")
     d.add_argument("-o", "--output", default=".", help="output directory (default: .)")
-    d.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of tex,md,py")
+    d.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of tex,md,py (default: all)")
     d.add_argument("--force", action="store_true", help="overwrite files that symderiv did not write")
-    s = sub.add_parser("show", help="print the forward equations and the closed-form gradients")
-    s.add_argument("model")
-    c = sub.add_parser("check", help="check the gradients numerically and against SymPy's own differentiation")
-    c.add_argument("model")
-    c.add_argument("--seed", type=int, default=0)
-    v = sub.add_parser("verify", help="check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
-    v.add_argument("model")
-    v.add_argument("claims")
+    s = command("show", "print the forward equations and the closed-form gradients")
+    s.add_argument("model", help="the model file (.sdm)")
+    c = command("check", "check the gradients numerically and against SymPy's own differentiation")
+    c.add_argument("model", help="the model file (.sdm)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
+    v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
+    v.add_argument("model", help="the model file (.sdm) of the exercise")
+    v.add_argument("claims", help="the hand derivation: a claims file, or a LaTeX or Markdown write-up")
     v.add_argument("--json", action="store_true", help="print the verdicts as one JSON object")
     return p
 

@@ -71,3 +71,17 @@ def test_stages_import_only_what_comes_before_them():
         offenders += [f"{path.relative_to(ROOT)}:{line} imports {target}" for line, target in _stage_imports(path)
                       if target not in STAGE_IMPORTS[stage]]
     assert offenders == []
+
+
+def test_no_test_reads_a_path_outside_the_repository():
+    """What a test reads ships in tests/data (or elsewhere in the repository): an absolute
+    path of one machine makes a test that is skipped everywhere else."""
+    import re
+
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
+                    r"(/(work|home|tmp|mnt|srv|opt|Users|root|data)(/|$)|[A-Za-z]:\\)", node.value):
+                offenders.append(f"{path.name}:{node.lineno} {node.value!r}")
+    assert offenders == []

@@ -84,7 +84,9 @@ def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ClaimError(f"cannot read {path}: {exc.strerror or exc}") from None
+        hint = "; check the path of the derivation (relative to the current directory)" if isinstance(
+            exc, FileNotFoundError) else ""
+        raise ClaimError(f"cannot read {path}: {exc.strerror or exc}{hint}") from None
     return decode_source(data, str(path), ClaimError)
 
 

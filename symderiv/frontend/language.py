@@ -62,7 +62,9 @@ def load(path: str | Path) -> Model:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+        hint = "; check the path of the model file (relative to the current directory)" if isinstance(
+            exc, FileNotFoundError) else ""
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}{hint}") from None
     return parse(data, str(path))
 
 
