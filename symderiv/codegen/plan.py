@@ -16,6 +16,8 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose, ZeroMatrix
 
@@ -66,7 +68,8 @@ from .schedule import Accumulate, AssignAll, AssignStep, Code, Free, Line, Phase
 class ModulePlan:
     """The statements of the generated module's forward and backward passes."""
 
-    def __init__(self, d: Derivation, comment, comment_text=None, backend: Backend = NUMPY):
+    def __init__(self, d: Derivation, comment: Callable[..., str],
+                 comment_text: Callable[[sp.Basic], str] | None = None, backend: Backend = NUMPY):
         self.d, self.model, self.comment = d, d.model, comment
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
@@ -288,7 +291,7 @@ class ModulePlan:
             self.values.add(Value(sym.name, a, "kept", per_step=True, timed=True, lookup=True))
         return expr.xreplace(subs)
 
-    def _inline_step(self, sym, value, loop, phase: Phase) -> list[str]:
+    def _inline_step(self, sym, value, loop, phase: Phase) -> list[Line]:
         """f(u + v) into ``sym[i]``, where the part u of the argument that does not read the
         recurrence (an input projection) is computed for all steps before the loop."""
         pr = self.printer
@@ -739,7 +742,7 @@ class ModulePlan:
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return AssignAll(self.comment(None, g.expr, label=label), lines)
 
-    def used_names(self, phases=None) -> set[str]:
+    def used_names(self, phases: Iterable[Phase] | None = None) -> set[str]:
         """The arrays and sizes the code of ``phases`` (default: both passes) touches."""
         phases = phases or (self.forward, self.backward)
         return set().union(*(ph.names() for ph in phases))

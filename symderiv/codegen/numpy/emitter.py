@@ -8,13 +8,18 @@ code, and the runtime helpers the printed code calls (``_erf``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import sympy as sp
+
 from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ..plan import ModulePlan
 from ..schedule import Schedule
+from .printer import NumpyPrinter
 
 
-def module_context(d: Derivation, comment, comment_text) -> dict:
+def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the generated module of ``d`` (without the header's mark, version
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
@@ -22,7 +27,7 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     return context(d, plan.schedule(), plan.printer)
 
 
-def context(d: Derivation, schedule: Schedule, printer) -> dict:
+def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
     """The template context of ``schedule``, ``printer`` being the NumPy printer that wrote its lines."""
     model, names = d.model, schedule.names
     used = schedule.names_used()
