@@ -1,17 +1,12 @@
 """The plan of the generated module: the passes applied in order, into a schedule.
 
-Layout of values in the generated code (row convention, the batch in front):
-
-- a per-example vector of size n is a row of a ``(B, n)`` array; a per-example scalar is
-  ``(B, 1)``; a sequence stacks the steps in front, ``(T, B, n)``, padded in front by its
-  lag so that ``h[t-1]`` is ``h[i + P - 1]``;
-- a parameter keeps its shape; a vector parameter is 1-D ``(n,)``, a scalar ``(1,)``.
-
-So ``W x`` is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all steps at once (one
-matrix product over all T·B rows).  The plan computes everything that does not feed the
-recurrence for all steps at once, before or after the time loop; only the recurrence
-itself loops over t.  Parameter gradients are one product over all steps and examples
-(Σ_t δ_t h_tᵀ = Δᵀ H).
+The plan decides what is computed, where (before, inside or after the time loop, in the
+forward or the backward pass) and into which arrays; which arrays are views of one (stacked
+gates), written in place, or freed.  It computes everything that does not feed the
+recurrence for all steps at once, before or after the time loop, so that only the
+recurrence itself loops over t, and each parameter gradient is one product over all steps
+and examples (Σ_t δ_t h_tᵀ = Δᵀ H).  How a value is laid out in arrays, and how a line is
+spelt, is the back end's: see ``numpy/printer.py`` for the NumPy layout.
 """
 
 from __future__ import annotations
