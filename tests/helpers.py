@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +23,18 @@ EXAMPLES = ROOT / "examples"
 GENERATED = ROOT / "generated"
 
 _counter = itertools.count()
+
+
+# How every test compiles a write-up, and how the README says to: no shell escape, and TeX may
+# read and write only files in and below the directory it runs in (kpathsea's "paranoid" mode).
+PDFLATEX = ("pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error")
+PDFLATEX_ENV = {"openin_any": "p", "openout_any": "p"}
+
+
+def pdflatex(tex: str, cwd: Path, *options: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """pdflatex on the file ``tex`` in ``cwd``, the safe way (PDFLATEX, PDFLATEX_ENV)."""
+    return subprocess.run([*PDFLATEX, *options, tex], cwd=cwd, env={**os.environ, **PDFLATEX_ENV},
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def central_differences(loss, params: dict, name: str, eps: float = 1e-6) -> np.ndarray:

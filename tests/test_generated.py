@@ -10,7 +10,7 @@ import symderiv
 from symderiv.check.evaluate import evaluate
 from symderiv.regenerate import stale_files
 
-from .helpers import EXAMPLES, GENERATED, import_generated
+from .helpers import EXAMPLES, GENERATED, import_generated, pdflatex
 
 MODULES = sorted(GENERATED.glob("*.py"))
 
@@ -124,8 +124,7 @@ def test_sgd_lowers_the_loss(path):
 @pytest.mark.parametrize("tex", sorted(GENERATED.glob("*.tex")), ids=lambda p: p.stem)
 def test_writeup_compiles(tex, tmp_path):
     shutil.copy(tex, tmp_path)
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    out = pdflatex(tex.name, tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
     assert (tmp_path / tex.with_suffix(".pdf").name).exists()
 
