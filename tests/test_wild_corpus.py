@@ -11,6 +11,7 @@ import importlib.util
 import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def spec(name: str) -> dict:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    """Without white space, and with codecogs images' URL-encoded LaTeX decoded."""
+    return re.sub(r"\s+", "", urllib.parse.unquote(text))
 
 
 def source_lines(path: Path) -> list[str]:
