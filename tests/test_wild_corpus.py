@@ -106,7 +106,9 @@ def test_every_claim_has_a_hand_verdict(name):
         assert 1 <= lo <= c["line"] <= hi <= len(lines), c
         # the claim's left side is in the file where the claim says it is
         display = _squash("".join(lines[lo - 1:hi]))
-        lhs = _squash(re.split(r"&?=", c["text"], maxsplit=1)[0])
+        # (a continuation line '= ...' of the claim before it: its right side is)
+        text = c["text"].strip()
+        lhs = _squash(text if text.startswith("=") else re.split(r"&?=", text, maxsplit=1)[0])
         assert lhs and lhs in display, (c["id"], lhs, display[:200])
 
 

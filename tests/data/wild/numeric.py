@@ -118,3 +118,24 @@ def softmax(z: torch.Tensor) -> torch.Tensor:
 
 def cross_entropy(r: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return -(r * torch.log(p)).sum()
+
+
+def fixed_step(claimed: torch.Tensor, terms: Sequence[torch.Tensor], k: int, total: torch.Tensor) -> str:
+    """A claim about the term of one fixed step k (0-based index into ``terms``), such as
+    dE_4/dV: per-step when it equals that term."""
+    assert close(sum(terms), total), "the per-step terms do not sum to the gradient"
+    if claimed is not None and close(claimed, terms[k]):
+        return "per-step"
+    if claimed is not None and close(claimed, total):
+        return "correct"
+    return "incorrect"
+
+
+def matmul_or_none(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """The matrix product a b of column vectors / matrices as written, or None when the
+    sizes do not fit (a claim whose product is not defined is not the gradient)."""
+    a2 = a.reshape(-1, 1) if a.dim() == 1 else a
+    b2 = b.reshape(-1, 1) if b.dim() == 1 else b
+    if a2.shape[1] != b2.shape[0]:
+        return None
+    return a2 @ b2
