@@ -183,3 +183,42 @@ def test_measurement(capsys):
         print(f"\nwild corpus: {read}/{total} claims read, "
               f"{sum(r.equal for r in results)}/{read} verdicts equal, "
               f"{sum(r.diagnosed for r in results)}/{sum(r.wrong for r in results)} diagnoses right")
+
+
+def test_plant_writes_a_class_with_the_planted_errors_only(tmp_path):
+    """The grading generator: every submission differs from its source exactly in the
+    lines of its planted claims, and its expected counts follow from the hand verdicts."""
+    sys.path.insert(0, str(WILD))
+    try:
+        import plant
+    finally:
+        sys.path.remove(str(WILD))
+    rows = plant.plant(tmp_path / "class", 40, seed=3)
+    assert len(rows) == 40
+    kinds = {p["kind"] for r in rows for p in r["planted"]}
+    assert {"sign", "transpose"} <= kinds
+    for r in rows:
+        s = spec(r["source"])
+        src = (WILD / r["source"] / s["file"]).read_text(encoding="utf-8").splitlines()
+        sub = (tmp_path / "class" / r["submission"]).read_text(encoding="utf-8").splitlines()
+        assert len(src) == len(sub)
+        changed = {k + 1 for k, (a, b) in enumerate(zip(src, sub)) if a != b}
+        claims = {c["id"]: c for c in s["claims"]}
+        assert r["planted"] and len(changed) == len(r["planted"])
+        for p in r["planted"]:
+            c = claims[p["claim"]]
+            assert c["verdict"] in {"correct", "per-step"}
+            lo, hi = c.get("lines", [c["line"], c["line"]])
+            assert any(lo <= n <= hi for n in changed)
+        got = {c["claim"]: c for c in r["claims"]}
+        for cid, c in claims.items():
+            planted = next((p for p in r["planted"] if p["claim"] == cid), None)
+            want = plant.EXPECT[planted["kind"]][0] if planted else c["verdict"]
+            assert got[cid]["verdict"] == want
+        assert sum(r["counts"].values()) == len(s["claims"])
+        model = (WILD / r["source"] / s["model"]).read_text()
+        assert (tmp_path / "class" / r["source"] / "model.sdm").read_text() == model
+    assert (tmp_path / "class" / "expected.csv").read_text().count("\n") == 41
+    # the same seed gives the same class
+    again = plant.plant(tmp_path / "again", 40, seed=3)
+    assert [r["planted"] for r in again] == [r["planted"] for r in rows]
