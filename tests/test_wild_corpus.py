@@ -222,3 +222,28 @@ def test_plant_writes_a_class_with_the_planted_errors_only(tmp_path):
     # the same seed gives the same class
     again = plant.plant(tmp_path / "again", 40, seed=3)
     assert [r["planted"] for r in again] == [r["planted"] for r in rows]
+
+
+def test_the_numeric_verdicts_can_say_no():
+    """The helpers the checks classify with tell a wrong value, a transposed one and a
+    step term from the gradient (so a hand verdict cannot pass by construction)."""
+    sys.path.insert(0, str(WILD))
+    try:
+        import numeric
+        import torch
+    finally:
+        sys.path.remove(str(WILD))
+    r = numeric.Rand(0)
+    A = r(3, 4)
+    assert numeric.static(A, A.clone()) == "correct"
+    assert numeric.static(A * (1 + 1e-6), A) == "incorrect"
+    assert numeric.static(A.T, A) == "incorrect"
+    terms = [r(3, 4) for _ in range(3)]
+    total = sum(terms)
+    assert numeric.per_step(terms, terms, total) == "per-step"
+    assert numeric.per_step([total] * 3, terms, total) == "correct"
+    assert numeric.per_step([-t for t in terms], terms, total) == "incorrect"
+    assert numeric.steps([A, A], [A, -A]) == "incorrect"
+    assert numeric.fixed_step(terms[1], terms, 1, total) == "per-step"
+    assert numeric.fixed_step(None, terms, 1, total) == "incorrect"
+    assert numeric.matmul_or_none(torch.ones(3), torch.ones(4)) is None

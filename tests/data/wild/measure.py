@@ -36,6 +36,7 @@ ROOT = HERE.parents[2]
 class SourceResult:
     id: str
     total: int
+    language: int = 1
     read: int = 0
     equal: int = 0
     wrong: int = 0
@@ -89,7 +90,7 @@ def match(expected: list[dict], reported: list[dict]) -> list[dict | None]:
 def measure_source(directory: Path) -> SourceResult:
     spec = json.loads((directory / "expected.json").read_text(encoding="utf-8"))
     claims = spec["claims"]
-    res = SourceResult(spec["id"], len(claims))
+    res = SourceResult(spec["id"], len(claims), spec.get("language", 1))
     status, report, err = run_verify(directory / spec["model"], directory / spec["file"])
     res.status = status
     reported = (report or {}).get("claims", [])
@@ -148,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             for row in r.rows:
                 print(f"    {row['claim']:<4} {row['target']:<10} hand {row['hand']:<9} reader {row['reader']}"
                       f" {row['reader_diagnosis'] or ''}")
-    print(f"\nclaims read: {read}/{total} ({pct(read, total).strip()}); verdicts equal: {equal}/{read}"
-          f" ({pct(equal, read).strip()}); diagnosis right on wrong claims: {diagnosed}/{wrong}"
-          f" ({pct(diagnosed, wrong).strip()})")
+    print()
+    for label, rs in (("all sources", results), ("language-1 models", [r for r in results if r.language == 1])):
+        t, rd = sum(r.total for r in rs), sum(r.read for r in rs)
+        eq, wr, dg = sum(r.equal for r in rs), sum(r.wrong for r in rs), sum(r.diagnosed for r in rs)
+        print(f"{label}: claims read {rd}/{t} ({pct(rd, t).strip()}); verdicts equal {eq}/{rd}"
+              f" ({pct(eq, rd).strip()}); diagnosis right on wrong claims {dg}/{wr} ({pct(dg, wr).strip()})")
     return 0
 
 
