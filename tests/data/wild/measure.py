@@ -96,7 +96,7 @@ def measure_source(directory: Path) -> SourceResult:
     reported = (report or {}).get("claims", [])
     if report is None:
         lines = [x for x in err.splitlines() if "error" in x] or err.splitlines()
-        res.error = lines[0] if lines else f"exit status {status}, no JSON"
+        res.error = (lines[0] if lines else f"exit status {status}, no JSON").replace(f"{ROOT}/", "")
     matched = match(claims, reported)
     for e, r in zip(claims, matched):
         read = r is not None and r.get("verdict") != "unreadable"
