@@ -13,8 +13,9 @@ For each source it runs ``python -m symderiv verify MODEL FILE --json`` (the sym
   called incorrect with every hand diagnosis code among its own;
 - extra: claims the reader reported that match no hand claim (not counted above).
 
-A reader claim matches a hand claim when it names the same target and its line lies in the
-hand claim's display (one line of slack); failing that, the same target within three lines.
+A reader claim matches a hand claim when it names the same target (an entry of a parameter
+names the parameter) and its line lies in the hand claim's display (one line of slack);
+failing that, the same target within three lines.
 This script measures; it asserts nothing (the thresholds belong to the reader's tests).
 """
 
@@ -63,6 +64,16 @@ def run_verify(model: Path, claims: Path) -> tuple[int, dict | None, str]:
         return proc.returncode, None, (proc.stderr or proc.stdout).strip()
 
 
+def same_target(hand: str, reader: str | None) -> bool:
+    """The reader's target names the hand claim's; an entry of a parameter (``V[i, j]``)
+    names the parameter (``V``)."""
+    if not reader:
+        return False
+    if reader.replace(" ", "") == hand.replace(" ", ""):
+        return True
+    return "[" not in hand and reader.split("[")[0].strip() == hand
+
+
 def match(expected: list[dict], reported: list[dict]) -> list[dict | None]:
     """For each hand claim, the reader claim it matches (or None); each reader claim once."""
     used: set[int] = set()
@@ -72,7 +83,7 @@ def match(expected: list[dict], reported: list[dict]) -> list[dict | None]:
         best = None
         for slack_lo, slack_hi in ((lo - 1, hi + 1), (e["line"] - 3, e["line"] + 3)):
             for k, r in enumerate(reported):
-                if k in used or r.get("target") != e["target"]:
+                if k in used or not same_target(e["target"], r.get("target")):
                     continue
                 if slack_lo <= int(r.get("line") or -1) <= slack_hi:
                     best = k
