@@ -20,7 +20,7 @@ def rows() -> list[str]:
         lang = "" if s["language"] == 1 else " (needs version 2)"
         v2 = [c["id"] for c in s["claims"] if c.get("needs_language") == 2]
         if v2 and s["language"] == 1:
-            lang = f" ({', '.join(v2)} need version 2)"
+            lang = f" ({', '.join(v2)} {'needs' if len(v2) == 1 else 'need'} version 2)"
         out.append(f"| {s['id']} | {where} | {src['licence']} | {s['derives']}{lang} | {len(s['claims'])} |"
                    f" {', '.join(counts)} |")
     return out
