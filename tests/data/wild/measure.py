@@ -4,8 +4,9 @@ with the hand verdicts of each ``expected.json``.
     python tests/data/wild/measure.py            # the table
     python tests/data/wild/measure.py --json     # the same, one JSON object
 
-For each source it runs ``python -m symderiv verify MODEL FILE --json`` (the symderiv that
-``python`` imports: set PYTHONPATH to measure a worktree) and prints
+For each source it runs ``python -m symderiv verify MODEL FILE --json`` with the symderiv
+that PYTHONPATH names first (``PYTHONPATH=/path/to/worktree python tests/data/wild/measure.py``
+measures that worktree's reader on this corpus), else this repository's, and prints
 
 - claims read / total: the hand claims the reader matched and did not call unreadable;
 - verdicts equal: of the claims read, how many verdicts equal the hand verdict;
@@ -15,7 +16,8 @@ For each source it runs ``python -m symderiv verify MODEL FILE --json`` (the sym
 
 A reader claim matches a hand claim when it names the same target (an entry of a parameter
 names the parameter) and its line lies in the hand claim's display (one line of slack);
-failing that, the same target within three lines.
+failing that, the same target within three lines.  In a notebook, whose lines a reader may
+count in the file or in its Markdown cells, claims are matched by target in document order.
 This script measures; it asserts nothing (the thresholds belong to the reader's tests).
 """
 
@@ -55,9 +57,12 @@ def sources(corpus: Path = HERE) -> list[Path]:
 
 def run_verify(model: Path, claims: Path) -> tuple[int, dict | None, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    # the symderiv measured is the one PYTHONPATH names (another worktree's), else this one's
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH", ""), str(ROOT)]))
+    # (``python -m`` puts its working directory first on sys.path: run it in the measured tree)
+    cwd = env["PYTHONPATH"].split(os.pathsep)[0]
     proc = subprocess.run([sys.executable, "-m", "symderiv", "verify", str(model), str(claims), "--json"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
     try:
         return proc.returncode, json.loads(proc.stdout), proc.stderr
     except json.JSONDecodeError:
@@ -72,6 +77,21 @@ def same_target(hand: str, reader: str | None) -> bool:
     if reader.replace(" ", "") == hand.replace(" ", ""):
         return True
     return "[" not in hand and reader.split("[")[0].strip() == hand
+
+
+def match_in_order(expected: list[dict], reported: list[dict]) -> list[dict | None]:
+    """Matching by target in document order, for files whose line numbers a reader may
+    count differently (a notebook: lines of the file, or of its Markdown cells)."""
+    out: list[dict | None] = []
+    start = 0
+    for e in expected:
+        k = next((k for k in range(start, len(reported)) if same_target(e["target"], reported[k].get("target"))), None)
+        if k is None:
+            out.append(None)
+        else:
+            out.append(reported[k])
+            start = k + 1
+    return out
 
 
 def match(expected: list[dict], reported: list[dict]) -> list[dict | None]:
@@ -108,7 +128,7 @@ def measure_source(directory: Path) -> SourceResult:
     if report is None:
         lines = [x for x in err.splitlines() if "error" in x] or err.splitlines()
         res.error = (lines[0] if lines else f"exit status {status}, no JSON").replace(f"{ROOT}/", "")
-    matched = match(claims, reported)
+    matched = (match_in_order if spec["file"].endswith(".ipynb") else match)(claims, reported)
     for e, r in zip(claims, matched):
         read = r is not None and r.get("verdict") != "unreadable"
         equal = read and r["verdict"] == e["verdict"]
