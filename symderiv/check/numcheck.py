@@ -25,6 +25,7 @@ import mpmath
 import numpy as np
 
 from ..ad.derive import Derivation
+from ..ir.batch import is_shared_input
 from ..render.emit import render
 from .evaluate import evaluate, random_point
 
@@ -80,7 +81,7 @@ def external_data(model, data: dict, batch: int | None, rng) -> dict:
         v = v[..., 0]  # (T, n, 1) → (T, n); (n, 1) → (n,)
         if q.is_scalar:
             v = v[..., 0]
-        if batch is not None:
+        if batch is not None and not is_shared_input(q):  # a scalar input is shared by the batch
             # Spread around 1 by 10 %: positive values (those inside log's domain) stay positive.
             spread = rng.normal(1.0, 0.1, v.shape + (batch,))
             v = v[..., None] * spread
@@ -218,8 +219,10 @@ def _params_public(model, params: dict, sizes: dict) -> dict:
             for p in model.params}
 
 
-def _example(data: dict, b: int | None) -> dict:
-    return {k: (v if b is None else v[..., b]) for k, v in data.items()}
+def _example(model, data: dict, b: int | None) -> dict:
+    """Example ``b`` of a batch (its last axis), a shared scalar input as it is."""
+    shared = {q.name for q in model.data if is_shared_input(q)}
+    return {k: (v if b is None or k in shared else v[..., b]) for k, v in data.items()}
 
 
 def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, seed: int = 0,
@@ -265,12 +268,12 @@ def _check_layout(run: _Run, params: dict, x: dict, batch: int | None, layout: s
     m = run.module
     kept = ({k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in x.items()})
     examples = [None] if batch is None else list(range(batch))
-    refs = [run.reference(params, _example(x, b)) for b in examples]
+    refs = [run.reference(params, _example(run.model, x, b)) for b in examples]
     exact_cache: dict = {}
 
     def exact(b) -> dict:  # the mpmath values of example b, computed only when a value is not finite
         if b not in exact_cache:
-            exact_cache[b] = run.reference(params, _example(x, b), precision=30) or {}
+            exact_cache[b] = run.reference(params, _example(run.model, x, b), precision=30) or {}
         return exact_cache[b]
 
     ok_l, loss = run.call(f"loss ({layout})", m.loss, params, **x)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose, ZeroMatrix
 
-from ..ad.derive import Derivation
+from ..ad.derive import Derivation, derive
+from ..ir.batch import split_loss, with_loss
 from ..ir.expr import (
     Apply,
     At,
@@ -30,6 +31,7 @@ from ..ir.expr import (
     TimeSum,
     coeff_and_rest,
     hadamard,
+    is_zero,
     matmul,
     scale,
     shift,
@@ -61,12 +63,24 @@ from .passes import (
     unused_by,
 )
 from .schedule import Accumulate, AssignAll, AssignStep, Code, Free, Line, Phase, Schedule, Value, ValueTable
+from .signature import arguments
 
 
 class ModulePlan:
     """The statements of the generated module's forward and backward passes."""
 
     def __init__(self, d: Derivation, comment, comment_text=None, backend: Backend = NUMPY):
+        # The batch rule (``ir.batch``): the terms of the loss that read data count once per
+        # example, the others (a penalty) once per call.  Where there are both, the code is
+        # planned from the derivation of the first kind, and the second kind's value and
+        # gradients are added once (``_once_statements``).
+        each, once = split_loss(d.model)
+        self.per_example = bool(each)  # the loss's own adjoint (its seed, 1) is one per example
+        self.once = None
+        if each and once:
+            self.once = derive(with_loss(d.model, once))
+            d = derive(with_loss(d.model, each))
+        self.once_terms = once if each else []
         self.d, self.model, self.comment = d, d.model, comment
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
@@ -87,7 +101,7 @@ class ModulePlan:
     def schedule(self) -> Schedule:
         """The finished schedule: both passes, the value table, the frees between them."""
         return Schedule(self.names, self.pads, self.forward, self.backward, self.values, self.stacks,
-                        self.free_before_backward)
+                        self.free_before_backward, arguments(self.model), self.loss_once)
 
     # --- common subexpressions of a model without time ---------------------------------------
 
@@ -231,6 +245,14 @@ class ModulePlan:
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
+        self.loss_once = None
+        if self.once_terms:  # the terms that read no data: once per call, not once per example
+            once = sum_of(self.once_terms)
+            self.loss_once = self.values.fresh(f"_{names.value(m.loss).rstrip('_')}_once")
+            self.values.add(Value(self.loss_once, None, "once", batched=False))
+            phase.after.append(AssignAll(f"{self.comment_text(once)}: the terms of {m.unicode(m.loss)} that read no "
+                                         "data, counted once per call", [
+                self.out.update(self.out.array(self.loss_once), "=", pr.code(once))]))
         return phase, stacks
 
     # --- values inside an equation that the backward pass reads too -------------------------
@@ -502,12 +524,37 @@ class ModulePlan:
                 target.append(self._gradient(g))
             elif stacked_grads[g.name] is not None:
                 phase.after.append(stacked_grads[g.name])
+        phase.after += self._once_statements()
         if phase.loop or phase.after:
             dead = self._dead_after_before(phase)
             if dead:
                 phase.before.append(Free("not read from here on: freed, so the loop reuses their memory",
                                          [self.out.free(dead)]))
         return phase
+
+    def _once_statements(self) -> list[AssignAll]:
+        """Each gradient of the terms read once per call (``self.once``'s), added to the gradient
+        of the terms read per example: written out in params and forward values (its adjoints,
+        of quantities that read no data, substituted), so it needs no arrays of its own."""
+        if self.once is None:
+            return []
+        m, pr, out = self.model, self.printer, []
+        closed = {a.symbol: a.closed for a in self.once.adjoints.values() if not a.sequence}
+        for g in self.once.gradients.values():
+            e = g.expr
+            for _ in range(len(closed) + 1):  # inner adjoints first: at most one round per adjoint
+                if not e.has(Delta):
+                    break
+                e = e.xreplace(closed)
+            if e.has(Delta, At, AtStep):
+                raise NotImplementedError(f"no closed form without adjoints for the once-per-call part of ∂/∂{g.name}")
+            if is_zero(e):
+                continue
+            grad = self.out.array(self.names.grad(g.name))
+            label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)} += {self.comment_text(e)}"
+            out.append(AssignAll(f"{label}: from the terms read once per call", [
+                self.out.update(grad, "=", self.out.plus([grad, pr.code(e)]))]))
+        return out
 
     def _dead_after_before(self, phase: Phase) -> list[str]:
         """Arrays the backward pass's statements before the loop read or write and nothing after does."""
@@ -682,7 +729,12 @@ class ModulePlan:
         lines = [] if 0 in by_offset else [zeros]
         for offset, ts in sorted(by_offset.items()):
             if offset == 0:
-                lines += self._assign_time(py, sum_of(ts))
+                code = self.printer.code(sum_of(ts), 'time')
+                if code.timed and code.batched:
+                    lines += self._assign_time(py, sum_of(ts))
+                else:  # the same at every step or for every example (δh_t = 1 of Σ_t 1ᵀ h_t): one row each
+                    size = next(t.shape[0] for t in ts)
+                    lines.append(self.out.update(self.out.array(py), "=", self.out.spread(code, size, timed=True)))
             else:
                 code = self.printer.code(sum_of(ts), 'time', offset)
                 lines.append(self.out.update(self.out.before_last(py, offset), "+=", code))
@@ -691,19 +743,34 @@ class ModulePlan:
     def _static_adjoint(self, a) -> AssignAll:
         pr = self.printer
         parts = []
+        batched = a.name in self.batched
         if a.closed_per_step is not None:
-            parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), a.name in self.batched))
+            parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), batched, self._seeded(a.closed_per_step)))
         if a.closed_static is not None:
-            parts.append(self._total(pr.code(a.closed_static), a.name in self.batched))
+            parts.append(self._total(pr.code(a.closed_static), batched, self._seeded(a.closed_static)))
         parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
+        value = self.out.plus(parts)
+        if batched and not any(c.batched for c in parts):  # the same for every example: one row each
+            value = self.out.spread(value, a.quantity.shape[0])
         target = self.names.adjoint(a.name)
-        return AssignAll(self.comment(a.symbol, a.closed),
-                         [self.out.update(self.out.array(target), "=", self.out.plus(parts))])
+        return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 
-    def _total(self, code: Code, keep_batch: bool) -> Code:
-        """A contribution to a value without a batch axis: sum over the examples (and steps)."""
-        if (code.batched or code.timed) and not code.summed and not keep_batch:
+    def _seeded(self, e) -> bool:
+        """Whether the contribution ``e`` is one per example that reads no adjoint: it comes
+        straight from the loss's own adjoint (1), and so is counted once for every example, even
+        where its value is the same for all of them (∂/∂b of sum(tanh(W x) + b) is B 1, not 1).
+        A contribution reading an adjoint is as many as that adjoint's array holds."""
+        return self.per_example and not e.has(Delta)
+
+    def _total(self, code: Code, keep_batch: bool, per_example: bool = False) -> Code:
+        """A contribution to a value without a batch axis: sum over the examples (and steps); one
+        ``per_example`` that is the same for every example, B times it."""
+        if code.summed or keep_batch:
+            return code
+        if code.batched or code.timed:
             return self.out.sum_examples(code)
+        if per_example:
+            return self.out.times_examples(code)
         return code
 
     def _gradient(self, g) -> AssignAll:
@@ -712,11 +779,10 @@ class ModulePlan:
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
-                parts.append(self.out.times_length(code))
-            else:
-                parts.append(self._total(code, False))
+                code = self.out.times_length(code)
+            parts.append(self._total(code, False, self._seeded(g.per_step)))
         if g.static is not None:
-            parts.append(self._total(pr.code(g.static), False))
+            parts.append(self._total(pr.code(g.static), False, self._seeded(g.static)))
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:
