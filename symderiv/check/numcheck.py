@@ -3,6 +3,8 @@ entry point, unbatched and batched, at a point inside each function's domain.
 
 * its gradients against float64 central differences of its own loss;
 * ``forward``'s values against symderiv's own evaluator at the same point (per example);
+* a batch's loss and gradients against the sum of its examples' (the evaluator's), the terms
+  read once per call (a penalty) counted once (``ir.batch``);
 * the entry points against each other: ``loss`` and ``gradients`` against
   ``loss_and_gradients``, ``sgd_step`` against ``p - lr * g``, ``init_params``'s shapes,
   and no argument changed in place.
@@ -24,8 +26,8 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-from ..ad.derive import Derivation
-from ..ir.batch import is_shared_input
+from ..ad.derive import Derivation, derive
+from ..ir.batch import is_shared_input, split_loss, with_loss
 from ..render.emit import render
 from .evaluate import evaluate, random_point
 
@@ -192,6 +194,23 @@ class _Run:
         except (TypeError, ValueError):  # a complex mpmath value has no float
             return None
 
+    def once_per_call(self, params: dict, example: dict) -> dict | None:
+        """The loss's terms read once per call (``ir.batch``) evaluated on their own, with their
+        gradients: a batch of B examples counts them once, where B single examples count them B
+        times.  Zero when there are none; None when they have no float64 value."""
+        each, once = split_loss(self.model)
+        if not once:
+            return {"loss": 0.0, "gradients": {p.name: 0.0 for p in self.model.params}}
+        d = derive(with_loss(self.model, once)) if each else self.d
+        try:
+            with np.errstate(all="ignore"):
+                v = evaluate(d, self.dims, self.T, params, example)
+            return {"loss": float(np.asarray(v.loss, dtype=float)),
+                    "gradients": {p.name: np.asarray(v.gradients[p.name], dtype=float).reshape(
+                        _public_shape(p, None, self.sizes)) for p in self.model.params}}
+        except (ArithmeticError, ValueError, TypeError):
+            return None
+
     def _public(self, v, to_float) -> dict:
         forward = {}
         for q in self.model.quantities.values():
@@ -295,6 +314,19 @@ def _check_layout(run: _Run, params: dict, x: dict, batch: int | None, layout: s
                         None, CONSISTENCY)
     if batch is None and ok_l and refs[0] is not None:
         run.compare("loss (unbatched)", loss, refs[0]["loss"], lambda: exact(None).get("loss"), VALUES)
+    if batch is not None and all(r is not None for r in refs):
+        # The batch rule: the examples' losses summed, the terms read once per call counted once.
+        once = run.once_per_call(params, _example(run.model, x, 0))
+        if once is not None:
+            if ok_l:
+                run.compare("loss (batched) against the sum over its examples", loss,
+                            sum(r["loss"] for r in refs) - (batch - 1) * once["loss"], None, VALUES)
+            if ok_g:
+                for name in params:
+                    if name in grads:
+                        run.compare(f"gradient '{name}' (batched) against the sum over its examples", grads[name],
+                                    sum(r["gradients"][name] for r in refs) - (batch - 1) * once["gradients"][name],
+                                    None, VALUES)
 
     if ok_f:
         _check_forward(run, values, refs, examples, exact, layout)

@@ -20,6 +20,7 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose, ZeroMatrix
 
 from ..ad.derive import Derivation, derive
+from ..ad.simplify import tidy
 from ..ir.batch import split_loss, with_loss
 from ..ir.expr import (
     Apply,
@@ -548,6 +549,7 @@ class ModulePlan:
                 e = e.xreplace(closed)
             if e.has(Delta, At, AtStep):
                 raise NotImplementedError(f"no closed form without adjoints for the once-per-call part of ∂/∂{g.name}")
+            e = tidy(e)  # δpen = 1 substituted: W ⊙ 1 1 1ᵀ is W
             if is_zero(e):
                 continue
             grad = self.out.array(self.names.grad(g.name))

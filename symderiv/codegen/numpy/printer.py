@@ -203,6 +203,8 @@ class NumpyPrinter(Printer):
         """``a`` times the value so far (which has ``cols`` columns per example)."""
         p, q = a.shape
         x = group(acc.text)
+        if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
+            return acc
         if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
