@@ -118,11 +118,12 @@ _DATA_AXES = {
     "x": (True, (('n_x',),), False),
     "r": (True, (('C',),), False),
 }
-# Each dim is read off one axis of one argument (an axis of one example of a datum).
+# Each dim is read off one axis of one argument (an axis of one example of a datum): (argument,
+# axis, the axis's other terms, how many times the dim is in it).
 _DIM_SOURCES = {
-    "n_h": ("W", 0),
-    "n_x": ("W", 1),
-    "C": ("W_y", 0),
+    "n_h": ("W", 0, (), 1),
+    "n_x": ("W", 1, (), 1),
+    "C": ("W_y", 0, (), 1),
 }
 _EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
 
@@ -161,12 +162,15 @@ def _expected(sizes):
     return shapes
 
 
-def _refuse_shape(what, k, shape, axes, want, sizes):
+def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
+    """The ValueError of an argument whose shape is not the one the dims read off the others say."""
     read = sorted({d for ax in axes for d in ax if isinstance(d, str) and d in sizes and _DIM_SOURCES[d][0] != k})
     of = {d: ("parameter " if _DIM_SOURCES[d][0] in _PARAM_AXES else "data ") + repr(_DIM_SOURCES[d][0]) for d in read}
     via = "; " + ", ".join(f"{d} = {sizes[d]} from {of[d]}" for d in read) if read else ""
-    numbers = "(" + ", ".join("?" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
-    raise ValueError(f"{what} {k!r} has shape {shape}, expected {_spelled(axes)} = {numbers}{via}")
+    full = ((T,) if seq else ()) + want + ((B,) if len(shape) > len(want) + seq else ())
+    numbers = "(" + ", ".join("?" if w is None else str(w) for w in full) + ("," if len(full) == 1 else "") + ")"
+    spelled = _spelled(axes, seq, ["B"] if len(full) > len(want) + seq else [])
+    raise ValueError(f"{what} {k!r} has shape {shape}, expected {spelled} = {numbers}{via}")
 
 
 def _checked(params, data):
@@ -180,6 +184,9 @@ def _checked(params, data):
         for k, a in arrays.items():
             if a.dtype.kind not in "fiub":
                 raise TypeError(f"{what} {k!r} has dtype {a.dtype}: expected real numbers (floating-point or integer)")
+    for k, axes in _PARAM_AXES.items():
+        if p[k].ndim != len(axes):
+            raise ValueError(f"parameter {k!r} has shape {p[k].shape}, expected {_spelled(axes)}")
     T = B = None
     for k, (seq, axes, shared) in _DATA_AXES.items():
         a, core = x[k], seq + len(axes)
@@ -198,18 +205,24 @@ def _checked(params, data):
             elif a.shape[0] != T:
                 raise ValueError(f"data {k!r} has shape {a.shape}: {a.shape[0]} steps, "
                                  f"but {steps_from!r} has T = {T}")
-    sizes = {d: p[k].shape[i] if k in p else x[k].shape[_DATA_AXES[k][0] + i] for d, (k, i) in _DIM_SOURCES.items()}
+    sizes = {}
+    for d, (k, i, rest, count) in _DIM_SOURCES.items():
+        n = p[k].shape[i] if k in p else x[k].shape[_DATA_AXES[k][0] + i]
+        sizes[d] = n if count == 1 and not rest else (n - sum(sizes[r] if isinstance(r, str) else r
+                                                              for r in rest)) // count
+        if sizes[d] <= 0:
+            raise ValueError(f"{d} = {sizes[d]}, read off {k!r} of shape {p[k].shape if k in p else x[k].shape}: "
+                             "every size must be positive")
     want = _expected(sizes)
     for k, a in p.items():
-        if a.shape != want[k] and (a.ndim != len(want[k]) or any(w is not None and n != w
-                                                                 for n, w in zip(a.shape, want[k]))):
+        if a.shape != want[k] and any(w is not None and n != w for n, w in zip(a.shape, want[k])):
             _refuse_shape("parameter", k, a.shape, _PARAM_AXES[k], want[k], sizes)
     for k, (seq, axes, _) in _DATA_AXES.items():
         shape = x[k].shape[seq:seq + len(axes)]
         if shape != want[k] and any(w is not None and n != w for n, w in zip(shape, want[k])):
-            _refuse_shape("data", k, shape, axes, want[k], sizes)
-    if 0 in sizes.values() or T == 0 or B == 0:
-        raise ValueError(f"a size is 0 (dims {sizes}, T = {T}, B = {B}): every size must be positive")
+            _refuse_shape("data", k, x[k].shape, axes, want[k], sizes, seq, T, B)
+    if T == 0 or B == 0:
+        raise ValueError(f"T = {T}, B = {B}: every size must be positive")
     return p, x, T, B
 
 

@@ -67,16 +67,35 @@ def arguments(model: Model) -> list[Argument]:
     return out
 
 
-def dim_sources(args: list[Argument]) -> dict[str, tuple[str, int]]:
-    """Where each dim is read off the arguments: dim → (argument, axis of one example).
+def dim_sources(args: list[Argument]) -> dict[str, tuple[str, int, Axis, int]]:
+    """Where each dim is read off the arguments: dim → (argument, axis of one example, the other
+    terms of that axis, how many times the dim is in it); its size is (the axis's length − the
+    other terms) / that count, the other terms' dims being read before it.
 
-    The first axis that is that dim alone, among the matrices first, then the vectors, then the
-    data: a wrong (1,) bias is then the bias's error, not its matrix's.  A dim that is only ever
-    part of a sum is absent (its axes are checked once the other dims are known, or not at all)."""
-    params = sorted((a for a in args if a.role == "param"), key=lambda a: -len(a.axes))
-    found: dict[str, tuple[str, int]] = {}
-    for a in params + [a for a in args if a.role != "param"]:
-        for i, ax in enumerate(a.axes):
-            if len(ax) == 1 and isinstance(ax[0], str) and ax[0] not in found:
-                found[ax[0]] = (a.name, i)
+    The params first, then the data, so that a wrong datum is the datum's error: a dim alone on
+    an axis of a matrix, then of a vector (a wrong (1,) bias is then the bias's error, not its
+    matrix's), then solved from a sum whose other dims are known (n_x from W_f's n_h + n_x
+    columns: an LSTM's x of the wrong size is x's error).  A dim found nowhere is absent (its
+    axes are not checked)."""
+    found: dict[str, tuple[str, int, Axis, int]] = {}
+
+    def read(group: list[Argument]) -> None:
+        for a in group:  # a dim alone on an axis
+            for i, ax in enumerate(a.axes):
+                if len(ax) == 1 and isinstance(ax[0], str) and ax[0] not in found:
+                    found[ax[0]] = (a.name, i, (), 1)
+        progress = True
+        while progress:  # a sum with one dim unknown: solved for it
+            progress = False
+            for a in group:
+                for i, ax in enumerate(a.axes):
+                    unknown = {d for d in ax if isinstance(d, str) and d not in found}
+                    if len(unknown) == 1:
+                        d = unknown.pop()
+                        found[d] = (a.name, i, tuple(t for t in ax if t != d), ax.count(d))
+                        progress = True
+
+    params = [a for a in args if a.role == "param"]
+    read(sorted(params, key=lambda a: -len(a.axes)))
+    read([a for a in args if a.role != "param"])
     return found

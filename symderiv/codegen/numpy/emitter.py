@@ -52,7 +52,8 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         "param_axes": [(a.name, repr(a.axes)) for a in schedule.arguments if a.role == "param"],
         "data_axes": [(a.name, a.sequence, repr(a.axes), a.shared) for a in schedule.arguments
                       if a.role != "param"],
-        "dim_sources": [(dim, name, axis) for dim, (name, axis) in dim_sources(schedule.arguments).items()],
+        "dim_sources": [(dim, name, axis, repr(rest), count)
+                        for dim, (name, axis, rest, count) in dim_sources(schedule.arguments).items()],
         "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
         "has_time": model.has_time,
         "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
