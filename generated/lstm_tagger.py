@@ -3,7 +3,11 @@
 
 Data are keyword arguments named as in the model: a sequence of vectors of size n is an
 array (T, n), a static vector (n,); either may carry a trailing batch axis, (T, n, B) /
-(n, B), and the loss is then summed over the batch.
+(n, B), and the loss is then summed over the batch.  A scalar input is () and shared by the
+batch; the terms of the loss that read no data (a penalty) count once per call, not once per
+example, in the loss and the gradients alike.  Every call checks its arguments: an unknown
+or missing name is a TypeError, so are complex or non-numeric values; a shape that does not
+fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
