@@ -22,7 +22,7 @@ from symderiv.check.numcheck import finite_difference_check
 from symderiv.cli import main
 from symderiv.ir.batch import split_loss
 
-from .helpers import generated_module
+from .helpers import EXAMPLES, generated_module
 
 B = 5
 
@@ -400,3 +400,43 @@ def test_a_softmax_classifier_module_matches_numpy(tmp_path, batch):
     assert np.isclose(loss, -(Y * np.log(P)).sum(), rtol=1e-12)
     for name, value in want.items():
         assert np.allclose(g[name], value, rtol=1e-11, atol=1e-13), name
+
+
+RNN_PENALTY = """model rnn_penalty
+dim n_x, n_h
+time t = 1..T
+input x[t]: n_x
+input lam: scalar
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+state h[0] = 0
+h[t] = tanh(W @ x[t] + V @ h[t-1])
+loss L = Sum(sum(h[t]), (t, 1, T)) + lam * sum(V * V)
+"""
+
+
+@pytest.mark.parametrize("batch", [None, B])
+def test_a_penalty_beside_a_recurrence(tmp_path, batch):
+    """The penalty's own derivation must not sweep the recurrence it does not read (it raised
+    'no closed form without adjoints'); its gradient 2 λ V is added once."""
+    _, m = module(RNN_PENALTY, tmp_path)
+    rng = np.random.default_rng(8)
+    W, V, lam = rng.normal(size=(3, 2)), 0.5 * rng.normal(size=(3, 3)), 0.25
+    X = rng.normal(size=(4, 2) + (() if batch is None else (batch,)))
+
+    def batch_loss(W, V):
+        return rnn_loss(W, V, X) + lam * (V * V).sum()
+
+    loss, g = m.loss_and_gradients({"W": W, "V": V}, x=X, lam=lam)
+    assert np.isclose(loss, batch_loss(W, V), rtol=1e-12)
+    assert np.allclose(g["W"], central(lambda w: batch_loss(w, V), W), rtol=1e-7, atol=1e-9)
+    assert np.allclose(g["V"], central(lambda v: batch_loss(W, v), V), rtol=1e-7, atol=1e-9)
+
+
+def test_an_lstm_with_a_penalty_on_a_stacked_gate_passes_check(tmp_path, capsys):
+    text = (EXAMPLES / "lstm_tagger.sdm").read_text(encoding="utf-8").replace(
+        "loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))",
+        "loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T)) + 0.01 * sum(W_f * W_f) + sum(b_y * b_y)")
+    assert "0.01 * sum(W_f * W_f)" in text
+    status, out = check_exit(tmp_path, text, capsys)
+    assert status == 0, out

@@ -316,17 +316,19 @@ def _check_layout(run: _Run, params: dict, x: dict, batch: int | None, layout: s
         run.compare("loss (unbatched)", loss, refs[0]["loss"], lambda: exact(None).get("loss"), VALUES)
     if batch is not None and all(r is not None for r in refs):
         # The batch rule: the examples' losses summed, the terms read once per call counted once.
+        # (A value that is not finite is judged against the exact one elsewhere, example by example.)
         once = run.once_per_call(params, _example(run.model, x, 0))
         if once is not None:
-            if ok_l:
-                run.compare("loss (batched) against the sum over its examples", loss,
-                            sum(r["loss"] for r in refs) - (batch - 1) * once["loss"], None, VALUES)
-            if ok_g:
-                for name in params:
-                    if name in grads:
-                        run.compare(f"gradient '{name}' (batched) against the sum over its examples", grads[name],
-                                    sum(r["gradients"][name] for r in refs) - (batch - 1) * once["gradients"][name],
-                                    None, VALUES)
+            with np.errstate(all="ignore"):
+                want = {"loss": sum(r["loss"] for r in refs) - (batch - 1) * once["loss"]}
+                want.update({name: sum(r["gradients"][name] for r in refs) - (batch - 1) * once["gradients"][name]
+                             for name in params})
+            if ok_l and np.isfinite(want["loss"]):
+                run.compare("loss (batched) against the sum over its examples", loss, want["loss"], None, VALUES)
+            for name in params if ok_g else ():
+                if name in grads and np.isfinite(want[name]).all():
+                    run.compare(f"gradient '{name}' (batched) against the sum over its examples", grads[name],
+                                want[name], None, VALUES)
 
     if ok_f:
         _check_forward(run, values, refs, examples, exact, layout)
