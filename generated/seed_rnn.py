@@ -208,14 +208,14 @@ def _checked(params, data):
             if B is None:
                 B, batch_from = a.shape[-1], k
             elif a.shape[-1] != B:
-                raise ValueError(f"data {k!r} has shape {a.shape}: a batch of {a.shape[-1]}, "
-                                 f"but {batch_from!r} has {B}")
+                raise ValueError(f"data {k!r} has shape {a.shape}, expected {_spelled(axes, seq, ['B'])} "
+                                 f"with B = {B} from {batch_from!r}: a batch of {a.shape[-1]}")
         if seq:
             if T is None:
                 T, steps_from = a.shape[0], k
             elif a.shape[0] != T:
-                raise ValueError(f"data {k!r} has shape {a.shape}: {a.shape[0]} steps, "
-                                 f"but {steps_from!r} has T = {T}")
+                raise ValueError(f"data {k!r} has shape {a.shape}, expected {_spelled(axes, seq)} "
+                                 f"with T = {T} from {steps_from!r}: {a.shape[0]} steps")
     sizes = {}
     for d, (k, i, rest, count) in _DIM_SOURCES.items():
         n = p[k].shape[i] if k in p else x[k].shape[_DATA_AXES[k][0] + i]

@@ -142,7 +142,7 @@ def test_sequences_of_different_lengths_are_refused():
     m = load("seed_rnn")
     params, data = good_call(m, MODULES["seed_rnn"], T=4)
     data["r"] = data["r"][:1]
-    assert message_of(m, params, data) == "data 'r' has shape (1, 3): 1 steps, but 'x' has T = 4"
+    assert message_of(m, params, data) == "data 'r' has shape (1, 3), expected (T, C) with T = 4 from 'x': 1 steps"
 
 
 def test_an_lstm_input_of_the_wrong_size_is_refused():
@@ -180,7 +180,7 @@ def test_a_datum_with_too_many_axes_or_batches_that_differ_is_refused(case):
     if len(data) > 1:
         last = list(data)[-1]
         message = message_of(m, params, {**data, last: data[last][..., :2]})
-        assert f"data '{last}' has shape" in message and "a batch of 2, but" in message and "has 3" in message
+        assert f"data '{last}' has shape" in message and "B = 3 from" in message and "a batch of 2" in message
 
 
 WEIGHTED = """model weighted
