@@ -440,3 +440,59 @@ def test_an_lstm_with_a_penalty_on_a_stacked_gate_passes_check(tmp_path, capsys)
     assert "0.01 * sum(W_f * W_f)" in text
     status, out = check_exit(tmp_path, text, capsys)
     assert status == 0, out
+
+
+SQUARED_BIAS = """model squared_bias
+dim n, m
+input x: m
+param W: (n, m)
+param b: n
+s = b * b
+loss L = sum(tanh(W @ x) + b + s)
+"""
+
+
+def test_a_constant_beside_an_adjoint_of_a_value_that_reads_no_data(tmp_path):
+    """∂L/∂b = 1 + 2 δs ⊙ b, δs (s reads no data) being the batch's total B 1: the constant 1 is
+    one per example too, B in all; the gradient is B (1 + 2 b)."""
+    _, m = module(SQUARED_BIAS, tmp_path)
+    rng = np.random.default_rng(9)
+    W, b, X = rng.normal(size=(3, 2)), rng.normal(size=3), rng.normal(size=(2, B))
+    loss, g = m.loss_and_gradients({"W": W, "b": b}, x=X)
+    assert np.isclose(loss, np.tanh(W @ X).sum() + B * (b + b * b).sum(), rtol=1e-13)
+    assert np.allclose(g["b"], B * (1 + 2 * b), rtol=1e-13)
+
+
+INITIAL_STATE = """model initial_state
+dim n_x, n_h
+time t = 1..T
+input x[t]: n_x
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+param h0: n_h
+state h[0] = h0
+h[t] = tanh(W @ x[t] + V @ h[t-1])
+loss L = Sum(sum(h[t-1]), (t, 1, T))
+"""
+
+
+@pytest.mark.parametrize("batch", [None, B])
+def test_a_constant_through_an_initial_state(tmp_path, batch):
+    """∂L/∂h0 = 1 + Vᵀ δy_{h,1}: the 1 (the loss reads h_0) is one per example."""
+    _, m = module(INITIAL_STATE, tmp_path)
+    rng = np.random.default_rng(10)
+    W, V, h0 = rng.normal(size=(3, 2)), 0.5 * rng.normal(size=(3, 3)), rng.normal(size=3)
+    X = rng.normal(size=(4, 2) + (() if batch is None else (batch,)))
+
+    def batch_loss(W, V, h0):  # Σ_t 1ᵀ h_{t−1}, summed over the examples
+        h = np.broadcast_to(h0.reshape((3,) + (1,) * (X.ndim - 2)), (3,) + X.shape[2:])
+        total = 0.0
+        for x in X:
+            total += h.sum()
+            h = np.tanh(W @ x + V @ h)
+        return total
+
+    loss, g = m.loss_and_gradients({"W": W, "V": V, "h0": h0}, x=X)
+    assert np.isclose(loss, batch_loss(W, V, h0), rtol=1e-12)
+    assert np.allclose(g["h0"], central(lambda v: batch_loss(W, V, v), h0), rtol=1e-7, atol=1e-9)
+    assert np.allclose(g["V"], central(lambda v: batch_loss(W, v, h0), V), rtol=1e-7, atol=1e-9)

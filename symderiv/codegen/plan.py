@@ -747,9 +747,10 @@ class ModulePlan:
         parts = []
         batched = a.name in self.batched
         if a.closed_per_step is not None:
-            parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), batched, self._seeded(a.closed_per_step)))
+            e = TimeSum(a.closed_per_step)
+            parts.append(self._total(pr.code(e), batched, e))
         if a.closed_static is not None:
-            parts.append(self._total(pr.code(a.closed_static), batched, self._seeded(a.closed_static)))
+            parts.append(self._total(pr.code(a.closed_static), batched, a.closed_static))
         parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
         value = self.out.plus(parts)
         if batched and not any(c.batched for c in parts):  # the same for every example: one row each
@@ -757,23 +758,35 @@ class ModulePlan:
         target = self.names.adjoint(a.name)
         return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 
-    def _seeded(self, e) -> bool:
-        """Whether the contribution ``e`` is one per example that reads no adjoint: it comes
-        straight from the loss's own adjoint (1), and so is counted once for every example, even
-        where its value is the same for all of them (∂/∂b of sum(tanh(W x) + b) is B 1, not 1).
-        A contribution reading an adjoint is as many as that adjoint's array holds."""
-        return self.per_example and not e.has(Delta)
+    def _seed_part(self, e):
+        """The part of the contribution ``e`` that comes straight from the loss's own adjoint (1) and
+        reads no adjoint (its value with every δ zero: ``e`` is linear in them), or None.
 
-    def _total(self, code: Code, keep_batch: bool, per_example: bool = False) -> Code:
-        """A contribution to a value without a batch axis: sum over the examples (and steps); one
-        ``per_example`` that is the same for every example, B times it."""
+        Where the loss has terms that read data, that part is one per example, and so counts once
+        for every example even where its value is the same for all of them: ∂/∂b of
+        sum(tanh(W x) + b) is B 1, not 1.  The rest reads adjoints, and is as many as their arrays
+        hold (per example, or already the batch's total for a quantity that reads no data)."""
+        if not self.per_example:
+            return None
+        deltas = {x for x in e.atoms(Delta)}
+        seed = tidy(e.xreplace({x: ZeroMatrix(*x.shape) for x in deltas})) if deltas else e
+        return None if is_zero(seed) else seed
+
+    def _total(self, code: Code, keep_batch: bool, e=None) -> Code:
+        """``code`` (of the contribution ``e``) as a contribution to a value without a batch axis:
+        summed over the examples (and steps); its part from the loss's own adjoint that is the same
+        for every example (``_seed_part``) counted B times."""
         if code.summed or keep_batch:
             return code
         if code.batched or code.timed:
             return self.out.sum_examples(code)
-        if per_example:
+        seed = None if e is None else self._seed_part(e)
+        if seed is None:
+            return code
+        if seed is e:
             return self.out.times_examples(code)
-        return code
+        # e = its seed part + a part reading the batch's total of some adjoint: B − 1 more of the first
+        return self.out.plus([code, self.out.times_examples(self.printer.code(seed), but_one=True)])
 
     def _gradient(self, g) -> AssignAll:
         pr, m = self.printer, self.model
@@ -782,9 +795,9 @@ class ModulePlan:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
                 code = self.out.times_length(code)
-            parts.append(self._total(code, False, self._seeded(g.per_step)))
+            parts.append(self._total(code, False, TimeSum(g.per_step)))
         if g.static is not None:
-            parts.append(self._total(pr.code(g.static), False, self._seeded(g.static)))
+            parts.append(self._total(pr.code(g.static), False, g.static))
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:
@@ -793,7 +806,7 @@ class ModulePlan:
                          isinstance(n.base, Delta)]
                 s = max(steps, default=1)
                 if s <= 1:
-                    parts.append(self._total(pr.code(t), False))
+                    parts.append(self._total(pr.code(t), False, t))
                 else:
                     guarded.setdefault(s, []).append(t)
         if not parts:
@@ -802,7 +815,7 @@ class ModulePlan:
         grad = self.out.array(target)
         lines = [self.out.update(grad, "=", self.out.plus(parts))]
         for s, ts in sorted(guarded.items()):
-            total = self.out.plus([grad, self._total(pr.code(sum_of(ts)), False)])
+            total = self.out.plus([grad, self._total(pr.code(sum_of(ts)), False, sum_of(ts))])
             lines += [self.out.if_length_reaches(s), self.out.update(grad, "=", total, indent=1)]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return AssignAll(self.comment(None, g.expr, label=label), lines)

@@ -104,9 +104,10 @@ class NumpyIdioms:
         """T times a value the same at every step (per example, if ``code`` is)."""
         return Code(f"T * {group(code.text)}", batched=code.batched, reads=code.reads)
 
-    def times_examples(self, code: Code) -> Code:
-        """B times a value the same for every example."""
-        return Code(f"B * {group(code.text)}", reads=reads_of(("B",), code))
+    def times_examples(self, code: Code, but_one: bool = False) -> Code:
+        """B (or B − 1) times a value the same for every example."""
+        factor = "(B - 1)" if but_one else "B"
+        return Code(f"{factor} * {group(code.text)}", reads=reads_of(("B",), code))
 
     def spread(self, code: Code, size, timed: bool = False) -> Code:
         """A value the same for every example (and, ``timed``, at every step) as a full array of its
