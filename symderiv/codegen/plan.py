@@ -548,7 +548,7 @@ class ModulePlan:
                     break
                 e = e.xreplace(closed)
             if e.has(Delta, At, AtStep):
-                raise NotImplementedError(f"no closed form without adjoints for the once-per-call part of ∂/∂{g.name}")
+                raise NotImplementedError(f"no NumPy form for the once-per-call part of ∂/∂{g.name} without adjoints")
             e = tidy(e)  # δpen = 1 substituted: W ⊙ 1 1 1ᵀ is W
             if is_zero(e):
                 continue
