@@ -167,5 +167,5 @@ def test_an_input_without_the_batch_axis_is_shared_by_every_example(seed_module)
 def test_different_batch_sizes_are_refused(seed_module):
     m = seed_module
     data = seed_data(B=3)
-    with pytest.raises(ValueError, match="batch sizes differ: x has 2, r has 3"):
+    with pytest.raises(ValueError, match=r"data 'r' has shape \(4, 3, 3\), expected \(T, C, B\) with B = 2 from 'x'"):
         m.loss(m.init_params(SEED_DIMS), x=data["x"][..., :2], r=data["r"])

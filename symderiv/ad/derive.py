@@ -252,6 +252,9 @@ def _preactivation_name(name: str, taken: set[str | None], letter: str = "y", sh
 class _Sweep:
     def __init__(self, model: Model) -> None:
         self.model = model
+        # The names the loss depends on, through any chain of equations: the equation of any other
+        # quantity (one only a penalty reads, once the loss is split by the batch rule) is skipped.
+        self.needed = _needed(model)
         self.adjoints: dict[str, Adjoint] = {}
         for q in model.quantities.values():
             if q.role in ("intermediate", "param", "loss"):
@@ -259,6 +262,8 @@ class _Sweep:
                 self.adjoints[q.name] = Adjoint(q, sym)
 
     def equation(self, q: Quantity) -> None:
+        if q.role != "loss" and q.name not in self.needed:
+            return  # the loss does not depend on q: δq is 0 and hands nothing on
         g = OneMatrix(1, 1) if q.role == "loss" else self.adjoints[q.name].symbol
         self.consumer = q.name
         self.back(q.expr, g, self.model.ref(q.name), q.sequence)
@@ -290,6 +295,21 @@ class _Sweep:
         for child, contribution in zip(node.args, vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
                 self.back(child, contribution, child, step or record.over_time)
+
+
+def _needed(model: Model) -> set[str]:
+    """The names the loss's equation reads, and the names their equations read, transitively."""
+    needed: set[str] = set()
+    todo = [model.loss]
+    while todo:
+        q = model.quantities[todo.pop()]
+        if q.expr is None:
+            continue
+        for s in q.expr.atoms(MatrixSymbol):
+            if s.name not in needed and s.name in model.quantities:
+                needed.add(s.name)
+                todo.append(s.name)
+    return needed
 
 
 # ---------------------------------------------------------------------------------------

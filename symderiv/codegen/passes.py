@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
+from ..ir.batch import per_example_names
 from ..ir.expr import (
     Apply,
     At,
@@ -226,18 +227,9 @@ def _replace_sliced(e, z, closed):
 
 
 def batched_quantities(model: Model) -> set[str]:
-    """Quantities whose value depends on the data (and so carries the batch axis)."""
-    batched = {q.name for q in model.data}
-    changed = True
-    while changed:
-        changed = False
-        for q in model.quantities.values():
-            if q.name in batched or q.expr is None:
-                continue
-            if references(q.expr) & batched or q.sequence:
-                batched.add(q.name)
-                changed = True
-    return batched
+    """Quantities whose value depends on the data (and so carries the batch axis): the batch
+    rule's per-example values (``ir.batch``); a scalar input is shared by every example."""
+    return per_example_names(model)
 
 
 # ---------------------------------------------------------------------------------------

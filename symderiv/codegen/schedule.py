@@ -132,6 +132,10 @@ class Schedule:
     values: ValueTable
     stacks: list[Stack]  # the gates held as views of one array
     free_before_backward: list[str]
+    # What the module accepts (``signature.Argument``): every back end checks its arguments against it.
+    arguments: list = field(default_factory=list)
+    # The array of the loss's terms read once per call (a penalty), when it has terms of both kinds.
+    loss_once: str | None = None
 
     def names_used(self, *phases: Phase) -> set[str]:
         """The arrays and sizes the code of ``phases`` (default: both) touches."""

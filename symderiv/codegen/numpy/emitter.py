@@ -16,6 +16,7 @@ from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ..plan import ModulePlan
 from ..schedule import Schedule
+from ..signature import dim_sources
 from .printer import NumpyPrinter
 
 
@@ -52,13 +53,25 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
         "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
                       if names.value(dim) in used],
         "params": [_param_info(p, names, printer) for p in model.params],
+        # What each argument must be, as Python literals (``codegen.signature``).
+        "param_axes": [(a.name, repr(a.axes)) for a in schedule.arguments if a.role == "param"],
+        "data_axes": [(a.name, a.sequence, repr(a.axes), a.shared) for a in schedule.arguments
+                      if a.role != "param"],
+        "dim_sources": [(dim, name, axis, repr(rest), count)
+                        for dim, (name, axis, rest, count) in dim_sources(schedule.arguments).items()],
         "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
         "has_time": model.has_time,
         "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
         "forward": schedule.forward,
         "backward": schedule.backward,
         "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0), q.is_scalar)
+        # The batch's loss: the terms read per example summed over the batch, plus once the others.
+        "loss_total": f"{names.value(loss.name)}.sum()" + (f" + {schedule.loss_once}.sum()"
+                                                           if schedule.loss_once else ""),
+        # (name, array, is a sequence, its padding, is a scalar, carries the batch axis)
+        "outputs": [(q.name, names.value(q.name) if q.role != "loss" or not schedule.loss_once else
+                     f"{names.value(q.name)} + {schedule.loss_once}", q.sequence, schedule.pads.get(q.name, 0),
+                     q.is_scalar, q.name in printer.batched_names)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,

@@ -108,8 +108,21 @@ class NumpyIdioms:
         return Code(f"_sum_examples({code.text})", reads=code.reads)
 
     def times_length(self, code: Code) -> Code:
-        """T times a value the same at every step."""
-        return Code(f"T * {group(code.text)}", reads=code.reads)
+        """T times a value the same at every step (per example, if ``code`` is)."""
+        return Code(f"T * {group(code.text)}", batched=code.batched, reads=code.reads)
+
+    def times_examples(self, code: Code, but_one: bool = False) -> Code:
+        """B (or B − 1) times a value the same for every example."""
+        factor = "(B - 1)" if but_one else "B"
+        return Code(f"{factor} * {group(code.text)}", reads=reads_of(("B",), code))
+
+    def spread(self, code: Code, size: sp.Expr, timed: bool = False) -> Code:
+        """A value the same for every example (and, ``timed``, at every step) as a full array of its
+        own, (B, size) or (T, B, size): one row for each, which later statements update in place."""
+        pr = self.pr
+        shape = f"({'T, ' if timed else ''}B, {pr.size(size)})"
+        return Code(f"np.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
+                    reads=reads_of(("B",), code, pr.size_reads(size)))
 
     # --- statements -----------------------------------------------------------------------
 

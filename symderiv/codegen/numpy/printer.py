@@ -203,11 +203,16 @@ class NumpyPrinter(Printer):
         """``a`` times the value so far (which has ``cols`` columns per example)."""
         p, q = a.shape
         x = group(acc.text)
-        if isinstance(a, OneMatrix):
+        if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
+            return acc
+        if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
+            if cols != 1:  # 1 vᵀ: the row v repeated down p rows (an outer product, not an elementwise one)
+                return _join(f"np.ones(({self.size(p)}, 1), dtype) * {x}", acc, order=(self.size_reads(p), acc))
             return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
                          order=(acc, self.size_reads(p)))
+        # (1 x_bᵀ for every example b is an outer product summed over them, below.)
         left = self._print(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
