@@ -164,8 +164,14 @@ def _derive(args) -> int:
 def _check(args) -> int:
     from .check.certify import certify
     from .check.numcheck import finite_difference_check
+    from .ops.numeric import ExactOverflow
     model, d = _load(args.model)
-    exact = certify(model, d, seed=args.seed)
+    try:
+        exact = certify(model, d, seed=args.seed)
+    except ExactOverflow as exc:
+        print(f"{model.name}: cannot check the gradients: at the point drawn, {exc}; the model's values overflow "
+              "any arithmetic (nested exponentials?)")
+        return 1
     numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
     sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
     print(f"{model.name}: gradients checked at {sizes}")

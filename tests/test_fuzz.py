@@ -354,9 +354,10 @@ EXTREMES = {
 }
 
 
-def large_file() -> str:
-    """About 5 MB: a valid model followed by many comment and blank lines."""
-    return TEXTS["seed_rnn.sdm"] + ("# " + "x" * 70 + "\n\n") * 70_000
+def large_file(lines: int = 13_000) -> str:
+    """A valid model followed by many comment and blank lines: about 970 KB, just under the
+    bound on a model file's size (frontend/bounds.py)."""
+    return TEXTS["seed_rnn.sdm"] + ("# " + "x" * 70 + "\n\n") * lines
 
 
 @pytest.mark.parametrize("name", sorted(EXTREMES))
@@ -367,6 +368,14 @@ def test_extreme_inputs(name):
 def test_large_file():
     model = outcome(large_file(), derive=False)
     assert model is not None and model.name == "seed_rnn"
+
+
+def test_a_file_over_the_size_bound_is_an_error_before_it_is_read():
+    text = large_file(70_000)  # about 5 MB
+    with pytest.raises(ModelError) as info:
+        symderiv.parse(text, FILENAME)
+    assert "a model file may hold at most 1,000,000" in info.value.message
+    assert (info.value.pos.line, info.value.pos.col) == (1, 1)
 
 
 def test_deep_nesting_is_a_positioned_error():

@@ -20,6 +20,7 @@ import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+from ..errors import ModelError
 from ..ir.expr import (
     Apply,
     At,
@@ -32,6 +33,7 @@ from ..ir.expr import (
     is_zero,
     positive_first,
     shift,
+    tree_size,
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import split_name
@@ -39,6 +41,10 @@ from ..ops import node_record, vjp
 from .simplify import collect, tidy
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
+
+#: The largest adjoint contribution, counted as nodes of its tree written out. The examples'
+#: largest closed form has 80; a write-up line holds about 40.
+MAX_CLOSED_FORM_SIZE = 5_000
 
 
 @dataclass
@@ -289,7 +295,19 @@ class _Sweep:
             raise TypeError(f"internal error: the sweep cannot differentiate {type(node).__name__} ({node})")
         for child, contribution in zip(node.args, vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
+                self._bounded(contribution)
                 self.back(child, contribution, child, step or record.over_time)
+
+    def _bounded(self, e: MatrixExpr) -> None:
+        """A contribution written out past MAX_CLOSED_FORM_SIZE nodes is an error at its equation:
+        nested functions in one equation (softmax of softmax of …) grow the derivative's tree
+        geometrically, and the write-up and the module would print all of it."""
+        size = tree_size(e, MAX_CLOSED_FORM_SIZE)
+        if size > MAX_CLOSED_FORM_SIZE:
+            q = self.model[self.consumer]
+            raise ModelError(f"the derivative through the equation of {q.name} grows past "
+                             f"{MAX_CLOSED_FORM_SIZE:,} terms written out; name its inner values, one "
+                             "equation each, so that every adjoint has a short closed form", q.pos)
 
 
 # ---------------------------------------------------------------------------------------
