@@ -552,3 +552,40 @@ def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
                 max_size=80).map("".join))
 def test_random_claims(tmp_path_factory, seed_derivation, suffix, text):
     read_writeup(tmp_path_factory.mktemp("c"), text, suffix, seed_derivation)
+
+
+# ---------------------------------------------------------------------------------------
+# Reach: every valid model the grammar makes runs through every entry point. ``symderiv
+# check`` on it, in process: the closed forms against the unrolled network in exact
+# arithmetic, and every function of the generated module (batched and not) against central
+# differences of its own loss. A clean refusal (a SymderivError) is a fine outcome; a
+# disagreement or any other exception fails.
+
+CHECK_SECONDS = 60.0
+
+
+def check_outcome(text: str) -> str:
+    from symderiv.check.certify import certify
+    from symderiv.check.numcheck import finite_difference_check
+    from symderiv.ops.numeric import ExactOverflow
+
+    try:
+        with time_limit(PARSE_SECONDS, "parse"):
+            model = symderiv.parse(text, FILENAME)
+        with time_limit(CHECK_SECONDS, "check"):
+            d = symderiv.derive(model)
+            exact = certify(model, d)
+            numeric = finite_difference_check(d, exact.dims, exact.T)
+    except (symderiv.SymderivError, ExactOverflow):
+        note_outcome("refused cleanly")
+        return "refused"
+    assert exact.ok, (text, exact)
+    assert numeric.ok, (text, numeric.problems, numeric.errors)
+    note_outcome("checked: all agree")
+    return "checked"
+
+
+@settings(max_examples=examples(1))
+@given(generated_models())
+def test_generated_models_pass_check_through_every_entry_point(text):
+    check_outcome(text)
