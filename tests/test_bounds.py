@@ -188,3 +188,30 @@ def test_more_claims_than_the_bound_is_an_error_at_the_first_past_it(tmp_path):
         read_claims(path, d)
     assert f"a derivation may hold at most {MAX_CLAIMS}" in info.value.message
     assert info.value.pos.line == 2 * MAX_CLAIMS + 1
+
+
+def test_check_of_a_literal_size_too_large_for_exact_arithmetic_runs_the_numeric_check_and_says_so(tmp_path, capsys):
+    path = tmp_path / "wide.sdm"
+    path.write_text(MLP.replace("param W: (n_h, n_x)", "param W: (300, n_x)") + "loss L = sum(tanh(W @ x))\n")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "the exact check is skipped" in out and "scalar values, more than the 600" in out
+    assert "agrees with central differences; the closed forms are not certified" in out
+
+
+def test_a_wrong_gradient_still_fails_check_when_the_exact_check_is_skipped(tmp_path, capsys, monkeypatch):
+    from symderiv.check import numcheck
+
+    path = tmp_path / "wide.sdm"
+    path.write_text(MLP.replace("param W: (n_h, n_x)", "param W: (300, n_x)") + "loss L = sum(tanh(W @ x))\n")
+    real = numcheck.load_generated
+
+    def broken(d):  # the module's gradient of W off by a factor 2
+        module = real(d)
+        gradients = module.gradients
+        module.gradients = lambda params, **data: {k: 2 * v for k, v in gradients(params, **data).items()}
+        return module
+
+    monkeypatch.setattr(numcheck, "load_generated", broken)
+    assert main(["check", str(path)]) == 1
+    assert "DISAGREEMENT" in capsys.readouterr().out
