@@ -215,3 +215,14 @@ def test_a_wrong_gradient_still_fails_check_when_the_exact_check_is_skipped(tmp_
     monkeypatch.setattr(numcheck, "load_generated", broken)
     assert main(["check", str(path)]) == 1
     assert "DISAGREEMENT" in capsys.readouterr().out
+
+
+def test_a_time_axis_without_sequence_data_is_a_clean_refusal_of_code_generation(tmp_path, capsys):
+    # found by test_generated_models_pass_check_through_every_entry_point: the module crashed on
+    # every call (AttributeError: 'NoneType' object has no attribute 'shape')
+    path = tmp_path / "timeless.sdm"
+    path.write_text("dim n, m\ntime t = 1..T\ninput a: n\nparam w: n\nloss b = sum(w * a)\n")
+    assert main(["derive", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no input or target is a sequence, so the module cannot read T" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
