@@ -188,8 +188,25 @@ def derive(model: Model) -> Derivation:
     _choose_named(model, adjoints)
     _close(model, adjoints, distributions)
     gradients = {p.name: _gradient(model, p, sweep, adjoints, distributions) for p in model.params}
+    _check_sizes(model, adjoints, gradients)
     return Derivation(model, {k: v for k, v in adjoints.items() if v.quantity.role != "param"}, gradients, pre,
                       time.perf_counter() - start)
+
+
+def _check_sizes(model: Model, adjoints: dict[str, Adjoint], gradients: dict[str, Gradient]) -> None:
+    """Every closed form within MAX_CLOSED_FORM_SIZE nodes written out: inlining an adjoint into
+    its consumer's can grow a form the sweep's own bound let through."""
+    for name, adj in adjoints.items():
+        if adj.closed is not None and tree_size(adj.closed, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+            raise _too_large(f"the adjoint of {name}", adj.quantity)
+    for name, g in gradients.items():
+        if tree_size(g.expr, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+            raise _too_large(f"the gradient of {name}", g.param)
+
+
+def _too_large(what: str, q: Quantity) -> ModelError:
+    return ModelError(f"{what} grows past {MAX_CLOSED_FORM_SIZE:,} terms written out; name the inner values of "
+                      "nested functions, one equation each, so that every adjoint has a short closed form", q.pos)
 
 
 # ---------------------------------------------------------------------------------------
