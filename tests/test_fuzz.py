@@ -4,9 +4,11 @@
 Inputs: random text and bytes, soups of the language's own tokens, models generated from
 its grammar, and random mutations (deletions, duplications, swapped tokens, inserted
 characters, swapped lines) of every valid model file in examples/ and tests/models/.
-Models from the grammar are also rendered to all three formats (the module compiled, never
-run).  At the end, the same for the claim reader of ``symderiv verify``.  Every example runs
-under a hard timer, so a hang fails the test instead of stalling it.
+Models from the grammar are also rendered to all three formats, and go through ``check``:
+the exact certification, then every entry point of the generated module, batched and not,
+against central differences.  At the end, the same for ``symderiv verify``: write-ups read
+and every claim judged.  Every example runs under a hard timer, so a hang fails the test
+instead of stalling it.
 
 How many examples: the Hypothesis profile (tests/conftest.py).  ``dev`` (default) is quick;
 ``HYPOTHESIS_PROFILE=ci`` gives every test ``weight x 1000`` examples: 14,000 in total.
@@ -27,6 +29,8 @@ from hypothesis.control import currently_in_test_context
 
 import symderiv
 from symderiv import ModelError
+from symderiv.claims.reading import read_claims
+from symderiv.claims.verify import verify
 from symderiv.render.emit import render
 
 from .helpers import EXAMPLES, ROOT
@@ -37,6 +41,7 @@ FILENAME = "fuzz.sdm"
 
 PARSE_SECONDS = 10.0  # one parse; the worst legitimate input here takes well under a second
 DERIVE_SECONDS = 30.0  # one derivation of a (mutated) small model
+CHECK_SECONDS = 60.0  # check (exact and numeric) of a small model, or verify of a write-up
 
 
 def examples(weight: float) -> int:
@@ -490,11 +495,6 @@ def test_long_chain_of_definitions_derives_quickly():
 # The claim reader (``symderiv verify``): a write-up or claims file is read, never run; the
 # outcome is a Reading or a ClaimError.
 
-try:
-    from symderiv.claims.reading import read_claims
-except ImportError:  # pragma: no cover - written concurrently
-    read_claims = None
-
 WRITEUPS = {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "generated").glob("seed_rnn.*"))
             if p.suffix in (".tex", ".md")}
 
@@ -509,6 +509,10 @@ def read_writeup(tmp: Path, text: str, suffix: str, d):
         assert err.message
         return None
     assert all(c.line >= 1 for c in reading.claims)
+    # and judged: every claim gets a verdict of the contract, within the time bound
+    with time_limit(CHECK_SECONDS, "verify"):
+        report = verify(d, reading)
+    assert all(v.verdict in ("correct", "per-step", "incorrect", "unreadable") for v in report.verdicts)
     return reading
 
 
@@ -534,7 +538,6 @@ def mutated_writeup(draw):
     return Path(name).suffix, text
 
 
-@pytest.mark.skipif(read_claims is None, reason="symderiv/claims.py is not written yet")
 @settings(max_examples=examples(0.5))
 @given(mutated_writeup())
 def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
@@ -542,7 +545,6 @@ def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
     read_writeup(tmp_path_factory.mktemp("w"), text, suffix, seed_derivation)
 
 
-@pytest.mark.skipif(read_claims is None, reason="symderiv/claims.py is not written yet")
 @settings(max_examples=examples(0.5))
 @given(st.sampled_from([".tex", ".md", ".claims"]),
        st.lists(st.sampled_from(list(string.printable) + ["\\delta ", "\\frac", "\\partial", "\\mathcal{L}",
@@ -561,7 +563,6 @@ def test_random_claims(tmp_path_factory, seed_derivation, suffix, text):
 # differences of its own loss. A clean refusal (a SymderivError) is a fine outcome; a
 # disagreement or any other exception fails.
 
-CHECK_SECONDS = 60.0
 
 
 def check_outcome(text: str) -> str:
