@@ -46,6 +46,10 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
         if dim not in dim_reads and names.value(dim) in used:
             raise SymderivError(f"cannot generate NumPy code: the size '{dim}' is not the size of any parameter "
                                 "or input, so it cannot be read off the arrays")
+    if model.has_time and not any(q.sequence for q in model.data):
+        raise SymderivError("cannot generate NumPy code: the model has a time axis but no input or target is a "
+                            "sequence, so the module cannot read T off its arguments; make a datum a sequence "
+                            "(input x[t]: n) or drop the time line")
     loss = model[model.loss]
     return {
         "model": model,
