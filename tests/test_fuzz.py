@@ -385,11 +385,11 @@ def test_a_file_over_the_size_bound_is_an_error_before_it_is_read():
 
 
 def test_deep_nesting_is_a_positioned_error():
-    text = PRE + "h = " + "(" * 5000 + "b" + ")" * 5000 + "\nloss L = sum(h)\n"
+    text = PRE + "h = " + "(" * 4000 + "b" + ")" * 4000 + "\nloss L = sum(h)\n"  # within the line bound
     with pytest.raises(ModelError) as info:
         symderiv.parse(text, FILENAME)
     assert "nested" in info.value.message and info.value.pos.line == 6
-    text = PRE + "h = " + " + ".join(["b"] * 5000) + "\nloss L = sum(h)\n"
+    text = PRE + "h = " + " + ".join(["b"] * 2400) + "\nloss L = sum(h)\n"
     with pytest.raises(ModelError) as info:
         symderiv.parse(text, FILENAME)
     assert "nested" in info.value.message and info.value.pos.line == 6
