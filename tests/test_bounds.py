@@ -226,3 +226,10 @@ def test_a_time_axis_without_sequence_data_is_a_clean_refusal_of_code_generation
     err = capsys.readouterr().err
     assert "no input or target is a sequence, so the module cannot read T" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_scalar_distribution_target_is_an_error_at_the_modifier():
+    # found by the fuzzer: check crashed (AxisError) normalising a scalar "distribution"
+    err = error_of("dim n\ntarget y: scalar, distribution\nparam w: n\nloss L = sum(w) * y\n")
+    assert err.message.startswith("a scalar target cannot be a distribution")
+    assert (err.pos.line, err.pos.col) == (2, 19)
