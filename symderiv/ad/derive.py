@@ -23,11 +23,14 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
+    AtStep,
     Delta,
     LogSoftmax,
     Softmax,
     TimeSum,
     add,
+    at_end,
     at_step,
     is_zero,
     positive_first,
@@ -67,6 +70,10 @@ class Adjoint:
     closed_per_step: sp.Basic | None = None
     closed_static: sp.Basic | None = None
     consumers: list[tuple[str, int]] = field(default_factory=list)  # (quantity, step offset) that read it
+    # A sequence quantity read at a fixed step by a static equation (h[T] in p = softmax(U h_T)):
+    # δ at that step (``AtEnd(Delta(h), 0)``, ``AtStep(Delta(h), 1)``) → what it receives there
+    fixed: dict[sp.Basic, list[sp.Basic]] = field(default_factory=dict)
+    closed_fixed: dict[sp.Basic, sp.Basic] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -86,6 +93,20 @@ class Adjoint:
             parts.append(TimeSum(_sum(self.per_step, self.symbol)))
         parts.extend(self.static)
         return _sum(parts, self.symbol)
+
+    def fixed_step(self, key: sp.Basic) -> int | tuple[str, int]:
+        """Where a fixed contribution lands: a step ``j`` from the start, or ``("end", k)`` for T + k."""
+        return ("end", key.offset) if isinstance(key, AtEnd) else key.step
+
+    def at_fixed(self, key: sp.Basic) -> MatrixExpr:
+        """The closed form of δq at the fixed step ``key`` (δh_T = W_pᵀ δp + the terms that exist
+        at T): the per-step terms moved to that step, those reading δ beyond T left out, and
+        what the step receives there."""
+        if isinstance(key, AtEnd):
+            terms = [at_end(t.expr, key.offset) for t in self.closed_terms if key.offset + t.offset <= 0]
+        else:
+            terms = [at_step(t.expr, key.step) for t in self.closed_terms]
+        return positive_first(_sum(terms + [self.closed_fixed[key]], self.symbol))
 
     @property
     def closed(self) -> MatrixExpr:
@@ -270,6 +291,11 @@ class _Sweep:
     def back(self, node: MatrixExpr, g: MatrixExpr, out: MatrixExpr, step: bool) -> None:
         if is_zero(g):
             return
+        if isinstance(node, (AtEnd, AtStep)):  # a fixed step, read by a static equation
+            adj = self.adjoints.get(node.base.name)
+            if adj is not None:
+                adj.fixed.setdefault(node.func(Delta(node.base), node.args[1]), []).append(g)
+            return
         if isinstance(node, At):
             adj = self.adjoints.get(node.base.name)
             if adj is not None:  # data is not differentiated
@@ -310,7 +336,7 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
         # ``single`` implies one reader: the consumer is looked up only then
-        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single
+        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single and not adj.fixed
                          and _named_or_loss(adjoints[adj.consumers[0][0]]))
 
 
@@ -336,6 +362,8 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
                 groups.setdefault(t.offset, []).append(finish(t.expr))
             adj.closed_terms = [Term(positive_first(e), k) for k, es in sorted(groups.items())
                                 if (e := collect(es)) is not None and not is_zero(e)]
+            adj.closed_fixed = {key: positive_first(e) for key, es in adj.fixed.items()
+                                if (e := collect([finish(x) for x in es])) is not None and not is_zero(e)}
         else:
             adj.closed_per_step = collect([finish(e) for e in adj.per_step])
             adj.closed_static = collect([finish(e) for e in adj.static])

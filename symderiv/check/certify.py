@@ -177,6 +177,8 @@ class UnrolledNetwork:
 
     def value(self, name: str, step: int | None) -> sp.Matrix:
         """The entries of a quantity at an absolute step; before step 1, its state line."""
+        if step is not None and self.model[name].role in ("input", "target") and not 1 <= step <= self.steps:
+            return sp.zeros(*(self.size(x) for x in self.model[name].shape))  # data outside 1..T is zero
         if step is not None and step < 1:
             initial = self.model.states[name][step]
             if isinstance(initial, ZeroMatrix):

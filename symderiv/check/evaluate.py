@@ -136,6 +136,10 @@ class Evaluator:
                 for term in adj.closed_terms:
                     if 1 <= t + term.offset <= self.T:
                         value = value + self.ev(term.expr, t)
+                for key, e in adj.closed_fixed.items():  # what a static equation reading q at step t gives
+                    at = adj.fixed_step(key)
+                    if (self.T + at[1] if isinstance(at, tuple) else at) == t:
+                        value = value + self.ev(e, None)
                 a.setdefault(n, {})[t] = value
         for n in reversed(before):
             a[n] = self._static_adjoint(self.d.adjoints[n])
@@ -167,6 +171,10 @@ class Evaluator:
                 return self._zeros(base.shape)  # δ beyond the sequence is zero
         else:
             store, name = self.values.forward, base.name
+            q = self.model.quantities.get(name)
+            if step is not None and q is not None and q.role in ("input", "target") and not (
+                    1 <= step <= (self.T or 0)):
+                return self._zeros(base.shape)  # data before step 1 or after T is zero
         value = store[name]
         return value[step] if isinstance(value, dict) else value
 

@@ -27,7 +27,7 @@ from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
 from ..ad.derive import Derivation
 from ..ad.simplify import tidy
-from ..ir.expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
+from ..ir.expr import Apply, At, AtEnd, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
 from ..ops import ELEMENTWISE, activation_derivative
 from ..render.printing import LatexPrinter, step_text
 from . import tree as C
@@ -159,6 +159,9 @@ class Truth:
     expr: object  # for printing and for the symbolic check
     shape: tuple
     step: C.Step | None = None
+    # fixed steps where the adjoint receives more than its generic form (h_T read by a static
+    # equation): a claim at step t is compared at the other steps, δh_t for t < T
+    fixed: tuple = ()
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
@@ -166,6 +169,9 @@ class Truth:
         if self.kind == "static":
             return [None]
         if self.kind == "per-step" or step is None or step.base == "t":
+            if self.kind == "sequence" and self.fixed:
+                skip = {probe.T + k if where == "end" else k for where, k in self.fixed}
+                return [t for t in probe.steps if t - (step.offset if step is not None else 0) not in skip]
             return probe.steps
         at = probe.T + step.offset if step.base == "T" else step.offset
         return [at]
@@ -317,7 +323,9 @@ class Judge:
         # (a sequence quantity means the model has time: the probes have T steps)
         if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0):
             return None
-        return Truth(target.name, "sequence", adj.closed, shape, step)
+        fixed = tuple(at if isinstance(at, tuple) else ("start", at)
+                      for at in map(adj.fixed_step, adj.closed_fixed))
+        return Truth(target.name, "sequence", adj.closed, shape, step, fixed)
 
     def expected(self, target: C.Target, rhs=None) -> str:
         """The true value in the write-up's notation, in terms of adjoints its reader knows.
@@ -328,8 +336,10 @@ class Judge:
         if q.role == "param":
             e = self.d.gradients[target.name].expr
         elif q.sequence and target.step is not None and target.step.base == "T":  # terms through steps after T vanish
-            terms = [t.expr for t in self.d.adjoints[target.name].closed_terms if t.offset + target.step.offset <= 0]
-            e = add(*terms) if terms else ZeroMatrix(*q.shape)
+            adj = self.d.adjoints[target.name]
+            key = AtEnd(Delta(q.symbol), target.step.offset)
+            terms = [t.expr for t in adj.closed_terms if t.offset + target.step.offset <= 0]
+            e = adj.at_fixed(key) if key in adj.closed_fixed else add(*terms) if terms else ZeroMatrix(*q.shape)
         else:
             e = self.d.adjoints[target.name].closed
         known = self.known | {target.name}

@@ -434,7 +434,7 @@ class ModulePlan:
         terms, dropped = inline_sliced_adjoints(
             {a.name: [(term.offset, t) for term in a.closed_terms for t in terms_of(term.expr)]
              for a in named if a.sequence},
-            lambda z: z not in outside_reads)
+            lambda z: z not in outside_reads and not d.adjoints[z].closed_fixed)
         terms = {n: [(o, u) for o, t in ts for u in terms_of(t)] for n, ts in terms.items()}
         seq = [a.name for a in named if a.sequence and a.name not in dropped]
         reads = {n: set().union(*(adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
@@ -455,13 +455,14 @@ class ModulePlan:
             py = names.adjoint(n)
             comment = self.comment(a.symbol, a.closed)
             zeros = self.out.alloc(py, a.quantity.shape[0], zeros=True)
+            fixed = self._fixed_adjoint_lines(a)  # δh_T += what a static equation reading h_T gives
             if n in loop:
                 outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
-                assign = not outside and inside[0][0] == 0  # the first term sets the value
-                if outside:
+                assign = not outside and not fixed and inside[0][0] == 0  # the first term sets the value
+                if outside or fixed:
                     phase.before.append(Accumulate(comment + ": the part outside the recurrence",
-                                                   self._accumulate(py, outside, zeros)))
+                                                   self._accumulate(py, outside, zeros) + fixed))
                 elif n not in stacked:
                     phase.alloc.append(self.out.alloc(py, a.quantity.shape[0]) if assign else zeros)
                 elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
@@ -486,7 +487,7 @@ class ModulePlan:
                 phase.loop.append(Accumulate(comment, loop_lines))
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
-                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros)))
+                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros) + fixed))
                 if target is phase.before:
                     early.add(n)
         for a in statics:
@@ -509,6 +510,14 @@ class ModulePlan:
                                          [self.out.free(dead)]))
         return phase
 
+    def _fixed_adjoint_lines(self, a) -> list[Line]:
+        """δq at the fixed steps a static equation reads (δh_T += W_pᵀ δp), after its other terms."""
+        lines = []
+        for key, e in a.closed_fixed.items():
+            code = self._total(self.printer.code(e), True)
+            lines.append(self.out.update(self.printer.code(key), "+=", code))
+        return lines
+
     def _dead_after_before(self, phase: Phase) -> list[str]:
         """Arrays the backward pass's statements before the loop read or write and nothing after does."""
         later = self.used_names([Phase(loop=phase.loop, after=phase.after, alloc=phase.alloc)])
@@ -526,6 +535,7 @@ class ModulePlan:
         done = []
         for stack in forward_stacks:
             ok = all(n in loop and terms.get(n) and min(o for o, _ in terms[n]) == 0 and
+                     not self.d.adjoints[n].closed_fixed and
                      all(adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
             if not ok:
                 continue

@@ -23,6 +23,8 @@ from ..errors import ModelError, Position, SymderivError
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
+    AtStep,
     TimeSum,
     Value,
     add,
@@ -40,7 +42,7 @@ from ..ir.model import Model, Quantity
 from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .nfkc import check_spellings
-from .order import DESCRIBE, check_states, definition_order, lag
+from .order import DESCRIBE, check_states, definition_order, fixed_step, fixed_step_in_step, lag
 from .source import (
     Source,
     SourceLine,
@@ -395,14 +397,25 @@ class _ModelBuilder:
         if not isinstance(node.value, ast.Name):
             raise self._error(node, "only a name can be indexed by a step, as in h[t-1]")
         name = node.value.id
-        lag = self._lag(self.current, node)
+        fixed = fixed_step(s, self.current, node)
+        lag = self._lag(self.current, node) if fixed is None else 0
         q = self._quantity(node.value, name)
         if not q.sequence:
             raise self._error(node, f"'{name}' is not a sequence; write it without [{s.time_index}]")
+        if fixed is not None:
+            return self._fixed_step(node, q, fixed, step)
         if not step:
             raise self._error(node, f"'{name}[...]' is a sequence value, and this is not a per-step equation; "
                                     f"sum it over time with Sum(..., ({s.time_index}, 1, {s.length}))")
         return At(q.symbol, -lag)
+
+    def _fixed_step(self, node: ast.Subscript, q: Quantity, fixed: tuple[str, int], step: bool) -> MatrixExpr:
+        """``h[T]``, ``h[T-1]``, ``h[1]``: one step of a sequence, read by a static equation or the loss."""
+        if step:
+            d = self.current
+            raise self._error(node, fixed_step_in_step(d.stmt.text[d.expr_offset:], node))
+        where, k = fixed
+        return AtEnd(q.symbol, k) if where == "end" else AtStep(q.symbol, k)
 
     def _Attribute(self, node: ast.Attribute, step: bool) -> Value:
         if node.attr != "T":

@@ -39,7 +39,7 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
         for ref, k, node in uses(s, d):
             if ref in s.definitions and k == 0:
                 deps[name].append((ref, node))
-            if k > 0:
+            if k != 0:  # k < 0: a later step, x[t+2] (see ``check_leads``)
                 lags.setdefault(ref, []).append((k, d, node))
     order: list[str] = []
     status: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -86,7 +86,11 @@ def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:
                                    d.expr_offset + operator_offset(text, node.left))
             raise node_error(d.stmt, d.expr_offset, text, node, f"{what} is not allowed in a model file")
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-            yield node.value.id, lag(s, d, node), node
+            # a fixed step (h[T], h[1]) is read once the whole sequence is known: a dependency
+            fixed = fixed_step(s, d, node)
+            if fixed is not None and d.sequence:
+                raise node_error(d.stmt, d.expr_offset, text, node, fixed_step_in_step(text, node))
+            yield node.value.id, 0 if fixed is not None else lag(s, d, node), node
         elif isinstance(node, ast.Name) and node.id in s.definitions and id(node) not in indexed:
             yield node.id, 0, node
 
@@ -106,18 +110,48 @@ def lag(s: ParseState, d: Definition, node: ast.Subscript) -> int:
     if (isinstance(idx, ast.BinOp) and isinstance(idx.left, ast.Name) and idx.left.id == t
             and isinstance(idx.right, ast.Constant) and type(idx.right.value) is int):
         k = idx.right.value
-        if isinstance(idx.op, ast.Sub):
-            if k < 0:
-                raise node_error(d.stmt, d.expr_offset, text, node,
-                                 f"future reference {name}[{t}+{-k}]: only the current step or earlier ones")
+        if isinstance(idx.op, ast.Sub):  # a literal is never negative: t - -1 is not a Constant
             return k
         if isinstance(idx.op, ast.Add):
-            if k == 0:
-                return 0
-            raise node_error(d.stmt, d.expr_offset, text, node,
-                             f"future reference {name}[{t}+{k}]: only the current step or earlier ones")
+            return -k  # a later step: allowed for data, and for a quantity with a state at T + k
+    length = s.length.name if s.length is not None else "T"
     raise node_error(d.stmt, d.expr_offset, text, node,
-                     f"a step is written {t} or {t}-k with a constant k >= 1, as in {name}[{t}-1]")
+                     f"a step is written {t}, {t}-k or {t}+k with a constant k >= 1, as in {name}[{t}-1], "
+                     f"or as a fixed step {length}, {length}-k or a number >= 1 outside a per-step equation")
+
+
+def fixed_step_in_step(text: str, node: ast.Subscript) -> str:
+    """The message for ``h[T]`` inside a per-step equation (or a Sum)."""
+    seg = (ast.get_source_segment(text, node) or ast.unparse(node)).replace("\n", " ")
+    return (f"a fixed step such as {seg} is read by a static equation or the loss; name it there "
+            f"(c = {seg}) and use that name here")
+
+
+def fixed_step(s: ParseState, d: Definition, node: ast.Subscript) -> tuple[str, int] | None:
+    """A fixed step of the sequence: ``("end", -k)`` for ``x[T-k]``, ``("start", j)`` for ``x[j]``;
+    None for a step written with the time index (``x[t-1]``).  A fixed step outside 1..T is an error."""
+    idx = node.slice
+    if s.length is None:
+        return None
+    length = s.length.name
+    text = d.stmt.text[d.expr_offset:]
+    name = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+    if isinstance(idx, ast.Constant) and type(idx.value) is int:
+        if idx.value < 1:
+            raise node_error(d.stmt, d.expr_offset, text, node,
+                             f"step {idx.value} is before the sequence: its steps are 1..{length}")
+        return ("start", idx.value)
+    if isinstance(idx, ast.Name) and idx.id == length:
+        return ("end", 0)
+    if (isinstance(idx, ast.BinOp) and isinstance(idx.op, (ast.Add, ast.Sub)) and isinstance(idx.left, ast.Name)
+            and idx.left.id == length and isinstance(idx.right, ast.Constant) and type(idx.right.value) is int):
+        k = idx.right.value if isinstance(idx.op, ast.Add) else -idx.right.value
+        if k > 0:
+            raise node_error(d.stmt, d.expr_offset, text, node,
+                             f"step {length}+{k} is beyond the sequence: its steps are 1..{length} "
+                             f"(only a 'state {name}[{length}+{k}] = ...' line gives a value there)")
+        return ("end", k)
+    return None
 
 
 def check_states(s: ParseState, lags: Lags) -> None:
@@ -140,13 +174,17 @@ def check_states(s: ParseState, lags: Lags) -> None:
             text = d.stmt.text[d.expr_offset:]
             target = s.definitions.get(name)
             if target is None:
-                q = s.quantities.get(name)
-                if q is None:
-                    continue  # reported as an unknown name when built
-                raise node_error(d.stmt, d.expr_offset, text, node,
-                                 f"'{name}' is {q.role} data: only quantities defined by an equation can be "
-                                 "used at an earlier step")
+                continue  # data: zero before step 1 and after T; an unknown name is reported when built
             have = s.states.get(name, {})
+            if k < 0:
+                length = s.length.name if s.length is not None else "T"
+                for step in range(1, -k + 1):
+                    if step not in s.end_states.get(name, {}):
+                        raise node_error(
+                            d.stmt, d.expr_offset, text, node,
+                            f"a later step without a state: {name}[{s.time_index}+{-k}] reaches step "
+                            f"{length}+{step} after the sequence; add 'state {name}[{length}+{step}] = ...'")
+                continue
             for step in range(0, 1 - k - 1, -1):
                 if step not in have:
                     raise node_error(d.stmt, d.expr_offset, text, node,

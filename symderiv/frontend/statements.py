@@ -60,6 +60,8 @@ class ParseState:
     quantities: dict[str, Quantity | None] = field(default_factory=dict)
     definitions: dict[str, Definition] = field(default_factory=dict)
     states: dict[str, dict[int, tuple[SourceLine, int, str]]] = field(default_factory=dict)
+    # states after the sequence: name → {k: ...} for 'state g[T+k] = ...'
+    end_states: dict[str, dict[int, tuple[SourceLine, int, str]]] = field(default_factory=dict)
     latex: dict[str, str] = field(default_factory=dict)
     defined_at: dict[str, Position] = field(default_factory=dict)
     loss: str | None = None

@@ -90,8 +90,15 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
         jacobian = _jacobian_step(model, a, lp)
         if jacobian is not None:
             steps.insert(0, jacobian)
-        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named,
-                         "closed": lp.doprint(a.closed)})
+        closed = lp.doprint(a.closed)
+        if a.closed_fixed:  # δh_T = W_pᵀ δp + …, then δh_t for the other steps
+            for key in a.closed_fixed:
+                at_key = lp.doprint(a.at_fixed(key))
+                adjoints.append({"lhs": lp.doprint(key), "steps": [at_key], "named": True, "closed": at_key})
+            when = r" \qquad (" + other_steps(model, a) + ")"
+            steps[-1] += when
+            closed += when
+        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named, "closed": closed})
     gradients = []
     for g in d.gradients.values():
         element = _element_form(model, g, lp, index)
@@ -102,6 +109,23 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
             "adjoints": adjoints, "gradients": gradients, "loss": loss, "has_time": model.has_time,
             "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
+
+
+def other_steps(model, a, neq: str = r"\neq") -> str:
+    """The steps an adjoint's generic form holds at, besides its fixed steps: t < T, t ≠ 1."""
+    index = model.time_index or "t"
+    fixed = [a.fixed_step(key) for key in a.closed_fixed]
+    if fixed == [("end", 0)]:
+        return rf"{index} < {model.length.name if model.length is not None else 'T'}"
+    return rf"{index} {neq} " + ", ".join(_step_of(model, at) for at in fixed)
+
+
+def _step_of(model, at) -> str:
+    length = model.length.name if model.length is not None else "T"
+    if isinstance(at, tuple):
+        k = at[1]
+        return length if k == 0 else f"{length}{k}" if k < 0 else f"{length}+{k}"
+    return str(at)
 
 
 def _tex_title(name: str) -> str:

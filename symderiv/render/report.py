@@ -20,7 +20,14 @@ def show_text(d: Derivation) -> str:
             lines.append(f"  {model.unicode(qname, str(k))} = {p.doprint(value)}")
     lines += ["", "Backward (δX = ∂L/∂X" + ("; δ at steps after T is 0)" if model.has_time else ")")]
     for adj in d.backward_order:
-        lines.append(f"  {p.doprint(adj.symbol)} = {p.doprint(adj.closed)}")
+        when = ""
+        if adj.closed_fixed:  # δh_T = W_pᵀ δp first, then δh_t at the other steps
+            from .emit import other_steps
+
+            for key in adj.closed_fixed:
+                lines.append(f"  {p.doprint(key)} = {p.doprint(adj.at_fixed(key))}")
+            when = f"   ({other_steps(model, adj, '≠')})"
+        lines.append(f"  {p.doprint(adj.symbol)} = {p.doprint(adj.closed)}{when}")
     lines += ["", "Gradients"]
     loss = model.unicode(model.loss)
     for g in d.gradients.values():

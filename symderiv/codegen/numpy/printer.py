@@ -23,7 +23,7 @@ from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transp
 from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
-from ...ir.expr import Apply, At, AtStep, Delta, Softmax, coeff_and_rest, shift
+from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, Softmax, coeff_and_rest, shift
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -132,6 +132,11 @@ class NumpyPrinter(Printer):
         if isinstance(e.base, Delta):
             return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
         return self.at(e.base.name, self._array(e.base.name), e.offset, False)
+
+    def _print_AtEnd(self, e: AtEnd):
+        # step T + k: counted from the end of the array, padded in front or not
+        array = self.names.adjoint(e.base.name) if isinstance(e.base, Delta) else self._array(e.base.name)
+        return Code(f"{array}[{e.offset - 1}]", batched=True, reads=(array,), form="view")
 
     def _print_AtStep(self, e: AtStep):
         if isinstance(e.base, Delta):

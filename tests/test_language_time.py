@@ -1,0 +1,89 @@
+"""Version 2's time forms in the model language: fixed steps (h[T], h[1]), data at other
+steps, recurrences backwards in time, initial states from expressions; and their errors,
+each at its file:line:col with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import symderiv
+from symderiv.check.certify import certify
+from symderiv.check.evaluate import evaluate, random_point
+from symderiv.ir.expr import AtEnd, AtStep
+
+from .helpers import ROOT
+from .test_language_errors import PRE, check, write
+
+SEQ2ONE = PRE + """\
+param U: (n_out, n_out)
+state h[0] = 0
+h[t] = tanh(W @ x[t] + U @ h[t-1])
+"""
+
+
+def _cli_status(tmp_path, text, line, col, *words):
+    path = write(tmp_path, text)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "symderiv", "show", str(path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"{path}:{line}:{col}: error: "), proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Fixed steps
+
+
+def test_fixed_steps_build_to_their_nodes():
+    m = symderiv.parse(SEQ2ONE + "c = h[T] + h[T-1] + h[1] + W @ x[T]\nloss L = sum(c)\n", "m.sdm")
+    h, x = m["h"].symbol, m["x"].symbol
+    found = set(m["c"].expr.atoms(AtEnd, AtStep))
+    assert found == {AtEnd(h, 0), AtEnd(h, -1), AtStep(h, 1), AtEnd(x, 0)}
+    assert m.order.index("h") < m.order.index("c")  # read once the sequence is known
+
+
+def test_a_fixed_step_is_certified():
+    m = symderiv.parse(SEQ2ONE + "c = tanh(h[T] + h[T-1] * h[1])\nloss L = sum(c * c)\n", "m.sdm")
+    for T in (2, 3):
+        result = certify(m, T=T)
+        assert result.ok, (result.param_errors, result.adjoint_errors)
+
+
+def test_loss_of_the_last_state_by_hand():
+    """L = Σ h_T with h_t = W x_t (no recurrence): ∂L/∂W = 1 x_Tᵀ, nothing from the other steps."""
+    m = symderiv.parse(PRE + "h[t] = W @ x[t]\nloss L = sum(h[T])\n", "m.sdm")
+    d = symderiv.derive(m)
+    params, data = random_point(m, {"n_in": 3, "n_out": 2}, 4, seed=1)
+    values = evaluate(d, {"n_in": 3, "n_out": 2}, 4, params, data)
+    np.testing.assert_allclose(values.gradients["W"], np.ones((2, 1)) @ data["x"][3].reshape(1, 3))
+    np.testing.assert_allclose(values.gradients["b"], np.zeros((2, 1)))
+    assert values.loss == pytest.approx(float(np.sum(params["W"] @ data["x"][3].reshape(3, 1))))
+
+
+@pytest.mark.parametrize("equation, line, col, words", [
+    ("c = h[T+1]", 9, 5, ["beyond the sequence", "T+1", "1..T"]),
+    ("c = h[0]", 9, 5, ["before the sequence", "1..T"]),
+    ("c = x[T+2]", 9, 5, ["beyond the sequence", "T+2"]),
+])
+def test_a_step_outside_the_sequence(tmp_path, equation, line, col, words):
+    text = SEQ2ONE + equation + "\nloss L = sum(c)\n"
+    check(tmp_path, text, line, col, *words)
+    _cli_status(tmp_path, text, line, col)
+
+
+def test_a_fixed_step_in_a_per_step_equation(tmp_path):
+    text = SEQ2ONE + "g[t] = h[t] + h[T]\nloss L = Sum(sum(g[t]), (t, 1, T))\n"
+    check(tmp_path, text, 9, 15, "fixed step", "static equation", "c = h[T]")
+
+
+def test_a_cycle_through_a_fixed_step(tmp_path):
+    text = PRE + "c = h[T]\nh[t] = W @ x[t] + c\nloss L = sum(c)\n"
+    check(tmp_path, text, 7, 19, "cycle")
