@@ -14,7 +14,7 @@ import pytest
 import symderiv
 from symderiv.check.certify import certify
 from symderiv.check.evaluate import evaluate, random_point
-from symderiv.ir.expr import AtEnd, AtStep
+from symderiv.ir.expr import At, AtEnd, AtStep
 
 from .helpers import ROOT
 from .test_language_errors import PRE, check, write
@@ -87,3 +87,64 @@ def test_a_fixed_step_in_a_per_step_equation(tmp_path):
 def test_a_cycle_through_a_fixed_step(tmp_path):
     text = PRE + "c = h[T]\nh[t] = W @ x[t] + c\nloss L = sum(c)\n"
     check(tmp_path, text, 7, 19, "cycle")
+
+
+# ---------------------------------------------------------------------------------------
+# Data at other steps
+
+
+CONV = PRE + """\
+param A: (n_out, n_in)
+param U: (n_out, n_out)
+state h[0] = 0
+h[t] = tanh(W @ x[t+2] + A @ x[t-1] + U @ h[t-1] + b)
+c = x[T] + x[1]
+loss L = Sum(sum(h[t] * h[t]), (t, 1, T)) + sum(tanh(W @ c))
+"""
+
+
+def _conv_reference(params, x):
+    """CONV written out in NumPy: x is zero outside steps 1..T; one example, x of shape (T, n)."""
+    W, A, U, b = (params[k] for k in "WAUb")
+    T, n = x.shape
+    padded = np.vstack([np.zeros((1, n)), x, np.zeros((2, n))])  # padded[s] is x at step s (0..T+2)
+    h, total = np.zeros(W.shape[0]), 0.0
+    for t in range(1, T + 1):
+        h = np.tanh(W @ padded[t + 2] + A @ padded[t - 1] + U @ h + b)
+        total += np.sum(h * h)
+    return total + np.sum(np.tanh(W @ (x[-1] + x[0])))
+
+
+def test_data_at_other_steps_needs_no_state():
+    m = symderiv.parse(CONV, "conv.sdm")
+    assert {node.offset for node in m["h"].expr.atoms(At) if node.base.name == "x"} == {2, -1}
+    for T in (1, 2, 4):
+        result = certify(m, T=T)
+        assert result.ok, (T, result.param_errors, result.adjoint_errors)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_data_at_other_steps_in_the_module(tmp_path, T):
+    from .helpers import generated_module
+
+    m = generated_module(symderiv.derive(symderiv.parse(CONV, "conv.sdm")), tmp_path)
+    params = m.init_params({"n_in": 3, "n_out": 2}, seed=T)
+    x = np.random.default_rng(T).normal(size=(T, 3))
+    loss, grads = m.loss_and_gradients(params, x=x)
+    assert loss == pytest.approx(_conv_reference(params, x), rel=1e-12)
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for index in np.ndindex(p.shape):
+            plus, minus = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (_conv_reference(plus, x) - _conv_reference(minus, x)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    # a batch of two is the sum of its examples
+    xb = np.stack([x, 2 * x], axis=-1)
+    lb, gb = m.loss_and_gradients(params, x=xb)
+    l2, g2 = m.loss_and_gradients(params, x=2 * x)
+    assert lb == pytest.approx(loss + l2, rel=1e-12)
+    for name in params:
+        np.testing.assert_allclose(gb[name], grads[name] + g2[name], rtol=1e-12, atol=1e-12)

@@ -42,6 +42,7 @@ from .passes import (
     adjoint_references,
     applied_counts,
     batched_quantities,
+    data_reach,
     dead_after,
     depends_on,
     find_stacks,
@@ -71,11 +72,15 @@ class ModulePlan:
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
+        # Sequence data read at other steps is padded with zero steps: in front (its pad) and after T.
+        self.data_pads = data_reach(d)
+        self.pads.update({name: before for name, (before, _) in self.data_pads.items()})
         self.batched = batched_quantities(self.model)
         # Every array the code computes once and reads again (see ``schedule.ValueTable``).
         self.values = ValueTable(self.names.table, reach=1 + max(self.pads.values(), default=0))
         # The back end: how an expression is printed, and how a statement is written.
         self.printer = backend.printer(d, self.names, self.pads, self.batched, self.values)
+        self.printer.tails = {name: after for name, (_, after) in self.data_pads.items() if after}
         self.out = backend.idioms(self.printer)
         self.repeated = self._repeated() if not self.model.has_time else {}
         # The backward pass reads what the forward pass left: its stacks (whose δ it stacks too) and

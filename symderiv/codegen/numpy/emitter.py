@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ...ad.derive import Derivation
 from ...errors import SymderivError
+from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Schedule
 
@@ -58,6 +59,7 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,
         "helpers": sorted(printer.helpers),
+        "padded_inputs": [(names.value(name), before, after) for name, (before, after) in data_reach(d).items()],
     }
 
 
