@@ -148,3 +148,52 @@ def test_data_at_other_steps_in_the_module(tmp_path, T):
     assert lb == pytest.approx(loss + l2, rel=1e-12)
     for name in params:
         np.testing.assert_allclose(gb[name], grads[name] + g2[name], rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# Recurrences backwards in time
+
+
+BACKWARD = PRE + """\
+param V: (n_out, n_out)
+state g[T+1] = 0
+g[t] = tanh(W @ x[t] + V @ g[t+1] + b)
+loss L = Sum(sum(g[t] * g[t]), (t, 1, T))
+"""
+
+
+def test_a_backward_recurrence_reads_its_state_after_the_sequence():
+    m = symderiv.parse(BACKWARD, "b.sdm")
+    assert set(m.end_states["g"]) == {1}
+    d = symderiv.derive(m)
+    # its adjoint recurrence runs forward in time: δg_t reads δ at step t − 1
+    assert {t.offset for t in d.adjoints["g"].closed_terms} == {-1, 0}
+    for T in (1, 2, 3):
+        assert certify(m, T=T).ok
+
+
+def test_a_backward_state_that_is_a_param_gets_its_gradient():
+    m = symderiv.parse(BACKWARD.replace("state g[T+1] = 0", "param g0: n_out\nstate g[T+1] = g0"), "b.sdm")
+    d = symderiv.derive(m)
+    assert d.gradients["g0"].initial
+    for T in (1, 2, 3):
+        result = certify(m, T=T)
+        assert result.ok and result.param_errors["g0"] < 1e-20
+
+
+@pytest.mark.parametrize("lines, line, col, words", [
+    # a later step of a quantity without a state after the sequence
+    ("g[t] = tanh(W @ x[t] + g[t+1])", 6, 24, ["later step without a state", "state g[T+1]"]),
+    # a cycle through both directions: g reads its own future through h, and h its past
+    ("state g[T+1] = 0\nstate h[0] = 0\nh[t] = g[t+1] + h[t-1]\ng[t] = tanh(W @ x[t] + h[t])",
+     8, 8, ["both time directions", "g[t+1]", "h[t-1]"]),
+    ("state g[T+1] = 0\nstate g[0] = 0\ng[t] = tanh(W @ x[t] + g[t+1] + g[t-1])", 8, 24,
+     ["both time directions"]),
+    ("state g[T+2] = 0\ng[t] = tanh(W @ x[t] + g[t+2])", 7, 24, ["state g[T+1]"]),
+    ("state g[T] = 0\ng[t] = tanh(W @ x[t] + g[t+1])", 6, 9, ["T+k with k >= 1"]),
+    ("state g[T+1] = 0\nstate g[T+1] = 0\ng[t] = tanh(W @ x[t] + g[t+1])", 7, 7, ["defined twice"]),
+])
+def test_backward_recurrence_errors(tmp_path, lines, line, col, words):
+    text = PRE + lines + "\nloss L = Sum(sum(g[t]), (t, 1, T))\n"
+    check(tmp_path, text, line, col, *words)
+    _cli_status(tmp_path, text, line, col)

@@ -12,7 +12,7 @@ from symderiv.cli import main as cli_main
 from .helpers import EXAMPLES
 from .test_zoo import assert_agree, entry, make_data, sizes
 
-TIME_ZOO = ["gru_classifier", "causal_conv_rnn"]
+TIME_ZOO = ["gru_classifier", "causal_conv_rnn", "birnn_tagger"]
 
 
 @pytest.fixture(params=TIME_ZOO)

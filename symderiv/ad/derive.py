@@ -241,7 +241,7 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
             order.append(pre[name])
         order.append(name)
     return Model(model.name, model.path, model.dims, quantities, model.loss, model.time_index, model.length,
-                 model.states, model.latex_overrides, order), pre
+                 model.states, model.latex_overrides, order, model.end_states), pre
 
 
 def _is_ref(e: sp.Basic) -> bool:
@@ -402,7 +402,17 @@ def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints: dict[str, Adjo
         for k, value in sorted(steps.items(), reverse=True):
             if value == p.symbol:
                 initial.append((qname, k, at_step_adjoint(adjoints[qname], k)))
+    for qname, steps in model.end_states.items():  # a state after the sequence: step T + k
+        for k, value in sorted(steps.items()):
+            if value == p.symbol:
+                initial.append((qname, k, at_end_adjoint(adjoints[qname], k)))
     return Gradient(p, adj.closed_per_step, adj.closed_static, initial)
+
+
+def at_end_adjoint(adj: Adjoint, k: int) -> MatrixExpr:
+    """δq at a state step T + k, k >= 1: only the terms whose consumer step T + k + offset is <= T."""
+    terms = [at_end(t.expr, k) for t in adj.closed_terms if k + t.offset <= 0]
+    return _sum(terms, adj.symbol)
 
 
 def at_step_adjoint(adj: Adjoint, k: int) -> MatrixExpr:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy as np
 import sympy as sp
-from sympy import MatrixSymbol, ZeroMatrix
+from sympy import MatrixSymbol
 
 from ..ad.derive import Derivation
+from ..ir.blocks import time_blocks
 from ..ir.expr import Apply, At, Concat, Delta, TimeSum
 from ..ir.model import Model
 from ..ops import ELEMENTWISE, node_record
@@ -90,59 +91,49 @@ class Evaluator:
             self._backward()
         return self.values
 
-    def _phases(self, names):
-        """Static quantities before the sequence, the sequence block, statics that sum over it."""
-        seq = [n for n in names if self.model[n].sequence]
-        uses_seq = set(seq)
-        before, after = [], []
-        for n in names:
-            q = self.model[n]
-            if q.sequence:
-                continue
-            refs = {s.name for s in q.expr.atoms(MatrixSymbol)} if q.expr is not None else set()
-            if q.expr is not None and (q.expr.has(TimeSum) or refs & uses_seq):
-                after.append(n)
-                uses_seq.add(n)
-            else:
-                before.append(n)
-        return before, seq, after
-
     def _forward(self):
+        """Block by block (``ir.blocks``): a recurrence over its steps in its direction, a
+        static quantity once; each block's states first (a state may be computed from static values)."""
         f = self.values.forward
-        for qname, steps in self.model.states.items():
-            f.setdefault(qname, {})
-            for k, value in steps.items():
-                f[qname][k] = self._zeros(value.shape) if isinstance(value, ZeroMatrix) else f[value.name]
-        before, seq, after = self._phases(self.model.order)
-        for n in before:
-            f[n] = self.ev(self.model[n].expr, None)
-        for t in range(1, (self.T or 0) + 1):
-            for n in seq:
-                f.setdefault(n, {})[t] = self.ev(self.model[n].expr, t)
-        for n in after:
-            f[n] = self.ev(self.model[n].expr, None)
+        T = self.T or 0
+        for block in time_blocks(self.model):
+            for n in block.names:
+                for k, value in self.model.states.get(n, {}).items():
+                    f.setdefault(n, {})[k] = self.ev(value, None)
+                for k, value in self.model.end_states.get(n, {}).items():
+                    f.setdefault(n, {})[T + k] = self.ev(value, None)
+            if not block.sequence:
+                for n in block.names:
+                    f[n] = self.ev(self.model[n].expr, None)
+                continue
+            for t in range(1, T + 1) if block.direction >= 0 else range(T, 0, -1):
+                for n in block.names:
+                    f.setdefault(n, {})[t] = self.ev(self.model[n].expr, t)
         self.values.loss = f[self.model.loss][0, 0]
 
     def _backward(self):
+        """The blocks in reverse; a recurrence's adjoints against its direction (a recurrence
+        backwards in time has its adjoint recurrence forward in time)."""
         a = self.values.adjoints
-        order = [adj.name for adj in self.d.backward_order]
-        before, seq, after = self._phases(list(reversed(order)))
-        for n in reversed(after):
-            a[n] = self._static_adjoint(self.d.adjoints[n])
-        for t in range(self.T or 0, 0, -1):
-            for n in reversed(seq):
-                adj = self.d.adjoints[n]
-                value = self._zeros(adj.quantity.shape)
-                for term in adj.closed_terms:
-                    if 1 <= t + term.offset <= self.T:
-                        value = value + self.ev(term.expr, t)
-                for key, e in adj.closed_fixed.items():  # what a static equation reading q at step t gives
-                    at = adj.fixed_step(key)
-                    if (self.T + at[1] if isinstance(at, tuple) else at) == t:
-                        value = value + self.ev(e, None)
-                a.setdefault(n, {})[t] = value
-        for n in reversed(before):
-            a[n] = self._static_adjoint(self.d.adjoints[n])
+        T = self.T or 0
+        for block in reversed(time_blocks(self.model)):
+            names = [n for n in reversed(block.names) if n in self.d.adjoints]
+            if not block.sequence:
+                for n in names:
+                    a[n] = self._static_adjoint(self.d.adjoints[n])
+                continue
+            for t in range(T, 0, -1) if block.direction >= 0 else range(1, T + 1):
+                for n in names:
+                    adj = self.d.adjoints[n]
+                    value = self._zeros(adj.quantity.shape)
+                    for term in adj.closed_terms:
+                        if 1 <= t + term.offset <= T:
+                            value = value + self.ev(term.expr, t)
+                    for key, e in adj.closed_fixed.items():  # what a static equation reading q at step t gives
+                        at = adj.fixed_step(key)
+                        if (T + at[1] if isinstance(at, tuple) else at) == t:
+                            value = value + self.ev(e, None)
+                    a.setdefault(n, {})[t] = value
         for name, g in self.d.gradients.items():
             self.values.gradients[name] = self._total(g.param.shape, g.per_step, [g.static] + [
                 e for _, _, e in g.initial])

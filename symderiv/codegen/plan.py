@@ -81,6 +81,8 @@ class ModulePlan:
         # The back end: how an expression is printed, and how a statement is written.
         self.printer = backend.printer(d, self.names, self.pads, self.batched, self.values)
         self.printer.tails = {name: after for name, (_, after) in self.data_pads.items() if after}
+        # a recurrence backwards in time: its array holds its states after step T at the end
+        self.printer.tails.update({name: self.model.max_lead(name) for name in self.model.end_states})
         self.out = backend.idioms(self.printer)
         self.repeated = self._repeated() if not self.model.has_time else {}
         # The backward pass reads what the forward pass left: its stacks (whose δ it stacks too) and

@@ -42,7 +42,7 @@ from ..ir.model import Model, Quantity
 from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .nfkc import check_spellings
-from .order import DESCRIBE, check_states, definition_order, fixed_step, fixed_step_in_step, lag
+from .order import DESCRIBE, check_directions, check_states, definition_order, fixed_step, fixed_step_in_step, lag
 from .source import (
     Source,
     SourceLine,
@@ -231,6 +231,7 @@ class _ModelBuilder:
                                  max(len(s.source.lines), 1), 1)
         order, lags = definition_order(s)
         check_states(s, lags)
+        check_directions(s, lags)
         for name in order:
             d = s.definitions[name]
             try:
@@ -249,9 +250,11 @@ class _ModelBuilder:
                 raise ModelError(f"'latex' names '{name}', which is not defined", pos, s.source.line(pos.line))
         states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
                   for name, steps in s.states.items()}
+        end_states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
+                      for name, steps in s.end_states.items()}
         return Model(name=s.name, path=s.source.path, dims=dict(s.dims), quantities=built,
                      loss=s.loss, time_index=s.time_index, length=s.length, states=states,
-                     latex_overrides=dict(s.latex), order=order)
+                     latex_overrides=dict(s.latex), order=order, end_states=end_states)
 
     def _lag(self, d: Definition, node: ast.Subscript) -> int:
         """0 for ``x[t]``, k for ``x[t-k]`` (see ``order.lag``)."""

@@ -10,6 +10,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from ..ir.blocks import components
 from .source import node_error, operator_offset
 from .statements import Definition, ParseState
 
@@ -157,7 +158,7 @@ def fixed_step(s: ParseState, d: Definition, node: ast.Subscript) -> tuple[str, 
 def check_states(s: ParseState, lags: Lags) -> None:
     """Every ``state`` line is for a sequence defined by an equation, and every lag reaches
     back only to steps that have an initial state."""
-    for name, steps in s.states.items():
+    for name, steps in list(s.states.items()) + list(s.end_states.items()):
         stmt, off, _ = next(iter(steps.values()))
         keyword = re.match(r"state\s+", stmt.text)  # a state line starts with it
         at = keyword.end() if keyword else 0  # where the name is
@@ -190,3 +191,28 @@ def check_states(s: ParseState, lags: Lags) -> None:
                     raise node_error(d.stmt, d.expr_offset, text, node,
                                      f"lag without a state: {name}[{s.time_index}-{k}] reaches step {step} "
                                      f"before {s.time_index} = 1; add 'state {name}[{step}] = ...'")
+
+
+def check_directions(s: ParseState, lags: Lags) -> None:
+    """No quantity depends on both its own past and its own future: the quantities that read one
+    another (at any steps) in a loop run all forward in time (h[t-1]) or all backwards (g[t+1])."""
+    graph: dict[str, set[str]] = {n: set() for n in s.definitions}
+    for name, d in s.definitions.items():
+        for ref, _, _ in uses(s, d):
+            if ref in s.definitions:
+                graph[name].add(ref)
+    component = components(graph)
+    edges = [(name, k, d, node) for name, lagged in lags.items() for k, d, node in lagged
+             if name in component and component.get(d.name) == component[name]]  # inside one loop
+    t = s.time_index
+    for name, k, d, node in edges:
+        if k >= 0:
+            continue
+        past = next(((n, j, e) for n, j, e, _ in edges if j > 0 and component[n] == component[name]), None)
+        if past is not None:
+            n, j, e = past
+            raise node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], node,
+                             f"a cycle through both time directions: {d.name} reads {name}[{t}+{-k}] and "
+                             f"{e.name} reads {n}[{t}-{j}] in one loop; a quantity cannot depend on both "
+                             "its own past and its own future")
+

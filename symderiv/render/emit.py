@@ -82,6 +82,9 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     forward = [(lp.doprint(model.ref(q.name)), lp.doprint(q.expr)) for q in model.equations]
     states = [(model.latex(qname, str(k)), lp.doprint(v)) for qname, steps in model.states.items()
               for k, v in sorted(steps.items(), reverse=True)]
+    length = model.length.name if model.length is not None else "T"
+    states += [(model.latex(qname, f"{length}+{k}"), lp.doprint(v)) for qname, steps in model.end_states.items()
+               for k, v in sorted(steps.items())]
     adjoints = []
     for a in d.backward_order:
         steps = [lp.doprint(a.chain)]
@@ -107,6 +110,7 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     return {"mark": MARK, "version": __version__, "source": source_name, "model": model,
             "title": _tex_title(model.name), "title_md": model.name, "forward": forward, "states": states,
             "adjoints": adjoints, "gradients": gradients, "loss": loss, "has_time": model.has_time,
+            "backwards": bool(model.end_states),
             "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
 

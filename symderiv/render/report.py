@@ -18,7 +18,11 @@ def show_text(d: Derivation) -> str:
     for qname, steps in model.states.items():
         for k, value in sorted(steps.items(), reverse=True):
             lines.append(f"  {model.unicode(qname, str(k))} = {p.doprint(value)}")
-    lines += ["", "Backward (δX = ∂L/∂X" + ("; δ at steps after T is 0)" if model.has_time else ")")]
+    for qname, steps in model.end_states.items():
+        for k, value in sorted(steps.items()):
+            lines.append(f"  {model.unicode(qname, f'{model.length}+{k}')} = {p.doprint(value)}")
+    outside = "; δ at steps before 1 and after T is 0)" if model.end_states else "; δ at steps after T is 0)"
+    lines += ["", "Backward (δX = ∂L/∂X" + (outside if model.has_time else ")")]
     for adj in d.backward_order:
         when = ""
         if adj.closed_fixed:  # δh_T = W_pᵀ δp first, then δh_t at the other steps

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ...ad.derive import Derivation
 from ...errors import SymderivError
+from ...ir.blocks import needs_blocks
+from ..blocks import BlockPlan
 from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Schedule
@@ -19,7 +21,7 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     """The template context of the generated module of ``d`` (without the header's mark, version
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
-    plan = ModulePlan(d, comment, comment_text)
+    plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text)
     return context(d, plan.schedule(), plan.printer)
 
 
@@ -54,13 +56,21 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         "forward": schedule.forward,
         "backward": schedule.backward,
         "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0), q.is_scalar)
-                    for q in model.quantities.values() if q.role in ("intermediate", "loss")],
+        "outputs": [(q.name, names.value(q.name), q.sequence, _steps_slice(schedule.pads.get(q.name, 0),
+                                                                             printer.tails.get(q.name, 0)),
+                     q.is_scalar) for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,
         "helpers": sorted(printer.helpers),
         "padded_inputs": [(names.value(name), before, after) for name, (before, after) in data_reach(d).items()],
     }
+
+
+def _steps_slice(before: int, after: int) -> str:
+    """The steps 1..T of a sequence's array, padded by its states before and after them."""
+    if not before and not after:
+        return ""
+    return f"[{before or ''}:{-after if after else ''}]"
 
 
 def _param_info(p, names, pr) -> dict:
