@@ -17,7 +17,7 @@ from symderiv.check.evaluate import evaluate, random_point
 from symderiv.ir.expr import At, AtEnd, AtStep
 
 from .helpers import ROOT
-from .test_language_errors import PRE, check, write
+from .test_language_errors import LOSS, PRE, check, write
 
 SEQ2ONE = PRE + """\
 param U: (n_out, n_out)
@@ -195,5 +195,66 @@ def test_a_backward_state_that_is_a_param_gets_its_gradient():
 ])
 def test_backward_recurrence_errors(tmp_path, lines, line, col, words):
     text = PRE + lines + "\nloss L = Sum(sum(g[t]), (t, 1, T))\n"
+    check(tmp_path, text, line, col, *words)
+    _cli_status(tmp_path, text, line, col)
+
+
+# ---------------------------------------------------------------------------------------
+# Initial states from expressions
+
+
+STATE = PRE + """\
+param V: (n_out, n_out)
+param A: (n_out, n_out)
+input z: n_out
+state h[0] = tanh(A @ z + b) * 2
+h[t] = tanh(W @ x[t] + V @ h[t-1])
+loss L = Sum(sum(h[t] * h[t]), (t, 1, T))
+"""
+
+
+def test_a_computed_state_is_differentiated_through():
+    m = symderiv.parse(STATE, "s.sdm")
+    d = symderiv.derive(m)
+    assert d.gradients["A"].static is not None  # A is read only by the state
+    for T in (1, 2, 3):
+        result = certify(m, T=T)
+        assert result.ok, (result.param_errors, result.adjoint_errors)
+
+
+def test_a_computed_state_in_the_module(tmp_path):
+    from .helpers import generated_module
+
+    m = generated_module(symderiv.derive(symderiv.parse(STATE, "s.sdm")), tmp_path)
+    params = m.init_params({"n_in": 3, "n_out": 2}, seed=1)
+    rng = np.random.default_rng(2)
+    x, z = rng.normal(size=(4, 3)), rng.normal(size=2)
+
+    def reference(p):
+        h, total = 2 * np.tanh(p["A"] @ z + p["b"]), 0.0
+        for t in range(4):
+            h = np.tanh(p["W"] @ x[t] + p["V"] @ h)
+            total += np.sum(h * h)
+        return total
+
+    loss, grads = m.loss_and_gradients(params, x=x, z=z)
+    assert loss == pytest.approx(reference(params), rel=1e-12)
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for index in np.ndindex(p.shape):
+            plus, minus = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (reference(plus) - reference(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("lines, line, col, words", [
+    ("c = h[T]\nstate h[0] = tanh(c)\nh[t] = W @ x[t] + h[t-1]", 7, 19, ["cycle"]),
+    ("param m: n_in\nstate h[0] = m\nh[t] = W @ x[t] + h[t-1]", 7, 14, ["shape mismatch", "its state"]),
+])
+def test_computed_state_errors(tmp_path, lines, line, col, words):
+    text = PRE + lines + "\n" + LOSS
     check(tmp_path, text, line, col, *words)
     _cli_status(tmp_path, text, line, col)

@@ -3,16 +3,19 @@ backwards in time, initial states from expressions): each derives, certifies at 
 `symderiv check` agrees, and its generated module equals an independent NumPy reference
 (tests/reference/, written from the equations) at T = 1, 2, 7, batched and not."""
 
+import json
+
 import pytest
 
 import symderiv
 from symderiv.check.certify import certify
 from symderiv.cli import main as cli_main
 
-from .helpers import EXAMPLES
+from .helpers import EXAMPLES, GENERATED, ROOT
 from .test_zoo import assert_agree, entry, make_data, sizes
 
-TIME_ZOO = ["gru_classifier", "causal_conv_rnn", "birnn_tagger"]
+DATA = ROOT / "tests" / "data"
+TIME_ZOO = ["gru_classifier", "causal_conv_rnn", "birnn_tagger", "encoder_decoder"]
 
 
 @pytest.fixture(params=TIME_ZOO)
@@ -53,3 +56,35 @@ def test_sequence_to_one_reads_the_last_state(capsys):
     assert cli_main(["show", str(EXAMPLES / "gru_classifier.sdm")]) == 0
     text = "\n".join(line.strip() for line in capsys.readouterr().out.splitlines())
     assert "∂L/∂W_p = δa_p h_Tᵀ" in text
+
+
+@pytest.mark.parametrize("suffix", ["tex", "md"])
+def test_verify_reads_its_own_writeup(zoo, suffix, capsys):
+    name = zoo[0]
+    cli_main(["verify", str(EXAMPLES / f"{name}.sdm"), str(GENERATED / f"{name}.{suffix}"), "--json"])
+    verdicts = json.loads(capsys.readouterr().out)["claims"]
+    assert verdicts and all(v["verdict"] == "correct" for v in verdicts), [
+        (v["text"], v["message"]) for v in verdicts if v["verdict"] != "correct"]
+
+
+def test_verify_diagnoses_wrong_claims_at_fixed_and_state_steps(capsys):
+    cli_main(["verify", str(EXAMPLES / "encoder_decoder.sdm"), str(DATA / "encoder_decoder_wrong.md"), "--json"])
+    verdicts = json.loads(capsys.readouterr().out)["claims"]
+    # δs_0 = V_d δa_{s,1} lacks a transpose; δe_T = δc is right; ∂L/∂W_0 = δc cᵀ has the wrong shape
+    assert [v["verdict"] for v in verdicts] == ["incorrect", "correct", "incorrect"]
+    assert "transpose" in verdicts[0]["message"]
+
+
+def test_encoder_decoder_reads_like_a_textbook(capsys):
+    assert cli_main(["show", str(EXAMPLES / "encoder_decoder.sdm")]) == 0
+    text = "\n".join(line.strip() for line in capsys.readouterr().out.splitlines())
+    assert "s_0 = tanh(W_0 c + b_0)" in text
+    assert "δs_0 = V_dᵀ δa_{s,1}" in text
+    assert "δe_T = δc" in text
+
+
+def test_bidirectional_adjoints_run_both_ways(capsys):
+    assert cli_main(["show", str(EXAMPLES / "birnn_tagger.sdm")]) == 0
+    text = "\n".join(line.strip() for line in capsys.readouterr().out.splitlines())
+    assert "δh_t = U_hᵀ δy_{p,t} + V_hᵀ δy_{h,t+1}" in text  # from T down to 1
+    assert "δg_t = V_gᵀ δy_{g,t−1} + U_gᵀ δy_{p,t}" in text  # from 1 up to T

@@ -198,6 +198,8 @@ def derive(model: Model) -> Derivation:
     sweep = _Sweep(model)
     for q in reversed(model.equations):
         sweep.equation(q)
+    for state in computed_states(model):  # state h[0] = tanh(W_0 @ c): through its expression
+        sweep.state(*state)
     adjoints = sweep.adjoints
     distributions = frozenset(q.name for q in model.data if q.distribution)
     _choose_named(model, adjoints)
@@ -283,6 +285,12 @@ class _Sweep:
         g = OneMatrix(1, 1) if q.role == "loss" else self.adjoints[q.name].symbol
         self.consumer = q.name
         self.back(q.expr, g, self.model.ref(q.name), q.sequence)
+
+    def state(self, name: str, step: sp.Basic, value: MatrixExpr) -> None:
+        """A state computed from static values receives δ of its quantity at its step (δh_0)."""
+        self.consumer = name
+        # the value of the state is the quantity at that step (h_0): its derivative reads it so
+        self.back(value, step, step.func(self.model[name].symbol, step.args[1]), False)
 
     def _consumed(self, adj: Adjoint, offset: int) -> None:
         if (self.consumer, offset) not in adj.consumers:
@@ -392,6 +400,33 @@ def _substitute(e: sp.Basic, seq_inline: dict[Delta, MatrixExpr], static_inline:
         args = [_substitute(a, seq_inline, static_inline, done) for a in e.args]
         done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
     return done[e]
+
+
+def computed_states(model: Model) -> list[tuple[str, sp.Basic, MatrixExpr]]:
+    """(quantity, δ at the state's step, the state's expression) for every state that is
+    neither zero nor a param: its adjoint δh_0 (``AtStep(Delta(h), 0)``; ``AtEnd`` after T)
+    is what flows back into the expression."""
+    found = []
+    for name, steps in model.states.items():
+        for k, value in sorted(steps.items(), reverse=True):
+            if not _plain_state(model, value):
+                found.append((name, AtStep(Delta(model[name].symbol), k), value))
+    for name, steps in model.end_states.items():
+        for k, value in sorted(steps.items()):
+            if not _plain_state(model, value):
+                found.append((name, AtEnd(Delta(model[name].symbol), k), value))
+    return found
+
+
+def _plain_state(model: Model, value: sp.Basic) -> bool:
+    """Zero, or a param (whose gradient takes δ at the state's step directly)."""
+    return isinstance(value, sp.ZeroMatrix) or (isinstance(value, MatrixSymbol) and value.name in model.quantities
+                                                and model[value.name].role == "param")
+
+
+def state_adjoint(adj: Adjoint, key: sp.Basic) -> MatrixExpr:
+    """δq at a state's step: ``at_step_adjoint`` before the sequence, ``at_end_adjoint`` after it."""
+    return at_end_adjoint(adj, key.offset) if isinstance(key, AtEnd) else at_step_adjoint(adj, key.step)
 
 
 def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints: dict[str, Adjoint],

@@ -15,9 +15,9 @@ import numpy as np
 import sympy as sp
 from sympy import MatrixSymbol
 
-from ..ad.derive import Derivation
+from ..ad.derive import Derivation, state_adjoint
 from ..ir.blocks import time_blocks
-from ..ir.expr import Apply, At, Concat, Delta, TimeSum
+from ..ir.expr import Apply, At, AtEnd, AtStep, Concat, Delta, TimeSum
 from ..ir.model import Model
 from ..ops import ELEMENTWISE, node_record
 
@@ -159,7 +159,8 @@ class Evaluator:
         if isinstance(base, Delta):
             store, name = self.values.adjoints, base.name
             if step is not None and not (1 <= step <= (self.T or 0)):
-                return self._zeros(base.shape)  # δ beyond the sequence is zero
+                state = self._state_adjoint(base, step)
+                return self._zeros(base.shape) if state is None else state  # δ beyond the sequence is zero
         else:
             store, name = self.values.forward, base.name
             q = self.model.quantities.get(name)
@@ -168,6 +169,21 @@ class Evaluator:
                 return self._zeros(base.shape)  # data before step 1 or after T is zero
         value = store[name]
         return value[step] if isinstance(value, dict) else value
+
+    def _state_adjoint(self, base, step):
+        """δq at a computed state's step (δh_0 for state h[0] = tanh(W_0 @ c)), else None."""
+        T = self.T or 0
+        model, name = self.model, base.name
+        if step < 1 and step in model.states.get(name, {}):
+            key = AtStep(base, step)
+        elif step > T and step - T in model.end_states.get(name, {}):
+            key = AtEnd(base, step - T)
+        else:
+            return None
+        cache = self.values.adjoints.setdefault(("state", name), {})
+        if step not in cache:
+            cache[step] = self.ev(state_adjoint(self.d.adjoints[name], key), None)
+        return cache[step]
 
     def ev(self, e, t):
         """Evaluate a matrix expression at step ``t`` (None outside the time loop)."""

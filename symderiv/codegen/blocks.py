@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from sympy import ZeroMatrix
 
+from ..ad.derive import computed_states, state_adjoint
 from ..ir.blocks import time_blocks
 from .passes import terms_of
 from .plan import ModulePlan
-from .schedule import Accumulate, AssignAll, Line, Phase
+from .schedule import Accumulate, AssignAll, Line, Phase, Value
 
 
 class BlockPlan(ModulePlan):
@@ -108,7 +109,20 @@ class BlockPlan(ModulePlan):
             what = "backwards in time" if block.direction >= 0 else "forward in time"
             refs = ", ".join(self.comment_text(a.symbol) for a in adjoints)
             phase.before.append(Accumulate(f"{refs}: the adjoint recurrence, {what}", lines))
+            phase.before += self._state_adjoints(block)
         for g in d.gradients.values():
             phase.after += self._common(self._gradient_exprs(g))
             phase.after.append(self._gradient(g))
         return phase
+
+    def _state_adjoints(self, block) -> list[AssignAll]:
+        """δh_0 of a state computed from static values (state h[0] = tanh(W_0 @ c)): its own array,
+        which the adjoints of those static values read."""
+        out, pr = [], self.printer
+        states = {(name, key): value for name, key, value in computed_states(self.model) if name in block.names}
+        for (name, key), _ in states.items():
+            e = state_adjoint(self.d.adjoints[name], key)
+            array = self.values.fresh(f"_{self.names.adjoint(name)}_state")
+            out.append(AssignAll(self.comment(key, e), [self.out.update(self.out.array(array), "=", pr.code(e))]))
+            self.values.add(Value(array, key, "state", batched=True, lookup=True))
+        return out

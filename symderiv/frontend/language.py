@@ -299,19 +299,28 @@ class _ModelBuilder:
 
     def _state_value(self, quantities: dict[str, Quantity], name: str, step: int,
                      entry: tuple[SourceLine, int, str]) -> MatrixExpr:
+        """A state: 0, or an expression of params, static data and static quantities of the
+        quantity's size (version 2: ``state h[0] = tanh(W_0 @ c)``)."""
         stmt, off, value = entry
         q = quantities[name]
         if value in ("0", "0.0"):
             return ZeroMatrix(*q.shape)
-        p = quantities.get(value)
-        if p is None:
-            raise stmt.error(f"unknown name '{value}'", off)
-        if p.role != "param":
-            raise stmt.error(f"an initial state is 0 or a param, and '{value}' is {p.role}", off)
-        if not same_shape(p.symbol, q.symbol):
-            raise stmt.error(f"shape mismatch: {name} is {_shape_text(q.shape)} but {value} is "
-                             f"{_shape_text(p.shape)}", off)
-        return p.symbol
+        d = Definition(name, False, stmt, off, _parse_expr(stmt, off))
+        self.current = d
+        for node in ast.walk(d.tree):
+            if isinstance(node, ast.Name) and (p := quantities.get(node.id)) is not None and p.sequence:
+                raise self._error(node, f"an initial state is an expression of params, static data and static "
+                                        f"quantities, and '{node.id}' is a sequence; read one step of it in a "
+                                        f"static equation (c = {node.id}[T]) and use that")
+        expr = self._expr(d.tree, step=False)
+        if not getattr(expr, "is_Matrix", False):
+            expr = broadcast(expr, q.shape)
+        elif expr.shape == (1, 1) and q.shape != (1, 1):
+            expr = broadcast(expr, q.shape)
+        if not same_shape(expr, q.symbol):
+            raise stmt.error(f"shape mismatch: {name} is {_shape_text(q.shape)} but its state is "
+                             f"{_shape_text(expr.shape)}", off)
+        return expr
 
     def _resolve(self, x: sp.Expr | int) -> sp.Expr:
         x = sp.sympify(x, strict=True)

@@ -42,6 +42,17 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
                 deps[name].append((ref, node))
             if k != 0:  # k < 0: a later step, x[t+2] (see ``check_leads``)
                 lags.setdefault(ref, []).append((k, d, node))
+    # a state computed from static quantities (state h[0] = tanh(W @ c)) comes after them
+    via_state: dict[int, tuple] = {}
+    for name, steps in list(s.states.items()) + list(s.end_states.items()):
+        if name not in deps:
+            continue  # reported by check_states
+        for stmt, offset, _ in steps.values():
+            tree = _state_tree(stmt, offset)
+            for found in ast.walk(tree):
+                if isinstance(found, ast.Name) and found.id in s.definitions:
+                    deps[name].append((found.id, found))
+                    via_state[id(found)] = (stmt, offset)
     order: list[str] = []
     status: dict[str, int] = {}  # 1: on the current path, 2: done
     # Depth-first, dependencies first, with an explicit stack: a file may chain thousands
@@ -60,7 +71,8 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
                     path = [n for n, _ in stack]
                     cycle = path[path.index(ref):] + [ref]
                     d = s.definitions[name]  # the reference 'via' in its equation closes the loop
-                    raise node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], via,
+                    stmt, offset = via_state.get(id(via), (d.stmt, d.expr_offset))
+                    raise node_error(stmt, offset, stmt.text[offset:], via,
                                      "cycle: " + " -> ".join(cycle)
                                      + " (only a lag such as h[t-1] may close a loop)")
                 status[ref] = 1
@@ -71,6 +83,12 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
                 status[name] = 2
                 order.append(name)
     return order, lags
+
+
+def _state_tree(stmt, offset: int) -> ast.expr:
+    from .language import _parse_expr
+
+    return _parse_expr(stmt, offset)
 
 
 def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:

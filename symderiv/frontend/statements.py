@@ -114,7 +114,7 @@ _USAGE = {
     "input": "'input NAME[t]: SIZE' or 'input NAME: SIZE'",
     "target": "'target NAME[t]: SIZE' (optionally ', distribution')",
     "param": "'param NAME: (ROWS, COLS)', 'param NAME: SIZE' or 'param NAME: scalar'",
-    "state": "'state NAME[k] = 0' or 'state NAME[k] = PARAM'",
+    "state": "'state NAME[k] = EXPR' (0, a param, or an expression of static values)",
     "loss": "'loss NAME = EXPR'",
     "latex": "'latex NAME \"...\"'",
 }
@@ -327,8 +327,7 @@ def _end_step(state: ParseState, text: str) -> int | None:
 
 def _state_entry(stmt: SourceLine, m: re.Match) -> tuple[SourceLine, int, str]:
     value = m.group("expr").strip()
-    if value not in ("0", "0.0") and not re.fullmatch(NAME, value):
-        raise stmt.error("an initial state is 0 or a param", m.start("expr"))
+    _expression(stmt, m.start("expr"))  # version 2: an expression of static values, built later
     return (stmt, m.start("expr"), value)
 
 

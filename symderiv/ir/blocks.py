@@ -80,7 +80,7 @@ def _reads(model: Model, name: str) -> set[str]:
     exprs += list(model.states.get(name, {}).values()) + list(model.end_states.get(name, {}).values())
     found = set()
     for e in exprs:
-        for s in sp.sympify(e).atoms(MatrixSymbol):
+        for s in e.atoms(MatrixSymbol):
             if s.name in model.quantities and model[s.name].expr is not None:
                 found.add(s.name)
     return found
@@ -108,7 +108,8 @@ def time_blocks(model: Model) -> list[Block]:
         direction = 0
         if model[ms[0]].sequence:
             for n in ms:
-                for node in sp.sympify(model[n].expr).atoms(At):
+                expr = model[n].expr
+                for node in expr.atoms(At) if expr is not None else ():
                     base = node.base
                     if isinstance(base, MatrixSymbol) and base.name in ms and node.offset:
                         direction = 1 if node.offset < 0 else -1

@@ -86,7 +86,13 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     states += [(model.latex(qname, f"{length}+{k}"), lp.doprint(v)) for qname, steps in model.end_states.items()
                for k, v in sorted(steps.items())]
     adjoints = []
+    pending = _state_adjoints(d)  # δh_0 of a computed state, just before the adjoints it feeds
     for a in d.backward_order:
+        for key, e, reads in list(pending):
+            if a.name in reads:
+                adjoints.append({"lhs": lp.doprint(key), "steps": [lp.doprint(e)], "named": True,
+                                 "closed": lp.doprint(e)})
+                pending.remove((key, e, reads))
         steps = [lp.doprint(a.chain)]
         if a.closed != a.chain:
             steps.append(lp.doprint(a.closed))
@@ -113,6 +119,16 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
             "backwards": bool(model.end_states),
             "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
+
+
+def _state_adjoints(d: Derivation) -> list:
+    """(δh_0, its closed form, the names the state reads) for each state computed from static values."""
+    from sympy import MatrixSymbol
+
+    from ..ad.derive import computed_states, state_adjoint
+
+    return [(key, state_adjoint(d.adjoints[name], key), {x.name for x in value.atoms(MatrixSymbol)})
+            for name, key, value in computed_states(d.model)]
 
 
 def other_steps(model, a, neq: str = r"\neq") -> str:
