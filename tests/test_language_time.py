@@ -258,3 +258,48 @@ def test_computed_state_errors(tmp_path, lines, line, col, words):
     text = PRE + lines + "\n" + LOSS
     check(tmp_path, text, line, col, *words)
     _cli_status(tmp_path, text, line, col)
+
+
+# ---------------------------------------------------------------------------------------
+# A vector summed over time in a static equation
+
+
+POOL = PRE.replace("param b: n_out\n", "param U: (n_out, n_out)\n") + """\
+state h[0] = 0
+h[t] = tanh(W @ x[t] + U @ h[t-1])
+c = Sum(h[t], (t, 1, T)) / 2
+loss L = sum(tanh(c) * c)
+"""
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+def test_a_vector_summed_over_time_in_the_module(tmp_path, T):
+    """Regression: δh_t = ½ δc is the same at every step; the module assigned it without its time axis."""
+    from .helpers import generated_module
+
+    m = symderiv.parse(POOL, "pool.sdm")
+    assert certify(m, T=T).ok
+    mod = generated_module(symderiv.derive(m), tmp_path)
+    params = mod.init_params({"n_in": 3, "n_out": 2}, seed=T)
+    x = np.random.default_rng(T).normal(size=(T, 3))
+
+    def reference(p):
+        h, c = np.zeros(2), np.zeros(2)
+        for t in range(T):
+            h = np.tanh(p["W"] @ x[t] + p["U"] @ h)
+            c += h / 2
+        return np.sum(np.tanh(c) * c)
+
+    loss, grads = mod.loss_and_gradients(params, x=x)
+    assert loss == pytest.approx(reference(params), rel=1e-12)
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for index in np.ndindex(p.shape):
+            plus, minus = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (reference(plus) - reference(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    lb, _ = mod.loss_and_gradients(params, x=np.stack([x, x], axis=-1))
+    assert lb == pytest.approx(2 * loss, rel=1e-12)

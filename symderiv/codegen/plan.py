@@ -696,9 +696,14 @@ class ModulePlan:
         by_offset: dict[int, list] = {}
         for offset, t in terms:
             by_offset.setdefault(offset, []).append(t)
-        lines = [] if 0 in by_offset else [zeros]
+        # a sum of terms the same at every step (δh_t = ½ δc, from c = Σ_t h_t / 2) has no time
+        # axis of its own: it is added to every step of the zeros, not assigned
+        same_everywhere = 0 in by_offset and not self.printer.code(sum_of(by_offset[0]), "time").timed
+        lines = [zeros] if 0 not in by_offset or same_everywhere else []
         for offset, ts in sorted(by_offset.items()):
-            if offset == 0:
+            if offset == 0 and same_everywhere:
+                lines.append(self.out.update(self.out.array(py), "+=", self.printer.code(sum_of(ts), "time")))
+            elif offset == 0:
                 lines += self._assign_time(py, sum_of(ts))
             else:
                 code = self.printer.code(sum_of(ts), 'time', offset)
