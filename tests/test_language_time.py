@@ -12,12 +12,42 @@ import numpy as np
 import pytest
 
 import symderiv
+from symderiv import ModelError
 from symderiv.check.certify import certify
 from symderiv.check.evaluate import evaluate, random_point
 from symderiv.ir.expr import At, AtEnd, AtStep
 
 from .helpers import ROOT
-from .test_language_errors import LOSS, PRE, check, write
+
+# Five lines; a case's own statements start at line 6 (as in test_language_errors).
+PRE = """\
+dim n_in, n_out
+time t = 1..T
+input x[t]: n_in
+param W: (n_out, n_in)
+param b: n_out
+"""
+LOSS = "loss L = Sum(sum(h[t]), (t, 1, T))\n"
+
+
+def write(tmp_path, text: str, name: str = "bad.sdm"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def check(tmp_path, text: str, line: int, col: int, *words: str) -> ModelError:
+    """The error is positioned at (line, col) of the file, and its message has every word."""
+    path = write(tmp_path, text)
+    with pytest.raises(ModelError) as info:
+        symderiv.load(path)
+    err = info.value
+    assert err.pos is not None and err.pos.file == str(path), err.format()
+    assert (err.pos.line, err.pos.col) == (line, col), err.format()
+    assert err.format().startswith(f"{path}:{line}:{col}: error: {err.message}")
+    for word in words:
+        assert word.lower() in err.message.lower(), f"{word!r} not in: {err.format()}"
+    return err
 
 SEQ2ONE = PRE + """\
 param U: (n_out, n_out)
