@@ -280,17 +280,10 @@ def test_lag_of_two_with_only_one_state(tmp_path):
     check(tmp_path, text, 7, 24, "state", "h[-1]")
 
 
-def test_lag_of_data(tmp_path):
-    check(tmp_path, PRE + "h[t] = W @ x[t-1]\n" + LOSS, 6, 12, "'x'", "input")
-
-
 def test_future_reference(tmp_path):
+    # version 2: a later step of a quantity needs a state after the sequence (data needs none)
     text = PRE + "state h[0] = 0\nh[t] = tanh(W @ x[t] + h[t+1])\n" + LOSS
-    check(tmp_path, text, 7, 24, "future", "h[t+1]")
-
-
-def test_future_reference_to_data(tmp_path):
-    check(tmp_path, PRE + "h[t] = W @ x[t+1]\n" + LOSS, 6, 12, "future", "x[t+1]")
+    check(tmp_path, text, 7, 24, "later step without a state", "h[t+1]", "state h[T+1]")
 
 
 def test_future_reference_as_negative_lag(tmp_path):
@@ -572,13 +565,14 @@ def test_state_state_name_position_with_extra_spaces(tmp_path):
 
 
 def test_state_that_is_an_expression(tmp_path):
+    # version 2 allows an expression; W @ b is still checked (W has n_in columns, b is n_out)
     text = PRE + "state h[0] = W @ b\nh[t] = W @ x[t] + h[t-1]\n" + LOSS
-    check(tmp_path, text, 6, 14, "0 or a param")
+    check(tmp_path, text, 6, 16, "shape mismatch", "'@'")
 
 
-def test_state_that_is_data(tmp_path):
-    text = PRE + "input z: n_out\nstate h[0] = z\nh[t] = W @ x[t] + h[t-1]\n" + LOSS
-    check(tmp_path, text, 7, 14, "param", "input")
+def test_state_that_is_a_sequence(tmp_path):
+    text = PRE + "state h[0] = tanh(W @ x)\nh[t] = W @ x[t] + h[t-1]\n" + LOSS
+    check(tmp_path, text, 6, 23, "static", "'x' is a sequence", "c = x[T]")
 
 
 @pytest.mark.parametrize("line, col, words", [

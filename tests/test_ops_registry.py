@@ -262,7 +262,7 @@ def test_every_elementwise_meaning_is_printable_by_sympys_numpy_printer():
 
 
 def test_every_ir_node_class_has_a_record():
-    classes = [ir.Delta, ir.At, ir.AtStep, ir.Apply, ir.Softmax, ir.LogSoftmax, ir.Concat, ir.RowSlice,
+    classes = [ir.Delta, ir.At, ir.AtStep, ir.AtEnd, ir.Apply, ir.Softmax, ir.LogSoftmax, ir.Concat, ir.RowSlice,
                ir.ColSlice, ir.TimeSum]
     concrete = {c for c in vars(ir).values() if isinstance(c, type) and issubclass(c, MatrixExpr)
                 and c.__module__ == ir.__name__ and not c.__name__.startswith("_")}

@@ -24,11 +24,14 @@ from ..errors import ModelError
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
+    AtStep,
     Delta,
     LogSoftmax,
     Softmax,
     TimeSum,
     add,
+    at_end,
     at_step,
     is_zero,
     positive_first,
@@ -73,6 +76,10 @@ class Adjoint:
     closed_per_step: sp.Basic | None = None
     closed_static: sp.Basic | None = None
     consumers: list[tuple[str, int]] = field(default_factory=list)  # (quantity, step offset) that read it
+    # A sequence quantity read at a fixed step by a static equation (h[T] in p = softmax(U h_T)):
+    # δ at that step (``AtEnd(Delta(h), 0)``, ``AtStep(Delta(h), 1)``) → what it receives there
+    fixed: dict[sp.Basic, list[sp.Basic]] = field(default_factory=dict)
+    closed_fixed: dict[sp.Basic, sp.Basic] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -92,6 +99,20 @@ class Adjoint:
             parts.append(TimeSum(_sum(self.per_step, self.symbol)))
         parts.extend(self.static)
         return _sum(parts, self.symbol)
+
+    def fixed_step(self, key: sp.Basic) -> int | tuple[str, int]:
+        """Where a fixed contribution lands: a step ``j`` from the start, or ``("end", k)`` for T + k."""
+        return ("end", key.offset) if isinstance(key, AtEnd) else key.step
+
+    def at_fixed(self, key: sp.Basic) -> MatrixExpr:
+        """The closed form of δq at the fixed step ``key`` (δh_T = W_pᵀ δp + the terms that exist
+        at T): the per-step terms moved to that step, those reading δ beyond T left out, and
+        what the step receives there."""
+        if isinstance(key, AtEnd):
+            terms = [at_end(t.expr, key.offset) for t in self.closed_terms if key.offset + t.offset <= 0]
+        else:
+            terms = [at_step(t.expr, key.step) for t in self.closed_terms]
+        return positive_first(_sum(terms + [self.closed_fixed[key]], self.symbol))
 
     @property
     def closed(self) -> MatrixExpr:
@@ -183,6 +204,8 @@ def derive(model: Model) -> Derivation:
     sweep = _Sweep(model)
     for q in reversed(model.equations):
         sweep.equation(q)
+    for state in computed_states(model):  # state h[0] = tanh(W_0 @ c): through its expression
+        sweep.state(*state)
     adjoints = sweep.adjoints
     distributions = frozenset(q.name for q in model.data if q.distribution)
     _choose_named(model, adjoints)
@@ -243,7 +266,7 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
             order.append(pre[name])
         order.append(name)
     return Model(model.name, model.path, model.dims, quantities, model.loss, model.time_index, model.length,
-                 model.states, model.latex_overrides, order), pre
+                 model.states, model.latex_overrides, order, model.end_states), pre
 
 
 def _is_ref(e: sp.Basic) -> bool:
@@ -291,12 +314,23 @@ class _Sweep:
         self.consumer = q.name
         self.back(q.expr, g, self.model.ref(q.name), q.sequence)
 
+    def state(self, name: str, step: sp.Basic, value: MatrixExpr) -> None:
+        """A state computed from static values receives δ of its quantity at its step (δh_0)."""
+        self.consumer = name
+        # the value of the state is the quantity at that step (h_0): its derivative reads it so
+        self.back(value, step, step.func(self.model[name].symbol, step.args[1]), False)
+
     def _consumed(self, adj: Adjoint, offset: int) -> None:
         if (self.consumer, offset) not in adj.consumers:
             adj.consumers.append((self.consumer, offset))
 
     def back(self, node: MatrixExpr, g: MatrixExpr, out: MatrixExpr, step: bool) -> None:
         if is_zero(g):
+            return
+        if isinstance(node, (AtEnd, AtStep)):  # a fixed step, read by a static equation
+            adj = self.adjoints.get(node.base.name)
+            if adj is not None:
+                adj.fixed.setdefault(node.func(Delta(node.base), node.args[1]), []).append(g)
             return
         if isinstance(node, At):
             adj = self.adjoints.get(node.base.name)
@@ -333,17 +367,21 @@ class _Sweep:
 
 
 def _needed(model: Model) -> set[str]:
-    """The names the loss's equation reads, and the names their equations read, transitively."""
+    """The names the loss's equation reads, and the names their equations and their states
+    (``state s[0] = tanh(W_0 @ c)``) read, transitively."""
     needed: set[str] = set()
     todo = [model.loss]
     while todo:
-        q = model.quantities[todo.pop()]
-        if q.expr is None:
-            continue
-        for s in q.expr.atoms(MatrixSymbol):
-            if s.name not in needed and s.name in model.quantities:
-                needed.add(s.name)
-                todo.append(s.name)
+        name = todo.pop()
+        q = model.quantities[name]
+        reads = [q.expr] if q.expr is not None else []
+        for states in (model.states, getattr(model, "end_states", {})):
+            reads += [v for v in states.get(name, {}).values() if isinstance(v, sp.Basic)]
+        for e in reads:
+            for s in e.atoms(MatrixSymbol):
+                if s.name not in needed and s.name in model.quantities:
+                    needed.add(s.name)
+                    todo.append(s.name)
     return needed
 
 
@@ -365,7 +403,7 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
         # ``single`` implies one reader: the consumer is looked up only then
-        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single
+        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single and not adj.fixed
                          and _named_or_loss(adjoints[adj.consumers[0][0]]))
 
 
@@ -391,6 +429,8 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
                 groups.setdefault(t.offset, []).append(finish(t.expr))
             adj.closed_terms = [Term(positive_first(e), k) for k, es in sorted(groups.items())
                                 if (e := collect(es)) is not None and not is_zero(e)]
+            adj.closed_fixed = {key: positive_first(e) for key, es in adj.fixed.items()
+                                if (e := collect([finish(x) for x in es])) is not None and not is_zero(e)}
         else:
             adj.closed_per_step = collect([finish(e) for e in adj.per_step])
             adj.closed_static = collect([finish(e) for e in adj.static])
@@ -421,6 +461,33 @@ def _substitute(e: sp.Basic, seq_inline: dict[Delta, MatrixExpr], static_inline:
     return done[e]
 
 
+def computed_states(model: Model) -> list[tuple[str, sp.Basic, MatrixExpr]]:
+    """(quantity, δ at the state's step, the state's expression) for every state that is
+    neither zero nor a param: its adjoint δh_0 (``AtStep(Delta(h), 0)``; ``AtEnd`` after T)
+    is what flows back into the expression."""
+    found = []
+    for name, steps in model.states.items():
+        for k, value in sorted(steps.items(), reverse=True):
+            if not _plain_state(model, value):
+                found.append((name, AtStep(Delta(model[name].symbol), k), value))
+    for name, steps in model.end_states.items():
+        for k, value in sorted(steps.items()):
+            if not _plain_state(model, value):
+                found.append((name, AtEnd(Delta(model[name].symbol), k), value))
+    return found
+
+
+def _plain_state(model: Model, value: sp.Basic) -> bool:
+    """Zero, or a param (whose gradient takes δ at the state's step directly)."""
+    return isinstance(value, sp.ZeroMatrix) or (isinstance(value, MatrixSymbol) and value.name in model.quantities
+                                                and model[value.name].role == "param")
+
+
+def state_adjoint(adj: Adjoint, key: sp.Basic) -> MatrixExpr:
+    """δq at a state's step: ``at_step_adjoint`` before the sequence, ``at_end_adjoint`` after it."""
+    return at_end_adjoint(adj, key.offset) if isinstance(key, AtEnd) else at_step_adjoint(adj, key.step)
+
+
 def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints: dict[str, Adjoint],
               distributions: frozenset[str]) -> Gradient:
     adj = adjoints[p.name]
@@ -429,7 +496,17 @@ def _gradient(model: Model, p: Quantity, sweep: _Sweep, adjoints: dict[str, Adjo
         for k, value in sorted(steps.items(), reverse=True):
             if value == p.symbol:
                 initial.append((qname, k, at_step_adjoint(adjoints[qname], k)))
+    for qname, steps in model.end_states.items():  # a state after the sequence: step T + k
+        for k, value in sorted(steps.items()):
+            if value == p.symbol:
+                initial.append((qname, k, at_end_adjoint(adjoints[qname], k)))
     return Gradient(p, adj.closed_per_step, adj.closed_static, initial)
+
+
+def at_end_adjoint(adj: Adjoint, k: int) -> MatrixExpr:
+    """δq at a state step T + k, k >= 1: only the terms whose consumer step T + k + offset is <= T."""
+    terms = [at_end(t.expr, k) for t in adj.closed_terms if k + t.offset <= 0]
+    return _sum(terms, adj.symbol)
 
 
 def at_step_adjoint(adj: Adjoint, k: int) -> MatrixExpr:

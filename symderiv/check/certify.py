@@ -205,11 +205,14 @@ class UnrolledNetwork:
 
     def value(self, name: str, step: int | None) -> sp.Matrix:
         """The entries of a quantity at an absolute step; before step 1, its state line."""
-        if step is not None and step < 1:
-            initial = self.model.states[name][step]
+        if step is not None and self.model[name].role in ("input", "target") and not 1 <= step <= self.steps:
+            return sp.zeros(*(self.size(x) for x in self.model[name].shape))  # data outside 1..T is zero
+        if step is not None and (step < 1 or step > self.steps):
+            # a state line: zero, a param, or an expression of static values, entry by entry
+            initial = self.model.states[name][step] if step < 1 else self.model.end_states[name][step - self.steps]
             if isinstance(initial, ZeroMatrix):
                 return sp.zeros(*(self.size(x) for x in initial.shape))
-            return self.symbols[(initial.name, None)]
+            return self.entries(initial, None)
         return self.symbols[(name, step)]
 
     def entries(self, e, step: int | None) -> sp.Matrix:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy as np
 import sympy as sp
-from sympy import MatrixSymbol, ZeroMatrix
+from sympy import MatrixSymbol
 
-from ..ad.derive import Derivation
-from ..ir.expr import Apply, At, Concat, Delta, TimeSum
+from ..ad.derive import Derivation, state_adjoint
+from ..ir.blocks import time_blocks
+from ..ir.expr import Apply, At, AtEnd, AtStep, Concat, Delta, TimeSum
 from ..ir.model import Model
 from ..ops import ELEMENTWISE, node_record
 
@@ -90,55 +91,49 @@ class Evaluator:
             self._backward()
         return self.values
 
-    def _phases(self, names):
-        """Static quantities before the sequence, the sequence block, statics that sum over it."""
-        seq = [n for n in names if self.model[n].sequence]
-        uses_seq = set(seq)
-        before, after = [], []
-        for n in names:
-            q = self.model[n]
-            if q.sequence:
-                continue
-            refs = {s.name for s in q.expr.atoms(MatrixSymbol)} if q.expr is not None else set()
-            if q.expr is not None and (q.expr.has(TimeSum) or refs & uses_seq):
-                after.append(n)
-                uses_seq.add(n)
-            else:
-                before.append(n)
-        return before, seq, after
-
     def _forward(self):
+        """Block by block (``ir.blocks``): a recurrence over its steps in its direction, a
+        static quantity once; each block's states first (a state may be computed from static values)."""
         f = self.values.forward
-        for qname, steps in self.model.states.items():
-            f.setdefault(qname, {})
-            for k, value in steps.items():
-                f[qname][k] = self._zeros(value.shape) if isinstance(value, ZeroMatrix) else f[value.name]
-        before, seq, after = self._phases(self.model.order)
-        for n in before:
-            f[n] = self.ev(self.model[n].expr, None)
-        for t in range(1, (self.T or 0) + 1):
-            for n in seq:
-                f.setdefault(n, {})[t] = self.ev(self.model[n].expr, t)
-        for n in after:
-            f[n] = self.ev(self.model[n].expr, None)
+        T = self.T or 0
+        for block in time_blocks(self.model):
+            for n in block.names:
+                for k, value in self.model.states.get(n, {}).items():
+                    f.setdefault(n, {})[k] = self.ev(value, None)
+                for k, value in self.model.end_states.get(n, {}).items():
+                    f.setdefault(n, {})[T + k] = self.ev(value, None)
+            if not block.sequence:
+                for n in block.names:
+                    f[n] = self.ev(self.model[n].expr, None)
+                continue
+            for t in range(1, T + 1) if block.direction >= 0 else range(T, 0, -1):
+                for n in block.names:
+                    f.setdefault(n, {})[t] = self.ev(self.model[n].expr, t)
         self.values.loss = f[self.model.loss][0, 0]
 
     def _backward(self):
+        """The blocks in reverse; a recurrence's adjoints against its direction (a recurrence
+        backwards in time has its adjoint recurrence forward in time)."""
         a = self.values.adjoints
-        order = [adj.name for adj in self.d.backward_order]
-        before, seq, after = self._phases(list(reversed(order)))
-        for n in reversed(after):
-            a[n] = self._static_adjoint(self.d.adjoints[n])
-        for t in range(self.T or 0, 0, -1):
-            for n in reversed(seq):
-                adj = self.d.adjoints[n]
-                value = self._zeros(adj.quantity.shape)
-                for term in adj.closed_terms:
-                    if 1 <= t + term.offset <= self.T:
-                        value = value + self.ev(term.expr, t)
-                a.setdefault(n, {})[t] = value
-        for n in reversed(before):
-            a[n] = self._static_adjoint(self.d.adjoints[n])
+        T = self.T or 0
+        for block in reversed(time_blocks(self.model)):
+            names = [n for n in reversed(block.names) if n in self.d.adjoints]
+            if not block.sequence:
+                for n in names:
+                    a[n] = self._static_adjoint(self.d.adjoints[n])
+                continue
+            for t in range(T, 0, -1) if block.direction >= 0 else range(1, T + 1):
+                for n in names:
+                    adj = self.d.adjoints[n]
+                    value = self._zeros(adj.quantity.shape)
+                    for term in adj.closed_terms:
+                        if 1 <= t + term.offset <= T:
+                            value = value + self.ev(term.expr, t)
+                    for key, e in adj.closed_fixed.items():  # what a static equation reading q at step t gives
+                        at = adj.fixed_step(key)
+                        if (T + at[1] if isinstance(at, tuple) else at) == t:
+                            value = value + self.ev(e, None)
+                    a.setdefault(n, {})[t] = value
         for name, g in self.d.gradients.items():
             self.values.gradients[name] = self._total(g.param.shape, g.per_step, [g.static] + [
                 e for _, _, e in g.initial])
@@ -164,11 +159,31 @@ class Evaluator:
         if isinstance(base, Delta):
             store, name = self.values.adjoints, base.name
             if step is not None and not (1 <= step <= (self.T or 0)):
-                return self._zeros(base.shape)  # δ beyond the sequence is zero
+                state = self._state_adjoint(base, step)
+                return self._zeros(base.shape) if state is None else state  # δ beyond the sequence is zero
         else:
             store, name = self.values.forward, base.name
+            q = self.model.quantities.get(name)
+            if step is not None and q is not None and q.role in ("input", "target") and not (
+                    1 <= step <= (self.T or 0)):
+                return self._zeros(base.shape)  # data before step 1 or after T is zero
         value = store[name]
         return value[step] if isinstance(value, dict) else value
+
+    def _state_adjoint(self, base, step):
+        """δq at a computed state's step (δh_0 for state h[0] = tanh(W_0 @ c)), else None."""
+        T = self.T or 0
+        model, name = self.model, base.name
+        if step < 1 and step in model.states.get(name, {}):
+            key = AtStep(base, step)
+        elif step > T and step - T in model.end_states.get(name, {}):
+            key = AtEnd(base, step - T)
+        else:
+            return None
+        cache = self.values.adjoints.setdefault(("state", name), {})
+        if step not in cache:
+            cache[step] = self.ev(state_adjoint(self.d.adjoints[name], key), None)
+        return cache[step]
 
     def ev(self, e, t):
         """Evaluate a matrix expression at step ``t`` (None outside the time loop)."""

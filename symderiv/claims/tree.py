@@ -384,7 +384,7 @@ def anchor_steps(model, node, anchor: Step | None):
             return n
         if n.offset is None:
             return replace(n, offset=0)
-        if anchor is None and n.offset.base == "":
+        if anchor is None and n.offset.base in ("", "T"):  # a fixed step: δh_1, h_T
             return n
         here = anchor or STEP_T
         if n.offset.base != here.base:
@@ -770,7 +770,7 @@ class ClaimExpressionBuilder:
 def _at(base, offset):
     """``base`` at a step: an offset from t, or a fixed ``Step``."""
     if isinstance(offset, Step):
-        return E.AtStep(base, offset.offset)
+        return E.AtEnd(base, offset.offset) if offset.base == "T" else E.AtStep(base, offset.offset)
     return E.At(base, offset or 0)
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import sympy as sp
 from sympy import HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose
 
-from ..ad.derive import Derivation
+from ..ad.derive import Derivation, computed_states, state_adjoint
 from ..ad.simplify import tidy
-from ..ir.expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
+from ..ir.expr import Apply, At, AtEnd, AtStep, Delta, TimeSum, ZeroMatrix, add, at_step, same_shape, shift
 from ..ops import ELEMENTWISE, activation_derivative
 from ..render.printing import LatexPrinter, step_text
 from . import tree as C
@@ -159,6 +159,10 @@ class Truth:
     expr: object  # for printing and for the symbolic check
     shape: tuple
     step: C.Step | None = None
+    # fixed steps where the adjoint receives more than its generic form (h_T read by a static
+    # equation): a claim at step t is compared at the other steps, δh_t for t < T
+    fixed: tuple = ()
+    expr_symbol: object = None  # the quantity's symbol, for δ at a computed state's step (δh_0)
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
@@ -166,6 +170,9 @@ class Truth:
         if self.kind == "static":
             return [None]
         if self.kind == "per-step" or step is None or step.base == "t":
+            if self.kind == "sequence" and self.fixed:
+                skip = {probe.T + k if where == "end" else k for where, k in self.fixed}
+                return [t for t in probe.steps if t - (step.offset if step is not None else 0) not in skip]
             return probe.steps
         at = probe.T + step.offset if step.base == "T" else step.offset
         return [at]
@@ -173,7 +180,10 @@ class Truth:
     def values(self, probe, world: str) -> dict:
         ev = getattr(probe, world)
         if self.kind == "sequence":
-            return {s: np.asarray(ev.values.adjoints[self.name][s], dtype=float) for s in self.keys(probe)}
+            # lookup: δh_0 of a state computed from static values, as well as δh_t within 1..T
+            base = Delta(self.expr_symbol) if self.expr_symbol is not None else None
+            return {s: np.asarray(ev.values.adjoints[self.name][s] if base is None or 1 <= s <= probe.T
+                                  else ev.lookup(base, s), dtype=float) for s in self.keys(probe)}
         if self.kind == "per-step":
             return {t: ev.value(self.expr, t) for t in self.keys(probe)}
         store = ev.values.gradients if self.name in ev.values.gradients else ev.values.adjoints
@@ -315,9 +325,16 @@ class Judge:
             return Truth(target.name, "static", adj.closed, shape)
         step = target.step if target.step is not None else C.STEP_T  # claim_target gives every sequence one
         # (a sequence quantity means the model has time: the probes have T steps)
-        if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0):
+        computed = {key.step for n, key, _ in computed_states(self.model)
+                    if n == target.name and isinstance(key, AtStep)}
+        if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0) and step.offset not in computed:
             return None
-        return Truth(target.name, "sequence", adj.closed, shape, step)
+        fixed = tuple(at if isinstance(at, tuple) else ("start", at)
+                      for at in map(adj.fixed_step, adj.closed_fixed))
+        if step.base == "" and step.offset in computed:  # δh_0 of a computed state
+            key = AtStep(Delta(q.symbol), step.offset)
+            return Truth(target.name, "sequence", state_adjoint(adj, key), shape, step, (), q.symbol)
+        return Truth(target.name, "sequence", adj.closed, shape, step, fixed)
 
     def expected(self, target: C.Target, rhs=None) -> str:
         """The true value in the write-up's notation, in terms of adjoints its reader knows.
@@ -328,8 +345,17 @@ class Judge:
         if q.role == "param":
             e = self.d.gradients[target.name].expr
         elif q.sequence and target.step is not None and target.step.base == "T":  # terms through steps after T vanish
-            terms = [t.expr for t in self.d.adjoints[target.name].closed_terms if t.offset + target.step.offset <= 0]
-            e = add(*terms) if terms else ZeroMatrix(*q.shape)
+            adj = self.d.adjoints[target.name]
+            key = AtEnd(Delta(q.symbol), target.step.offset)
+            terms = [t.expr for t in adj.closed_terms if t.offset + target.step.offset <= 0]
+            e = adj.at_fixed(key) if key in adj.closed_fixed else add(*terms) if terms else ZeroMatrix(*q.shape)
+        elif q.sequence and target.step is not None and target.step.base == "" and any(
+                n == target.name and key == AtStep(Delta(q.symbol), target.step.offset)
+                for n, key, _ in computed_states(self.model)):  # δh_0 of a computed state, as it is
+            e = state_adjoint(self.d.adjoints[target.name], AtStep(Delta(q.symbol), target.step.offset))
+            known = self.known | {target.name}
+            e = self.readable(tidy(self._in_vocabulary(e, known), self.distributions))
+            return self.printer.entry(e, target.indices) if target.indices else self.printer.doprint(e)
         else:
             e = self.d.adjoints[target.name].closed
         known = self.known | {target.name}

@@ -226,6 +226,23 @@ def _replace_sliced(e, z, closed):
     return e.func(*args)
 
 
+def data_reach(d) -> dict[str, tuple[int, int]]:
+    """For sequence data read at other steps by the equations (x[t-1], x[t+2]): how many steps
+    it reaches before step 1 and after step T.  Data there is zero, so the code pads its array
+    with that many zero steps each side.  The backward pass reads no further: a term that
+    reads δ at t + k exists only where t + k <= T, and it reads the data its equation at t + k read."""
+    model = d.model
+    exprs = [q.expr for q in model.equations if q.expr is not None]
+    reach: dict[str, tuple[int, int]] = {}
+    for e in exprs:
+        for node in e.atoms(At):
+            q = model.quantities.get(node.base.name) if isinstance(node.base, MatrixSymbol) else None
+            if q is not None and q.role in ("input", "target") and node.offset:
+                before, after = reach.get(q.name, (0, 0))
+                reach[q.name] = (max(before, -node.offset), max(after, node.offset))
+    return reach
+
+
 def batched_quantities(model: Model) -> set[str]:
     """Quantities whose value depends on the data (and so carries the batch axis): the batch
     rule's per-example values (``ir.batch``); a scalar input is shared by every example."""

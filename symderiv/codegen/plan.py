@@ -42,6 +42,7 @@ from .passes import (
     adjoint_references,
     applied_counts,
     batched_quantities,
+    data_reach,
     dead_after,
     depends_on,
     find_stacks,
@@ -84,11 +85,17 @@ class ModulePlan:
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
         self.pads = {q: self.model.max_lag(q) for q in self.model.quantities}
+        # Sequence data read at other steps is padded with zero steps: in front (its pad) and after T.
+        self.data_pads = data_reach(d)
+        self.pads.update({name: before for name, (before, _) in self.data_pads.items()})
         self.batched = batched_quantities(self.model)
         # Every array the code computes once and reads again (see ``schedule.ValueTable``).
         self.values = ValueTable(self.names.table, reach=1 + max(self.pads.values(), default=0))
         # The back end: how an expression is printed, and how a statement is written.
         self.printer = backend.printer(d, self.names, self.pads, self.batched, self.values)
+        self.printer.tails = {name: after for name, (_, after) in self.data_pads.items() if after}
+        # a recurrence backwards in time: its array holds its states after step T at the end
+        self.printer.tails.update({name: self.model.max_lead(name) for name in self.model.end_states})
         self.out = backend.idioms(self.printer)
         self.repeated = self._repeated() if not self.model.has_time else {}
         # The backward pass reads what the forward pass left: its stacks (whose δ it stacks too) and
@@ -244,15 +251,21 @@ class ModulePlan:
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
-        self.loss_once = None
-        if self.once_terms:  # the terms that read no data: once per call, not once per example
-            once = sum_of(self.once_terms)
-            self.loss_once = self.values.fresh(f"_{names.value(m.loss).rstrip('_')}_once")
-            self.values.add(Value(self.loss_once, None, "once", batched=False))
-            phase.after.append(AssignAll(f"{self.comment_text(once)}: the terms of {m.unicode(m.loss)} that read no "
-                                         "data, counted once per call", [
-                self.out.update(self.out.array(self.loss_once), "=", pr.code(once))]))
+        phase.after += self._once_loss()
         return phase, stacks
+
+    def _once_loss(self) -> list[AssignAll]:
+        """The terms of the loss that read no data, computed once per call (``self.loss_once``)."""
+        m, pr = self.model, self.printer
+        self.loss_once = None
+        if not self.once_terms:
+            return []
+        once = sum_of(self.once_terms)
+        self.loss_once = self.values.fresh(f"_{self.names.value(m.loss).rstrip('_')}_once")
+        self.values.add(Value(self.loss_once, None, "once", batched=False))
+        return [AssignAll(f"{self.comment_text(once)}: the terms of {m.unicode(m.loss)} that read no "
+                          "data, counted once per call", [
+                              self.out.update(self.out.array(self.loss_once), "=", pr.code(once))])]
 
     # --- values inside an equation that the backward pass reads too -------------------------
 
@@ -455,7 +468,7 @@ class ModulePlan:
         terms, dropped = inline_sliced_adjoints(
             {a.name: [(term.offset, t) for term in a.closed_terms for t in terms_of(term.expr)]
              for a in named if a.sequence},
-            lambda z: z not in outside_reads)
+            lambda z: z not in outside_reads and not d.adjoints[z].closed_fixed)
         terms = {n: [(o, u) for o, t in ts for u in terms_of(t)] for n, ts in terms.items()}
         seq = [a.name for a in named if a.sequence and a.name not in dropped]
         reads = {n: set().union(*(adjoint_references(t) for _, t in terms[n])) & set(seq) for n in seq}
@@ -476,13 +489,14 @@ class ModulePlan:
             py = names.adjoint(n)
             comment = self.comment(a.symbol, a.closed)
             zeros = self.out.alloc(py, a.quantity.shape[0], zeros=True)
+            fixed = self._fixed_adjoint_lines(a)  # δh_T += what a static equation reading h_T gives
             if n in loop:
                 outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
                 inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
-                assign = not outside and inside[0][0] == 0  # the first term sets the value
-                if outside:
+                assign = not outside and not fixed and inside[0][0] == 0  # the first term sets the value
+                if outside or fixed:
                     phase.before.append(Accumulate(comment + ": the part outside the recurrence",
-                                                   self._accumulate(py, outside, zeros)))
+                                                   self._accumulate(py, outside, zeros) + fixed))
                 elif n not in stacked:
                     phase.alloc.append(self.out.alloc(py, a.quantity.shape[0]) if assign else zeros)
                 elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
@@ -507,7 +521,7 @@ class ModulePlan:
                 phase.loop.append(Accumulate(comment, loop_lines))
             else:
                 target = phase.before if not depends_on(reads, n, loop) else phase.after
-                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros)))
+                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros) + fixed))
                 if target is phase.before:
                     early.add(n)
         for a in statics:
@@ -556,6 +570,14 @@ class ModulePlan:
                 self.out.update(grad, "=", self.out.plus([grad, pr.code(e)]))]))
         return out
 
+    def _fixed_adjoint_lines(self, a) -> list[Line]:
+        """δq at the fixed steps a static equation reads (δh_T += W_pᵀ δp), after its other terms."""
+        lines = []
+        for key, e in a.closed_fixed.items():
+            code = self._total(self.printer.code(e), True)
+            lines.append(self.out.update(self.printer.code(key), "+=", code))
+        return lines
+
     def _dead_after_before(self, phase: Phase) -> list[str]:
         """Arrays the backward pass's statements before the loop read or write and nothing after does."""
         later = self.used_names([Phase(loop=phase.loop, after=phase.after, alloc=phase.alloc)])
@@ -573,6 +595,7 @@ class ModulePlan:
         done = []
         for stack in forward_stacks:
             ok = all(n in loop and terms.get(n) and min(o for o, _ in terms[n]) == 0 and
+                     not self.d.adjoints[n].closed_fixed and
                      all(adjoint_references(t) & loop for _, t in terms[n]) for n in stack.members)
             if not ok:
                 continue
@@ -726,15 +749,19 @@ class ModulePlan:
         by_offset: dict[int, list] = {}
         for offset, t in terms:
             by_offset.setdefault(offset, []).append(t)
-        lines = [] if 0 in by_offset else [zeros]
+        # a sum of terms the same at every step (δh_t = ½ δc, from c = Σ_t h_t / 2) has no time
+        # axis of its own: it is added to every step of the zeros, not assigned
+        code0 = self.printer.code(sum_of(by_offset[0]), "time") if 0 in by_offset else None
+        same_everywhere = code0 is not None and not (code0.timed and code0.batched)
+        lines = [zeros] if 0 not in by_offset or same_everywhere else []
         for offset, ts in sorted(by_offset.items()):
-            if offset == 0:
-                code = self.printer.code(sum_of(ts), 'time')
-                if code.timed and code.batched:
-                    lines += self._assign_time(py, sum_of(ts))
-                else:  # the same at every step or for every example (δh_t = 1 of Σ_t 1ᵀ h_t): one row each
-                    size = next(t.shape[0] for t in ts)
-                    lines.append(self.out.update(self.out.array(py), "=", self.out.spread(code, size, timed=True)))
+            if offset == 0 and same_everywhere:
+                # the same at every step or for every example (δh_t = 1 of Σ_t 1ᵀ h_t, ½ δc of c = Σ_t h_t / 2):
+                # spread to every row and added to the zeros
+                size = next(t.shape[0] for t in ts)
+                lines.append(self.out.update(self.out.array(py), "+=", self.out.spread(code0, size, timed=True)))
+            elif offset == 0:
+                lines += self._assign_time(py, sum_of(ts))
             else:
                 code = self.printer.code(sum_of(ts), 'time', offset)
                 lines.append(self.out.update(self.out.before_last(py, offset), "+=", code))

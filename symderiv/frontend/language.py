@@ -23,6 +23,8 @@ from ..errors import ModelError, Position, SymderivError
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
+    AtStep,
     TimeSum,
     Value,
     add,
@@ -41,7 +43,7 @@ from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .bounds import check_model, check_statements, check_text
 from .nfkc import check_spellings
-from .order import DESCRIBE, check_states, definition_order, lag
+from .order import DESCRIBE, check_directions, check_states, definition_order, fixed_step, fixed_step_in_step, lag
 from .source import (
     Source,
     SourceLine,
@@ -234,6 +236,7 @@ class _ModelBuilder:
                                  max(len(s.source.lines), 1), 1)
         order, lags = definition_order(s)
         check_states(s, lags)
+        check_directions(s, lags)
         for name in order:
             d = s.definitions[name]
             try:
@@ -252,9 +255,11 @@ class _ModelBuilder:
                 raise ModelError(f"'latex' names '{name}', which is not defined", pos, s.source.line(pos.line))
         states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
                   for name, steps in s.states.items()}
+        end_states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
+                      for name, steps in s.end_states.items()}
         return Model(name=s.name, path=s.source.path, dims=dict(s.dims), quantities=built,
                      loss=s.loss, time_index=s.time_index, length=s.length, states=states,
-                     latex_overrides=dict(s.latex), order=order)
+                     latex_overrides=dict(s.latex), order=order, end_states=end_states)
 
     def _lag(self, d: Definition, node: ast.Subscript) -> int:
         """0 for ``x[t]``, k for ``x[t-k]`` (see ``order.lag``)."""
@@ -299,19 +304,28 @@ class _ModelBuilder:
 
     def _state_value(self, quantities: dict[str, Quantity], name: str, step: int,
                      entry: tuple[SourceLine, int, str]) -> MatrixExpr:
+        """A state: 0, or an expression of params, static data and static quantities of the
+        quantity's size (version 2: ``state h[0] = tanh(W_0 @ c)``)."""
         stmt, off, value = entry
         q = quantities[name]
         if value in ("0", "0.0"):
             return ZeroMatrix(*q.shape)
-        p = quantities.get(value)
-        if p is None:
-            raise stmt.error(f"unknown name '{value}'", off)
-        if p.role != "param":
-            raise stmt.error(f"an initial state is 0 or a param, and '{value}' is {p.role}", off)
-        if not same_shape(p.symbol, q.symbol):
-            raise stmt.error(f"shape mismatch: {name} is {_shape_text(q.shape)} but {value} is "
-                             f"{_shape_text(p.shape)}", off)
-        return p.symbol
+        d = Definition(name, False, stmt, off, _parse_expr(stmt, off))
+        self.current = d
+        for node in ast.walk(d.tree):
+            if isinstance(node, ast.Name) and (p := quantities.get(node.id)) is not None and p.sequence:
+                raise self._error(node, f"an initial state is an expression of params, static data and static "
+                                        f"quantities, and '{node.id}' is a sequence; read one step of it in a "
+                                        f"static equation (c = {node.id}[T]) and use that")
+        expr = self._expr(d.tree, step=False)
+        if not getattr(expr, "is_Matrix", False):
+            expr = broadcast(expr, q.shape)
+        elif expr.shape == (1, 1) and q.shape != (1, 1):
+            expr = broadcast(expr, q.shape)
+        if not same_shape(expr, q.symbol):
+            raise stmt.error(f"shape mismatch: {name} is {_shape_text(q.shape)} but its state is "
+                             f"{_shape_text(expr.shape)}", off)
+        return expr
 
     def _resolve(self, x: sp.Expr | int) -> sp.Expr:
         x = sp.sympify(x, strict=True)
@@ -400,14 +414,25 @@ class _ModelBuilder:
         if not isinstance(node.value, ast.Name):
             raise self._error(node, "only a name can be indexed by a step, as in h[t-1]")
         name = node.value.id
-        lag = self._lag(self.current, node)
+        fixed = fixed_step(s, self.current, node)
+        lag = self._lag(self.current, node) if fixed is None else 0
         q = self._quantity(node.value, name)
         if not q.sequence:
             raise self._error(node, f"'{name}' is not a sequence; write it without [{s.time_index}]")
+        if fixed is not None:
+            return self._fixed_step(node, q, fixed, step)
         if not step:
             raise self._error(node, f"'{name}[...]' is a sequence value, and this is not a per-step equation; "
                                     f"sum it over time with Sum(..., ({s.time_index}, 1, {s.length}))")
         return At(q.symbol, -lag)
+
+    def _fixed_step(self, node: ast.Subscript, q: Quantity, fixed: tuple[str, int], step: bool) -> MatrixExpr:
+        """``h[T]``, ``h[T-1]``, ``h[1]``: one step of a sequence, read by a static equation or the loss."""
+        if step:
+            d = self.current
+            raise self._error(node, fixed_step_in_step(d.stmt.text[d.expr_offset:], node))
+        where, k = fixed
+        return AtEnd(q.symbol, k) if where == "end" else AtStep(q.symbol, k)
 
     def _Attribute(self, node: ast.Attribute, step: bool) -> Value:
         if node.attr != "T":

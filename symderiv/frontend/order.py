@@ -10,6 +10,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from ..ir.blocks import components
 from .source import node_error, operator_offset
 from .statements import Definition, ParseState
 
@@ -39,8 +40,19 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
         for ref, k, node in uses(s, d):
             if ref in s.definitions and k == 0:
                 deps[name].append((ref, node))
-            if k > 0:
+            if k != 0:  # k < 0: a later step, x[t+2] (see ``check_leads``)
                 lags.setdefault(ref, []).append((k, d, node))
+    # a state computed from static quantities (state h[0] = tanh(W @ c)) comes after them
+    via_state: dict[int, tuple] = {}
+    for name, steps in list(s.states.items()) + list(s.end_states.items()):
+        if name not in deps:
+            continue  # reported by check_states
+        for stmt, offset, _ in steps.values():
+            tree = _state_tree(stmt, offset)
+            for found in ast.walk(tree):
+                if isinstance(found, ast.Name) and found.id in s.definitions:
+                    deps[name].append((found.id, found))
+                    via_state[id(found)] = (stmt, offset)
     order: list[str] = []
     status: dict[str, int] = {}  # 1: on the current path, 2: done
     # Depth-first, dependencies first, with an explicit stack: a file may chain thousands
@@ -59,7 +71,8 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
                     path = [n for n, _ in stack]
                     cycle = path[path.index(ref):] + [ref]
                     d = s.definitions[name]  # the reference 'via' in its equation closes the loop
-                    raise node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], via,
+                    stmt, offset = via_state.get(id(via), (d.stmt, d.expr_offset))
+                    raise node_error(stmt, offset, stmt.text[offset:], via,
                                      "cycle: " + " -> ".join(cycle)
                                      + " (only a lag such as h[t-1] may close a loop)")
                 status[ref] = 1
@@ -70,6 +83,12 @@ def definition_order(s: ParseState) -> tuple[list[str], Lags]:
                 status[name] = 2
                 order.append(name)
     return order, lags
+
+
+def _state_tree(stmt, offset: int) -> ast.expr:
+    from .language import _parse_expr
+
+    return _parse_expr(stmt, offset)
 
 
 def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:
@@ -86,7 +105,11 @@ def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:
                                    d.expr_offset + operator_offset(text, node.left))
             raise node_error(d.stmt, d.expr_offset, text, node, f"{what} is not allowed in a model file")
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-            yield node.value.id, lag(s, d, node), node
+            # a fixed step (h[T], h[1]) is read once the whole sequence is known: a dependency
+            fixed = fixed_step(s, d, node)
+            if fixed is not None and d.sequence:
+                raise node_error(d.stmt, d.expr_offset, text, node, fixed_step_in_step(text, node))
+            yield node.value.id, 0 if fixed is not None else lag(s, d, node), node
         elif isinstance(node, ast.Name) and node.id in s.definitions and id(node) not in indexed:
             yield node.id, 0, node
 
@@ -106,24 +129,54 @@ def lag(s: ParseState, d: Definition, node: ast.Subscript) -> int:
     if (isinstance(idx, ast.BinOp) and isinstance(idx.left, ast.Name) and idx.left.id == t
             and isinstance(idx.right, ast.Constant) and type(idx.right.value) is int):
         k = idx.right.value
-        if isinstance(idx.op, ast.Sub):
-            if k < 0:
-                raise node_error(d.stmt, d.expr_offset, text, node,
-                                 f"future reference {name}[{t}+{-k}]: only the current step or earlier ones")
+        if isinstance(idx.op, ast.Sub):  # a literal is never negative: t - -1 is not a Constant
             return k
         if isinstance(idx.op, ast.Add):
-            if k == 0:
-                return 0
-            raise node_error(d.stmt, d.expr_offset, text, node,
-                             f"future reference {name}[{t}+{k}]: only the current step or earlier ones")
+            return -k  # a later step: allowed for data, and for a quantity with a state at T + k
+    length = s.length.name if s.length is not None else "T"
     raise node_error(d.stmt, d.expr_offset, text, node,
-                     f"a step is written {t} or {t}-k with a constant k >= 1, as in {name}[{t}-1]")
+                     f"a step is written {t}, {t}-k or {t}+k with a constant k >= 1, as in {name}[{t}-1], "
+                     f"or as a fixed step {length}, {length}-k or a number >= 1 outside a per-step equation")
+
+
+def fixed_step_in_step(text: str, node: ast.Subscript) -> str:
+    """The message for ``h[T]`` inside a per-step equation (or a Sum)."""
+    seg = (ast.get_source_segment(text, node) or ast.unparse(node)).replace("\n", " ")
+    return (f"a fixed step such as {seg} is read by a static equation or the loss; name it there "
+            f"(c = {seg}) and use that name here")
+
+
+def fixed_step(s: ParseState, d: Definition, node: ast.Subscript) -> tuple[str, int] | None:
+    """A fixed step of the sequence: ``("end", -k)`` for ``x[T-k]``, ``("start", j)`` for ``x[j]``;
+    None for a step written with the time index (``x[t-1]``).  A fixed step outside 1..T is an error."""
+    idx = node.slice
+    if s.length is None:
+        return None
+    length = s.length.name
+    text = d.stmt.text[d.expr_offset:]
+    name = node.value.id if isinstance(node.value, ast.Name) else ast.unparse(node.value)
+    if isinstance(idx, ast.Constant) and type(idx.value) is int:
+        if idx.value < 1:
+            raise node_error(d.stmt, d.expr_offset, text, node,
+                             f"step {idx.value} is before the sequence: its steps are 1..{length}")
+        return ("start", idx.value)
+    if isinstance(idx, ast.Name) and idx.id == length:
+        return ("end", 0)
+    if (isinstance(idx, ast.BinOp) and isinstance(idx.op, (ast.Add, ast.Sub)) and isinstance(idx.left, ast.Name)
+            and idx.left.id == length and isinstance(idx.right, ast.Constant) and type(idx.right.value) is int):
+        k = idx.right.value if isinstance(idx.op, ast.Add) else -idx.right.value
+        if k > 0:
+            raise node_error(d.stmt, d.expr_offset, text, node,
+                             f"step {length}+{k} is beyond the sequence: its steps are 1..{length} "
+                             f"(only a 'state {name}[{length}+{k}] = ...' line gives a value there)")
+        return ("end", k)
+    return None
 
 
 def check_states(s: ParseState, lags: Lags) -> None:
     """Every ``state`` line is for a sequence defined by an equation, and every lag reaches
     back only to steps that have an initial state."""
-    for name, steps in s.states.items():
+    for name, steps in list(s.states.items()) + list(s.end_states.items()):
         stmt, off, _ = next(iter(steps.values()))
         keyword = re.match(r"state\s+", stmt.text)  # a state line starts with it
         at = keyword.end() if keyword else 0  # where the name is
@@ -140,15 +193,44 @@ def check_states(s: ParseState, lags: Lags) -> None:
             text = d.stmt.text[d.expr_offset:]
             target = s.definitions.get(name)
             if target is None:
-                q = s.quantities.get(name)
-                if q is None:
-                    continue  # reported as an unknown name when built
-                raise node_error(d.stmt, d.expr_offset, text, node,
-                                 f"'{name}' is {q.role} data: only quantities defined by an equation can be "
-                                 "used at an earlier step")
+                continue  # data: zero before step 1 and after T; an unknown name is reported when built
             have = s.states.get(name, {})
+            if k < 0:
+                length = s.length.name if s.length is not None else "T"
+                for step in range(1, -k + 1):
+                    if step not in s.end_states.get(name, {}):
+                        raise node_error(
+                            d.stmt, d.expr_offset, text, node,
+                            f"a later step without a state: {name}[{s.time_index}+{-k}] reaches step "
+                            f"{length}+{step} after the sequence; add 'state {name}[{length}+{step}] = ...'")
+                continue
             for step in range(0, 1 - k - 1, -1):
                 if step not in have:
                     raise node_error(d.stmt, d.expr_offset, text, node,
                                      f"lag without a state: {name}[{s.time_index}-{k}] reaches step {step} "
                                      f"before {s.time_index} = 1; add 'state {name}[{step}] = ...'")
+
+
+def check_directions(s: ParseState, lags: Lags) -> None:
+    """No quantity depends on both its own past and its own future: the quantities that read one
+    another (at any steps) in a loop run all forward in time (h[t-1]) or all backwards (g[t+1])."""
+    graph: dict[str, set[str]] = {n: set() for n in s.definitions}
+    for name, d in s.definitions.items():
+        for ref, _, _ in uses(s, d):
+            if ref in s.definitions:
+                graph[name].add(ref)
+    component = components(graph)
+    edges = [(name, k, d, node) for name, lagged in lags.items() for k, d, node in lagged
+             if name in component and component.get(d.name) == component[name]]  # inside one loop
+    t = s.time_index
+    for name, k, d, node in edges:
+        if k >= 0:
+            continue
+        past = next(((n, j, e) for n, j, e, _ in edges if j > 0 and component[n] == component[name]), None)
+        if past is not None:
+            n, j, e = past
+            raise node_error(d.stmt, d.expr_offset, d.stmt.text[d.expr_offset:], node,
+                             f"a cycle through both time directions: {d.name} reads {name}[{t}+{-k}] and "
+                             f"{e.name} reads {n}[{t}-{j}] in one loop; a quantity cannot depend on both "
+                             "its own past and its own future")
+

@@ -60,6 +60,8 @@ class ParseState:
     quantities: dict[str, Quantity | None] = field(default_factory=dict)
     definitions: dict[str, Definition] = field(default_factory=dict)
     states: dict[str, dict[int, tuple[SourceLine, int, str]]] = field(default_factory=dict)
+    # states after the sequence: name → {k: ...} for 'state g[T+k] = ...'
+    end_states: dict[str, dict[int, tuple[SourceLine, int, str]]] = field(default_factory=dict)
     latex: dict[str, str] = field(default_factory=dict)
     defined_at: dict[str, Position] = field(default_factory=dict)
     loss: str | None = None
@@ -112,7 +114,7 @@ _USAGE = {
     "input": "'input NAME[t]: SIZE' or 'input NAME: SIZE'",
     "target": "'target NAME[t]: SIZE' (optionally ', distribution')",
     "param": "'param NAME: (ROWS, COLS)', 'param NAME: SIZE' or 'param NAME: scalar'",
-    "state": "'state NAME[k] = 0' or 'state NAME[k] = PARAM'",
+    "state": "'state NAME[k] = EXPR' (0, a param, or an expression of static values)",
     "loss": "'loss NAME = EXPR'",
     "latex": "'latex NAME \"...\"'",
 }
@@ -289,21 +291,47 @@ def _parse_param(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
 
 def _parse_state(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
     name, step_text = m.group("name"), m.group("step")
+    end = _end_step(state, step_text)
+    if end is not None:  # 'state g[T+1] = 0': after the sequence, for a recurrence backwards in time
+        if end < 1:
+            raise stmt.error(f"a state after the sequence is at a step {state.length}+k with k >= 1, "
+                             f"as in 'state {name}[{state.length}+1] = 0'", m.start("step"))
+        steps = state.end_states.setdefault(name, {})
+        if end in steps:
+            raise stmt.error(f"'{name}[{state.length}+{end}]' is defined twice (first at line "
+                             f"{steps[end][0].line})", m.start("name"))
+        steps[end] = _state_entry(stmt, m)
+        return
     try:
         step = int(step_text.replace(" ", ""))
     except ValueError:
-        raise stmt.error("a state step is an integer k <= 0, as in 'state h[0] = 0'", m.start("step")) from None
+        raise stmt.error("a state step is an integer k <= 0, as in 'state h[0] = 0', or T+k after the "
+                         "sequence, as in 'state g[T+1] = 0'", m.start("step")) from None
     if step > 0:
-        raise stmt.error(f"a state gives a value before the sequence starts: the step must be <= 0, not {step}",
-                         m.start("step"))
+        raise stmt.error(f"a state gives a value before the sequence starts: the step must be <= 0, not {step} "
+                         "(or T+k, after it)", m.start("step"))
     steps = state.states.setdefault(name, {})
     if step in steps:
         raise stmt.error(f"'{name}[{step}]' is defined twice (first at line {steps[step][0].line})",
                          m.start("name"))
+    steps[step] = _state_entry(stmt, m)
+
+
+def _end_step(state: ParseState, text: str) -> int | None:
+    """k for a step written ``T+k`` (the sequence length plus a constant); None for anything else."""
+    if state.length is None:
+        return None
+    found = re.fullmatch(rf"{re.escape(state.length.name)}\s*(?:([+-])\s*(\d+))?", text.strip())
+    if found is None:
+        return None
+    k = int(found.group(2) or 0)
+    return -k if found.group(1) == "-" else k
+
+
+def _state_entry(stmt: SourceLine, m: re.Match) -> tuple[SourceLine, int, str]:
     value = m.group("expr").strip()
-    if value not in ("0", "0.0") and not re.fullmatch(NAME, value):
-        raise stmt.error("an initial state is 0 or a param", m.start("expr"))
-    steps[step] = (stmt, m.start("expr"), value)
+    _expression(stmt, m.start("expr"))  # version 2: an expression of static values, built later
+    return (stmt, m.start("expr"), value)
 
 
 def _parse_equation(state: ParseState, stmt: SourceLine, m: re.Match) -> None:

@@ -82,6 +82,15 @@ class AtStep(_Indexed):
         return int(self.args[1])
 
 
+class AtEnd(_Indexed):
+    """A sequence quantity (or its adjoint) at the fixed step ``T + offset`` counted from the end
+    of the sequence: ``h[T]`` is ``AtEnd(h, 0)``, ``h[T-1]`` is ``AtEnd(h, -1)``."""
+
+    @property
+    def offset(self) -> int:
+        return int(self.args[1])
+
+
 class Apply(MatrixExpr):
     """An elementwise function (``sigmoid``, ``tanh``, ...) applied to every entry.
 
@@ -394,3 +403,8 @@ def shift(e: MatrixExpr, k: int) -> MatrixExpr:
 def at_step(e: MatrixExpr, k: int) -> MatrixExpr:
     """``e`` (written at step t) evaluated at step ``k``: every ``At(b, i)`` becomes ``AtStep(b, k + i)``."""
     return e.replace(lambda x: isinstance(x, At), lambda x: AtStep(x.base, k + x.offset))
+
+
+def at_end(e: MatrixExpr, k: int) -> MatrixExpr:
+    """``e`` (written at step t) evaluated at step ``T + k``: every ``At(b, i)`` becomes ``AtEnd(b, k + i)``."""
+    return e.replace(lambda x: isinstance(x, At), lambda x: AtEnd(x.base, k + x.offset))

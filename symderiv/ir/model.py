@@ -62,6 +62,8 @@ class Model:
     states: dict[str, dict[int, sp.Basic]] = field(default_factory=dict)
     latex_overrides: dict[str, str] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # intermediates, dependencies first
+    # states after the sequence, for recurrences backwards in time: name → {k: value at step T + k}
+    end_states: dict[str, dict[int, sp.Basic]] = field(default_factory=dict)
 
     # --- lookups ------------------------------------------------------------------------
 
@@ -96,6 +98,10 @@ class Model:
     def max_lag(self, name: str) -> int:
         """How many steps back the recurrence of ``name`` reaches (0 if it is not recurrent)."""
         return 1 - min(self.states[name]) if name in self.states else 0
+
+    def max_lead(self, name: str) -> int:
+        """How many steps forward a recurrence backwards in time reaches (g[t+1]: 1; else 0)."""
+        return max(self.end_states[name]) if name in self.end_states else 0
 
     # --- spelling -----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
     AtStep,
     ColSlice,
     Concat,
@@ -254,6 +255,8 @@ for _record in [
          unroll=lambda net, e, step: net.value(e.base.name, step + e.offset), tidy="keep"),
     Node(AtStep, "symbol", evaluate=lambda ev, e, t: ev.lookup(e.base, e.step),
          unroll=lambda net, e, step: net.value(e.base.name, e.step), tidy="keep"),
+    Node(AtEnd, "symbol", evaluate=lambda ev, e, t: ev.lookup(e.base, (ev.T or 0) + e.offset),
+         unroll=lambda net, e, step: net.value(e.base.name, net.steps + e.offset), tidy="keep"),
     Node(MatrixSymbol, "symbol", evaluate=lambda ev, e, t: ev.lookup(e, None),
          unroll=lambda net, e, step: net.value(e.name, None), tidy="keep"),
     Node(Delta, "symbol", evaluate=lambda ev, e, t: ev.lookup(e, None),

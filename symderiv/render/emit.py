@@ -86,16 +86,32 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     forward = [(lp.doprint(model.ref(q.name)), lp.doprint(q.expr)) for q in model.equations]
     states = [(model.latex(qname, str(k)), lp.doprint(v)) for qname, steps in model.states.items()
               for k, v in sorted(steps.items(), reverse=True)]
+    length = model.length.name if model.length is not None else "T"
+    states += [(model.latex(qname, f"{length}+{k}"), lp.doprint(v)) for qname, steps in model.end_states.items()
+               for k, v in sorted(steps.items())]
     adjoints = []
+    pending = _state_adjoints(d)  # δh_0 of a computed state, just before the adjoints it feeds
     for a in d.backward_order:
+        for key, e, reads in list(pending):
+            if a.name in reads:
+                adjoints.append({"lhs": lp.doprint(key), "steps": [lp.doprint(e)], "named": True,
+                                 "closed": lp.doprint(e)})
+                pending.remove((key, e, reads))
         steps = [lp.doprint(a.chain)]
         if a.closed != a.chain:
             steps.append(lp.doprint(a.closed))
         jacobian = _jacobian_step(model, a, lp)
         if jacobian is not None:
             steps.insert(0, jacobian)
-        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named,
-                         "closed": lp.doprint(a.closed)})
+        closed = lp.doprint(a.closed)
+        if a.closed_fixed:  # δh_T = W_pᵀ δp + …, then δh_t for the other steps
+            for key in a.closed_fixed:
+                at_key = lp.doprint(a.at_fixed(key))
+                adjoints.append({"lhs": lp.doprint(key), "steps": [at_key], "named": True, "closed": at_key})
+            when = r" \qquad (" + other_steps(model, a) + ")"
+            steps[-1] += when
+            closed += when
+        adjoints.append({"lhs": lp.doprint(a.symbol), "steps": steps, "named": a.named, "closed": closed})
     gradients = []
     for g in d.gradients.values():
         element = _element_form(model, g, lp, index)
@@ -104,8 +120,36 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
     return {"mark": MARK, "version": __version__, "source": source_name, "model": model,
             "title": _tex_title(model.name), "title_md": model.name, "forward": forward, "states": states,
             "adjoints": adjoints, "gradients": gradients, "loss": loss, "has_time": model.has_time,
+            "backwards": bool(model.end_states),
             "T": model.length.name if model.length is not None else "T", "index": index,
             "preactivations": [(model.latex(pre), model.latex(act)) for act, pre in d.preactivations.items()]}
+
+
+def _state_adjoints(d: Derivation) -> list:
+    """(δh_0, its closed form, the names the state reads) for each state computed from static values."""
+    from sympy import MatrixSymbol
+
+    from ..ad.derive import computed_states, state_adjoint
+
+    return [(key, state_adjoint(d.adjoints[name], key), {x.name for x in value.atoms(MatrixSymbol)})
+            for name, key, value in computed_states(d.model)]
+
+
+def other_steps(model, a, neq: str = r"\neq") -> str:
+    """The steps an adjoint's generic form holds at, besides its fixed steps: t < T, t ≠ 1."""
+    index = model.time_index or "t"
+    fixed = [a.fixed_step(key) for key in a.closed_fixed]
+    if fixed == [("end", 0)]:
+        return rf"{index} < {model.length.name if model.length is not None else 'T'}"
+    return rf"{index} {neq} " + ", ".join(_step_of(model, at) for at in fixed)
+
+
+def _step_of(model, at) -> str:
+    length = model.length.name if model.length is not None else "T"
+    if isinstance(at, tuple):
+        k = at[1]
+        return length if k == 0 else f"{length}{k}" if k < 0 else f"{length}+{k}"
+    return str(at)
 
 
 def _tex_title(name: str) -> str:

@@ -17,6 +17,7 @@ from sympy.printing.printer import Printer
 from ..ir.expr import (
     Apply,
     At,
+    AtEnd,
     AtStep,
     Concat,
     Delta,
@@ -119,6 +120,13 @@ class _MathPrinter(Printer):
 
     def _print_At(self, e: At):
         step = step_text(e.offset, self.index, self.minus.strip() or "-")
+        if isinstance(e.base, Delta):
+            return self.delta(self.name(e.base.name, step))
+        return self.name(e.base.name, step)
+
+    def _print_AtEnd(self, e: AtEnd):
+        length = self.model.length.name if self.model.length is not None else "T"
+        step = step_text(e.offset, length, self.minus.strip() or "-")
         if isinstance(e.base, Delta):
             return self.delta(self.name(e.base.name, step))
         return self.name(e.base.name, step)
@@ -226,7 +234,7 @@ class _MathPrinter(Printer):
     def _print_Transpose(self, e: Transpose):
         arg = e.arg
         s = self._print(arg)
-        if not isinstance(arg, (MatrixSymbol, At, AtStep, Delta, OneMatrix)):
+        if not isinstance(arg, (MatrixSymbol, At, AtEnd, AtStep, Delta, OneMatrix)):
             s = self.paren(s)
         return self.transpose(s)
 
@@ -281,7 +289,7 @@ def _reading_order(factors):
     order of construction: δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) and o_t ⊙ (1 − o_t) ⊙ W^T δh_t."""
     def group(f):
         if _has_delta(f):
-            return 0 if isinstance(f, (At, AtStep, Delta)) else 2
+            return 0 if isinstance(f, (At, AtEnd, AtStep, Delta)) else 2
         return 1
     return sorted(factors, key=group)
 

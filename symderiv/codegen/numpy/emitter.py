@@ -14,6 +14,9 @@ import sympy as sp
 
 from ...ad.derive import Derivation
 from ...errors import SymderivError
+from ...ir.blocks import needs_blocks
+from ..blocks import BlockPlan
+from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Schedule
 from ..signature import dim_sources
@@ -24,7 +27,7 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     """The template context of the generated module of ``d`` (without the header's mark, version
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
-    plan = ModulePlan(d, comment, comment_text)
+    plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text)
     return context(d, plan.schedule(), plan.printer)
 
 
@@ -72,15 +75,24 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
         # The batch's loss: the terms read per example summed over the batch, plus once the others.
         "loss_total": f"{names.value(loss.name)}.sum()" + (f" + {schedule.loss_once}.sum()"
                                                            if schedule.loss_once else ""),
-        # (name, array, is a sequence, its padding, is a scalar, carries the batch axis)
+        # (name, array, is a sequence, the slice of its steps, is a scalar, carries the batch axis)
         "outputs": [(q.name, names.value(q.name) if q.role != "loss" or not schedule.loss_once else
-                     f"{names.value(q.name)} + {schedule.loss_once}", q.sequence, schedule.pads.get(q.name, 0),
+                     f"{names.value(q.name)} + {schedule.loss_once}", q.sequence,
+                     _steps_slice(schedule.pads.get(q.name, 0), printer.tails.get(q.name, 0)),
                      q.is_scalar, q.name in printer.batched_names)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,
         "helpers": sorted(printer.helpers),
+        "padded_inputs": [(names.value(name), before, after) for name, (before, after) in data_reach(d).items()],
     }
+
+
+def _steps_slice(before: int, after: int) -> str:
+    """The steps 1..T of a sequence's array, padded by its states before and after them."""
+    if not before and not after:
+        return ""
+    return f"[{before or ''}:{-after if after else ''}]"
 
 
 def _param_info(p, names, pr) -> dict:

@@ -152,9 +152,16 @@ class NumpyIdioms:
         """softmax(z) and its log, by one call with one exponential."""
         return line(f"{p}, {log} = _softmax_and_log({z.text})", (p, log), z)
 
-    def if_step_exists(self, offset: int) -> Line:
-        """The guard of a term reading δ at t + offset: it exists for the first T − offset steps."""
-        return Line(f"if i + {offset} < T:")
+    def if_step_exists(self, offset: int, indent: int = 0) -> Line:
+        """The guard of a term reading δ at t + offset: it exists for the first T − offset steps
+        (for a negative offset, a recurrence backwards in time: for the last T + offset)."""
+        test = f"i + {offset} < T" if offset > 0 else f"i >= {-offset}"
+        return Line(f"{'    ' * indent}if {test}:")
+
+    def loop(self, backwards: bool) -> Line:
+        """The header of a loop over the steps, written as a statement's line (``plan`` puts the
+        single-loop plan's loop in the template; ``blocks`` writes one per recurrence)."""
+        return Line("for i in reversed(range(T)):" if backwards else "for i in range(T):")
 
     def if_length_reaches(self, s: int) -> Line:
         """The guard of a term through an initial state read at step s."""
@@ -164,9 +171,9 @@ class NumpyIdioms:
         """Drop the arrays ``names``: their memory is reused."""
         return Line(f"del {', '.join(names)}", tuple(names))
 
-    def comment(self, text: str) -> Line:
+    def comment(self, text: str, indent: int = 0) -> Line:
         """A comment line."""
-        return Line(f"# {text}")
+        return Line(f"{'    ' * indent}# {text}")
 
     def state(self, array: str, k: int, value: str, what: str) -> Line:
         """An initial state into its entry of the padding."""

@@ -23,7 +23,7 @@ from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transp
 from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
-from ...ir.expr import Apply, At, AtStep, Delta, Softmax, coeff_and_rest, shift
+from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, Softmax, coeff_and_rest, shift
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -52,6 +52,7 @@ class NumpyPrinter(Printer):
         self.values = values  # the schedule's: read here, never written
         self.mode, self.window = "static", 0
         self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
+        self.tails: dict[str, int] = {}  # data padded after step T by this many zero steps (x[t+2])
 
     def _print(self, expr, **kwargs):
         found = self.values.find(expr, shift)
@@ -121,7 +122,7 @@ class NumpyPrinter(Printer):
         if self.mode == "time":
             # Steps t = 1 .. T - window; the array is T + pad long, so the slice ends
             # (offset - window) from its end.
-            start, end = pad + offset, offset - self.window
+            start, end = pad + offset, offset - self.window - (0 if is_delta else self.tails.get(name, 0))
             text = f"{array}[{start or ''}:{end or ''}]"
             whole = text == f"{array}[:]"
             return Code(array if whole else text, batched=True, timed=True, reads=(array,),
@@ -132,6 +133,13 @@ class NumpyPrinter(Printer):
         if isinstance(e.base, Delta):
             return self.at(e.base.name, self.names.adjoint(e.base.name), e.offset, True)
         return self.at(e.base.name, self._array(e.base.name), e.offset, False)
+
+    def _print_AtEnd(self, e: AtEnd):
+        # step T + k: counted from the end of the array, padded in front or not
+        is_delta = isinstance(e.base, Delta)
+        array = self.names.adjoint(e.base.name) if is_delta else self._array(e.base.name)
+        tail = 0 if is_delta else self.tails.get(e.base.name, 0)
+        return Code(f"{array}[{e.offset - 1 - tail}]", batched=True, reads=(array,), form="view")
 
     def _print_AtStep(self, e: AtStep):
         if isinstance(e.base, Delta):
