@@ -30,26 +30,31 @@ def test_conclusion_has_all_nine_gradients_summed_over_time(tex):
     model = symderiv.load(EXAMPLES / "seed_rnn.sdm")
     for p in params:
         lhs = r"\frac{\partial \mathcal{L}}{\partial " + model.latex(p) + "}"
-        row = next(line for line in block.splitlines() if line.startswith(lhs))
-        assert r"\sum_{t=1}^{T}" in row, p
-    assert r"\delta \mathbf{y}_{h,t} {\mathbf{h}_{t-1}}^{\top}" in block  # ∂L/∂V
+        row = next(line for line in block.splitlines() if lhs + " &= " in line)
+        assert (lhs + r" &= \sum\nolimits_{t=1}^{T}") in row, p  # the limits beside Σ: rows of one line
+    assert r"\delta \mathbf{z}_{h,t} {\mathbf{h}_{t-1}}^{\top}" in block  # ∂L/∂V
     # the adjoints it uses, the BPTT term included
-    bptt = r"{\mathbf{W}}^{\top} \delta \mathbf{y}_{o,t} + {\mathbf{V}}^{\top} \delta \mathbf{y}_{h,t+1}"
+    bptt = r"{\mathbf{W}}^{\top} \delta \mathbf{z}_{o,t} + {\mathbf{V}}^{\top} \delta \mathbf{z}_{h,t+1}"
     assert r"\delta \mathbf{h}_t &= " + bptt in block
     assert r"\delta \mathbf{h}^{(\mathrm{out})}_t &= \hat{\mathbf{r}}_t - \mathbf{r}_t" in block
-    assert r"\left(\delta \mathbf{y}_{o,t}\right)_i \left(\mathbf{h}_t\right)_j" in block  # element form of ∂L/∂W
+    assert r"\left(\delta \mathbf{z}_{o,t}\right)_i \left(\mathbf{h}_t\right)_j" in block  # element form of ∂L/∂W
+    assert "entry by entry" in block
 
 
 def test_backward_pass_shows_the_bptt_term_and_the_chain_rule_step(tex):
     block = section(tex, "Backward pass")
-    assert r"{\mathbf{V}}^{\top} \delta \mathbf{y}_{h,t+1}" in block
+    assert r"{\mathbf{V}}^{\top} \delta \mathbf{z}_{h,t+1}" in block
     assert r"\left(\frac{\partial \mathbf{h}^{(\mathrm{out})}_t}{\partial \mathbf{o}_t}\right)^{\top}" in block
     assert r"\hat{\mathbf{r}}_t - \mathbf{r}_t" in block
 
 
 def test_update_rules(tex):
+    """One rule for every parameter, in a sentence that names each of them once."""
     block = section(tex, "Gradient descent")
-    assert block.count(r"\leftarrow") == 9 and r"\eta" in block
+    assert block.count(r"\leftarrow") == 1 and r"\eta" in block
+    model = symderiv.load(EXAMPLES / "seed_rnn.sdm")
+    for p in ["W_in", "b_in", "U", "V", "b_h", "W", "b_o", "W_out", "b_out"]:
+        assert block.count("$" + model.latex(p) + "$") == 1, p
 
 
 def test_output_is_deterministic(tex):

@@ -12,6 +12,7 @@ name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -191,7 +192,7 @@ def derive(model: Model) -> Derivation:
 
 
 def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
-    """``h = σ(U a + V h₋₁ + b)`` becomes ``y_h = U a + V h₋₁ + b``, ``h = σ(y_h)``."""
+    """``h = σ(U a + V h₋₁ + b)`` becomes ``z_h = U a + V h₋₁ + b``, ``h = σ(z_h)``."""
     quantities: dict[str, Quantity] = {}
     order: list[str] = []
     pre: dict[str, str] = {}
@@ -227,9 +228,10 @@ def _is_ref(e: sp.Basic) -> bool:
     return isinstance(e, (At, MatrixSymbol))
 
 
-#: Letters for pre-activations, in order of preference: y_h as in the seed homework, else
-#: one that no name of the model starts with (a model whose output is y gets a_h, not y_h).
-PREACTIVATION_LETTERS = ("y", "a", "u", "s", "v")
+#: Letters for pre-activations, in order of preference: z_h, the letter courses use (z = W x + b,
+#: h = f(z)), else one that no name of the model starts with (a GRU whose update gate is z gets
+#: a_h).  Never y, which a reader takes for an output or a target.
+PREACTIVATION_LETTERS = ("z", "a", "u", "s", "v")
 
 
 def _preactivation_letter(model: Model) -> str:
@@ -237,11 +239,15 @@ def _preactivation_letter(model: Model) -> str:
     return next((c for c in PREACTIVATION_LETTERS if c not in bodies), PREACTIVATION_LETTERS[0])
 
 
-def _preactivation_name(name: str, taken: set[str | None], letter: str = "y", shared_body: bool = False) -> str:
-    """``y_h`` for ``h``; the whole name (``y_h_1``, ``y_h_2``) where several activations share a body."""
+def _preactivation_name(name: str, taken: set[str | None], letter: str = "z", shared_body: bool = False) -> str:
+    """``z_h`` for ``h``, ``z_h_1`` for ``h1`` (a layer's number stays a subscript: z_{h,1}); the whole
+    name (``z_h_1``, ``z_h_2``) where several activations share a body."""
     parts = split_name(name)
-    first = [] if shared_body else [f"{letter}_{parts.body}"]
-    candidates = first + [f"{letter}_{name}"] + [f"{letter}_{name}_{i}" for i in range(2, 100)]
+    layer = re.fullmatch(r"([A-Za-z]+?)(\d+)", parts.body)
+    body = f"{layer.group(1)}_{layer.group(2)}" if layer else parts.body
+    first = [] if shared_body else [f"{letter}_{body}"]
+    whole = f"{letter}_{layer.group(1)}_{layer.group(2)}" + name[len(parts.body):] if layer else f"{letter}_{name}"
+    candidates = first + [whole] + [f"{whole}_{i}" for i in range(2, 100)]
     return next(c for c in candidates if c not in taken)
 
 

@@ -79,7 +79,14 @@ class Glossary:
     @classmethod
     def of(cls, model: Model) -> Glossary:
         glossary = cls(model)
+        bodies = {split_name(name).body for name in model.quantities}
         for q in model.quantities.values():
+            if q.auxiliary and "y" not in bodies:
+                # A pre-activation symderiv calls z_h is also y_h, as the seed course writes it,
+                # where the model has no y of its own.
+                parts = split_name(q.name)
+                glossary._add(glossary.table, NameKey("y", parts.accent), parts.subscripts + parts.superscripts,
+                              q.name)
             atom = _parse_spelling(model.latex(q.name))
             if atom is not None:
                 glossary._add(glossary.table, atom.key, atom.subs, q.name)
