@@ -2,7 +2,8 @@
 
 ``W_in`` → W^(in) (a longer suffix becomes an upright superscript), ``b_h`` → b_h (a
 one-letter suffix is a subscript), ``r_hat`` → r̂, and the step joins the subscript:
-``y_o`` at step t is y_{o,t}, and a trailing number is a subscript too (``W1`` is W₁).  Matrices and vectors are bold, scalars are not.
+``y_o`` at step t is y_{o,t}, and a trailing number is a subscript too (``W1`` is W₁).
+Matrices and vectors are bold, scalars are not.
 """
 
 from __future__ import annotations

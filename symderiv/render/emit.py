@@ -94,16 +94,22 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
         if jacobian is not None:
             steps.insert(0, jacobian)
         lhs = lp.doprint(a.symbol)
+        closed = lp.doprint(a.closed)
         adjoints.append({"lhs": lhs, "steps": steps, "lines": _lines(lhs, steps), "named": a.named,
-                         "closed": lp.doprint(a.closed),
+                         "closed": closed, "closed_lines": _lines(lhs, [closed]),
                          "slices": _slice_definitions(model, (a.chain, a.closed), lp)})
     derived = {a.name for a in d.backward_order}
     for entry in adjoints:
         for piece in entry["slices"]:
             piece["ref"] = piece.pop("quantity") in derived
-    gradients = []
+    gradients: list[dict] = []
+    matrix_forms: list[tuple[str, str]] = []
+    entry_forms: list[tuple[str, str]] = []
     for g in d.gradients.values():
         element = _element_form(model, g, lp, index)
+        matrix_forms.append((partial(g.name), _inline_sums(lp.doprint(g.expr))))
+        if element:
+            entry_forms.append((partial(g.name, element[0]), _inline_sums(element[1])))
         gradients.append({"lhs": partial(g.name), "rhs": _inline_sums(lp.doprint(g.expr)), "name": model.latex(g.name),
                           "element": (partial(g.name, element[0]), _inline_sums(element[1])) if element else None})
     everything = [e for a in d.backward_order for e in (a.chain, a.closed)] + [g.expr for g in d.gradients.values()]
@@ -122,8 +128,7 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
             "entry_forms": any(g["element"] for g in gradients),
             "uses_sigmoid": "sigmoid" in activations, "uses_indicator": bool(used & {"step", "step_nonpositive"}),
             "divides": divides, "slices": any(a["slices"] for a in adjoints),
-            "gradient_rows": _pairs([(g["lhs"], g["rhs"]) for g in gradients]),
-            "entry_rows": _pairs([g["element"] for g in gradients if g["element"]]),
+            "gradient_rows": _pairs(matrix_forms), "entry_rows": _pairs(entry_forms),
             "parameters": [g["name"] for g in gradients]}
 
 
@@ -164,23 +169,60 @@ def _forward_rows(model, d: Derivation, forward: list[tuple[str, str]]) -> list[
 
 #: How much of a line a display may fill before it breaks, in the units of ``_width`` (about
 #: one character of 11 pt math: a 16.6 cm line holds some 70).
-LINE_WIDTH = 62
+LINE_WIDTH = 52
 
 
-def _lines(lhs: str, steps: list[str]) -> list[list[str]]:
-    """The chain rule's steps in lines, as many on one line as fit: ``δo = (∂h/∂o)ᵀ δh = Wᵀ δh``
-    on one line, a long step on a line of its own.  The PDF and the Markdown page break alike."""
-    lines: list[list[str]] = []
-    used = _width(lhs)
+def _lines(lhs: str, steps: list[str]) -> list[str]:
+    """The chain rule's steps in lines, as many on one line as fit: ``= (∂h/∂o)ᵀ δh = Wᵀ δh``
+    on one line, a long step on a line of its own, and a step longer than a line broken
+    before a ``+`` of its outer sum (``\\quad + …``).  The PDF and the Markdown page break alike.
+    Each line starts with its relation, ``= `` or ``\\quad + ``."""
+    lines: list[str] = []
+    used = 0.0
+    room = LINE_WIDTH - _width(lhs)
     for step in steps:
         w = _width(step) + 2
-        if lines and used + w <= LINE_WIDTH:
-            lines[-1].append(step)
+        if lines and used + w <= room:
+            lines[-1] += " = " + step
             used += w
-        else:
-            lines.append([step])
-            used = _width(lhs) + w
+            continue
+        if w <= room:
+            lines.append("= " + step)
+            used = w
+            continue
+        current, used = "= ", 2.0
+        for term in _terms(step):
+            tw = _width(term) + 2
+            if current not in ("= ",) and used + tw > room:
+                lines.append(current.rstrip())
+                current, used = r"\quad ", 2.0
+            current += term + " "
+            used += tw
+        lines.append(current.rstrip())
     return lines
+
+
+def _terms(tex: str) -> list[str]:
+    """A sum split before each ``+``/``-`` outside every group: ``a + (b + c) - d`` →
+    ``a``, ``+ (b + c)``, ``- d``."""
+    terms, depth, start, i = [], 0, 0, 0
+    while i < len(tex):
+        if tex.startswith(r"\left", i) and not tex[i + 5:i + 6].isalpha():
+            depth += 1
+            i += 5
+        elif tex.startswith(r"\right", i) and not tex[i + 6:i + 7].isalpha():
+            depth -= 1
+            i += 6
+        elif tex[i] in "{":
+            depth += 1
+        elif tex[i] in "}":
+            depth -= 1
+        elif depth == 0 and tex[i] in "+-" and tex[i - 1:i] == " " and tex[i + 1:i + 2] == " " and i > 1:
+            terms.append(tex[start:i].strip())
+            start = i
+        i += 1
+    terms.append(tex[start:].strip())
+    return [t for t in terms if t]
 
 
 _ZERO_WIDTH = {"mathbf", "mathrm", "boldsymbol", "operatorname", "hat", "tilde", "bar", "mathcal", "mathbb",
@@ -208,7 +250,7 @@ def _width(tex: str) -> float:
                     i += 2
                 else:
                     i += 1
-                total += 0.6
+                total += 1
             elif word in _WIDE:
                 total += 2
             elif word not in _ZERO_WIDTH:
@@ -257,7 +299,7 @@ def _slice_definitions(model, exprs, lp) -> list[dict]:
     δv_{t+1} that belongs to h_t in v_{t+1} = [h_t; x_{t+1}]."""
     from ..ir.expr import At, Concat, Delta, RowSlice, shift
 
-    found = []
+    found: list[dict] = []
     for e in exprs:
         for node in sp.preorder_traversal(e):
             if not isinstance(node, RowSlice):
