@@ -46,7 +46,7 @@ def test_hidden_adjoint_has_the_bptt_term(seed):
 
 def test_activation_derivative_is_written_through_the_output(seed):
     o = at(seed, "o")
-    adj = seed.adjoint("z_o")
+    adj = seed.adjoint("z_o").expr
     assert isinstance(adj, HadamardProduct)  # factors in any order: ⊙ commutes
     assert set(adj.args) == {o, sub(OneMatrix(*o.shape), o),
                              matmul(transpose(sym(seed, "W_out")), delta(seed, "h_out"))}

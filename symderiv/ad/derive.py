@@ -21,6 +21,7 @@ import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+from ..errors import UnknownNameError
 from ..ir.expr import (
     Apply,
     At,
@@ -133,6 +134,66 @@ def _sum(parts: Iterable[MatrixExpr | None], like: MatrixExpr) -> MatrixExpr:
     return add(*parts)
 
 
+class Formula:
+    """One closed form of a derivation, ``δh_t = …`` or ``∂L/∂V = …``: printed as a textbook
+    writes it (``repr``, ``str``), in LaTeX for Jupyter (``_repr_latex_``), and a SymPy matrix
+    expression underneath (``.expr``; attributes such as ``.shape`` and comparison with an
+    expression go to it, and SymPy takes a ``Formula`` where it takes the expression)."""
+
+    def __init__(self, model: Model, symbol: MatrixExpr | None, expr: MatrixExpr, of: str | None = None) -> None:
+        self.model = model
+        self.symbol = symbol  # δX (at step t), or None for a gradient
+        self.expr = expr
+        self.of = of  # the parameter of a gradient
+
+    def _sides(self, printer) -> tuple[str, str]:
+        from ..render.printing import LatexPrinter
+
+        latex = isinstance(printer, LatexPrinter)
+        if self.symbol is not None:
+            lhs = printer.doprint(self.symbol)
+        elif latex:
+            lhs = (r"\frac{\partial " + self.model.latex(self.model.loss) + r"}{\partial "
+                   + self.model.latex(str(self.of)) + "}")
+        else:
+            lhs = f"∂{self.model.unicode(self.model.loss)}/∂{self.model.unicode(str(self.of))}"
+        return lhs, printer.doprint(self.expr)
+
+    def __repr__(self) -> str:
+        from ..render.printing import UnicodePrinter
+
+        lhs, rhs = self._sides(UnicodePrinter(self.model))
+        return f"{lhs} = {rhs}"
+
+    __str__ = __repr__
+
+    def _repr_latex_(self) -> str:
+        from ..render.printing import LatexPrinter
+
+        lhs, rhs = self._sides(LatexPrinter(self.model))
+        return f"$${lhs} = {rhs}$$"
+
+    def _repr_markdown_(self) -> str:
+        return self._repr_latex_()
+
+    def _sympy_(self) -> MatrixExpr:
+        return self.expr
+
+    def _symderiv_print(self, printer) -> str:  # symderiv's printers print the expression
+        return printer._print(self.expr)
+
+    def __eq__(self, other: object) -> bool:
+        return self.expr == (other.expr if isinstance(other, Formula) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("model", "symbol", "expr", "of"):
+            raise AttributeError(name)
+        return getattr(self.expr, name)
+
+
 class Derivation:
     """Every adjoint and every gradient of a model, as SymPy matrix expressions."""
 
@@ -144,13 +205,41 @@ class Derivation:
         self.preactivations = preactivations  # activation quantity → its pre-activation's name
         self.seconds = seconds
 
-    def adjoint(self, name: str) -> MatrixExpr:
-        """The closed form of δ``name`` (per step for a sequence quantity)."""
-        return self.adjoints[name].closed
+    def adjoint(self, name: str) -> Formula:
+        """δ``name`` in closed form (at step t for a sequence quantity), shown as a textbook writes
+        it: ``δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}``, and in LaTeX in Jupyter; ``.expr`` is the SymPy
+        matrix expression.  An unknown name raises an ``UnknownNameError`` (a ``KeyError``) that lists
+        the names there are.
 
-    def gradient(self, name: str) -> MatrixExpr:
-        """The closed form of ∂L/∂``name`` for a parameter."""
-        return self.gradients[name].expr
+        >>> import symderiv
+        >>> d = symderiv.derive(symderiv.load("examples/seed_rnn.sdm"))
+        >>> d.adjoint("h")
+        δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
+        >>> d.adjoint("y")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        symderiv.errors.UnknownNameError: seed_rnn has no adjoint 'y'; the adjoints are of r_hat, h_out, o, ...
+        """
+        adj = self.adjoints.get(name)
+        if adj is None or adj not in self.backward_order:
+            names = ", ".join(a.name for a in self.backward_order)
+            hint = f" ('{name}' is a parameter: use gradient('{name}'))" if name in self.gradients else ""
+            raise UnknownNameError(f"{self.model.name} has no adjoint '{name}'{hint}; the adjoints are of {names}")
+        return Formula(self.model, adj.symbol, adj.closed)
+
+    def gradient(self, name: str) -> Formula:
+        """∂L/∂``name`` in closed form for a parameter, shown as a textbook writes it
+        (``∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ``); ``.expr`` is the SymPy matrix expression.
+
+        >>> import symderiv
+        >>> symderiv.derive(symderiv.load("examples/seed_rnn.sdm")).gradient("V")
+        ∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ
+        """
+        g = self.gradients.get(name)
+        if g is None:
+            raise UnknownNameError(f"{self.model.name} has no parameter '{name}'; the parameters are "
+                                   + ", ".join(self.gradients))
+        return Formula(self.model, None, g.expr, of=name)
 
     @property
     def backward_order(self) -> list[Adjoint]:
