@@ -162,27 +162,16 @@ def _derive(args) -> int:
 
 
 def _check(args) -> int:
-    from .check.certify import certify
-    from .check.numcheck import finite_difference_check
-    model, d = _load(args.model)
-    exact = certify(model, d, seed=args.seed)
-    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
-    sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
-    print(f"{model.name}: gradients checked at {sizes}")
-    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
-    for name, err in exact.param_errors.items():
-        print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
-    for problem in numeric.problems:
-        print(f"  disagreement: {problem}")
-    ok = exact.ok and numeric.ok
-    print("all agree" if ok else "DISAGREEMENT: some gradients are wrong")
-    return 0 if ok else 1
+    from .api import check
+    _, d = _load(args.model)
+    report = check(d, seed=args.seed)
+    sys.stdout.write(report.text())
+    return 0 if report.ok else 1
 
 
 def _verify(args) -> int:
-    from .claims.reading import read_claims
-    from .claims.verify import verify
+    from .api import verify
     _, d = _load(args.model)
-    report = verify(d, read_claims(args.claims, d))
+    report = verify(d, args.claims)
     sys.stdout.write(report.json() + "\n" if args.json else report.text())
     return 0 if report.all_correct else 1

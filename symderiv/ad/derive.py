@@ -21,7 +21,7 @@ import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..errors import UnknownNameError
+from ..errors import ModelError, UnknownNameError
 from ..ir.expr import (
     Apply,
     At,
@@ -36,7 +36,7 @@ from ..ir.expr import (
     shift,
 )
 from ..ir.model import Model, Quantity
-from ..ir.names import split_name
+from ..ir.names import PREACTIVATION_LETTERS, split_name
 from ..ops import node_record, vjp
 from .simplify import collect, tidy
 
@@ -264,6 +264,11 @@ def derive(model: Model) -> Derivation:
     """Derive every adjoint and every parameter gradient of ``model``."""
     start = time.perf_counter()
     model, pre = name_preactivations(model)
+    for name in model.latex_overrides:  # the parser let a latex line name a pre-activation (z_h) to come
+        if name not in model.quantities:
+            named = ", ".join(f"{p} (of {a})" for a, p in pre.items()) or "none"
+            raise ModelError(f"{model.path}: 'latex' names '{name}', which is not defined; the pre-activations "
+                             f"symderiv names in this model are: {named}")
     sweep = _Sweep(model)
     for q in reversed(model.equations):
         sweep.equation(q)
@@ -315,12 +320,6 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
 
 def _is_ref(e: sp.Basic) -> bool:
     return isinstance(e, (At, MatrixSymbol))
-
-
-#: Letters for pre-activations, in order of preference: z_h, the letter courses use (z = W x + b,
-#: h = f(z)), else one that no name of the model starts with (a GRU whose update gate is z gets
-#: a_h).  Never y, which a reader takes for an output or a target.
-PREACTIVATION_LETTERS = ("z", "a", "u", "s", "v")
 
 
 def _preactivation_letter(model: Model) -> str:

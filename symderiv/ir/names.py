@@ -101,6 +101,29 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
     return text
 
 
+#: Letters of the pre-activations symderiv names, in order of preference: z_h (the letter
+#: courses use: z = W x + b, h = f(z)), else one that no name of the model starts with (a GRU
+#: whose update gate is z gets a_h).  Never y, which a reader takes for an output or a target.
+PREACTIVATION_LETTERS = ("z", "a", "u", "s", "v")
+
+
+def preactivation_of(name: str, quantities) -> str | None:
+    """The quantity whose pre-activation ``name`` may be (``h`` for ``z_h``, ``h1`` for ``z_h_1``),
+    or None: a ``latex`` line may spell a pre-activation before symderiv has named it."""
+    m = re.fullmatch("(" + "|".join(PREACTIVATION_LETTERS) + r")_(.+)", name)
+    if m is None:
+        return None
+    rest = m.group(2)
+    for q in quantities:
+        parts = split_name(q)
+        layer = re.fullmatch(r"([A-Za-z]+?)(\d+)", parts.body)
+        forms = {q, parts.body} | ({f"{layer.group(1)}_{layer.group(2)}", f"{layer.group(1)}_{layer.group(2)}"
+                                     + q[len(parts.body):]} if layer else set())
+        if rest in forms:
+            return q
+    return None
+
+
 def _layer_subscript(parts: NameParts) -> NameParts:
     """``W1`` is W₁: a body of one letter (or a Greek name) followed by digits takes the digits
     as its first subscript, the rule of a one-letter suffix (``W1`` as ``W_1``, ``h1[t]`` as h_{1,t})."""

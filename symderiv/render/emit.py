@@ -145,6 +145,8 @@ def _pairs(items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
 
 def _preactivation_letter(model, d: Derivation) -> str | None:
     """The letter of the pre-activations (z, or the one the model left free), in the model's spelling."""
+    if any(pre in model.latex_overrides for pre in d.preactivations.values()):
+        return None  # spelled by the model file: no one letter
     for pre in d.preactivations.values():
         return latex_name(split_name(pre).body, bold=True)
     return None
