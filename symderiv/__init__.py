@@ -7,11 +7,11 @@
 ∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ
 """
 
-# The package symderiv.check is imported first, so that the function check below keeps the
-# name: Python binds a subpackage to its parent's attribute only when it first imports it.
-from . import check as _check_package  # noqa: F401
+# symderiv.check is the package of the checks and, called, the API's check (symderiv.api.check):
+# a function of that name would be replaced by the package when it is first imported.
+from . import check
 from .ad.derive import Derivation, Formula, derive
-from .api import CheckReport, check, verify, write
+from .api import CheckReport, verify, write
 from .errors import ClaimError, ModelError, SymderivError, UnknownNameError
 from .frontend.language import load, parse
 from .ir.model import Model

@@ -101,11 +101,13 @@ def test_check_agrees_for_a_right_derivation_and_not_for_a_wrong_one():
     assert not bad.ok and bad.exact["b3"] > 0.1 and "DISAGREEMENT" in bad.text()
 
 
-def test_check_is_the_function_even_after_its_package_is_imported():
-    import symderiv.check.certify  # noqa: F401  (binds nothing over symderiv.check)
+def test_check_is_callable_and_still_the_package_of_the_checks():
+    import symderiv.check.certify
     import symderiv.check.numcheck  # noqa: F401
 
-    assert callable(symderiv.check) and symderiv.check is symderiv.api.check
+    assert callable(symderiv.check) and symderiv.check.certify.certify is not None
+    d = symderiv.derive(symderiv.load(EXAMPLES / "mlp.sdm"))
+    assert symderiv.check(d, seed=1).exact == symderiv.api.check(d, seed=1).exact
 
 
 def test_verify_judges_a_file(seed, tmp_path):

@@ -283,7 +283,7 @@ class _ModelBuilder:
         """The error at the term that reads ``h[t-1]`` wrongly, if there is one: the equation is
         built again with ``h[t-1]`` of the size the equation gives ``h``, so ``W @ h[t-1]`` with W
         (n_h, n_x) is blamed at its ``@``, not the sum it stands in."""
-        if any(isinstance(a, sp.Dummy) for x in shape for a in sp.sympify(x).free_symbols):
+        if any(isinstance(a, sp.Dummy) for x in shape for a in sp.sympify(x, strict=True).free_symbols):
             return None  # the equation does not settle h's size itself: no term to blame
         self.shapes_pending[d.name] = MatrixSymbol(d.name, *shape)
         try:

@@ -9,6 +9,7 @@ Matrices and vectors are bold, scalars are not.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .texsafe import braces_come_off
@@ -107,7 +108,7 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
 PREACTIVATION_LETTERS = ("z", "a", "u", "s", "v")
 
 
-def preactivation_of(name: str, quantities) -> str | None:
+def preactivation_of(name: str, quantities: Iterable[str]) -> str | None:
     """The quantity whose pre-activation ``name`` may be (``h`` for ``z_h``, ``h1`` for ``z_h_1``),
     or None: a ``latex`` line may spell a pre-activation before symderiv has named it."""
     m = re.fullmatch("(" + "|".join(PREACTIVATION_LETTERS) + r")_(.+)", name)
