@@ -86,7 +86,7 @@ def test_no_display_is_a_long_chain():
 def test_the_indicator_is_not_a_double_struck_one():
     """KaTeX, MathJax and pdflatex have no double-struck 1: relu's derivative is \\mathbb{I}[z > 0]."""
     text = (GENERATED / "mlp.md").read_text(encoding="utf-8")
-    assert r"\mathbb{1}" not in text and r"\mathbb{I}\left[\mathbf{z}_{h,1} > 0\right]" in text
+    assert r"\mathbb{1}" not in text and r"\mathbb{I}\left[\mathbf{z}^{[1]} > 0\right]" in text
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)

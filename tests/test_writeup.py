@@ -146,3 +146,11 @@ def test_a_divisor_that_is_a_product_is_in_parentheses():
     assert UnicodePrinter(model).doprint(e) == "x ⊘ ((1 + w) ⊙ (1 + w))"
     assert UnicodePrinter(model).doprint(HadamardProduct(a, HadamardPower(b, -2))) == "x ⊘ (w ⊙ w)"
     assert LatexPrinter(model).doprint(HadamardProduct(a, HadamardPower(b, -1))) == r"\mathbf{x} \oslash \mathbf{w}"
+
+
+def test_a_preactivation_follows_the_spelling_of_its_activation():
+    """mlp.sdm spells h1 as h^{[1]}: its pre-activation is z^{[1]}, and the notation says so."""
+    tex = _writeup("mlp")
+    assert r"\mathbf{z}^{[1]} &= \mathbf{W}^{[1]} \mathbf{x} + \mathbf{b}^{[1]}" in tex
+    assert r"\mathbf{h}^{[1]} &= \operatorname{relu}\left(\mathbf{z}^{[1]}\right)" in tex
+    assert r"is named: $\mathbf{z}^{[1]}$ gives $\mathbf{h}^{[1]}$" in section(tex, "Notation")

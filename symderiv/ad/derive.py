@@ -314,8 +314,25 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
         if name in pre:
             order.append(pre[name])
         order.append(name)
+    overrides = dict(model.latex_overrides)
+    for act, z in pre.items():
+        spelled = _preactivation_spelling(model.latex_overrides.get(act), act, split_name(z).body)
+        if spelled is not None and z not in overrides:
+            overrides[z] = spelled
     return Model(model.name, model.path, model.dims, quantities, model.loss, model.time_index, model.length,
-                 model.states, model.latex_overrides, order), pre
+                 model.states, overrides, order), pre
+
+
+def _preactivation_spelling(spelling: str | None, activation: str, letter: str) -> str | None:
+    """The pre-activation in the notation the model file chose for its activation: h1 spelled
+    ``\\mathbf{h}^{[1]}`` gives ``\\mathbf{z}^{[1]}`` (not z_{h,1} beside h^{[1]})."""
+    if spelling is None:
+        return None
+    body = re.match(r"[A-Za-z]+?(?=\d|$)", split_name(activation).body)
+    m = re.fullmatch(r"\\mathbf\{([A-Za-z])\}(\^\{[^{}]*\}|_\{[^{}]*\}|_[A-Za-z0-9])", spelling)
+    if m is None or body is None or m.group(1) != body.group(0):
+        return None
+    return "\\mathbf{" + letter + "}" + m.group(2)
 
 
 def _is_ref(e: sp.Basic) -> bool:
