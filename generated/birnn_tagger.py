@@ -291,86 +291,86 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # y_{h,t}, h_t: the recurrence, forward in time
-    y_h = np.zeros((T, B, n_h), dtype)
+    # z_{h,t}, h_t: the recurrence, forward in time
+    z_h = np.zeros((T, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # y_{h,t} = W_h x_t + V_h h_{t−1} + b_h
-        y_h[i] = x_[i] @ W_h.T + h[i] @ V_h.T + b_h
-        # h_t = tanh(y_{h,t})
-        h[i + 1] = np.tanh(y_h[i])
-    # y_{g,t}, g_t: the recurrence, backwards in time
-    y_g = np.zeros((T, B, n_g), dtype)
+        # z_{h,t} = W_h x_t + V_h h_{t−1} + b_h
+        z_h[i] = x_[i] @ W_h.T + h[i] @ V_h.T + b_h
+        # h_t = tanh(z_{h,t})
+        h[i + 1] = np.tanh(z_h[i])
+    # z_{g,t}, g_t: the recurrence, backwards in time
+    z_g = np.zeros((T, B, n_g), dtype)
     g = np.zeros((T + 1, B, n_g), dtype)
     for i in reversed(range(T)):
-        # y_{g,t} = W_g x_t + V_g g_{t+1} + b_g
-        y_g[i] = x_[i] @ W_g.T + g[i + 1] @ V_g.T + b_g
-        # g_t = tanh(y_{g,t})
-        g[i] = np.tanh(y_g[i])
-    # y_{p,t} = U_h h_t + U_g g_t + b_p
-    y_p = _matvec(U_h, h[1:])
-    y_p += _matvec(U_g, g[:-1])
-    y_p += b_p
-    # p_t = softmax(y_{p,t})
-    p_, _log_p = _softmax_and_log(y_p)
+        # z_{g,t} = W_g x_t + V_g g_{t+1} + b_g
+        z_g[i] = x_[i] @ W_g.T + g[i + 1] @ V_g.T + b_g
+        # g_t = tanh(z_{g,t})
+        g[i] = np.tanh(z_g[i])
+    # z_{p,t} = U_h h_t + U_g g_t + b_p
+    z_p = _matvec(U_h, h[1:])
+    z_p += _matvec(U_g, g[:-1])
+    z_p += b_p
+    # p_t = softmax(z_{p,t})
+    p_, _log_p = _softmax_and_log(z_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "y_h": _external(y_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h[1:], _batched, False),
-            "y_g": _external(y_g, _batched, False),
+            "z_g": _external(z_g, _batched, False),
             "g": _external(g[:-1], _batched, False),
-            "y_p": _external(y_p, _batched, False),
+            "z_p": _external(z_p, _batched, False),
             "p": _external(p_, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del y_h, y_g, y_p, _log_p  # not read by the backward pass
+    del z_h, z_g, z_p, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # δy_{p,t} = p_t − r_t
-    d_y_p = p_ - r
-    # δg_t, δy_{g,t}: the adjoint recurrence, forward in time
+    # δz_{p,t} = p_t − r_t
+    d_z_p = p_ - r
+    # δg_t, δz_{g,t}: the adjoint recurrence, forward in time
     d_g = np.zeros((T, B, n_g), dtype)
-    d_y_g = np.zeros((T, B, n_g), dtype)
+    d_z_g = np.zeros((T, B, n_g), dtype)
     for i in range(T):
-        # δg_t = V_gᵀ δy_{g,t−1} + U_gᵀ δy_{p,t}
+        # δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}
         if i >= 1:
-            d_g[i] += d_y_g[i - 1] @ V_g
-        d_g[i] += d_y_p[i] @ U_g
-        # δy_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
-        d_y_g[i] += d_g[i] * (1 - (g[i] ** 2))
-    # δh_t, δy_{h,t}: the adjoint recurrence, backwards in time
+            d_g[i] += d_z_g[i - 1] @ V_g
+        d_g[i] += d_z_p[i] @ U_g
+        # δz_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
+        d_z_g[i] += d_g[i] * (1 - (g[i] ** 2))
+    # δh_t, δz_{h,t}: the adjoint recurrence, backwards in time
     d_h = np.zeros((T, B, n_h), dtype)
-    d_y_h = np.zeros((T, B, n_h), dtype)
+    d_z_h = np.zeros((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δh_t = U_hᵀ δy_{p,t} + V_hᵀ δy_{h,t+1}
-        d_h[i] += d_y_p[i] @ U_h
+        # δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}
+        d_h[i] += d_z_p[i] @ U_h
         if i + 1 < T:
-            d_h[i] += d_y_h[i + 1] @ V_h
-        # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_y_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
-    # ∂L/∂W_h = Σ_t δy_{h,t} x_tᵀ
-    g_W_h = _outer(d_y_h, x_)
-    # ∂L/∂V_h = Σ_t δy_{h,t} h_{t−1}ᵀ
-    g_V_h = _outer(d_y_h, h[:-1])
-    # ∂L/∂b_h = Σ_t δy_{h,t}
-    g_b_h = _sum_examples(d_y_h)
-    # ∂L/∂W_g = Σ_t δy_{g,t} x_tᵀ
-    g_W_g = _outer(d_y_g, x_)
-    # ∂L/∂V_g = Σ_t δy_{g,t} g_{t+1}ᵀ
-    g_V_g = _outer(d_y_g, g[1:])
-    # ∂L/∂b_g = Σ_t δy_{g,t}
-    g_b_g = _sum_examples(d_y_g)
-    # ∂L/∂U_h = Σ_t δy_{p,t} h_tᵀ
-    g_U_h = _outer(d_y_p, h[1:])
-    # ∂L/∂U_g = Σ_t δy_{p,t} g_tᵀ
-    g_U_g = _outer(d_y_p, g[:-1])
-    # ∂L/∂b_p = Σ_t δy_{p,t}
-    g_b_p = _sum_examples(d_y_p)
+            d_h[i] += d_z_h[i + 1] @ V_h
+        # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
+        d_z_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
+    # ∂L/∂W_h = Σ_t δz_{h,t} x_tᵀ
+    g_W_h = _outer(d_z_h, x_)
+    # ∂L/∂V_h = Σ_t δz_{h,t} h_{t−1}ᵀ
+    g_V_h = _outer(d_z_h, h[:-1])
+    # ∂L/∂b_h = Σ_t δz_{h,t}
+    g_b_h = _sum_examples(d_z_h)
+    # ∂L/∂W_g = Σ_t δz_{g,t} x_tᵀ
+    g_W_g = _outer(d_z_g, x_)
+    # ∂L/∂V_g = Σ_t δz_{g,t} g_{t+1}ᵀ
+    g_V_g = _outer(d_z_g, g[1:])
+    # ∂L/∂b_g = Σ_t δz_{g,t}
+    g_b_g = _sum_examples(d_z_g)
+    # ∂L/∂U_h = Σ_t δz_{p,t} h_tᵀ
+    g_U_h = _outer(d_z_p, h[1:])
+    # ∂L/∂U_g = Σ_t δz_{p,t} g_tᵀ
+    g_U_g = _outer(d_z_p, g[:-1])
+    # ∂L/∂b_p = Σ_t δz_{p,t}
+    g_b_p = _sum_examples(d_z_p)
     _grads = {
         "W_h": g_W_h,
         "V_h": g_V_h,

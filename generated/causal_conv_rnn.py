@@ -291,22 +291,22 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # a_{c,t} = K_0 x_t + K_1 x_{t−1} + K_2 x_{t−2} + b_c
-    a_c = _matvec(K_0, x_[2:])
-    a_c += _matvec(K_1, x_[1:-1])
-    a_c += _matvec(K_2, x_[:-2])
-    a_c += b_c
-    # c_t = relu(a_{c,t})
-    c = np.maximum(a_c, 0)
-    # a_{h,t} = W c_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    a_h = _matvec(W, c)
-    a_h += b_h
+    # z_{c,t} = K_0 x_t + K_1 x_{t−1} + K_2 x_{t−2} + b_c
+    z_c = _matvec(K_0, x_[2:])
+    z_c += _matvec(K_1, x_[1:-1])
+    z_c += _matvec(K_2, x_[:-2])
+    z_c += b_c
+    # c_t = relu(z_{c,t})
+    c = np.maximum(z_c, 0)
+    # z_{h,t} = W c_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
+    z_h = _matvec(W, c)
+    z_h += b_h
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # a_{h,t} = W c_t + V h_{t−1} + b_h
-        a_h[i] += h[i] @ V.T
-        # h_t = tanh(a_{h,t})
-        np.tanh(a_h[i], out=h[i + 1])
+        # z_{h,t} = W c_t + V h_{t−1} + b_h
+        z_h[i] += h[i] @ V.T
+        # h_t = tanh(z_{h,t})
+        np.tanh(z_h[i], out=h[i + 1])
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:])
     y_hat += b_y
@@ -315,54 +315,54 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "a_c": _external(a_c, _batched, False),
+            "z_c": _external(z_c, _batched, False),
             "c": _external(c, _batched, False),
-            "a_h": _external(a_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h[1:], _batched, False),
             "y_hat": _external(y_hat, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del a_h  # not read by the backward pass
+    del z_h  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = ŷ_t − y_t
     d_y_hat = y_hat - y
-    # δh_t = W_yᵀ δŷ_t + Vᵀ δa_{h,t+1}: the part outside the recurrence
+    # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_hat)
     # 1 − h_t ⊙ h_t, for every step at once
-    _d_a_h_0 = 1 - (h[1:] ** 2)
+    _d_z_h_0 = 1 - (h[1:] ** 2)
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
     g_b_y = _sum_examples(d_y_hat)
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y
-    d_a_h = np.empty((T, B, n_h), dtype)
+    d_z_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δh_t = W_yᵀ δŷ_t + Vᵀ δa_{h,t+1}
+        # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_h[i] += d_a_h[i + 1] @ V
-        # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        np.multiply(_d_a_h_0[i], d_h[i], out=d_a_h[i])
-    # δa_{c,t} = 𝟙[a_{c,t} > 0] ⊙ Wᵀ δa_{h,t}
-    d_a_c = _matvec(W.T, d_a_h)
-    d_a_c *= (a_c > 0).astype(dtype)
-    # ∂L/∂K_0 = Σ_t δa_{c,t} x_tᵀ
-    g_K_0 = _outer(d_a_c, x_[2:])
-    # ∂L/∂K_1 = Σ_t δa_{c,t} x_{t−1}ᵀ
-    g_K_1 = _outer(d_a_c, x_[1:-1])
-    # ∂L/∂K_2 = Σ_t δa_{c,t} x_{t−2}ᵀ
-    g_K_2 = _outer(d_a_c, x_[:-2])
-    # ∂L/∂b_c = Σ_t δa_{c,t}
-    g_b_c = _sum_examples(d_a_c)
-    # ∂L/∂W = Σ_t δa_{h,t} c_tᵀ
-    g_W = _outer(d_a_h, c)
-    # ∂L/∂V = Σ_t δa_{h,t} h_{t−1}ᵀ
-    g_V = _outer(d_a_h, h[:-1])
-    # ∂L/∂b_h = Σ_t δa_{h,t}
-    g_b_h = _sum_examples(d_a_h)
+            d_h[i] += d_z_h[i + 1] @ V
+        # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
+        np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+    # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
+    d_z_c = _matvec(W.T, d_z_h)
+    d_z_c *= (z_c > 0).astype(dtype)
+    # ∂L/∂K_0 = Σ_t δz_{c,t} x_tᵀ
+    g_K_0 = _outer(d_z_c, x_[2:])
+    # ∂L/∂K_1 = Σ_t δz_{c,t} x_{t−1}ᵀ
+    g_K_1 = _outer(d_z_c, x_[1:-1])
+    # ∂L/∂K_2 = Σ_t δz_{c,t} x_{t−2}ᵀ
+    g_K_2 = _outer(d_z_c, x_[:-2])
+    # ∂L/∂b_c = Σ_t δz_{c,t}
+    g_b_c = _sum_examples(d_z_c)
+    # ∂L/∂W = Σ_t δz_{h,t} c_tᵀ
+    g_W = _outer(d_z_h, c)
+    # ∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ
+    g_V = _outer(d_z_h, h[:-1])
+    # ∂L/∂b_h = Σ_t δz_{h,t}
+    g_b_h = _sum_examples(d_z_h)
     _grads = {
         "K_0": g_K_0,
         "K_1": g_K_1,

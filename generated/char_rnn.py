@@ -270,15 +270,15 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h: the part that does not depend on the recurrence
-    a_h = _matvec(W_xh, x_)
-    a_h += b_h
+    # z_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h: the part that does not depend on the recurrence
+    z_h = _matvec(W_xh, x_)
+    z_h += b_h
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
-        a_h[i] += h[i] @ W_hh.T
-        # h_t = tanh(a_{h,t})
-        np.tanh(a_h[i], out=h[i + 1])
+        # z_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
+        z_h[i] += h[i] @ W_hh.T
+        # h_t = tanh(z_{h,t})
+        np.tanh(z_h[i], out=h[i + 1])
     # y_t = W^(hy) h_t + b_y
     y = _matvec(W_hy, h[1:])
     y += b_y
@@ -289,7 +289,7 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "a_h": _external(a_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h[1:], _batched, False),
             "y": _external(y, _batched, False),
             "p": _external(p_, _batched, False),
@@ -297,34 +297,34 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del a_h, y, _log_p  # not read by the backward pass
+    del z_h, y, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δy_t = p_t − r_t
     d_y = p_ - r
-    # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}: the part outside the recurrence
+    # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δz_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W_hy.T, d_y)
     # 1 − h_t ⊙ h_t, for every step at once
-    _d_a_h_0 = 1 - (h[1:] ** 2)
+    _d_z_h_0 = 1 - (h[1:] ** 2)
     # ∂L/∂W^(hy) = Σ_t δy_t h_tᵀ
     g_W_hy = _outer(d_y, h[1:])
     # ∂L/∂b_y = Σ_t δy_t
     g_b_y = _sum_examples(d_y)
     # not read from here on: freed, so the loop reuses their memory
     del d_y, p_, r
-    d_a_h = np.empty((T, B, n_h), dtype)
+    d_z_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
+        # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_h[i] += d_a_h[i + 1] @ W_hh
-        # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        np.multiply(_d_a_h_0[i], d_h[i], out=d_a_h[i])
-    # ∂L/∂W^(xh) = Σ_t δa_{h,t} x_tᵀ
-    g_W_xh = _outer(d_a_h, x_)
-    # ∂L/∂W^(hh) = Σ_t δa_{h,t} h_{t−1}ᵀ
-    g_W_hh = _outer(d_a_h, h[:-1])
-    # ∂L/∂b_h = Σ_t δa_{h,t}
-    g_b_h = _sum_examples(d_a_h)
+            d_h[i] += d_z_h[i + 1] @ W_hh
+        # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
+        np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+    # ∂L/∂W^(xh) = Σ_t δz_{h,t} x_tᵀ
+    g_W_xh = _outer(d_z_h, x_)
+    # ∂L/∂W^(hh) = Σ_t δz_{h,t} h_{t−1}ᵀ
+    g_W_hh = _outer(d_z_h, h[:-1])
+    # ∂L/∂b_h = Σ_t δz_{h,t}
+    g_b_h = _sum_examples(d_z_h)
     _grads = {
         "W_xh": g_W_xh,
         "W_hh": g_W_hh,

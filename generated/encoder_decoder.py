@@ -300,25 +300,25 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # a_{e,t}, e_t: the recurrence, forward in time
-    a_e = np.zeros((T, B, n_e), dtype)
+    # z_{e,t}, e_t: the recurrence, forward in time
+    z_e = np.zeros((T, B, n_e), dtype)
     e_ = np.zeros((T + 1, B, n_e), dtype)
     for i in range(T):
-        # a_{e,t} = W_e x_t + V_e e_{t−1} + b_e
-        a_e[i] = x_[i] @ W_e.T + e_[i] @ V_e.T + b_e
-        # e_t = tanh(a_{e,t})
-        e_[i + 1] = np.tanh(a_e[i])
+        # z_{e,t} = W_e x_t + V_e e_{t−1} + b_e
+        z_e[i] = x_[i] @ W_e.T + e_[i] @ V_e.T + b_e
+        # e_t = tanh(z_{e,t})
+        e_[i + 1] = np.tanh(z_e[i])
     # c = e_T
     c = e_[-1]
-    # a_{s,t}, s_t: the recurrence, forward in time
-    a_s = np.zeros((T, B, n_d), dtype)
+    # z_{s,t}, s_t: the recurrence, forward in time
+    z_s = np.zeros((T, B, n_d), dtype)
     s_ = np.zeros((T + 1, B, n_d), dtype)
     s_[0] = np.tanh(c @ W_0.T + b_0)
     for i in range(T):
-        # a_{s,t} = W_d u_t + V_d s_{t−1} + b_d
-        a_s[i] = u[i] @ W_d.T + s_[i] @ V_d.T + b_d
-        # s_t = tanh(a_{s,t})
-        s_[i + 1] = np.tanh(a_s[i])
+        # z_{s,t} = W_d u_t + V_d s_{t−1} + b_d
+        z_s[i] = u[i] @ W_d.T + s_[i] @ V_d.T + b_d
+        # s_t = tanh(z_{s,t})
+        s_[i + 1] = np.tanh(z_s[i])
     # ŷ_t = W_y s_t + b_y
     y_hat = _matvec(W_y, s_[1:])
     y_hat += b_y
@@ -327,61 +327,61 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "a_e": _external(a_e, _batched, False),
+            "z_e": _external(z_e, _batched, False),
             "e": _external(e_[1:], _batched, False),
             "c": _external(c, _batched, False),
-            "a_s": _external(a_s, _batched, False),
+            "z_s": _external(z_s, _batched, False),
             "s": _external(s_[1:], _batched, False),
             "y_hat": _external(y_hat, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del a_e, a_s  # not read by the backward pass
+    del z_e, z_s  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = ŷ_t − y_t
     d_y_hat = y_hat - y
-    # δs_t, δa_{s,t}: the adjoint recurrence, backwards in time
+    # δs_t, δz_{s,t}: the adjoint recurrence, backwards in time
     d_s_ = np.zeros((T, B, n_d), dtype)
-    d_a_s = np.zeros((T, B, n_d), dtype)
+    d_z_s = np.zeros((T, B, n_d), dtype)
     for i in reversed(range(T)):
-        # δs_t = W_yᵀ δŷ_t + V_dᵀ δa_{s,t+1}
+        # δs_t = W_yᵀ δŷ_t + V_dᵀ δz_{s,t+1}
         d_s_[i] += d_y_hat[i] @ W_y
         if i + 1 < T:
-            d_s_[i] += d_a_s[i + 1] @ V_d
-        # δa_{s,t} = δs_t ⊙ (1 − s_t ⊙ s_t)
-        d_a_s[i] += d_s_[i] * (1 - (s_[i + 1] ** 2))
-    # δs_0 = V_dᵀ δa_{s,1}
-    _d_s__state = d_a_s[0] @ V_d
+            d_s_[i] += d_z_s[i + 1] @ V_d
+        # δz_{s,t} = δs_t ⊙ (1 − s_t ⊙ s_t)
+        d_z_s[i] += d_s_[i] * (1 - (s_[i + 1] ** 2))
+    # δs_0 = V_dᵀ δz_{s,1}
+    _d_s__state = d_z_s[0] @ V_d
     # δc = W_0ᵀ (δs_0 ⊙ (1 − s_0 ⊙ s_0))
     d_c = (_d_s__state * (1 - (s_[0] ** 2))) @ W_0
-    # δe_t, δa_{e,t}: the adjoint recurrence, backwards in time
+    # δe_t, δz_{e,t}: the adjoint recurrence, backwards in time
     d_e_ = np.zeros((T, B, n_e), dtype)
     d_e_[-1] += d_c
-    d_a_e = np.zeros((T, B, n_e), dtype)
+    d_z_e = np.zeros((T, B, n_e), dtype)
     for i in reversed(range(T)):
-        # δe_t = V_eᵀ δa_{e,t+1}
+        # δe_t = V_eᵀ δz_{e,t+1}
         if i + 1 < T:
-            d_e_[i] += d_a_e[i + 1] @ V_e
-        # δa_{e,t} = δe_t ⊙ (1 − e_t ⊙ e_t)
-        d_a_e[i] += d_e_[i] * (1 - (e_[i + 1] ** 2))
-    # ∂L/∂W_e = Σ_t δa_{e,t} x_tᵀ
-    g_W_e = _outer(d_a_e, x_)
-    # ∂L/∂V_e = Σ_t δa_{e,t} e_{t−1}ᵀ
-    g_V_e = _outer(d_a_e, e_[:-1])
-    # ∂L/∂b_e = Σ_t δa_{e,t}
-    g_b_e = _sum_examples(d_a_e)
+            d_e_[i] += d_z_e[i + 1] @ V_e
+        # δz_{e,t} = δe_t ⊙ (1 − e_t ⊙ e_t)
+        d_z_e[i] += d_e_[i] * (1 - (e_[i + 1] ** 2))
+    # ∂L/∂W_e = Σ_t δz_{e,t} x_tᵀ
+    g_W_e = _outer(d_z_e, x_)
+    # ∂L/∂V_e = Σ_t δz_{e,t} e_{t−1}ᵀ
+    g_V_e = _outer(d_z_e, e_[:-1])
+    # ∂L/∂b_e = Σ_t δz_{e,t}
+    g_b_e = _sum_examples(d_z_e)
     # ∂L/∂W_0 = (δs_0 ⊙ (1 − s_0 ⊙ s_0)) cᵀ
     g_W_0 = _outer(_d_s__state * (1 - (s_[0] ** 2)), c)
     # ∂L/∂b_0 = δs_0 ⊙ (1 − s_0 ⊙ s_0)
     g_b_0 = _sum_examples(_d_s__state * (1 - (s_[0] ** 2)))
-    # ∂L/∂W_d = Σ_t δa_{s,t} u_tᵀ
-    g_W_d = _outer(d_a_s, u)
-    # ∂L/∂V_d = Σ_t δa_{s,t} s_{t−1}ᵀ
-    g_V_d = _outer(d_a_s, s_[:-1])
-    # ∂L/∂b_d = Σ_t δa_{s,t}
-    g_b_d = _sum_examples(d_a_s)
+    # ∂L/∂W_d = Σ_t δz_{s,t} u_tᵀ
+    g_W_d = _outer(d_z_s, u)
+    # ∂L/∂V_d = Σ_t δz_{s,t} s_{t−1}ᵀ
+    g_V_d = _outer(d_z_s, s_[:-1])
+    # ∂L/∂b_d = Σ_t δz_{s,t}
+    g_b_d = _sum_examples(d_z_s)
     # ∂L/∂W_y = Σ_t δŷ_t s_tᵀ
     g_W_y = _outer(d_y_hat, s_[1:])
     # ∂L/∂b_y = Σ_t δŷ_t

@@ -293,126 +293,126 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
-    # y_{f,t} = W_f z_t + b_f
-    # y_{i,t} = W_i z_t + b_i
-    # y_{o,t} = W_o z_t + b_o
-    # y_{g,t} = W_g z_t + b_g
+    # z_{f,t}, z_{i,t}, z_{o,t}, z_{g,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
+    # z_{f,t} = W_f v_t + b_f
+    # z_{i,t} = W_i v_t + b_i
+    # z_{o,t} = W_o v_t + b_o
+    # z_{g,t} = W_g v_t + b_g
     _stack0_W = np.concatenate([W_f[:, :n_h], W_i[:, :n_h], W_o[:, :n_h], W_g[:, :n_h]])
     _stack0 = _matvec(np.concatenate([W_f[:, n_h:n_h + n_x], W_i[:, n_h:n_h + n_x], W_o[:, n_h:n_h + n_x], W_g[:, n_h:n_h + n_x]]), x_)
     _stack0 += np.concatenate([b_f, b_i, b_o, b_g])
-    y_f, y_i, y_o, y_g = np.split(_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
+    z_f, z_i, z_o, z_g = np.split(_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     _stack0_out0 = np.empty((T, B, 3 * n_h), dtype)
     f, i_, o = np.split(_stack0_out0, [n_h, 2 * n_h], axis=-1)
     g = np.empty((T, B, n_h), dtype)
     c = np.zeros((T + 1, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product
+        # z_{f,t}, z_{i,t}, z_{o,t}, z_{g,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
-        # f_t = σ(y_{f,t}), i_t = σ(y_{i,t}), o_t = σ(y_{o,t}): one call
+        # f_t = σ(z_{f,t}), i_t = σ(z_{i,t}), o_t = σ(z_{o,t}): one call
         _sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])
-        # g_t = tanh(y_{g,t})
-        np.tanh(y_g[i], out=g[i])
+        # g_t = tanh(z_{g,t})
+        np.tanh(z_g[i], out=g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
         np.multiply(f[i], c[i], out=c[i + 1])
         c[i + 1] += i_[i] * g[i]
         # h_t = o_t ⊙ tanh(c_t)
         np.tanh(c[i + 1], out=h[i + 1])
         h[i + 1] *= o[i]
-    # z_t = [h_{t−1}; x_t]
-    z_ = _concat(h[:-1], x_)
-    # y_{p,t} = W_y h_t + b_y
-    y_p = _matvec(W_y, h[1:])
-    y_p += b_y
-    # p_t = softmax(y_{p,t})
-    p_, _log_p = _softmax_and_log(y_p)
+    # v_t = [h_{t−1}; x_t]
+    v_ = _concat(h[:-1], x_)
+    # z_{p,t} = W_y h_t + b_y
+    z_p = _matvec(W_y, h[1:])
+    z_p += b_y
+    # p_t = softmax(z_{p,t})
+    p_, _log_p = _softmax_and_log(z_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "z": _external(z_, _batched, False),
-            "y_f": _external(y_f, _batched, False),
+            "v": _external(v_, _batched, False),
+            "z_f": _external(z_f, _batched, False),
             "f": _external(f, _batched, False),
-            "y_i": _external(y_i, _batched, False),
+            "z_i": _external(z_i, _batched, False),
             "i": _external(i_, _batched, False),
-            "y_o": _external(y_o, _batched, False),
+            "z_o": _external(z_o, _batched, False),
             "o": _external(o, _batched, False),
-            "y_g": _external(y_g, _batched, False),
+            "z_g": _external(z_g, _batched, False),
             "g": _external(g, _batched, False),
             "c": _external(c[1:], _batched, False),
             "h": _external(h[1:], _batched, False),
-            "y_p": _external(y_p, _batched, False),
+            "z_p": _external(z_p, _batched, False),
             "p": _external(p_, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del y_f, y_i, y_o, y_g, y_p, _stack0, _log_p  # not read by the backward pass
+    del z_f, z_i, z_o, z_g, z_p, _stack0, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # δy_{p,t} = p_t − r_t
-    d_y_p = p_ - r
-    # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}: the part outside the recurrence
-    d_h = _matvec(W_y.T, d_y_p)
+    # δz_{p,t} = p_t − r_t
+    d_z_p = p_ - r
+    # δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}: the part outside the recurrence
+    d_h = _matvec(W_y.T, d_z_p)
     # tanh(c_t), for every step at once, read below
     _tanh_c = np.tanh(c[1:])
     # o_t ⊙ (1 − tanh²(c_t)), for every step at once
     _d_c_0 = 1 - (_tanh_c ** 2)
     _d_c_0 *= o
     # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
-    _d_y_g_0 = 1 - (g ** 2)
-    _d_y_g_0 *= i_
+    _d_z_g_0 = 1 - (g ** 2)
+    _d_z_g_0 *= i_
     # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
-    _d_y_o_0 = 1 - o
-    _d_y_o_0 *= _tanh_c
-    _d_y_o_0 *= o
+    _d_z_o_0 = 1 - o
+    _d_z_o_0 *= _tanh_c
+    _d_z_o_0 *= o
     # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
-    _d_y_i_0 = 1 - i_
-    _d_y_i_0 *= g
-    _d_y_i_0 *= i_
+    _d_z_i_0 = 1 - i_
+    _d_z_i_0 *= g
+    _d_z_i_0 *= i_
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
-    _d_y_f_0 = 1 - f
-    _d_y_f_0 *= c[:-1]
-    _d_y_f_0 *= f
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
-    g_W_y = _outer(d_y_p, h[1:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
+    _d_z_f_0 = 1 - f
+    _d_z_f_0 *= c[:-1]
+    _d_z_f_0 *= f
+    # ∂L/∂W_y = Σ_t δz_{p,t} h_tᵀ
+    g_W_y = _outer(d_z_p, h[1:])
+    # ∂L/∂b_y = Σ_t δz_{p,t}
+    g_b_y = _sum_examples(d_z_p)
     # not read from here on: freed, so the loop reuses their memory
-    del d_y_p, p_, r, _tanh_c, c, o, g, i_, h
+    del d_z_p, p_, r, _tanh_c, c, o, g, i_, h
     d_c = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 4 * n_h), dtype)
-    d_y_f, d_y_i, d_y_o, d_y_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
+    d_z_f, d_z_i, d_z_o, d_z_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     for i in reversed(range(T)):
-        # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}
+        # δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}
         if i + 1 < T:
             d_h[i] += _d_stack0[i + 1] @ _stack0_W
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
         np.multiply(_d_c_0[i], d_h[i], out=d_c[i])
         if i + 1 < T:
             d_c[i] += f[i + 1] * d_c[i + 1]
-        # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        np.multiply(_d_y_g_0[i], d_c[i], out=d_y_g[i])
-        # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        np.multiply(_d_y_o_0[i], d_h[i], out=d_y_o[i])
-        # δy_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        np.multiply(_d_y_i_0[i], d_c[i], out=d_y_i[i])
-        # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        np.multiply(_d_y_f_0[i], d_c[i], out=d_y_f[i])
+        # δz_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
+        np.multiply(_d_z_g_0[i], d_c[i], out=d_z_g[i])
+        # δz_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
+        np.multiply(_d_z_o_0[i], d_h[i], out=d_z_o[i])
+        # δz_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
+        np.multiply(_d_z_i_0[i], d_c[i], out=d_z_i[i])
+        # δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
+        np.multiply(_d_z_f_0[i], d_c[i], out=d_z_f[i])
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
-    # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
-    # ∂L/∂W_i = Σ_t δy_{i,t} z_tᵀ
-    # ∂L/∂W_o = Σ_t δy_{o,t} z_tᵀ
-    # ∂L/∂W_g = Σ_t δy_{g,t} z_tᵀ
-    _g_stack0_0 = _outer(_d_stack0, z_)
+    # ∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ
+    # ∂L/∂W_i = Σ_t δz_{i,t} v_tᵀ
+    # ∂L/∂W_o = Σ_t δz_{o,t} v_tᵀ
+    # ∂L/∂W_g = Σ_t δz_{g,t} v_tᵀ
+    _g_stack0_0 = _outer(_d_stack0, v_)
     g_W_f, g_W_i, g_W_o, g_W_g = np.split(_g_stack0_0, [n_h, 2 * n_h, 3 * n_h])
     # ∂L/∂b_f, ∂L/∂b_i, ∂L/∂b_o, ∂L/∂b_g: one sum of the stacked δ, split by rows
-    # ∂L/∂b_f = Σ_t δy_{f,t}
-    # ∂L/∂b_i = Σ_t δy_{i,t}
-    # ∂L/∂b_o = Σ_t δy_{o,t}
-    # ∂L/∂b_g = Σ_t δy_{g,t}
+    # ∂L/∂b_f = Σ_t δz_{f,t}
+    # ∂L/∂b_i = Σ_t δz_{i,t}
+    # ∂L/∂b_o = Σ_t δz_{o,t}
+    # ∂L/∂b_g = Σ_t δz_{g,t}
     _g_stack0_1 = _sum_examples(_d_stack0)
     g_b_f, g_b_i, g_b_o, g_b_g = np.split(_g_stack0_1, [n_h, 2 * n_h, 3 * n_h])
     _grads = {

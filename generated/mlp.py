@@ -276,14 +276,14 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # a^(h1) = W1 x + b1
-    a_h1 = x_ @ W1.T + b1
-    # h1 = relu(a^(h1))
-    h1 = np.maximum(a_h1, 0)
-    # a^(h2) = W2 h1 + b2
-    a_h2 = h1 @ W2.T + b2
-    # h2 = softplus(a^(h2))
-    h2 = np.logaddexp(0, a_h2)
+    # z_{h,1} = W1 x + b1
+    z_h_1 = x_ @ W1.T + b1
+    # h1 = relu(z_{h,1})
+    h1 = np.maximum(z_h_1, 0)
+    # z_{h,2} = W2 h1 + b2
+    z_h_2 = h1 @ W2.T + b2
+    # h2 = softplus(z_{h,2})
+    h2 = np.logaddexp(0, z_h_2)
     # ŷ = W3 h2 + b3
     y_hat = h2 @ W3.T + b3
     # ŷ − y, read more than once
@@ -293,9 +293,9 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "a_h1": _external(a_h1, _batched, False),
+            "z_h_1": _external(z_h_1, _batched, False),
             "h1": _external(h1, _batched, False),
-            "a_h2": _external(a_h2, _batched, False),
+            "z_h_2": _external(z_h_2, _batched, False),
             "h2": _external(h2, _batched, False),
             "y_hat": _external(y_hat, _batched, False),
             "L": _external(L, _batched, True),
@@ -307,18 +307,18 @@ def _run(params, data, want):
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ = ŷ − y
     d_y_hat = _v0
-    # δa^(h2) = σ(a^(h2)) ⊙ W3ᵀ δŷ
-    d_a_h2 = (d_y_hat @ W3) * _sigmoid(a_h2)
-    # δa^(h1) = 𝟙[a^(h1) > 0] ⊙ W2ᵀ δa^(h2)
-    d_a_h1 = (d_a_h2 @ W2) * (a_h1 > 0).astype(dtype)
-    # ∂L/∂W1 = δa^(h1) xᵀ
-    g_W1 = _outer(d_a_h1, x_)
-    # ∂L/∂b1 = δa^(h1)
-    g_b1 = _sum_examples(d_a_h1)
-    # ∂L/∂W2 = δa^(h2) h1ᵀ
-    g_W2 = _outer(d_a_h2, h1)
-    # ∂L/∂b2 = δa^(h2)
-    g_b2 = _sum_examples(d_a_h2)
+    # δz_{h,2} = σ(z_{h,2}) ⊙ W3ᵀ δŷ
+    d_z_h_2 = (d_y_hat @ W3) * _sigmoid(z_h_2)
+    # δz_{h,1} = 𝟙[z_{h,1} > 0] ⊙ W2ᵀ δz_{h,2}
+    d_z_h_1 = (d_z_h_2 @ W2) * (z_h_1 > 0).astype(dtype)
+    # ∂L/∂W1 = δz_{h,1} xᵀ
+    g_W1 = _outer(d_z_h_1, x_)
+    # ∂L/∂b1 = δz_{h,1}
+    g_b1 = _sum_examples(d_z_h_1)
+    # ∂L/∂W2 = δz_{h,2} h1ᵀ
+    g_W2 = _outer(d_z_h_2, h1)
+    # ∂L/∂b2 = δz_{h,2}
+    g_b2 = _sum_examples(d_z_h_2)
     # ∂L/∂W3 = δŷ h2ᵀ
     g_W3 = _outer(d_y_hat, h2)
     # ∂L/∂b3 = δŷ

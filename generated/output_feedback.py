@@ -277,17 +277,17 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h: the part that does not depend on the recurrence
-    a_h = _matvec(W_x, x_)
-    a_h += b_h
+    # z_{h,t} = W_x x_t + W_f y_{t−1} + b_h: the part that does not depend on the recurrence
+    z_h = _matvec(W_x, x_)
+    z_h += b_h
     h = np.empty((T, B, n_h), dtype)
     y = np.zeros((T + 1, B, n_y), dtype)
     y[0] = y0  # y_0
     for i in range(T):
-        # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-        a_h[i] += y[i] @ W_f.T
-        # h_t = tanh(a_{h,t})
-        np.tanh(a_h[i], out=h[i])
+        # z_{h,t} = W_x x_t + W_f y_{t−1} + b_h
+        z_h[i] += y[i] @ W_f.T
+        # h_t = tanh(z_{h,t})
+        np.tanh(z_h[i], out=h[i])
         # y_t = W_y h_t + b_y
         y[i + 1] = h[i] @ W_y.T
         y[i + 1] += b_y
@@ -296,41 +296,41 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "a_h": _external(a_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h, _batched, False),
             "y": _external(y[1:], _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del a_h  # not read by the backward pass
+    del z_h  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}: the part outside the recurrence
+    # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}: the part outside the recurrence
     d_y = y[1:] - y_ref
     # 1 − h_t ⊙ h_t, for every step at once
-    _d_a_h_0 = 1 - (h ** 2)
+    _d_z_h_0 = 1 - (h ** 2)
     # not read from here on: freed, so the loop reuses their memory
     del y_ref
-    d_a_h = np.empty((T, B, n_h), dtype)
+    d_z_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}
+        # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_y[i] += d_a_h[i + 1] @ W_f
-        # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        np.multiply(_d_a_h_0[i], d_y[i] @ W_y, out=d_a_h[i])
-    # ∂L/∂W_x = Σ_t δa_{h,t} x_tᵀ
-    g_W_x = _outer(d_a_h, x_)
-    # ∂L/∂W_f = Σ_t δa_{h,t} y_{t−1}ᵀ
-    g_W_f = _outer(d_a_h, y[:-1])
-    # ∂L/∂b_h = Σ_t δa_{h,t}
-    g_b_h = _sum_examples(d_a_h)
+            d_y[i] += d_z_h[i + 1] @ W_f
+        # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
+        np.multiply(_d_z_h_0[i], d_y[i] @ W_y, out=d_z_h[i])
+    # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
+    g_W_x = _outer(d_z_h, x_)
+    # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ
+    g_W_f = _outer(d_z_h, y[:-1])
+    # ∂L/∂b_h = Σ_t δz_{h,t}
+    g_b_h = _sum_examples(d_z_h)
     # ∂L/∂W_y = Σ_t δy_t h_tᵀ
     g_W_y = _outer(d_y, h)
     # ∂L/∂b_y = Σ_t δy_t
     g_b_y = _sum_examples(d_y)
-    # ∂L/∂y0 = W_fᵀ δa_{h,1}
-    g_y0 = _sum_examples(d_a_h[0] @ W_f)
+    # ∂L/∂y0 = W_fᵀ δz_{h,1}
+    g_y0 = _sum_examples(d_z_h[0] @ W_f)
     _grads = {
         "W_x": g_W_x,
         "W_f": g_W_f,

@@ -284,73 +284,73 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b: the part that does not depend on the recurrence
-    y_h = _matvec(W, x_)
-    y_h += b
+    # z_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b: the part that does not depend on the recurrence
+    z_h = _matvec(W, x_)
+    z_h += b
     h = np.zeros((T + 2, B, n_h), dtype)
     h[0] = h_prev  # h_{-1}
     h[1] = h_init  # h_0
     for i in range(T):
-        # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-        y_h[i] += h[i + 1] @ A_1.T + h[i] @ A_2.T
-        # h_t = tanh(y_{h,t})
-        np.tanh(y_h[i], out=h[i + 2])
-    # y_{p,t} = W_y h_t + b_y
-    y_p = _matvec(W_y, h[2:])
-    y_p += b_y
-    # p_t = softmax(y_{p,t})
-    p_, _log_p = _softmax_and_log(y_p)
+        # z_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
+        z_h[i] += h[i + 1] @ A_1.T + h[i] @ A_2.T
+        # h_t = tanh(z_{h,t})
+        np.tanh(z_h[i], out=h[i + 2])
+    # z_{p,t} = W_y h_t + b_y
+    z_p = _matvec(W_y, h[2:])
+    z_p += b_y
+    # p_t = softmax(z_{p,t})
+    p_, _log_p = _softmax_and_log(z_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "y_h": _external(y_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h[2:], _batched, False),
-            "y_p": _external(y_p, _batched, False),
+            "z_p": _external(z_p, _batched, False),
             "p": _external(p_, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del y_h, y_p, _log_p  # not read by the backward pass
+    del z_h, z_p, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # δy_{p,t} = p_t − r_t
-    d_y_p = p_ - r
-    # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}: the part outside the recurrence
-    d_h = _matvec(W_y.T, d_y_p)
+    # δz_{p,t} = p_t − r_t
+    d_z_p = p_ - r
+    # δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}: the part outside the recurrence
+    d_h = _matvec(W_y.T, d_z_p)
     # 1 − h_t ⊙ h_t, for every step at once
-    _d_y_h_0 = 1 - (h[2:] ** 2)
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_tᵀ
-    g_W_y = _outer(d_y_p, h[2:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
+    _d_z_h_0 = 1 - (h[2:] ** 2)
+    # ∂L/∂W_y = Σ_t δz_{p,t} h_tᵀ
+    g_W_y = _outer(d_z_p, h[2:])
+    # ∂L/∂b_y = Σ_t δz_{p,t}
+    g_b_y = _sum_examples(d_z_p)
     # not read from here on: freed, so the loop reuses their memory
-    del d_y_p, p_, r
-    d_y_h = np.empty((T, B, n_h), dtype)
+    del d_z_p, p_, r
+    d_z_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}
+        # δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}
         if i + 1 < T:
-            d_h[i] += d_y_h[i + 1] @ A_1
+            d_h[i] += d_z_h[i + 1] @ A_1
         if i + 2 < T:
-            d_h[i] += d_y_h[i + 2] @ A_2
-        # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        np.multiply(_d_y_h_0[i], d_h[i], out=d_y_h[i])
-    # ∂L/∂W = Σ_t δy_{h,t} x_tᵀ
-    g_W = _outer(d_y_h, x_)
-    # ∂L/∂A_1 = Σ_t δy_{h,t} h_{t−1}ᵀ
-    g_A_1 = _outer(d_y_h, h[1:-1])
-    # ∂L/∂A_2 = Σ_t δy_{h,t} h_{t−2}ᵀ
-    g_A_2 = _outer(d_y_h, h[:-2])
-    # ∂L/∂b = Σ_t δy_{h,t}
-    g_b = _sum_examples(d_y_h)
-    # ∂L/∂h^(init) = A_1ᵀ δy_{h,1} + A_2ᵀ δy_{h,2}
-    g_h_init = _sum_examples(d_y_h[0] @ A_1)
+            d_h[i] += d_z_h[i + 2] @ A_2
+        # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
+        np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+    # ∂L/∂W = Σ_t δz_{h,t} x_tᵀ
+    g_W = _outer(d_z_h, x_)
+    # ∂L/∂A_1 = Σ_t δz_{h,t} h_{t−1}ᵀ
+    g_A_1 = _outer(d_z_h, h[1:-1])
+    # ∂L/∂A_2 = Σ_t δz_{h,t} h_{t−2}ᵀ
+    g_A_2 = _outer(d_z_h, h[:-2])
+    # ∂L/∂b = Σ_t δz_{h,t}
+    g_b = _sum_examples(d_z_h)
+    # ∂L/∂h^(init) = A_1ᵀ δz_{h,1} + A_2ᵀ δz_{h,2}
+    g_h_init = _sum_examples(d_z_h[0] @ A_1)
     if T >= 2:
-        g_h_init = g_h_init + _sum_examples(d_y_h[1] @ A_2)
-    # ∂L/∂h^(prev) = A_2ᵀ δy_{h,1}
-    g_h_prev = _sum_examples(d_y_h[0] @ A_2)
+        g_h_init = g_h_init + _sum_examples(d_z_h[1] @ A_2)
+    # ∂L/∂h^(prev) = A_2ᵀ δz_{h,1}
+    g_h_prev = _sum_examples(d_z_h[0] @ A_2)
     _grads = {
         "W": g_W,
         "A_1": g_A_1,

@@ -292,25 +292,25 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # y_{a,t} = W^(in) x_t + b^(in)
-    y_a = _matvec(W_in, x_)
-    y_a += b_in
-    # a^(in)_t = σ(y_{a,t})
-    a_in = _sigmoid(y_a)
-    # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    y_h = _matvec(U, a_in)
-    y_h += b_h
+    # z_{a,t} = W^(in) x_t + b^(in)
+    z_a = _matvec(W_in, x_)
+    z_a += b_in
+    # a^(in)_t = σ(z_{a,t})
+    a_in = _sigmoid(z_a)
+    # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
+    z_h = _matvec(U, a_in)
+    z_h += b_h
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h
-        y_h[i] += h[i] @ V.T
-        # h_t = σ(y_{h,t})
-        _sigmoid(y_h[i], out=h[i + 1])
-    # y_{o,t} = W h_t + b_o
-    y_o = _matvec(W, h[1:])
-    y_o += b_o
-    # o_t = σ(y_{o,t})
-    o = _sigmoid(y_o)
+        # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h
+        z_h[i] += h[i] @ V.T
+        # h_t = σ(z_{h,t})
+        _sigmoid(z_h[i], out=h[i + 1])
+    # z_{o,t} = W h_t + b_o
+    z_o = _matvec(W, h[1:])
+    z_o += b_o
+    # o_t = σ(z_{o,t})
+    o = _sigmoid(z_o)
     # h^(out)_t = W^(out) o_t + b^(out)
     h_out = _matvec(W_out, o)
     h_out += b_out
@@ -321,11 +321,11 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "y_a": _external(y_a, _batched, False),
+            "z_a": _external(z_a, _batched, False),
             "a_in": _external(a_in, _batched, False),
-            "y_h": _external(y_h, _batched, False),
+            "z_h": _external(z_h, _batched, False),
             "h": _external(h[1:], _batched, False),
-            "y_o": _external(y_o, _batched, False),
+            "z_o": _external(z_o, _batched, False),
             "o": _external(o, _batched, False),
             "h_out": _external(h_out, _batched, False),
             "r_hat": _external(r_hat, _batched, False),
@@ -333,51 +333,51 @@ def _run(params, data, want):
         }
     if want == "loss":
         return _loss
-    del y_a, y_h, y_o, h_out, _log_r_hat  # not read by the backward pass
+    del z_a, z_h, z_o, h_out, _log_r_hat  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δh^(out)_t = r̂_t − r_t
     d_h_out = r_hat - r
-    # δy_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
-    d_y_o = _matvec(W_out.T, d_h_out)
-    d_y_o *= o
-    d_y_o *= 1 - o
-    # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}: the part outside the recurrence
-    d_h = _matvec(W.T, d_y_o)
+    # δz_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
+    d_z_o = _matvec(W_out.T, d_h_out)
+    d_z_o *= o
+    d_z_o *= 1 - o
+    # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}: the part outside the recurrence
+    d_h = _matvec(W.T, d_z_o)
     # h_t ⊙ (1 − h_t), for every step at once
-    _d_y_h_0 = 1 - h[1:]
-    _d_y_h_0 *= h[1:]
-    # ∂L/∂W = Σ_t δy_{o,t} h_tᵀ
-    g_W = _outer(d_y_o, h[1:])
-    # ∂L/∂b_o = Σ_t δy_{o,t}
-    g_b_o = _sum_examples(d_y_o)
+    _d_z_h_0 = 1 - h[1:]
+    _d_z_h_0 *= h[1:]
+    # ∂L/∂W = Σ_t δz_{o,t} h_tᵀ
+    g_W = _outer(d_z_o, h[1:])
+    # ∂L/∂b_o = Σ_t δz_{o,t}
+    g_b_o = _sum_examples(d_z_o)
     # ∂L/∂W^(out) = Σ_t δh^(out)_t o_tᵀ
     g_W_out = _outer(d_h_out, o)
     # ∂L/∂b^(out) = Σ_t δh^(out)_t
     g_b_out = _sum_examples(d_h_out)
     # not read from here on: freed, so the loop reuses their memory
-    del d_h_out, r_hat, r, d_y_o, o
-    d_y_h = np.empty((T, B, n_h), dtype)
+    del d_h_out, r_hat, r, d_z_o, o
+    d_z_h = np.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
-        # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
+        # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_h[i] += d_y_h[i + 1] @ V
-        # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        np.multiply(_d_y_h_0[i], d_h[i], out=d_y_h[i])
-    # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
-    d_y_a = _matvec(U.T, d_y_h)
-    d_y_a *= a_in
-    d_y_a *= 1 - a_in
-    # ∂L/∂W^(in) = Σ_t δy_{a,t} x_tᵀ
-    g_W_in = _outer(d_y_a, x_)
-    # ∂L/∂b^(in) = Σ_t δy_{a,t}
-    g_b_in = _sum_examples(d_y_a)
-    # ∂L/∂U = Σ_t δy_{h,t} a^(in)_tᵀ
-    g_U = _outer(d_y_h, a_in)
-    # ∂L/∂V = Σ_t δy_{h,t} h_{t−1}ᵀ
-    g_V = _outer(d_y_h, h[:-1])
-    # ∂L/∂b_h = Σ_t δy_{h,t}
-    g_b_h = _sum_examples(d_y_h)
+            d_h[i] += d_z_h[i + 1] @ V
+        # δz_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
+        np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+    # δz_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δz_{h,t}
+    d_z_a = _matvec(U.T, d_z_h)
+    d_z_a *= a_in
+    d_z_a *= 1 - a_in
+    # ∂L/∂W^(in) = Σ_t δz_{a,t} x_tᵀ
+    g_W_in = _outer(d_z_a, x_)
+    # ∂L/∂b^(in) = Σ_t δz_{a,t}
+    g_b_in = _sum_examples(d_z_a)
+    # ∂L/∂U = Σ_t δz_{h,t} a^(in)_tᵀ
+    g_U = _outer(d_z_h, a_in)
+    # ∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ
+    g_V = _outer(d_z_h, h[:-1])
+    # ∂L/∂b_h = Σ_t δz_{h,t}
+    g_b_h = _sum_examples(d_z_h)
     _grads = {
         "W_in": g_W_in,
         "b_in": g_b_in,

@@ -287,87 +287,87 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1: the part that does not depend on the recurrence
-    y_h_1 = _matvec(W_1, x_)
-    y_h_1 += b_1
+    # z_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1: the part that does not depend on the recurrence
+    z_h_1 = _matvec(W_1, x_)
+    z_h_1 += b_1
     h_1 = np.zeros((T + 1, B, n_1), dtype)
-    y_h_2 = np.empty((T, B, n_2), dtype)
+    z_h_2 = np.empty((T, B, n_2), dtype)
     h_2 = np.zeros((T + 1, B, n_2), dtype)
     for i in range(T):
-        # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
-        y_h_1[i] += h_1[i] @ U_1.T
-        # h_{1,t} = tanh(y_{h,1,t})
-        np.tanh(y_h_1[i], out=h_1[i + 1])
-        # y_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
-        y_h_2[i] = h_1[i + 1] @ W_2.T
-        y_h_2[i] += h_2[i] @ U_2.T
-        y_h_2[i] += b_2
-        # h_{2,t} = tanh(y_{h,2,t})
-        np.tanh(y_h_2[i], out=h_2[i + 1])
-    # y_{p,t} = W_y h_{2,t} + b_y
-    y_p = _matvec(W_y, h_2[1:])
-    y_p += b_y
-    # p_t = softmax(y_{p,t})
-    p_, _log_p = _softmax_and_log(y_p)
+        # z_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
+        z_h_1[i] += h_1[i] @ U_1.T
+        # h_{1,t} = tanh(z_{h,1,t})
+        np.tanh(z_h_1[i], out=h_1[i + 1])
+        # z_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
+        z_h_2[i] = h_1[i + 1] @ W_2.T
+        z_h_2[i] += h_2[i] @ U_2.T
+        z_h_2[i] += b_2
+        # h_{2,t} = tanh(z_{h,2,t})
+        np.tanh(z_h_2[i], out=h_2[i + 1])
+    # z_{p,t} = W_y h_{2,t} + b_y
+    z_p = _matvec(W_y, h_2[1:])
+    z_p += b_y
+    # p_t = softmax(z_{p,t})
+    p_, _log_p = _softmax_and_log(z_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = np.sum(-np.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "y_h_1": _external(y_h_1, _batched, False),
+            "z_h_1": _external(z_h_1, _batched, False),
             "h_1": _external(h_1[1:], _batched, False),
-            "y_h_2": _external(y_h_2, _batched, False),
+            "z_h_2": _external(z_h_2, _batched, False),
             "h_2": _external(h_2[1:], _batched, False),
-            "y_p": _external(y_p, _batched, False),
+            "z_p": _external(z_p, _batched, False),
             "p": _external(p_, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del y_h_1, y_h_2, y_p, _log_p  # not read by the backward pass
+    del z_h_1, z_h_2, z_p, _log_p  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # δy_{p,t} = p_t − r_t
-    d_y_p = p_ - r
-    # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}: the part outside the recurrence
-    d_h_2 = _matvec(W_y.T, d_y_p)
+    # δz_{p,t} = p_t − r_t
+    d_z_p = p_ - r
+    # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}: the part outside the recurrence
+    d_h_2 = _matvec(W_y.T, d_z_p)
     # 1 − h_{2,t} ⊙ h_{2,t}, for every step at once
-    _d_y_h_2_0 = 1 - (h_2[1:] ** 2)
+    _d_z_h_2_0 = 1 - (h_2[1:] ** 2)
     # 1 − h_{1,t} ⊙ h_{1,t}, for every step at once
-    _d_y_h_1_0 = 1 - (h_1[1:] ** 2)
-    # ∂L/∂W_y = Σ_t δy_{p,t} h_{2,t}ᵀ
-    g_W_y = _outer(d_y_p, h_2[1:])
-    # ∂L/∂b_y = Σ_t δy_{p,t}
-    g_b_y = _sum_examples(d_y_p)
+    _d_z_h_1_0 = 1 - (h_1[1:] ** 2)
+    # ∂L/∂W_y = Σ_t δz_{p,t} h_{2,t}ᵀ
+    g_W_y = _outer(d_z_p, h_2[1:])
+    # ∂L/∂b_y = Σ_t δz_{p,t}
+    g_b_y = _sum_examples(d_z_p)
     # not read from here on: freed, so the loop reuses their memory
-    del d_y_p, p_, r
-    d_y_h_2 = np.empty((T, B, n_2), dtype)
+    del d_z_p, p_, r
+    d_z_h_2 = np.empty((T, B, n_2), dtype)
     d_h_1 = np.empty((T, B, n_1), dtype)
-    d_y_h_1 = np.empty((T, B, n_1), dtype)
+    d_z_h_1 = np.empty((T, B, n_1), dtype)
     for i in reversed(range(T)):
-        # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}
+        # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}
         if i + 1 < T:
-            d_h_2[i] += d_y_h_2[i + 1] @ U_2
-        # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        np.multiply(_d_y_h_2_0[i], d_h_2[i], out=d_y_h_2[i])
-        # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
-        d_h_1[i] = d_y_h_2[i] @ W_2
+            d_h_2[i] += d_z_h_2[i + 1] @ U_2
+        # δz_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
+        np.multiply(_d_z_h_2_0[i], d_h_2[i], out=d_z_h_2[i])
+        # δh_{1,t} = W_2ᵀ δz_{h,2,t} + U_1ᵀ δz_{h,1,t+1}
+        d_h_1[i] = d_z_h_2[i] @ W_2
         if i + 1 < T:
-            d_h_1[i] += d_y_h_1[i + 1] @ U_1
-        # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        np.multiply(_d_y_h_1_0[i], d_h_1[i], out=d_y_h_1[i])
-    # ∂L/∂W_1 = Σ_t δy_{h,1,t} x_tᵀ
-    g_W_1 = _outer(d_y_h_1, x_)
-    # ∂L/∂U_1 = Σ_t δy_{h,1,t} h_{1,t−1}ᵀ
-    g_U_1 = _outer(d_y_h_1, h_1[:-1])
-    # ∂L/∂b_1 = Σ_t δy_{h,1,t}
-    g_b_1 = _sum_examples(d_y_h_1)
-    # ∂L/∂W_2 = Σ_t δy_{h,2,t} h_{1,t}ᵀ
-    g_W_2 = _outer(d_y_h_2, h_1[1:])
-    # ∂L/∂U_2 = Σ_t δy_{h,2,t} h_{2,t−1}ᵀ
-    g_U_2 = _outer(d_y_h_2, h_2[:-1])
-    # ∂L/∂b_2 = Σ_t δy_{h,2,t}
-    g_b_2 = _sum_examples(d_y_h_2)
+            d_h_1[i] += d_z_h_1[i + 1] @ U_1
+        # δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
+        np.multiply(_d_z_h_1_0[i], d_h_1[i], out=d_z_h_1[i])
+    # ∂L/∂W_1 = Σ_t δz_{h,1,t} x_tᵀ
+    g_W_1 = _outer(d_z_h_1, x_)
+    # ∂L/∂U_1 = Σ_t δz_{h,1,t} h_{1,t−1}ᵀ
+    g_U_1 = _outer(d_z_h_1, h_1[:-1])
+    # ∂L/∂b_1 = Σ_t δz_{h,1,t}
+    g_b_1 = _sum_examples(d_z_h_1)
+    # ∂L/∂W_2 = Σ_t δz_{h,2,t} h_{1,t}ᵀ
+    g_W_2 = _outer(d_z_h_2, h_1[1:])
+    # ∂L/∂U_2 = Σ_t δz_{h,2,t} h_{2,t−1}ᵀ
+    g_U_2 = _outer(d_z_h_2, h_2[:-1])
+    # ∂L/∂b_2 = Σ_t δz_{h,2,t}
+    g_b_2 = _sum_examples(d_z_h_2)
     _grads = {
         "W_1": g_W_1,
         "U_1": g_U_1,

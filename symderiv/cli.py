@@ -196,9 +196,8 @@ def _check(args) -> int:
 
 
 def _verify(args) -> int:
-    from .claims.reading import read_claims
-    from .claims.verify import verify
+    from .api import verify
     _, d = _load(args.model)
-    report = verify(d, read_claims(args.claims, d))
+    report = verify(d, args.claims)
     sys.stdout.write(report.json() + "\n" if args.json else report.text())
     return 0 if report.all_correct else 1

@@ -47,3 +47,11 @@ class ModelError(SymderivError):
 
 class ClaimError(SymderivError):
     """A claim that cannot be read."""
+
+
+class UnknownNameError(SymderivError, KeyError):
+    """A name the model does not have, asked of the Python API (``Derivation.adjoint('y')``);
+    the message lists the names there are.  A ``KeyError`` too, as a lookup by name is."""
+
+    def __str__(self) -> str:
+        return self.message

@@ -289,26 +289,26 @@ def test_the_sweep_gives_each_input_of_a_product_its_vector_jacobian_product():
 
 
 def test_the_sweep_records_a_lag_as_a_term_from_the_next_step():
-    """h[t-1] read by y_h at step t: δh_t gets Uᵀ δy_{h,t+1}, a term of offset +1."""
+    """h[t-1] read by z_h at step t: δh_t gets Uᵀ δz_{h,t+1}, a term of offset +1."""
     model, pre, sweep = _swept(RECURRENT)
-    assert pre == {"h": "y_h"}
+    assert pre == {"h": "z_h"}
     adj = sweep.adjoints["h"]
     U = model.quantities["U"].symbol
-    y_h = model.quantities["y_h"].symbol
+    z_h = model.quantities["z_h"].symbol
     lagged = [t for t in adj.terms if t.offset == 1]
-    assert [t.expr for t in lagged] == [matmul(transpose(U), At(Delta(y_h), 1))]
-    assert ("y_h", 1) in adj.consumers and ("L", 0) in adj.consumers
-    assert all(t.offset == 0 for t in sweep.adjoints["y_h"].terms)
+    assert [t.expr for t in lagged] == [matmul(transpose(U), At(Delta(z_h), 1))]
+    assert ("z_h", 1) in adj.consumers and ("L", 0) in adj.consumers
+    assert all(t.offset == 0 for t in sweep.adjoints["z_h"].terms)
 
 
 def test_preactivations_are_named_and_keep_the_forward_values():
     model = symderiv.parse(STATIC.replace("z = W @ x + b", "z = tanh(W @ x + b)"), "pre.sdm")
     named, pre = name_preactivations(model)
-    assert pre == {"z": "y_z"}
-    y = named.quantities["y_z"]
+    assert pre == {"z": "a_z"}  # the model's own z takes the letter z: the pre-activation is a_z
+    y = named.quantities["a_z"]
     assert y.auxiliary and y.expr == model.quantities["z"].expr.arg
     assert named.quantities["z"].expr == Apply("tanh", y.symbol)
-    assert named.order.index("y_z") < named.order.index("z")
+    assert named.order.index("a_z") < named.order.index("z")
     k = 3
     leaves = [model.quantities[q].symbol for q in ("W", "b", "x")]
     env = dict(zip(leaves, (np.eye(k) * 0.5 + 0.1, np.ones((k, 1)), np.arange(k)[:, None] / k)))
@@ -319,16 +319,22 @@ def test_preactivations_are_named_and_keep_the_forward_values():
 
 
 def test_a_preactivation_letter_avoids_the_models_own_names():
-    """An output called y makes the pre-activation a_z, not y_z; two activations of one body
-    (h_1, h_2) get the whole name (y_h_1, y_h_2)."""
+    """The pre-activation of y is z_y (never y_y, whatever the model calls its output); a model
+    with a quantity z of its own (a GRU's update gate) gets a_h; two activations of one body
+    (h_1, h_2) get the whole name (z_h_1, z_h_2), and a layer's number stays a subscript (h1: z_h_1)."""
     text = ("dim n\nparam W: (n, n)\ninput x: n\ntarget r: n\ny = tanh(W @ x)\n"
             "loss L = squared_error(r, y)\n")
     _, pre = name_preactivations(symderiv.parse(text, "letters.sdm"))
+    assert pre == {"y": "z_y"}
+    _, pre = name_preactivations(symderiv.parse(text.replace("y = tanh(W @ x)", "z = W @ x\ny = tanh(W @ z)"),
+                                                "own_z.sdm"))
     assert pre == {"y": "a_y"}
     text = ("dim n\nparam W: (n, n)\ninput x: n\ntarget r: n\nh_1 = tanh(W @ x)\nh_2 = tanh(W @ h_1)\n"
             "loss L = squared_error(r, h_2)\n")
     _, pre = name_preactivations(symderiv.parse(text, "shared.sdm"))
-    assert pre == {"h_1": "y_h_1", "h_2": "y_h_2"}
+    assert pre == {"h_1": "z_h_1", "h_2": "z_h_2"}
+    _, pre = name_preactivations(symderiv.parse(text.replace("h_", "h"), "layers.sdm"))
+    assert pre == {"h1": "z_h_1", "h2": "z_h_2"}
 
 
 @pytest.mark.parametrize("readers, named", [(1, False), (2, True)])
@@ -339,7 +345,7 @@ def test_an_activation_read_once_is_inlined_and_one_read_twice_is_named(readers,
     model, _, sweep = _swept(text)
     _choose_named(model, sweep.adjoints)
     assert sweep.adjoints["a"].named is named
-    assert sweep.adjoints["o"].named and sweep.adjoints["y_a"].named  # not activations: always named
+    assert sweep.adjoints["o"].named and sweep.adjoints["z_a"].named  # not activations: always named
     d = symderiv.derive(symderiv.parse(text, "inline.sdm"))
     a = d.model.quantities["a"].symbol
     mentions = any(Delta(a) in sp.preorder_traversal(adj.closed) for adj in d.adjoints.values())

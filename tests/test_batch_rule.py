@@ -202,7 +202,7 @@ def test_the_write_up_of_a_penalty_is_w(tmp_path, capsys):
     """∂/∂W ½ 1ᵀ(W ⊙ W)1 is W, not W ⊙ 1 1ᵀ."""
     d = symderiv.derive(symderiv.parse(PENALTY, "penalty.sdm"))
     W = d.model["W"].symbol
-    g = d.gradient("W")
+    g = d.gradient("W").expr
     assert isinstance(g, sp.MatAdd) and W in g.args  # (W x − y) xᵀ + W
     assert not any(isinstance(a, (sp.HadamardProduct, sp.OneMatrix)) for a in sp.preorder_traversal(g))
     path = tmp_path / "penalty.sdm"

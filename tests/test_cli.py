@@ -15,9 +15,9 @@ def test_show_prints_the_textbook_forms(seed_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "δh^(out)_t = r̂_t − r_t" in text
-    assert "δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}" in text
-    assert "δy_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t" in text
-    assert "∂L/∂V = Σ_t δy_{h,t} h_{t−1}ᵀ" in text
+    assert "δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}" in text
+    assert "δz_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t" in text
+    assert "∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ" in text
 
 
 def test_derive_writes_three_files(seed_path, tmp_path, capsys):

@@ -211,7 +211,7 @@ def test_the_frees_of_a_real_model_come_from_the_statements():
     assert freed <= touched_before
     # the forward arrays the backward pass never names are freed before it
     assert set(plan.unused_by_backward()).isdisjoint(plan.used_names([plan.backward]))
-    assert "y_f" in plan.unused_by_backward()  # a pre-activation: its δ is the stacked one's view
+    assert "z_f" in plan.unused_by_backward()  # a pre-activation: its δ is the stacked one's view
 
 
 # --- the value table and the statements ----------------------------------------------------------

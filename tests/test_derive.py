@@ -39,21 +39,21 @@ def test_hidden_adjoint_has_the_bptt_term(seed):
     adj = seed.adjoints["h"]
     terms = {t.offset: t.expr for t in adj.closed_terms}
     assert terms == {
-        0: matmul(transpose(sym(seed, "W")), delta(seed, "y_o")),
-        1: matmul(transpose(sym(seed, "V")), delta(seed, "y_h", 1)),
+        0: matmul(transpose(sym(seed, "W")), delta(seed, "z_o")),
+        1: matmul(transpose(sym(seed, "V")), delta(seed, "z_h", 1)),
     }
 
 
 def test_activation_derivative_is_written_through_the_output(seed):
     o = at(seed, "o")
-    adj = seed.adjoint("y_o")
+    adj = seed.adjoint("z_o").expr
     assert isinstance(adj, HadamardProduct)  # factors in any order: ⊙ commutes
     assert set(adj.args) == {o, sub(OneMatrix(*o.shape), o),
                              matmul(transpose(sym(seed, "W_out")), delta(seed, "h_out"))}
 
 
 def test_recurrent_weight_gradient_sums_over_time(seed):
-    assert seed.gradient("V") == TimeSum(matmul(delta(seed, "y_h"), Transpose(at(seed, "h", -1))))
+    assert seed.gradient("V") == TimeSum(matmul(delta(seed, "z_h"), Transpose(at(seed, "h", -1))))
 
 
 def test_the_inlined_adjoints_are_the_single_chain_rule_steps(seed):
@@ -109,7 +109,7 @@ def test_seed_gradients_match_central_differences(seed):
 
 def test_derivation_renders_in_jupyter(seed):
     text = seed._repr_latex_()
-    assert text.startswith("$$") and r"\sum_{t=1}^{T}" in text and r"\delta \mathbf{y}_{h,t}" in text
+    assert text.startswith("$$") and r"\sum_{t=1}^{T}" in text and r"\delta \mathbf{z}_{h,t}" in text
 
 
 def test_derivation_is_fast(seed):

@@ -107,8 +107,8 @@ loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 # slices of each W.
 LSTM = (EXAMPLES / "lstm_tagger.sdm").read_text(encoding="utf-8")
 
-# tanh(c_t) read by the loop terms of δc (twice) and of δy_o: computed once for all steps;
-# tanh(c_{t-1}) (in δy_f) reads the initial state and is left where it is.
+# tanh(c_t) read by the loop terms of δc (twice) and of δz_o: computed once for all steps;
+# tanh(c_{t-1}) (in δz_f) reads the initial state and is left where it is.
 SHARED_TANH = HEADER + """
 param W_f: (n_a, n_x)
 param U_f: (n_a, n_a)
@@ -154,9 +154,9 @@ loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """
 
 # The LSTM with its candidate cell written inside the cell's equation: tanh(W_g z_t + b_g) is kept,
-# and read by a factor of δy_i computed before the backward loop, which must not write into it.
-LSTM_INLINE = LSTM.replace("g[t] = tanh(W_g @ z[t] + b_g)\n", "").replace(
-    "i[t] * g[t]", "i[t] * tanh(W_g @ z[t] + b_g)").replace('latex g "\\tilde{\\mathbf{c}}"', "")
+# and read by a factor of δz_i computed before the backward loop, which must not write into it.
+LSTM_INLINE = LSTM.replace("g[t] = tanh(W_g @ v[t] + b_g)\n", "").replace(
+    "i[t] * g[t]", "i[t] * tanh(W_g @ v[t] + b_g)").replace('latex g "\\tilde{\\mathbf{c}}"', "")
 
 CASES = {
     # name: (model text, what the generated code must contain)
@@ -176,17 +176,17 @@ CASES = {
     "read outside the loop": (READ_OUTSIDE, ["_stack0[i] += h[i] @ _stack0_W.T"]),
     "inline values": (INLINE, ["_sigmoid_in_h = _sigmoid(_matvec(W_a, x_))",
                                "np.tanh(h[i] @ U.T, out=_tanh_in_h[i])", "h[i + 1] += _tanh_in_h[i]",
-                               "y_p += _matvec(W_y, _sigmoid_in_h)",  # kept once, read twice
+                               "z_p += _matvec(W_y, _sigmoid_in_h)",  # kept once, read twice
                                "d_h[i] += (d_h[i + 1] * (1 - (_tanh_in_h[i + 1] ** 2))) @ U",
                                "g_U = _outer(d_h * (1 - (_tanh_in_h ** 2)), h[:-1])"]),
-    "lstm inline": (LSTM_INLINE, ["_d_y_i_0 = 1 - i_", "_d_y_i_0 *= _tanh_in_c",
+    "lstm inline": (LSTM_INLINE, ["_d_z_i_0 = 1 - i_", "_d_z_i_0 *= _tanh_in_c",
                                   "c[i + 1] += i_[i] * _tanh_in_c[i]",
                                   # the input projection inside the tanh, for all steps before the loop
                                   "_tanh_in_c_arg = _matvec(W_g[:, n_h:n_h + n_x], x_)",
                                   "_tanh_in_c_arg[i] += h[i] @ W_g[:, :n_h].T",
                                   "np.tanh(_tanh_in_c_arg[i], out=_tanh_in_c[i])", ", _tanh_in_c_arg  # not read"]),
-    "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "y_p -= b_y", "d_y_v = 1 - (v_ ** 2)",
-                            "d_y_v *= u ** 2", "d_y_v *= d_w"]),
+    "in place": (IN_PLACE, ["u = _matvec(W_a, x_)", "u -= b_a", "z_p -= b_y", "d_z_v = 1 - (v_ ** 2)",
+                            "d_z_v *= u ** 2", "d_z_v *= d_w"]),
     "shared tanh": (SHARED_TANH, ["_tanh_c = np.tanh(c[1:])", "(1 - (_tanh_in_c[i + 1] ** 2))) @ U_c",
                                   "g_W_c = _outer(d_c * (1 - (_tanh_in_c ** 2)), x_)",
                                   "(d_h[i + 1] * (1 - (_tanh_c[i] ** 2)) + d_c[i + 1])",
@@ -195,10 +195,10 @@ CASES = {
                     "_sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])",
                     "np.multiply(f[i], c[i], out=c[i + 1])", "c[i + 1] += i_[i] * g[i]",
                     "np.tanh(c[i + 1], out=h[i + 1])", "h[i + 1] *= o[i]",
-                    "np.multiply(_d_y_g_0[i], d_c[i], out=d_y_g[i])",
-                    "_g_stack0_0 = _outer(_d_stack0, z_)", "_tanh_c = np.tanh(c[1:])",
+                    "np.multiply(_d_z_g_0[i], d_c[i], out=d_z_g[i])",
+                    "_g_stack0_0 = _outer(_d_stack0, v_)", "_tanh_c = np.tanh(c[1:])",
                     # the cross-entropy reads log p, computed once with p
-                    "p_, _log_p = _softmax_and_log(y_p)", "r * _log_p,"]),
+                    "p_, _log_p = _softmax_and_log(z_p)", "r * _log_p,"]),
 }
 
 
@@ -222,7 +222,7 @@ def test_a_delta_read_outside_the_loop_is_not_stacked():
 def test_a_softmax_whose_log_is_not_read_is_computed_directly():
     text = SHARED_TANH.replace("cross_entropy", "squared_error")
     code = source(text)
-    assert "p_ = _softmax(y_p)" in code and "_log_softmax(y_p)" not in code
+    assert "p_ = _softmax(z_p)" in code and "_log_softmax(z_p)" not in code
 
 
 def test_members_under_a_function_without_an_in_place_form_are_computed_one_by_one():
@@ -230,7 +230,7 @@ def test_members_under_a_function_without_an_in_place_form_are_computed_one_by_o
     text = DIFFERENT_SIZES.replace("a[t] = sigmoid(", "a[t] = log(").replace("c[t] = sigmoid(", "c[t] = log(")
     code = source(text)
     compile(code, "x.py", "exec")
-    assert "a_[i] = np.log(y_a[i])" in code and "_stack0[i] += h[i] @ _stack0_W.T" in code
+    assert "a_[i] = np.log(z_a[i])" in code and "_stack0[i] += h[i] @ _stack0_W.T" in code
 
 
 def test_arrays_the_loop_does_not_read_are_freed_before_it():
@@ -240,7 +240,7 @@ def test_arrays_the_loop_does_not_read_are_freed_before_it():
     backward = code.split("# ---- backward")[1]
     loop = backward.index("for i in reversed(range(T)):")
     assert backward.index("g_W_out = _outer(d_h_out, o)") < loop
-    assert "    del d_h_out, r_hat, r, d_y_o, o\n" in backward[:loop]
+    assert "    del d_h_out, r_hat, r, d_z_o, o\n" in backward[:loop]
     assert "del _x  # each input is held by its name" in code
 
 

@@ -157,7 +157,7 @@ def glossary(seed_derivation):
     (r"W^{(out)}", ("W_out", None, ())),
     (r"\mathbf{h}_{t-1}", ("h", T1, ())),
     (r"\hat{r}_{t,i}", ("r_hat", T0, ("i",))),
-    (r"\mathbf{y}_{h,T}", ("y_h", Step("T", 0), ())),
+    (r"\mathbf{y}_{h,T}", ("z_h", Step("T", 0), ())),
     (r"\mathbf{V}_{ij}", ("V", None, ("i", "j"))),
 ])
 def test_a_name_as_written_is_a_quantity_a_step_and_entries(glossary, written, meant):
@@ -176,12 +176,12 @@ def test_an_unknown_name_is_an_error_at_the_name(glossary):
 
 
 @pytest.mark.parametrize("written, tree", [
-    (r"\mathbf{W}^\top \delta \mathbf{y}_{o,t}", Product((Transposed(Val("W", None)), Grad("y_o", T0)))),
+    (r"\mathbf{W}^\top \delta \mathbf{y}_{o,t}", Product((Transposed(Val("W", None)), Grad("z_o", T0)))),
     (r"\delta \mathbf{h}_{t} \odot (1 - \mathbf{h}_t^2)",
      Hadamard((Grad("h", T0), Terms((Num(Fraction(1)), Neg(Power(Val("h", T0), 2))))))),
     (r"\sum_{t=1}^{T} \delta \mathbf{y}_{h,t} \mathbf{h}_{t-1}^\top",
-     OverTime(Product((Grad("y_h", T0), Transposed(Val("h", T1)))))),
-    (r"\sigma'(\mathbf{y}_{o,t})", Derivative("sigmoid", Val("y_o", T0))),
+     OverTime(Product((Grad("z_h", T0), Transposed(Val("h", T1)))))),
+    (r"\sigma'(\mathbf{y}_{o,t})", Derivative("sigmoid", Val("z_o", T0))),
     (r"-\frac{\mathbf{r}_t}{\hat{\mathbf{r}}_t}", Neg(Quotient(Val("r", T0), Val("r_hat", T0)))),
     (r"\frac{\partial L}{\partial \mathbf{V}}", Grad("V", None)),
 ])

@@ -124,15 +124,15 @@ def test_encoder_decoder_reads_like_a_textbook(capsys):
     assert cli_main(["show", str(EXAMPLES / "encoder_decoder.sdm")]) == 0
     text = "\n".join(line.strip() for line in capsys.readouterr().out.splitlines())
     assert "s_0 = tanh(W_0 c + b_0)" in text
-    assert "δs_0 = V_dᵀ δa_{s,1}" in text
+    assert "δs_0 = V_dᵀ δz_{s,1}" in text
     assert "δe_T = δc" in text
 
 
 def test_bidirectional_adjoints_run_both_ways(capsys):
     assert cli_main(["show", str(EXAMPLES / "birnn_tagger.sdm")]) == 0
     text = "\n".join(line.strip() for line in capsys.readouterr().out.splitlines())
-    assert "δh_t = U_hᵀ δy_{p,t} + V_hᵀ δy_{h,t+1}" in text  # from T down to 1
-    assert "δg_t = V_gᵀ δy_{g,t−1} + U_gᵀ δy_{p,t}" in text  # from 1 up to T
+    assert "δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}" in text  # from T down to 1
+    assert "δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}" in text  # from 1 up to T
 
 
 def test_a_recurrence_the_loss_does_not_read_generates_a_valid_module(capsys):

@@ -19,8 +19,8 @@ CLAIM_KEYS = {"line", "text", "target", "verdict", "diagnosis", "expected", "mes
 RIGHT_CLAIMS = """\
 # every claim here is right
 d(h_out[t]) = r_hat[t] - r[t]
-d(h[t]) = W.T @ d(y_o[t]) + V.T @ d(y_h[t+1])
-d(V) = Sum(d(y_h[t]) @ h[t-1].T, (t, 1, T))
+d(h[t]) = W.T @ d(z_o[t]) + V.T @ d(z_h[t+1])
+d(V) = Sum(d(z_h[t]) @ h[t-1].T, (t, 1, T))
 d(W_out)[i, j] = Sum(d(h_out[t])[i] * o[t][j], (t, 1, T))
 """
 
@@ -46,7 +46,7 @@ def test_a_wrong_claim_is_status_1(seed_path, capsys):
 
 def test_a_per_step_claim_is_not_a_correct_one(seed_path, tmp_path, capsys):
     claims = tmp_path / "per_step.claims"
-    claims.write_text("d(V) = d(y_h[t]) @ h[t-1].T\n")
+    claims.write_text("d(V) = d(z_h[t]) @ h[t-1].T\n")
     status, out, _ = verify_cli(capsys, seed_path, claims)
     assert status == 1 and "per-step" in out
 
@@ -115,7 +115,7 @@ def test_unreadable_claims_do_not_stop_the_rest(seed_path, tmp_path, capsys):
 
 def test_claims_file_errors_carry_their_column(seed_path, tmp_path, capsys):
     claims = tmp_path / "bad.claims"
-    claims.write_text("d(h[t]) = W.T @@ d(y_o[t])\nd(o[t]) = __import__('os')\nd(h_out[t]) = r_hat[t] - r[t]\n")
+    claims.write_text("d(h[t]) = W.T @@ d(z_o[t])\nd(o[t]) = __import__('os')\nd(h_out[t]) = r_hat[t] - r[t]\n")
     _, out, _ = verify_cli(capsys, seed_path, claims, "--json")
     a, b, c = json.loads(out)["claims"]
     assert a["verdict"] == b["verdict"] == "unreadable" and c["verdict"] == "correct"

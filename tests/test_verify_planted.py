@@ -32,10 +32,10 @@ EXPECTED = {
         ("h[t]", {"tex": C, "md": C, "claims": wrong("missing-recurrent-term")}),
         ("c[t]", wrong("missing-recurrent-term")),  # δc_{t+1} ⊙ f_{t+1} left out
         ("o[t]", C),
-        ("y_o[t]", wrong("missing-activation-derivative")),  # δu_t ≜ ∂L/∂(W_o z_t + b_o) = δh_t ⊙ tanh(c_t)
+        ("a_o[t]", wrong("missing-activation-derivative")),  # δu_t ≜ ∂L/∂(W_o z_t + b_o) = δh_t ⊙ tanh(c_t)
         ("f[t]", wrong("wrong-factor")),  # c_t for c_{t-1}
         ("i[t]", C),
-        ("y_i[t]", C),
+        ("a_i[t]", C),
         ("W_i", wrong("transpose")),  # Σ_t z_t δs_tᵀ
         ("W_f", C),
         ("b_y", P),
@@ -65,7 +65,7 @@ EXPECTED = {
     "context_rnn": [
         ("p", C),
         ("pooled", C),
-        ("a_h[t]", C),  # δg_t ≜ ∂L/∂(W x_t + V h_{t-1} + ctx + b)
+        ("z_h[t]", C),  # δg_t ≜ ∂L/∂(W x_t + V h_{t-1} + ctx + b)
         ("ctx", wrong("missing-sum-over-time")),
         ("W_m", wrong("missing-sum-over-time")),
         ("V", C),
@@ -126,11 +126,11 @@ def test_messages_say_what_to_change(form):
     assert "n_x" in by_target["n[t]"].message and "n_h" in by_target["n[t]"].message
     lstm = first_by_target(report("lstm", form).verdicts)
     assert r"\mathbf{c}_{t-1}" in lstm["f[t]"].message.replace("{\\mathbf{c}}", "\\mathbf{c}")
-    assert r"\mathbf{o}_t \odot \left(\mathbf{1} - \mathbf{o}_t\right)" in lstm["y_o[t]"].message
+    assert r"\mathbf{o}_t \odot \left(\mathbf{1} - \mathbf{o}_t\right)" in lstm["a_o[t]"].message
     mlp = first_by_target(report("mlp_relu", form).verdicts)
     assert "2 times" in mlp["y_hat"].message
-    # ReLU's derivative is written with the write-up's names, not symderiv's pre-activation a_h.
-    assert "a_h" not in mlp["b1"].message and r"\mathbb{1}" in mlp["b1"].message
+    # ReLU's derivative is written with the write-up's names, not symderiv's pre-activation z_h.
+    assert "z_h" not in mlp["b1"].message and r"\mathbb{I}" in mlp["b1"].message
 
 
 @pytest.mark.parametrize("form", ["tex", "md"])
@@ -138,7 +138,7 @@ def test_definitions_name_intermediates_in_the_writeups_own_notation(form):
     gru = first_by_target(report("gru", form).verdicts)
     assert gru["b_n"].expected == r"\sum_{t=1}^{T} \delta \mathbf{s}_t"  # δs_t, as the write-up named it
     lstm = first_by_target(report("lstm", form).verdicts)
-    assert lstm["y_o[t]"].expected.startswith(r"\delta \mathbf{h}_t \odot \tanh")
+    assert lstm["a_o[t]"].expected.startswith(r"\delta \mathbf{h}_t \odot \tanh")
     assert r"\mathbf{c}_{t+1}" in lstm["c[t]"].expected  # lstm's c, spelled as the write-up does
 
 

@@ -62,7 +62,7 @@ def test_right_claims_in_many_spellings_are_correct(tmp_path, claim):
 
 def test_unicode_math_is_read(tmp_path):
     assert judged(tmp_path, "$$δ\\mathbf{y}_{h,t} = δ\\mathbf{h}_t ⊙ \\mathbf{h}_t ⊙ (1 − \\mathbf{h}_t)$$") == [
-        ("y_h[t]", "correct", [])]
+        ("z_h[t]", "correct", [])]
 
 
 def test_environments_rows_and_continuations(tmp_path):
@@ -115,7 +115,7 @@ $$\delta \mathbf{w}_t \triangleq \frac{\partial \mathcal{L}}{\partial (\mathbf{W
 """
     assert judged(tmp_path, text) == [
         ("h[t]", "correct", []),
-        ("y_a[t]", "correct", []),
+        ("z_a[t]", "correct", []),
         ("", "unreadable", []),  # W h_t alone is no quantity of the model
     ]
 

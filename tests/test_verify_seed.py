@@ -90,7 +90,7 @@ def test_input_layer_adjoint_needs_a_transpose(report):
     assert v.expected == r"{\mathbf{U}}^{\top} \delta \mathbf{y}_{h,t}"
 
 
-@pytest.mark.parametrize("name", ["y_o[t]", "y_h[t]", "y_a[t]"])
+@pytest.mark.parametrize("name", ["z_o[t]", "z_h[t]", "z_a[t]"])
 def test_the_defined_pre_activation_adjoints_are_right(report, name):
     v = only(report, name)  # δy ≜ ∂L/∂(…) = σ(…) ⊙ (1 − σ(…)) ⊙ δ(activation); δy_o written without its step
     assert v.verdict == "correct"

@@ -150,11 +150,11 @@ def test_lstm_reads_like_a_textbook(capsys):
     text = "\n".join(line.strip() for line in lines)
     # The cell adjoint collected: the direct path through h_t, then the carry through f_{t+1}.
     assert "δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}" in text
-    assert "δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}" in text
-    assert "δy_{p,t} = p_t − r_t" in text
-    assert "δz_t = W_gᵀ δy_{g,t} + W_oᵀ δy_{o,t} + W_iᵀ δy_{i,t} + W_fᵀ δy_{f,t}" in text
-    assert "δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)" in text
-    assert "∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ" in text
+    assert "δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}" in text
+    assert "δz_{p,t} = p_t − r_t" in text
+    assert "δv_t = W_gᵀ δz_{g,t} + W_oᵀ δz_{o,t} + W_iᵀ δz_{i,t} + W_fᵀ δz_{f,t}" in text
+    assert "δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)" in text
+    assert "∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ" in text
     # Collected, not expanded: every backward line is short.
     backward = text.split("Backward")[1].split("Gradients")[0].splitlines()
     assert all(line.count(" + ") <= 3 for line in backward), backward
@@ -173,20 +173,20 @@ def test_gru_reads_like_a_textbook(capsys):
 
 def test_layers_and_outputs_get_distinct_preactivation_names(capsys):
     # Two activations sharing a body (h_1, h_2) are told apart in full; a model whose
-    # output is y gets a_h for its pre-activation, not y_h beside y_t.
+    # output is y gets z_h for its pre-activation (never y_h beside y_t).
     stacked = show("stacked_rnn", capsys)
-    assert "δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})" in stacked
-    assert "δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})" in stacked
+    assert "δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})" in stacked
+    assert "δz_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})" in stacked
     feedback = show("output_feedback", capsys)
-    assert "δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}" in feedback
-    assert "∂L/∂y0 = W_fᵀ δa_{h,1}" in feedback
+    assert "δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}" in feedback
+    assert "∂L/∂y0 = W_fᵀ δz_{h,1}" in feedback
 
 
 def test_second_order_initial_states(capsys):
     text = show("second_order_rnn", capsys)
-    assert "δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}" in text
-    assert "∂L/∂h^(init) = A_1ᵀ δy_{h,1} + A_2ᵀ δy_{h,2}" in text
-    assert "∂L/∂h^(prev) = A_2ᵀ δy_{h,1}" in text
+    assert "δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}" in text
+    assert "∂L/∂h^(init) = A_1ᵀ δz_{h,1} + A_2ᵀ δz_{h,2}" in text
+    assert "∂L/∂h^(prev) = A_2ᵀ δz_{h,1}" in text
 
 
 @pytest.mark.slow

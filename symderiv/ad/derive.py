@@ -12,6 +12,7 @@ name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
-from ..errors import ModelError
+from ..errors import ModelError, UnknownNameError
 from ..ir.expr import (
     Apply,
     At,
@@ -39,7 +40,7 @@ from ..ir.expr import (
     tree_size,
 )
 from ..ir.model import Model, Quantity
-from ..ir.names import split_name
+from ..ir.names import PREACTIVATION_LETTERS, split_name
 from ..ops import node_record, vjp
 from .simplify import collect, tidy
 
@@ -160,6 +161,66 @@ def _sum(parts: Iterable[MatrixExpr | None], like: MatrixExpr) -> MatrixExpr:
     return add(*parts)
 
 
+class Formula:
+    """One closed form of a derivation, ``δh_t = …`` or ``∂L/∂V = …``: printed as a textbook
+    writes it (``repr``, ``str``), in LaTeX for Jupyter (``_repr_latex_``), and a SymPy matrix
+    expression underneath (``.expr``; attributes such as ``.shape`` and comparison with an
+    expression go to it, and SymPy takes a ``Formula`` where it takes the expression)."""
+
+    def __init__(self, model: Model, symbol: MatrixExpr | None, expr: MatrixExpr, of: str | None = None) -> None:
+        self.model = model
+        self.symbol = symbol  # δX (at step t), or None for a gradient
+        self.expr = expr
+        self.of = of  # the parameter of a gradient
+
+    def _sides(self, printer) -> tuple[str, str]:
+        from ..render.printing import LatexPrinter
+
+        latex = isinstance(printer, LatexPrinter)
+        if self.symbol is not None:
+            lhs = printer.doprint(self.symbol)
+        elif latex:
+            lhs = (r"\frac{\partial " + self.model.latex(self.model.loss) + r"}{\partial "
+                   + self.model.latex(str(self.of)) + "}")
+        else:
+            lhs = f"∂{self.model.unicode(self.model.loss)}/∂{self.model.unicode(str(self.of))}"
+        return lhs, printer.doprint(self.expr)
+
+    def __repr__(self) -> str:
+        from ..render.printing import UnicodePrinter
+
+        lhs, rhs = self._sides(UnicodePrinter(self.model))
+        return f"{lhs} = {rhs}"
+
+    __str__ = __repr__
+
+    def _repr_latex_(self) -> str:
+        from ..render.printing import LatexPrinter
+
+        lhs, rhs = self._sides(LatexPrinter(self.model))
+        return f"$${lhs} = {rhs}$$"
+
+    def _repr_markdown_(self) -> str:
+        return self._repr_latex_()
+
+    def _sympy_(self) -> MatrixExpr:
+        return self.expr
+
+    def _symderiv_print(self, printer) -> str:  # symderiv's printers print the expression
+        return printer._print(self.expr)
+
+    def __eq__(self, other: object) -> bool:
+        return self.expr == (other.expr if isinstance(other, Formula) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.expr)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("model", "symbol", "expr", "of"):
+            raise AttributeError(name)
+        return getattr(self.expr, name)
+
+
 class Derivation:
     """Every adjoint and every gradient of a model, as SymPy matrix expressions."""
 
@@ -171,13 +232,41 @@ class Derivation:
         self.preactivations = preactivations  # activation quantity → its pre-activation's name
         self.seconds = seconds
 
-    def adjoint(self, name: str) -> MatrixExpr:
-        """The closed form of δ``name`` (per step for a sequence quantity)."""
-        return self.adjoints[name].closed
+    def adjoint(self, name: str) -> Formula:
+        """δ``name`` in closed form (at step t for a sequence quantity), shown as a textbook writes
+        it: ``δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}``, and in LaTeX in Jupyter; ``.expr`` is the SymPy
+        matrix expression.  An unknown name raises an ``UnknownNameError`` (a ``KeyError``) that lists
+        the names there are.
 
-    def gradient(self, name: str) -> MatrixExpr:
-        """The closed form of ∂L/∂``name`` for a parameter."""
-        return self.gradients[name].expr
+        >>> import symderiv
+        >>> d = symderiv.derive(symderiv.load("examples/seed_rnn.sdm"))
+        >>> d.adjoint("h")
+        δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
+        >>> d.adjoint("y")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        symderiv.errors.UnknownNameError: seed_rnn has no adjoint 'y'; the adjoints are of r_hat, h_out, o, ...
+        """
+        adj = self.adjoints.get(name)
+        if adj is None or adj not in self.backward_order:
+            names = ", ".join(a.name for a in self.backward_order)
+            hint = f" ('{name}' is a parameter: use gradient('{name}'))" if name in self.gradients else ""
+            raise UnknownNameError(f"{self.model.name} has no adjoint '{name}'{hint}; the adjoints are of {names}")
+        return Formula(self.model, adj.symbol, adj.closed)
+
+    def gradient(self, name: str) -> Formula:
+        """∂L/∂``name`` in closed form for a parameter, shown as a textbook writes it
+        (``∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ``); ``.expr`` is the SymPy matrix expression.
+
+        >>> import symderiv
+        >>> symderiv.derive(symderiv.load("examples/seed_rnn.sdm")).gradient("V")
+        ∂L/∂V = Σ_t δz_{h,t} h_{t−1}ᵀ
+        """
+        g = self.gradients.get(name)
+        if g is None:
+            raise UnknownNameError(f"{self.model.name} has no parameter '{name}'; the parameters are "
+                                   + ", ".join(self.gradients))
+        return Formula(self.model, None, g.expr, of=name)
 
     @property
     def backward_order(self) -> list[Adjoint]:
@@ -202,6 +291,11 @@ def derive(model: Model) -> Derivation:
     """Derive every adjoint and every parameter gradient of ``model``."""
     start = time.perf_counter()
     model, pre = name_preactivations(model)
+    for name in model.latex_overrides:  # the parser let a latex line name a pre-activation (z_h) to come
+        if name not in model.quantities:
+            named = ", ".join(f"{p} (of {a})" for a, p in pre.items()) or "none"
+            raise ModelError(f"{model.path}: 'latex' names '{name}', which is not defined; the pre-activations "
+                             f"symderiv names in this model are: {named}")
     sweep = _Sweep(model)
     for q in reversed(model.equations):
         sweep.equation(q)
@@ -238,7 +332,7 @@ def _too_large(what: str, q: Quantity) -> ModelError:
 
 
 def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
-    """``h = σ(U a + V h₋₁ + b)`` becomes ``y_h = U a + V h₋₁ + b``, ``h = σ(y_h)``."""
+    """``h = σ(U a + V h₋₁ + b)`` becomes ``z_h = U a + V h₋₁ + b``, ``h = σ(z_h)``."""
     quantities: dict[str, Quantity] = {}
     order: list[str] = []
     pre: dict[str, str] = {}
@@ -266,17 +360,29 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
         if name in pre:
             order.append(pre[name])
         order.append(name)
+    overrides = dict(model.latex_overrides)
+    for act, z in pre.items():
+        spelled = _preactivation_spelling(model.latex_overrides.get(act), act, split_name(z).body)
+        if spelled is not None and z not in overrides:
+            overrides[z] = spelled
     return Model(model.name, model.path, model.dims, quantities, model.loss, model.time_index, model.length,
-                 model.states, model.latex_overrides, order, model.end_states), pre
+                 model.states, overrides, order, model.end_states), pre
+
+
+def _preactivation_spelling(spelling: str | None, activation: str, letter: str) -> str | None:
+    """The pre-activation in the notation the model file chose for its activation: h1 spelled
+    ``\\mathbf{h}^{[1]}`` gives ``\\mathbf{z}^{[1]}`` (not z_{h,1} beside h^{[1]})."""
+    if spelling is None:
+        return None
+    body = re.match(r"[A-Za-z]+?(?=\d|$)", split_name(activation).body)
+    m = re.fullmatch(r"\\mathbf\{([A-Za-z])\}(\^\{[^{}]*\}|_\{[^{}]*\}|_[A-Za-z0-9])", spelling)
+    if m is None or body is None or m.group(1) != body.group(0):
+        return None
+    return "\\mathbf{" + letter + "}" + m.group(2)
 
 
 def _is_ref(e: sp.Basic) -> bool:
     return isinstance(e, (At, MatrixSymbol))
-
-
-#: Letters for pre-activations, in order of preference: y_h as in the seed homework, else
-#: one that no name of the model starts with (a model whose output is y gets a_h, not y_h).
-PREACTIVATION_LETTERS = ("y", "a", "u", "s", "v")
 
 
 def _preactivation_letter(model: Model) -> str:
@@ -284,11 +390,15 @@ def _preactivation_letter(model: Model) -> str:
     return next((c for c in PREACTIVATION_LETTERS if c not in bodies), PREACTIVATION_LETTERS[0])
 
 
-def _preactivation_name(name: str, taken: set[str | None], letter: str = "y", shared_body: bool = False) -> str:
-    """``y_h`` for ``h``; the whole name (``y_h_1``, ``y_h_2``) where several activations share a body."""
+def _preactivation_name(name: str, taken: set[str | None], letter: str = "z", shared_body: bool = False) -> str:
+    """``z_h`` for ``h``, ``z_h_1`` for ``h1`` (a layer's number stays a subscript: z_{h,1}); the whole
+    name (``z_h_1``, ``z_h_2``) where several activations share a body."""
     parts = split_name(name)
-    first = [] if shared_body else [f"{letter}_{parts.body}"]
-    candidates = first + [f"{letter}_{name}"] + [f"{letter}_{name}_{i}" for i in range(2, 100)]
+    layer = re.fullmatch(r"([A-Za-z]+?)(\d+)", parts.body)
+    body = f"{layer.group(1)}_{layer.group(2)}" if layer else parts.body
+    first = [] if shared_body else [f"{letter}_{body}"]
+    whole = f"{letter}_{layer.group(1)}_{layer.group(2)}" + name[len(parts.body):] if layer else f"{letter}_{name}"
+    candidates = first + [whole] + [f"{whole}_{i}" for i in range(2, 100)]
     return next(c for c in candidates if c not in taken)
 
 

@@ -39,11 +39,21 @@ from ..ir.expr import (
     transpose,
 )
 from ..ir.model import Model, Quantity
+from ..ir.names import preactivation_of
 from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
 from .bounds import check_model, check_statements, check_text
 from .nfkc import check_spellings
-from .order import DESCRIBE, check_directions, check_states, definition_order, fixed_step, fixed_step_in_step, lag
+from .order import (
+    LAMBDA_MESSAGE,
+    check_directions,
+    check_states,
+    definition_order,
+    fixed_step,
+    fixed_step_in_step,
+    lag,
+    not_allowed,
+)
 from .source import (
     Source,
     SourceLine,
@@ -172,7 +182,11 @@ def _parse_expr(stmt: SourceLine, offset: int, text: str | None = None) -> ast.e
         lineno = exc.lineno or 1
         col = (exc.offset or 1) - 1 - (1 if lineno == 1 else 0)
         where = offset + lead + sum(len(x) + 1 for x in text.strip().split("\n")[: lineno - 1]) + max(col, 0)
-        raise stmt.error(f"invalid syntax: {exc.msg}", where) from None
+        keyword = re.search(r"\blambda\b", text)
+        if keyword is not None:  # lambda(x), `if lambda`: Python's own message would be "invalid syntax"
+            raise stmt.error(LAMBDA_MESSAGE, offset + keyword.start()) from None
+        detail = "" if exc.msg == "invalid syntax" else f": {exc.msg}"
+        raise stmt.error(f"invalid syntax{detail}", where) from None
     except (RecursionError, MemoryError) as exc:  # CPython's own limits on nesting
         raise stmt.error(f"the expression is nested too deeply to read ({type(exc).__name__}; at most "
                          f"{MAX_EXPRESSION_DEPTH} levels, and a long sum or product counts one level a term)",
@@ -251,7 +265,7 @@ class _ModelBuilder:
             raise d.stmt.error(f"the loss must be a scalar, but {s.loss} is {_shape_text(loss.shape)}",
                                d.expr_offset)
         for name, pos in s.latex_positions.items():
-            if name not in built:
+            if name not in built and preactivation_of(name, built) is None:  # z_h: named when derived
                 raise ModelError(f"'latex' names '{name}', which is not defined", pos, s.source.line(pos.line))
         states = {name: {k: self._state_value(built, name, k, v) for k, v in steps.items()}
                   for name, steps in s.states.items()}
@@ -277,9 +291,25 @@ class _ModelBuilder:
         shape = tuple(self._resolve(x) for x in expr.shape)
         pending = self.shapes_pending.get(d.name)
         if pending is not None:
-            self._unify(pending.shape, shape, d.tree, f"'{d.name}' as used at an earlier step", d.name)
+            try:
+                self._unify(pending.shape, shape, d.tree, f"'{d.name}' as used at an earlier step", d.name)
+            except ModelError as mismatch:
+                raise self._blame_the_lag(d, shape) or mismatch from None
         sym = MatrixSymbol(d.name, *shape)
         s.quantities[d.name] = Quantity(d.name, role, sym, d.sequence, d.stmt.pos(0), expr=expr)
+
+    def _blame_the_lag(self, d: Definition, shape: tuple) -> ModelError | None:
+        """The error at the term that reads ``h[t-1]`` wrongly, if there is one: the equation is
+        built again with ``h[t-1]`` of the size the equation gives ``h``, so ``W @ h[t-1]`` with W
+        (n_h, n_x) is blamed at its ``@``, not the sum it stands in."""
+        if any(isinstance(a, sp.Dummy) for x in shape for a in sp.sympify(x, strict=True).free_symbols):
+            return None  # the equation does not settle h's size itself: no term to blame
+        self.shapes_pending[d.name] = MatrixSymbol(d.name, *shape)
+        try:
+            self._expr(d.tree, step=d.sequence)
+        except ModelError as err:
+            return err
+        return None
 
     def _finish_shapes(self, quantities: dict[str, Quantity]) -> None:
         """Replace placeholder symbols (used for lagged references) by the final ones."""
@@ -367,8 +397,7 @@ class _ModelBuilder:
         """An ast node → a SymPy number or matrix expression."""
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
-            what = DESCRIBE.get(type(node), f"'{type(node).__name__}'")
-            raise self._error(node, f"{what} is not allowed in a model file")
+            raise self._error(node, not_allowed(node))
         return method(node, step)
 
     def _Constant(self, node: ast.Constant, step: bool) -> sp.Expr:

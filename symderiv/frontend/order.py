@@ -26,6 +26,19 @@ DESCRIBE = {
     ast.YieldFrom: "yield", ast.Slice: "a slice", ast.FormattedValue: "an f-string",
 }
 
+#: What a model file is told for a Python construct it may not use, where a reason helps.
+LAMBDA_MESSAGE = ("lambdas are not part of the model language: a model file defines quantities, not "
+                  "functions; write the expression itself (h = tanh(W @ x), not (lambda v: tanh(v))(W @ x))")
+
+
+def not_allowed(node: ast.AST) -> str:
+    """The message for a construct outside the language: ``a comprehension is not allowed …``."""
+    if isinstance(node, ast.Lambda):
+        return LAMBDA_MESSAGE
+    what = "this operator" if isinstance(node, ast.BinOp) else DESCRIBE.get(type(node), f"'{type(node).__name__}'")
+    return f"{what} is not allowed in a model file"
+
+
 #: For every lagged quantity: (lag k, the definition that uses it at t-k, the node x[t-k]).
 Lags = dict[str, list[tuple[int, Definition, ast.expr]]]
 
@@ -97,13 +110,9 @@ def uses(s: ParseState, d: Definition) -> Iterator[tuple[str, int, ast.expr]]:
     indexed = {id(n.value) for n in ast.walk(d.tree) if isinstance(n, ast.Subscript)}
     for node in ast.walk(d.tree):
         if isinstance(node, ast.expr) and not isinstance(node, ALLOWED_NODES):
-            what = DESCRIBE.get(type(node), f"'{type(node).__name__}'")
-            if isinstance(node, ast.BinOp):
-                what = "this operator"
             if isinstance(node, ast.Compare):
-                raise d.stmt.error(f"{what} is not allowed in a model file",
-                                   d.expr_offset + operator_offset(text, node.left))
-            raise node_error(d.stmt, d.expr_offset, text, node, f"{what} is not allowed in a model file")
+                raise d.stmt.error(not_allowed(node), d.expr_offset + operator_offset(text, node.left))
+            raise node_error(d.stmt, d.expr_offset, text, node, not_allowed(node))
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             # a fixed step (h[T], h[1]) is read once the whole sequence is known: a dependency
             fixed = fixed_step(s, d, node)

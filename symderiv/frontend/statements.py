@@ -265,6 +265,7 @@ def _parse_data(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
     _declare(state, stmt, name, m.start("name"))
     seq = _parse_index(state, stmt, m.group("index"), m.start("index") if m.group("index") is not None else 0,
                        name)
+    _check_modifiers(stmt, m)
     if m.group("size").strip() == "scalar":
         shape, declared = (sp.Integer(1), sp.Integer(1)), "scalar"
     else:
@@ -279,6 +280,28 @@ def _parse_data(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
                          "binary label, use a distribution target of size 2 and a softmax)", m.start("dist"))
     state.quantities[name] = Quantity(name, role, MatrixSymbol(name, *shape), seq, stmt.pos(m.start("name")),
                                       distribution=dist, declared_shape=declared)
+
+
+#: The modifiers after the size of an input or a target, and what each says.
+MODIFIERS = {"distribution": "each target vector sums to 1, as one-hot or soft labels do"}
+
+
+def _check_modifiers(stmt: SourceLine, m: re.Match) -> None:
+    """``target y: n_y, onehot``: a word after the size that is no modifier is named as such,
+    with the modifiers there are (not read as a malformed size)."""
+    size = m.group("size")
+    found = re.search(rf",\s*(?P<word>{NAME})\s*$", size)
+    if found is None or found.group("word") in MODIFIERS:
+        return
+    word, role, name = found.group("word"), m.group("role"), m.group("name")
+    there_are = ", ".join(f"'{k}' ({v})" for k, v in MODIFIERS.items())
+    if role == "input":
+        advice = f"an input takes no modifier (a target takes {there_are})"
+    else:
+        plain = size[:found.start()].strip()
+        advice = (f"the modifiers of a target are {there_are}; a one-hot target is a distribution: "
+                  f"'target {name}{'[' + m.group('index') + ']' if m.group('index') else ''}: {plain}, distribution'")
+    raise stmt.error(f"unknown modifier '{word}' of {role} '{name}'; {advice}", m.start("size") + found.start("word"))
 
 
 def _parse_param(state: ParseState, stmt: SourceLine, m: re.Match) -> None:

@@ -328,7 +328,7 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
             return zeros_like(rest)
         if isinstance(rest, HadamardProduct):
             flat.extend(rest.args)
-        elif isinstance(rest, OneMatrix):
+        elif isinstance(rest, OneMatrix) or _outer_ones(rest):  # x ⊙ 𝟏 = x, and x ⊙ 𝟏𝟏ᵀ = x
             continue
         else:
             flat.append(rest)
@@ -337,6 +337,13 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
         return scale(coeff, OneMatrix(*factors[0].shape))
     product = flat[0] if len(flat) == 1 else HadamardProduct(*flat)
     return scale(coeff, product)
+
+
+def _outer_ones(e: MatrixExpr) -> bool:
+    """𝟏𝟏ᵀ, a matrix of ones written as the outer product of two vectors of ones (the vjp of
+    the sum of a matrix's entries)."""
+    return (isinstance(e, MatMul) and len(e.args) == 2 and all(isinstance(a, OneMatrix) for a in e.args)
+            and e.args[0].shape[1] == 1)
 
 
 def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:

@@ -2,11 +2,14 @@
 
 ``W_in`` → W^(in) (a longer suffix becomes an upright superscript), ``b_h`` → b_h (a
 one-letter suffix is a subscript), ``r_hat`` → r̂, and the step joins the subscript:
-``y_o`` at step t is y_{o,t}.  Matrices and vectors are bold, scalars are not.
+``y_o`` at step t is y_{o,t}, and a trailing number is a subscript too (``W1`` is W₁).
+Matrices and vectors are bold, scalars are not.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .texsafe import braces_come_off
@@ -76,7 +79,7 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
         if braces_come_off(override):  # \hat{y}_o: TeX would take the braces off {\hat{y}_o}_{t}
             override += "{}"
         return override if step is None else f"{{{override}}}_{{{step}}}"
-    parts = split_name(name)
+    parts = _layer_subscript(split_name(name))
     if calligraphic and len(parts.body) == 1 and parts.body.isupper():
         core = f"\\mathcal{{{parts.body}}}"
     else:
@@ -97,6 +100,38 @@ def latex_name(name: str, *, bold: bool, step: str | None = None, override: str 
         # group of one accent), a double superscript; an empty group after it keeps them.
         text += "{}"
     return text
+
+
+#: Letters of the pre-activations symderiv names, in order of preference: z_h (the letter
+#: courses use: z = W x + b, h = f(z)), else one that no name of the model starts with (a GRU
+#: whose update gate is z gets a_h).  Never y, which a reader takes for an output or a target.
+PREACTIVATION_LETTERS = ("z", "a", "u", "s", "v")
+
+
+def preactivation_of(name: str, quantities: Iterable[str]) -> str | None:
+    """The quantity whose pre-activation ``name`` may be (``h`` for ``z_h``, ``h1`` for ``z_h_1``),
+    or None: a ``latex`` line may spell a pre-activation before symderiv has named it."""
+    m = re.fullmatch("(" + "|".join(PREACTIVATION_LETTERS) + r")_(.+)", name)
+    if m is None:
+        return None
+    rest = m.group(2)
+    for q in quantities:
+        parts = split_name(q)
+        layer = re.fullmatch(r"([A-Za-z]+?)(\d+)", parts.body)
+        forms = {q, parts.body} | ({f"{layer.group(1)}_{layer.group(2)}", f"{layer.group(1)}_{layer.group(2)}"
+                                     + q[len(parts.body):]} if layer else set())
+        if rest in forms:
+            return q
+    return None
+
+
+def _layer_subscript(parts: NameParts) -> NameParts:
+    """``W1`` is W₁: a body of one letter (or a Greek name) followed by digits takes the digits
+    as its first subscript, the rule of a one-letter suffix (``W1`` as ``W_1``, ``h1[t]`` as h_{1,t})."""
+    m = re.fullmatch(r"([A-Za-z]|" + "|".join(GREEK) + r")(\d+)", parts.body)
+    if m is None:
+        return parts
+    return NameParts(m.group(1), (m.group(2),) + parts.subscripts, parts.superscripts, parts.accent)
 
 
 def unicode_name(name: str, *, step: str | None = None) -> str:

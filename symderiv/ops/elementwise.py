@@ -50,12 +50,13 @@ for _record in [
                 latex_form=r"\operatorname{leaky\_relu}_{$alpha}\left($x\right)", unicode_form="leaky_relu($x, $alpha)",
                 derivative=lambda z, alpha: sp.Add(_f("step")(z), alpha * _f("step_nonpositive")(z), evaluate=False)),
     # Helpers that only appear in derivatives.
-    # 𝟙[z > 0], the derivative of relu (0 at 0, as the generated code computes it).
-    Elementwise("step", lambda z: sp.Heaviside(z, 0), r"\mathbb{1}", "𝟙", public=False,
-                latex_form=r"\mathbb{1}\left[$x > 0\right]", unicode_form="𝟙[$x > 0]",
+    # 𝟙[z > 0], the derivative of relu (0 at 0, as the generated code computes it); in LaTeX \mathbb{I}[z > 0],
+    # which pdflatex, KaTeX and MathJax all print (none has a double-struck 1).
+    Elementwise("step", lambda z: sp.Heaviside(z, 0), r"\mathbb{I}", "𝟙", public=False,
+                latex_form=r"\mathbb{I}\left[$x > 0\right]", unicode_form="𝟙[$x > 0]",
                 float64=lambda x: (x > 0).astype(x.dtype)),
-    Elementwise("step_nonpositive", lambda z: sp.Piecewise((0, z > 0), (1, True)), r"\mathbb{1}", "𝟙", public=False,
-                latex_form=r"\mathbb{1}\left[$x \le 0\right]", unicode_form="𝟙[$x ≤ 0]",
+    Elementwise("step_nonpositive", lambda z: sp.Piecewise((0, z > 0), (1, True)), r"\mathbb{I}", "𝟙", public=False,
+                latex_form=r"\mathbb{I}\left[$x \le 0\right]", unicode_form="𝟙[$x ≤ 0]",
                 float64=lambda x: (x <= 0).astype(x.dtype)),
     Elementwise("sign", sp.sign, r"\operatorname{sign}", "sign", public=False),
     Elementwise("normal_cdf", lambda z: (1 + sp.erf(z / sp.sqrt(2))) / 2, r"\Phi", "Φ", public=False, positive=True),

@@ -202,8 +202,16 @@ class _MathPrinter(Printer):
         parts = self._collapse_powers(numer)
         out = self.odot.join(parts) if parts else self.ones
         for d in denom:
-            out += self.oslash + self._factor(d, HadamardProduct)
+            out += self.oslash + self._divisor(d)
         return out
+
+    def _divisor(self, d) -> str:
+        """What follows ⊘, in parentheses when it is itself a product: a ⊘ (b ⊙ b), since
+        a ⊘ b ⊙ b reads (a ⊘ b) ⊙ b.  A power written as one (tanh²(c), b^∘4) binds tighter."""
+        s = self._factor(d, HadamardProduct)
+        compound = isinstance(d, HadamardProduct) or (isinstance(d, HadamardPower) and d.args[1].is_Integer
+                                                      and 1 < d.args[1] <= 3 and not isinstance(d.args[0], Apply))
+        return self.paren(s) if compound and self.odot.strip() in s else s
 
     def _collapse_powers(self, factors) -> list[str]:
         """tanh(c) ⊙ tanh(c) reads tanh²(c); a symbol repeated stays h ⊙ h."""

@@ -136,7 +136,12 @@ def chains_of(rows: list[Row]) -> list[Chain]:
         tokens = _cut_condition(row.tokens) if row.cases else [t for t in row.tokens if t.value != "&"]
         for k, equation in enumerate(_equations(tokens)):
             members, relations = _members(equation)
-            if k == 0 and chains and relations and not members[0]:
+            if k == 0 and chains and chains[-1].members and members and members[0] and _continues(equation):
+                # ``&\quad + …``: the sum of the row above goes on (a long line broken before a +)
+                chains[-1].members[-1] = chains[-1].members[-1] + members[0]
+                chains[-1].members.extend(members[1:])
+                chains[-1].relations.extend(relations)
+            elif k == 0 and chains and relations and not members[0]:
                 chains[-1].members.extend(members[1:])
                 chains[-1].relations.extend(relations)
             elif any(members):
@@ -167,6 +172,13 @@ def _equations(tokens: list[Tok]) -> list[list[Tok]]:
         out.append(current)
     trimmed = [_trim(eq) for eq in out]
     return [eq for eq in trimmed if eq]
+
+
+def _continues(equation: list[Tok]) -> bool:
+    """A row that starts with a binary operator (``+ …``, ``- …``, ``\\odot …``) carries on the
+    expression of the row above."""
+    t = equation[0]
+    return (t.kind == "char" and t.value in "+-") or (t.kind == "cmd" and t.value in BINARY)
 
 
 def _starts_with_operator(seg: list[Tok]) -> bool:

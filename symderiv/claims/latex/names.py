@@ -30,6 +30,36 @@ from .tokens import (
 )
 
 
+def preactivation_hint(model: Model, atom: Atom) -> str:
+    """What the model calls its pre-activations, for a name it does not know (a write-up's
+    ``\\delta \\mathbf{a}_t`` where symderiv says z_h), and the ``latex`` line that spells one so."""
+    named = [q for q in model.quantities.values() if q.auxiliary]
+    if not named:
+        return ""
+    readers = {}
+    for q in model.quantities.values():
+        arg = getattr(q.expr, "arg", None)
+        for p in named:
+            if arg is not None and (arg == p.symbol or getattr(arg, "base", None) == p.symbol):
+                readers[p.name] = q
+    index = model.time_index or "t"
+    parts = []
+    for p in named:
+        reader = readers.get(p.name)
+        if reader is None:
+            of = "a pre-activation"
+        else:
+            of = f"the argument of {getattr(reader.expr, 'fname', type(reader.expr).__name__.lower())} in {reader.name}"
+        parts.append(f"{p.name} ({of}, written {model.latex(p.name, index if p.sequence else None)})")
+    spelling = atom.core + atom.sup
+    written = spelling + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
+    first = named[0].name
+    return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
+            + "; ".join(parts) + f": write {'that' if len(named) == 1 else 'one of these'}, define your name in the "
+            "write-up (\\delta " + written + " \\triangleq \\partial \\mathcal{L} / \\partial (...)), or add a "
+            f"line to the model file: latex {first} \"{spelling}\"")
+
+
 @dataclass(frozen=True)
 class NameKey:
     """A name without fonts: ``\\mathbf{W}^{(\\text{out})}`` and ``W^{(out)}`` are one key."""
@@ -79,7 +109,14 @@ class Glossary:
     @classmethod
     def of(cls, model: Model) -> Glossary:
         glossary = cls(model)
+        bodies = {split_name(name).body for name in model.quantities}
         for q in model.quantities.values():
+            if q.auxiliary and "y" not in bodies:
+                # A pre-activation symderiv calls z_h is also y_h, as the seed course writes it,
+                # where the model has no y of its own.
+                parts = split_name(q.name)
+                glossary._add(glossary.table, NameKey("y", parts.accent), parts.subscripts + parts.superscripts,
+                              q.name)
             atom = _parse_spelling(model.latex(q.name))
             if atom is not None:
                 glossary._add(glossary.table, atom.key, atom.subs, q.name)
@@ -126,8 +163,9 @@ class Glossary:
                 step, entries = self._step_and_entries(qname, atom.subs[len(prefix):], atom)
                 self.spellings.setdefault(qname, Spelling(atom.core, atom.sup, prefix))
                 return qname, step, entries
-        raise ReadError(f"unknown name {atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
-                        + ": not a quantity of the model", atom.pos)
+        written = f"{atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
+        raise ReadError(f"unknown name {written}: not a quantity of the model" + preactivation_hint(self.model, atom),
+                        atom.pos)
 
     def is_step(self, item: str) -> bool:
         return re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?|\d+", item) is not None

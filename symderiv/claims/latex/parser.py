@@ -251,6 +251,10 @@ class ExpressionParser(NameReader):
             inner = [x.value for x in self.toks[self.i + 2:close]]
         else:
             close, inner = self.i + 1, [nxt.value]
+        if inner == ["I"] and font.value in ("mathbb", "mathds") and close + 1 < len(self.toks) \
+                and self.toks[close + 1].value == "[":  # 𝕀[z > 0], the spelling symderiv writes
+            self.i = close + 1
+            return self._indicator()
         if inner not in (["1"], ["0"]):
             return None
         self.i = close + 1
