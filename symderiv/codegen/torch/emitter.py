@@ -1,0 +1,50 @@
+"""The PyTorch emitter: a schedule → the context of templates/module_torch.py.j2.
+
+The NumPy emitter's context (sizes, params, inputs, both passes), plus what an
+``autograd.Function`` needs: the values the backward pass reads from the forward pass, which
+``Function.forward`` saves and ``Function.backward`` starts from.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...ad.derive import Derivation
+from ..numpy.emitter import context
+from ..plan import ModulePlan
+from ..schedule import Schedule
+from . import TORCH
+
+
+def module_context(d: Derivation, comment, comment_text) -> dict:
+    """The template context of the PyTorch module of ``d`` (see ``numpy.emitter.module_context``)."""
+    plan = ModulePlan(d, comment, comment_text, backend=TORCH)
+    schedule = plan.schedule()
+    out = context(d, schedule, plan.printer)
+    out["saved"] = saved_names(d, schedule, out)
+    # The backward pass's allocations name the module's dtype and device (not arrays, so not in the
+    # lines' reads): saved when its code names them.
+    backward, forward = _words(schedule.backward), _words(schedule.forward)
+    out["saved"] += [w for w in ("dtype", "device") if w in backward]
+    out["forward_needs"] = [w for w in ("dtype", "device") if w in forward or w in out["saved"]]
+    return out
+
+
+def _words(phase) -> set[str]:
+    """The identifiers the code of ``phase`` names."""
+    lines = [ln for st in phase.statements() for ln in st.lines] + list(phase.alloc)
+    return {w for ln in lines for w in re.findall(r"\w+", ln.text)}
+
+
+def saved_names(d: Derivation, schedule: Schedule, ctx: dict) -> list[str]:
+    """What the backward pass reads that the forward pass (or the preamble) defined, in the order of
+    the preamble then the forward pass: the tensors ``Function.forward`` saves."""
+    model = d.model
+    preamble = [p["py"] for p in ctx["params"]] + [py for _, py, *_ in ctx["inputs"]]
+    preamble += (["T"] if model.has_time else []) + (["B"] if ctx["uses_batch"] else [])
+    preamble += [py for py, _, _ in ctx["dim_reads"]]
+    forward = [n for st in schedule.forward.statements() for n in st.names]
+    forward += [n for ln in schedule.forward.alloc for n in ln.names]
+    read = schedule.names_used(schedule.backward) | {"T"}  # the loop's guards read T too
+    freed = set(schedule.free_before_backward)
+    return [n for n in dict.fromkeys(preamble + forward) if n in read and n not in freed]

@@ -1,0 +1,63 @@
+"""The PyTorch idioms the plan's statements are written with: the NumPy ones respelt.
+
+Views, in-place updates (``+=``, ``*=`` on a view write through), slots of a sequence, ``del``
+and the guards read the same in PyTorch as in NumPy; what changes is the allocations (with the
+module's ``dtype`` and ``device``), the split into views (``torch.tensor_split``), the
+concatenation (``torch.cat``), products written into a slot (``torch.mul(…, out=…)``) and the
+spelling of f(x) (``torch/spelling.py``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..numpy.idioms import NumpyIdioms
+from ..schedule import Code, Line, line, reads_of
+from .spelling import call, call_out, has_out
+
+
+class TorchIdioms(NumpyIdioms):
+    """PyTorch's way of writing the statements of a schedule (``printer`` prints the expressions)."""
+
+    def has_out(self, node) -> bool:
+        """Whether f(…) can be written into an existing tensor (f(x, out=…))."""
+        return has_out(node.fname, tuple(getattr(node, "params", ())))
+
+    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+        """``array = torch.empty((T + pad, B, size), …)`` (``torch.zeros`` with ``zeros``): a sequence tensor."""
+        pr = self.pr
+        fill = "torch.zeros" if zeros else "torch.empty"
+        length = f"T + {pad}" if pad else "T"
+        return line(f"{array} = {fill}(({length}, B, {pr.size(size)}), dtype=dtype, device=device)", (array,),
+                    ("B",), pr.size_reads(size))
+
+    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+        """``a, b = torch.tensor_split(array, […])``: views of one tensor, by blocks of ``sizes``."""
+        ends, reads, total = [], [], sp.Integer(0)
+        for size in sizes[:-1]:
+            total = sp.expand(total + size)
+            ends.append(self.pr.size(total))
+            reads.append(self.pr.size_reads(total))
+        axis = ", dim=-1" if last_axis else ""
+        return line(f"{', '.join(names)} = torch.tensor_split({array}, [{', '.join(ends)}]{axis})", tuple(names),
+                    (array,), *reads)
+
+    def concat(self, codes) -> Code:
+        """The blocks one above the other: [W_1; W_2; …]."""
+        return Code("torch.cat([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
+
+    def zeros(self, size) -> Code:
+        """A vector of zeros (a block without a bias)."""
+        return Code(f"torch.zeros({self.pr.size(size)}, dtype=dtype, device=device)", reads=self.pr.size_reads(size))
+
+    def apply(self, node, x: Code) -> Code:
+        """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
+        return Code(call(node.fname, x.text, tuple(getattr(node, "params", ()))), reads=x.reads)
+
+    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+        """f(x) written into ``slot``: f(x, out=slot)."""
+        return line(call_out(fname, x.text, slot.text, params), slot.reads, x)
+
+    def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
+        """a ⊙ b written into ``slot``."""
+        return line(f"torch.mul({a.text}, {b.text}, out={slot.text})", slot.reads, a, b)

@@ -1,0 +1,90 @@
+"""How PyTorch spells the elementwise functions (the back end owns the spelling, as in NumPy's
+``numpy/spelling.py``).
+
+A function without an entry is printed from its meaning, ``record.scalar(z, *params)``, through
+SymPy's own PyTorch printer (``sympy.printing.pytorch.TorchPrinter``), with three changes: a
+constant is a Python float (``torch.sqrt(2)`` is an error: 2 is not a tensor), ``Max``/``Min`` with
+a constant is ``torch.clamp``, and ``Heaviside(z, 0)`` is ``(z > 0).to(z.dtype)``.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.pytorch import TorchPrinter
+
+from ...ops import ELEMENTWISE
+from ..numpy.spelling import group
+
+# name → (the expression, with {x} for the argument; the same written into {out}, or None).
+TORCH: dict[str, tuple[str, str | None]] = {
+    "sigmoid": ("torch.sigmoid({x})", "torch.sigmoid({x}, out={out})"),
+    "tanh": ("torch.tanh({x})", "torch.tanh({x}, out={out})"),
+    "relu": ("torch.relu({x})", "torch.clamp({x}, min=0, out={out})"),
+    "softplus": ("_softplus({x})", "_softplus({x}, out={out})"),  # log(1 + eˣ) exactly: no threshold
+    "exp": ("torch.exp({x})", "torch.exp({x}, out={out})"),
+    "log": ("torch.log({x})", None),  # never in place: a stack's slot may be read as a probability first
+    "step": ("({x} > 0).to(dtype)", None),  # 𝟙[z > 0], the derivative of relu
+}
+
+
+class _ScalarPrinter(TorchPrinter):
+    """SymPy's PyTorch printer for a scalar meaning f(z), with ``z`` standing for the argument's code."""
+
+    def __init__(self, z: sp.Symbol, code: str):
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+        self.z, self.arg_code = z, code
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sp.Expr) and not expr.free_symbols and not expr.is_Integer:
+            return repr(float(expr))  # √2, π, 1/2: a float the tensor broadcasts
+        return super()._print(expr, **kwargs)
+
+    def _print_Symbol(self, e):
+        if e == self.z:
+            return self.arg_code
+        raise NotImplementedError(f"no PyTorch form for the free symbol {e} in an elementwise function")
+
+    def _minmax(self, e, bound: str, pair: str) -> str:
+        consts = [a for a in e.args if not a.free_symbols]
+        rest = [self._print(a) for a in e.args if a.free_symbols]
+        text = rest[0]
+        for other in rest[1:]:
+            text = f"torch.{pair}({text}, {other})"
+        if consts:
+            text = f"torch.clamp({text}, {bound}={float(consts[0])!r})"
+        return text
+
+    def _print_Max(self, e):
+        return self._minmax(e, "min", "maximum")
+
+    def _print_Min(self, e):
+        return self._minmax(e, "max", "minimum")
+
+    def _print_Heaviside(self, e):
+        x = self._print(e.args[0])
+        h0 = e.args[1] if len(e.args) > 1 else sp.S.Half
+        if h0 == 0:
+            return f"({group(x)} > 0).to(dtype)"
+        return f"torch.heaviside({x}, torch.tensor({float(h0)!r}, dtype=dtype, device=device))"
+
+
+_Z = sp.Symbol("z", real=True)
+
+
+def call(fname: str, x: str, params=()) -> str:
+    """PyTorch code for f(x), ``x`` the argument's code."""
+    if fname in TORCH and not params:
+        return TORCH[fname][0].format(x=x)
+    return _ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params))
+
+
+def call_out(fname: str, x: str, out: str, params=()) -> str | None:
+    """PyTorch code writing f(x) into the tensor ``out``, or None when the function has no such form."""
+    if fname not in TORCH or params or TORCH[fname][1] is None:
+        return None
+    return TORCH[fname][1].format(x=x, out=out)
+
+
+def has_out(fname: str, params=()) -> bool:
+    """Whether f can be written into an existing tensor (f(x, out=…))."""
+    return fname in TORCH and not params and TORCH[fname][1] is not None
