@@ -2,15 +2,17 @@
 ``numpy/spelling.py``).
 
 A function without an entry is printed from its meaning, ``record.scalar(z, *params)``, through
-SymPy's own PyTorch printer (``sympy.printing.pytorch.TorchPrinter``), with three changes: a
-constant is a Python float (``torch.sqrt(2)`` is an error: 2 is not a tensor), ``Max``/``Min`` with
-a constant is ``torch.clamp``, and ``Heaviside(z, 0)`` is ``(z > 0).to(z.dtype)``.
+SymPy's Python printer with PyTorch's functions in place of ``math``'s (SymPy's own
+``sympy.printing.pytorch`` imports torch when it is imported, and symderiv never does): a
+constant is a Python float (``torch.sqrt(2)`` is an error: 2 is not a tensor), a piecewise
+function ``torch.where``, ``Max``/``Min`` with a constant ``torch.clamp``, ``Heaviside(z, 0)``
+``(z > 0).to(dtype)``.
 """
 
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.pytorch import TorchPrinter
+from sympy.printing.pycode import PythonCodePrinter
 
 from ...ops import ELEMENTWISE
 from ..numpy.spelling import group
@@ -27,12 +29,37 @@ TORCH: dict[str, tuple[str, str | None]] = {
 }
 
 
-class _ScalarPrinter(TorchPrinter):
-    """SymPy's PyTorch printer for a scalar meaning f(z), with ``z`` standing for the argument's code."""
+class _ScalarPrinter(PythonCodePrinter):
+    """SymPy's Python printer for a scalar meaning f(z), on tensors: ``z`` stands for the argument's
+    code, and ``math.f`` becomes ``torch.f`` (exp, log, sqrt, tanh, sin, cos, erf, …)."""
 
     def __init__(self, z: sp.Symbol, code: str):
         super().__init__({"fully_qualified_modules": True, "strict": True})
         self.z, self.arg_code = z, code
+
+    def _module_format(self, fqn, register=True):
+        if fqn.startswith("math."):
+            return "torch." + fqn[len("math."):]
+        raise NotImplementedError(f"no PyTorch form for {fqn}")
+
+    def _print_Abs(self, e):
+        return f"torch.abs({self._print(e.args[0])})"
+
+    def _print_sign(self, e):
+        return f"torch.sign({self._print(e.args[0])})"
+
+    def _print_Piecewise(self, e):
+        *pieces, (last, cond) = e.args
+        if cond != sp.true:
+            raise NotImplementedError("no PyTorch form for a piecewise function without an otherwise branch")
+        text = self._branch(last)
+        for value, c in reversed(pieces):
+            text = f"torch.where({self._print(c)}, {self._branch(value)}, {text})"
+        return text
+
+    def _branch(self, value) -> str:
+        """A branch of torch.where: a constant as a float (a float tensor, not an integer one)."""
+        return repr(float(value)) if not value.free_symbols else self._print(value)
 
     def _print(self, expr, **kwargs):
         if isinstance(expr, sp.Expr) and not expr.free_symbols and not expr.is_Integer:
