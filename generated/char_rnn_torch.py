@@ -64,7 +64,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -77,7 +77,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -158,9 +158,10 @@ def _forward(params, data, want):
     a_h = _matvec(W_xh, x_)
     a_h += b_h
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
+    _T_W_hh = W_hh.T  # once, not at every step
     for i in range(T):
         # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
-        a_h[i] += h[i] @ W_hh.T
+        a_h[i].addmm_(h[i], _T_W_hh)
         # h_t = tanh(a_{h,t})
         torch.tanh(a_h[i], out=h[i + 1])
     # y_t = W^(hy) h_t + b_y
@@ -203,7 +204,7 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
         if i + 1 < T:
-            d_h[i] += d_a_h[i + 1] @ W_hh
+            d_h[i].addmm_(d_a_h[i + 1], W_hh)
         # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
         torch.mul(_d_a_h_0[i], d_h[i], out=d_a_h[i])
     # ∂L/∂W^(xh) = Σ_t δa_{h,t} x_tᵀ
@@ -245,7 +246,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

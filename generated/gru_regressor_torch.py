@@ -70,7 +70,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -83,7 +83,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -187,18 +187,20 @@ def _forward(params, data, want):
     z_, r = torch.tensor_split(_stack0_out0, [n_h], dim=-1)
     n = torch.empty((T, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
+    _T__stack0_W = _stack0_W.T  # once, not at every step
+    _T_U_n = U_n.T  # once, not at every step
     for i in range(T):
         # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i] += h[i] @ _stack0_W.T
+        _stack0[i].addmm_(h[i], _T__stack0_W)
         # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
         torch.sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-        a_n[i] += (r[i] * h[i]) @ U_n.T
+        a_n[i].addmm_(r[i] * h[i], _T_U_n)
         # n_t = tanh(a_{n,t})
         torch.tanh(a_n[i], out=n[i])
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
         torch.mul(1 - z_[i], h[i], out=h[i + 1])
-        h[i + 1] += z_[i] * n[i]
+        h[i + 1].addcmul_(z_[i], n[i])
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:])
     y_hat += b_y
@@ -254,9 +256,9 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
-            d_h[i] += _d_h_0[i] * d_h[i + 1]
-            d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
-            d_h[i] += _d_stack0[i + 1] @ _stack0_W
+            d_h[i].addcmul_(_d_h_0[i], d_h[i + 1])
+            d_h[i].addcmul_(r[i + 1], d_a_n[i + 1] @ U_n)
+            d_h[i].addmm_(_d_stack0[i + 1], _stack0_W)
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
         torch.mul(_d_a_n_0[i], d_h[i], out=d_a_n[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
@@ -323,7 +325,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

@@ -69,7 +69,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -82,7 +82,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -185,19 +185,20 @@ def _forward(params, data, want):
     g = torch.empty((T, B, n_h), dtype=dtype, device=device)
     c = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
+    _T__stack0_W = _stack0_W.T  # once, not at every step
     for i in range(T):
         # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i] += h[i] @ _stack0_W.T
+        _stack0[i].addmm_(h[i], _T__stack0_W)
         # f_t = σ(y_{f,t}), i_t = σ(y_{i,t}), o_t = σ(y_{o,t}): one call
         torch.sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])
         # g_t = tanh(y_{g,t})
         torch.tanh(y_g[i], out=g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
         torch.mul(f[i], c[i], out=c[i + 1])
-        c[i + 1] += i_[i] * g[i]
+        c[i + 1].addcmul_(i_[i], g[i])
         # h_t = o_t ⊙ tanh(c_t)
         torch.tanh(c[i + 1], out=h[i + 1])
-        h[i + 1] *= o[i]
+        h[i + 1].mul_(o[i])
     # z_t = [h_{t−1}; x_t]
     z_ = _concat(h[:-1], x_)
     # y_{p,t} = W_y h_t + b_y
@@ -269,11 +270,11 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}
         if i + 1 < T:
-            d_h[i] += _d_stack0[i + 1] @ _stack0_W
+            d_h[i].addmm_(_d_stack0[i + 1], _stack0_W)
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
         torch.mul(_d_c_0[i], d_h[i], out=d_c[i])
         if i + 1 < T:
-            d_c[i] += f[i + 1] * d_c[i + 1]
+            d_c[i].addcmul_(f[i + 1], d_c[i + 1])
         # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
         torch.mul(_d_y_g_0[i], d_c[i], out=d_y_g[i])
         # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
@@ -334,7 +335,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

@@ -65,7 +65,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -78,7 +78,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -165,14 +165,16 @@ def _forward(params, data, want):
     h = torch.empty((T, B, n_h), dtype=dtype, device=device)
     y = torch.zeros((T + 1, B, n_y), dtype=dtype, device=device)
     y[0] = y0  # y_0
+    _T_W_f = W_f.T  # once, not at every step
+    _T_W_y = W_y.T  # once, not at every step
     for i in range(T):
         # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-        a_h[i] += y[i] @ W_f.T
+        a_h[i].addmm_(y[i], _T_W_f)
         # h_t = tanh(a_{h,t})
         torch.tanh(a_h[i], out=h[i])
         # y_t = W_y h_t + b_y
-        y[i + 1] = h[i] @ W_y.T
-        y[i + 1] += b_y
+        torch.mm(h[i], _T_W_y, out=y[i + 1])
+        y[i + 1].add_(b_y)
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = ((1 / 2) * ((y[1:] - y_ref) * (y[1:] - y_ref)).sum(dim=-1, keepdim=True)).sum(dim=0)
     _loss = L.sum()
@@ -201,7 +203,7 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}
         if i + 1 < T:
-            d_y[i] += d_a_h[i + 1] @ W_f
+            d_y[i].addmm_(d_a_h[i + 1], W_f)
         # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
         torch.mul(_d_a_h_0[i], d_y[i] @ W_y, out=d_a_h[i])
     # ∂L/∂W_x = Σ_t δa_{h,t} x_tᵀ
@@ -250,7 +252,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

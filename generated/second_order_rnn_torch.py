@@ -67,7 +67,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -80,7 +80,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -170,9 +170,11 @@ def _forward(params, data, want):
     h = torch.zeros((T + 2, B, n_h), dtype=dtype, device=device)
     h[0] = h_prev  # h_{-1}
     h[1] = h_init  # h_0
+    _T_A_1 = A_1.T  # once, not at every step
+    _T_A_2 = A_2.T  # once, not at every step
     for i in range(T):
         # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-        y_h[i] += h[i + 1] @ A_1.T + h[i] @ A_2.T
+        y_h[i].add_(h[i + 1] @ _T_A_1 + h[i] @ _T_A_2)
         # h_t = tanh(y_{h,t})
         torch.tanh(y_h[i], out=h[i + 2])
     # y_{p,t} = W_y h_t + b_y
@@ -215,9 +217,9 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}
         if i + 1 < T:
-            d_h[i] += d_y_h[i + 1] @ A_1
+            d_h[i].addmm_(d_y_h[i + 1], A_1)
         if i + 2 < T:
-            d_h[i] += d_y_h[i + 2] @ A_2
+            d_h[i].addmm_(d_y_h[i + 2], A_2)
         # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
         torch.mul(_d_y_h_0[i], d_h[i], out=d_y_h[i])
     # ∂L/∂W = Σ_t δy_{h,t} x_tᵀ
@@ -270,7 +272,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

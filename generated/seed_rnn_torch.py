@@ -68,7 +68,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -81,7 +81,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -178,9 +178,10 @@ def _forward(params, data, want):
     y_h = _matvec(U, a_in)
     y_h += b_h
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
+    _T_V = V.T  # once, not at every step
     for i in range(T):
         # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h
-        y_h[i] += h[i] @ V.T
+        y_h[i].addmm_(h[i], _T_V)
         # h_t = σ(y_{h,t})
         torch.sigmoid(y_h[i], out=h[i + 1])
     # y_{o,t} = W h_t + b_o
@@ -241,7 +242,7 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_t = Wᵀ δy_{o,t} + Vᵀ δy_{h,t+1}
         if i + 1 < T:
-            d_h[i] += d_y_h[i + 1] @ V
+            d_h[i].addmm_(d_y_h[i + 1], V)
         # δy_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
         torch.mul(_d_y_h_0[i], d_h[i], out=d_y_h[i])
     # δy_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δy_{h,t}
@@ -295,7 +296,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

@@ -67,7 +67,7 @@ def _concat(*parts):
 
 def _matvec(W, x):
     """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(*x.shape[:-1], W.shape[0])
+    return torch.nn.functional.linear(x, W)
 
 
 def _outer(a, b):
@@ -80,7 +80,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(dim=0)
+    return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
 def init_params(dims, seed=0):
@@ -172,15 +172,18 @@ def _forward(params, data, want):
     h_1 = torch.zeros((T + 1, B, n_1), dtype=dtype, device=device)
     y_h_2 = torch.empty((T, B, n_2), dtype=dtype, device=device)
     h_2 = torch.zeros((T + 1, B, n_2), dtype=dtype, device=device)
+    _T_U_1 = U_1.T  # once, not at every step
+    _T_W_2 = W_2.T  # once, not at every step
+    _T_U_2 = U_2.T  # once, not at every step
     for i in range(T):
         # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
-        y_h_1[i] += h_1[i] @ U_1.T
+        y_h_1[i].addmm_(h_1[i], _T_U_1)
         # h_{1,t} = tanh(y_{h,1,t})
         torch.tanh(y_h_1[i], out=h_1[i + 1])
         # y_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
-        y_h_2[i] = h_1[i + 1] @ W_2.T
-        y_h_2[i] += h_2[i] @ U_2.T
-        y_h_2[i] += b_2
+        torch.mm(h_1[i + 1], _T_W_2, out=y_h_2[i])
+        y_h_2[i].addmm_(h_2[i], _T_U_2)
+        y_h_2[i].add_(b_2)
         # h_{2,t} = tanh(y_{h,2,t})
         torch.tanh(y_h_2[i], out=h_2[i + 1])
     # y_{p,t} = W_y h_{2,t} + b_y
@@ -229,13 +232,13 @@ def _backward(saved):
     for i in reversed(range(T)):
         # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}
         if i + 1 < T:
-            d_h_2[i] += d_y_h_2[i + 1] @ U_2
+            d_h_2[i].addmm_(d_y_h_2[i + 1], U_2)
         # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
         torch.mul(_d_y_h_2_0[i], d_h_2[i], out=d_y_h_2[i])
         # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
-        d_h_1[i] = d_y_h_2[i] @ W_2
+        torch.mm(d_y_h_2[i], W_2, out=d_h_1[i])
         if i + 1 < T:
-            d_h_1[i] += d_y_h_1[i + 1] @ U_1
+            d_h_1[i].addmm_(d_y_h_1[i + 1], U_1)
         # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
         torch.mul(_d_y_h_1_0[i], d_h_1[i], out=d_y_h_1[i])
     # ∂L/∂W_1 = Σ_t δy_{h,1,t} x_tᵀ
@@ -286,7 +289,10 @@ class Function(torch.autograd.Function):
             raise RuntimeError("the generated backward pass runs once per forward pass (retain_graph is not supported)")
         with torch.no_grad():
             grads = _backward(saved)
-            out = [(g * grad).to(dtype=dt, device=dev) for g, (dt, dev) in zip(grads, ctx.targets)]
+            if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
+                grads = [g * grad for g in grads]
+            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
+                   for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

@@ -14,6 +14,7 @@ from ..numpy.emitter import context
 from ..plan import ModulePlan
 from ..schedule import Schedule
 from . import TORCH
+from .printer import TRANSPOSED
 
 
 def module_context(d: Derivation, comment, comment_text) -> dict:
@@ -22,12 +23,24 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     schedule = plan.schedule()
     out = context(d, schedule, plan.printer)
     out["saved"] = saved_names(d, schedule, out)
+    out["forward_transposes"] = _transposed(schedule.forward)
+    out["backward_transposes"] = _transposed(schedule.backward)
     # The backward pass's allocations name the module's dtype and device (not arrays, so not in the
     # lines' reads): saved when its code names them.
     backward, forward = _words(schedule.backward), _words(schedule.forward)
     out["saved"] += [w for w in ("dtype", "device") if w in backward]
     out["forward_needs"] = [w for w in ("dtype", "device") if w in forward or w in out["saved"]]
     return out
+
+
+def _transposed(phase) -> list[str]:
+    """The matrices the time loop of ``phase`` reads transposed (``_T_W``), in order of appearance:
+    each is transposed once before the loop (``_T_W = W.T``)."""
+    found = (m.group(1) for st in phase.loop for ln in st.lines for m in _TRANSPOSE.finditer(ln.text))
+    return list(dict.fromkeys(found))
+
+
+_TRANSPOSE = re.compile(rf"(?<!\w){TRANSPOSED}(\w+)")
 
 
 def _words(phase) -> set[str]:

@@ -9,11 +9,19 @@ spelling of f(x) (``torch/spelling.py``).
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from ..numpy.idioms import NumpyIdioms
+from ..numpy.spelling import group
 from ..schedule import Code, Line, line, reads_of
+from .printer import StepHadamard, StepProduct, transposed
 from .spelling import call, call_out, has_out
+
+_IN_PLACE = {"+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
+# A step's slot, as the printer and ``slot`` write it: ``h[i]``, ``h[i + 1]`` (the time loop's index is i).
+_STEP_SLOT = re.compile(r"\[i(?: [+-] \d+)?\]\Z")
 
 
 class TorchIdioms(NumpyIdioms):
@@ -41,6 +49,34 @@ class TorchIdioms(NumpyIdioms):
         axis = ", dim=-1" if last_axis else ""
         return line(f"{', '.join(names)} = torch.tensor_split({array}, [{', '.join(ends)}]{axis})", tuple(names),
                     (array,), *reads)
+
+    def step_product(self, vector: Code, matrix: str) -> Code:
+        """M v for the loop's step, the batch in rows: v Mᵀ."""
+        return StepProduct(f"{group(vector.text)} @ {transposed(matrix)}", reads=reads_of(vector, (matrix,)),
+                           left=vector.text, right=transposed(matrix))
+
+    def update(self, target: Code, op: str, value: Code, indent: int = 0) -> Line:
+        """``target op value``; at a step, ``slot += v Mᵀ`` is ``slot.addmm_(v, M.T)`` and
+        ``slot += a ⊙ b`` is ``slot.addcmul_(a, b)``: one operation, no temporary."""
+        if op == "+=" and isinstance(value, (StepProduct, StepHadamard)) and _STEP_SLOT.search(target.text):
+            method = "addmm_" if isinstance(value, StepProduct) else "addcmul_"
+            return line(f"{'    ' * indent}{target.text}.{method}({value.left}, {value.right})", target.reads,
+                        target.reads, value)
+        if op == "=" and _STEP_SLOT.search(target.text):  # into the step's view, no temporary
+            pad = "    " * indent
+            if isinstance(value, StepProduct):
+                return line(f"{pad}torch.mm({value.left}, {value.right}, out={target.text})", target.reads, value)
+            if isinstance(value, StepHadamard):
+                return line(f"{pad}torch.mul({value.left}, {value.right}, out={target.text})", target.reads, value)
+            return line(f"{pad}{target.text}.copy_({value.text})", target.reads, value)
+        if op in _IN_PLACE and _STEP_SLOT.search(target.text):  # not written back through __setitem__
+            return line(f"{'    ' * indent}{target.text}.{_IN_PLACE[op]}({value.text})", target.reads,
+                        target.reads, value)
+        return super().update(target, op, value, indent)
+
+    def plus(self, codes) -> Code:
+        """The sum of ``codes`` (one code: itself, so that a product stays one)."""
+        return codes[0] if len(codes) == 1 else super().plus(codes)
 
     def concat(self, codes) -> Code:
         """The blocks one above the other: [W_1; W_2; …]."""

@@ -11,7 +11,9 @@ PyTorch, so this subclass only respells what NumPy names: its functions (``np.su
 
 from __future__ import annotations
 
-from sympy import OneMatrix, Transpose
+from dataclasses import dataclass
+
+from sympy import HadamardPower, OneMatrix, Transpose
 
 from ...ir.expr import Softmax
 from ..numpy.printer import NumpyPrinter, _is_sigmoid, _join, _one_minus
@@ -19,9 +21,37 @@ from ..passes import params_of
 from ..schedule import Code, reads_of
 from .spelling import call, group
 
+TRANSPOSED = "_T_"  # ``_T_W`` is ``W.T``, made once before the loop that reads it
+
+
+def transposed(matrix: str) -> str:
+    """The name of ``matrix``'s transpose, made before the time loop."""
+    return TRANSPOSED + matrix
+
+
+@dataclass(frozen=True)
+class StepProduct(Code):
+    """``left @ right`` for the loop's step (the batch in rows): ``slot += left @ right`` is then
+    written ``slot.addmm_(left, right)``, one operation and no temporary."""
+
+    left: str = ""
+    right: str = ""
+
+
+@dataclass(frozen=True)
+class StepHadamard(Code):
+    """``left * right`` for the loop's step: ``slot += left * right`` is ``slot.addcmul_(left, right)``."""
+
+    left: str = ""
+    right: str = ""
+
 
 class TorchPrinter(NumpyPrinter):
-    """Prints one expression as PyTorch code (modes as in ``NumpyPrinter``)."""
+    """Prints one expression as PyTorch code (modes as in ``NumpyPrinter``).
+
+    Inside the time loop, where every operation's overhead counts, a product ``x_t Wᵀ`` and a
+    product ``a ⊙ b`` carry their operands (``StepProduct``, ``StepHadamard``), so that the idioms
+    can add them into a slot in one operation, and ``Wᵀ`` is made once before the loop (``_T_W``)."""
 
     printmethod = "_torch_print"
 
@@ -52,7 +82,11 @@ class TorchPrinter(NumpyPrinter):
                     code = _join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc))
                     return Code(code.text, code.batched, code.timed, code.summed, code.reads, "product")
                 right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
-                return _join(f"{x} @ {right}", acc, order=(acc, left))
+                if self.mode == "step" and not isinstance(a, Transpose) and left.form == "array":
+                    right = transposed(left.text)  # Wᵀ once before the loop, not a view a step
+                code = _join(f"{x} @ {right}", acc, order=(acc, left))
+                return StepProduct(code.text, code.batched, code.timed, code.summed, code.reads, code.form,
+                                   acc.text, right) if self.mode == "step" else code
             return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
@@ -64,6 +98,14 @@ class TorchPrinter(NumpyPrinter):
             return Code(f"torch.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
         # Σ over steps and examples
         return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
+
+    def _print_HadamardProduct(self, e):
+        code = super()._print_HadamardProduct(e)
+        if self.mode == "step" and len(e.args) == 2 and not any(isinstance(f, HadamardPower) for f in e.args):
+            a, b = (self._print(f) for f in e.args)
+            return StepHadamard(code.text, code.batched, code.timed, code.summed, code.reads, code.form,
+                                a.text, b.text)
+        return code
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
