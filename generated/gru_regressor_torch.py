@@ -68,9 +68,9 @@ def _concat(*parts):
     return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], dim=-1)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return torch.nn.functional.linear(x, W)
+def _matvec(W, x, b=None):
+    """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
+    return torch.nn.functional.linear(x, W, b)
 
 
 def _outer(a, b):
@@ -112,19 +112,21 @@ def _prepare(params, data):
     missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
     if missing:
         raise KeyError("missing: " + ", ".join(missing))
-    given = [torch.as_tensor(params[k]) for k in PARAMS]
+    given = [_tensor(params[k]) for k in PARAMS]
     device = given[0].device if given else torch.device("cpu")
-    inputs = {k: torch.as_tensor(data[k], device=device) for k in INPUTS}
+    inputs = {k: _tensor(data[k], device) for k in INPUTS}
     dtype = None
     for t in given + list(inputs.values()):
         if t.is_floating_point():
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
     dtype = dtype or torch.get_default_dtype()
-    p = {k: t.to(device=device, dtype=dtype).reshape(1) if not PARAMS[k] else t.to(device=device, dtype=dtype)
-         for k, t in zip(PARAMS, given)}
+    p = {}
+    for k, t in zip(PARAMS, given):
+        t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
+        p[k] = t.reshape(1) if not PARAMS[k] else t
     out, batched = {}, False
     for k, (is_sequence, size) in INPUTS.items():
-        a = inputs[k].to(dtype)
+        a = inputs[k] if inputs[k].dtype == dtype else inputs[k].to(dtype)
         core = int(is_sequence) + int(size != "scalar")
         if a.ndim == core + 1:
             batched = True
@@ -138,8 +140,17 @@ def _prepare(params, data):
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
     # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
-    out = {k: a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous() for k, a in out.items()}
+    for k, a in out.items():
+        if a.shape[-2] != B or not a.is_contiguous():
+            out[k] = a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous()
     return p, out, batched, dtype, device
+
+
+def _tensor(x, device=None):
+    """``x`` as a tensor (on ``device``), without a copy when it is one already."""
+    if isinstance(x, torch.Tensor) and (device is None or x.device == device):
+        return x
+    return torch.as_tensor(x, device=device)
 
 
 def _external(value, batched, scalar):
@@ -177,12 +188,10 @@ def _forward(params, data, want):
     # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z
     # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r
     _stack0_W = torch.cat([U_z, U_r])
-    _stack0 = _matvec(torch.cat([W_z, W_r]), x_)
-    _stack0 += torch.cat([b_z, b_r])
+    _stack0 = _matvec(torch.cat([W_z, W_r]), x_, torch.cat([b_z, b_r]))
     a_z, a_r = torch.tensor_split(_stack0, [n_h], dim=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
-    a_n = _matvec(W_n, x_)
-    a_n += b_n
+    a_n = _matvec(W_n, x_, b_n)
     _stack0_out0 = torch.empty((T, B, 2 * n_h), dtype=dtype, device=device)
     z_, r = torch.tensor_split(_stack0_out0, [n_h], dim=-1)
     n = torch.empty((T, B, n_h), dtype=dtype, device=device)
@@ -202,8 +211,7 @@ def _forward(params, data, want):
         torch.mul(1 - z_[i], h[i], out=h[i + 1])
         h[i + 1].addcmul_(z_[i], n[i])
     # ŷ_t = W_y h_t + b_y
-    y_hat = _matvec(W_y, h[1:])
-    y_hat += b_y
+    y_hat = _matvec(W_y, h[1:], b_y)
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
     L = ((1 / 2) * ((y_hat - y) * (y_hat - y)).sum(dim=-1, keepdim=True)).sum(dim=0)
     _loss = L.sum()

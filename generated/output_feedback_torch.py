@@ -63,9 +63,9 @@ def _concat(*parts):
     return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], dim=-1)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return torch.nn.functional.linear(x, W)
+def _matvec(W, x, b=None):
+    """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
+    return torch.nn.functional.linear(x, W, b)
 
 
 def _outer(a, b):
@@ -102,19 +102,21 @@ def _prepare(params, data):
     missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
     if missing:
         raise KeyError("missing: " + ", ".join(missing))
-    given = [torch.as_tensor(params[k]) for k in PARAMS]
+    given = [_tensor(params[k]) for k in PARAMS]
     device = given[0].device if given else torch.device("cpu")
-    inputs = {k: torch.as_tensor(data[k], device=device) for k in INPUTS}
+    inputs = {k: _tensor(data[k], device) for k in INPUTS}
     dtype = None
     for t in given + list(inputs.values()):
         if t.is_floating_point():
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
     dtype = dtype or torch.get_default_dtype()
-    p = {k: t.to(device=device, dtype=dtype).reshape(1) if not PARAMS[k] else t.to(device=device, dtype=dtype)
-         for k, t in zip(PARAMS, given)}
+    p = {}
+    for k, t in zip(PARAMS, given):
+        t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
+        p[k] = t.reshape(1) if not PARAMS[k] else t
     out, batched = {}, False
     for k, (is_sequence, size) in INPUTS.items():
-        a = inputs[k].to(dtype)
+        a = inputs[k] if inputs[k].dtype == dtype else inputs[k].to(dtype)
         core = int(is_sequence) + int(size != "scalar")
         if a.ndim == core + 1:
             batched = True
@@ -128,8 +130,17 @@ def _prepare(params, data):
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
     # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
-    out = {k: a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous() for k, a in out.items()}
+    for k, a in out.items():
+        if a.shape[-2] != B or not a.is_contiguous():
+            out[k] = a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous()
     return p, out, batched, dtype, device
+
+
+def _tensor(x, device=None):
+    """``x`` as a tensor (on ``device``), without a copy when it is one already."""
+    if isinstance(x, torch.Tensor) and (device is None or x.device == device):
+        return x
+    return torch.as_tensor(x, device=device)
 
 
 def _external(value, batched, scalar):
@@ -160,8 +171,7 @@ def _forward(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h: the part that does not depend on the recurrence
-    a_h = _matvec(W_x, x_)
-    a_h += b_h
+    a_h = _matvec(W_x, x_, b_h)
     h = torch.empty((T, B, n_h), dtype=dtype, device=device)
     y = torch.zeros((T + 1, B, n_y), dtype=dtype, device=device)
     y[0] = y0  # y_0

@@ -66,9 +66,9 @@ def _concat(*parts):
     return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], dim=-1)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return torch.nn.functional.linear(x, W)
+def _matvec(W, x, b=None):
+    """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
+    return torch.nn.functional.linear(x, W, b)
 
 
 def _outer(a, b):
@@ -110,19 +110,21 @@ def _prepare(params, data):
     missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
     if missing:
         raise KeyError("missing: " + ", ".join(missing))
-    given = [torch.as_tensor(params[k]) for k in PARAMS]
+    given = [_tensor(params[k]) for k in PARAMS]
     device = given[0].device if given else torch.device("cpu")
-    inputs = {k: torch.as_tensor(data[k], device=device) for k in INPUTS}
+    inputs = {k: _tensor(data[k], device) for k in INPUTS}
     dtype = None
     for t in given + list(inputs.values()):
         if t.is_floating_point():
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
     dtype = dtype or torch.get_default_dtype()
-    p = {k: t.to(device=device, dtype=dtype).reshape(1) if not PARAMS[k] else t.to(device=device, dtype=dtype)
-         for k, t in zip(PARAMS, given)}
+    p = {}
+    for k, t in zip(PARAMS, given):
+        t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
+        p[k] = t.reshape(1) if not PARAMS[k] else t
     out, batched = {}, False
     for k, (is_sequence, size) in INPUTS.items():
-        a = inputs[k].to(dtype)
+        a = inputs[k] if inputs[k].dtype == dtype else inputs[k].to(dtype)
         core = int(is_sequence) + int(size != "scalar")
         if a.ndim == core + 1:
             batched = True
@@ -136,8 +138,17 @@ def _prepare(params, data):
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
     # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
-    out = {k: a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous() for k, a in out.items()}
+    for k, a in out.items():
+        if a.shape[-2] != B or not a.is_contiguous():
+            out[k] = a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous()
     return p, out, batched, dtype, device
+
+
+def _tensor(x, device=None):
+    """``x`` as a tensor (on ``device``), without a copy when it is one already."""
+    if isinstance(x, torch.Tensor) and (device is None or x.device == device):
+        return x
+    return torch.as_tensor(x, device=device)
 
 
 def _external(value, batched, scalar):
@@ -170,13 +181,11 @@ def _forward(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # y_{a,t} = W^(in) x_t + b^(in)
-    y_a = _matvec(W_in, x_)
-    y_a += b_in
+    y_a = _matvec(W_in, x_, b_in)
     # a^(in)_t = σ(y_{a,t})
     a_in = torch.sigmoid(y_a)
     # y_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    y_h = _matvec(U, a_in)
-    y_h += b_h
+    y_h = _matvec(U, a_in, b_h)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
     _T_V = V.T  # once, not at every step
     for i in range(T):
@@ -185,13 +194,11 @@ def _forward(params, data, want):
         # h_t = σ(y_{h,t})
         torch.sigmoid(y_h[i], out=h[i + 1])
     # y_{o,t} = W h_t + b_o
-    y_o = _matvec(W, h[1:])
-    y_o += b_o
+    y_o = _matvec(W, h[1:], b_o)
     # o_t = σ(y_{o,t})
     o = torch.sigmoid(y_o)
     # h^(out)_t = W^(out) o_t + b^(out)
-    h_out = _matvec(W_out, o)
-    h_out += b_out
+    h_out = _matvec(W_out, o, b_out)
     # r̂_t = softmax(h^(out)_t)
     r_hat, _log_r_hat = _softmax_and_log(h_out)
     # L = −Σ_t r_tᵀ log(r̂_t)

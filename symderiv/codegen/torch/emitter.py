@@ -12,7 +12,7 @@ import re
 from ...ad.derive import Derivation
 from ..numpy.emitter import context
 from ..plan import ModulePlan
-from ..schedule import Schedule
+from ..schedule import Line, Schedule
 from . import TORCH
 from .printer import TRANSPOSED
 
@@ -22,6 +22,10 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     plan = ModulePlan(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()
     out = context(d, schedule, plan.printer)
+    biases = {p["py"] for p in out["params"] if p["kind"] == "vector"}
+    for phase in (schedule.forward, schedule.backward):
+        for st in phase.statements():
+            st.lines = fuse_bias(st.lines, biases)
     out["saved"] = saved_names(d, schedule, out)
     out["forward_transposes"] = _transposed(schedule.forward)
     out["backward_transposes"] = _transposed(schedule.backward)
@@ -30,6 +34,33 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     backward, forward = _words(schedule.backward), _words(schedule.forward)
     out["saved"] += [w for w in ("dtype", "device") if w in backward]
     out["forward_needs"] = [w for w in ("dtype", "device") if w in forward or w in out["saved"]]
+    return out
+
+
+_MATVEC = re.compile(r"(\w+) = _matvec\((.*)\)\Z")
+_ADD = re.compile(r"(\w+) \+= (.*)\Z")
+
+
+def _is_bias(text: str, biases: set[str]) -> bool:
+    """A vector parameter, or a concatenation of them (a stack's biases): 1-D, as F.linear's bias must be."""
+    if text in biases:
+        return True
+    inner = re.fullmatch(r"torch\.cat\(\[(.*)\]\)", text)
+    return inner is not None and all(part in biases for part in inner.group(1).split(", "))
+
+
+def fuse_bias(lines: list[Line], biases: set[str]) -> list[Line]:
+    """``y = _matvec(W, x)`` then ``y += b`` as one ``y = _matvec(W, x, b)`` (``F.linear`` with its bias:
+    one pass over the result instead of two), when b is a vector parameter (or a stack of them)."""
+    out: list[Line] = []
+    for ln in lines:
+        prev = _MATVEC.match(out[-1].text) if out else None
+        add = _ADD.match(ln.text)
+        if prev and add and add.group(1) == prev.group(1) and _is_bias(add.group(2), biases):
+            out[-1] = Line(f"{prev.group(1)} = _matvec({prev.group(2)}, {add.group(2)})", out[-1].writes,
+                           tuple(dict.fromkeys(out[-1].reads + ln.reads)))
+        else:
+            out.append(ln)
     return out
 
 
