@@ -173,8 +173,15 @@ def _derive(args) -> int:
 
 
 def _check(args) -> int:
+    import importlib.util
+
     from .check.certify import certify
     from .check.numcheck import finite_difference_check
+    from .codegen.backends import by_name
+    package = by_name(args.backend).package
+    if importlib.util.find_spec(package) is None:  # whether it is installed, without importing it
+        raise SymderivError(f"checking the {args.backend} module needs {package}, which is not installed: "
+                            f"pip install 'symderiv[{package}]'")
     model, d = _load(args.model)
     exact = certify(model, d, seed=args.seed)
     numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed, backend=args.backend)

@@ -382,6 +382,17 @@ def test_check_backend_torch_runs_the_checks(capsys):
     assert "PyTorch vs central differences" in out and "all agree" in out
 
 
+def test_check_backend_torch_without_torch_is_a_clear_error(monkeypatch, capsys):
+    import importlib.util
+
+    from symderiv.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    assert main(["check", str(EXAMPLES / "seed_rnn.sdm"), "--backend", "torch"]) == 2
+    assert "pip install 'symderiv[torch]'" in capsys.readouterr().err
+
+
 def test_check_backend_torch_finds_a_wrong_gradient(monkeypatch):
     """The same checks catch a planted error in the PyTorch module's backward pass."""
     from symderiv.check import numcheck

@@ -66,7 +66,7 @@ class TorchIdioms(NumpyIdioms):
             pad = "    " * indent
             if isinstance(value, StepProduct):
                 return line(f"{pad}torch.mm({value.left}, {value.right}, out={target.text})", target.reads, value)
-            if isinstance(value, StepHadamard):
+            if isinstance(value, StepHadamard) and value.batched:  # out= must not broadcast up to the slot
                 return line(f"{pad}torch.mul({value.left}, {value.right}, out={target.text})", target.reads, value)
             return line(f"{pad}{target.text}.copy_({value.text})", target.reads, value)
         if op in _IN_PLACE and _STEP_SLOT.search(target.text):  # not written back through __setitem__

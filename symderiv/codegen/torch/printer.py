@@ -103,8 +103,9 @@ class TorchPrinter(NumpyPrinter):
         code = super()._print_HadamardProduct(e)
         if self.mode == "step" and len(e.args) == 2 and not any(isinstance(f, HadamardPower) for f in e.args):
             a, b = (self._print(f) for f in e.args)
-            return StepHadamard(code.text, code.batched, code.timed, code.summed, code.reads, code.form,
-                                a.text, b.text)
+            if a.batched and b.batched:  # both (B, n): the product has the slot's shape
+                return StepHadamard(code.text, code.batched, code.timed, code.summed, code.reads, code.form,
+                                    a.text, b.text)
         return code
 
     def _print_Apply(self, e):
