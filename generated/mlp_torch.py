@@ -33,6 +33,8 @@ INPUTS = {
     "x": (False, "n_x"),
     "y": (False, "n_y"),
 }
+# Data with one value for every example (a scalar input): held as a scalar param is, (1,).
+_SHARED = ()
 
 
 def _softplus(x, out=None):
@@ -115,10 +117,15 @@ def _prepare(params, data):
     for k, t in zip(PARAMS, given):
         t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
         p[k] = t.reshape(1) if not PARAMS[k] else t
-    out, batched = {}, False
+    out, shared, batched = {}, {}, False
     for k, (is_sequence, size) in INPUTS.items():
         a = inputs[k] if inputs[k].dtype == dtype else inputs[k].to(dtype)
         core = int(is_sequence) + int(size != "scalar")
+        if k in _SHARED:
+            if a.ndim != core:
+                raise ValueError(f"{k}: expected shape (), one value shared by the batch, got {tuple(a.shape)}")
+            shared[k] = a.reshape(1)
+            continue
         if a.ndim == core + 1:
             batched = True
         elif a.ndim != core:
@@ -134,7 +141,7 @@ def _prepare(params, data):
     for k, a in out.items():
         if a.shape[-2] != B or not a.is_contiguous():
             out[k] = a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous()
-    return p, out, batched, dtype, device
+    return p, {**out, **shared}, batched, dtype, device, B
 
 
 def _tensor(x, device=None):
@@ -144,8 +151,12 @@ def _tensor(x, device=None):
     return torch.as_tensor(x, device=device)
 
 
-def _external(value, batched, scalar):
-    """The public layout: the batch axis second (after time), or none for unbatched data; a scalar without its unit axis."""
+def _external(value, batched, scalar, per_example=True):
+    """The public layout: the batch axis second (after time), or none for unbatched data; a scalar without its unit axis.
+
+    A value that reads no data (``per_example`` false) has no batch axis inside; it is returned as it is."""
+    if not per_example:
+        return value.reshape(()) if scalar else value
     if scalar:
         value = value[..., 0]
         return value if batched else value[..., 0]
@@ -154,7 +165,7 @@ def _external(value, batched, scalar):
 
 def _forward(params, data, want):
     """The loss and what the backward pass reads (``want="saved"``), or every forward value (``"values"``)."""
-    _p, _x, _batched, _dtype, _device = _prepare(params, data)
+    _p, _x, _batched, _dtype, _device, _B = _prepare(params, data)
     dtype = _dtype
     W1 = _p["W1"]
     b1 = _p["b1"]

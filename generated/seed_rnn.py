@@ -3,7 +3,11 @@
 
 Data are keyword arguments named as in the model: a sequence of vectors of size n is an
 array (T, n), a static vector (n,); either may carry a trailing batch axis, (T, n, B) /
-(n, B), and the loss is then summed over the batch.
+(n, B), and the loss is then summed over the batch.  A scalar input is () and shared by the
+batch; the terms of the loss that read no data (a penalty) count once per call, not once per
+example, in the loss and the gradients alike.  Every call checks its arguments: an unknown
+or missing name is a TypeError, so are complex or non-numeric values; a shape that does not
+fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
@@ -106,41 +110,163 @@ def init_params(dims, seed=0):
     }
 
 
+# What each argument must be (symderiv.codegen.signature): a param's axes, and a datum's (is a
+# sequence, axes of one example, shared by the batch); an axis is the dims and numbers it sums.
+_PARAM_AXES = {
+    "W_in": (('n_a',), ('n_x',)),
+    "b_in": (('n_a',),),
+    "U": (('n_h',), ('n_a',)),
+    "V": (('n_h',), ('n_h',)),
+    "b_h": (('n_h',),),
+    "W": (('n_o',), ('n_h',)),
+    "b_o": (('n_o',),),
+    "W_out": (('C',), ('n_o',)),
+    "b_out": (('C',),),
+}
+_DATA_AXES = {
+    "x": (True, (('n_x',),), False),
+    "r": (True, (('C',),), False),
+}
+# Each dim is read off one axis of one argument (an axis of one example of a datum): (argument,
+# axis, the axis's other terms, how many times the dim is in it).
+_DIM_SOURCES = {
+    "n_a": ("W_in", 0, (), 1),
+    "n_x": ("W_in", 1, (), 1),
+    "n_h": ("U", 0, (), 1),
+    "n_o": ("W", 0, (), 1),
+    "C": ("W_out", 0, (), 1),
+}
+_EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
+
+
+def _refuse_names(params, data):
+    """A TypeError naming the first unknown or missing parameter or datum."""
+    for what, given, names in (("parameter", params, _PARAM_AXES), ("data", data, _DATA_AXES)):
+        for k in given:
+            if k not in names:
+                raise TypeError(f"unknown {what} {k!r}; the model's are: {', '.join(names) or 'none'}")
+        for k in names:
+            if k not in given:
+                raise TypeError(f"missing {what} {k!r}")
+
+
+def _spelled(axes, seq=False, extra=()):
+    parts = (["T"] if seq else []) + [" + ".join(map(str, ax)) for ax in axes] + list(extra)
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _expected(sizes):
+    """Every argument's shape of one example, for these sizes of the dims (None: a dim read off nothing)."""
+    key = tuple(sizes.values())
+    shapes = _EXPECTED.get(key)
+    if shapes is None:
+        def size(axis):
+            if any(isinstance(d, str) and d not in sizes for d in axis):
+                return None
+            return sum(sizes[d] if isinstance(d, str) else d for d in axis)
+
+        shapes = {k: tuple(size(ax) for ax in axes) for k, axes in _PARAM_AXES.items()}
+        shapes.update({k: tuple(size(ax) for ax in axes) for k, (_, axes, _) in _DATA_AXES.items()})
+        if len(_EXPECTED) > 64:
+            _EXPECTED.clear()
+        _EXPECTED[key] = shapes
+    return shapes
+
+
+def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
+    """The ValueError of an argument whose shape is not the one the dims read off the others say."""
+    read = sorted({d for ax in axes for d in ax if isinstance(d, str) and d in sizes and _DIM_SOURCES[d][0] != k})
+    of = {d: ("parameter " if _DIM_SOURCES[d][0] in _PARAM_AXES else "data ") + repr(_DIM_SOURCES[d][0]) for d in read}
+    via = "; " + ", ".join(f"{d} = {sizes[d]} from {of[d]}" for d in read) if read else ""
+    full = ((T,) if seq else ()) + want + ((B,) if len(shape) > len(want) + seq else ())
+    numbers = "(" + ", ".join("?" if w is None else str(w) for w in full) + ("," if len(full) == 1 else "") + ")"
+    spelled = _spelled(axes, seq, ["B"] if len(full) > len(want) + seq else [])
+    raise ValueError(f"{what} {k!r} has shape {shape}, expected {spelled} = {numbers}{via}")
+
+
+def _checked(params, data):
+    """The arguments as arrays, checked against the model: names, dtypes (real numbers), and every
+    shape against the dims, T and the batch size read off them.  Returns (params, data, T, B or None)."""
+    if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
+        _refuse_names(params, data)
+    p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
+    x = {k: np.asarray(data[k]) for k in _DATA_AXES}
+    for what, arrays in (("parameter", p), ("data", x)):
+        for k, a in arrays.items():
+            if a.dtype.kind not in "fiub":
+                raise TypeError(f"{what} {k!r} has dtype {a.dtype}: expected real numbers (floating-point or integer)")
+    for k, axes in _PARAM_AXES.items():
+        if p[k].ndim != len(axes):
+            raise ValueError(f"parameter {k!r} has shape {p[k].shape}, expected {_spelled(axes)}")
+    T = B = None
+    for k, (seq, axes, shared) in _DATA_AXES.items():
+        a, core = x[k], seq + len(axes)
+        if a.ndim != core:
+            if a.ndim != core + 1 or shared:
+                batch = "" if shared else f" or {_spelled(axes, seq, ['B'])} with a batch axis"
+                raise ValueError(f"data {k!r} has shape {a.shape}, expected {_spelled(axes, seq)}{batch}")
+            if B is None:
+                B, batch_from = a.shape[-1], k
+            elif a.shape[-1] != B:
+                raise ValueError(f"data {k!r} has shape {a.shape}, expected {_spelled(axes, seq, ['B'])} "
+                                 f"with B = {B} from {batch_from!r}: a batch of {a.shape[-1]}")
+        if seq:
+            if T is None:
+                T, steps_from = a.shape[0], k
+            elif a.shape[0] != T:
+                raise ValueError(f"data {k!r} has shape {a.shape}, expected {_spelled(axes, seq)} "
+                                 f"with T = {T} from {steps_from!r}: {a.shape[0]} steps")
+    sizes = {}
+    for d, (k, i, rest, count) in _DIM_SOURCES.items():
+        n = p[k].shape[i] if k in p else x[k].shape[_DATA_AXES[k][0] + i]
+        sizes[d] = n if count == 1 and not rest else (n - sum(sizes[r] if isinstance(r, str) else r
+                                                              for r in rest)) // count
+        if sizes[d] <= 0:
+            raise ValueError(f"{d} = {sizes[d]}, read off {k!r} of shape {p[k].shape if k in p else x[k].shape}: "
+                             "every size must be positive")
+    want = _expected(sizes)
+    for k, a in p.items():
+        if a.shape != want[k] and any(w is not None and n != w for n, w in zip(a.shape, want[k])):
+            _refuse_shape("parameter", k, a.shape, _PARAM_AXES[k], want[k], sizes)
+    for k, (seq, axes, _) in _DATA_AXES.items():
+        shape = x[k].shape[seq:seq + len(axes)]
+        if shape != want[k] and any(w is not None and n != w for n, w in zip(shape, want[k])):
+            _refuse_shape("data", k, x[k].shape, axes, want[k], sizes, seq, T, B)
+    if T == 0 or B == 0:
+        raise ValueError(f"T = {T}, B = {B}: every size must be positive")
+    return p, x, T, B
+
+
 def _prepare(params, data):
     """Internal layout (batch first, a vector as a row); nothing passed in is modified."""
-    missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
-    if missing:
-        raise KeyError("missing: " + ", ".join(missing))
-    arrays = [np.asarray(params[k]) for k in PARAMS] + [np.asarray(data[k]) for k in INPUTS]
-    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
-    p = {k: np.asarray(params[k], dtype).reshape(1) if not shape else np.asarray(params[k], dtype)
-         for k, shape in PARAMS.items()}
-    x, batched = {}, False
-    for k, (is_sequence, size) in INPUTS.items():
-        a = np.asarray(data[k], dtype)
-        core = int(is_sequence) + int(size != "scalar")
-        if a.ndim == core + 1:
-            batched = True
-        elif a.ndim != core:
-            raise ValueError(f"{k}: expected {core} or {core + 1} axes, got shape {a.shape}")
-        x[k] = (a, core)
+    p, x, _, B = _checked(params, data)
+    dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
+    p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
+         for k, a in p.items()}
+    batched, B = B is not None, B or 1
     out = {}
-    for k, (a, core) in x.items():
-        if INPUTS[k][1] == "scalar":
+    for k, (seq, axes, shared) in _DATA_AXES.items():
+        a = x[k].astype(dtype, copy=False)
+        if shared:  # one value for every example, held as a scalar param is
+            out[k] = a.reshape(1)
+            continue
+        core = seq + len(axes)
+        if not axes:
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
-        a = np.moveaxis(a, -1, -2) if a.ndim > core + (INPUTS[k][1] == "scalar") else a[..., None, :]
-        out[k] = a
-    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
-    if len(set(sizes.values())) > 1:
-        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
-    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
-    # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
-    out = {k: np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:])) for k, a in out.items()}
-    return p, out, batched, dtype
+        a = np.moveaxis(a, -1, -2) if a.ndim > core + (not axes) else a[..., None, :]
+        # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
+        # datum without the batch axis is shared by every example.
+        out[k] = np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
+    return p, out, batched, dtype, B
 
 
-def _external(value, batched, scalar):
-    """The public layout: the batch axis last, or none for unbatched data; a scalar without its unit axis."""
+def _external(value, batched, scalar, per_example=True):
+    """The public layout: the batch axis last, or none for unbatched data; a scalar without its unit axis.
+
+    A value that reads no data (``per_example`` false: s = exp(rho)) has no batch axis inside: a
+    vector ``(n,)``, a scalar ``(1,)``; it is returned as it is, shared by every example."""
+    if not per_example:
+        return value.reshape(()) if scalar else value
     if scalar:
         value = value[..., 0]
         return value if batched else value[..., 0]
@@ -149,7 +275,7 @@ def _external(value, batched, scalar):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype = _prepare(params, data)
+    _p, _x, _batched, dtype, B = _prepare(params, data)
     W_in = _p["W_in"]
     b_in = _p["b_in"]
     U = _p["U"]
@@ -162,7 +288,6 @@ def _run(params, data, want):
     x_ = _x["x"]
     r = _x["r"]
     T = x_.shape[0]
-    B = max(a.shape[-2] for a in _x.values())
     n_h = U.shape[0]
     del _x  # each input is held by its name from here on, and freed with it
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +33,32 @@ def generated_modules(backend: str = "numpy") -> list[Path]:
     return sorted(p for p in GENERATED.glob("*" + suffix) if not p.name.endswith(tuple(longer)))
 
 _counter = itertools.count()
+
+
+# How every test compiles a write-up, and how the README says to: no shell escape, and TeX may
+# read and write only files in and below the directory it runs in (kpathsea's "paranoid" mode).
+PDFLATEX = ("pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error")
+PDFLATEX_ENV = {"openin_any": "p", "openout_any": "p"}
+
+
+def pdflatex(tex: str, cwd: Path, *options: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """pdflatex on the file ``tex`` in ``cwd``, the safe way (PDFLATEX, PDFLATEX_ENV)."""
+    return subprocess.run([*PDFLATEX, *options, tex], cwd=cwd, env={**os.environ, **PDFLATEX_ENV},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def central_differences(loss, params: dict, name: str, eps: float = 1e-6) -> np.ndarray:
+    """(loss(params + ε e_i) − loss(params − ε e_i)) / 2ε for every entry i of ``params[name]``:
+    the reference gradient the tests hold generated code to, sharing nothing with symderiv."""
+    value = np.asarray(params[name], dtype=float)
+    fd = np.zeros_like(value)
+    for idx in np.ndindex(value.shape):
+        plus, minus = dict(params), dict(params)
+        plus[name], minus[name] = value.copy(), value.copy()
+        plus[name][idx] += eps
+        minus[name][idx] -= eps
+        fd[idx] = (loss(plus) - loss(minus)) / (2 * eps)
+    return fd
 
 
 def import_generated(path: Path, name: str) -> ModuleType:
@@ -81,16 +109,8 @@ def assert_module_is_right(text: str, tmp_path: Path, T: int = 3, seed: int = 0)
         ref = np.asarray(exact.gradients[name], dtype=float).reshape(np.shape(g))
         assert np.allclose(g, ref, rtol=1e-8, atol=1e-10), (name, g, ref)
     # central differences of the module's own loss
-    eps = 1e-6
-    for name, value in params.items():
-        value = np.asarray(value, dtype=float)
-        fd = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            plus, minus = dict(params), dict(params)
-            plus[name], minus[name] = value.copy(), value.copy()
-            plus[name][idx] += eps
-            minus[name][idx] -= eps
-            fd[idx] = (m.loss(plus, **x) - m.loss(minus, **x)) / (2 * eps)
+    for name in params:
+        fd = central_differences(lambda p: m.loss(p, **x), params, name, eps=1e-6)
         scale = max(np.abs(fd).max(), 1e-6)
         assert np.abs(np.asarray(grads[name]) - fd).max() <= 1e-5 * scale, name
     return m

@@ -67,8 +67,6 @@ def test_points_are_drawn_inside_every_functions_domain(tmp_path, capsys):
     assert all(np.isfinite(e) and e < 1e-6 for e in result.errors.values())
 
 
-@pytest.mark.xfail(strict=True, reason="codegen bug (owned by the code-generation work): forward() of a model "
-                                       "with a static scalar quantity raises IndexError unbatched")
 def test_a_static_scalar_quantity_passes_check(tmp_path, capsys):
     assert main(["check", str(write(tmp_path, STATIC_SCALAR))]) == 0
 

@@ -4,9 +4,11 @@
 Inputs: random text and bytes, soups of the language's own tokens, models generated from
 its grammar, and random mutations (deletions, duplications, swapped tokens, inserted
 characters, swapped lines) of every valid model file in examples/ and tests/models/.
-Models from the grammar are also rendered to all three formats (the module compiled, never
-run).  At the end, the same for the claim reader of ``symderiv verify``.  Every example runs
-under a hard timer, so a hang fails the test instead of stalling it.
+Models from the grammar are also rendered to all three formats, and go through ``check``:
+the exact certification, then every entry point of the generated module, batched and not,
+against central differences.  At the end, the same for ``symderiv verify``: write-ups read
+and every claim judged.  Every example runs under a hard timer, so a hang fails the test
+instead of stalling it.
 
 How many examples: the Hypothesis profile (tests/conftest.py).  ``dev`` (default) is quick;
 ``HYPOTHESIS_PROFILE=ci`` gives every test ``weight x 1000`` examples: 14,000 in total.
@@ -20,6 +22,7 @@ import signal
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -27,9 +30,11 @@ from hypothesis.control import currently_in_test_context
 
 import symderiv
 from symderiv import ModelError
+from symderiv.claims.reading import read_claims
+from symderiv.claims.verify import verify
 from symderiv.render.emit import render
 
-from .helpers import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT, generated_module
 
 SOURCES = sorted(EXAMPLES.glob("*.sdm")) + sorted((ROOT / "tests" / "models").glob("*.sdm"))
 TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SOURCES}
@@ -37,6 +42,7 @@ FILENAME = "fuzz.sdm"
 
 PARSE_SECONDS = 10.0  # one parse; the worst legitimate input here takes well under a second
 DERIVE_SECONDS = 30.0  # one derivation of a (mutated) small model
+CHECK_SECONDS = 60.0  # check (exact and numeric) of a small model, or verify of a write-up
 
 
 def examples(weight: float) -> int:
@@ -338,8 +344,9 @@ EXTREMES = {
     "long-number": PRE + "h = " + "9" * 100_000 + " * b\nloss L = sum(h)\n",
     "long-latex": PRE + 'latex b "' + "\\" * 100_000 + '"\nloss L = sum(b)\n',
     "many-definitions": PRE + "".join(f"h{i} = b\n" for i in range(5000)) + "loss L = sum(h0)\n",
-    "chain-backwards": PRE + "".join(f"h{i + 1} = tanh(h{i})\n" for i in reversed(range(3000)))
-                       + "h0 = b\nloss L = sum(h3000)\n",
+    # 1,000 equations, the most a model may hold: deeper than Python's recursion limit
+    "chain-backwards": PRE + "".join(f"h{i + 1} = tanh(h{i})\n" for i in reversed(range(998)))
+                       + "h0 = b\nloss L = sum(h998)\n",
     "cycle-of-3000": PRE + "".join(f"h{i + 1} = tanh(h{i})\n" for i in range(3000)) + "h0 = h3000\n"
                      + "loss L = sum(h0)\n",
     "many-dims": "dim " + ", ".join(f"d{i}" for i in range(20000)) + "\nparam b: d0\nloss L = sum(b)\n",
@@ -354,9 +361,10 @@ EXTREMES = {
 }
 
 
-def large_file() -> str:
-    """About 5 MB: a valid model followed by many comment and blank lines."""
-    return TEXTS["seed_rnn.sdm"] + ("# " + "x" * 70 + "\n\n") * 70_000
+def large_file(lines: int = 13_000) -> str:
+    """A valid model followed by many comment and blank lines: about 970 KB, just under the
+    bound on a model file's size (frontend/bounds.py)."""
+    return TEXTS["seed_rnn.sdm"] + ("# " + "x" * 70 + "\n\n") * lines
 
 
 @pytest.mark.parametrize("name", sorted(EXTREMES))
@@ -369,12 +377,20 @@ def test_large_file():
     assert model is not None and model.name == "seed_rnn"
 
 
+def test_a_file_over_the_size_bound_is_an_error_before_it_is_read():
+    text = large_file(70_000)  # about 5 MB
+    with pytest.raises(ModelError) as info:
+        symderiv.parse(text, FILENAME)
+    assert "a model file may hold at most 1,000,000" in info.value.message
+    assert (info.value.pos.line, info.value.pos.col) == (1, 1)
+
+
 def test_deep_nesting_is_a_positioned_error():
-    text = PRE + "h = " + "(" * 5000 + "b" + ")" * 5000 + "\nloss L = sum(h)\n"
+    text = PRE + "h = " + "(" * 4000 + "b" + ")" * 4000 + "\nloss L = sum(h)\n"  # within the line bound
     with pytest.raises(ModelError) as info:
         symderiv.parse(text, FILENAME)
     assert "nested" in info.value.message and info.value.pos.line == 6
-    text = PRE + "h = " + " + ".join(["b"] * 5000) + "\nloss L = sum(h)\n"
+    text = PRE + "h = " + " + ".join(["b"] * 2400) + "\nloss L = sum(h)\n"
     with pytest.raises(ModelError) as info:
         symderiv.parse(text, FILENAME)
     assert "nested" in info.value.message and info.value.pos.line == 6
@@ -425,7 +441,9 @@ def derive_in_a_fresh_process(text: str, seconds: float) -> None:
     import subprocess
     import sys
 
-    code = "import sys, symderiv; symderiv.derive(symderiv.parse(sys.stdin.read(), 'slow.sdm'))"
+    # a positioned refusal (a bound) is a fine outcome too; only the time is measured
+    code = ("import sys, symderiv\ntry:\n    symderiv.derive(symderiv.parse(sys.stdin.read(), 'slow.sdm'))\n"
+            "except symderiv.ModelError as err:\n    print(err)")
     try:
         subprocess.run([sys.executable, "-c", code], input=text, text=True, cwd=ROOT, check=True,
                        timeout=seconds + 3, env={"PYTHONPATH": str(ROOT), "PATH": ""})  # +3: importing SymPy
@@ -442,16 +460,15 @@ def test_nested_softmax_derives_quickly():
 CODEGEN_LIMIT = "dim n, m\ninput a: scalar\nparam b: (n, m)\nloss L = sum(a + b)\n"
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="codegen raises NotImplementedError('no NumPy form for the per-example matrix b + 1*a*1') "
-                          "for a scalar input added to a matrix param; it should be generated, or refused with a "
-                          "SymderivError")
-def test_codegen_limits_are_clean_errors():
+def test_codegen_limits_are_clean_errors(tmp_path):
+    """Once NotImplementedError('no NumPy form for the per-example matrix b + 1*a*1'): a scalar
+    input is one value shared by the batch, so a + b is a matrix like b, and the module is right."""
     d = symderiv.derive(symderiv.parse(CODEGEN_LIMIT, FILENAME))
-    try:
-        compile(render(d, "py", FILENAME), "generated.py", "exec")
-    except symderiv.SymderivError:
-        pass
+    m = generated_module(d, tmp_path)
+    b = np.random.default_rng(0).normal(size=(2, 3))
+    loss, grads = m.loss_and_gradients({"b": b}, a=0.7)
+    assert np.isclose(loss, 2 * 3 * 0.7 + b.sum(), rtol=1e-14)  # Σᵢⱼ (a + bᵢⱼ)
+    assert np.array_equal(grads["b"], np.ones((2, 3)))
 
 
 @pytest.mark.parametrize("expr", ["a + sigmoid(1)", "exp(1) * a", "log(2) * a", "tanh(0.5) * a"])
@@ -481,11 +498,6 @@ def test_long_chain_of_definitions_derives_quickly():
 # The claim reader (``symderiv verify``): a write-up or claims file is read, never run; the
 # outcome is a Reading or a ClaimError.
 
-try:
-    from symderiv.claims.reading import read_claims
-except ImportError:  # pragma: no cover - written concurrently
-    read_claims = None
-
 WRITEUPS = {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "generated").glob("seed_rnn.*"))
             if p.suffix in (".tex", ".md")}
 
@@ -500,6 +512,10 @@ def read_writeup(tmp: Path, text: str, suffix: str, d):
         assert err.message
         return None
     assert all(c.line >= 1 for c in reading.claims)
+    # and judged: every claim gets a verdict of the contract, within the time bound
+    with time_limit(CHECK_SECONDS, "verify"):
+        report = verify(d, reading)
+    assert all(v.verdict in ("correct", "per-step", "incorrect", "unreadable") for v in report.verdicts)
     return reading
 
 
@@ -525,7 +541,6 @@ def mutated_writeup(draw):
     return Path(name).suffix, text
 
 
-@pytest.mark.skipif(read_claims is None, reason="symderiv/claims.py is not written yet")
 @settings(max_examples=examples(0.5))
 @given(mutated_writeup())
 def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
@@ -533,7 +548,6 @@ def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
     read_writeup(tmp_path_factory.mktemp("w"), text, suffix, seed_derivation)
 
 
-@pytest.mark.skipif(read_claims is None, reason="symderiv/claims.py is not written yet")
 @settings(max_examples=examples(0.5))
 @given(st.sampled_from([".tex", ".md", ".claims"]),
        st.lists(st.sampled_from(list(string.printable) + ["\\delta ", "\\frac", "\\partial", "\\mathcal{L}",
@@ -543,3 +557,51 @@ def test_mutated_writeups(tmp_path_factory, seed_derivation, case):
                 max_size=80).map("".join))
 def test_random_claims(tmp_path_factory, seed_derivation, suffix, text):
     read_writeup(tmp_path_factory.mktemp("c"), text, suffix, seed_derivation)
+
+
+# ---------------------------------------------------------------------------------------
+# Reach: every valid model the grammar makes runs through every entry point. ``symderiv
+# check`` on it, in process: the closed forms against the unrolled network in exact
+# arithmetic, and every function of the generated module (batched and not) against central
+# differences of its own loss. A clean refusal (a SymderivError) is a fine outcome; a
+# disagreement or any other exception fails.
+
+
+
+def check_outcome(text: str) -> str:
+    from symderiv.check.certify import certify
+    from symderiv.check.numcheck import finite_difference_check
+    from symderiv.ops.numeric import ExactOverflow
+
+    try:
+        with time_limit(PARSE_SECONDS, "parse"):
+            model = symderiv.parse(text, FILENAME)
+        if any(q.role == "intermediate" and q.symbol.shape[1] != 1 for q in model.quantities.values()):
+            # a matrix or row-vector quantity: language version 2's, whose code generation is
+            # being written (test_a_transposed_datum_as_a_quantity_is_generated below)
+            note_outcome("skipped: a matrix-valued quantity")
+            return "skipped"
+        with time_limit(CHECK_SECONDS, "check"):
+            d = symderiv.derive(model)
+            exact = certify(model, d)
+            numeric = finite_difference_check(d, exact.dims, exact.T)
+    except (symderiv.SymderivError, ExactOverflow):
+        note_outcome("refused cleanly")
+        return "refused"
+    assert exact.ok, (text, exact)
+    assert numeric.ok, (text, numeric.problems, numeric.errors)
+    note_outcome("checked: all agree")
+    return "checked"
+
+
+@settings(max_examples=examples(1))
+@given(generated_models())
+def test_generated_models_pass_check_through_every_entry_point(text):
+    check_outcome(text)
+
+
+@pytest.mark.xfail(strict=True, reason="found by the fuzzer: forward() returns a row-vector quantity b = a.T with "
+                   "shape (3, 3) in a batch of 1 where (1, 3) is expected, and gradients() fails to broadcast; "
+                   "matrix-valued quantities are language version 2's")
+def test_a_transposed_datum_as_a_quantity_is_generated():
+    assert check_outcome("dim n, m\ninput a: n\nparam w: n\nb = a.T\nloss h = sum(w * a) + sum(b)\n") == "checked"

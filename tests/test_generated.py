@@ -11,7 +11,7 @@ from symderiv.check.evaluate import evaluate
 from symderiv.regenerate import stale_files
 from symderiv.render.emit import formats, output_name
 
-from .helpers import EXAMPLES, GENERATED, generated_modules, import_generated
+from .helpers import EXAMPLES, GENERATED, generated_modules, import_generated, pdflatex
 
 MODULES = generated_modules("numpy")
 
@@ -125,8 +125,7 @@ def test_sgd_lowers_the_loss(path):
 @pytest.mark.parametrize("tex", sorted(GENERATED.glob("*.tex")), ids=lambda p: p.stem)
 def test_writeup_compiles(tex, tmp_path):
     shutil.copy(tex, tmp_path)
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    out = pdflatex(tex.name, tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
     assert (tmp_path / tex.with_suffix(".pdf").name).exists()
 
@@ -170,5 +169,5 @@ def test_an_input_without_the_batch_axis_is_shared_by_every_example(seed_module)
 def test_different_batch_sizes_are_refused(seed_module):
     m = seed_module
     data = seed_data(B=3)
-    with pytest.raises(ValueError, match="batch sizes differ: x has 2, r has 3"):
+    with pytest.raises(ValueError, match=r"data 'r' has shape \(4, 3, 3\), expected \(T, C, B\) with B = 2 from 'x'"):
         m.loss(m.init_params(SEED_DIMS), x=data["x"][..., :2], r=data["r"])

@@ -402,3 +402,23 @@ def test_a_writeup_may_spell_sqrt(tmp_path, spelling):
                   rf"$$\delta \mathbf{{a}}_h = (\mathbf{{h}} - \mathbf{{y}}) \oslash {spelling}$$" "\n")
     verdicts = [v.verdict for v in verify(d, read_claims(md, d)).verdicts]
     assert verdicts[0] == "correct" and verdicts[1] not in ("correct", "unreadable"), verdicts
+
+
+@pytest.mark.parametrize("fname", sorted(n for n, r in ELEMENTWISE.items() if r.derivative is not None), ids=str)
+def test_a_declared_derivative_is_the_derivative_of_the_meaning(fname):
+    """A record may state f' instead of leaving it to SymPy (for speed, or for a form SymPy would
+    not find); it must be d/dz of the record's meaning, checked at points of the domain."""
+    record = ELEMENTWISE[fname]
+    z = sp.Symbol("z", real=True)
+    params = [sp.Rational(1, 10)] * len(record.params)
+    truth = sp.diff(record.scalar(z, *params), z)
+    declared = record.derivative(z, *params)
+    helpers = {"step": lambda x: sp.Heaviside(x), "step_nonpositive": lambda x: sp.Heaviside(-x),
+               "sign": sp.sign, "normal_cdf": lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
+               "normal_pdf": lambda x: sp.exp(-x ** 2 / 2) / sp.sqrt(2 * sp.pi)}
+    declared = declared.replace(lambda e: isinstance(e, sp.core.function.AppliedUndef),
+                                lambda e: helpers[e.func.__name__](*e.args))
+    for x in (sp.Rational(7, 3), sp.Rational(1, 5), sp.Rational(-9, 4)):
+        if record.domain == "positive" and x <= 0:
+            continue
+        assert abs(sp.N(truth.subs(z, x) - declared.subs(z, x), 30)) < 1e-25, (fname, x)

@@ -35,7 +35,7 @@ from symderiv.ir.texsafe import (
 )
 from symderiv.render.emit import render
 
-from .helpers import EXAMPLES, ROOT
+from .helpers import EXAMPLES, ROOT, pdflatex
 
 MODEL = """\
 dim n_in, n_out
@@ -364,6 +364,8 @@ def test_an_accepted_spelling_compiles_and_reads_no_file(tmp_path_factory, spell
     for name in ("canary", "canary.tex", "hostile.py"):  # what \input or \openout would find next to it
         (work / name).write_text(secret + "\n")
     (work / "spelt.tex").write_text(tex, encoding="utf-8")
+    # Deliberately not in kpathsea's paranoid mode (helpers.PDFLATEX_ENV, how the other tests and the
+    # README compile): the allow-list alone must keep TeX inside the directory.
     run = subprocess.run(["pdflatex", "-no-shell-escape", "-recorder", "-interaction=nonstopmode", "-halt-on-error",
                           "spelt.tex"], cwd=work, capture_output=True, text=True, timeout=300, check=False)
     log = (work / "spelt.log").read_text(errors="replace")
@@ -413,6 +415,18 @@ def test_names_the_model_file_chooses_compile(tmp_path):
     assert r"\texttt{??}" in tex and r"\mathbf{\_W\_a\_b}" in tex
     assert "`模型`" in render(d, "md", path.name)
     (tmp_path / "odd.tex").write_text(tex, encoding="utf-8")
-    run = subprocess.run(["pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "odd.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    run = pdflatex("odd.tex", tmp_path)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_the_compile_the_readme_gives_reads_nothing_outside_its_folder(tmp_path):
+    """The second defence, behind the allow-list: compiled as the README says (helpers.pdflatex),
+    TeX refuses to read a file outside its folder and to run a shell command, even when the
+    document asks for both."""
+    (tmp_path / "evil.tex").write_text("\\documentclass{article}\\begin{document}\\immediate\\write18{touch pwned}"
+                                       "\\input{/etc/hostname}\\end{document}\n")
+    run = pdflatex("evil.tex", tmp_path)
+    assert run.returncode != 0
+    assert "Not reading from /etc/hostname (openin_any = p)" in run.stdout + run.stderr
+    assert not (tmp_path / "pwned").exists()

@@ -16,18 +16,8 @@ import symderiv
 
 CORE = ("frontend", "ir", "ops", "ad", "codegen")
 
-# symderiv/codegen/ is being rewritten on another branch, which types it as it goes; until
-# that branch is merged the check skips it. The integrator sets this to False (or deletes it
-# and its use below) once codegen is in, so that codegen is held to the same rule.
-CODEGEN_PENDING = True
-
-
-def _stages() -> tuple[str, ...]:
-    return tuple(s for s in CORE if not (CODEGEN_PENDING and s == "codegen"))
-
-
 def _modules():
-    for stage in _stages():
+    for stage in CORE:
         package = importlib.import_module(f"symderiv.{stage}")
         yield package
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):

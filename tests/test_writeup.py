@@ -2,14 +2,13 @@
 
 import re
 import shutil
-import subprocess
 
 import pytest
 
 import symderiv
 from symderiv.render.emit import render
 
-from .helpers import EXAMPLES
+from .helpers import EXAMPLES, pdflatex
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +60,7 @@ def test_output_is_deterministic(tex):
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_seed_writeup_has_no_errors_and_no_overfull_lines(tex, tmp_path):
     (tmp_path / "seed_rnn.tex").write_text(tex)
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "seed_rnn.tex"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = pdflatex("seed_rnn.tex", tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
     log = (tmp_path / "seed_rnn.log").read_text(errors="replace")
     assert not re.search(r"^! ", log, re.M)

@@ -239,10 +239,11 @@ def _pdf(tex: Path, outdir: Path) -> Path | None:
     if pdf.exists() and pdf.stat().st_mtime >= tex.stat().st_mtime:
         return pdf
     with tempfile.TemporaryDirectory() as work:
-        for _ in range(2):
+        shutil.copy(tex, work)
+        for _ in range(2):  # as the README says to compile: no shell escape, TeX kept inside its directory
             done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-                                   f"-output-directory={work}", str(tex)], capture_output=True, text=True,
-                                  timeout=120)
+                                   tex.name], cwd=work, capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, "openin_any": "p", "openout_any": "p"})
             if done.returncode:
                 raise ExtensionError(f"pdflatex failed on {tex}:\n{done.stdout[-2000:]}")
         shutil.copy(Path(work) / pdf.name, pdf)

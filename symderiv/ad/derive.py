@@ -20,6 +20,7 @@ import sympy as sp
 from sympy import MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
+from ..errors import ModelError
 from ..ir.expr import (
     Apply,
     At,
@@ -32,6 +33,7 @@ from ..ir.expr import (
     is_zero,
     positive_first,
     shift,
+    tree_size,
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import split_name
@@ -39,6 +41,10 @@ from ..ops import node_record, vjp
 from .simplify import collect, tidy
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
+
+#: The largest adjoint contribution, counted as nodes of its tree written out. The examples'
+#: largest closed form has 80; a write-up line holds about 40.
+MAX_CLOSED_FORM_SIZE = 5_000
 
 
 @dataclass
@@ -182,8 +188,25 @@ def derive(model: Model) -> Derivation:
     _choose_named(model, adjoints)
     _close(model, adjoints, distributions)
     gradients = {p.name: _gradient(model, p, sweep, adjoints, distributions) for p in model.params}
+    _check_sizes(model, adjoints, gradients)
     return Derivation(model, {k: v for k, v in adjoints.items() if v.quantity.role != "param"}, gradients, pre,
                       time.perf_counter() - start)
+
+
+def _check_sizes(model: Model, adjoints: dict[str, Adjoint], gradients: dict[str, Gradient]) -> None:
+    """Every closed form within MAX_CLOSED_FORM_SIZE nodes written out: inlining an adjoint into
+    its consumer's can grow a form the sweep's own bound let through."""
+    for name, adj in adjoints.items():
+        if adj.closed is not None and tree_size(adj.closed, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+            raise _too_large(f"the adjoint of {name}", adj.quantity)
+    for name, g in gradients.items():
+        if tree_size(g.expr, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+            raise _too_large(f"the gradient of {name}", g.param)
+
+
+def _too_large(what: str, q: Quantity) -> ModelError:
+    return ModelError(f"{what} grows past {MAX_CLOSED_FORM_SIZE:,} terms written out; name the inner values of "
+                      "nested functions, one equation each, so that every adjoint has a short closed form", q.pos)
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,6 +275,9 @@ def _preactivation_name(name: str, taken: set[str | None], letter: str = "y", sh
 class _Sweep:
     def __init__(self, model: Model) -> None:
         self.model = model
+        # The names the loss depends on, through any chain of equations: the equation of any other
+        # quantity (one only a penalty reads, once the loss is split by the batch rule) is skipped.
+        self.needed = _needed(model)
         self.adjoints: dict[str, Adjoint] = {}
         for q in model.quantities.values():
             if q.role in ("intermediate", "param", "loss"):
@@ -259,6 +285,8 @@ class _Sweep:
                 self.adjoints[q.name] = Adjoint(q, sym)
 
     def equation(self, q: Quantity) -> None:
+        if q.role != "loss" and q.name not in self.needed:
+            return  # the loss does not depend on q: δq is 0 and hands nothing on
         g = OneMatrix(1, 1) if q.role == "loss" else self.adjoints[q.name].symbol
         self.consumer = q.name
         self.back(q.expr, g, self.model.ref(q.name), q.sequence)
@@ -289,7 +317,34 @@ class _Sweep:
             raise TypeError(f"internal error: the sweep cannot differentiate {type(node).__name__} ({node})")
         for child, contribution in zip(node.args, vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
+                self._bounded(contribution)
                 self.back(child, contribution, child, step or record.over_time)
+
+    def _bounded(self, e: MatrixExpr) -> None:
+        """A contribution written out past MAX_CLOSED_FORM_SIZE nodes is an error at its equation:
+        nested functions in one equation (softmax of softmax of …) grow the derivative's tree
+        geometrically, and the write-up and the module would print all of it."""
+        size = tree_size(e, MAX_CLOSED_FORM_SIZE)
+        if size > MAX_CLOSED_FORM_SIZE:
+            q = self.model[self.consumer]
+            raise ModelError(f"the derivative through the equation of {q.name} grows past "
+                             f"{MAX_CLOSED_FORM_SIZE:,} terms written out; name its inner values, one "
+                             "equation each, so that every adjoint has a short closed form", q.pos)
+
+
+def _needed(model: Model) -> set[str]:
+    """The names the loss's equation reads, and the names their equations read, transitively."""
+    needed: set[str] = set()
+    todo = [model.loss]
+    while todo:
+        q = model.quantities[todo.pop()]
+        if q.expr is None:
+            continue
+        for s in q.expr.atoms(MatrixSymbol):
+            if s.name not in needed and s.name in model.quantities:
+                needed.add(s.name)
+                todo.append(s.name)
+    return needed
 
 
 # ---------------------------------------------------------------------------------------

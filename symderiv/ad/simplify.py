@@ -2,7 +2,8 @@
 
 - ``tidy``: rebuild bottom-up through the builders of ``expr`` (coefficients in front, zeros
   dropped, x ⊙ x^{∘-1} cancelled) and apply the identities that fuse softmax with
-  cross-entropy: uᵀ(v ⊘ u) = 1ᵀv, and 1ᵀr = 1 for a target declared a distribution.
+  cross-entropy: uᵀ(v ⊘ u) = 1ᵀv, and 1ᵀr = 1 for a target declared a distribution (at a
+  step or static); 1 1ᵀ is the matrix of ones, so a penalty's W ⊙ 1 1ᵀ is W.
 - ``collect``: gather what the terms of a sum share (a Hadamard factor, a left or right
   matrix factor, a row slice), so results read collected rather than expanded.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import (
@@ -106,9 +107,15 @@ class _Tidy:
         # 1ᵀ r = 1 for a distribution target
         if isinstance(a, OneMatrix) and a.shape[0] == 1 and self._is_distribution(b):
             return [OneMatrix(1, 1)]
+        # 1 1ᵀ is the matrix of ones (a penalty's W ⊙ 1 1ᵀ is then W)
+        if isinstance(a, OneMatrix) and isinstance(b, OneMatrix) and a.shape[1] == 1:
+            return [OneMatrix(a.shape[0], b.shape[1])]
         return None
 
     def _is_distribution(self, e: MatrixExpr) -> bool:
+        """A target declared a distribution: at a step (``r_t``) or static (``y``)."""
+        if isinstance(e, MatrixSymbol):
+            return e.name in self.distributions
         return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
 
 

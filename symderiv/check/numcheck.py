@@ -3,6 +3,8 @@ entry point, unbatched and batched, at a point inside each function's domain.
 
 * its gradients against float64 central differences of its own loss;
 * ``forward``'s values against symderiv's own evaluator at the same point (per example);
+* a batch's loss and gradients against the sum of its examples' (the evaluator's), the terms
+  read once per call (a penalty) counted once (``ir.batch``);
 * the entry points against each other: ``loss`` and ``gradients`` against
   ``loss_and_gradients``, ``sgd_step`` against ``p - lr * g``, ``init_params``'s shapes,
   and no argument changed in place.
@@ -24,8 +26,9 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-from ..ad.derive import Derivation
+from ..ad.derive import Derivation, derive
 from ..codegen.backends import by_name
+from ..ir.batch import is_shared_input, split_loss, with_loss
 from ..render.emit import render
 from .evaluate import evaluate, random_point
 from .frameworks import ADAPTERS
@@ -85,7 +88,7 @@ def external_data(model, data: dict, batch: int | None, rng) -> dict:
         v = v[..., 0]  # (T, n, 1) → (T, n); (n, 1) → (n,)
         if q.is_scalar:
             v = v[..., 0]
-        if batch is not None:
+        if batch is not None and not is_shared_input(q):  # a scalar input is shared by the batch
             # Spread around 1 by 10 %: positive values (those inside log's domain) stay positive.
             spread = rng.normal(1.0, 0.1, v.shape + (batch,))
             v = v[..., None] * spread
@@ -196,6 +199,23 @@ class _Run:
         except (TypeError, ValueError):  # a complex mpmath value has no float
             return None
 
+    def once_per_call(self, params: dict, example: dict) -> dict | None:
+        """The loss's terms read once per call (``ir.batch``) evaluated on their own, with their
+        gradients: a batch of B examples counts them once, where B single examples count them B
+        times.  Zero when there are none; None when they have no float64 value."""
+        each, once = split_loss(self.model)
+        if not once:
+            return {"loss": 0.0, "gradients": {p.name: 0.0 for p in self.model.params}}
+        d = derive(with_loss(self.model, once)) if each else self.d
+        try:
+            with np.errstate(all="ignore"):
+                v = evaluate(d, self.dims, self.T, params, example)
+            return {"loss": float(np.asarray(v.loss, dtype=float)),
+                    "gradients": {p.name: np.asarray(v.gradients[p.name], dtype=float).reshape(
+                        _public_shape(p, None, self.sizes)) for p in self.model.params}}
+        except (ArithmeticError, ValueError, TypeError):
+            return None
+
     def _public(self, v, to_float) -> dict:
         forward = {}
         for q in self.model.quantities.values():
@@ -223,8 +243,10 @@ def _params_public(model, params: dict, sizes: dict) -> dict:
             for p in model.params}
 
 
-def _example(data: dict, b: int | None) -> dict:
-    return {k: (v if b is None else v[..., b]) for k, v in data.items()}
+def _example(model, data: dict, b: int | None) -> dict:
+    """Example ``b`` of a batch (its last axis), a shared scalar input as it is."""
+    shared = {q.name for q in model.data if is_shared_input(q)}
+    return {k: (v if b is None or k in shared else v[..., b]) for k, v in data.items()}
 
 
 def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, seed: int = 0,
@@ -271,12 +293,12 @@ def _check_layout(run: _Run, params: dict, x: dict, batch: int | None, layout: s
     m = run.module
     kept = ({k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in x.items()})
     examples = [None] if batch is None else list(range(batch))
-    refs = [run.reference(params, _example(x, b)) for b in examples]
+    refs = [run.reference(params, _example(run.model, x, b)) for b in examples]
     exact_cache: dict = {}
 
     def exact(b) -> dict:  # the mpmath values of example b, computed only when a value is not finite
         if b not in exact_cache:
-            exact_cache[b] = run.reference(params, _example(x, b), precision=30) or {}
+            exact_cache[b] = run.reference(params, _example(run.model, x, b), precision=30) or {}
         return exact_cache[b]
 
     ok_l, loss = run.call(f"loss ({layout})", m.loss, params, **x)
@@ -298,6 +320,21 @@ def _check_layout(run: _Run, params: dict, x: dict, batch: int | None, layout: s
                         None, CONSISTENCY)
     if batch is None and ok_l and refs[0] is not None:
         run.compare("loss (unbatched)", loss, refs[0]["loss"], lambda: exact(None).get("loss"), VALUES)
+    if batch is not None and all(r is not None for r in refs):
+        # The batch rule: the examples' losses summed, the terms read once per call counted once.
+        # (A value that is not finite is judged against the exact one elsewhere, example by example.)
+        once = run.once_per_call(params, _example(run.model, x, 0))
+        if once is not None:
+            with np.errstate(all="ignore"):
+                want = {"loss": sum(r["loss"] for r in refs) - (batch - 1) * once["loss"]}
+                want.update({name: sum(r["gradients"][name] for r in refs) - (batch - 1) * once["gradients"][name]
+                             for name in params})
+            if ok_l and np.isfinite(want["loss"]):
+                run.compare("loss (batched) against the sum over its examples", loss, want["loss"], None, VALUES)
+            for name in params if ok_g else ():
+                if name in grads and np.isfinite(want[name]).all():
+                    run.compare(f"gradient '{name}' (batched) against the sum over its examples", grads[name],
+                                want[name], None, VALUES)
 
     if ok_f:
         _check_forward(run, values, refs, examples, exact, layout)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ad.derive import Derivation
-from ..errors import ClaimError
+from ..errors import ClaimError, Position
 from ..frontend.language import decode_source, parse_expression
 from ..ir.expr import same_shape
 from ..ops import ELEMENTWISE
@@ -74,9 +74,24 @@ def read_claims(path: str | Path, derivation: Derivation) -> Reading:
                          "LaTeX or Markdown write-up (.tex, .md, .txt)")
     text = read_text(path)
     if kind == "claims":
-        return read_claims_file(text, str(path), derivation)
+        return _bounded(read_claims_file(text, str(path), derivation))
     found = read_writeup(text, derivation, kind == "markdown", QuantityMatcher(derivation))
-    return Reading(str(path), found.claims, found.spellings, found.vocabulary)
+    return _bounded(Reading(str(path), found.claims, found.spellings, found.vocabulary))
+
+
+#: Bounds on one hand derivation: a homework's write-up is a few kilobytes and a few dozen
+#: claims; judging takes some 20 ms a claim.
+MAX_FILE_BYTES = 2_000_000
+MAX_CLAIMS = 500
+
+
+def _bounded(reading: Reading) -> Reading:
+    """A derivation of more than MAX_CLAIMS claims is refused at the first claim past the bound."""
+    if len(reading.claims) > MAX_CLAIMS:
+        extra = reading.claims[MAX_CLAIMS]
+        raise ClaimError(f"more than {MAX_CLAIMS} claims ({len(reading.claims):,}); a derivation may hold at most "
+                         f"{MAX_CLAIMS}: split it into several files", Position(reading.path, extra.line, extra.col))
+    return reading
 
 
 def read_text(path: Path) -> str:
@@ -87,6 +102,9 @@ def read_text(path: Path) -> str:
         hint = "; check the path of the derivation (relative to the current directory)" if isinstance(
             exc, FileNotFoundError) else ""
         raise ClaimError(f"cannot read {path}: {exc.strerror or exc}{hint}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ClaimError(f"the derivation is {len(data):,} bytes; a derivation may be at most {MAX_FILE_BYTES:,}",
+                         Position(str(path), 1, 1))
     return decode_source(data, str(path), ClaimError)
 
 

@@ -29,7 +29,9 @@ The back ends are registered in ``backends.py`` (one line each: format, file suf
 emitter); ``torch/`` is the PyTorch one, a subclass of the NumPy printer and idioms.
 
 A PyTorch or JAX back end reuses unchanged: ``plan.py``, ``passes.py``, ``schedule.py`` (the
-statement kinds, the value table, the liveness) and ``names.py``.  It writes: a printer (the
+statement kinds, the value table, the liveness), ``names.py`` and ``signature.py`` (what each
+argument must be, which its template checks on every call, as templates/module.py.j2's
+``_checked`` does, in its own layout).  It writes: a printer (the
 ~20 ``_print_*`` methods of ``NumpyPrinter``: ``x @ W.T`` per step, one product over all steps,
 the slicing of padded sequences, the stable log-softmax), an idioms class (JAX has no in-place
 updates: ``a = a + b`` for ``a += b``, ``x.at[i].set(…)`` for a slot; see the functional idioms

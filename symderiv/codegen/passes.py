@@ -15,12 +15,14 @@ Each says one thing the generated code does to be fast, and is tested on its own
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 
+from ..ir.batch import per_example_names
 from ..ir.expr import (
     Apply,
     At,
@@ -38,18 +40,21 @@ from ..ir.expr import (
 from ..ops import ELEMENTWISE
 from .schedule import Scheduled
 
+if TYPE_CHECKING:
+    from ..ir.model import Model
 
-def params_of(e) -> tuple:
+
+def params_of(e: sp.Basic) -> tuple:
     """The parameters of an elementwise function's node (none for the functions of today)."""
     return tuple(getattr(e, "params", ()))
 
-def names_value(e, name: str) -> bool:
+def names_value(e: sp.Basic, name: str) -> bool:
     """``e`` is the value of the quantity ``name`` (at some step)."""
     return (isinstance(e, At) and not isinstance(e.base, Delta) and e.base.name == name) or \
         (isinstance(e, MatrixSymbol) and e.name == name)
 
 
-def applied_value(e) -> bool:
+def applied_value(e: sp.Basic) -> bool:
     """f(q_{t+k}) for an elementwise f and a forward sequence quantity q."""
     return (isinstance(e, Apply) and isinstance(e.arg, At) and not isinstance(e.arg.base, Delta)
             and e.arg.offset >= 0 and e.fname in ELEMENTWISE)  # q_{t−1} would need the initial state
@@ -101,7 +106,7 @@ def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool
     return False
 
 
-def references(e) -> set[str]:
+def references(e: sp.Basic) -> set[str]:
     """Names of the quantities (not adjoints) an expression reads."""
     found = set()
     for node in sp.preorder_traversal(e):
@@ -112,7 +117,7 @@ def references(e) -> set[str]:
     return found
 
 
-def adjoint_references(e) -> set[str]:
+def adjoint_references(e: sp.Basic) -> set[str]:
     """Names of the quantities whose adjoints an expression reads."""
     found = set()
     for node in sp.preorder_traversal(e):
@@ -121,12 +126,12 @@ def adjoint_references(e) -> set[str]:
     return found
 
 
-def terms_of(e) -> list:
+def terms_of(e: sp.Basic) -> list:
     """The terms of a sum (a single term otherwise)."""
     return list(e.args) if isinstance(e, MatAdd) else [e]
 
 
-def sum_of(terms):
+def sum_of(terms: Sequence[sp.Basic]) -> sp.Basic:
     """The sum of ``terms``."""
     return add(*terms)
 
@@ -135,7 +140,7 @@ def sum_of(terms):
 # Rewrites for speed: the code computes the same values as the closed forms, in a cheaper order.
 
 
-def split_concat_products(e, concats: dict):
+def split_concat_products(e: sp.Basic, concats: dict) -> sp.Basic:
     """W z_t with z_t = [h_{t-1}; x_t] becomes W[:, :n_h] h_{t-1} + W[:, n_h:] x_t.
 
     The block that multiplies the input is then computed for all steps before the time loop,
@@ -170,7 +175,7 @@ def _concat_parts(v, concats: dict):
     return None
 
 
-def slice_through(e, start, stop):
+def slice_through(e: sp.Basic, start: sp.Expr, stop: sp.Expr) -> sp.Basic:
     """Rows start..stop of ``e``, pushed inside where that saves work: [Wᵀ δ]_{1:n_h} = W[:, :n_h]ᵀ δ."""
     if isinstance(e, MatAdd):
         return add(*[slice_through(t, start, stop) for t in e.args])
@@ -181,7 +186,7 @@ def slice_through(e, start, stop):
     return RowSlice(e, start, stop)
 
 
-def inline_sliced_adjoints(terms: dict, readers_ok) -> tuple[dict, set]:
+def inline_sliced_adjoints(terms: dict, readers_ok: Callable) -> tuple[dict, set]:
     """Replace [δz_{t+k}]_{a:b} by the rows a..b of δz's own closed form, where δz is read only so.
 
     ``terms`` maps a named sequence adjoint to its (offset, expression) terms; returns the new
@@ -221,26 +226,17 @@ def _replace_sliced(e, z, closed):
     return e.func(*args)
 
 
-def batched_quantities(model) -> set[str]:
-    """Quantities whose value depends on the data (and so carries the batch axis)."""
-    batched = {q.name for q in model.data}
-    changed = True
-    while changed:
-        changed = False
-        for q in model.quantities.values():
-            if q.name in batched or q.expr is None:
-                continue
-            if references(q.expr) & batched or q.sequence:
-                batched.add(q.name)
-                changed = True
-    return batched
+def batched_quantities(model: Model) -> set[str]:
+    """Quantities whose value depends on the data (and so carries the batch axis): the batch
+    rule's per-example values (``ir.batch``); a scalar input is shared by every example."""
+    return per_example_names(model)
 
 
 # ---------------------------------------------------------------------------------------
 # Hoisting: what a loop computes that does not need the loop.
 
 
-def split_by_recurrence(terms, loop: set[str], reads: Callable | None = None) -> tuple[list, list]:
+def split_by_recurrence(terms: Iterable[sp.Basic], loop: set[str], reads: Callable | None = None) -> tuple[list, list]:
     """(the terms that do not read the recurrence, those that do): the first are computed for all
     steps before the loop, the loop adds the others.  ``reads(t)`` names what a term reads (the
     quantities, by default; the adjoints for a backward term)."""
@@ -250,7 +246,7 @@ def split_by_recurrence(terms, loop: set[str], reads: Callable | None = None) ->
     return outside, inside
 
 
-def hoistable_factors(term) -> tuple | None:
+def hoistable_factors(term: sp.Basic) -> tuple | None:
     """(c, the factors that read only forward values, the factors that read adjoints) when a loop
     term c · (a ⊙ b ⊙ δ…) has forward factors worth one array for all steps, else None.
 
@@ -265,7 +261,7 @@ def hoistable_factors(term) -> tuple | None:
     return c, values, [f for f in rest.args if adjoint_references(f)]
 
 
-def applied_counts(terms) -> dict[tuple[str, str], int]:
+def applied_counts(terms: Iterable[sp.Basic]) -> dict[tuple[str, str], int]:
     """How many times the loop terms read f(q_{t+k}), by (f, q)."""
     counts: dict[tuple[str, str], int] = {}
     for t in terms:
@@ -276,7 +272,7 @@ def applied_counts(terms) -> dict[tuple[str, str], int]:
     return counts
 
 
-def shared_applications(e, counts: dict[tuple[str, str], int]) -> list:
+def shared_applications(e: sp.Basic, counts: dict[tuple[str, str], int]) -> list:
     """The nodes f(q_{t+k}) of ``e`` that more than one loop term reads (tanh(c_t) in an LSTM's δc
     and δy_o): each is computed once for all steps.  In a fixed order (by their text)."""
     found = {node for node in sp.preorder_traversal(e) if applied_value(node)}
@@ -287,7 +283,7 @@ def shared_applications(e, counts: dict[tuple[str, str], int]) -> list:
 # In-place updates: one new array per statement, then updates of it.
 
 
-def in_place_order(e, fresh: Callable, full: Callable) -> list[tuple] | None:
+def in_place_order(e: sp.Basic, fresh: Callable, full: Callable) -> list[tuple] | None:
     """The operations computing ``e`` for all steps into one new array, or None for one expression.
 
     Returns [("=", x), (op, y), …] with op in ``+=``, ``-=``, ``*=``, ``/=`` (the operand of ``-=`` and
@@ -303,6 +299,7 @@ def in_place_order(e, fresh: Callable, full: Callable) -> list[tuple] | None:
     starts = [a for a in e.args if isinstance(a, MatMul) and fresh(a)]
     if isinstance(e, HadamardProduct) and not starts:
         starts = [a for a in e.args if isinstance(a, (MatAdd, Apply)) and fresh(a)]
+    ops: list[tuple]
     if starts:
         ops, first = [("=", starts[0])], starts[:1]
     elif isinstance(e, HadamardProduct) and len(e.args) > 2:
@@ -328,7 +325,7 @@ def in_place_order(e, fresh: Callable, full: Callable) -> list[tuple] | None:
     return ops
 
 
-def in_place_step(e, has_out: Callable) -> list[tuple]:
+def in_place_step(e: sp.Basic, has_out: Callable) -> list[tuple]:
     """The operations writing ``e`` into its slot of a sequence array inside the loop.
 
     [("f", node)]: f(x) written into the slot (``has_out(node)``: the back end can); [("*", a, b)]:
@@ -338,7 +335,7 @@ def in_place_step(e, has_out: Callable) -> list[tuple]:
     if isinstance(e, HadamardProduct) and not any(isinstance(a, HadamardPower) for a in e.args):
         applied = [a for a in e.args if isinstance(a, Apply) and a.fname != "log" and has_out(a)]
         first = [e.args.index(applied[0])] if applied else [0, 1]  # f(x) into the slot, else a product of two
-        ops = in_place_step(applied[0], has_out) if applied else [("*", e.args[0], e.args[1])]
+        ops: list[tuple] = in_place_step(applied[0], has_out) if applied else [("*", e.args[0], e.args[1])]
         return ops + [("*=", f) for k, f in enumerate(e.args) if k not in first]
     if isinstance(e, MatAdd) and not any(isinstance(coeff_and_rest(a)[1], OneMatrix) for a in e.args):
         first, *rest = e.args
@@ -361,7 +358,7 @@ def dead_after(before: list[Scheduled], later: set[str], arrays: set[str], keep:
     return [n for n in order if n in arrays and n not in keep and n not in later]
 
 
-def unused_by(candidates, used: set[str], groups=()) -> list[str]:
+def unused_by(candidates: Iterable[str], used: set[str], groups: Iterable[tuple[str, list[str]]] = ()) -> list[str]:
     """The ``candidates`` (arrays of one pass) that ``used`` (what the next pass touches) lacks; then
     each array of ``groups`` ((array, its views)) whose views all are in that list."""
     free = [a for a in candidates if a not in used]
@@ -384,7 +381,8 @@ class StackFacts:
     has_out: Callable  # f(…) → whether f can be written into an existing array
 
 
-def find_stacks(seq, code_expr: dict, loop: set[str], pads: dict, sizes: dict, facts: StackFacts) -> list[Stack]:
+def find_stacks(seq: Iterable[str], code_expr: dict, loop: set[str], pads: dict, sizes: dict,
+                facts: StackFacts) -> list[Stack]:
     """Loop quantities Σ_j W_kj v_j + (parts outside the loop) with the same vectors v_j: the gates
     of an LSTM or a GRU.
 
@@ -399,7 +397,9 @@ def find_stacks(seq, code_expr: dict, loop: set[str], pads: dict, sizes: dict, f
     for n in seq:
         if n not in loop or pads[n]:
             continue
-        inside, outside, consts = {}, {}, []
+        inside: dict[tuple, tuple] = {}
+        outside: dict[tuple, tuple] = {}
+        consts: list = []
         for t in terms_of(code_expr[n]):
             prod = facts.static_product(t)
             if references(t) & loop:
@@ -421,29 +421,29 @@ def find_stacks(seq, code_expr: dict, loop: set[str], pads: dict, sizes: dict, f
                 key = (tuple(sorted(inside)), tuple(sorted(outside)))
                 by_key.setdefault(key, []).append((n, inside, outside, consts))
     # The members' activations: n_k = f(y_k) with nothing else, computed in the loop.
-    activation = {}
+    activation: dict[str, tuple[str, str]] = {}
     for n in seq:
         e = code_expr[n]
         if n in loop and not pads[n] and isinstance(e, Apply) and facts.has_out(e) \
                 and isinstance(e.arg, At) and e.arg.offset == 0 and not isinstance(e.arg.base, Delta):
             activation.setdefault(e.arg.base.name, (e.fname, n))
-    stacks = []
-    for (inside_keys, outside_keys), found in by_key.items():
-        if len(found) < 2:
+    stacks: list[Stack] = []
+    for (inside_keys, outside_keys), members in by_key.items():
+        if len(members) < 2:
             continue
         # Members with the same activation side by side, so one call computes all of them.
-        fnames = list(dict.fromkeys(activation[f[0]][0] for f in found if f[0] in activation))
-        found.sort(key=lambda f: fnames.index(activation[f[0]][0]) if f[0] in activation else len(fnames))
+        fnames = list(dict.fromkeys(activation[f[0]][0] for f in members if f[0] in activation))
+        members.sort(key=lambda f: fnames.index(activation[f[0]][0]) if f[0] in activation else len(fnames))
         name = f"_stack{len(stacks)}"
-        inside = [(found[0][1][key][1], [f[1][key][0] for f in found], f"{name}_W{j}" if len(inside_keys) > 1
-                   else f"{name}_W") for j, key in enumerate(inside_keys)]
-        outside = [(found[0][2][key][1], [f[2][key][0] for f in found]) for key in outside_keys]
-        stack = Stack(name, [f[0] for f in found], [sizes[f[0]] for f in found],
-                      inside, outside, [f[3] for f in found])
+        products = [(members[0][1][key][1], [f[1][key][0] for f in members], f"{name}_W{j}" if len(inside_keys) > 1
+                     else f"{name}_W") for j, key in enumerate(inside_keys)]
+        projections = [(members[0][2][key][1], [f[2][key][0] for f in members]) for key in outside_keys]
+        stack = Stack(name, [f[0] for f in members], [sizes[f[0]] for f in members],
+                      products, projections, [f[3] for f in members])
         for fname in fnames:
-            run = [k for k, f in enumerate(found) if activation.get(f[0], ("",))[0] == fname]
+            run = [k for k, f in enumerate(members) if activation.get(f[0], ("",))[0] == fname]
             if len(run) > 1:
-                outputs = [activation[found[k][0]][1] for k in run]
+                outputs = [activation[members[k][0]][1] for k in run]
                 stack.activations.append((fname, outputs, run[0], run[-1] + 1,
                                           f"{name}_out{len(stack.activations)}"))
         stacks.append(stack)

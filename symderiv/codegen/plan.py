@@ -1,25 +1,24 @@
 """The plan of the generated module: the passes applied in order, into a schedule.
 
-Layout of values in the generated code (row convention, the batch in front):
-
-- a per-example vector of size n is a row of a ``(B, n)`` array; a per-example scalar is
-  ``(B, 1)``; a sequence stacks the steps in front, ``(T, B, n)``, padded in front by its
-  lag so that ``h[t-1]`` is ``h[i + P - 1]``;
-- a parameter keeps its shape; a vector parameter is 1-D ``(n,)``, a scalar ``(1,)``.
-
-So ``W x`` is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all steps at once (one
-matrix product over all T·B rows).  The plan computes everything that does not feed the
-recurrence for all steps at once, before or after the time loop; only the recurrence
-itself loops over t.  Parameter gradients are one product over all steps and examples
-(Σ_t δ_t h_tᵀ = Δᵀ H).
+The plan decides what is computed, where (before, inside or after the time loop, in the
+forward or the backward pass) and into which arrays; which arrays are views of one (stacked
+gates), written in place, or freed.  It computes everything that does not feed the
+recurrence for all steps at once, before or after the time loop, so that only the
+recurrence itself loops over t, and each parameter gradient is one product over all steps
+and examples (Σ_t δ_t h_tᵀ = Δᵀ H).  How a value is laid out in arrays, and how a line is
+spelt, is the back end's: see ``numpy/printer.py`` for the NumPy layout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, Transpose, ZeroMatrix
 
-from ..ad.derive import Derivation
+from ..ad.derive import Derivation, derive
+from ..ad.simplify import tidy
+from ..ir.batch import split_loss, with_loss
 from ..ir.expr import (
     Apply,
     At,
@@ -30,6 +29,7 @@ from ..ir.expr import (
     TimeSum,
     coeff_and_rest,
     hadamard,
+    is_zero,
     matmul,
     scale,
     shift,
@@ -61,12 +61,25 @@ from .passes import (
     unused_by,
 )
 from .schedule import Accumulate, AssignAll, AssignStep, Code, Free, Line, Phase, Schedule, Value, ValueTable
+from .signature import arguments
 
 
 class ModulePlan:
     """The statements of the generated module's forward and backward passes."""
 
-    def __init__(self, d: Derivation, comment, comment_text=None, backend: Backend = NUMPY):
+    def __init__(self, d: Derivation, comment: Callable[..., str],
+                 comment_text: Callable[[sp.Basic], str] | None = None, backend: Backend = NUMPY):
+        # The batch rule (``ir.batch``): the terms of the loss that read data count once per
+        # example, the others (a penalty) once per call.  Where there are both, the code is
+        # planned from the derivation of the first kind, and the second kind's value and
+        # gradients are added once (``_once_statements``).
+        each, once = split_loss(d.model)
+        self.per_example = bool(each)  # the loss's own adjoint (its seed, 1) is one per example
+        self.once = None
+        if each and once:
+            self.once = derive(with_loss(d.model, once))
+            d = derive(with_loss(d.model, each))
+        self.once_terms = once if each else []
         self.d, self.model, self.comment = d, d.model, comment
         self.comment_text = comment_text or str
         self.names = ArrayNames.for_model(d)
@@ -87,7 +100,7 @@ class ModulePlan:
     def schedule(self) -> Schedule:
         """The finished schedule: both passes, the value table, the frees between them."""
         return Schedule(self.names, self.pads, self.forward, self.backward, self.values, self.stacks,
-                        self.free_before_backward)
+                        self.free_before_backward, arguments(self.model), self.loss_once)
 
     # --- common subexpressions of a model without time ---------------------------------------
 
@@ -231,6 +244,14 @@ class ModulePlan:
         for n in statics_after:
             phase.after += self._common([m[n].expr])
             phase.after.append(self._assign(n, names.value(n), pr.code(m[n].expr)))
+        self.loss_once = None
+        if self.once_terms:  # the terms that read no data: once per call, not once per example
+            once = sum_of(self.once_terms)
+            self.loss_once = self.values.fresh(f"_{names.value(m.loss).rstrip('_')}_once")
+            self.values.add(Value(self.loss_once, None, "once", batched=False))
+            phase.after.append(AssignAll(f"{self.comment_text(once)}: the terms of {m.unicode(m.loss)} that read no "
+                                         "data, counted once per call", [
+                self.out.update(self.out.array(self.loss_once), "=", pr.code(once))]))
         return phase, stacks
 
     # --- values inside an equation that the backward pass reads too -------------------------
@@ -288,7 +309,7 @@ class ModulePlan:
             self.values.add(Value(sym.name, a, "kept", per_step=True, timed=True, lookup=True))
         return expr.xreplace(subs)
 
-    def _inline_step(self, sym, value, loop, phase: Phase) -> list[str]:
+    def _inline_step(self, sym, value, loop, phase: Phase) -> list[Line]:
         """f(u + v) into ``sym[i]``, where the part u of the argument that does not read the
         recurrence (an input projection) is computed for all steps before the loop."""
         pr = self.printer
@@ -502,12 +523,38 @@ class ModulePlan:
                 target.append(self._gradient(g))
             elif stacked_grads[g.name] is not None:
                 phase.after.append(stacked_grads[g.name])
+        phase.after += self._once_statements()
         if phase.loop or phase.after:
             dead = self._dead_after_before(phase)
             if dead:
                 phase.before.append(Free("not read from here on: freed, so the loop reuses their memory",
                                          [self.out.free(dead)]))
         return phase
+
+    def _once_statements(self) -> list[AssignAll]:
+        """Each gradient of the terms read once per call (``self.once``'s), added to the gradient
+        of the terms read per example: written out in params and forward values (its adjoints,
+        of quantities that read no data, substituted), so it needs no arrays of its own."""
+        if self.once is None:
+            return []
+        m, pr, out = self.model, self.printer, []
+        closed = {a.symbol: a.closed for a in self.once.adjoints.values() if not a.sequence}
+        for g in self.once.gradients.values():
+            e = g.expr
+            for _ in range(len(closed) + 1):  # inner adjoints first: at most one round per adjoint
+                if not e.has(Delta):
+                    break
+                e = e.xreplace(closed)
+            if e.has(Delta, At, AtStep):
+                raise NotImplementedError(f"no NumPy form for the once-per-call part of ∂/∂{g.name} without adjoints")
+            e = tidy(e)  # δpen = 1 substituted: W ⊙ 1 1 1ᵀ is W
+            if is_zero(e):
+                continue
+            grad = self.out.array(self.names.grad(g.name))
+            label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)} += {self.comment_text(e)}"
+            out.append(AssignAll(f"{label}: from the terms read once per call", [
+                self.out.update(grad, "=", self.out.plus([grad, pr.code(e)]))]))
+        return out
 
     def _dead_after_before(self, phase: Phase) -> list[str]:
         """Arrays the backward pass's statements before the loop read or write and nothing after does."""
@@ -682,7 +729,12 @@ class ModulePlan:
         lines = [] if 0 in by_offset else [zeros]
         for offset, ts in sorted(by_offset.items()):
             if offset == 0:
-                lines += self._assign_time(py, sum_of(ts))
+                code = self.printer.code(sum_of(ts), 'time')
+                if code.timed and code.batched:
+                    lines += self._assign_time(py, sum_of(ts))
+                else:  # the same at every step or for every example (δh_t = 1 of Σ_t 1ᵀ h_t): one row each
+                    size = next(t.shape[0] for t in ts)
+                    lines.append(self.out.update(self.out.array(py), "=", self.out.spread(code, size, timed=True)))
             else:
                 code = self.printer.code(sum_of(ts), 'time', offset)
                 lines.append(self.out.update(self.out.before_last(py, offset), "+=", code))
@@ -691,20 +743,48 @@ class ModulePlan:
     def _static_adjoint(self, a) -> AssignAll:
         pr = self.printer
         parts = []
+        batched = a.name in self.batched
         if a.closed_per_step is not None:
-            parts.append(self._total(pr.code(TimeSum(a.closed_per_step)), a.name in self.batched))
+            e = TimeSum(a.closed_per_step)
+            parts.append(self._total(pr.code(e), batched, e))
         if a.closed_static is not None:
-            parts.append(self._total(pr.code(a.closed_static), a.name in self.batched))
+            parts.append(self._total(pr.code(a.closed_static), batched, a.closed_static))
         parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
+        value = self.out.plus(parts)
+        if batched and not any(c.batched for c in parts):  # the same for every example: one row each
+            value = self.out.spread(value, a.quantity.shape[0])
         target = self.names.adjoint(a.name)
-        return AssignAll(self.comment(a.symbol, a.closed),
-                         [self.out.update(self.out.array(target), "=", self.out.plus(parts))])
+        return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 
-    def _total(self, code: Code, keep_batch: bool) -> Code:
-        """A contribution to a value without a batch axis: sum over the examples (and steps)."""
-        if (code.batched or code.timed) and not code.summed and not keep_batch:
+    def _seed_part(self, e):
+        """The part of the contribution ``e`` that comes straight from the loss's own adjoint (1) and
+        reads no adjoint (its value with every δ zero: ``e`` is linear in them), or None.
+
+        Where the loss has terms that read data, that part is one per example, and so counts once
+        for every example even where its value is the same for all of them: ∂/∂b of
+        sum(tanh(W x) + b) is B 1, not 1.  The rest reads adjoints, and is as many as their arrays
+        hold (per example, or already the batch's total for a quantity that reads no data)."""
+        if not self.per_example:
+            return None
+        deltas = {x for x in e.atoms(Delta)}
+        seed = tidy(e.xreplace({x: ZeroMatrix(*x.shape) for x in deltas})) if deltas else e
+        return None if is_zero(seed) else seed
+
+    def _total(self, code: Code, keep_batch: bool, e=None) -> Code:
+        """``code`` (of the contribution ``e``) as a contribution to a value without a batch axis:
+        summed over the examples (and steps); its part from the loss's own adjoint that is the same
+        for every example (``_seed_part``) counted B times."""
+        if code.summed or keep_batch:
+            return code
+        if code.batched or code.timed:
             return self.out.sum_examples(code)
-        return code
+        seed = None if e is None else self._seed_part(e)
+        if seed is None:
+            return code
+        if seed is e:
+            return self.out.times_examples(code)
+        # e = its seed part + a part reading the batch's total of some adjoint: B − 1 more of the first
+        return self.out.plus([code, self.out.times_examples(self.printer.code(seed), but_one=True)])
 
     def _gradient(self, g) -> AssignAll:
         pr, m = self.printer, self.model
@@ -712,11 +792,10 @@ class ModulePlan:
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
-                parts.append(self.out.times_length(code))
-            else:
-                parts.append(self._total(code, False))
+                code = self.out.times_length(code)
+            parts.append(self._total(code, False, TimeSum(g.per_step)))
         if g.static is not None:
-            parts.append(self._total(pr.code(g.static), False))
+            parts.append(self._total(pr.code(g.static), False, g.static))
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:
@@ -725,7 +804,7 @@ class ModulePlan:
                          isinstance(n.base, Delta)]
                 s = max(steps, default=1)
                 if s <= 1:
-                    parts.append(self._total(pr.code(t), False))
+                    parts.append(self._total(pr.code(t), False, t))
                 else:
                     guarded.setdefault(s, []).append(t)
         if not parts:
@@ -734,12 +813,12 @@ class ModulePlan:
         grad = self.out.array(target)
         lines = [self.out.update(grad, "=", self.out.plus(parts))]
         for s, ts in sorted(guarded.items()):
-            total = self.out.plus([grad, self._total(pr.code(sum_of(ts)), False)])
+            total = self.out.plus([grad, self._total(pr.code(sum_of(ts)), False, sum_of(ts))])
             lines += [self.out.if_length_reaches(s), self.out.update(grad, "=", total, indent=1)]
         label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)}"
         return AssignAll(self.comment(None, g.expr, label=label), lines)
 
-    def used_names(self, phases=None) -> set[str]:
+    def used_names(self, phases: Iterable[Phase] | None = None) -> set[str]:
         """The arrays and sizes the code of ``phases`` (default: both passes) touches."""
         phases = phases or (self.forward, self.backward)
         return set().union(*(ph.names() for ph in phases))

@@ -9,7 +9,15 @@ which sizes it needs are read off the data (see ``passes``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import sympy as sp
+
+if TYPE_CHECKING:
+    from .names import ArrayNames
+    from .passes import Stack
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class Code:
         return self.text
 
 
-def reads_of(*parts) -> tuple[str, ...]:
+def reads_of(*parts: Code | Iterable[str]) -> tuple[str, ...]:
     """The names read by ``parts`` (codes, or tuples of names), each once, in order."""
     return tuple(dict.fromkeys(n for p in parts for n in (p.reads if isinstance(p, Code) else p)))
 
@@ -117,20 +125,24 @@ class Schedule:
     (which statement, where, reading and writing what); the lines it holds are the NumPy
     printer's (see the package docstring)."""
 
-    names: object  # ArrayNames: the Python identifier of each model value, adjoint and gradient
+    names: ArrayNames  # the Python identifier of each model value, adjoint and gradient
     pads: dict[str, int]  # a sequence's lag: its array is padded in front by that many steps
     forward: Phase
     backward: Phase
     values: ValueTable
-    stacks: list  # passes.Stack: the gates held as views of one array
+    stacks: list[Stack]  # the gates held as views of one array
     free_before_backward: list[str]
+    # What the module accepts (``signature.Argument``): every back end checks its arguments against it.
+    arguments: list = field(default_factory=list)
+    # The array of the loss's terms read once per call (a penalty), when it has terms of both kinds.
+    loss_once: str | None = None
 
     def names_used(self, *phases: Phase) -> set[str]:
         """The arrays and sizes the code of ``phases`` (default: both) touches."""
         return set().union(*(ph.names() for ph in (phases or (self.forward, self.backward))))
 
 
-def line(text: str, writes=(), *reads) -> Line:
+def line(text: str, writes: Iterable[str] = (), *reads: Code | Iterable[str]) -> Line:
     """A line writing ``writes`` (names) and reading ``reads`` (printed codes, or tuples of names), in order."""
     found = dict.fromkeys(n for r in reads for n in (r.reads if hasattr(r, "reads") else r))
     return Line(text, tuple(writes), tuple(found))
@@ -163,7 +175,7 @@ class ValueTable:
     where the pass that made it substituted its array (``At(MatrixSymbol(array), k)``).
     """
 
-    def __init__(self, taken, reach: int = 0):
+    def __init__(self, taken: Container[str], reach: int = 0):
         self.taken = taken  # names the model and the module use already (a live view)
         self.reach = reach  # a value of step t + k is read up to k = reach
         self.arrays: dict[str, Value] = {}
@@ -193,11 +205,11 @@ class ValueTable:
             self._shifted |= value.per_step
         return value
 
-    def get(self, expr) -> Value | None:
+    def get(self, expr: sp.Basic) -> Value | None:
         """The value holding ``expr`` (exactly), if any."""
         return self._by_expr.get(expr)
 
-    def find(self, e, shift) -> tuple[Value, int] | None:
+    def find(self, e: sp.Basic, shift: Callable[[sp.Basic, int], sp.Basic]) -> tuple[Value, int] | None:
         """(value, k) when ``e`` is a looked-up value at step t + k (k = 0 for one without time)."""
         if type(e) not in self._types:
             return None

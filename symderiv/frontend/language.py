@@ -39,6 +39,7 @@ from ..ir.expr import (
 from ..ir.model import Model, Quantity
 from ..ir.texsafe import check_tex_spelling
 from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
+from .bounds import check_model, check_statements, check_text
 from .nfkc import check_spellings
 from .order import DESCRIBE, check_states, definition_order, lag
 from .source import (
@@ -98,6 +99,7 @@ def decode_source(text: str | bytes, filename: str,
 def parse(text: str | bytes, filename: str = "<model>") -> Model:
     """Parse model text; ``filename`` is used in messages and as the default model name."""
     text = decode_source(text, filename)
+    check_text(text, filename)  # its size and its lines' length (frontend/bounds.py)
     # Only \n, \r\n and \r end a line (str.splitlines would also split at \f, \x85, \u2028, ...).
     lines = _LINE_END.split(text)
     if lines[-1] == "":
@@ -108,7 +110,10 @@ def parse(text: str | bytes, filename: str = "<model>") -> Model:
     statements = logical_lines(source)
     check_spellings(statements)  # NFKC-equivalent names, a second model line
     read_statements(state, statements)
-    return _ModelBuilder(state).build()
+    check_statements(state, source)  # how many equations, how large, how far back a state
+    model = _ModelBuilder(state).build()
+    check_model(model)  # how many entries a value has, how far a lag reaches, how large a number
+    return model
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")

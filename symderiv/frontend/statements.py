@@ -272,6 +272,9 @@ def _parse_data(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
     dist = m.group("dist") is not None
     if dist and role != "target":
         raise stmt.error("only a target can be a distribution", m.start("dist"))
+    if dist and declared == "scalar":
+        raise stmt.error("a scalar target cannot be a distribution: its one entry would always be 1 (for a "
+                         "binary label, use a distribution target of size 2 and a softmax)", m.start("dist"))
     state.quantities[name] = Quantity(name, role, MatrixSymbol(name, *shape), seq, stmt.pos(m.start("name")),
                                       distribution=dist, declared_shape=declared)
 

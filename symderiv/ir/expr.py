@@ -189,6 +189,26 @@ class TimeSum(_Unary):
 # printers undo for reading.
 
 
+def tree_size(e: sp.Basic, limit: int | None = None) -> int:
+    """The number of nodes of ``e`` written out as a tree (what a printer prints), counted over
+    its distinct subtrees, so in time linear in the expression's DAG; stops counting once past
+    ``limit`` (and returns a number above it)."""
+    sizes: dict[sp.Basic, int] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(e, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in sizes:
+            continue
+        if ready:
+            sizes[node] = n = 1 + sum(sizes[a] for a in node.args)
+            if limit is not None and n > limit:
+                return n
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a not in sizes)
+    return sizes[e]
+
+
 def is_zero(e: sp.Basic) -> bool:
     return isinstance(e, ZeroMatrix) or (not getattr(e, "is_Matrix", False) and e == 0)
 

@@ -69,15 +69,24 @@ def _derive(fname: str, params: tuple[sp.Expr, ...]) -> ScalarDerivative:
             if cand.is_polynomial(_s):
                 return ScalarDerivative(_tidy_polynomial(cand), True)
     for other in list(ELEMENTWISE.values()):
-        if other.name != fname and not other.params and _same_function(d, other.scalar(_z)):
+        if other.name != fname and not other.params and _same_function(d, other.name):
             return ScalarDerivative(sp.Function(other.name)(_z), False)
     return ScalarDerivative(d, False)
 
 
-def _same_function(a: sp.Expr, b: sp.Expr) -> bool:
-    """Equal as functions of z: a cheap numeric screen, then SymPy's proof."""
-    for x in (sp.Rational(-7, 3), sp.Rational(1, 5), sp.Rational(9, 4)):
-        va, vb = a.subs(_z, x).evalf(30), b.subs(_z, x).evalf(30)
+_SCREEN_POINTS = (sp.Rational(-7, 3), sp.Rational(1, 5), sp.Rational(9, 4))
+_screens: dict[tuple[str, int], sp.Expr] = {}  # a record's value at a screen point, computed once
+on_change(_screens.clear)
+
+
+def _same_function(a: sp.Expr, name: str) -> bool:
+    """Equal as functions of z to the record ``name``'s meaning: a cheap numeric screen, point by
+    point (the record's values kept for the next function screened), then SymPy's proof."""
+    b = ELEMENTWISE[name].scalar(_z)
+    for k, x in enumerate(_SCREEN_POINTS):
+        if (name, k) not in _screens:
+            _screens[name, k] = b.subs(_z, x).evalf(30)
+        va, vb = a.subs(_z, x).evalf(30), _screens[name, k]
         if not (va.is_number and vb.is_number) or abs(va - vb) > 1e-20:
             return False
     return sp.simplify(a - b) == 0

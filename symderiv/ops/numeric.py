@@ -39,5 +39,24 @@ def _make(fname: str, params: tuple, mp: bool) -> Callable:
             return record.float64
         return sp.lambdify(Z, meaning, modules=[_FLOAT64_EXTRAS, "numpy"])
     f = sp.lambdify(Z, meaning, modules="mpmath")
-    # Max, Heaviside and Piecewise give Python ints on some branches: keep every entry mpmath's.
-    return lambda x: mpmath.mpmathify(f(x))
+
+    def exact(x):
+        # Max, Heaviside and Piecewise give Python ints on some branches: keep every entry mpmath's.
+        y = mpmath.mpmathify(f(x))
+        if mpmath.isfinite(y) and y != 0 and abs(mpmath.mag(y)) > MAX_EXACT_MAGNITUDE_BITS:
+            digits = int(MAX_EXACT_MAGNITUDE_BITS * 0.30103)
+            raise ExactOverflow(f"{fname} of a value near 2^{int(mpmath.mag(x)) if x != 0 else 0} is beyond "
+                                f"2^±{MAX_EXACT_MAGNITUDE_BITS:,} (about 10^±{digits:,})")
+        return y
+
+    return exact
+
+
+#: The largest binary exponent an exact value may reach. exp(exp(exp(…))) at a random point
+#: otherwise asks mpmath for numbers whose exponent alone has millions of digits: minutes,
+#: then gigabytes. float64 stops at 2^1024; this leaves room for every exact comparison.
+MAX_EXACT_MAGNITUDE_BITS = 1 << 17
+
+
+class ExactOverflow(ArithmeticError):
+    """An exact (mpmath) value beyond MAX_EXACT_MAGNITUDE_BITS: the point cannot be evaluated exactly."""

@@ -48,6 +48,9 @@ from .tokens import (
     split_top,
 )
 
+#: The largest integer exponent a claim may write (powers of values, f^k).
+MAX_EXPONENT = 64
+
 
 @dataclass(frozen=True)
 class GradOfExpression:
@@ -159,9 +162,17 @@ class ExpressionParser(NameReader):
             return Transposed(node)
         m = re.fullmatch(r"(?:\\circ)?(-?\d+)", text)
         if m:
-            return Power(node, int(m.group(1)))
+            return Power(node, self._exponent(m.group(1), tok))
         raise self.error(f"cannot read the superscript '{self.source[tok.pos:script[-1].end if script else tok.end]}'",
                          tok)
+
+    def _exponent(self, text: str, tok: Tok) -> int:
+        """An integer exponent, at most MAX_EXPONENT in size: 2^{99999999999999} would be an exact
+        number of 10^13 digits."""
+        if len(text.lstrip("-")) > 3 or abs(int(text)) > MAX_EXPONENT:
+            raise self.error(f"the exponent {text[:20]}{'…' if len(text) > 20 else ''} is larger than any "
+                             f"derivation needs (at most {MAX_EXPONENT})", tok)
+        return int(text)
 
     def _rows(self, node, script: list[Tok], tok: Tok):
         """``[v]_{1:n_h}``: rows 1..n_h of v."""
@@ -272,7 +283,7 @@ class ExpressionParser(NameReader):
                 if text == "\\prime":
                     derivative = True
                 elif re.fullmatch(r"\d+", text):
-                    power = int(text)
+                    power = self._exponent(text, tok)
                 else:
                     raise self.error(f"cannot read the superscript '{text}' of {fname}", tok)
             elif self.is_char("_"):

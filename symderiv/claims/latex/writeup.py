@@ -20,6 +20,10 @@ from .tokens import Tok, tokenize
 
 #: Brackets nested deeper than this are refused before parsing (the parser recurses on them).
 MAX_NESTING = 60
+#: A display's tokens, and a number's digits: far above any derivation (a long LSTM claim has
+#: a few hundred tokens), far below what makes judging take minutes (3,200 ⊙ factors did).
+MAX_TOKENS = 3_000
+MAX_DIGITS = 30
 
 
 @dataclass
@@ -51,6 +55,7 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
     for start, stop, env in displayed_spans(text, markdown):
         try:
             tokens = tokenize(text, start, stop)
+            _check_size(tokens)
             _check_depth(tokens)
             chains = chains_of(rows_of(tokens, env))
         except ReadError as exc:
@@ -65,6 +70,16 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
     vocabulary |= {name for c in claims if c.rhs is not None for kind, name in references(c.rhs) if kind == "grad"}
     vocabulary |= {q for entries in glossary.aliases.values() for _, q in entries}
     return WriteupReading(claims, glossary.spellings, vocabulary)
+
+
+def _check_size(tokens: list[Tok]) -> None:
+    """Refuse a display of more than MAX_TOKENS tokens, and a number of more than MAX_DIGITS digits."""
+    if len(tokens) > MAX_TOKENS:
+        raise ReadError(f"the display has {len(tokens):,} symbols; a display may hold at most {MAX_TOKENS:,}",
+                        tokens[MAX_TOKENS].pos)
+    for t in tokens:
+        if t.kind == "num" and len(t.value) > MAX_DIGITS:
+            raise ReadError(f"a number of {len(t.value):,} digits; a number may have at most {MAX_DIGITS}", t.pos)
 
 
 def _check_depth(tokens: list[Tok]) -> None:

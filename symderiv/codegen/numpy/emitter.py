@@ -8,13 +8,19 @@ code, and the runtime helpers the printed code calls (``_erf``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import sympy as sp
+
 from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ..plan import ModulePlan
 from ..schedule import Schedule
+from ..signature import dim_sources
+from .printer import NumpyPrinter
 
 
-def module_context(d: Derivation, comment, comment_text) -> dict:
+def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the generated module of ``d`` (without the header's mark, version
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
@@ -22,7 +28,7 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     return context(d, plan.schedule(), plan.printer)
 
 
-def context(d: Derivation, schedule: Schedule, printer) -> dict:
+def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
     """The template context of ``schedule``, ``printer`` being the NumPy printer that wrote its lines."""
     model, names = d.model, schedule.names
     used = schedule.names_used()
@@ -40,6 +46,10 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         if dim not in dim_reads and names.value(dim) in used:
             raise SymderivError(f"cannot generate NumPy code: the size '{dim}' is not the size of any parameter "
                                 "or input, so it cannot be read off the arrays")
+    if model.has_time and not any(q.sequence for q in model.data):
+        raise SymderivError("cannot generate NumPy code: the model has a time axis but no input or target is a "
+                            "sequence, so the module cannot read T off its arguments; make a datum a sequence "
+                            "(input x[t]: n) or drop the time line")
     loss = model[model.loss]
     return {
         "model": model,
@@ -47,13 +57,25 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
                       if names.value(dim) in used],
         "params": [_param_info(p, names, printer) for p in model.params],
+        # What each argument must be, as Python literals (``codegen.signature``).
+        "param_axes": [(a.name, repr(a.axes)) for a in schedule.arguments if a.role == "param"],
+        "data_axes": [(a.name, a.sequence, repr(a.axes), a.shared) for a in schedule.arguments
+                      if a.role != "param"],
+        "dim_sources": [(dim, name, axis, repr(rest), count)
+                        for dim, (name, axis, rest, count) in dim_sources(schedule.arguments).items()],
         "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
         "has_time": model.has_time,
         "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
         "forward": schedule.forward,
         "backward": schedule.backward,
         "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0), q.is_scalar)
+        # The batch's loss: the terms read per example summed over the batch, plus once the others.
+        "loss_total": f"{names.value(loss.name)}.sum()" + (f" + {schedule.loss_once}.sum()"
+                                                           if schedule.loss_once else ""),
+        # (name, array, is a sequence, its padding, is a scalar, carries the batch axis)
+        "outputs": [(q.name, names.value(q.name) if q.role != "loss" or not schedule.loss_once else
+                     f"{names.value(q.name)} + {schedule.loss_once}", q.sequence, schedule.pads.get(q.name, 0),
+                     q.is_scalar, q.name in printer.batched_names)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,

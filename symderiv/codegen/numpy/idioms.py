@@ -7,32 +7,39 @@ it, each returning a ``schedule.Line`` (with the arrays it writes and reads) or 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from ..schedule import Code, Line, line, reads_of
 from .spelling import call, call_out, group, has_out
 
+if TYPE_CHECKING:
+    from ...ir.expr import Apply
+    from .printer import NumpyPrinter
+
 
 class NumpyIdioms:
     """NumPy's way of writing the statements of a schedule (``printer`` prints the expressions)."""
 
-    def __init__(self, printer):
+    def __init__(self, printer: NumpyPrinter):
         self.pr = printer
 
     # --- arrays and views -----------------------------------------------------------------
 
-    def has_out(self, node) -> bool:
+    def has_out(self, node: sp.Basic) -> bool:
         """Whether f(…) can be written into an existing array (f(x, out=…))."""
         return has_out(node.fname, tuple(getattr(node, "params", ())))
 
-    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+    def alloc(self, array: str, size: sp.Expr, pad: int = 0, zeros: bool = False) -> Line:
         """``array = np.empty((T + pad, B, size), dtype)`` (``np.zeros`` with ``zeros``): a sequence array."""
         pr = self.pr
         fill = "np.zeros" if zeros else "np.empty"
         length = f"T + {pad}" if pad else "T"
         return line(f"{array} = {fill}(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",), pr.size_reads(size))
 
-    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
         """``a, b = np.split(array, […])``: views of one array, by blocks of ``sizes``."""
         ends, reads, total = [], [], sp.Integer(0)
         for size in sizes[:-1]:
@@ -63,18 +70,18 @@ class NumpyIdioms:
         """Every entry but the last k: the steps t with t + k <= T."""
         return Code(f"{array}[:-{k}]", reads=(array,))
 
-    def block(self, array: str, start, stop) -> Code:
+    def block(self, array: str, start: sp.Expr, stop: sp.Expr) -> Code:
         """Entries start..stop of the vector of the loop's step (one activation block of a stack)."""
         pr = self.pr
         first = "" if pr.size(start) == "0" else pr.size(start)
         return Code(f"{array}[i, :, {first}:{pr.size(stop)}]", reads=reads_of((array,), pr.size_reads(start),
                                                                              pr.size_reads(stop)))
 
-    def concat(self, codes) -> Code:
+    def concat(self, codes: Sequence[Code]) -> Code:
         """The blocks one above the other: [W_1; W_2; …]."""
         return Code("np.concatenate([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
 
-    def zeros(self, size) -> Code:
+    def zeros(self, size: sp.Expr) -> Code:
         """A vector of zeros (a block without a bias)."""
         return Code(f"np.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
@@ -88,7 +95,7 @@ class NumpyIdioms:
         """M v for the loop's step, the batch in rows: v Mᵀ."""
         return Code(f"{group(vector.text)} @ {matrix}.T", reads=reads_of(vector, (matrix,)))
 
-    def plus(self, codes) -> Code:
+    def plus(self, codes: Sequence[Code]) -> Code:
         """The sum of ``codes``."""
         return Code(" + ".join(c.text for c in codes), reads=reads_of(*codes))
 
@@ -101,8 +108,21 @@ class NumpyIdioms:
         return Code(f"_sum_examples({code.text})", reads=code.reads)
 
     def times_length(self, code: Code) -> Code:
-        """T times a value the same at every step."""
-        return Code(f"T * {group(code.text)}", reads=code.reads)
+        """T times a value the same at every step (per example, if ``code`` is)."""
+        return Code(f"T * {group(code.text)}", batched=code.batched, reads=code.reads)
+
+    def times_examples(self, code: Code, but_one: bool = False) -> Code:
+        """B (or B − 1) times a value the same for every example."""
+        factor = "(B - 1)" if but_one else "B"
+        return Code(f"{factor} * {group(code.text)}", reads=reads_of(("B",), code))
+
+    def spread(self, code: Code, size: sp.Expr, timed: bool = False) -> Code:
+        """A value the same for every example (and, ``timed``, at every step) as a full array of its
+        own, (B, size) or (T, B, size): one row for each, which later statements update in place."""
+        pr = self.pr
+        shape = f"({'T, ' if timed else ''}B, {pr.size(size)})"
+        return Code(f"np.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
+                    reads=reads_of(("B",), code, pr.size_reads(size)))
 
     # --- statements -----------------------------------------------------------------------
 
@@ -111,15 +131,18 @@ class NumpyIdioms:
         reads = (target.reads,) if op != "=" else ()
         return line(f"{'    ' * indent}{target.text} {op} {value.text}", target.reads, *reads, value)
 
-    def apply(self, node, x: Code) -> Code:
+    def apply(self, node: Apply, x: Code) -> Code:
         """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
         text, helpers = call(node.fname, x.text, tuple(getattr(node, "params", ())))
         self.pr.helpers |= helpers
         return Code(text, reads=x.reads)
 
-    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+    def apply_into(self, fname: str, x: Code, slot: Code, params: tuple = ()) -> Line:
         """f(x) written into ``slot``: f(x, out=slot)."""
-        return line(call_out(fname, x.text, slot.text, params), slot.reads, x)
+        text = call_out(fname, x.text, slot.text, params)
+        if text is None:
+            raise ValueError(f"{fname} has no form writing into an existing array (ask has_out first)")
+        return line(text, slot.reads, x)
 
     def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
         """a ⊙ b written into ``slot``."""

@@ -66,7 +66,7 @@ class NumpyPrinter(Printer):
         """The array of a model value, or one of the code's own (a value in the table)."""
         return name if name in self.values.arrays else self.names.value(name)
 
-    def code(self, e, mode: str = "static", window: int = 0) -> Code:
+    def code(self, e: sp.Basic, mode: str = "static", window: int = 0) -> Code:
         """``e`` as NumPy code in ``mode`` (see the class docstring)."""
         saved = self.mode, self.window
         self.mode, self.window = mode, window
@@ -77,7 +77,7 @@ class NumpyPrinter(Printer):
 
     # --- sizes and leaves ---------------------------------------------------------------
 
-    def size(self, e) -> str:
+    def size(self, e: sp.Basic) -> str:
         """A size (a dim expression) as code."""
         e = sp.sympify(e, strict=True)
         if e.is_Integer:
@@ -89,7 +89,7 @@ class NumpyPrinter(Printer):
         name = self.names.value(rest.name) if rest.is_Symbol else str(rest)
         return name if c == 1 else f"{c} * {name}"
 
-    def size_reads(self, e) -> tuple[str, ...]:
+    def size_reads(self, e: sp.Basic) -> tuple[str, ...]:
         """The names of the sizes ``size(e)`` prints, in order."""
         e = sp.sympify(e, strict=True)
         if e.is_Integer:
@@ -97,14 +97,14 @@ class NumpyPrinter(Printer):
         found = (t.as_coeff_Mul()[1] for t in sp.Add.make_args(e))
         return reads_of(*((self.names.value(x.name) for x in sorted(r.free_symbols, key=str)) for r in found))
 
-    def core_reads(self, e) -> tuple[str, ...]:
+    def core_reads(self, e: sp.Basic) -> tuple[str, ...]:
         """The names of the sizes ``core(e)`` prints, in order."""
         rows, cols = e.shape
         if rows != 1 and cols != 1:
             return reads_of(self.size_reads(rows), self.size_reads(cols))
         return self.size_reads(rows if cols == 1 else cols)
 
-    def core(self, e) -> str:
+    def core(self, e: sp.Basic) -> str:
         """The per-example shape of ``e`` as a NumPy shape."""
         rows, cols = e.shape
         if rows != 1 and cols != 1:
@@ -203,11 +203,16 @@ class NumpyPrinter(Printer):
         """``a`` times the value so far (which has ``cols`` columns per example)."""
         p, q = a.shape
         x = group(acc.text)
-        if isinstance(a, OneMatrix):
+        if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
+            return acc
+        if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
+            if cols != 1:  # 1 vᵀ: the row v repeated down p rows (an outer product, not an elementwise one)
+                return _join(f"np.ones(({self.size(p)}, 1), dtype) * {x}", acc, order=(self.size_reads(p), acc))
             return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
                          order=(acc, self.size_reads(p)))
+        # (1 x_bᵀ for every example b is an outer product summed over them, below.)
         left = self._print(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
@@ -328,7 +333,7 @@ class NumpyPrinter(Printer):
             return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
         return _join(f"T * {group(inner.text)}", inner)
 
-    def emptyPrinter(self, e):
+    def emptyPrinter(self, e: object) -> str:
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
 
 

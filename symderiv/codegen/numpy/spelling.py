@@ -50,7 +50,8 @@ class _ScalarPrinter(NumPyPrinter):
 
     def __init__(self, z: sp.Symbol, code: str):
         super().__init__({"fully_qualified_modules": True, "strict": True})
-        self.z, self.arg_code, self.helpers = z, code, set()
+        self.z, self.arg_code = z, code
+        self.helpers: set[str] = set()
 
     def _module_format(self, fqn, register=True):
         # The generated module imports numpy as np.
@@ -72,7 +73,7 @@ class _ScalarPrinter(NumPyPrinter):
 _Z = sp.Symbol("z", real=True)
 
 
-def call(fname: str, x: str, params=()) -> tuple[str, frozenset[str]]:
+def call(fname: str, x: str, params: tuple = ()) -> tuple[str, frozenset[str]]:
     """NumPy code for f(x), ``x`` the argument's code; and the runtime helpers it calls."""
     if fname in NUMPY and not params:
         return NUMPY[fname][0].format(x=x), frozenset()
@@ -81,13 +82,12 @@ def call(fname: str, x: str, params=()) -> tuple[str, frozenset[str]]:
     return text, frozenset(printer.helpers)
 
 
-def call_out(fname: str, x: str, out: str, params=()) -> str | None:
+def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:
     """NumPy code writing f(x) into the array ``out``, or None when the function has no such form."""
-    if fname not in NUMPY or params or NUMPY[fname][1] is None:
-        return None
-    return NUMPY[fname][1].format(x=x, out=out)
+    spelling = NUMPY[fname][1] if fname in NUMPY and not params else None
+    return None if spelling is None else spelling.format(x=x, out=out)
 
 
-def has_out(fname: str, params=()) -> bool:
+def has_out(fname: str, params: tuple = ()) -> bool:
     """Whether f can be written into an existing array (f(x, out=…))."""
     return fname in NUMPY and not params and NUMPY[fname][1] is not None

@@ -26,6 +26,7 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     for phase in (schedule.forward, schedule.backward):
         for st in phase.statements():
             st.lines = fuse_bias(st.lines, biases)
+    out["shared_inputs"] = repr(tuple(name for name, _, _, shared in out["data_axes"] if shared))
     out["saved"] = saved_names(d, schedule, out)
     out["forward_transposes"] = _transposed(schedule.forward)
     out["backward_transposes"] = _transposed(schedule.backward)

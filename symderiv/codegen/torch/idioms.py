@@ -90,9 +90,12 @@ class TorchIdioms(NumpyIdioms):
         """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
         return Code(call(node.fname, x.text, tuple(getattr(node, "params", ()))), reads=x.reads)
 
-    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+    def apply_into(self, fname: str, x: Code, slot: Code, params: tuple = ()) -> Line:
         """f(x) written into ``slot``: f(x, out=slot)."""
-        return line(call_out(fname, x.text, slot.text, params), slot.reads, x)
+        text = call_out(fname, x.text, slot.text, params)
+        if text is None:
+            raise ValueError(f"{fname} has no form writing into an existing tensor (ask has_out first)")
+        return line(text, slot.reads, x)
 
     def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
         """a ⊙ b written into ``slot``."""

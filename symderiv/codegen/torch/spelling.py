@@ -105,11 +105,10 @@ def call(fname: str, x: str, params=()) -> str:
     return _ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params))
 
 
-def call_out(fname: str, x: str, out: str, params=()) -> str | None:
+def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:
     """PyTorch code writing f(x) into the tensor ``out``, or None when the function has no such form."""
-    if fname not in TORCH or params or TORCH[fname][1] is None:
-        return None
-    return TORCH[fname][1].format(x=x, out=out)
+    spelling = TORCH[fname][1] if fname in TORCH and not params else None
+    return None if spelling is None else spelling.format(x=x, out=out)
 
 
 def has_out(fname: str, params=()) -> bool:
