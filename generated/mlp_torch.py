@@ -9,8 +9,8 @@ parameters as ``nn.Parameter``s, for any ``torch.optim`` optimiser and for
 
 Data are keyword arguments named as in the model, time first and batch second like
 ``torch.nn.RNN``: a sequence of vectors of size n is a tensor (T, n) or (T, B, n), a static
-vector (n,) or (B, n), a scalar () or (B,); with a batch the loss is the sum over its
-examples.  Parameters keep the shapes of the maths: matrix (rows, cols), vector (n,), scalar ().
+vector (n,) or (B, n), a scalar input () shared by the batch; with a batch the loss is the
+sum over its examples of the terms that read data, plus once the terms that do not (a penalty).  Parameters keep the shapes of the maths: matrix (rows, cols), vector (n,), scalar ().
 Everything runs on the parameters' device, in the floating dtype of the inputs (promoted).
 
 Inside, a step of a sequence is (B, n) and the whole sequence (T, B, n), so that everything

@@ -259,6 +259,40 @@ def test_every_elementwise_spelling_computes_its_meaning(derived, tmp_path_facto
         assert np.allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12), fname
 
 
+PENALTY_MODEL = """
+model penalised_rnn
+dim n_x, n_h, C
+time t = 1..T
+input x[t]: n_x
+input lam: scalar
+target r[t]: C, distribution
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+param U: (C, n_h)
+param b: n_h
+state h[0] = 0
+h[t] = tanh(W @ x[t] + V @ h[t-1] + b)
+p[t] = softmax(U @ h[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T)) + lam / 2 * sum(V * V)
+"""
+
+
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+def test_a_penalty_counts_once_per_call(tmp_path, batch):
+    """The batch rule: a term reading only params and a scalar input (shared by the batch) counts once."""
+    d = symderiv.derive(symderiv.parse(PENALTY_MODEL, "penalised_rnn.sdm"))
+    path = tmp_path / "penalised_rnn_torch.py"
+    path.write_text(render(d, "torch", "penalised_rnn.sdm"), encoding="utf-8")
+    tm = import_generated(path, "penalised_rnn_torch_test")
+    params, data = point(d, batch)
+    data["lam"] = np.array(0.7)
+    ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
+    loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+
+
 # --- training ----------------------------------------------------------------------------
 
 

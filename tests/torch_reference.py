@@ -105,8 +105,13 @@ class Reference:
             for n in seq:
                 self.values.setdefault(n, {})[t] = self.ev(m[n].expr, t)
         for n in after:
-            self.values[n] = self.ev(m[n].expr, None)
-        return self.values[m.loss].sum()
+            if n != m.loss:
+                self.values[n] = self.ev(m[n].expr, None)
+        # The batch rule: each term of the loss summed on its own, so that a term without the batch
+        # axis (a penalty) counts once, not once per example.
+        e = m[m.loss].expr
+        terms = e.args if isinstance(e, MatAdd) else (e,)
+        return sum(self.ev(term, None).sum() for term in terms)
 
     def _reads_time(self, e, seq) -> bool:
         return e.has(TimeSum) or any(s.name in seq for s in e.atoms(MatrixSymbol))
