@@ -8,6 +8,9 @@ The NumPy emitter's context (sizes, params, inputs, both passes), plus what an
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+import sympy as sp
 
 from ...ad.derive import Derivation
 from ..numpy.emitter import context
@@ -17,7 +20,7 @@ from . import TORCH
 from .printer import TRANSPOSED
 
 
-def module_context(d: Derivation, comment, comment_text) -> dict:
+def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the PyTorch module of ``d`` (see ``numpy.emitter.module_context``)."""
     plan = ModulePlan(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()

@@ -10,9 +10,11 @@ spelling of f(x) (``torch/spelling.py``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import sympy as sp
 
+from ...ir.expr import Apply
 from ..numpy.idioms import NumpyIdioms
 from ..numpy.spelling import group
 from ..schedule import Code, Line, line, reads_of
@@ -27,11 +29,11 @@ _STEP_SLOT = re.compile(r"\[i(?: [+-] \d+)?\]\Z")
 class TorchIdioms(NumpyIdioms):
     """PyTorch's way of writing the statements of a schedule (``printer`` prints the expressions)."""
 
-    def has_out(self, node) -> bool:
+    def has_out(self, node: sp.Basic) -> bool:
         """Whether f(…) can be written into an existing tensor (f(x, out=…))."""
         return has_out(node.fname, tuple(getattr(node, "params", ())))
 
-    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+    def alloc(self, array: str, size: sp.Expr, pad: int = 0, zeros: bool = False) -> Line:
         """``array = torch.empty((T + pad, B, size), …)`` (``torch.zeros`` with ``zeros``): a sequence tensor."""
         pr = self.pr
         fill = "torch.zeros" if zeros else "torch.empty"
@@ -39,7 +41,7 @@ class TorchIdioms(NumpyIdioms):
         return line(f"{array} = {fill}(({length}, B, {pr.size(size)}), dtype=dtype, device=device)", (array,),
                     ("B",), pr.size_reads(size))
 
-    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
         """``a, b = torch.tensor_split(array, […])``: views of one tensor, by blocks of ``sizes``."""
         ends, reads, total = [], [], sp.Integer(0)
         for size in sizes[:-1]:
@@ -74,19 +76,19 @@ class TorchIdioms(NumpyIdioms):
                         target.reads, value)
         return super().update(target, op, value, indent)
 
-    def plus(self, codes) -> Code:
+    def plus(self, codes: Sequence[Code]) -> Code:
         """The sum of ``codes`` (one code: itself, so that a product stays one)."""
         return codes[0] if len(codes) == 1 else super().plus(codes)
 
-    def concat(self, codes) -> Code:
+    def concat(self, codes: Sequence[Code]) -> Code:
         """The blocks one above the other: [W_1; W_2; …]."""
         return Code("torch.cat([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
 
-    def zeros(self, size) -> Code:
+    def zeros(self, size: sp.Expr) -> Code:
         """A vector of zeros (a block without a bias)."""
         return Code(f"torch.zeros({self.pr.size(size)}, dtype=dtype, device=device)", reads=self.pr.size_reads(size))
 
-    def apply(self, node, x: Code) -> Code:
+    def apply(self, node: Apply, x: Code) -> Code:
         """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
         return Code(call(node.fname, x.text, tuple(getattr(node, "params", ()))), reads=x.reads)
 

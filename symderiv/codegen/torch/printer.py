@@ -134,7 +134,7 @@ class TorchPrinter(NumpyPrinter):
             return Code(f"{group(inner.text)}.sum(dim=0)", batched=inner.batched, reads=inner.reads)
         return _join(f"T * {group(inner.text)}", inner)
 
-    def emptyPrinter(self, e):
+    def emptyPrinter(self, e: object) -> str:
         raise NotImplementedError(f"no PyTorch form for {type(e).__name__}")
 
 

@@ -98,7 +98,7 @@ class _ScalarPrinter(PythonCodePrinter):
 _Z = sp.Symbol("z", real=True)
 
 
-def call(fname: str, x: str, params=()) -> str:
+def call(fname: str, x: str, params: tuple = ()) -> str:
     """PyTorch code for f(x), ``x`` the argument's code."""
     if fname in TORCH and not params:
         return TORCH[fname][0].format(x=x)
@@ -111,6 +111,6 @@ def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:
     return None if spelling is None else spelling.format(x=x, out=out)
 
 
-def has_out(fname: str, params=()) -> bool:
+def has_out(fname: str, params: tuple = ()) -> bool:
     """Whether f can be written into an existing tensor (f(x, out=…))."""
     return fname in TORCH and not params and TORCH[fname][1] is not None
