@@ -5,6 +5,7 @@ Prints, as Markdown:
 - the machine (CPU, cores, NumPy and its BLAS, PyTorch, Python);
 - benchmarks/matmul_rate.py: achieved matrix-product rate of the generated seed RNN against the machine's;
 - benchmarks/speed.py: generated vs hand-written NumPy vs PyTorch eager, seed RNN and LSTM, small and large;
+- benchmarks/torch_backend.py: the generated PyTorch module vs PyTorch eager autograd, float64 and float32;
 - benchmarks/memory.py: peak memory of gradients vs forward;
 - benchmarks/derive_scaling.py: derivation time and the derive command against the import floor;
 - benchmarks/profile_generated.py: where the generated seed RNN and LSTM spend their time at the large size;
@@ -71,6 +72,13 @@ def main(argv=None) -> None:
             run_script("matmul_rate", *threads)
             print()
             run_script("speed", *threads)
+            print()
+        try:
+            import torch  # noqa: F401  (only whether it is installed)
+        except ImportError:
+            print("PyTorch is not installed: benchmarks/torch_backend.py skipped.\n")
+        else:
+            run_script("torch_backend")  # one intra-op thread (see its docstring)
             print()
         run_script("memory")
         print()

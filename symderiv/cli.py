@@ -11,7 +11,7 @@ import unicodedata
 
 from .errors import SymderivError
 
-FORMATS = ("tex", "md", "py")
+FORMATS = ("tex", "md", "py")  # the default of `derive --format`; `all` is every format (render.emit.formats)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,9 +32,11 @@ class _Parser(argparse.ArgumentParser):
 COMMANDS = ("derive", "show", "check", "verify")
 _EXAMPLES = {
     "derive": "examples:\n  symderiv derive examples/seed_rnn.sdm -o out\n"
-              "  symderiv derive examples/mlp.sdm --format md,py -o out",
+              "  symderiv derive examples/mlp.sdm --format md,py -o out\n"
+              "  symderiv derive examples/seed_rnn.sdm --format torch -o out",
     "show": "example:\n  symderiv show examples/seed_rnn.sdm",
-    "check": "example:\n  symderiv check examples/seed_rnn.sdm",
+    "check": "examples:\n  symderiv check examples/seed_rnn.sdm\n"
+             "  symderiv check examples/seed_rnn.sdm --backend torch",
     "verify": "examples:\n  symderiv verify examples/seed_rnn.sdm my_derivation.tex\n"
               "  symderiv verify examples/seed_rnn.sdm my_claims.claims --json",
 }
@@ -53,16 +55,22 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                               epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
 
+    from .codegen.backends import BACKENDS
+    from .render.emit import formats
     d = command("derive", "derive every gradient and write the LaTeX, Markdown and NumPy files")
     d.add_argument("model", help="the model file (.sdm)")
     d.add_argument("-o", "--output", default=".", help="output directory (default: .)")
-    d.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of tex,md,py (default: all)")
+    d.add_argument("--format", default=",".join(FORMATS),
+                   help=f"comma-separated subset of {','.join(formats())}, or all "
+                        f"(default: {','.join(FORMATS)})")
     d.add_argument("--force", action="store_true", help="overwrite files that symderiv did not write")
     s = command("show", "print the forward equations and the closed-form gradients")
     s.add_argument("model", help="the model file (.sdm)")
     c = command("check", "check the gradients numerically and against SymPy's own differentiation")
     c.add_argument("model", help="the model file (.sdm)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
+    c.add_argument("--backend", default="numpy", choices=[b.name for b in BACKENDS.values()],
+                   help="which generated module to check numerically (default: numpy)")
     v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
     v.add_argument("model", help="the model file (.sdm) of the exercise")
     v.add_argument("claims", help="the hand derivation: a claims file, or a LaTeX or Markdown write-up")
@@ -148,11 +156,14 @@ def _show(args) -> int:
 
 
 def _derive(args) -> int:
+    from .render.emit import formats as known
     from .render.emit import write_outputs
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
+    formats = list(dict.fromkeys(g for f in formats for g in (known() if f == "all" else (f,))))
+    unknown = [f for f in formats if f not in known()]
     if unknown or not formats:
-        raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+        raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; "
+                            f"choose from {', '.join(known())}, or all")
     _, d = _load(args.model)
     written = write_outputs(d, args.output, formats, force=args.force)
     print(f"{d.model.name}: {len(d.gradients)} gradients derived in {d.seconds:.2f} s")
@@ -162,9 +173,16 @@ def _derive(args) -> int:
 
 
 def _check(args) -> int:
+    import importlib.util
+
     from .check.certify import DEFAULT_T, TooLargeToCertify, certify, default_dims
     from .check.numcheck import finite_difference_check
+    from .codegen.backends import by_name
     from .ops.numeric import ExactOverflow
+    package = by_name(args.backend).package
+    if importlib.util.find_spec(package) is None:  # whether it is installed, without importing it
+        raise SymderivError(f"checking the {args.backend} module needs {package}, which is not installed: "
+                            f"pip install 'symderiv[{package}]'")
     model, d = _load(args.model)
     try:
         exact = certify(model, d, seed=args.seed)
@@ -175,17 +193,18 @@ def _check(args) -> int:
     except TooLargeToCertify as exc:
         dims = default_dims(model)
         T = DEFAULT_T if model.has_time else None
-        numeric = finite_difference_check(d, dims, T, seed=args.seed)
+        numeric = finite_difference_check(d, dims, T, seed=args.seed, backend=args.backend)
         print(f"{model.name}: the exact check is skipped: {exc}")
         for problem in numeric.problems:
             print(f"  disagreement: {problem}")
         print("the generated module agrees with central differences; the closed forms are not certified"
               if numeric.ok else "DISAGREEMENT: some gradients are wrong")
         return 0 if numeric.ok else 1
-    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
+    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed, backend=args.backend)
     sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
     print(f"{model.name}: gradients checked at {sizes}")
-    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
+    which = {"numpy": "NumPy", "torch": "PyTorch"}.get(args.backend, args.backend)
+    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {which + ' vs central differences':>30}")
     for name, err in exact.param_errors.items():
         print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
     for problem in numeric.problems:

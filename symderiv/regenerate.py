@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 from . import derive, load
-from .cli import FORMATS
-from .render.emit import render, write_outputs
+from .render.emit import formats, output_name, render, write_outputs
 
 
 def stale_files(examples: Path, generated: Path) -> list[str]:
@@ -20,8 +19,8 @@ def stale_files(examples: Path, generated: Path) -> list[str]:
     stale = []
     for path in sorted(examples.glob("*.sdm")):
         d = derive(load(path))
-        for fmt in FORMATS:
-            target = generated / f"{d.model.name}.{fmt}"
+        for fmt in formats():  # the write-ups and every code back end's module
+            target = generated / output_name(d.model.name, fmt)
             if not target.exists() or target.read_text(encoding="utf-8") != render(d, fmt, path.name):
                 stale.append(str(target))
     return stale
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {s}")
         return 1 if stale else 0
     for path in sorted(examples.glob("*.sdm")):
-        for written in write_outputs(derive(load(path)), generated, FORMATS):
+        for written in write_outputs(derive(load(path)), generated, formats()):
             print(f"wrote {written}")
     return 0
 

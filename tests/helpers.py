@@ -22,6 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 GENERATED = ROOT / "generated"
 
+
+def generated_modules(backend: str = "numpy") -> list[Path]:
+    """The committed modules of one code back end in generated/ (``NAME.py`` for NumPy,
+    ``NAME_torch.py`` for PyTorch, …: the suffixes of ``codegen/backends.py``)."""
+    from symderiv.codegen.backends import BACKENDS, by_name
+
+    suffix = by_name(backend).suffix
+    longer = [b.suffix for b in BACKENDS.values() if b.suffix != suffix and b.suffix.endswith(suffix)]
+    return sorted(p for p in GENERATED.glob("*" + suffix) if not p.name.endswith(tuple(longer)))
+
 _counter = itertools.count()
 
 

@@ -9,10 +9,11 @@ import pytest
 import symderiv
 from symderiv.check.evaluate import evaluate
 from symderiv.regenerate import stale_files
+from symderiv.render.emit import formats, output_name
 
-from .helpers import EXAMPLES, GENERATED, import_generated, pdflatex
+from .helpers import EXAMPLES, GENERATED, generated_modules, import_generated, pdflatex
 
-MODULES = sorted(GENERATED.glob("*.py"))
+MODULES = generated_modules("numpy")
 
 
 def load_module(path):
@@ -26,8 +27,8 @@ def test_generated_files_are_fresh():
 def test_every_example_has_its_outputs():
     for example in EXAMPLES.glob("*.sdm"):
         name = symderiv.load(example).name
-        for ext in ("tex", "md", "py"):
-            assert (GENERATED / f"{name}.{ext}").exists()
+        for fmt in formats():  # the write-ups and every code back end's module
+            assert (GENERATED / output_name(name, fmt)).exists()
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,8 @@ def test_writeup_compiles(tex, tmp_path):
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (it is in the test extras)")
 def test_generated_modules_pass_ruff():
-    out = subprocess.run(["ruff", "check", "--isolated", *map(str, MODULES)], capture_output=True, text=True,
+    every = sorted(GENERATED.glob("*.py"))  # every back end's modules
+    out = subprocess.run(["ruff", "check", "--isolated", *map(str, every)], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0, out.stdout
 

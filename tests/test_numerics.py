@@ -24,9 +24,9 @@ from symderiv.check.evaluate import evaluate, random_point
 from symderiv.frontend.language import parse
 from symderiv.render.emit import render
 
-from .helpers import EXAMPLES, GENERATED, import_generated
+from .helpers import EXAMPLES, generated_modules, import_generated
 
-MODULES = sorted(GENERATED.glob("*.py"))
+MODULES = generated_modules("numpy")
 SCALES = [1.0, 10.0, 100.0, 1000.0]
 
 

@@ -27,9 +27,11 @@ import mpmath
 import numpy as np
 
 from ..ad.derive import Derivation, derive
+from ..codegen.backends import by_name
 from ..ir.batch import is_shared_input, split_loss, with_loss
 from ..render.emit import render
 from .evaluate import evaluate, random_point
+from .frameworks import ADAPTERS
 
 EPS = 1e-5  # central differences: truncation ~EPS², rounding ~1e-16/EPS
 CONSISTENCY = 1e-12  # two entry points computing the same number in the same code
@@ -55,13 +57,16 @@ class GeneratedImportError(Exception):
     """The rendered module failed while Python imported it (not while symderiv rendered it)."""
 
 
-def load_generated(d: Derivation):
-    """Render the NumPy module and import it (our generated code, never the user's text).
+def load_generated(d: Derivation, backend: str = "numpy"):
+    """Render the module of ``backend`` (``codegen/backends.py``) and import it (our generated
+    code, never the user's text); another framework's module comes with the NumPy module's
+    interface (``frameworks.py``).
 
     A failure of the import is a ``GeneratedImportError``; one of rendering propagates."""
+    fmt = by_name(backend).format
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"_symderiv_check_{d.model.name}.py"
-        path.write_text(render(d, "py", Path(d.model.path).name), encoding="utf-8")
+        path = Path(tmp) / f"_symderiv_check_{d.model.name}_{backend}.py"
+        path.write_text(render(d, fmt, Path(d.model.path).name), encoding="utf-8")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:  # never for a .py file: the types allow it
             raise ImportError(f"cannot import the generated module {path}")
@@ -72,7 +77,7 @@ def load_generated(d: Derivation):
             raise GeneratedImportError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             sys.modules.pop(path.stem, None)
-    return module
+    return ADAPTERS[backend](module, d.model) if backend in ADAPTERS else module
 
 
 def external_data(model, data: dict, batch: int | None, rng) -> dict:
@@ -245,14 +250,15 @@ def _example(model, data: dict, b: int | None) -> dict:
 
 
 def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, seed: int = 0,
-                            tolerance: float = 1e-6) -> FiniteDifferenceResult:
-    """Run every entry point of ``d``'s generated NumPy module, unbatched and batched, and
-    compare (see the module docstring).  ``errors`` holds the worst relative error of each
-    gradient against central differences; ``problems`` every other disagreement."""
+                            tolerance: float = 1e-6, backend: str = "numpy") -> FiniteDifferenceResult:
+    """Run every entry point of ``d``'s generated module (NumPy, or ``backend``'s), unbatched and
+    batched, and compare (see the module docstring).  ``errors`` holds the worst relative error of
+    each gradient against central differences; ``problems`` every other disagreement."""
     model = d.model
     errors = {p.name: 0.0 for p in model.params}
     try:
-        module = load_generated(d)
+        # (called as load_generated(d) for NumPy: tests put a module of their own in its place)
+        module = load_generated(d) if backend == "numpy" else load_generated(d, backend)
     except GeneratedImportError as exc:
         return FiniteDifferenceResult({k: math.nan for k in errors}, tolerance,
                                       [f"the generated module fails to import: {exc}"])

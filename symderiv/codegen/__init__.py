@@ -25,6 +25,9 @@ guards, frees).  Then an emitter turns the schedule into its template's context
 function is computed (``numpy/spelling.py``; a function without an entry is printed from its
 meaning by SymPy's NumPy printer).
 
+The back ends are registered in ``backends.py`` (one line each: format, file suffix, template,
+emitter); ``torch/`` is the PyTorch one, a subclass of the NumPy printer and idioms.
+
 A PyTorch or JAX back end reuses unchanged: ``plan.py``, ``passes.py``, ``schedule.py`` (the
 statement kinds, the value table, the liveness), ``names.py`` and ``signature.py`` (what each
 argument must be, which its template checks on every call, as templates/module.py.j2's

@@ -1,4 +1,5 @@
-"""Render a derivation through the Jinja2 templates: ``NAME.tex``, ``NAME.md``, ``NAME.py``.
+"""Render a derivation through the Jinja2 templates: ``NAME.tex``, ``NAME.md``, and one module per
+code back end (``NAME.py``, ``NAME_torch.py``, …: ``codegen/backends.py``).
 
 Python prepares the data (equations already printed by the printers); layout and prose
 live in ``templates/``.  Files are written atomically, and a file that symderiv did not
@@ -27,7 +28,7 @@ import sympy as sp
 
 from .. import __version__
 from ..ad.derive import Derivation
-from ..codegen.numpy.emitter import module_context as numpy_module_context
+from ..codegen.backends import BACKENDS
 from ..errors import SymderivError
 from ..ir.expr import Apply
 from ..ir.names import latex_name, split_name
@@ -55,18 +56,32 @@ def _environment() -> jinja2.Environment:
 
 
 # ---------------------------------------------------------------------------------------
-# The NumPy module.
+# The generated modules (NumPy, PyTorch, …).
+
+# The write-ups, by format: their templates and file suffixes; the code back ends are in BACKENDS.
+WRITEUPS = {"tex": ("writeup.tex.j2", ".tex"), "md": ("page.md.j2", ".md")}
 
 
-def module_context(d: Derivation, source_name: str) -> dict:
-    """The context of templates/module.py.j2: the NumPy emitter's, with the header's."""
+def formats() -> tuple[str, ...]:
+    """Every format ``render`` knows: the write-ups, then each code back end's (``py`` first)."""
+    return tuple(WRITEUPS) + tuple(BACKENDS)
+
+
+def output_name(model_name: str, fmt: str) -> str:
+    """The file a format writes: ``NAME.tex``, ``NAME.md``, ``NAME.py``, ``NAME_torch.py``, …"""
+    suffix = WRITEUPS[fmt][1] if fmt in WRITEUPS else BACKENDS[fmt].suffix
+    return model_name + suffix
+
+
+def module_context(d: Derivation, source_name: str, fmt: str = "py") -> dict:
+    """The context of a code back end's template (``fmt``: its format): its emitter's, with the header's."""
     uni = UnicodePrinter(d.model)
 
     def comment(lhs, rhs, label=None) -> str:
         return f"{label or uni.doprint(lhs)} = {uni.doprint(rhs)}"
 
     return {"mark": MARK, "version": __version__, "source": source_name,
-            **numpy_module_context(d, comment, uni.doprint)}
+            **BACKENDS[fmt].module_context(d, comment, uni.doprint)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,10 +455,9 @@ def _element_form(model, g, lp, index):
 def render(d: Derivation, fmt: str, source_name: str) -> str:
     env = _environment()
     source_name = header_safe(source_name)
-    if fmt == "py":
-        return env.get_template("module.py.j2").render(**module_context(d, source_name))
-    template = {"tex": "writeup.tex.j2", "md": "page.md.j2"}[fmt]
-    return env.get_template(template).render(**writeup_context(d, source_name))
+    if fmt in BACKENDS:
+        return env.get_template(BACKENDS[fmt].template).render(**module_context(d, source_name, fmt))
+    return env.get_template(WRITEUPS[fmt][0]).render(**writeup_context(d, source_name))
 
 
 def header_safe(source_name: str) -> str:
@@ -460,7 +474,7 @@ def header_safe(source_name: str) -> str:
 
 
 # What the first line of an output written by symderiv starts with, by format.
-_HEADERS = {"py": "# " + MARK + " ", "tex": "% " + MARK + " ", "md": "<!-- " + MARK + " "}
+_HEADERS = {"tex": "% " + MARK + " ", "md": "<!-- " + MARK + " "}  # a code back end's module: "# "
 
 
 def written_by_symderiv(path: Path, fmt: str) -> bool:
@@ -469,7 +483,7 @@ def written_by_symderiv(path: Path, fmt: str) -> bool:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         first = f.read(4096).split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    return first.startswith(_HEADERS.get(fmt, "")) and MARK in first
+    return first.startswith(_HEADERS.get(fmt, "# " + MARK + " ")) and MARK in first
 
 
 def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: bool = False) -> list[Path]:
@@ -490,7 +504,7 @@ def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: b
                             "choose another name with a `model NAME` line")
     source_name = Path(d.model.path).name
     rendered = {fmt: render(d, fmt, source_name) for fmt in formats}
-    targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in rendered}
+    targets = {fmt: out / output_name(d.model.name, fmt) for fmt in rendered}
     _check_targets(targets, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -761,4 +775,4 @@ def _restore(backups: dict[Path, str | None], journal: Path) -> None:
                 os.replace(backup, path)
 
 
-__all__ = ["module_context", "render", "write_outputs", "writeup_context"]
+__all__ = ["formats", "module_context", "output_name", "render", "write_outputs", "writeup_context"]

@@ -1,0 +1,86 @@
+"""A generated module of another framework seen through the NumPy module's interface, so that
+``numcheck`` runs the same checks on it (``symderiv check --backend torch``).
+
+The adapter converts at the boundary only: NumPy arrays in the NumPy module's layout (a batch
+axis last) become the framework's arrays in its layout (time first, batch second, like
+``torch.nn.RNN``), float64; what comes back is converted back.  Inputs are passed without a
+copy (``torch.from_numpy``), so the check that nothing is changed in place still sees the
+module's writes.  The framework is imported only here, only when such a check runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from ..ir.model import Model
+
+
+class TorchAsNumpy:
+    """The generated PyTorch module ``module`` with the NumPy module's entry points."""
+
+    def __init__(self, module, model: Model):
+        self.module, self.model = module, model
+        self.torch = importlib.import_module("torch")
+        self.quantities = model.quantities
+
+    # --- layouts ----------------------------------------------------------------------
+
+    def _core(self, name: str) -> int:
+        q = self.quantities[name]
+        return int(q.sequence) + (0 if q.is_scalar else 1)
+
+    def _in(self, name: str, a):
+        """NumPy layout → PyTorch layout: the batch axis (last) moves before the vector axis."""
+        a = np.asarray(a, dtype=np.float64)
+        q = self.quantities[name]
+        if a.ndim == self._core(name) + 1 and not q.is_scalar:
+            a = np.moveaxis(a, -1, -2)
+        return self.torch.from_numpy(a) if a.flags.writeable else self.torch.tensor(a)
+
+    def _out(self, name: str, t):
+        """PyTorch layout → NumPy layout."""
+        a = t.detach().cpu().numpy()
+        q = self.quantities[name]
+        if a.ndim == self._core(name) + 1 and not q.is_scalar:
+            a = np.moveaxis(a, -2, -1)
+        return a
+
+    def _params(self, params: dict) -> dict:
+        return {k: self.torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in params.items()}
+
+    def _data(self, data: dict) -> dict:
+        return {k: self._in(k, v) for k, v in data.items()}
+
+    def _grads(self, grads: dict) -> dict:
+        return {k: v.detach().cpu().numpy() for k, v in grads.items()}
+
+    # --- the entry points -----------------------------------------------------------------
+
+    def init_params(self, dims, seed=0):
+        return self._grads(self.module.init_params(dims, seed=seed))
+
+    def forward(self, params, /, **data):
+        values = self.module.forward(self._params(params), **self._data(data))
+        return {k: self._out(k, v) for k, v in values.items()}
+
+    def loss(self, params, /, **data):
+        return float(self.module.loss(self._params(params), **self._data(data)).detach())
+
+    def gradients(self, params, /, **data):
+        """The gradients of ``loss(...).backward()``: the ``autograd.Function``'s backward pass,
+        checked against ``loss_and_gradients`` (which runs it without autograd) by numcheck."""
+        p = {k: v.clone().requires_grad_(True) for k, v in self._params(params).items()}
+        self.module.loss(p, **self._data(data)).backward()
+        return {k: (v.grad if v.grad is not None else self.torch.zeros_like(v)).numpy() for k, v in p.items()}
+
+    def loss_and_gradients(self, params, /, **data):
+        value, grads = self.module.loss_and_gradients(self._params(params), **self._data(data))
+        return float(value), self._grads(grads)
+
+    def sgd_step(self, params, grads, lr):
+        return self._grads(self.module.sgd_step(self._params(params), self._params(grads), lr))
+
+
+ADAPTERS = {"torch": TorchAsNumpy}
