@@ -9,9 +9,12 @@ import os
 import sys
 import unicodedata
 
+from .codegen.backends import BACKENDS
 from .errors import SymderivError
 
-FORMATS = ("tex", "md", "py")
+FORMATS = ("tex", "md", "py")  # the default of derive
+# Every format: the write-ups, then every code back end (codegen/backends.py); ``--format all``.
+ALL_FORMATS = ("tex", "md", *BACKENDS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     d = command("derive", "derive every gradient and write the LaTeX, Markdown and NumPy files")
     d.add_argument("model", help="the model file (.sdm)")
     d.add_argument("-o", "--output", default=".", help="output directory (default: .)")
-    d.add_argument("--format", default=",".join(FORMATS), help="comma-separated subset of tex,md,py (default: all)")
+    d.add_argument("--format", default=",".join(FORMATS),
+                   help=f"comma-separated subset of {','.join(ALL_FORMATS)}, or all "
+                        f"(default: {','.join(FORMATS)}); "
+                        + ", ".join(f"{b.format}: {b.description}" for b in BACKENDS.values()))
     d.add_argument("--force", action="store_true", help="overwrite files that symderiv did not write")
     s = command("show", "print the forward equations and the closed-form gradients")
     s.add_argument("model", help="the model file (.sdm)")
@@ -150,9 +156,13 @@ def _show(args) -> int:
 def _derive(args) -> int:
     from .render.emit import write_outputs
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
+    if "all" in formats:
+        formats = [f for f in formats if f != "all"] + list(ALL_FORMATS)
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in ALL_FORMATS]
     if unknown or not formats:
-        raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+        raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; "
+                            f"choose from {', '.join(ALL_FORMATS)}, or all")
     _, d = _load(args.model)
     written = write_outputs(d, args.output, formats, force=args.force)
     print(f"{d.model.name}: {len(d.gradients)} gradients derived in {d.seconds:.2f} s")

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from . import derive, load
-from .cli import FORMATS
+from .cli import ALL_FORMATS
+from .codegen.backends import file_name
 from .render.emit import render, write_outputs
 
 
@@ -20,8 +21,8 @@ def stale_files(examples: Path, generated: Path) -> list[str]:
     stale = []
     for path in sorted(examples.glob("*.sdm")):
         d = derive(load(path))
-        for fmt in FORMATS:
-            target = generated / f"{d.model.name}.{fmt}"
+        for fmt in ALL_FORMATS:
+            target = generated / file_name(d.model.name, fmt)
             if not target.exists() or target.read_text(encoding="utf-8") != render(d, fmt, path.name):
                 stale.append(str(target))
     return stale
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {s}")
         return 1 if stale else 0
     for path in sorted(examples.glob("*.sdm")):
-        for written in write_outputs(derive(load(path)), generated, FORMATS):
+        for written in write_outputs(derive(load(path)), generated, ALL_FORMATS):
             print(f"wrote {written}")
     return 0
 

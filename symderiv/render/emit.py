@@ -25,7 +25,7 @@ import jinja2
 
 from .. import __version__
 from ..ad.derive import Derivation
-from ..codegen.numpy.emitter import module_context as numpy_module_context
+from ..codegen.backends import BACKENDS, file_name
 from ..errors import SymderivError
 from ..ir.texsafe import check_tex_spelling
 from .printing import LatexPrinter, UnicodePrinter
@@ -51,15 +51,16 @@ def _environment() -> jinja2.Environment:
 # The NumPy module.
 
 
-def module_context(d: Derivation, source_name: str) -> dict:
-    """The context of templates/module.py.j2: the NumPy emitter's, with the header's."""
+def module_context(d: Derivation, source_name: str, fmt: str = "py") -> dict:
+    """The context of a generated module's template (templates/module.py.j2 for the NumPy
+    module): its back end's emitter's (``codegen/backends.py``), with the header's."""
     uni = UnicodePrinter(d.model)
 
     def comment(lhs, rhs, label=None) -> str:
         return f"{label or uni.doprint(lhs)} = {uni.doprint(rhs)}"
 
     return {"mark": MARK, "version": __version__, "source": source_name,
-            **numpy_module_context(d, comment, uni.doprint)}
+            **BACKENDS[fmt].module_context(d, comment, uni.doprint)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,8 +157,8 @@ def _element_form(model, g, lp, index):
 def render(d: Derivation, fmt: str, source_name: str) -> str:
     env = _environment()
     source_name = header_safe(source_name)
-    if fmt == "py":
-        return env.get_template("module.py.j2").render(**module_context(d, source_name))
+    if fmt in BACKENDS:
+        return env.get_template(BACKENDS[fmt].template).render(**module_context(d, source_name, fmt))
     template = {"tex": "writeup.tex.j2", "md": "page.md.j2"}[fmt]
     return env.get_template(template).render(**writeup_context(d, source_name))
 
@@ -185,7 +186,7 @@ def written_by_symderiv(path: Path, fmt: str) -> bool:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         first = f.read(4096).split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    return first.startswith(_HEADERS.get(fmt, "")) and MARK in first
+    return first.startswith(_HEADERS.get("py" if fmt in BACKENDS else fmt, "")) and MARK in first
 
 
 def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: bool = False) -> list[Path]:
@@ -206,7 +207,7 @@ def write_outputs(d: Derivation, directory: str | os.PathLike, formats, force: b
                             "choose another name with a `model NAME` line")
     source_name = Path(d.model.path).name
     rendered = {fmt: render(d, fmt, source_name) for fmt in formats}
-    targets = {fmt: out / f"{d.model.name}.{fmt}" for fmt in rendered}
+    targets = {fmt: out / file_name(d.model.name, fmt) for fmt in rendered}
     _check_targets(targets, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
