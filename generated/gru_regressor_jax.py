@@ -15,6 +15,8 @@ place (``a.at[i].set``).  float32 in gives float32 out; float64 otherwise, which
 JAX's configuration.
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -84,11 +86,14 @@ def _float():
 def init_params(dims, seed=0):
     """Random parameters as jax.Arrays: matrices scaled by 1/sqrt(fan-in), vectors and scalars
     small; float64 in JAX's 64-bit mode, else float32."""
-    dtype = _float()
+    return _init_params(tuple(int(dims[k]) for k in DIMS), seed, _float())
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _init_params(sizes, seed, dtype):
+    """One compiled function per sizes (the dims, in the order of DIMS)."""
     keys = iter(jax.random.split(jax.random.key(seed), 11))
-    n_x = int(dims["n_x"])
-    n_h = int(dims["n_h"])
-    n_y = int(dims["n_y"])
+    n_x, n_h, n_y = sizes
     return {
         "W_z": jax.random.normal(next(keys), (n_h, n_x), dtype) / jnp.sqrt(n_x).astype(dtype),
         "U_z": jax.random.normal(next(keys), (n_h, n_h), dtype) / jnp.sqrt(n_h).astype(dtype),
@@ -169,12 +174,10 @@ def _run(params, data, want):
     _stack0_W = jnp.concatenate([U_z, U_r])
     _stack0 = _matvec(jnp.concatenate([W_z, W_r]), x_)
     _stack0 = _stack0 + jnp.concatenate([b_z, b_r])
-    a_z, a_r = jnp.split(_stack0, [n_h], axis=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
     a_n = _matvec(W_n, x_)
     a_n = a_n + b_n
     _stack0_out0 = jnp.zeros((T, B, 2 * n_h), dtype)
-    z_, r = jnp.split(_stack0_out0, [n_h], axis=-1)
     n = jnp.zeros((T, B, n_h), dtype)
     h = jnp.zeros((T + 1, B, n_h), dtype)
 
@@ -241,7 +244,6 @@ def _run(params, data, want):
     g_b_y = _sum_examples(d_y_hat)
     d_a_n = jnp.zeros((T, B, n_h), dtype)
     _d_stack0 = jnp.zeros((T, B, 2 * n_h), dtype)
-    d_a_z, d_a_r = jnp.split(_d_stack0, [n_h], axis=-1)
 
     def _backward_step(_carry, i):
         (d_h, d_a_n, _d_stack0) = _carry
@@ -259,7 +261,6 @@ def _run(params, data, want):
         return (d_h, d_a_n, _d_stack0), None
 
     (d_h, d_a_n, _d_stack0), _ = jax.lax.scan(_backward_step, (d_h, d_a_n, _d_stack0), jnp.arange(T), reverse=True)
-    d_a_z, d_a_r = jnp.split(_d_stack0, [n_h], axis=-1)  # the members hold what the loop wrote
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

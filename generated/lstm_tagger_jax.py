@@ -15,6 +15,8 @@ place (``a.at[i].set``).  float32 in gives float32 out; float64 otherwise, which
 JAX's configuration.
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -83,11 +85,14 @@ def _float():
 def init_params(dims, seed=0):
     """Random parameters as jax.Arrays: matrices scaled by 1/sqrt(fan-in), vectors and scalars
     small; float64 in JAX's 64-bit mode, else float32."""
-    dtype = _float()
+    return _init_params(tuple(int(dims[k]) for k in DIMS), seed, _float())
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _init_params(sizes, seed, dtype):
+    """One compiled function per sizes (the dims, in the order of DIMS)."""
     keys = iter(jax.random.split(jax.random.key(seed), 10))
-    n_x = int(dims["n_x"])
-    n_h = int(dims["n_h"])
-    C = int(dims["C"])
+    n_x, n_h, C = sizes
     return {
         "W_f": jax.random.normal(next(keys), (n_h, n_h + n_x), dtype) / jnp.sqrt(n_h + n_x).astype(dtype),
         "b_f": 0.1 * jax.random.normal(next(keys), (n_h,), dtype),
@@ -169,9 +174,7 @@ def _run(params, data, want):
     _stack0_W = jnp.concatenate([W_f[:, :n_h], W_i[:, :n_h], W_o[:, :n_h], W_g[:, :n_h]])
     _stack0 = _matvec(jnp.concatenate([W_f[:, n_h:n_h + n_x], W_i[:, n_h:n_h + n_x], W_o[:, n_h:n_h + n_x], W_g[:, n_h:n_h + n_x]]), x_)
     _stack0 = _stack0 + jnp.concatenate([b_f, b_i, b_o, b_g])
-    y_f, y_i, y_o, y_g = jnp.split(_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     _stack0_out0 = jnp.zeros((T, B, 3 * n_h), dtype)
-    f, i_, o = jnp.split(_stack0_out0, [n_h, 2 * n_h], axis=-1)
     g = jnp.zeros((T, B, n_h), dtype)
     c = jnp.zeros((T + 1, B, n_h), dtype)
     h = jnp.zeros((T + 1, B, n_h), dtype)
@@ -256,7 +259,6 @@ def _run(params, data, want):
     g_b_y = _sum_examples(d_y_p)
     d_c = jnp.zeros((T, B, n_h), dtype)
     _d_stack0 = jnp.zeros((T, B, 4 * n_h), dtype)
-    d_y_f, d_y_i, d_y_o, d_y_g = jnp.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
 
     def _backward_step(_carry, i):
         (d_h, d_c, _d_stack0) = _carry
@@ -278,7 +280,6 @@ def _run(params, data, want):
         return (d_h, d_c, _d_stack0), None
 
     (d_h, d_c, _d_stack0), _ = jax.lax.scan(_backward_step, (d_h, d_c, _d_stack0), jnp.arange(T), reverse=True)
-    d_y_f, d_y_i, d_y_o, d_y_g = jnp.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)  # the members hold what the loop wrote
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δy_{f,t} z_tᵀ
     # ∂L/∂W_i = Σ_t δy_{i,t} z_tᵀ

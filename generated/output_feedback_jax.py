@@ -15,6 +15,8 @@ place (``a.at[i].set``).  float32 in gives float32 out; float64 otherwise, which
 JAX's configuration.
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -79,11 +81,14 @@ def _float():
 def init_params(dims, seed=0):
     """Random parameters as jax.Arrays: matrices scaled by 1/sqrt(fan-in), vectors and scalars
     small; float64 in JAX's 64-bit mode, else float32."""
-    dtype = _float()
+    return _init_params(tuple(int(dims[k]) for k in DIMS), seed, _float())
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _init_params(sizes, seed, dtype):
+    """One compiled function per sizes (the dims, in the order of DIMS)."""
     keys = iter(jax.random.split(jax.random.key(seed), 6))
-    n_x = int(dims["n_x"])
-    n_h = int(dims["n_h"])
-    n_y = int(dims["n_y"])
+    n_x, n_h, n_y = sizes
     return {
         "W_x": jax.random.normal(next(keys), (n_h, n_x), dtype) / jnp.sqrt(n_x).astype(dtype),
         "W_f": jax.random.normal(next(keys), (n_h, n_y), dtype) / jnp.sqrt(n_y).astype(dtype),

@@ -9,7 +9,7 @@ import os
 import sys
 import unicodedata
 
-from .codegen.backends import BACKENDS
+from .codegen.backends import BACKENDS, by_backend
 from .errors import SymderivError
 
 FORMATS = ("tex", "md", "py")  # the default of derive
@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     c = command("check", "check the gradients numerically and against SymPy's own differentiation")
     c.add_argument("model", help="the model file (.sdm)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
+    c.add_argument("--backend", default="numpy", choices=[b.backend for b in BACKENDS.values()],
+                   help="the generated module whose gradients are checked numerically (default: numpy); "
+                        "jax needs JAX installed")
     v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
     v.add_argument("model", help="the model file (.sdm) of the exercise")
     v.add_argument("claims", help="the hand derivation: a claims file, or a LaTeX or Markdown write-up")
@@ -174,12 +177,17 @@ def _derive(args) -> int:
 def _check(args) -> int:
     from .check.certify import certify
     from .check.numcheck import finite_difference_check
+    if args.backend == "jax":
+        import importlib.util
+        if importlib.util.find_spec("jax") is None:
+            raise SymderivError("symderiv check --backend jax needs JAX: pip install 'symderiv[jax]'")
     model, d = _load(args.model)
     exact = certify(model, d, seed=args.seed)
-    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed)
+    numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed, backend=args.backend)
+    label = f"{by_backend(args.backend).description} vs central differences"
     sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
     print(f"{model.name}: gradients checked at {sizes}")
-    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {'NumPy vs central differences':>30}")
+    print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {label:>30}")
     for name, err in exact.param_errors.items():
         print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")
     for problem in numeric.problems:

@@ -1,11 +1,15 @@
-"""The numeric half of ``symderiv check``: the generated NumPy module run through every
-entry point, unbatched and batched, at a point inside each function's domain.
+"""The numeric half of ``symderiv check``: the generated NumPy module (or another back end's,
+``backend``) run through every entry point, unbatched and batched, at a point inside each
+function's domain.
 
 * its gradients against float64 central differences of its own loss;
 * ``forward``'s values against symderiv's own evaluator at the same point (per example);
 * the entry points against each other: ``loss`` and ``gradients`` against
   ``loss_and_gradients``, ``sgd_step`` against ``p - lr * g``, ``init_params``'s shapes,
   and no argument changed in place.
+
+Another back end's module is run through the same checks behind ``_AsNumpy``, which moves the
+data between the NumPy module's layout (batch last) and its own (time, batch, vector).
 
 A non-finite number (inf, NaN) is a disagreement unless the exact value (mpmath, no
 overflow) is the same non-finite number; an exception raised by the generated module is a
@@ -18,6 +22,7 @@ import importlib.util
 import math
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,7 @@ import mpmath
 import numpy as np
 
 from ..ad.derive import Derivation
+from ..codegen.backends import by_backend
 from ..render.emit import render
 from .evaluate import evaluate, random_point
 
@@ -52,13 +58,14 @@ class GeneratedImportError(Exception):
     """The rendered module failed while Python imported it (not while symderiv rendered it)."""
 
 
-def load_generated(d: Derivation):
-    """Render the NumPy module and import it (our generated code, never the user's text).
+def load_generated(d: Derivation, fmt: str = "py"):
+    """Render the module of the format ``fmt`` (the NumPy one by default) and import it (our
+    generated code, never the user's text).
 
     A failure of the import is a ``GeneratedImportError``; one of rendering propagates."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"_symderiv_check_{d.model.name}.py"
-        path.write_text(render(d, "py", Path(d.model.path).name), encoding="utf-8")
+        path = Path(tmp) / f"_symderiv_check_{d.model.name}_{fmt}.py"
+        path.write_text(render(d, fmt, Path(d.model.path).name), encoding="utf-8")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         if spec is None or spec.loader is None:  # never for a .py file: the types allow it
             raise ImportError(f"cannot import the generated module {path}")
@@ -70,6 +77,75 @@ def load_generated(d: Derivation):
         finally:
             sys.modules.pop(path.stem, None)
     return module
+
+
+class _AsNumpy:
+    """A generated module of the framework layout (time first, batch second: ``(T, B, n)``,
+    ``(B, n)``; the JAX module's) behind the NumPy module's entry points and layout (batch
+    last), its results as NumPy arrays; float64 throughout (JAX's 64-bit mode, switched on
+    through the module's own ``jax`` while the check runs)."""
+
+    def __init__(self, module, model):
+        self.module, self.model = module, model
+        self.DIMS, self.PARAMS, self.INPUTS = module.DIMS, module.PARAMS, module.INPUTS
+
+    def _axis(self, q) -> int:
+        return 1 if q.sequence else 0
+
+    def _data(self, data: dict) -> dict:
+        out = dict(data)
+        for q in self.model.data:
+            v = np.asarray(data[q.name]) if q.name in data else None
+            core = int(q.sequence) + int(not q.is_scalar)
+            if v is not None and v.ndim == core + 1 and not q.is_scalar:
+                out[q.name] = np.moveaxis(v, -1, self._axis(q))
+        return out
+
+    @staticmethod
+    def _arrays(values: dict) -> dict:
+        return {k: np.asarray(v) for k, v in values.items()}
+
+    def init_params(self, dims, seed=0):
+        return self._arrays(self.module.init_params(dims, seed=seed))
+
+    def loss(self, params, /, **data):
+        return float(self.module.loss(params, **self._data(data)))
+
+    def gradients(self, params, /, **data):
+        return self._arrays(self.module.gradients(params, **self._data(data)))
+
+    def loss_and_gradients(self, params, /, **data):
+        loss, grads = self.module.loss_and_gradients(params, **self._data(data))
+        return float(loss), self._arrays(grads)
+
+    def forward(self, params, /, **data):
+        x = self._data(data)
+        batched = any(np.ndim(x[q.name]) > int(q.sequence) + int(not q.is_scalar) for q in self.model.data)
+        values = self._arrays(self.module.forward(params, **x))
+        if batched:
+            for q in self.model.quantities.values():
+                if q.name in values and not q.is_scalar:
+                    values[q.name] = np.moveaxis(values[q.name], self._axis(q), -1)
+        return values
+
+    def sgd_step(self, params, grads, lr):
+        return self._arrays(self.module.sgd_step(params, grads, lr))
+
+
+@contextmanager
+def _float64(module):
+    """JAX's 64-bit mode while a JAX module is checked (through the module's ``jax``: symderiv
+    itself never imports JAX), restored afterwards; nothing for any other module."""
+    jax = getattr(module, "jax", None)
+    if jax is None:
+        yield
+        return
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
 
 
 def external_data(model, data: dict, batch: int | None, rng) -> dict:
@@ -223,17 +299,26 @@ def _example(data: dict, b: int | None) -> dict:
 
 
 def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, seed: int = 0,
-                            tolerance: float = 1e-6) -> FiniteDifferenceResult:
-    """Run every entry point of ``d``'s generated NumPy module, unbatched and batched, and
-    compare (see the module docstring).  ``errors`` holds the worst relative error of each
-    gradient against central differences; ``problems`` every other disagreement."""
+                            tolerance: float = 1e-6, backend: str = "numpy") -> FiniteDifferenceResult:
+    """Run every entry point of ``d``'s generated module of ``backend`` (NumPy's by default),
+    unbatched and batched, and compare (see the module docstring).  ``errors`` holds the worst
+    relative error of each gradient against central differences; ``problems`` every other
+    disagreement."""
     model = d.model
     errors = {p.name: 0.0 for p in model.params}
     try:
-        module = load_generated(d)
+        module = load_generated(d, by_backend(backend).format)
     except GeneratedImportError as exc:
         return FiniteDifferenceResult({k: math.nan for k in errors}, tolerance,
                                       [f"the generated module fails to import: {exc}"])
+    with _float64(module):
+        return _check_module(d, module if backend == "numpy" else _AsNumpy(module, model), dims, T, seed,
+                             tolerance, errors)
+
+
+def _check_module(d: Derivation, module, dims: dict[str, int], T: int | None, seed: int, tolerance: float,
+                  errors: dict[str, float]) -> FiniteDifferenceResult:
+    model = d.model
     run = _Run(d, module, dims, T)
     rng = np.random.default_rng(seed + 1)
     raw_params, data = random_point(model, dims, run.T, seed + 2)  # inside every function's domain

@@ -19,6 +19,7 @@ class CodeBackend:
     (``(derivation, comment, comment_text) → context``) through ``template``."""
 
     format: str  # the --format name
+    backend: str  # the name ``symderiv check --backend`` takes
     suffix: str  # the file is the model's name followed by this
     template: str  # in templates/
     emitter: str  # the module holding ``module_context``
@@ -30,9 +31,14 @@ class CodeBackend:
 
 
 BACKENDS: dict[str, CodeBackend] = {b.format: b for b in (
-    CodeBackend("py", ".py", "module.py.j2", "symderiv.codegen.numpy.emitter", "NumPy"),
-    CodeBackend("jax", "_jax.py", "module_jax.py.j2", "symderiv.codegen.jax.emitter", "JAX (jax.custom_vjp, lax.scan)"),
+    CodeBackend("py", "numpy", ".py", "module.py.j2", "symderiv.codegen.numpy.emitter", "NumPy"),
+    CodeBackend("jax", "jax", "_jax.py", "module_jax.py.j2", "symderiv.codegen.jax.emitter", "JAX"),
 )}
+
+
+def by_backend(name: str) -> CodeBackend:
+    """The back end ``symderiv check --backend NAME`` means."""
+    return next(b for b in BACKENDS.values() if b.backend == name)
 
 
 def file_name(model_name: str, fmt: str) -> str:

@@ -11,7 +11,7 @@ RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
     "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
     "want",
-    "jax", "jnp", "torch", "keys",  # the other back ends' modules and names
+    "jax", "jnp", "torch", "keys", "partial", "sizes",  # the other back ends' modules and names
     "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
     "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "lead",
     # builtins it calls

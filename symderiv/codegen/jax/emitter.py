@@ -26,26 +26,51 @@ def module_context(d: Derivation, comment, comment_text) -> dict:
     plan = ModulePlan(d, comment, comment_text, backend=JAX)
     schedule = plan.schedule()
     out = numpy_context(d, schedule, plan.printer)
-    out["forward"] = _phase(schedule.forward, plan.out)
-    out["backward"] = _phase(schedule.backward, plan.out)
+    outputs = {py for _, py, *_ in out["outputs"]}
+    out["forward"] = _phase(schedule.forward, plan.out, _reads(schedule.forward.after, schedule.backward) | outputs)
+    out["backward"] = _phase(schedule.backward, plan.out, _reads(schedule.backward.after))
     out["scipy"] = "jax.scipy.special" in plan.printer.helpers
-    out["uses_batch"] = True  # every allocation reads B
     return out
 
 
-def _phase(phase: Phase, idioms: JaxIdioms) -> dict:
-    """A pass for the template: before, the loop as a scan (alloc, carry, body, the members split
-    off again), after."""
+def _reads(statements, *phases: Phase) -> set[str]:
+    """Every name the ``statements`` and the ``phases`` read."""
+    lines = [ln for st in statements for ln in st.lines]
+    lines += [ln for ph in phases for ln in ph.alloc + [ln for st in ph.statements() for ln in st.lines]]
+    return {n for ln in lines for n in ln.reads}
+
+
+def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str]) -> dict:
+    """A pass for the template: before, the loop as a scan (alloc, carry, body), the members of
+    the stacks it filled split off them after it (those ``read_later``; ``_`` for the others),
+    after."""
     carry: list[str] = []
     for st in phase.loop:
         for ln in st.lines:
             carry += [n for n in ln.writes if n not in carry]
-    resplit = [split for stack, split in idioms.view_groups.items() if stack in carry]
+    # The split of a stack the loop fills moves after the loop: before it, its members would be
+    # its zeros (inside the loop they are read from the stack itself, see JaxPrinter.at).
+    moved = {id(split): split for stack, split in idioms.view_groups.items() if stack in carry}
+    resplit = []
+    for split in moved.values():
+        members = [n if n in read_later else "_" for n in split.writes]
+        if set(members) != {"_"}:
+            resplit.append(", ".join(members) + " = " + split.text.split(" = ", 1)[1])
+
+    def kept(statements):
+        out = []
+        for st in statements:
+            if isinstance(st, Free):
+                continue
+            lines = [ln for ln in st.lines if id(ln) not in moved]
+            out.append(type(st)(st.comment, lines) if len(lines) != len(st.lines) else st)
+        return out
+
     return {
-        "before": [st for st in phase.before if not isinstance(st, Free)],
-        "alloc": phase.alloc,
+        "before": kept(phase.before),
+        "alloc": [ln for ln in phase.alloc if id(ln) not in moved],
         "loop": phase.loop,
         "carry": f"({carry[0]},)" if len(carry) == 1 else "(" + ", ".join(carry) + ")",
         "resplit": resplit,
-        "after": [st for st in phase.after if not isinstance(st, Free)],
+        "after": kept(phase.after),
     }
