@@ -67,6 +67,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -158,9 +168,9 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (a_h, h) = _carry
         # a_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
-        a_h = a_h.at[i].add(h[i] @ W_hh.T)
+        a_h = _put(a_h, i, a_h[i] + (h[i] @ W_hh.T))
         # h_t = tanh(a_{h,t})
-        h = h.at[i + 1].set(jnp.tanh(a_h[i]))
+        h = _put(h, i + 1, jnp.tanh(a_h[i]))
         return (a_h, h), None
 
     (a_h, h), _ = jax.lax.scan(_forward_step, (a_h, h), jnp.arange(T))
@@ -200,9 +210,9 @@ def _run(params, data, want):
         (d_h, d_a_h) = _carry
         # δh_t = W^(hy)ᵀ δy_t + W^(hh)ᵀ δa_{h,t+1}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, d_a_h[i + 1] @ W_hh, 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, d_a_h[i + 1] @ W_hh, 0))
         # δa_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_a_h = d_a_h.at[i].set(_d_a_h_0[i] * d_h[i])
+        d_a_h = _put(d_a_h, i, _d_a_h_0[i] * d_h[i])
         return (d_h, d_a_h), None
 
     (d_h, d_a_h), _ = jax.lax.scan(_backward_step, (d_h, d_a_h), jnp.arange(T), reverse=True)

@@ -73,6 +73,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -184,16 +194,16 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (_stack0, _stack0_out0, a_n, n, h) = _carry
         # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-        _stack0 = _stack0.at[i].add(h[i] @ _stack0_W.T)
+        _stack0 = _put(_stack0, i, _stack0[i] + (h[i] @ _stack0_W.T))
         # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-        _stack0_out0 = _stack0_out0.at[i].set(jax.nn.sigmoid(_stack0[i, :, :2 * n_h]))
+        _stack0_out0 = _put(_stack0_out0, i, jax.nn.sigmoid(_stack0[i, :, :2 * n_h]))
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-        a_n = a_n.at[i].add((_stack0_out0[i, :, n_h:] * h[i]) @ U_n.T)
+        a_n = _put(a_n, i, a_n[i] + ((_stack0_out0[i, :, n_h:] * h[i]) @ U_n.T))
         # n_t = tanh(a_{n,t})
-        n = n.at[i].set(jnp.tanh(a_n[i]))
+        n = _put(n, i, jnp.tanh(a_n[i]))
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        h = h.at[i + 1].set((1 - _stack0_out0[i, :, :n_h]) * h[i])
-        h = h.at[i + 1].add(_stack0_out0[i, :, :n_h] * n[i])
+        h = _put(h, i + 1, (1 - _stack0_out0[i, :, :n_h]) * h[i])
+        h = _put(h, i + 1, h[i + 1] + (_stack0_out0[i, :, :n_h] * n[i]))
         return (_stack0, _stack0_out0, a_n, n, h), None
 
     (_stack0, _stack0_out0, a_n, n, h), _ = jax.lax.scan(_forward_step, (_stack0, _stack0_out0, a_n, n, h), jnp.arange(T))
@@ -249,15 +259,15 @@ def _run(params, data, want):
         (d_h, d_a_n, _d_stack0) = _carry
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, _d_h_0[i] * d_h[i + 1], 0))
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, _stack0_out0[i + 1, :, n_h:] * (d_a_n[i + 1] @ U_n), 0))
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _d_h_0[i] * d_h[i + 1], 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _stack0_out0[i + 1, :, n_h:] * (d_a_n[i + 1] @ U_n), 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        d_a_n = d_a_n.at[i].set(_d_a_n_0[i] * d_h[i])
+        d_a_n = _put(d_a_n, i, _d_a_n_0[i] * d_h[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        _d_stack0 = _d_stack0.at[i, :, n_h:].set(_d_a_r_0[i] * (d_a_n[i] @ U_n))
+        _d_stack0 = _put_block(_d_stack0, i, n_h, _d_a_r_0[i] * (d_a_n[i] @ U_n))
         # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-        _d_stack0 = _d_stack0.at[i, :, :n_h].set(_d_a_z_0[i] * d_h[i])
+        _d_stack0 = _put_block(_d_stack0, i, 0, _d_a_z_0[i] * d_h[i])
         return (d_h, d_a_n, _d_stack0), None
 
     (d_h, d_a_n, _d_stack0), _ = jax.lax.scan(_backward_step, (d_h, d_a_n, _d_stack0), jnp.arange(T), reverse=True)

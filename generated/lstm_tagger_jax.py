@@ -72,6 +72,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -182,17 +192,17 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (_stack0, _stack0_out0, g, c, h) = _carry
         # y_{f,t}, y_{i,t}, y_{o,t}, y_{g,t}: the parts that multiply h_{t−1}, one product
-        _stack0 = _stack0.at[i].add(h[i] @ _stack0_W.T)
+        _stack0 = _put(_stack0, i, _stack0[i] + (h[i] @ _stack0_W.T))
         # f_t = σ(y_{f,t}), i_t = σ(y_{i,t}), o_t = σ(y_{o,t}): one call
-        _stack0_out0 = _stack0_out0.at[i].set(jax.nn.sigmoid(_stack0[i, :, :3 * n_h]))
+        _stack0_out0 = _put(_stack0_out0, i, jax.nn.sigmoid(_stack0[i, :, :3 * n_h]))
         # g_t = tanh(y_{g,t})
-        g = g.at[i].set(jnp.tanh(_stack0[i, :, 3 * n_h:]))
+        g = _put(g, i, jnp.tanh(_stack0[i, :, 3 * n_h:]))
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-        c = c.at[i + 1].set(_stack0_out0[i, :, :n_h] * c[i])
-        c = c.at[i + 1].add(_stack0_out0[i, :, n_h:2 * n_h] * g[i])
+        c = _put(c, i + 1, _stack0_out0[i, :, :n_h] * c[i])
+        c = _put(c, i + 1, c[i + 1] + (_stack0_out0[i, :, n_h:2 * n_h] * g[i]))
         # h_t = o_t ⊙ tanh(c_t)
-        h = h.at[i + 1].set(jnp.tanh(c[i + 1]))
-        h = h.at[i + 1].multiply(_stack0_out0[i, :, 2 * n_h:])
+        h = _put(h, i + 1, jnp.tanh(c[i + 1]))
+        h = _put(h, i + 1, h[i + 1] * _stack0_out0[i, :, 2 * n_h:])
         return (_stack0, _stack0_out0, g, c, h), None
 
     (_stack0, _stack0_out0, g, c, h), _ = jax.lax.scan(_forward_step, (_stack0, _stack0_out0, g, c, h), jnp.arange(T))
@@ -264,19 +274,19 @@ def _run(params, data, want):
         (d_h, d_c, _d_stack0) = _carry
         # δh_t = W_yᵀ δy_{p,t} + [δz_{t+1}]_{1:n_h}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-        d_c = d_c.at[i].set(_d_c_0[i] * d_h[i])
+        d_c = _put(d_c, i, _d_c_0[i] * d_h[i])
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_c = d_c.at[i].add(jnp.where(i + 1 < T, _stack0_out0[i + 1, :, :n_h] * d_c[i + 1], 0))
+        d_c = _put(d_c, i, d_c[i] + jnp.where(i + 1 < T, _stack0_out0[i + 1, :, :n_h] * d_c[i + 1], 0))
         # δy_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        _d_stack0 = _d_stack0.at[i, :, 3 * n_h:].set(_d_y_g_0[i] * d_c[i])
+        _d_stack0 = _put_block(_d_stack0, i, 3 * n_h, _d_y_g_0[i] * d_c[i])
         # δy_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        _d_stack0 = _d_stack0.at[i, :, 2 * n_h:3 * n_h].set(_d_y_o_0[i] * d_h[i])
+        _d_stack0 = _put_block(_d_stack0, i, 2 * n_h, _d_y_o_0[i] * d_h[i])
         # δy_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        _d_stack0 = _d_stack0.at[i, :, n_h:2 * n_h].set(_d_y_i_0[i] * d_c[i])
+        _d_stack0 = _put_block(_d_stack0, i, n_h, _d_y_i_0[i] * d_c[i])
         # δy_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        _d_stack0 = _d_stack0.at[i, :, :n_h].set(_d_y_f_0[i] * d_c[i])
+        _d_stack0 = _put_block(_d_stack0, i, 0, _d_y_f_0[i] * d_c[i])
         return (d_h, d_c, _d_stack0), None
 
     (d_h, d_c, _d_stack0), _ = jax.lax.scan(_backward_step, (d_h, d_c, _d_stack0), jnp.arange(T), reverse=True)

@@ -68,6 +68,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)

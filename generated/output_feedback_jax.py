@@ -68,6 +68,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -164,12 +174,12 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (a_h, h, y) = _carry
         # a_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-        a_h = a_h.at[i].add(y[i] @ W_f.T)
+        a_h = _put(a_h, i, a_h[i] + (y[i] @ W_f.T))
         # h_t = tanh(a_{h,t})
-        h = h.at[i].set(jnp.tanh(a_h[i]))
+        h = _put(h, i, jnp.tanh(a_h[i]))
         # y_t = W_y h_t + b_y
-        y = y.at[i + 1].set(h[i] @ W_y.T)
-        y = y.at[i + 1].add(b_y)
+        y = _put(y, i + 1, h[i] @ W_y.T)
+        y = _put(y, i + 1, y[i + 1] + b_y)
         return (a_h, h, y), None
 
     (a_h, h, y), _ = jax.lax.scan(_forward_step, (a_h, h, y), jnp.arange(T))
@@ -197,9 +207,9 @@ def _run(params, data, want):
         (d_y, d_a_h) = _carry
         # δy_t = y_t − y^(ref)_t + W_fᵀ δa_{h,t+1}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_y = d_y.at[i].add(jnp.where(i + 1 < T, d_a_h[i + 1] @ W_f, 0))
+        d_y = _put(d_y, i, d_y[i] + jnp.where(i + 1 < T, d_a_h[i + 1] @ W_f, 0))
         # δa_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        d_a_h = d_a_h.at[i].set(_d_a_h_0[i] * (d_y[i] @ W_y))
+        d_a_h = _put(d_a_h, i, _d_a_h_0[i] * (d_y[i] @ W_y))
         return (d_y, d_a_h), None
 
     (d_y, d_a_h), _ = jax.lax.scan(_backward_step, (d_y, d_a_h), jnp.arange(T), reverse=True)

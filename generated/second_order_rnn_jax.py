@@ -70,6 +70,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -169,9 +179,9 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (y_h, h) = _carry
         # y_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-        y_h = y_h.at[i].add(h[i + 1] @ A_1.T + h[i] @ A_2.T)
+        y_h = _put(y_h, i, y_h[i] + (h[i + 1] @ A_1.T + h[i] @ A_2.T))
         # h_t = tanh(y_{h,t})
-        h = h.at[i + 2].set(jnp.tanh(y_h[i]))
+        h = _put(h, i + 2, jnp.tanh(y_h[i]))
         return (y_h, h), None
 
     (y_h, h), _ = jax.lax.scan(_forward_step, (y_h, h), jnp.arange(T))
@@ -211,11 +221,11 @@ def _run(params, data, want):
         (d_h, d_y_h) = _carry
         # δh_t = W_yᵀ δy_{p,t} + A_1ᵀ δy_{h,t+1} + A_2ᵀ δy_{h,t+2}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h = d_h.at[i].add(jnp.where(i + 1 < T, d_y_h[i + 1] @ A_1, 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, d_y_h[i + 1] @ A_1, 0))
         # the terms below read δ at t + 2, which is zero beyond step T
-        d_h = d_h.at[i].add(jnp.where(i + 2 < T, d_y_h[i + 2] @ A_2, 0))
+        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 2 < T, d_y_h[i + 2] @ A_2, 0))
         # δy_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_y_h = d_y_h.at[i].set(_d_y_h_0[i] * d_h[i])
+        d_y_h = _put(d_y_h, i, _d_y_h_0[i] * d_h[i])
         return (d_h, d_y_h), None
 
     (d_h, d_y_h), _ = jax.lax.scan(_backward_step, (d_h, d_y_h), jnp.arange(T), reverse=True)

@@ -70,6 +70,16 @@ def _outer(a, b):
     return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
 
 
+def _put(a, i, v):
+    """``a`` with its step i replaced by v: ``a.at[i].set(v)``, as the dynamic update XLA does in place."""
+    return jax.lax.dynamic_update_index_in_dim(a, v, i, 0)
+
+
+def _put_block(a, i, start, v):
+    """``a`` with the entries start… of its step i replaced by v: ``a.at[i, :, start:start + len].set(v)``."""
+    return jax.lax.dynamic_update_slice(a, v[None], (i, 0, start))
+
+
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
@@ -170,15 +180,15 @@ def _run(params, data, want):
     def _forward_step(_carry, i):
         (y_h_1, h_1, y_h_2, h_2) = _carry
         # y_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
-        y_h_1 = y_h_1.at[i].add(h_1[i] @ U_1.T)
+        y_h_1 = _put(y_h_1, i, y_h_1[i] + (h_1[i] @ U_1.T))
         # h_{1,t} = tanh(y_{h,1,t})
-        h_1 = h_1.at[i + 1].set(jnp.tanh(y_h_1[i]))
+        h_1 = _put(h_1, i + 1, jnp.tanh(y_h_1[i]))
         # y_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
-        y_h_2 = y_h_2.at[i].set(h_1[i + 1] @ W_2.T)
-        y_h_2 = y_h_2.at[i].add(h_2[i] @ U_2.T)
-        y_h_2 = y_h_2.at[i].add(b_2)
+        y_h_2 = _put(y_h_2, i, h_1[i + 1] @ W_2.T)
+        y_h_2 = _put(y_h_2, i, y_h_2[i] + (h_2[i] @ U_2.T))
+        y_h_2 = _put(y_h_2, i, y_h_2[i] + b_2)
         # h_{2,t} = tanh(y_{h,2,t})
-        h_2 = h_2.at[i + 1].set(jnp.tanh(y_h_2[i]))
+        h_2 = _put(h_2, i + 1, jnp.tanh(y_h_2[i]))
         return (y_h_1, h_1, y_h_2, h_2), None
 
     (y_h_1, h_1, y_h_2, h_2), _ = jax.lax.scan(_forward_step, (y_h_1, h_1, y_h_2, h_2), jnp.arange(T))
@@ -224,15 +234,15 @@ def _run(params, data, want):
         (d_h_2, d_y_h_2, d_h_1, d_y_h_1) = _carry
         # δh_{2,t} = W_yᵀ δy_{p,t} + U_2ᵀ δy_{h,2,t+1}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h_2 = d_h_2.at[i].add(jnp.where(i + 1 < T, d_y_h_2[i + 1] @ U_2, 0))
+        d_h_2 = _put(d_h_2, i, d_h_2[i] + jnp.where(i + 1 < T, d_y_h_2[i + 1] @ U_2, 0))
         # δy_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        d_y_h_2 = d_y_h_2.at[i].set(_d_y_h_2_0[i] * d_h_2[i])
+        d_y_h_2 = _put(d_y_h_2, i, _d_y_h_2_0[i] * d_h_2[i])
         # δh_{1,t} = W_2ᵀ δy_{h,2,t} + U_1ᵀ δy_{h,1,t+1}
-        d_h_1 = d_h_1.at[i].set(d_y_h_2[i] @ W_2)
+        d_h_1 = _put(d_h_1, i, d_y_h_2[i] @ W_2)
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h_1 = d_h_1.at[i].add(jnp.where(i + 1 < T, d_y_h_1[i + 1] @ U_1, 0))
+        d_h_1 = _put(d_h_1, i, d_h_1[i] + jnp.where(i + 1 < T, d_y_h_1[i + 1] @ U_1, 0))
         # δy_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        d_y_h_1 = d_y_h_1.at[i].set(_d_y_h_1_0[i] * d_h_1[i])
+        d_y_h_1 = _put(d_y_h_1, i, _d_y_h_1_0[i] * d_h_1[i])
         return (d_h_2, d_y_h_2, d_h_1, d_y_h_1), None
 
     (d_h_2, d_y_h_2, d_h_1, d_y_h_1), _ = jax.lax.scan(_backward_step, (d_h_2, d_y_h_2, d_h_1, d_y_h_1), jnp.arange(T), reverse=True)

@@ -3,9 +3,11 @@
 The same methods as ``numpy.idioms.NumpyIdioms`` (the plan calls them in the same order and
 gets statements that write and read the same arrays), written as JAX writes them:
 
-- ``a += b`` is ``a = a + b``; a write into a step or a slice, ``a[i] += b`` or ``f(x, out=a[i])``,
-  is ``a = a.at[i].add(b)`` / ``a = a.at[i].set(f(x))`` (inside ``lax.scan``, XLA updates the
-  carried buffer in place);
+- ``a += b`` is ``a = a + b``; a write into a slice outside the loop is ``a = a.at[1:].add(b)``;
+  a write into the loop's step, ``a[i] += b`` or ``f(x, out=a[i])``, is ``a = _put(a, i, a[i] + b)``
+  / ``a = _put(a, i, f(x))``: ``a.at[i].set(…)`` written as ``lax.dynamic_update_index_in_dim``
+  (the module's helper), which XLA does in place on the scan's carry (``.at[i].set`` is a
+  scatter, measurably slower on the CPU);
 - allocations are ``jnp.zeros`` (JAX has no uninitialised arrays);
 - a split into views records the members (``JaxPrinter.views``): inside the loop a member is
   read from, and written into, its slice of the stack; after the loop the emitter splits the
@@ -67,17 +69,19 @@ class JaxIdioms(NumpyIdioms):
     def array(self, name: str) -> Code:
         return Target(name, reads=(name,), form="array", base=name)
 
-    def _part(self, array: str, index: str) -> Target:
-        """``array[index]``; for a member of a stack, that part of its slice of the stack."""
+    def _part(self, array: str, index: str, step: bool = False) -> Target:
+        """``array[index]``; for a member of a stack, that part of its slice of the stack.  ``step``:
+        the index is the loop's step."""
         view = self.pr.views.get(array)
         if view is None:
-            return Target(f"{array}[{index}]", reads=(array,), base=array, index=index)
+            return Target(f"{array}[{index}]", reads=(array,), base=array, index=index, step=index if step else None)
         stack, start, stop = view
-        index = f"{index}, :, {start}:{stop}"
-        return Target(f"{stack}[{index}]", reads=(stack,), base=stack, index=index)
+        block = f"{index}, :, {start}:{stop}"
+        return Target(f"{stack}[{block}]", reads=(stack,), base=stack, index=block, step=index if step else None,
+                      block=(start, stop) if step else None)
 
     def slot(self, array: str) -> Code:
-        return self._part(array, "i")
+        return self._part(array, "i", step=True)
 
     def entry(self, array: str, k: int) -> Code:
         return self._part(array, str(k))
@@ -103,11 +107,18 @@ class JaxIdioms(NumpyIdioms):
         text = value.text
         if indent and self._guard is not None:  # a term of a step that may not exist
             text = f"jnp.where({self._guard}, {text}, 0)"
-        if op == "-=" and target.index is not None:  # .at[…] has add, not subtract
-            text = f"-{group(text)}"
-        if target.index is None:
+        if target.step is not None:  # the loop's step: an in-place dynamic update of the carry
+            if op != "=":
+                text = f"{target.text} {op[0]} {group(text)}"
+            if target.block is None:
+                rhs = f"_put({target.base}, {target.step}, {text})"
+            else:
+                rhs = f"_put_block({target.base}, {target.step}, {target.block[0] or 0}, {text})"
+        elif target.index is None:
             rhs = text if op == "=" else f"{target.base} {op[0]} {group(text)}"
         else:
+            if op == "-=":  # .at[…] has add, not subtract
+                text = f"-{group(text)}"
             rhs = f"{target.base}.at[{target.index}].{_AT[op]}({text})"
         reads = (target.reads,) if op != "=" or target.index is not None else ()
         lead = "    " * (indent if self._guard is None else 0)

@@ -32,6 +32,8 @@ class Target(Code):
 
     base: str = ""
     index: str | None = None  # None: the whole array
+    step: str | None = None  # inside the loop: the step's index ("i + 1"), the index being ``step`` (+ ``block``)
+    block: tuple[str, str] | None = None  # the entries (start, stop) of a stack's member, at ``step``
 
 
 class JaxPrinter(NumpyPrinter):
@@ -61,9 +63,10 @@ class JaxPrinter(NumpyPrinter):
         index = c.text[len(array) + 1:-1]  # "i + 1" of "h[i + 1]", "1:" of "h[1:]"
         if self.mode == "step" and array in self.views:
             stack, start, stop = self.views[array]
-            index = f"{index}, :, {start}:{stop}"
-            return Target(f"{stack}[{index}]", batched=True, reads=(stack,), form="view", base=stack, index=index)
-        return Target(**vars(c), base=array, index=index)
+            block = f"{index}, :, {start}:{stop}"
+            return Target(f"{stack}[{block}]", batched=True, reads=(stack,), form="view", base=stack, index=block,
+                          step=index, block=(start, stop))
+        return Target(**vars(c), base=array, index=index, step=index if self.mode == "step" else None)
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the stable logs of a softmax or a sigmoid: NumPy's forms, in jnp
