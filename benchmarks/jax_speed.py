@@ -12,13 +12,15 @@ Before timing, the two are checked against each other (loss and every gradient: 
 float32). Compile time (``.lower(...).compile()`` of each, first call) is reported separately and kept out of the
 run times. Times are per call (``block_until_ready``), in 15 interleaved rounds after a warm-up; best / median in
 ms, ratios of the best times (of the medians in parentheses). Each model and size runs in a fresh process.
-Target (issue 13): generated ≤ 1.0 × jitted JAX autodiff.
+``--threads 1`` runs XLA on one thread (``XLA_FLAGS``): on a shared machine a descheduled worker thread swings the
+multi-threaded times, the one-thread ones much less. Target (issue 13): generated ≤ 1.0 × jitted JAX autodiff.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -86,17 +88,25 @@ def measure_one(model: str, size: str, rounds: int = ROUNDS) -> dict:
     return result
 
 
-def measure() -> list[dict]:
+ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def measure(threads: int | None = None) -> list[dict]:
+    env = child_env()
+    if threads == 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + ONE_THREAD).strip()
+    elif threads is not None:
+        raise SystemExit("--threads: 1, or leave it out for XLA's default")
     results = []
     for model in MODELS:
         for size in SIZES:
             out = subprocess.run([sys.executable, __file__, "--child", model, size], check=True, capture_output=True,
-                                 text=True, env=child_env(), cwd=ROOT)
+                                 text=True, env=env, cwd=ROOT)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return results
 
 
-def report(results: list[dict]) -> tuple[str, list[Target]]:
+def report(results: list[dict], tag: str = "") -> tuple[str, list[Target]]:
     headers = ["model", "size", "dtype", "generated (ms)", "jit(value_and_grad) (ms)", "generated / autodiff",
                "compile: generated / autodiff (s)"]
     rows, targets = [], []
@@ -109,7 +119,7 @@ def report(results: list[dict]) -> tuple[str, list[Target]]:
             rows.append([r["model"], f"{r['size']}: n={r['n']}, T={r['T']}, B={r['B']}", dtype, t["generated"].ms(),
                          t["autodiff"].ms(), f"**{ratio:.2f}** ({median:.2f})",
                          f"{c['generated']:.2f} / {c['autodiff']:.2f}"])
-            targets.append(Target(f"{r['model']} {r['size']} {dtype}: generated JAX / jit(value_and_grad)",
+            targets.append(Target(f"{r['model']} {r['size']} {dtype}: generated JAX / jit(value_and_grad){tag}",
                                   f"{ratio:.2f}", "≤ 1", ratio <= 1.0))
     note = (f"CPU ({results[0]['devices']}), JAX {results[0]['jax']}; `loss_and_gradients` (forward + backward) "
             f"per call, best / median of {ROUNDS} interleaved rounds, one fresh process per model and size; "
@@ -119,13 +129,17 @@ def report(results: list[dict]) -> tuple[str, list[Target]]:
 
 def main(argv=None) -> list[Target]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="1: XLA on one thread (default: XLA's own)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure_one(*args.child)))
         return []
-    text, targets = report(measure())
-    print("### Forward + backward: generated JAX vs jax.jit(jax.value_and_grad(...))\n")
+    tag = " [1 thread]" if args.threads == 1 else ""
+    text, targets = report(measure(args.threads), tag)
+    if os.environ.get("XLA_FLAGS") and args.threads is None:
+        text += f" XLA_FLAGS: {os.environ['XLA_FLAGS']}."
+    print(f"### Forward + backward: generated JAX vs jax.jit(jax.value_and_grad(...)){tag}\n")
     print(text)
     print()
     print_targets(targets)

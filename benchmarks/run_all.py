@@ -5,6 +5,8 @@ Prints, as Markdown:
 - the machine (CPU, cores, NumPy and its BLAS, PyTorch, Python);
 - benchmarks/matmul_rate.py: achieved matrix-product rate of the generated seed RNN against the machine's;
 - benchmarks/speed.py: generated vs hand-written NumPy vs PyTorch eager, seed RNN and LSTM, small and large;
+- benchmarks/jax_speed.py (when JAX is installed): the generated JAX modules vs jax.jit(jax.value_and_grad(...)),
+  float64 and float32, compile time apart;
 - benchmarks/memory.py: peak memory of gradients vs forward;
 - benchmarks/derive_scaling.py: derivation time and the derive command against the import floor;
 - benchmarks/profile_generated.py: where the generated seed RNN and LSTM spend their time at the large size;
@@ -21,6 +23,7 @@ does. ``--threads N`` runs them at N threads only. Takes about four minutes on t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import tempfile
 import time
@@ -72,6 +75,10 @@ def main(argv=None) -> None:
             print()
             run_script("speed", *threads)
             print()
+        if importlib.util.find_spec("jax") is not None:  # the JAX back end (issue 13), when JAX is installed
+            for threads in ([], ["--threads", "1"]):
+                run_script("jax_speed", *threads)
+                print()
         run_script("memory")
         print()
         run_script("derive_scaling")

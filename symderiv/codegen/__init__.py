@@ -25,7 +25,9 @@ guards, frees).  Then an emitter turns the schedule into its template's context
 function is computed (``numpy/spelling.py``; a function without an entry is printed from its
 meaning by SymPy's NumPy printer).
 
-A PyTorch or JAX back end reuses unchanged: ``plan.py``, ``passes.py``, ``schedule.py`` (the
+The back ends are listed in ``backends.py`` (format name → emitter, template, file suffix);
+``jax/`` is the second one, functional (every update a new value, each time loop a
+``lax.scan``).  A PyTorch or JAX back end reuses unchanged: ``plan.py``, ``passes.py``, ``schedule.py`` (the
 statement kinds, the value table, the liveness) and ``names.py``.  It writes: a printer (the
 ~20 ``_print_*`` methods of ``NumpyPrinter``: ``x @ W.T`` per step, one product over all steps,
 the slicing of padded sequences, the stable log-softmax), an idioms class (JAX has no in-place
