@@ -307,7 +307,7 @@ def finite_difference_check(d: Derivation, dims: dict[str, int], T: int | None, 
     model = d.model
     errors = {p.name: 0.0 for p in model.params}
     try:
-        module = load_generated(d, by_backend(backend).format)
+        module = load_generated(d) if backend == "numpy" else load_generated(d, by_backend(backend).format)
     except GeneratedImportError as exc:
         return FiniteDifferenceResult({k: math.nan for k in errors}, tolerance,
                                       [f"the generated module fails to import: {exc}"])
