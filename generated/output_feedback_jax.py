@@ -15,8 +15,6 @@ place (``a.at[i].set``).  float32 in gives float32 out; float64 otherwise, which
 JAX's configuration.
 """
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
@@ -94,9 +92,8 @@ def init_params(dims, seed=0):
     return _init_params(tuple(int(dims[k]) for k in DIMS), seed, _float())
 
 
-@partial(jax.jit, static_argnums=(0, 2))
-def _init_params(sizes, seed, dtype):
-    """One compiled function per sizes (the dims, in the order of DIMS)."""
+def _random_params(sizes, seed, dtype):
+    """The parameters of the sizes (the dims, in the order of DIMS)."""
     keys = iter(jax.random.split(jax.random.key(seed), 6))
     n_x, n_h, n_y = sizes
     return {
@@ -107,6 +104,9 @@ def _init_params(sizes, seed, dtype):
         "b_y": 0.1 * jax.random.normal(next(keys), (n_y,), dtype),
         "y0": 0.1 * jax.random.normal(next(keys), (n_y,), dtype),
     }
+
+
+_init_params = jax.jit(_random_params, static_argnums=(0, 2))  # one compiled function per sizes
 
 
 def _prepare(params, data):

@@ -15,8 +15,6 @@ place (``a.at[i].set``).  float32 in gives float32 out; float64 otherwise, which
 JAX's configuration.
 """
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
@@ -96,9 +94,8 @@ def init_params(dims, seed=0):
     return _init_params(tuple(int(dims[k]) for k in DIMS), seed, _float())
 
 
-@partial(jax.jit, static_argnums=(0, 2))
-def _init_params(sizes, seed, dtype):
-    """One compiled function per sizes (the dims, in the order of DIMS)."""
+def _random_params(sizes, seed, dtype):
+    """The parameters of the sizes (the dims, in the order of DIMS)."""
     keys = iter(jax.random.split(jax.random.key(seed), 8))
     n_x, n_1, n_2, C = sizes
     return {
@@ -111,6 +108,9 @@ def _init_params(sizes, seed, dtype):
         "W_y": jax.random.normal(next(keys), (C, n_2), dtype) / jnp.sqrt(n_2).astype(dtype),
         "b_y": 0.1 * jax.random.normal(next(keys), (C,), dtype),
     }
+
+
+_init_params = jax.jit(_random_params, static_argnums=(0, 2))  # one compiled function per sizes
 
 
 def _prepare(params, data):
