@@ -314,6 +314,32 @@ def test_float64_equals_jax_grad_of_an_independent_forward_and_the_numpy_module(
         _close(by_grad[k], ref_grads[k], 1e-10, f"jax.grad(loss) ∂L/∂{k}")
 
 
+MODEL_FILES = sorted((ROOT / "tests" / "models").glob("*.sdm"))
+
+
+@pytest.fixture(scope="module")
+def model_cases(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("jax_test_models")
+    return {p.stem: Case(p, tmp) for p in MODEL_FILES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.stem for p in MODEL_FILES])
+def test_the_test_models_too(model_cases, name):
+    """The models of tests/models (a second-order lag, a pooled context, a Poisson loss, tied
+    weights, ...), batched: against the reference and the NumPy module."""
+    case = model_cases[name]
+    params, data = case.point(BATCH, seed=4)
+    loss, grads = case.jax.loss_and_gradients(params, **data)
+    ref_loss, ref_grads = case.expected(params, data, BATCH)
+    np_loss, np_grads = case.numpy.loss_and_gradients(params, **_numpy_layout(case.model, data))
+    _close(loss, ref_loss, 1e-10, "loss against the reference")
+    _close(loss, np_loss, 1e-10, "loss against the NumPy module")
+    for k in params:
+        _close(grads[k], ref_grads[k], 1e-10, f"∂L/∂{k} against jax.grad of the reference")
+        _close(grads[k], np_grads[k], 1e-10, f"∂L/∂{k} against the NumPy module")
+
+
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
 @pytest.mark.parametrize("name", [p.stem for p in EXAMPLE_FILES])
 def test_float32_within_1e_4_of_the_float64_reference(cases, name, batch):
