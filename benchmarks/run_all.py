@@ -6,6 +6,8 @@ Prints, as Markdown:
 - benchmarks/matmul_rate.py: achieved matrix-product rate of the generated seed RNN against the machine's;
 - benchmarks/speed.py: generated vs hand-written NumPy vs PyTorch eager, seed RNN and LSTM, small and large;
 - benchmarks/torch_backend.py: the generated PyTorch module vs PyTorch eager autograd, float64 and float32;
+- benchmarks/jax_speed.py (when JAX is installed): the generated JAX modules vs jax.jit(jax.value_and_grad(...)),
+  float64 and float32, compile time apart;
 - benchmarks/memory.py: peak memory of gradients vs forward;
 - benchmarks/derive_scaling.py: derivation time and the derive command against the import floor;
 - benchmarks/profile_generated.py: where the generated seed RNN and LSTM spend their time at the large size;
@@ -22,6 +24,7 @@ does. ``--threads N`` runs them at N threads only. Takes about four minutes on t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import tempfile
 import time
@@ -80,6 +83,12 @@ def main(argv=None) -> None:
         else:
             run_script("torch_backend")  # one intra-op thread (see its docstring)
             print()
+        if importlib.util.find_spec("jax") is not None:  # the JAX back end (issue 13), when JAX is installed
+            for threads in ([], ["--threads", "1"]):
+                run_script("jax_speed", *threads)
+                print()
+        else:
+            print("JAX is not installed: benchmarks/jax_speed.py skipped.\n")
         run_script("memory")
         print()
         run_script("derive_scaling")

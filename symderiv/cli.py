@@ -157,7 +157,7 @@ def _show(args) -> int:
 
 def _derive(args) -> int:
     from .render.emit import formats as known
-    from .render.emit import write_outputs
+    from .render.emit import formats_for, write_outputs
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     formats = list(dict.fromkeys(g for f in formats for g in (known() if f == "all" else (f,))))
     unknown = [f for f in formats if f not in known()]
@@ -165,10 +165,15 @@ def _derive(args) -> int:
         raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; "
                             f"choose from {', '.join(known())}, or all")
     _, d = _load(args.model)
+    notes: list[str] = []
+    if "all" in args.format.split(","):  # every format this model can be written in; the others said
+        formats, notes = formats_for(d, formats)
     written = write_outputs(d, args.output, formats, force=args.force)
     print(f"{d.model.name}: {len(d.gradients)} gradients derived in {d.seconds:.2f} s")
     for path in written:
         print(f"  wrote {path}")
+    for note in notes:
+        print(f"  ({note})")
     return 0
 
 
@@ -203,7 +208,7 @@ def _check(args) -> int:
     numeric = finite_difference_check(d, exact.dims, exact.T, seed=args.seed, backend=args.backend)
     sizes = ", ".join(f"{k}={v}" for k, v in exact.dims.items()) + (f", T={exact.T}" if exact.T else "")
     print(f"{model.name}: gradients checked at {sizes}")
-    which = {"numpy": "NumPy", "torch": "PyTorch"}.get(args.backend, args.backend)
+    which = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX"}.get(args.backend, args.backend)
     print(f"  {'parameter':<16} {'closed form vs SymPy (40 digits)':>34} {which + ' vs central differences':>30}")
     for name, err in exact.param_errors.items():
         print(f"  {name:<16} {err:>34.2e} {numeric.errors[name]:>30.2e}")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import derive, load
-from .render.emit import formats, output_name, render, write_outputs
+from .render.emit import formats_for, output_name, render, write_outputs
 
 
 def stale_files(examples: Path, generated: Path) -> list[str]:
@@ -19,7 +19,7 @@ def stale_files(examples: Path, generated: Path) -> list[str]:
     stale = []
     for path in sorted(examples.glob("*.sdm")):
         d = derive(load(path))
-        for fmt in formats():  # the write-ups and every code back end's module
+        for fmt in formats_for(d)[0]:  # the write-ups and every code back end's module that supports it
             target = generated / output_name(d.model.name, fmt)
             if not target.exists() or target.read_text(encoding="utf-8") != render(d, fmt, path.name):
                 stale.append(str(target))
@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stale: {s}")
         return 1 if stale else 0
     for path in sorted(examples.glob("*.sdm")):
-        for written in write_outputs(derive(load(path)), generated, formats()):
+        d = derive(load(path))
+        able, notes = formats_for(d)
+        for written in write_outputs(d, generated, able):
             print(f"wrote {written}")
+        for note in notes:
+            print(f"  ({note})")
     return 0
 
 

@@ -11,6 +11,7 @@ module's writes.  The framework is imported only here, only when such a check ru
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -83,4 +84,73 @@ class TorchAsNumpy:
         return self._grads(self.module.sgd_step(self._params(params), self._params(grads), lr))
 
 
-ADAPTERS = {"torch": TorchAsNumpy}
+class JaxAsNumpy:
+    """The generated JAX module ``module`` with the NumPy module's entry points and layout (batch
+    last), its results as NumPy arrays; float64 throughout: JAX's 64-bit mode is switched on,
+    through the module's own ``jax``, for each call and restored after it."""
+
+    def __init__(self, module, model: Model):
+        self.module, self.model = module, model
+        self.DIMS, self.PARAMS, self.INPUTS = module.DIMS, module.PARAMS, module.INPUTS
+
+    @contextmanager
+    def _float64(self):
+        jax = self.module.jax
+        before = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_x64", before)
+
+    @staticmethod
+    def _axis(q) -> int:
+        return 1 if q.sequence else 0
+
+    def _data(self, data: dict) -> dict:
+        out = dict(data)
+        for q in self.model.data:
+            v = np.asarray(data[q.name]) if q.name in data else None
+            core = int(q.sequence) + int(not q.is_scalar)
+            if v is not None and v.ndim == core + 1 and not q.is_scalar:
+                out[q.name] = np.moveaxis(v, -1, self._axis(q))
+        return out
+
+    @staticmethod
+    def _arrays(values: dict) -> dict:
+        return {k: np.asarray(v) for k, v in values.items()}
+
+    def init_params(self, dims, seed=0):
+        with self._float64():
+            return self._arrays(self.module.init_params(dims, seed=seed))
+
+    def loss(self, params, /, **data):
+        with self._float64():
+            return float(self.module.loss(params, **self._data(data)))
+
+    def gradients(self, params, /, **data):
+        with self._float64():
+            return self._arrays(self.module.gradients(params, **self._data(data)))
+
+    def loss_and_gradients(self, params, /, **data):
+        with self._float64():
+            loss, grads = self.module.loss_and_gradients(params, **self._data(data))
+            return float(loss), self._arrays(grads)
+
+    def forward(self, params, /, **data):
+        x = self._data(data)
+        batched = any(np.ndim(x[q.name]) > int(q.sequence) + int(not q.is_scalar) for q in self.model.data)
+        with self._float64():
+            values = self._arrays(self.module.forward(params, **x))
+        if batched:
+            for q in self.model.quantities.values():
+                if q.name in values and not q.is_scalar:
+                    values[q.name] = np.moveaxis(values[q.name], self._axis(q), -1)
+        return values
+
+    def sgd_step(self, params, grads, lr):
+        with self._float64():
+            return self._arrays(self.module.sgd_step(params, grads, lr))
+
+
+ADAPTERS = {"torch": TorchAsNumpy, "jax": JaxAsNumpy}

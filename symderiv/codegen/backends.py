@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .jax.emitter import module_context as jax_context
+from .jax.emitter import unsupported as jax_unsupported
 from .numpy.emitter import module_context as numpy_context
 from .torch.emitter import module_context as torch_context
 
@@ -24,6 +26,8 @@ class CodeBackend(NamedTuple):
     template: str  # in templates/
     module_context: Callable[..., dict]  # (derivation, comment, comment_text) → the template's context
     package: str  # what the generated module imports (and ``check`` needs installed)
+    # why the back end cannot generate this derivation's module yet (None: it can)
+    unsupported: Callable[..., str | None] = lambda d: None
 
 
 BACKENDS: dict[str, CodeBackend] = {}
@@ -37,6 +41,7 @@ def register(backend: CodeBackend) -> CodeBackend:
 
 register(CodeBackend("numpy", "py", ".py", "module.py.j2", numpy_context, "numpy"))
 register(CodeBackend("torch", "torch", "_torch.py", "module_torch.py.j2", torch_context, "torch"))
+register(CodeBackend("jax", "jax", "_jax.py", "module_jax.py.j2", jax_context, "jax", jax_unsupported))
 
 
 def by_name(name: str) -> CodeBackend:

@@ -11,10 +11,12 @@ RESERVED = set(keyword.kwlist) | {
     # what the generated module itself defines or uses
     "np", "params", "data", "grads", "out", "i", "T", "B", "lr", "dims", "seed", "rng", "dtype", "loss", "values",
     "want",
+    "jax", "jnp", "torch", "keys", "partial", "sizes",  # the other back ends' modules and names
     "forward", "gradients", "sgd_step", "init_params", "loss_and_gradients",
     "v", "a", "k", "e", "s", "z", "x", "p", "width", "parts", "lead",
     # builtins it calls
     "range", "sum", "float", "dict", "len", "max", "min", "abs", "tuple", "int", "str", "zip", "list", "reversed",
+    "iter", "next",
 }
 
 

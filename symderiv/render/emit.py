@@ -67,6 +67,19 @@ def formats() -> tuple[str, ...]:
     return tuple(WRITEUPS) + tuple(BACKENDS)
 
 
+def formats_for(d: Derivation, wanted: tuple[str, ...] | list[str] | None = None) -> tuple[list[str], list[str]]:
+    """``wanted`` (default: every format) split into those ``d`` can be rendered in and, for the
+    others, why not (a code back end that does not generate such a model yet)."""
+    able, notes = [], []
+    for fmt in (formats() if wanted is None else wanted):
+        reason = BACKENDS[fmt].unsupported(d) if fmt in BACKENDS else None
+        if reason is None:
+            able.append(fmt)
+        else:
+            notes.append(f"{output_name(d.model.name, fmt)} not written: {reason}")
+    return able, notes
+
+
 def output_name(model_name: str, fmt: str) -> str:
     """The file a format writes: ``NAME.tex``, ``NAME.md``, ``NAME.py``, ``NAME_torch.py``, …"""
     suffix = WRITEUPS[fmt][1] if fmt in WRITEUPS else BACKENDS[fmt].suffix

@@ -1,0 +1,98 @@
+"""The JAX emitter: a schedule → the context of templates/module_jax.py.j2.
+
+The schedule is the NumPy module's (``plan.ModulePlan`` with the JAX printer and idioms); what
+only the JAX module needs is how a time loop becomes ``jax.lax.scan``: the arrays the loop
+writes are its carry (read off the statements' data, ``Line.writes``), the rest of what it
+reads is closed over, and the members of a stack the loop filled are split off it again after
+the scan (NumPy's views saw the writes; JAX's values do not).  ``Free`` statements are dropped.
+"""
+
+from __future__ import annotations
+
+from ...ad.derive import Derivation
+from ...errors import SymderivError
+from ...ir.blocks import needs_blocks
+from ...ir.expr import AtEnd
+from ..numpy import Backend
+from ..numpy.emitter import context as numpy_context
+from ..passes import data_reach
+from ..plan import ModulePlan
+from ..schedule import Free, Phase
+from .idioms import JaxIdioms
+from .printer import JaxPrinter
+
+JAX = Backend(JaxPrinter, JaxIdioms)
+
+
+def unsupported(d: Derivation) -> str | None:
+    """Why the JAX back end cannot generate ``d``'s module yet, or None."""
+    if needs_blocks(d.model):
+        return ("the JAX back end does not yet generate a model with several time loops (a recurrence backwards "
+                "in time, a state computed from other values, or a value between two parts of the sequence); "
+                "the NumPy and PyTorch modules do")
+    if any(e.has(AtEnd) for q in d.model.equations if (e := q.expr) is not None):
+        return ("the JAX back end does not yet generate a model that reads a fixed step (h[T]); the NumPy and "
+                "PyTorch modules do")
+    if data_reach(d):
+        return ("the JAX back end does not yet generate a model that reads data at other steps (x[t-1]); the NumPy "
+                "and PyTorch modules do")
+    return None
+
+
+def module_context(d: Derivation, comment, comment_text) -> dict:
+    """The template context of the generated JAX module of ``d`` (without the header's mark,
+    version and source, which the caller adds)."""
+    reason = unsupported(d)
+    if reason is not None:
+        raise SymderivError(f"cannot generate {d.model.name}_jax.py: {reason}")
+    plan = ModulePlan(d, comment, comment_text, backend=JAX)
+    schedule = plan.schedule()
+    out = numpy_context(d, schedule, plan.printer)
+    outputs = {py for _, py, *_ in out["outputs"]}
+    out["forward"] = _phase(schedule.forward, plan.out, _reads(schedule.forward.after, schedule.backward) | outputs)
+    out["backward"] = _phase(schedule.backward, plan.out, _reads(schedule.backward.after))
+    out["scipy"] = "jax.scipy.special" in plan.printer.helpers
+    return out
+
+
+def _reads(statements, *phases: Phase) -> set[str]:
+    """Every name the ``statements`` and the ``phases`` read."""
+    lines = [ln for st in statements for ln in st.lines]
+    lines += [ln for ph in phases for ln in ph.alloc + [ln for st in ph.statements() for ln in st.lines]]
+    return {n for ln in lines for n in ln.reads}
+
+
+def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str]) -> dict:
+    """A pass for the template: before, the loop as a scan (alloc, carry, body), the members of
+    the stacks it filled split off them after it (those ``read_later``; ``_`` for the others),
+    after."""
+    carry: list[str] = []
+    for st in phase.loop:
+        for ln in st.lines:
+            carry += [n for n in ln.writes if n not in carry]
+    # The split of a stack the loop fills moves after the loop: before it, its members would be
+    # its zeros (inside the loop they are read from the stack itself, see JaxPrinter.at).
+    moved = {id(split): split for stack, split in idioms.view_groups.items() if stack in carry}
+    resplit = []
+    for split in moved.values():
+        members = [n if n in read_later else "_" for n in split.writes]
+        if set(members) != {"_"}:
+            resplit.append(", ".join(members) + " = " + split.text.split(" = ", 1)[1])
+
+    def kept(statements):
+        out = []
+        for st in statements:
+            if isinstance(st, Free):
+                continue
+            lines = [ln for ln in st.lines if id(ln) not in moved]
+            out.append(type(st)(st.comment, lines) if len(lines) != len(st.lines) else st)
+        return out
+
+    return {
+        "before": kept(phase.before),
+        "alloc": [ln for ln in phase.alloc if id(ln) not in moved],
+        "loop": phase.loop,
+        "carry": f"({carry[0]},)" if len(carry) == 1 else "(" + ", ".join(carry) + ")",
+        "resplit": resplit,
+        "after": kept(phase.after),
+    }

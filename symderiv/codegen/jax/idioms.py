@@ -1,0 +1,153 @@
+"""The JAX idioms the plan's statements are written with: functional, no array is changed in place.
+
+The same methods as ``numpy.idioms.NumpyIdioms`` (the plan calls them in the same order and
+gets statements that write and read the same arrays), written as JAX writes them:
+
+- ``a += b`` is ``a = a + b``; a write into a slice outside the loop is ``a = a.at[1:].add(b)``;
+  a write into the loop's step, ``a[i] += b`` or ``f(x, out=a[i])``, is ``a = _put(a, i, a[i] + b)``
+  / ``a = _put(a, i, f(x))``: ``a.at[i].set(…)`` written as ``lax.dynamic_update_index_in_dim``
+  (the module's helper), which XLA does in place on the scan's carry (``.at[i].set`` is a
+  scatter, measurably slower on the CPU);
+- allocations are ``jnp.zeros`` (JAX has no uninitialised arrays);
+- a split into views records the members (``JaxPrinter.views``): inside the loop a member is
+  read from, and written into, its slice of the stack; after the loop the emitter splits the
+  stack again, so that the members hold the values the loop wrote;
+- the guard of a term that reads δ at t + k (``if i + k < T:`` in NumPy, where i is a Python
+  int) is ``jnp.where(i + k < T, term, 0)``: in ``lax.scan`` the step is traced;
+- frees are dropped (XLA decides the buffers' lifetimes).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..numpy.idioms import NumpyIdioms
+from ..numpy.spelling import group
+from ..schedule import Code, Line, line, reads_of
+from .printer import Target
+from .spelling import call
+
+_AT = {"=": "set", "+=": "add", "-=": "add", "*=": "multiply", "/=": "divide"}
+
+
+class JaxIdioms(NumpyIdioms):
+    """JAX's way of writing the statements of a schedule (``printer`` is a ``JaxPrinter``)."""
+
+    def __init__(self, printer):
+        super().__init__(printer)
+        self._guard: str | None = None  # the condition of the step guard the indented lines are under
+        self.view_groups: dict[str, Line] = {}  # a stack's array → the line splitting it into its members
+
+    # --- arrays and views -----------------------------------------------------------------
+
+    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+        """``array = jnp.zeros((T + pad, B, size), dtype)``: a sequence array the loop fills."""
+        pr = self.pr
+        length = f"T + {pad}" if pad else "T"
+        return line(f"{array} = jnp.zeros(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",),
+                    pr.size_reads(size))
+
+    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+        """``a, b = jnp.split(array, […])``; the members are recorded as slices of ``array``."""
+        ends, reads, total, start = [], [], sp.Integer(0), "0"
+        for k, size in enumerate(sizes):
+            total = sp.expand(total + size)
+            stop = self.pr.size(total)
+            if last_axis:
+                self.pr.views[names[k]] = (array, "" if start == "0" else start, stop if k < len(sizes) - 1 else "")
+            start = stop
+            if k < len(sizes) - 1:
+                ends.append(stop)
+                reads.append(self.pr.size_reads(total))
+        axis = ", axis=-1" if last_axis else ""
+        split = line(f"{', '.join(names)} = jnp.split({array}, [{', '.join(ends)}]{axis})", tuple(names),
+                     (array,), *reads)
+        if last_axis:
+            self.view_groups[array] = split
+        return split
+
+    def array(self, name: str) -> Code:
+        return Target(name, reads=(name,), form="array", base=name)
+
+    def _part(self, array: str, index: str, step: bool = False) -> Target:
+        """``array[index]``; for a member of a stack, that part of its slice of the stack.  ``step``:
+        the index is the loop's step."""
+        view = self.pr.views.get(array)
+        if view is None:
+            return Target(f"{array}[{index}]", reads=(array,), base=array, index=index, step=index if step else None)
+        stack, start, stop = view
+        block = f"{index}, :, {start}:{stop}"
+        return Target(f"{stack}[{block}]", reads=(stack,), base=stack, index=block, step=index if step else None,
+                      block=(start, stop) if step else None)
+
+    def slot(self, array: str) -> Code:
+        return self._part(array, "i", step=True)
+
+    def entry(self, array: str, k: int) -> Code:
+        return self._part(array, str(k))
+
+    def from_entry(self, array: str, k: int) -> Code:
+        return self._part(array, f"{k}:")
+
+    def before_last(self, array: str, k: int) -> Code:
+        return self._part(array, f":-{k}")
+
+    def concat(self, codes) -> Code:
+        return Code("jnp.concatenate([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
+
+    def zeros(self, size) -> Code:
+        return Code(f"jnp.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
+
+    # --- statements -----------------------------------------------------------------------
+
+    def update(self, target: Code, op: str, value: Code, indent: int = 0) -> Line:
+        """``target op value`` as a new value of the array ``target`` names (or is part of)."""
+        if not isinstance(target, Target):
+            raise TypeError(f"cannot write into {target.text}: not an array or a part of one")
+        text = value.text
+        if indent and self._guard is not None:  # a term of a step that may not exist
+            text = f"jnp.where({self._guard}, {text}, 0)"
+        if target.step is not None:  # the loop's step: an in-place dynamic update of the carry
+            if op != "=":
+                text = f"{target.text} {op[0]} {group(text)}"
+            if target.block is None:
+                rhs = f"_put({target.base}, {target.step}, {text})"
+            else:
+                rhs = f"_put_block({target.base}, {target.step}, {target.block[0] or 0}, {text})"
+        elif target.index is None:
+            rhs = text if op == "=" else f"{target.base} {op[0]} {group(text)}"
+        else:
+            if op == "-=":  # .at[…] has add, not subtract
+                text = f"-{group(text)}"
+            rhs = f"{target.base}.at[{target.index}].{_AT[op]}({text})"
+        reads = (target.reads,) if op != "=" or target.index is not None else ()
+        lead = "    " * (indent if self._guard is None else 0)
+        return line(f"{lead}{target.base} = {rhs}", (target.base,), *reads, value)
+
+    def apply(self, node, x: Code) -> Code:
+        return Code(call(node.fname, x.text, tuple(getattr(node, "params", ()))), reads=x.reads)
+
+    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+        """f(x) written into ``slot``: ``a = a.at[i].set(f(x))``."""
+        return self.update(slot, "=", Code(call(fname, x.text, params), reads=x.reads))
+
+    def multiply_into(self, a: Code, b: Code, slot: Code) -> Line:
+        return self.update(slot, "=", self.times(a, b))
+
+    def if_step_exists(self, offset: int, indent: int = 0) -> Line:
+        """The terms below (written with ``indent=1``) exist for the first T − offset steps."""
+        self._guard = f"i + {offset} < T"
+        return Line(f"# the terms below read δ at t + {offset}, which is zero beyond step T")
+
+    def if_length_reaches(self, s: int) -> Line:
+        """Outside the loop T is a Python int (a static shape): a Python ``if``."""
+        self._guard = None
+        return Line(f"if T >= {s}:")
+
+    def free(self, names: list[str]) -> Line:
+        """Nothing: XLA decides when a buffer is reused (the emitter drops ``Free`` statements)."""
+        return Line("", tuple(names))
+
+    def state(self, array: str, k: int, value: str, what: str) -> Line:
+        """An initial state into its entry of the padding."""
+        return line(f"{array} = {array}.at[{k}].set({value})  # {what}", (array,), (array, value))

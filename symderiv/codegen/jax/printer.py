@@ -1,0 +1,75 @@
+"""The JAX printer: one expression of the schedule as ``jax.numpy`` code.
+
+A subclass of the NumPy printer, as SymPy's ``JaxPrinter`` is a small subclass of its
+``NumPyPrinter``: the layout is the same (a vector is a row, the batch in front: a step of a
+sequence is ``(B, n)``, all steps ``(T, B, n)``, padded in front by the lag), ``jax.numpy``
+has NumPy's names, and the runtime helpers (``_matvec``, ``_outer``, ``_softmax``, …) are
+the JAX module's own under the same names.  What differs:
+
+- the array library is ``jnp`` (``np.ones`` → ``jnp.ones``, …);
+- the elementwise functions are JAX's (``spelling.JAX``: ``jax.nn.sigmoid``);
+- a *view*: NumPy holds the members of a stack (``f, i, o = np.split(gates, …)``) as views
+  that see every write into the stack; JAX arrays are values, so inside the time loop a
+  member is read straight from the stack, ``gates[i, :, :n_h]``, which is always current
+  (``views``, filled by the idioms' ``split``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from ..numpy.printer import NumpyPrinter, _join
+from ..schedule import Code
+from .spelling import call
+
+_NP = re.compile(r"\bnp\.")
+
+
+@dataclass(frozen=True)
+class Target(Code):
+    """Code naming an array or a part of one, which a statement can write: ``base[index]``."""
+
+    base: str = ""
+    index: str | None = None  # None: the whole array
+    step: str | None = None  # inside the loop: the step's index ("i + 1"), the index being ``step`` (+ ``block``)
+    block: tuple[str, str] | None = None  # the entries (start, stop) of a stack's member, at ``step``
+
+
+class JaxPrinter(NumpyPrinter):
+    """Prints one expression as JAX code (modes as ``NumpyPrinter``'s)."""
+
+    printmethod = "_jax_print"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A member of a stack → (the stack's array, first entry, end entry), both printed sizes.
+        self.views: dict[str, tuple[str, str, str]] = {}
+
+    def code(self, e, mode: str = "static", window: int = 0) -> Code:
+        """``e`` as JAX code: NumPy's printed form with ``jax.numpy`` for ``numpy``."""
+        c = super().code(e, mode, window)
+        text = _NP.sub("jnp.", c.text)
+        if "jax.scipy.special." in text:
+            self.helpers.add("jax.scipy.special")
+        return replace(c, text=text) if text != c.text else c
+
+    def at(self, name: str, array: str, offset: int, is_delta: bool) -> Code:
+        """As NumPy's, as a ``Target`` (a statement may write it); a member of a stack, inside the
+        loop, is read from (and written into) the stack itself."""
+        c = super().at(name, array, offset, is_delta)
+        if c.text == array:
+            return Target(**vars(c), base=array)
+        index = c.text[len(array) + 1:-1]  # "i + 1" of "h[i + 1]", "1:" of "h[1:]"
+        if self.mode == "step" and array in self.views:
+            stack, start, stop = self.views[array]
+            block = f"{index}, :, {start}:{stop}"
+            return Target(f"{stack}[{block}]", batched=True, reads=(stack,), form="view", base=stack, index=block,
+                          step=index, block=(start, stop))
+        return Target(**vars(c), base=array, index=index, step=index if self.mode == "step" else None)
+
+    def _print_Apply(self, e):
+        if e.fname == "log":  # the stable logs of a softmax or a sigmoid: NumPy's forms, in jnp
+            return super()._print_Apply(e)
+        code = self._print(e.arg)
+        return _join(call(e.fname, code.text, tuple(getattr(e, "params", ()))), code)
