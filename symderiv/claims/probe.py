@@ -16,7 +16,9 @@ import numpy as np
 from ..ad.derive import Derivation
 from ..check.evaluate import Evaluator, random_point
 
-STEPS = 3  # sequence length of every probe: long enough for a t+1 and a t-1 term at once
+STEPS = 3  # sequence length of the first probe: long enough for a t+1 and a t-1 term at once; the
+# others are one and two steps longer, so a claim about a fixed step (δh_3) cannot pass by being
+# the last step of one probe
 PROBES = 3
 
 
@@ -64,10 +66,10 @@ class ClaimEvaluator(Evaluator):
 class Probe:
     """One evaluation point: concrete sizes, a random point, the values in both worlds."""
 
-    def __init__(self, derivation: Derivation, dims: dict[str, int], seed: int):
+    def __init__(self, derivation: Derivation, dims: dict[str, int], seed: int, steps: int = STEPS):
         self.d = derivation
         self.dims = dims
-        self.T = STEPS if derivation.model.has_time else None
+        self.T = steps if derivation.model.has_time else None
         self.params, self.data = random_point(derivation.model, dims, self.T, seed=seed)
 
     @property
@@ -106,5 +108,5 @@ def probes(d: Derivation, count: int = PROBES) -> list[Probe]:
     for k in range(count):
         order = orders[k % len(orders)]
         dims = {name: 2 + k + order[i] for i, name in enumerate(names)}
-        out.append(Probe(d, dims, seed=k))
+        out.append(Probe(d, dims, seed=k, steps=STEPS + k))
     return out

@@ -42,6 +42,9 @@ class Grad:
 
     name: str
     offset: int | Step | None = None
+    #: Written ∂L_t/∂X (the loss of one step in the numerator, ``L = Σ_t L_t``): for a sequence
+    #: quantity at that step, the path through later steps is not part of it.
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,28 @@ class Rows:
 
 @dataclass(frozen=True)
 class OverTime:
-    """Σ_{t=1}^{T}."""
+    """Σ_{t=start}^{T} (``start`` > 1: ``\\sum_{t=2}^{T}``)."""
 
     arg: object
+    start: int = 1
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule."""
+
+    of: object
+    wrt: object
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """∂L/∂a · ∂a/∂b · ∂b/∂c …: the adjoint ``start`` (δa) carried back along each link (the
+    direct dependence of a on b, through the pre-activations symderiv named), whatever the
+    order or layout the write-up multiplies the factors in."""
+
+    start: object
+    links: tuple
 
 
 @dataclass(frozen=True)
@@ -175,6 +197,10 @@ def children(node) -> tuple:
         return (node.num, node.den)
     if isinstance(node, Power):
         return (node.base,)
+    if isinstance(node, Jacobian):
+        return (node.of, node.wrt)
+    if isinstance(node, ChainRule):
+        return (node.start,) + tuple(node.links)
     return (node.arg,)
 
 
@@ -190,6 +216,10 @@ def with_children(node, kids: tuple):
         return Power(kids[0], node.exponent)
     if isinstance(node, LEAVES):
         return node
+    if isinstance(node, Jacobian):
+        return Jacobian(*kids)
+    if isinstance(node, ChainRule):
+        return ChainRule(kids[0], tuple(kids[1:]))
     return replace(node, arg=kids[0])
 
 
@@ -305,6 +335,7 @@ class Target:
     name: str
     step: Step | None = None
     indices: tuple = ()
+    local: bool = False  # written ∂L_t/∂X (see ``Grad.local``)
 
     def label(self, index: str = "t", length: str = "T") -> str:
         """``o[t]``, ``W_out[i, j]``, ``h_out[t][i]``: the model language's spelling."""
@@ -329,6 +360,7 @@ class Claim:
     target: Target | None = None
     rhs: object = None
     problem: str | None = None
+    assumed: tuple = ()  # how an ambiguous notation was read, for the message ("· as elementwise")
 
 
 def make_claim(model, line: int, col: int, text: str, target_node, rhs_node) -> Claim:
@@ -365,7 +397,7 @@ def claim_target(model, node) -> Target:
         raise TypeError("internal error: a claim's target is read before its steps are anchored")
     if q.sequence and step is None:
         step = STEP_T
-    return Target(node.name, step, indices)
+    return Target(node.name, step, indices, node.local)
 
 
 def anchor_steps(model, node, anchor: Step | None):
@@ -745,8 +777,24 @@ class ClaimExpressionBuilder:
         arg = self.build(node.arg, like)
         if not _is_matrix(arg):
             raise ShapeMismatch(f"{node.fname}' of a plain number")
-        params = tuple(map(sp.Rational, node.params))
-        return activation_derivative(node.fname, arg, E.Apply(node.fname, arg, *params), params)
+        fname, params = node.fname, tuple(map(sp.Rational, node.params))
+        if fname == "?":  # f'(z): the function the model applies to z
+            applied = self._applied_to(arg)
+            if applied is None:
+                raise ShapeMismatch(f"f'({self.describe(arg)}): the model applies no one elementwise function to it")
+            fname, params = applied
+        return activation_derivative(fname, arg, E.Apply(fname, arg, *params), params)
+
+    def _applied_to(self, arg) -> tuple | None:
+        """(function, params) of the one elementwise function the model applies to ``arg``."""
+        found = set()
+        for q in self.model.equations:
+            for n in sp.preorder_traversal(q.expr):
+                if isinstance(n, E.Apply) and n.fname in ELEMENTWISE:
+                    for k in range(-2, 3):
+                        if E.shift(n.arg, k) == arg:
+                            found.add((n.fname, tuple(n.params)))
+        return found.pop() if len(found) == 1 else None
 
     def _Rows(self, node: Rows, like):
         inner = self.build(node.arg)
@@ -759,12 +807,75 @@ class ClaimExpressionBuilder:
 
     def _OverTime(self, node: OverTime, like):
         inner = self.build(node.arg, like)
-        return E.TimeSum(inner) if _is_matrix(inner) else inner
+        if not _is_matrix(inner):
+            return inner
+        total = E.TimeSum(inner)
+        if node.start > 1:  # Σ_{t=s}^{T}: the terms of steps 1..s-1 taken out
+            total = E.add(total, *[E.neg(E.at_step(inner, k)) for k in range(1, node.start)])
+        return total
+
+    def _Jacobian(self, node: Jacobian, like):
+        raise ShapeMismatch("a Jacobian ∂a/∂b outside a chain rule ∂L/∂a ∂a/∂b")
+
+    def _ChainRule(self, node: ChainRule, like):
+        cot = self.build(node.start)
+        if not _is_matrix(cot):
+            raise ShapeMismatch("the chain rule starts from a plain number")
+        here = node.links[0].of if node.links else None
+        for link in node.links:
+            of, wrt = link.of, link.wrt
+            if of.name != here.name or of.offset != here.offset:
+                raise ShapeMismatch("the factors of the chain rule do not link up")
+            cot = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
+            if cot is None:
+                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
+            here = wrt
+        return cot
+
+    def _carried(self, a: str, oa, cot, b: str, ob, depth: int):
+        """The adjoint ``cot`` of a (at offset ``oa``) carried back to b (at ``ob``) through the
+        equation of a, and through any pre-activation symderiv named on the way; None if none."""
+        q = self.model.quantities[a]
+        if q.expr is None or depth > 4:
+            return None
+        parts = []
+        symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
+        for c, oc, g in _reads(self.model, q, symbol):
+            if isinstance(oa, int) and isinstance(g, sp.Basic):
+                g = E.shift(g, oa)
+            here = _at(E.Delta(q.symbol), oa) if q.sequence else E.Delta(q.symbol)
+            g = g.xreplace({here: cot})
+            oc_claim = (oa or 0) + oc if oc is not None and isinstance(oa, int) else None
+            target = self.model.quantities[c]
+            if c == b and (not target.sequence or oc_claim == ob):
+                parts.append(g)
+            elif target.auxiliary and c != a:
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1)
+                if deeper is not None:
+                    parts.append(deeper)
+        return E.add(*parts) if parts else None
 
     def _Entry(self, node, like):
         raise ShapeMismatch("an entry outside an entry claim")
 
     _IndexSum = _Entry
+
+
+def _reads(model, q, symbol) -> list:
+    """(quantity c, offset of c from q's step or None, the adjoint q's equation sends to c,
+    written at q's step in terms of ``symbol`` = δq) for every quantity q's equation reads."""
+    from ..ad.derive import _Sweep  # the sweep's own rule for one equation
+
+    sweep = _Sweep(model)
+    sweep.consumer = q.name
+    sweep.back(q.expr, symbol, model.ref(q.name), q.sequence)
+    out = []
+    for c, adj in sweep.adjoints.items():
+        for term in adj.terms:
+            out.append((c, -term.offset, E.shift(term.expr, -term.offset)))
+        for g in adj.per_step + adj.static:
+            out.append((c, None, g))
+    return out
 
 
 def _at(base, offset):

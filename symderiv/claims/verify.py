@@ -31,7 +31,7 @@ from ..ir.expr import Apply, At, Delta, TimeSum, ZeroMatrix, add, at_step, same_
 from ..ops import ELEMENTWISE, activation_derivative
 from ..render.printing import LatexPrinter, step_text
 from . import tree as C
-from .probe import STEPS, probes
+from .probe import probes
 from .reading import Reading
 
 VERDICTS = ("correct", "per-step", "incorrect", "unreadable")
@@ -69,6 +69,8 @@ class Report:
     model: str
     path: str
     verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)  # what the reader assumed or skipped, once each
+    skipped: int = 0  # equations read and set aside as no claims (Jacobians)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -80,15 +82,17 @@ class Report:
 
     def json(self) -> str:
         return json.dumps({"model": self.model, "claims": [v.as_dict() for v in self.verdicts],
-                           "summary": self.summary}, indent=2, ensure_ascii=False)
+                           "summary": self.summary, "notes": list(self.notes), "skipped": self.skipped},
+                          indent=2, ensure_ascii=False)
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {v}" for v, n in self.summary.items())
         lines = [f"{self.model}: {len(self.verdicts)} claim{'s' if len(self.verdicts) != 1 else ''} in "
                  f"{self.path}: {counts}"]
         if not self.verdicts:
-            lines.append("no claims found: a claim is a displayed equation whose left side is δX or ∂L/∂X "
+            lines.append("no claims found: a claim is an equation whose left side is δX or ∂L/∂X "
                          "(in a .claims file, a line d(X) = ...)")
+        lines.extend(f"note: {note}" for note in self.notes)
         for v in self.verdicts:
             lines.append("")
             lines.append(f"line {v.line}, column {v.col}: {v.text}")
@@ -102,7 +106,8 @@ class Report:
 def verify(d: Derivation, reading: Reading) -> Report:
     """Judge every claim of ``reading`` against the derivation ``d``."""
     judge = Judge(d, reading)
-    return Report(d.model.name, reading.path, [judge.judge(c) for c in reading.claims])
+    return Report(d.model.name, reading.path, [judge.judge(c) for c in reading.claims], list(reading.notes),
+                  len(reading.skipped))
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,28 +235,36 @@ class Judge:
         truth = self.truth(target, stepwise)
         if truth is None:
             base.message = (f"step {(target.step or C.STEP_T).text()} is outside the sequences this checker uses "
-                            f"(t = 1..{STEPS}); write the claim at a general step t")
+                            f"(t = 1..{min(p.T or 0 for p in self.probes)}); write the claim at a general step t")
             return base
         check = _Check(self, truth, C.ClaimExpressionBuilder(self.d, stepwise, self.math))
+        assumed = "".join(f"({a[0].upper()}{a[1:]}.) " for a in claim.assumed)
         if check.agrees(Repair(claim.rhs)):
             base.verdict = "per-step" if truth.kind == "per-step" else "correct"
-            base.message = self._agreement(check, claim.rhs, truth)
+            base.message = assumed + self._agreement(check, claim.rhs, truth)
             return base
+        if target.local and truth.kind == "sequence" and check.agrees(Repair(claim.rhs), "local"):
+            base.verdict = "correct"
+            base.message = (assumed + "Equal to ∂L_t/∂" + target.label() + ", the derivative of the loss of step t "
+                            "alone (numerically at " + str(len(self.probes)) + " random sizes); the whole gradient "
+                            "δ" + target.label() + " adds the paths through later steps.")
+            return base
+        base.message = assumed
         base.verdict = "incorrect"
         found = check.diagnose(claim.rhs)
         if found is not None:
             base.diagnosis = sorted(set(found.kinds), key=CODES.index)
             notes = (template.format(*map(check.show, pieces)) if pieces else template
                      for template, pieces in found.notes)
-            base.message = _sentence("; ".join(dict.fromkeys(notes)))
+            base.message += _sentence("; ".join(dict.fromkeys(notes)))
             return base
         mismatch = check.misfit(claim.rhs)
         if mismatch is not None:
             base.diagnosis = ["shape"]
-            base.message = _sentence(f"the sizes do not fit ({mismatch})")
+            base.message += _sentence(f"the sizes do not fit ({mismatch})")
         else:
-            base.message = ("It differs from the true value, and no usual slip (sign, transpose, a missing or "
-                            "extra term or factor) explains the difference.")
+            base.message += ("It differs from the true value, and no usual slip (sign, transpose, a missing or "
+                             "extra term or factor) explains the difference.")
         return base
 
     def _agreement(self, check: _Check, rhs, truth: Truth) -> str:
@@ -315,7 +328,7 @@ class Judge:
             return Truth(target.name, "static", adj.closed, shape)
         step = target.step if target.step is not None else C.STEP_T  # claim_target gives every sequence one
         # (a sequence quantity means the model has time: the probes have T steps)
-        if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0):
+        if step.base == "" and not 1 <= step.offset <= min(p.T or 0 for p in self.probes):
             return None
         return Truth(target.name, "sequence", adj.closed, shape, step)
 
@@ -459,8 +472,9 @@ class _Check:
         if lens == "sum" and not (self.truth.kind == "static" and C.depends_on_step(repair.node)
                                   and self.j.model.has_time):
             return False
-        world = "truncated" if lens == "recurrent" else "exact"
+        world = "truncated" if lens in ("recurrent", "local") else "exact"
         pairs = []
+        differs = False
         for i, probe in enumerate(self.j.probes):
             mine = self.values(repair.node, i, world, over_time=lens == "sum")
             if mine is None:
@@ -473,9 +487,11 @@ class _Check:
                 if lens != "factor" and not _close(got, want):
                     return False
                 pairs.append((got, want))
-            if lens == "recurrent" and i == 0 and all(
+            if lens == "recurrent" and not all(
                     _close(w, x) for w, x in zip(truth.values(), self.truth.values(probe, "exact").values())):
-                return False  # no path through a later step here: nothing can be missing
+                differs = True
+        if lens == "recurrent" and not differs:
+            return False  # no path through a later step here: nothing can be missing
         return lens != "factor" or _constant_factor(pairs) is not None
 
     # --- the diagnosis ------------------------------------------------------------------
@@ -578,7 +594,10 @@ class _Check:
                     yield r.then("extra-term", C.replace_at(r.node, path, kept), "the term {} does not belong", term)
 
     def _activation_derivatives(self, r: Repair):
-        """f'(z) ⊙ (…) put in where an adjoint flows through an activation."""
+        """f'(z) ⊙ (…) put in where an adjoint flows through an activation; or a factor of an
+        elementwise product that should be f'(z): half of it (``a ⊙ Wᵀδ`` for ``a ⊙ (1 − a) ⊙ Wᵀδ``),
+        or a slip in it (``(1 − g)²`` for ``1 − g²``)."""
+        yield from self._derivative_factors(r)
         for path, n in C.positions(r.node):
             if not C.contains(n, C.Grad) or _inside_function(r.node, path):
                 continue
@@ -595,6 +614,31 @@ class _Check:
                     given = C.Given(shift(factor, k))
                     yield r.then("missing-activation-derivative", C.replace_at(r.node, path, C.Hadamard((given, n))),
                                  "the factor {} (the derivative of " + fname + ") is missing", given)
+
+    def _derivative_factors(self, r: Repair):
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.Hadamard) or not any(C.contains(f, C.Grad) for f in n.factors):
+                continue
+            for i, f in enumerate(n.factors):
+                if C.contains(f, C.Grad) or isinstance(f, (C.Num, C.Ones)) or _inside_function(r.node, path):
+                    continue
+                try:
+                    shape = self.builder.expression(f).shape
+                except C.ShapeMismatch:
+                    continue
+                offsets = {x.offset for _, x in C.positions(f) if isinstance(x, C.Val) and isinstance(x.offset, int)}
+                for fname, factor in self.j.factors:
+                    if not same_shape(factor, _Shaped(shape)):
+                        continue
+                    for k in sorted(offsets or {0}):
+                        given = C.Given(shift(factor, k))
+                        changed = C.replace_at(r.node, path + (i,), given)
+                        if isinstance(f, C.Val):  # σ(z) where σ'(z) = σ(z) ⊙ (1 − σ(z)) was meant
+                            yield r.then("missing-activation-derivative", changed,
+                                         "{} is only part of the derivative of " + fname + ", {}", f, given)
+                        else:
+                            yield r.then("wrong-factor", changed,
+                                         "{} should be {} (the derivative of " + fname + ")", f, given)
 
     def _recurrent_terms(self, r: Repair):
         if self.truth.kind != "sequence":

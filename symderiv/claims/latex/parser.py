@@ -14,11 +14,13 @@ import sympy as sp
 from ...ops import ELEMENTWISE
 from ..tree import (
     Call,
+    ChainRule,
     Derivative,
     Entry,
     Grad,
     Hadamard,
     IndexSum,
+    Jacobian,
     Neg,
     Num,
     Ones,
@@ -33,7 +35,7 @@ from ..tree import (
     Val,
     Zero,
 )
-from .names import Atom, Glossary, NameReader
+from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
     ACCENTS,
     FONTS,
@@ -47,6 +49,18 @@ from .tokens import (
     plain,
     split_top,
 )
+
+
+#: Letters a write-up calls its loss by (ℓ is ``ell``), besides the model's own name for it.
+LOSS_LETTERS = ("L", "ell", "E", "J", "l", "mathcal{L}")
+
+
+@dataclass(frozen=True)
+class _Diag:
+    """diag(v), read only as a factor of a product: diag(v) x is v ⊙ x."""
+
+    arg: object
+    pos: int
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class ExpressionParser(NameReader):
         if not self.at_end():
             t = self.peek()
             raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
+        if isinstance(node, _Diag):
+            raise ReadError("diag(…) alone: it is read as a factor of a product", node.pos)
         return node
 
     def sum(self):
@@ -104,15 +120,57 @@ class ExpressionParser(NameReader):
 
     def product(self):
         factors = [self.factor()]
+        hadamard: list[int] = []  # factors after a · the write-up declares elementwise
         while True:
             t = self.peek()
             if t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
                 self.take()
+                if t.value == "cdot" and self.glossary.cdot_elementwise:
+                    hadamard.append(len(factors))
+                    self.glossary.used.add("cdot")
                 factors.append(self.factor())
             elif self._starts_factor():
                 factors.append(self.factor())
             else:
-                return _flat(Product, factors)
+                break
+        if hadamard:
+            groups: list[list] = [[]]
+            for k, f in enumerate(factors):
+                if k in hadamard:
+                    groups.append([])
+                groups[-1].append(f)
+            return _flat(Hadamard, [self._product_of(g) for g in groups])
+        return self._product_of(factors)
+
+    def _product_of(self, factors: list):
+        if len(factors) > 1 and any(isinstance(_untransposed(f), Jacobian) for f in factors):
+            return self._chain_rule(factors)
+        for k, f in enumerate(factors):
+            if isinstance(f, _Diag):
+                left, right = factors[:k], factors[k + 1:]
+                if right:
+                    scaled = _flat(Hadamard, [f.arg, self._product_of(right)])
+                    return _flat(Product, left + [scaled]) if left else scaled
+                if left:
+                    return _flat(Hadamard, [_flat(Product, left), Transposed(f.arg)])
+        return _flat(Product, factors)
+
+    def _chain_rule(self, factors: list):
+        """∂L/∂a ∂a/∂b ∂b/∂c, in any order or layout: a ``ChainRule`` from δa along the links."""
+        jacobians = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Jacobian)]
+        starts = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
+        others = [f for f in factors if not isinstance(_untransposed(f), (Jacobian, Grad))]
+        if len(starts) != 1 or others:
+            raise self.error("a product with Jacobians ∂a/∂b is read only as a chain rule ∂L/∂a ∂a/∂b …")
+        here, links = starts[0], []
+        while jacobians:
+            nxt = next((j for j in jacobians if (j.of.name, j.of.offset) == (here.name, here.offset)), None)
+            if nxt is None:
+                raise self.error("the factors of this chain rule do not link up (∂L/∂a ∂a/∂b ∂b/∂c …)")
+            jacobians.remove(nxt)
+            links.append(nxt)
+            here = nxt.wrt
+        return ChainRule(starts[0], tuple(links))
 
     def _starts_factor(self) -> bool:
         t = self.peek()
@@ -126,7 +184,8 @@ class ExpressionParser(NameReader):
             return t.value in "({["
         return t.kind == "cmd" and (t.value in LETTERS or t.value in FONTS or t.value in ACCENTS
                                     or t.value in FUNCTION_COMMANDS
-                                    or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla"))
+                                    or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla", "diag",
+                                                   "delta"))
 
     def factor(self):
         if self.is_char("-"):
@@ -217,12 +276,74 @@ class ExpressionParser(NameReader):
                 return special
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
             return self._function(FUNCTION_WORDS[t.value.strip()])
+        if (t.kind == "text" and t.value.strip() == "diag") or (t.kind == "cmd" and t.value == "diag"):
+            self.take()
+            if not (self.is_char("(") or self.is_char("[") or self.is_char("{")):
+                raise self.error("diag needs an argument in brackets", t)
+            return _Diag(self.primary(), t.pos)
+        if self._d_notation():
+            self.take()
+            return self._gradient(self._named_atom("d must be followed by the name of a quantity", t))
+        generic = self._generic_derivative()
+        if generic is not None:
+            return generic
         if t.kind == "char" and t.value == "{" and not self._braced_atom():
             return self.sub_parser(self.group()).whole()
         atom = self.atom()
         if atom is None:
             raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
         return self._value(atom)
+
+    def _d_notation(self) -> bool:
+        """``dW``, ``d\\mathbf{h}_t``, ``\\mathrm{d}W``: δ, if d is no quantity of the model."""
+        t = self.peek()
+        if t is None or not ((t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")):
+            return False
+        nxt = self.peek(1)
+        if nxt is None or not (nxt.kind in ("letter", "text") or (nxt.kind == "cmd" and (
+                nxt.value in FONTS or nxt.value in ACCENTS or nxt.value in LETTERS)) or nxt.value == "{"):
+            return False
+        try:
+            self.glossary.resolve(Atom(NameKey("d"), (), "d", "", t.pos))
+            return False
+        except ReadError:
+            pass
+        save = self.i
+        self.i += 1
+        try:
+            atom = self.atom()
+            return atom is not None and _resolves(self.glossary, atom)
+        except ReadError:
+            return False
+        finally:
+            self.i = save
+
+    def _named_atom(self, message: str, head: Tok) -> Atom:
+        atom = self.atom()
+        if atom is None:
+            raise self.error(message, head)
+        return atom
+
+    def _generic_derivative(self):
+        """``f'(z)``, ``\\phi'(z)``, ``g^\\prime(z)``: the derivative of the function the model applies to z."""
+        t = self.peek()
+        if t is None or not (t.kind == "letter" or (t.kind == "cmd" and t.value in LETTERS)):
+            return None
+        nxt = self.peek(1)
+        prime = nxt is not None and (nxt.value == "'" or (nxt.value == "^" and self.is_("cmd", "prime", 2)))
+        if not prime:
+            return None
+        try:
+            self.glossary.resolve(Atom(NameKey(t.value), (), t.value, "", t.pos))
+            return None  # a quantity of the model, with a prime
+        except ReadError:
+            pass
+        self.take()
+        if self.take().value == "^":
+            self.take()
+        if not (self.is_char("(") or self.is_char("[")):
+            raise self.error(f"{t.value}' needs its argument, as in {t.value}'(z)", t)
+        return Derivative("?", self.primary())
 
     def _names_a_quantity(self) -> bool:
         """``\\sigma`` not followed by an argument may be a quantity called sigma."""
@@ -299,14 +420,47 @@ class ExpressionParser(NameReader):
         denom = self.group()
         if numer and numer[0].kind == "cmd" and numer[0].value == "partial":
             return self._derivative_fraction(numer, denom, head)
+        if (len(numer) > 1 and len(denom) > 1 and _is_d(numer[0]) and _is_d(denom[0])
+                and self._loss(numer[1:]) is not None):  # \frac{dL}{dW}
+            return self._derivative_fraction(numer, [Tok("cmd", "partial", denom[0].pos, denom[0].end)] + denom[1:],
+                                             head)
         return Quotient(self.sub_parser(numer).whole(), self.sub_parser(denom).whole())
 
     def _derivative_fraction(self, numer: list[Tok], denom: list[Tok], head: Tok):
-        if not self._is_loss(numer[1:]):
-            raise self.error("a Jacobian ∂a/∂b is not supported; write its product with the adjoint out", head)
-        if not denom or denom[0].value != "partial":
+        if not denom or denom[0].value not in ("partial", "d"):
             raise self.error("expected ∂X in the denominator", head)
-        rest = denom[1:]
+        loss = self._loss(numer[1:])
+        if loss is None:
+            return self._jacobian(numer[1:], denom[1:], head)
+        node = self._loss_gradient(denom[1:], head)
+        if loss is not True and isinstance(node, (Grad, Entry)):
+            grad = node.arg if isinstance(node, Entry) else node
+            q = self.glossary.model.quantities[grad.name]
+            if not q.sequence or (grad.offset is not None and grad.offset.text(self.glossary.index,
+                                                                                 self.glossary.length) == loss):
+                grad = Grad(grad.name, grad.offset, local=True)
+                self.glossary.local_losses = True
+                self.glossary.used.add("local")
+                node = Entry(grad, node.indices) if isinstance(node, Entry) else grad
+        return node
+
+    def _jacobian(self, numer: list[Tok], denom: list[Tok], head: Tok):
+        """∂a/∂b of two quantities, for a chain rule."""
+        sides = []
+        for part in (numer, denom):
+            sub = self.sub_parser(part)
+            atom = sub.atom()
+            if atom is None or not sub.at_end():
+                raise self.error("a Jacobian ∂a/∂b is read only between two quantities, in a chain rule", head)
+            qname, step, entries = self.glossary.resolve(atom)
+            if entries:
+                raise self.error("entries of a Jacobian (∂a_i/∂b_j) are not supported; write the vector form",
+                                 head)
+            sides.append(Val(qname, step))
+        return Jacobian(*sides)
+
+    def _loss_gradient(self, denom: list[Tok], head: Tok):
+        rest = denom
         if rest and rest[0].kind == "char" and rest[0].value in "([":
             close = matching(rest, 0)
             if close == len(rest) - 1:
@@ -317,21 +471,79 @@ class ExpressionParser(NameReader):
             raise self.error("expected ∂X in the denominator, with X a name", head)
         return self._gradient(atom)
 
-    def _is_loss(self, tokens: list[Tok]) -> bool:
+    def _loss(self, tokens: list[Tok]):
+        """True if the tokens name the loss, the step (text) of a per-step loss ``L_t``,
+        ``E^{(t)}``, ``\\ell(o_t, y_t)``, or None."""
         sub = self.sub_parser(tokens)
-        atom = sub.atom()
-        if atom is None or not sub.at_end() or atom.subs:
-            return False
-        if atom.key.body in ("L", "ell", "E", "J"):
-            return True
+        try:
+            atom = sub.atom()
+        except ReadError:
+            return None
+        if atom is None:
+            return None
+        if sub.is_char("(") and atom.key.body in LOSS_LETTERS:  # ℓ(o, y): the loss as a function
+            close = matching(sub.toks, sub.i)
+            sub.i = close + 1
+            if not sub.at_end():
+                return None
+            return True if not atom.subs and atom.step is None else self._loss_step(atom)
+        if not sub.at_end():
+            return None
         try:
             qname, _, _ = self.glossary.resolve(atom)
+            if self.glossary.model.quantities[qname].role == "loss" and not atom.subs:
+                return True
+            if self.glossary.model.quantities[qname].role != "loss":
+                return None
         except ReadError:
-            return False
-        return self.glossary.model.quantities[qname].role == "loss"
+            pass
+        if atom.key.body not in LOSS_LETTERS or atom.key.sups:
+            return None
+        if not atom.subs and atom.step is None:
+            return True
+        return self._loss_step(atom)
+
+    def _loss_step(self, atom: Atom) -> str | None:
+        items = list(atom.subs) + ([atom.step] if atom.step else [])
+        if len(items) == 1 and self.glossary.is_step(items[0]):
+            return items[0]
+        return None
 
     def _partial(self):
-        raise self.error("write ∂L/∂X as \\frac{\\partial L}{\\partial X} or δX")
+        """``\\partial E_t / \\partial W`` and ``\\nabla_{W} L``, written inline."""
+        head = self.take()
+        if head.value == "nabla":
+            if not self.is_char("_"):
+                raise self.error("∇ needs its variable as a subscript, as in \\nabla_W L", head)
+            self.take()
+            wrt = self.group()
+            if not self.at_end() and (self.peek().kind in ("letter", "cmd", "text")):
+                save = self.i
+                loss = self.atom()
+                if loss is None or self._loss([t for t in self.toks[save:self.i]]) is None:
+                    self.i = save
+            return self._loss_gradient(wrt, head)
+        start = self.i
+        depth = 0
+        while not self.at_end():
+            t = self.peek()
+            if t.kind == "char" and t.value in "({[":
+                depth += 1
+            elif t.kind == "char" and t.value in ")}]":
+                depth -= 1
+            elif depth == 0 and t.value == "/":
+                break
+            self.i += 1
+        numer = self.toks[start:self.i]
+        if self.at_end() or not self.is_("cmd", "partial", 1):
+            raise self.error("write ∂L/∂X as \\frac{\\partial L}{\\partial X} or δX", head)
+        self.take()
+        self.take()
+        den_start = self.i
+        atom = self.atom()
+        if atom is None:
+            raise self.error("expected ∂X in the denominator, with X a name", head)
+        return self._derivative_fraction([head] + numer, self.toks[den_start - 1:self.i], head)
 
     def _delta(self):
         """δX, or δ(X) whose entries follow: ``\\delta (\\mathbf{U}_n)_{i,j}``."""
@@ -344,10 +556,23 @@ class ExpressionParser(NameReader):
                 raise self.error("δ(…) must hold the name of one quantity", head)
             self.i = close + 1
             return self._gradient(atom)
+        if self.is_char("_") or self.is_char("^"):  # δ_t, δ^{(o)}_t: an error signal's name
+            return self._signal(head)
         atom = self.atom()
         if atom is None:
             raise self.error("δ must be followed by the name of a quantity", head)
         return self._gradient(atom)
+
+    def _signal(self, head: Tok):
+        """δ_t as the write-up's name for the adjoint it defined (``δ_t = ∂L/∂z_t``)."""
+        atom = self.signal_atom(head)
+        found = self.glossary.signal(atom)
+        if found is None:
+            raise ReadError("δ" + self.source[head.end:self.toks[self.i - 1].end] + " names no quantity: say which "
+                            "adjoint it is, as in \\delta_t = \\frac{\\partial L}{\\partial z_t}", head.pos)
+        qname, step, entries = found
+        node = Grad(qname, step)
+        return Entry(node, entries) if entries else node
 
     def _gradient(self, atom: Atom):
         qname, step, entries = self.glossary.resolve(atom)
@@ -371,6 +596,8 @@ class ExpressionParser(NameReader):
                 lower = script
         index = self._sum_index(lower, head)
         body = self.elementwise()
+        if isinstance(index, int):
+            return OverTime(body, index)
         if index is None:
             return OverTime(body)
         return IndexSum(index, body)
@@ -385,6 +612,8 @@ class ExpressionParser(NameReader):
                              "entry index)", head)
         index, start = m.groups()
         if index == (self.glossary.index if self.glossary else "t"):
+            if start is not None and start.isdigit() and int(start) > 1:
+                return int(start)  # Σ_{t=2}^{T}
             if start not in (None, "1"):
                 raise self.error(f"a sum over steps {index} = {start}..T is not supported (only over the whole "
                                  "sequence)", head)
@@ -392,6 +621,22 @@ class ExpressionParser(NameReader):
         if start is not None and not start.isdigit():
             raise self.error(f"a sum over {index} from {start} is not supported", head)
         return index
+
+
+def _untransposed(node):
+    return node.arg if isinstance(node, Transposed) else node
+
+
+def _is_d(t: Tok) -> bool:
+    return (t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")
+
+
+def _resolves(glossary: Glossary, atom: Atom) -> bool:
+    try:
+        glossary.resolve(atom)
+    except ReadError:
+        return False
+    return True
 
 
 def _flat(kind: type[Terms] | type[Product] | type[Hadamard], parts: list[object]) -> object:
