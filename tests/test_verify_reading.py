@@ -92,7 +92,8 @@ def test_inline_math_is_read_too(tmp_path):
     # (issue 14: write-ups with their claims only in inline math read as "0 claims")
     text = r"""
 Inline math: $\delta \mathbf{h}_t = 0$ and, on another line,
-\(\delta \mathbf{o}_t = {\mathbf{W}^{(\mathrm{out})}}^{\top} \delta \mathbf{h}^{(\mathrm{out})}_t\); prose $x$ and $\delta h_t$.
+\(\delta \mathbf{o}_t = {\mathbf{W}^{(\mathrm{out})}}^{\top} \delta \mathbf{h}^{(\mathrm{out})}_t\);
+prose $x$ and $\delta h_t$.
 """
     assert judged(tmp_path, text) == [("h[t]", "incorrect", []), ("o[t]", "correct", [])]
 

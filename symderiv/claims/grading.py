@@ -145,7 +145,7 @@ def csv_text(results: list[Graded]) -> str:
 def gradescope(g: Graded) -> dict:
     """Gradescope's autograder ``results.json`` for one submission: one test per claim, one
     point for a correct or per-step claim, its message (and the correct form) as the output."""
-    tests = []
+    tests: list[dict] = []
     for k, c in enumerate(g.claims, start=1):
         ok = c["verdict"] in ("correct", "per-step")
         label = c["verdict"] + (f" ({', '.join(c['diagnosis'])})" if c["diagnosis"] else "")
@@ -176,9 +176,11 @@ def write_report(results: list[Graded], path: str, form: str) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     written = []
     stems = Counter(Path(g.submission).stem for g in results)
+    names = Counter(Path(g.submission).name for g in results)
     for g in results:
-        stem = Path(g.submission).stem
-        name = stem if stems[stem] == 1 else str(Path(g.submission).with_suffix("")).replace(os.sep, "_").strip("_.")
+        source = Path(g.submission)
+        name = source.stem if stems[source.stem] == 1 else source.name if names[source.name] == 1 else \
+            str(source).replace(os.sep, "_").strip("_.")
         target = root / name / "results.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic(target, json.dumps(gradescope(g), indent=2, ensure_ascii=False) + "\n")
@@ -199,7 +201,7 @@ def exit_status(results: list[Graded], strict: bool) -> int:
         return 2
     bad = any(c["verdict"] != "correct" for g in results for c in g.claims)
     if strict:
-        bad = bad or any(not g.claims or (g.report or {}).get("skipped") for g in results)
+        bad = bad or any(not g.claims or bool((g.report or {}).get("skipped")) for g in results)
     return 1 if bad else 0
 
 

@@ -26,8 +26,8 @@ from ..frontend.language import decode_source, parse_expression
 from ..ir.expr import same_shape
 from ..ops import ELEMENTWISE
 from .latex import read_writeup
-from .sources import markdown_images, notebook_text, page_text
 from .probe import probes
+from .sources import markdown_images, notebook_text, page_text
 from .tree import (
     FUNCTIONS,
     Call,
@@ -75,15 +75,15 @@ def read_claims(path: str | Path, derivation: Derivation, stdin_text: str | None
     """Every claim of a claims file or write-up (``-``: standard input, or ``stdin_text``, read as
     Markdown or LaTeX).  Raises ``ClaimError`` if the file cannot be read."""
     if str(path) == STDIN:
-        text = stdin_text if stdin_text is not None else _read_stdin()
-        kind = "claims" if re.match(r"\s*(#.*\n\s*)*d\(", text) else "markdown"
-        return read_text_as(text, "<stdin>", kind, derivation)
+        given = stdin_text if stdin_text is not None else _read_stdin()
+        kind = "claims" if re.match(r"\s*(#.*\n\s*)*d\(", given) else "markdown"
+        return read_text_as(given, "<stdin>", kind, derivation)
     path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
         raise ClaimError(f"{path}: cannot tell what this file is; a hand derivation is a .claims file or a "
                          "write-up (.tex, .md, .txt, .ipynb, .html), or - for standard input")
-    return read_text_as(read_text(path), str(path), kind, derivation)
+    return read_text_as(read_text(path), str(path), found, derivation)
 
 
 def read_text_as(text: str, path: str, kind: str, derivation: Derivation) -> Reading:

@@ -153,4 +153,4 @@ def markdown_images(text: str) -> str:
             latex = latex.split("}", 1)[-1]
         return m.group(0) + (f" $${latex.strip()}$$" if latex.strip() else "")
 
-    return re.sub(r"!\[([^\]]*)\]\((https?://latex\.codecogs\.com/[^)\s]+)\)", latex_of, text)
+    return re.sub(r"!\[([^\]]*)\]\((https?://latex\.codecogs\.com/(?:[^()\s]|\([^()\s]*\))+)\)", latex_of, text)

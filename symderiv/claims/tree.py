@@ -824,7 +824,7 @@ class ClaimExpressionBuilder:
         here = node.links[0].of if node.links else None
         for link in node.links:
             of, wrt = link.of, link.wrt
-            if of.name != here.name or of.offset != here.offset:
+            if here is None or of.name != here.name or of.offset != here.offset:
                 raise ShapeMismatch("the factors of the chain rule do not link up")
             cot = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
             if cot is None:
@@ -869,7 +869,7 @@ def _reads(model, q, symbol) -> list:
     sweep = _Sweep(model)
     sweep.consumer = q.name
     sweep.back(q.expr, symbol, model.ref(q.name), q.sequence)
-    out = []
+    out: list[tuple[str, int | None, object]] = []
     for c, adj in sweep.adjoints.items():
         for term in adj.terms:
             out.append((c, -term.offset, E.shift(term.expr, -term.offset)))

@@ -633,7 +633,8 @@ class _Check:
                     for k in sorted(offsets or {0}):
                         given = C.Given(shift(factor, k))
                         changed = C.replace_at(r.node, path + (i,), given)
-                        if isinstance(f, C.Val):  # σ(z) where σ'(z) = σ(z) ⊙ (1 − σ(z)) was meant
+                        if isinstance(f, C.Val) or (isinstance(f, C.Call) and f.fname == fname):
+                            # σ(z) (or its name a) where σ'(z) = σ(z) ⊙ (1 − σ(z)) was meant
                             yield r.then("missing-activation-derivative", changed,
                                          "{} is only part of the derivative of " + fname + ", {}", f, given)
                         else:

@@ -86,7 +86,7 @@ class Glossary:
     #: What the claim being read relied on ("cdot", "local"), emptied before each claim.
     used: set = field(default_factory=set)
     #: Error signals the write-up named: ``δ_t = ∂L/∂z_t`` (superscripts → [(subscripts, quantity)]).
-    signals: dict[tuple, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)
+    signals: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, model: Model) -> Glossary:
@@ -137,7 +137,9 @@ class Glossary:
         subs = atom.subs + ((atom.step,) if atom.step else ())
         if subs and self.is_step(subs[-1]):
             subs = subs[:-1]
-        self._add(self.signals, atom.key.sups, subs, qname)
+        self.signals.setdefault(atom.key.sups, [])
+        if (subs, qname) not in self.signals[atom.key.sups]:
+            self.signals[atom.key.sups].append((subs, qname))
 
     def signal(self, atom: Atom) -> tuple[str, Step | None, tuple] | None:
         """(quantity, step, entries) of an error signal ``δ_t`` the write-up named, or None."""
@@ -162,17 +164,26 @@ class Glossary:
                 self.spellings.setdefault(qname, Spelling(atom.core, atom.sup, prefix))
                 return qname, step, entries
         if atom.step is None and atom.key.sups:  # h^{(3)}: a fixed step, if no layer is called that
-            step = _time_superscript(atom.key.sups[-1], self.index, self.length, numbers=True)
-            if step is not None:
+            time = _time_superscript(atom.key.sups[-1], self.index, self.length, numbers=True)
+            if time is not None:
                 return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]), atom.subs,
-                                         atom.core, atom.sup, atom.pos, step))
+                                         atom.core, atom.sup, atom.pos, time))
         raise ReadError(f"unknown name {atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
                         + ": not a quantity of the model", atom.pos)
 
+    def _bare(self, item: str) -> str:
+        """``\\tau-1`` as ``tau-1`` when the model's length (or index) is called tau."""
+        for name in (self.index, self.length):
+            if item.startswith("\\" + name):
+                return item[1:]
+        return item
+
     def is_step(self, item: str) -> bool:
+        item = self._bare(item)
         return re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?|\d+", item) is not None
 
     def step(self, item: str) -> Step:
+        item = self._bare(item)
         m = re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?", item)
         if m is None:
             return Step("", int(item))
@@ -242,7 +253,9 @@ class NameReader(Cursor):
             if self.is_char("_"):
                 self.take()
                 script = self.group()
-                subs.extend(plain(part) for part in split_top(script, lambda t: t.value == ","))
+                for part in split_top(script, lambda t: t.value == ","):
+                    # b_{y_i}, \\hat{y}_{t_k}: a subscript with its own subscript is two items
+                    subs.extend(plain(piece) for piece in split_top(part, lambda t: t.value == "_") if piece)
             elif self.is_char("^") and self._is_name_superscript():
                 tok = self.take()
                 script = self.group()
@@ -336,7 +349,8 @@ class NameReader(Cursor):
 def _time_superscript(text: str, index: str, length: str, numbers: bool = False) -> str | None:
     """The step of a superscript that writes time (``t``, ``t-1``, ``(t)``, ``<t>``,
     ``\\langle t \\rangle``; with ``numbers``, ``(3)``), as a subscript item, or None."""
-    inner = text
+    inner = text.replace("\\", "") if text.lstrip("(<").startswith("\\" + length) else text
+    text = inner if inner != text else text
     for left, right in (("(", ")"), ("<", ">"), ("\\langle", "\\rangle"), ("\\lt", "\\gt")):
         if inner.startswith(left) and inner.endswith(right):
             inner = inner[len(left):len(inner) - len(right)]

@@ -30,6 +30,7 @@ from ..tree import (
     Quotient,
     ReadError,
     Rows,
+    Step,
     Terms,
     Transposed,
     Val,
@@ -49,7 +50,6 @@ from .tokens import (
     plain,
     split_top,
 )
-
 
 #: Letters a write-up calls its loss by (ℓ is ``ell``), besides the model's own name for it.
 LOSS_LETTERS = ("L", "ell", "E", "J", "l", "mathcal{L}")
@@ -157,14 +157,15 @@ class ExpressionParser(NameReader):
 
     def _chain_rule(self, factors: list):
         """∂L/∂a ∂a/∂b ∂b/∂c, in any order or layout: a ``ChainRule`` from δa along the links."""
-        jacobians = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Jacobian)]
-        starts = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
+        jacobians: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Jacobian)]
+        starts: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
         others = [f for f in factors if not isinstance(_untransposed(f), (Jacobian, Grad))]
         if len(starts) != 1 or others:
             raise self.error("a product with Jacobians ∂a/∂b is read only as a chain rule ∂L/∂a ∂a/∂b …")
         here, links = starts[0], []
         while jacobians:
-            nxt = next((j for j in jacobians if (j.of.name, j.of.offset) == (here.name, here.offset)), None)
+            nxt: Jacobian | None = next((j for j in jacobians if (j.of.name, j.of.offset) == (here.name, here.offset)),
+                                        None)
             if nxt is None:
                 raise self.error("the factors of this chain rule do not link up (∂L/∂a ∂a/∂b ∂b/∂c …)")
             jacobians.remove(nxt)
@@ -311,8 +312,7 @@ class ExpressionParser(NameReader):
         save = self.i
         self.i += 1
         try:
-            atom = self.atom()
-            return atom is not None and _resolves(self.glossary, atom)
+            return self.atom() is not None  # d is no quantity: dW is δW, whatever W turns out to be
         except ReadError:
             return False
         finally:
@@ -434,9 +434,9 @@ class ExpressionParser(NameReader):
             return self._jacobian(numer[1:], denom[1:], head)
         node = self._loss_gradient(denom[1:], head)
         if loss is not True and isinstance(node, (Grad, Entry)):
-            grad = node.arg if isinstance(node, Entry) else node
+            grad: Grad = node.arg if isinstance(node, Entry) else node  # type: ignore[assignment]
             q = self.glossary.model.quantities[grad.name]
-            if not q.sequence or (grad.offset is not None and grad.offset.text(self.glossary.index,
+            if not q.sequence or (isinstance(grad.offset, Step) and grad.offset.text(self.glossary.index,
                                                                                  self.glossary.length) == loss):
                 grad = Grad(grad.name, grad.offset, local=True)
                 self.glossary.local_losses = True
@@ -460,6 +460,9 @@ class ExpressionParser(NameReader):
         return Jacobian(*sides)
 
     def _loss_gradient(self, denom: list[Tok], head: Tok):
+        if isinstance(self._loss(denom), str):  # ∂L/∂L_t = 1, with L = Σ_t L_t
+            self.glossary.used.add("local")
+            return Num(Fraction(1))
         rest = denom
         if rest and rest[0].kind == "char" and rest[0].value in "([":
             close = matching(rest, 0)
@@ -602,7 +605,7 @@ class ExpressionParser(NameReader):
             return OverTime(body)
         return IndexSum(index, body)
 
-    def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | None:
+    def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | int | None:
         """None for Σ_t over the whole sequence; else the entry index summed over."""
         text = plain(lower or [])
         m = re.fullmatch(r"([a-zA-Z])(?:=(\w+))?", text)
@@ -629,14 +632,6 @@ def _untransposed(node):
 
 def _is_d(t: Tok) -> bool:
     return (t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")
-
-
-def _resolves(glossary: Glossary, atom: Atom) -> bool:
-    try:
-        glossary.resolve(atom)
-    except ReadError:
-        return False
-    return True
 
 
 def _flat(kind: type[Terms] | type[Product] | type[Hadamard], parts: list[object]) -> object:

@@ -91,8 +91,9 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
     notes = list(glossary.unread)
     if skipped:
         where = ", ".join(map(str, sorted(set(skipped))))
-        notes.append(f"skipped {len(skipped)} Jacobian equation{'s' if len(skipped) != 1 else ''} ∂a/∂b that "
-                     f"{'are' if len(skipped) != 1 else 'is'} no claim about the loss (line{'s' if len(skipped) != 1 else ''} {where})")
+        many = len(skipped) != 1
+        notes.append(f"skipped {len(skipped)} Jacobian equation{'s' if many else ''} ∂a/∂b that "
+                     f"{'are' if many else 'is'} no claim about the loss (line{'s' if many else ''} {where})")
     if glossary.local_losses:
         declared = _SUM_OF_STEP_LOSSES.search(text)
         notes.append("∂L_t/∂X is read with L = Σ_t L_t, " + (
@@ -129,13 +130,10 @@ def _check_depth(tokens: list[Tok]) -> None:
 
 
 def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: _Lines, match_quantity) -> Claim | None:
-    model = derivation.model
     lhs = chain.members[0]
     if not lhs or len(chain.members) < 2:
         return None
-    line, col = lines.line_col(lhs[0].pos)
     claim_like = _is_claim_side(lhs)
-    members = chain.members
     if _is_jacobian_side(lhs, text, glossary):
         return SKIPPED
     glossary.used.clear()
