@@ -506,3 +506,18 @@ def test_grading_never_writes_into_the_submissions(tmp_path):
     grading.grade(str(MODELS / "gru.sdm"), [str(root)], jobs=1)
     assert {f: f.read_bytes() for f in files} == before and sorted(root.iterdir()) == sorted(files)
     assert shutil.which  # (nothing else to clean up)
+
+
+def test_codecogs_img_tags_inside_markdown(tmp_path):
+    # niuers/AlwaysLearning, reviews/rnn_backpropagation.md: formulas as codecogs <img> tags
+    # in Markdown, the step as a superscript \left \langle t-1 \right \rangle
+    from symderiv.claims.sources import markdown_images
+    tag = ('<a href="https://www.codecogs.com/eqnedit.php?latex=\\inline&space;a^{\\left&space;\\langle&space;t-1'
+           '&space;\\right&space;\\rangle}" target="_blank"><img src="https://latex.codecogs.com/gif.latex?\\inline'
+           '&space;a^{\\left&space;\\langle&space;t-1&space;\\right&space;\\rangle}" title="a^{\\left \\langle t-1 '
+           '\\right \\rangle}" /></a>')
+    assert "$a^{\\left \\langle t-1 \\right \\rangle}$" in markdown_images(tag)
+    claim = tag.replace("a^{", "\\delta&space;h^{").replace("t-1", "t") + " "
+    claim = claim.replace('" title', "&space;=&space;W^T&space;\\delta&space;y_{o,t}&space;+&space;V^T&space;"
+                                     '\\delta&space;y_{h,t+1}" title', 1)
+    assert judged(tmp_path, "Hidden state: " + claim + "\n", EXAMPLES / "seed_rnn.sdm") == [("h[t]", "correct", [])]

@@ -153,4 +153,16 @@ def markdown_images(text: str) -> str:
             latex = latex.split("}", 1)[-1]
         return m.group(0) + (f" $${latex.strip()}$$" if latex.strip() else "")
 
-    return re.sub(r"!\[([^\]]*)\]\((https?://latex\.codecogs\.com/(?:[^()\s]|\([^()\s]*\))+)\)", latex_of, text)
+    def latex_of_tag(m: re.Match) -> str:
+        latex = codecogs(urlsplit(m.group(1)).query or "")
+        if latex.startswith("\\dpi{"):
+            latex = latex.split("}", 1)[-1]
+        inline = latex.startswith("\\inline")
+        latex = latex[len("\\inline"):].strip() if inline else latex.strip()
+        if not latex:
+            return m.group(0)
+        return m.group(0) + (f" ${latex}$ " if inline else f" $${latex}$$ ")
+
+    text = re.sub(r"!\[([^\]]*)\]\((https?://latex\.codecogs\.com/(?:[^()\s]|\([^()\s]*\))+)\)", latex_of, text)
+    # <img src="https://latex.codecogs.com/gif.latex?\inline&space;a^{[4]}" ...> in Markdown (HTML inside it)
+    return re.sub(r"""<img\s[^>]*?src=["'](https?://latex\.codecogs\.com/[^"']+)["'][^>]*>""", latex_of_tag, text)

@@ -139,12 +139,20 @@ def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
     glossary.used.clear()
     claim = _read_claim(chain, text, derivation, glossary, lines, match_quantity, claim_like)
     if claim is not None and claim is not SKIPPED and glossary.used:
-        claim.assumed = tuple(_ASSUMED[u] for u in sorted(glossary.used))
+        claim.assumed = tuple(_assumed(u, text, lines) for u in sorted(glossary.used))
     return claim
 
 
-_ASSUMED = {"cdot": "· read as the elementwise product, as the write-up says",
-            "local": "∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t"}
+def _assumed(use: str, text: str, lines: _Lines) -> str:
+    """How an ambiguous notation was read, and on what grounds, for a claim's message."""
+    if use == "local":
+        declared = _SUM_OF_STEP_LOSSES.search(text)
+        where = (f"as the write-up declares (line {lines.line_col(declared.start())[0]})" if declared
+                 else "which the write-up does not declare: assumed")
+        return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    found = _CDOT_ELEMENTWISE.search(text)
+    return ("· read as the elementwise product, as the write-up says"
+            + (f" (line {lines.line_col(found.start())[0]})" if found else ""))
 
 
 def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: _Lines, match_quantity,
