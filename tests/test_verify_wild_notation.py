@@ -521,3 +521,44 @@ def test_codecogs_img_tags_inside_markdown(tmp_path):
     claim = claim.replace('" title', "&space;=&space;W^T&space;\\delta&space;y_{o,t}&space;+&space;V^T&space;"
                                      '\\delta&space;y_{h,t+1}" title', 1)
     assert judged(tmp_path, "Hidden state: " + claim + "\n", EXAMPLES / "seed_rnn.sdm") == [("h[t]", "correct", [])]
+
+
+# d2l-ai/d2l-en, chapter_multilayer-perceptrons/backprop.md (CC BY-SA 4.0), section
+# "Backpropagation": two equations in one row with \; \textrm{and} \;, prod(·, ·) chain
+# rules, a trailing \in \mathbb{R}^q, \phi', and ∂s/∂W equations about the penalty alone.
+D2L = r"""$$\frac{\partial J}{\partial L} = 1 \; \textrm{and} \; \frac{\partial J}{\partial s} = 1.$$
+
+$$
+\frac{\partial J}{\partial \mathbf{o}}
+= \textrm{prod}\left(\frac{\partial J}{\partial L}, \frac{\partial L}{\partial \mathbf{o}}\right)
+= \frac{\partial L}{\partial \mathbf{o}}
+\in \mathbb{R}^q.
+$$
+
+$$\frac{\partial s}{\partial \mathbf{W}^{(1)}} = \lambda \mathbf{W}^{(1)}
+\; \textrm{and} \;
+\frac{\partial s}{\partial \mathbf{W}^{(2)}} = \lambda \mathbf{W}^{(2)}.$$
+
+$$\frac{\partial J}{\partial \mathbf{W}^{(2)}}= \textrm{prod}\left(\frac{\partial J}{\partial \mathbf{o}}, \frac{\partial \mathbf{o}}{\partial \mathbf{W}^{(2)}}\right) + \textrm{prod}\left(\frac{\partial J}{\partial s}, \frac{\partial s}{\partial \mathbf{W}^{(2)}}\right)= \frac{\partial J}{\partial \mathbf{o}} \mathbf{h}^\top + \lambda \mathbf{W}^{(2)}.$$
+
+$$
+\frac{\partial J}{\partial \mathbf{z}}
+= \textrm{prod}\left(\frac{\partial J}{\partial \mathbf{h}}, \frac{\partial \mathbf{h}}{\partial \mathbf{z}}\right)
+= \frac{\partial J}{\partial \mathbf{h}} \odot \phi'\left(\mathbf{z}\right).
+$$
+"""  # noqa: E501
+
+
+def test_dive_into_deep_learning_backprop(tmp_path):
+    r = report(tmp_path, D2L, DATA / "d2l_mlp.sdm")
+    assert [(v.target, v.verdict) for v in r.verdicts] == [
+        ("L", "correct"), ("s", "correct"), ("o", "correct"), ("W2", "correct"), ("z", "correct")]
+    assert r.skipped == 2 and r.notes == ["skipped 2 Jacobian equations ∂a/∂b that are no claim about the loss "
+                                          "(lines 10, 12)"]
+
+
+def test_prod_missing_a_term_is_incorrect(tmp_path):
+    text = (r"$$\frac{\partial J}{\partial \mathbf{W}^{(2)}}= \textrm{prod}\left(\frac{\partial J}{\partial "
+            r"\mathbf{o}}, \frac{\partial \mathbf{o}}{\partial \mathbf{W}^{(2)}}\right)$$" + "\n")
+    # the penalty's term λ W2 is missing: the chain through o alone is not the gradient
+    assert judged(tmp_path, text, DATA / "d2l_mlp.sdm") == [("W2", "incorrect", [])]

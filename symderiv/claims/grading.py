@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Graded:
     report: dict | None = None
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # the time judging it took
 
     @property
     def claims(self) -> list[dict]:
@@ -76,12 +78,13 @@ def _start(model_path: str) -> None:
 def _judge(path: str) -> Graded:
     from .reading import read_claims
     from .verify import verify
+    start = time.perf_counter()
     try:
         report = verify(_STATE["d"], read_claims(path, _STATE["d"]))
     except SymderivError as err:
-        return Graded(path, error=err.format().replace("\n", " "))
+        return Graded(path, error=err.format().replace("\n", " "), seconds=time.perf_counter() - start)
     data = json.loads(report.json())
-    return Graded(path, data, notes=list(report.notes))
+    return Graded(path, data, notes=list(report.notes), seconds=time.perf_counter() - start)
 
 
 def grade(model_path: str, paths: list[str], jobs: int | None = None, progress=None) -> list[Graded]:
@@ -144,7 +147,12 @@ def csv_text(results: list[Graded]) -> str:
 
 def gradescope(g: Graded) -> dict:
     """Gradescope's autograder ``results.json`` for one submission: one test per claim, one
-    point for a correct or per-step claim, its message (and the correct form) as the output."""
+    point for a correct or per-step claim, its message (and the correct form) as the output.
+
+    The format: https://gradescope-autograders.readthedocs.io/en/latest/specs/ ("Output
+    format"): a top-level ``score``, ``execution_time``, ``output``, ``visibility``,
+    ``stdout_visibility`` and ``tests``, each test with ``score``, ``max_score``, ``status``
+    (``passed``/``failed``), ``name``, ``number``, ``output`` and ``visibility``."""
     tests: list[dict] = []
     for k, c in enumerate(g.claims, start=1):
         ok = c["verdict"] in ("correct", "per-step")
@@ -160,8 +168,8 @@ def gradescope(g: Graded) -> dict:
     if g.report is not None and not tests:
         lines.append("no claims found: a claim is an equation whose left side is δX or ∂L/∂X")
     lines.extend(f"note: {n}" for n in g.notes)
-    return {"score": score, "output": "\n".join(lines), "tests": tests, "visibility": "visible",
-            "stdout_visibility": "hidden"}
+    return {"score": score, "execution_time": round(g.seconds, 3), "output": "\n".join(lines), "tests": tests,
+            "visibility": "visible", "stdout_visibility": "hidden"}
 
 
 def write_report(results: list[Graded], path: str, form: str) -> list[str]:

@@ -815,7 +815,14 @@ class ClaimExpressionBuilder:
         return total
 
     def _Jacobian(self, node: Jacobian, like):
-        raise ShapeMismatch("a Jacobian ∂a/∂b outside a chain rule ∂L/∂a ∂a/∂b")
+        of = self.model.quantities[node.of.name]
+        if not of.is_scalar:
+            raise ShapeMismatch("a Jacobian ∂a/∂b outside a chain rule ∂L/∂a ∂a/∂b")
+        # ∂s/∂b of a scalar s (a loss term, J = L + s): its gradient, the column of b's shape
+        carried = self._carried(of.name, node.of.offset, OneMatrix(1, 1), node.wrt.name, node.wrt.offset, depth=0)
+        if carried is None:
+            raise ShapeMismatch(f"∂{of.name}/∂{node.wrt.name}: {of.name} does not depend on {node.wrt.name} directly")
+        return carried
 
     def _ChainRule(self, node: ChainRule, like):
         cot = self.build(node.start)

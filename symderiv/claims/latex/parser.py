@@ -277,6 +277,8 @@ class ExpressionParser(NameReader):
                 return special
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
             return self._function(FUNCTION_WORDS[t.value.strip()])
+        if t.kind == "text" and t.value.strip() == "prod" and self.is_char("(", 1):
+            return self._prod()
         if (t.kind == "text" and t.value.strip() == "diag") or (t.kind == "cmd" and t.value == "diag"):
             self.take()
             if not (self.is_char("(") or self.is_char("[") or self.is_char("{")):
@@ -294,6 +296,18 @@ class ExpressionParser(NameReader):
         if atom is None:
             raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
         return self._value(atom)
+
+    def _prod(self):
+        """``\\textrm{prod}(∂J/∂o, ∂o/∂W)`` (Dive into Deep Learning's notation): the product of
+        its arguments after whatever transposes make the shapes fit, here the chain rule."""
+        head = self.take()
+        close = matching(self.toks, self.i)
+        args = [self.sub_parser(part).whole() for part in split_top(self.toks[self.i + 1:close],
+                                                                        lambda t: t.value == ",")]
+        self.i = close + 1
+        if len(args) < 2 or not any(isinstance(_untransposed(a), Jacobian) for a in args):
+            raise self.error("prod(…) is read only as a chain rule, prod(∂L/∂a, ∂a/∂b)", head)
+        return self._product_of(args)
 
     def _d_notation(self) -> bool:
         """``dW``, ``d\\mathbf{h}_t``, ``\\mathrm{d}W``: δ, if d is no quantity of the model."""
