@@ -562,3 +562,42 @@ def test_prod_missing_a_term_is_incorrect(tmp_path):
             r"\mathbf{o}}, \frac{\partial \mathbf{o}}{\partial \mathbf{W}^{(2)}}\right)$$" + "\n")
     # the penalty's term λ W2 is missing: the chain through o alone is not the gradient
     assert judged(tmp_path, text, DATA / "d2l_mlp.sdm") == [("W2", "incorrect", [])]
+
+
+# sriram7797/ML_techniques, "Basics of Neural Network/Backpropagation through time.ipynb":
+# a display wrapped in \large{...}, the loss of step 4, products written with a dot, and the
+# result on its own inline line that starts with "=".
+SRIRAM_CELL = r"""- Let's derive, $\large{\frac{\partial E_4}{\partial V}} $
+
+ $\large{\frac{\partial E_4}{\partial V} = \frac{\partial E_4}{\partial \hat{y_4}}.
+ \frac{\partial \hat{y_4}}{\partial z_4}.\frac{\partial z_4}{\partial V}}$
+
+ $= (\hat{y_4} - y_4).s_4$
+"""
+SRIRAM_MODEL = """model sriram_rnn
+dim n_x, n_s, n_y
+time t = 1..T
+input x[t]: n_x
+target y[t]: n_y, distribution
+param U: (n_s, n_x)
+param W: (n_s, n_s)
+param V: (n_y, n_s)
+state s[0] = 0
+s[t] = W @ s[t-1] + U @ x[t]
+z[t] = V @ s[t]
+y_hat[t] = softmax(z[t])
+loss E = Sum(cross_entropy(y[t], y_hat[t]), (t, 1, T))
+"""
+
+
+def test_a_large_wrapped_display_a_fixed_step_loss_and_a_continued_line(tmp_path):
+    model = tmp_path / "sriram.sdm"
+    model.write_text(SRIRAM_MODEL)
+    r = report(tmp_path, _notebook(SRIRAM_CELL), model, ".ipynb")
+    # read as one claim, ∂E_4/∂V = (ŷ_4 − y_4) s_4: the step-4 term is (ŷ_4 − y_4) s_4ᵀ
+    assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [("V", "incorrect", ["transpose"])]
+    assert "(ŷ_4 − y_4)" not in r.verdicts[0].text and r.verdicts[0].text.endswith("(\\hat{y_4} - y_4).s_4")
+    fixed = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_4^T$")
+    assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "per-step", [])]
+    wrong_step = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_3^T$")
+    assert judged(tmp_path, _notebook(wrong_step), model, ".ipynb") == [("V", "incorrect", ["wrong-factor"])]

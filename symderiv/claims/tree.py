@@ -44,7 +44,7 @@ class Grad:
     offset: int | Step | None = None
     #: Written ∂L_t/∂X (the loss of one step in the numerator, ``L = Σ_t L_t``): for a sequence
     #: quantity at that step, the path through later steps is not part of it.
-    local: bool = False
+    local: str | None = None  # the step of that loss as written ("t", "4"), else None
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ class Target:
     name: str
     step: Step | None = None
     indices: tuple = ()
-    local: bool = False  # written ∂L_t/∂X (see ``Grad.local``)
+    local: str | None = None  # written ∂L_t/∂X: the step of the loss (see ``Grad.local``)
 
     def label(self, index: str = "t", length: str = "T") -> str:
         """``o[t]``, ``W_out[i, j]``, ``h_out[t][i]``: the model language's spelling."""
@@ -815,13 +815,15 @@ class ClaimExpressionBuilder:
         return total
 
     def _Jacobian(self, node: Jacobian, like):
-        of = self.model.quantities[node.of.name]
+        of_val: Val = node.of  # type: ignore[assignment]
+        wrt: Val = node.wrt  # type: ignore[assignment]
+        of = self.model.quantities[of_val.name]
         if not of.is_scalar:
             raise ShapeMismatch("a Jacobian ∂a/∂b outside a chain rule ∂L/∂a ∂a/∂b")
         # ∂s/∂b of a scalar s (a loss term, J = L + s): its gradient, the column of b's shape
-        carried = self._carried(of.name, node.of.offset, OneMatrix(1, 1), node.wrt.name, node.wrt.offset, depth=0)
+        carried = self._carried(of.name, of_val.offset, OneMatrix(1, 1), wrt.name, wrt.offset, depth=0)
         if carried is None:
-            raise ShapeMismatch(f"∂{of.name}/∂{node.wrt.name}: {of.name} does not depend on {node.wrt.name} directly")
+            raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
         return carried
 
     def _ChainRule(self, node: ChainRule, like):

@@ -170,6 +170,8 @@ class Truth:
         step = self.step
         if self.kind == "static":
             return [None]
+        if self.kind == "per-step" and step is not None and step.base == "":
+            return [step.offset]
         if self.kind == "per-step" or step is None or step.base == "t":
             return probe.steps
         at = probe.T + step.offset if step.base == "T" else step.offset
@@ -232,7 +234,7 @@ class Judge:
             base.message = claim.problem if claim.problem is not None else "the claim names no target"
             return base
         stepwise = C.depends_on_step(claim.rhs)
-        truth = self.truth(target, stepwise)
+        truth = self.truth(target, stepwise, claim.rhs)
         if truth is None:
             base.message = (f"step {(target.step or C.STEP_T).text()} is outside the sequences this checker uses "
                             f"(t = 1..{min(p.T or 0 for p in self.probes)}); write the claim at a general step t")
@@ -271,7 +273,8 @@ class Judge:
         how = "symbolically and " if check.symbolically_equal(rhs) else ""
         sizes = f"{how}numerically at {len(self.probes)} random sizes"
         if truth.kind == "per-step":
-            return f"The contribution of step t ({sizes}); the gradient is its sum over t = 1..T."
+            step = truth.step.text() if truth.step is not None else "t"
+            return f"The contribution of step {step} ({sizes}); the gradient is its sum over t = 1..T."
         return f"Equal to the true value ({sizes})."
 
     def math(self, e, step: C.Step | None = None) -> str:
@@ -315,11 +318,14 @@ class Judge:
 
     # --- the true value -----------------------------------------------------------------
 
-    def truth(self, target: C.Target, stepwise: bool) -> Truth | None:
+    def truth(self, target: C.Target, stepwise: bool, rhs=None) -> Truth | None:
         q = self.model.quantities[target.name]
         shape = q.shape
         if q.role == "param":
             g = self.d.gradients[target.name]
+            if target.local is not None and target.local.isdigit() and g.per_step is not None and \
+                    rhs is not None and _fixed_steps(rhs):  # ∂E_4/∂V = … h_4: the term of step 4
+                return Truth(target.name, "per-step", g.per_step, shape, C.Step("", int(target.local)))
             if stepwise and g.per_step is not None:
                 return Truth(target.name, "per-step", g.per_step, shape)
             return Truth(target.name, "static", g.expr, shape)
@@ -661,6 +667,9 @@ class _Check:
             q = self.j.model.quantities[leaf.name]
             if q.sequence and isinstance(leaf.offset, int):
                 alternatives += [type(leaf)(leaf.name, leaf.offset + k) for k in (-1, 1)]
+            elif q.sequence and isinstance(leaf.offset, C.Step) and leaf.offset.base == "":  # h_3 for h_4
+                alternatives = [type(leaf)(leaf.name, C.Step("", leaf.offset.offset + k)) for k in (-1, 1)
+                                if leaf.offset.offset + k >= 1] + alternatives
             for alt in dict.fromkeys(alternatives):
                 if not same_shape(self.j.model.quantities[alt.name].symbol, q.symbol):
                     continue
@@ -693,6 +702,17 @@ class _Shaped:
     """Anything with a shape, for ``same_shape``."""
 
     shape: tuple
+
+
+def _fixed_steps(node) -> set:
+    """The fixed steps (δh_4, s_3) a claim names; empty if it names a step relative to t."""
+    found = set()
+    for _, n in C.positions(node):
+        if isinstance(n, (C.Val, C.Grad)) and isinstance(n.offset, C.Step) and n.offset.base == "":
+            found.add(n.offset.offset)
+        elif isinstance(n, (C.Val, C.Grad)) and isinstance(n.offset, int):
+            return set()
+    return found
 
 
 def _toggle(node):

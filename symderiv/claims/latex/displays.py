@@ -173,10 +173,22 @@ def _cut_condition(tokens: list[Tok]) -> list[Tok]:
     return split_top(tokens, lambda t: t.kind == "char" and t.value == "&")[0]
 
 
+def _unwrapped(tokens: list[Tok]) -> list[Tok]:
+    """A row that is one brace group (``\\large{\\frac{∂E}{∂W} = …}``) without the braces."""
+    toks = tokens
+    while len(toks) > 2 and toks[0].kind == "char" and toks[0].value == "{" and matching(toks, 0) == len(toks) - 1:
+        toks = toks[1:-1]
+    if toks and toks[0].kind == "char" and toks[0].value == "{":
+        close = matching(toks, 0)  # \large{A = B} = C: braces for the size only, around a relation
+        if len(_members(toks[1:close])[0]) > 1:
+            toks = toks[1:close] + toks[close + 1:]
+    return toks
+
+
 def _column_pairs(tokens: list[Tok]) -> list[list[Tok]]:
     """A row without its ``&`` marks; a row of align's column pairs (``A &= B & C &= D``) is
     one token list per pair."""
-    columns = split_top(tokens, lambda t: t.kind == "char" and t.value == "&")
+    columns = split_top(_unwrapped(tokens), lambda t: t.kind == "char" and t.value == "&")
     if len(columns) < 3:
         return [[t for column in columns for t in column]]
     pairs = [columns[k] + (columns[k + 1] if k + 1 < len(columns) else []) for k in range(0, len(columns), 2)]

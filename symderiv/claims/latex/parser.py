@@ -123,7 +123,13 @@ class ExpressionParser(NameReader):
         hadamard: list[int] = []  # factors after a · the write-up declares elementwise
         while True:
             t = self.peek()
-            if t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
+            if t is not None and t.kind == "char" and t.value == "." and self._starts_factor(1):
+                self.take()  # (ŷ_4 − y_4).s_4: a dot between two factors is a product, as \cdot
+                if self.glossary.cdot_elementwise:
+                    hadamard.append(len(factors))
+                    self.glossary.used.add("cdot")
+                factors.append(self.factor())
+            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
                 self.take()
                 if t.value == "cdot" and self.glossary.cdot_elementwise:
                     hadamard.append(len(factors))
@@ -173,8 +179,8 @@ class ExpressionParser(NameReader):
             here = nxt.wrt
         return ChainRule(starts[0], tuple(links))
 
-    def _starts_factor(self) -> bool:
-        t = self.peek()
+    def _starts_factor(self, k: int = 0) -> bool:
+        t = self.peek(k)
         if t is None:
             return False
         if t.kind in ("letter", "num"):
@@ -452,7 +458,7 @@ class ExpressionParser(NameReader):
             q = self.glossary.model.quantities[grad.name]
             if not q.sequence or (isinstance(grad.offset, Step) and grad.offset.text(self.glossary.index,
                                                                                  self.glossary.length) == loss):
-                grad = Grad(grad.name, grad.offset, local=True)
+                grad = Grad(grad.name, grad.offset, local=loss)
                 self.glossary.local_losses = True
                 self.glossary.used.add("local")
                 node = Entry(grad, node.indices) if isinstance(node, Entry) else grad

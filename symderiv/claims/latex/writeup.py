@@ -64,6 +64,7 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
     claims: list[Claim] = []
     skipped: list[int] = []
     aside: list[Claim] = []  # inline equations about no quantity the model has (δX = ∂L/∂X in prose)
+    items: list = []  # in order: a Claim (a display that could not be cut), or [chain, env]
     for start, stop, env in displayed_spans(text, markdown, inline=True):
         try:
             tokens = tokenize(text, start, stop)
@@ -73,16 +74,27 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
             if env == INLINE:
                 continue  # inline math that is not an equation this reader knows is prose
             line, col = lines.line_col(exc.pos if exc.pos is not None else start)
-            claims.append(Claim(line, col, _snippet(text, start, stop), problem=_where(lines, exc, start)))
+            items.append(Claim(line, col, _snippet(text, start, stop), problem=_where(lines, exc, start)))
             continue
-        for chain in chains:
-            claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
-            if claim is SKIPPED:
-                skipped.append(lines.line_col(chain.members[0][0].pos)[0])
-            elif env == INLINE and claim is not None and claim.target is None:
-                aside.append(claim)
-            elif claim is not None and not any(c.text == claim.text and c.line == claim.line for c in claims):
-                claims.append(claim)
+        for k, chain in enumerate(chains):
+            previous = items[-1] if items and isinstance(items[-1], list) else None
+            if k == 0 and previous is not None and not chain.members[0] and chain.relations:
+                # "$\frac{∂E}{∂V} = …$" then, in the next display, "$= (ŷ − y) s^T$": one chain
+                previous[0] = Chain(previous[0].members + chain.members[1:], previous[0].relations + chain.relations)
+                continue
+            items.append([chain, env])
+    for item in items:
+        if isinstance(item, Claim):
+            claims.append(item)
+            continue
+        chain, env = item
+        claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
+        if claim is SKIPPED:
+            skipped.append(lines.line_col(chain.members[0][0].pos)[0])
+        elif env == INLINE and claim is not None and claim.target is None:
+            aside.append(claim)
+        elif claim is not None and not any(c.text == claim.text and c.line == claim.line for c in claims):
+            claims.append(claim)
     if not claims:  # nothing else was read: these are all there is, and must not pass unseen
         claims = aside
     vocabulary = {c.target.name for c in claims if c.target is not None}
