@@ -344,7 +344,11 @@ class Judge:
         A parameter's step-t term is often an adjoint of its own (δb_h is Σ_t δy_{h,t}); a
         claim that does not use that adjoint gets it written out, which says more."""
         q = self.model.quantities[target.name]
-        if q.role == "param":
+        g = self.d.gradients.get(target.name)
+        if q.role == "param" and g is not None and g.per_step is not None and target.local is not None \
+                and target.local.isdigit() and rhs is not None and _fixed_steps(rhs):
+            e = at_step(g.per_step, int(target.local))  # ∂E_4/∂V: the term of step 4
+        elif q.role == "param":
             e = self.d.gradients[target.name].expr
         elif q.sequence and target.step is not None and target.step.base == "T":  # terms through steps after T vanish
             terms = [t.expr for t in self.d.adjoints[target.name].closed_terms if t.offset + target.step.offset <= 0]

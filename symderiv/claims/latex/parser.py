@@ -440,8 +440,8 @@ class ExpressionParser(NameReader):
         denom = self.group()
         if numer and numer[0].kind == "cmd" and numer[0].value == "partial":
             return self._derivative_fraction(numer, denom, head)
-        if (len(numer) > 1 and len(denom) > 1 and _is_d(numer[0]) and _is_d(denom[0])
-                and self._loss(numer[1:]) is not None):  # \frac{dL}{dW}
+        if len(numer) > 1 and len(denom) > 1 and _is_d(numer[0]) and _is_d(denom[0]) and (
+                self._loss(numer[1:]) is not None or self._names_one(numer[1:])):  # \frac{dL}{dW}, \frac{dp}{dz}
             return self._derivative_fraction(numer, [Tok("cmd", "partial", denom[0].pos, denom[0].end)] + denom[1:],
                                              head)
         return Quotient(self.sub_parser(numer).whole(), self.sub_parser(denom).whole())
@@ -493,6 +493,14 @@ class ExpressionParser(NameReader):
         if atom is None or not sub.at_end():
             raise self.error("expected ∂X in the denominator, with X a name", head)
         return self._gradient(atom)
+
+    def _names_one(self, tokens: list[Tok]) -> bool:
+        """Whether the tokens are one name (so ``\\frac{dp_i}{dz_i}`` is a Jacobian, not δp/δz)."""
+        sub = self.sub_parser(tokens)
+        try:
+            return sub.atom() is not None and sub.at_end()
+        except ReadError:
+            return False
 
     def _loss(self, tokens: list[Tok]):
         """True if the tokens name the loss, the step (text) of a per-step loss ``L_t``,
