@@ -601,3 +601,28 @@ def test_a_large_wrapped_display_a_fixed_step_loss_and_a_continued_line(tmp_path
     assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "per-step", [])]
     wrong_step = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_3^T$")
     assert judged(tmp_path, _notebook(wrong_step), model, ".ipynb") == [("V", "incorrect", ["wrong-factor"])]
+
+
+# d2l-ai/d2l-en, chapter_recurrent-neural-networks/bptt.md (CC BY-SA 4.0), "Backpropagation
+# Through Time in Detail": L = (1/T) Σ_t l(o_t, y_t), ∂l(o_t, y_t)/(T·∂o_t), prod chain rules.
+D2L_BPTT = r"""$$L = \frac{1}{T} \sum_{t=1}^T l(\mathbf{o}_t, y_t).$$
+
+$$\frac{\partial L}{\partial \mathbf{o}_t} =  \frac{\partial l (\mathbf{o}_t, y_t)}{T \cdot \partial \mathbf{o}_t} \in \mathbb{R}^q.$$
+
+$$\frac{\partial L}{\partial \mathbf{h}_T} = \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{o}_T}, \frac{\partial \mathbf{o}_T}{\partial \mathbf{h}_T} \right) = \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_T}.$$
+
+$$\frac{\partial L}{\partial \mathbf{h}_t} = \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{h}_{t+1}}, \frac{\partial \mathbf{h}_{t+1}}{\partial \mathbf{h}_t} \right) + \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{o}_t}, \frac{\partial \mathbf{o}_t}{\partial \mathbf{h}_t} \right) = \mathbf{W}_\textrm{hh}^\top \frac{\partial L}{\partial \mathbf{h}_{t+1}} + \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_t}.$$
+
+$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T {\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i} \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$
+"""  # noqa: E501
+
+
+def test_dive_into_deep_learning_bptt(tmp_path):
+    r = report(tmp_path, D2L_BPTT, DATA / "d2l_rnn.sdm")
+    # the model sums the loss over the steps, the write-up averages it: a factor 1/T apart
+    assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [
+        ("o[t]", "incorrect", ["wrong-factor"]), ("h[T]", "correct", []), ("h[t]", "correct", []),
+        ("h[t]", "unreadable", [])]
+    assert "1/T times the true value" in r.verdicts[0].message
+    assert "(1/T) Σ_t L_t, as the write-up declares (line 1)" in r.verdicts[0].message
+    assert "a sum over i from t is not supported" in r.verdicts[3].message

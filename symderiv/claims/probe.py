@@ -55,6 +55,9 @@ class ClaimEvaluator(Evaluator):
 
     def value(self, e, t):
         """``ev`` as a float array, or None if ``e`` cannot be evaluated (a bad shape, log of 0, ...)."""
+        length = self.model.length
+        if length is not None and self.T and length in getattr(e, "free_symbols", ()):
+            e = e.xreplace({length: self.T})  # a claim may name T, the number of steps, as a number
         try:
             with np.errstate(all="ignore"):
                 out = np.asarray(self.ev(e, t), dtype=float)

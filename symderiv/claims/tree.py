@@ -45,6 +45,7 @@ class Grad:
     #: Written ∂L_t/∂X (the loss of one step in the numerator, ``L = Σ_t L_t``): for a sequence
     #: quantity at that step, the path through later steps is not part of it.
     local: str | None = None  # the step of that loss as written ("t", "4"), else None
+    scaled: bool = False  # and the loss is declared a mean, L = (1/T) Σ_t L_t: T times δ
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ class Target:
     step: Step | None = None
     indices: tuple = ()
     local: str | None = None  # written ∂L_t/∂X: the step of the loss (see ``Grad.local``)
+    scaled: bool = False  # L = (1/T) Σ_t L_t: the claim is T times the step's part
 
     def label(self, index: str = "t", length: str = "T") -> str:
         """``o[t]``, ``W_out[i, j]``, ``h_out[t][i]``: the model language's spelling."""
@@ -397,7 +399,7 @@ def claim_target(model, node) -> Target:
         raise TypeError("internal error: a claim's target is read before its steps are anchored")
     if q.sequence and step is None:
         step = STEP_T
-    return Target(node.name, step, indices, node.local)
+    return Target(node.name, step, indices, node.local, node.scaled)
 
 
 def anchor_steps(model, node, anchor: Step | None):
@@ -618,6 +620,8 @@ class ClaimExpressionBuilder:
         return _at(q.symbol, node.offset) if q.sequence else q.symbol
 
     def _Grad(self, node: Grad, like):
+        if node.scaled and self.model.length is not None:  # ∂L_t/∂X with L = (1/T) Σ_t L_t
+            return E.scale(self.model.length, self.build(replace(node, scaled=False), like))
         q = self.model.quantities[node.name]
         if q.role == "param":
             g = self.d.gradients[node.name]

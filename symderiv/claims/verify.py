@@ -17,7 +17,7 @@ cheapest repair that makes the claim right are the diagnosis.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
 
@@ -164,6 +164,7 @@ class Truth:
     expr: object  # for printing and for the symbolic check
     shape: tuple
     step: C.Step | None = None
+    by_length: bool = False  # ∂L_t/∂X with L = (1/T) Σ_t L_t: T times the true value
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
@@ -178,6 +179,12 @@ class Truth:
         return [at]
 
     def values(self, probe, world: str) -> dict:
+        found = self._values(probe, world)
+        if self.by_length and probe.T:
+            return {k: None if v is None else v * probe.T for k, v in found.items()}
+        return found
+
+    def _values(self, probe, world: str) -> dict:
         ev = getattr(probe, world)
         if self.kind == "sequence":
             return {s: np.asarray(ev.values.adjoints[self.name][s], dtype=float) for s in self.keys(probe)}
@@ -235,6 +242,8 @@ class Judge:
             return base
         stepwise = C.depends_on_step(claim.rhs)
         truth = self.truth(target, stepwise, claim.rhs)
+        if truth is not None and target.scaled:
+            truth = replace(truth, by_length=True)
         if truth is None:
             base.message = (f"step {(target.step or C.STEP_T).text()} is outside the sequences this checker uses "
                             f"(t = 1..{min(p.T or 0 for p in self.probes)}); write the claim at a general step t")
@@ -494,6 +503,8 @@ class _Check:
                 got = mine.get(k)
                 if got is None or want is None or got.shape != want.shape:
                     return False
+                if lens in ("times-T", "over-T") and probe.T:  # a mean over steps where the loss is a sum
+                    want = want * probe.T if lens == "times-T" else want / probe.T
                 if lens != "factor" and not _close(got, want):
                     return False
                 pairs.append((got, want))
@@ -512,7 +523,7 @@ class _Check:
         singles = list(islice(self.repairs(start), MAX_SINGLE_REPAIRS))
         pairs = list(islice((second for first in singles if first.kinds[0] in ("transpose", "sign")
                              for second in self.repairs(first) if second.node != rhs), MAX_PAIRED_REPAIRS))
-        lenses = ("recurrent", "sum", "factor")
+        lenses = ("recurrent", "sum", "factor") + (("times-T", "over-T") if self.j.model.has_time else ())
         levels = [
             [(start, lens) for lens in lenses] + [(r, "exact") for r in singles],
             [(r, lens) for r in singles for lens in lenses] + [(r, "exact") for r in pairs],
@@ -532,6 +543,10 @@ class _Check:
         if lens == "sum":
             return repair.then("missing-sum-over-time", repair.node,
                                "the gradient sums this over t = 1..T (Σ_t is missing)")
+        if lens in ("times-T", "over-T"):
+            return repair.then("wrong-factor", repair.node, ("it is T" if lens == "times-T" else "it is 1/T")
+                               + " times the true value (a mean over the steps where the loss is their sum, or "
+                                 "the other way round)")
         pairs = [(self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
                  for k, v in self.truth.values(p, "exact").items()]
         c = _constant_factor(pairs)

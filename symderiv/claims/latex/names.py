@@ -83,6 +83,9 @@ class Glossary:
     cdot_elementwise: bool = False
     #: Some claim was written with the loss of one step, ``∂L_t/∂X``.
     local_losses: bool = False
+    #: The model's loss is a mean over steps, L = (1/T) Σ_t L_t: ∂L_t/∂X is T times step t's
+    #: part of ∂L/∂X.
+    mean_loss: bool = False
     #: What the claim being read relied on ("cdot", "local"), emptied before each claim.
     used: set = field(default_factory=set)
     #: Error signals the write-up named: ``δ_t = ∂L/∂z_t`` (superscripts → [(subscripts, quantity)]).
@@ -91,6 +94,9 @@ class Glossary:
     @classmethod
     def of(cls, model: Model) -> Glossary:
         glossary = cls(model)
+        loss = next((q for q in model.quantities.values() if q.role == "loss"), None)
+        glossary.mean_loss = model.length is not None and loss is not None and loss.expr is not None and \
+            model.length in loss.expr.free_symbols
         for q in model.quantities.values():
             atom = _parse_spelling(model.latex(q.name))
             if atom is not None:

@@ -17,6 +17,7 @@ from ..tree import (
     ChainRule,
     Derivative,
     Entry,
+    Given,
     Grad,
     Hadamard,
     IndexSum,
@@ -447,6 +448,12 @@ class ExpressionParser(NameReader):
         return Quotient(self.sub_parser(numer).whole(), self.sub_parser(denom).whole())
 
     def _derivative_fraction(self, numer: list[Tok], denom: list[Tok], head: Tok):
+        k = next((i for i, t in enumerate(denom) if t.kind == "cmd" and t.value == "partial"), None)
+        if denom and k and denom[0].value not in ("partial", "d"):  # \frac{∂l}{T \cdot ∂o_t}: ∂l/∂o_t over T
+            prefix = denom[:k]
+            if prefix and prefix[-1].kind == "cmd" and prefix[-1].value in ("cdot", "times"):
+                prefix = prefix[:-1]
+            return Quotient(self._derivative_fraction(numer, denom[k:], head), self.sub_parser(prefix).whole())
         if not denom or denom[0].value not in ("partial", "d"):
             raise self.error("expected ∂X in the denominator", head)
         loss = self._loss(numer[1:])
@@ -458,7 +465,7 @@ class ExpressionParser(NameReader):
             q = self.glossary.model.quantities[grad.name]
             if not q.sequence or (isinstance(grad.offset, Step) and grad.offset.text(self.glossary.index,
                                                                                  self.glossary.length) == loss):
-                grad = Grad(grad.name, grad.offset, local=loss)
+                grad = Grad(grad.name, grad.offset, local=loss, scaled=self.glossary.mean_loss)
                 self.glossary.local_losses = True
                 self.glossary.used.add("local")
                 node = Entry(grad, node.indices) if isinstance(node, Entry) else grad
@@ -514,10 +521,13 @@ class ExpressionParser(NameReader):
             return None
         if sub.is_char("(") and atom.key.body in LOSS_LETTERS:  # ℓ(o, y): the loss as a function
             close = matching(sub.toks, sub.i)
+            args = sub.toks[sub.i + 1:close]
             sub.i = close + 1
             if not sub.at_end():
                 return None
-            return True if not atom.subs and atom.step is None else self._loss_step(atom)
+            if atom.subs or atom.step is not None:
+                return self._loss_step(atom)
+            return self._step_of(args) or True  # ℓ(o_t, y_t): the loss of step t
         if not sub.at_end():
             return None
         try:
@@ -533,6 +543,16 @@ class ExpressionParser(NameReader):
         if not atom.subs and atom.step is None:
             return True
         return self._loss_step(atom)
+
+    def _step_of(self, tokens: list[Tok]) -> str | None:
+        """The step ``t`` if the tokens subscript something with it (``o_t``, ``y_{t}``)."""
+        index = self.glossary.index
+        for k, t in enumerate(tokens):
+            after_sub = k > 0 and (tokens[k - 1].value == "_" or (
+                k > 1 and tokens[k - 1].value == "{" and tokens[k - 2].value == "_"))
+            if t.kind == "letter" and t.value == index and after_sub:
+                return index
+        return None
 
     def _loss_step(self, atom: Atom) -> str | None:
         items = list(atom.subs) + ([atom.step] if atom.step else [])
@@ -611,6 +631,9 @@ class ExpressionParser(NameReader):
         return Entry(node, entries) if entries else node
 
     def _value(self, atom: Atom):
+        if atom.key == NameKey(self.glossary.length) and not atom.subs and self.glossary.model.length is not None \
+                and self.glossary.length not in self.glossary.model.quantities:
+            return Given(self.glossary.model.length)  # T, the number of steps, as a number
         qname, step, entries = self.glossary.resolve(atom)
         if self.glossary.model.quantities[qname].role == "loss":
             raise ReadError("the loss itself on a right side", atom.pos)

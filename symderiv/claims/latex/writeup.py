@@ -161,6 +161,8 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         declared = _SUM_OF_STEP_LOSSES.search(text)
         where = (f"as the write-up declares (line {lines.line_col(declared.start())[0]})" if declared
                  else "which the write-up does not declare: assumed")
+        if declared and declared.group(3):
+            return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
     found = _CDOT_ELEMENTWISE.search(text)
     return ("· read as the elementwise product, as the write-up says"
