@@ -317,6 +317,10 @@ $$\delta \mathbf{h}_T = \mathbf{W}^\top \delta \mathbf{y}_{o,T}$$
 """
     assert judged(tmp_path, text, EXAMPLES / "seed_rnn.sdm") == [
         ("h[3]", "incorrect", ["missing-recurrent-term"]), ("h[3]", "correct", []), ("h[T]", "correct", [])]
+    # a write-up's step 4 (∂E_4/∂s_4) is inside every probe's sequence, and not its last step
+    four = text.replace("_3", "_4").replace("{o,3}", "{o,4}").replace("{h,4}", "{h,5}")
+    assert judged(tmp_path, four, EXAMPLES / "seed_rnn.sdm") == [
+        ("h[4]", "incorrect", ["missing-recurrent-term"]), ("h[4]", "correct", []), ("h[T]", "correct", [])]
 
 
 def test_cdot_declared_elementwise_is_a_hadamard_product(tmp_path):

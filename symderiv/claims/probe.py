@@ -16,7 +16,7 @@ import numpy as np
 from ..ad.derive import Derivation
 from ..check.evaluate import Evaluator, random_point
 
-STEPS = 3  # sequence length of the first probe: long enough for a t+1 and a t-1 term at once; the
+STEPS = 4  # sequence length of the first probe: long enough for a t+1 and a t-1 term at once; the
 # others are one and two steps longer, so a claim about a fixed step (δh_3) cannot pass by being
 # the last step of one probe
 PROBES = 3
