@@ -75,8 +75,8 @@ def _notebook(*cells: str) -> str:
 
 def test_a_per_step_loss_in_the_numerator_from_a_notebook(tmp_path):
     r = report(tmp_path, _notebook(KJO_CELL), DATA / "kjo_rnn.sdm", ".ipynb")
-    # E = Σ_t E_t, so ∂E_t/∂V is step t's term of ∂E/∂V: (ŷ_t − y_t) h_tᵀ is exactly that.
-    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "per-step"), ("b_y[i]", "per-step")]
+    # E = Σ_t E_t: ∂E_t/∂V is the derivative of the loss of step t alone, (ŷ_t − y_t) h_tᵀ
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "correct"), ("b_y[i]", "correct")]
     for v in r.verdicts:
         assert "L = Σ_t L_t" in v.message and "step-t loss" in v.message
     assert any("does not declare (assumed)" in n for n in r.notes)
@@ -93,7 +93,7 @@ $$\frac{\partial E}{\partial h_t} = V^T (\hat{y}_t - y_t)$$
     # ∂E_t/∂h_t has no path through h_{t+1}: right for E_t, while for E the BPTT term is missing
     assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [
         ("h[t]", "correct", []), ("h[t]", "incorrect", ["missing-recurrent-term"])]
-    assert "loss of step t alone" in r.verdicts[0].message
+    assert "the loss of step t alone" in r.verdicts[0].message
     assert any("as the write-up declares (line 1)" in n for n in r.notes)
 
 
@@ -180,7 +180,7 @@ $$\delta \mathbf{h_t} = \mathbf{W^{hy}}^T (\mathbf{\hat{y}_t} - \mathbf{y_t}) + 
 $$\delta \mathbf{h}_t = {\mathbf{W}^{hy}}^T (\hat{\mathbf{y}}_t - \mathbf{y}_t) + {\mathbf{W}^{hh}}^T ((1 - \mathbf{h}_{t+1}^2) \odot \delta \mathbf{h}_{t+1})$$
 """  # noqa: E501
     r = report(tmp_path, text, DATA / "bold_rnn.sdm")
-    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hy", "per-step"), ("h[t]", "correct"),
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hy", "correct"), ("h[t]", "correct"),
                                                           ("h[t]", "correct")]
     assert r.notes == ["∂L_t/∂X is read with L = Σ_t L_t, which the write-up does not declare (assumed)"]
 
@@ -602,7 +602,7 @@ def test_a_large_wrapped_display_a_fixed_step_loss_and_a_continued_line(tmp_path
     assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [("V", "incorrect", ["transpose"])]
     assert "(ŷ_4 − y_4)" not in r.verdicts[0].text and r.verdicts[0].text.endswith("(\\hat{y_4} - y_4).s_4")
     fixed = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_4^T$")
-    assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "per-step", [])]
+    assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "correct", [])]
     wrong_step = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_3^T$")
     assert judged(tmp_path, _notebook(wrong_step), model, ".ipynb") == [("V", "incorrect", ["wrong-factor"])]
 

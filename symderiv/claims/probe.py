@@ -66,6 +66,46 @@ class ClaimEvaluator(Evaluator):
         return out if np.all(np.isfinite(out)) else None
 
 
+class LocalLossEvaluator(ClaimEvaluator):
+    """The values with the loss of one step only (``only``): the terms an adjoint takes from
+    the loss itself (no δ in them) count at that step alone, so the adjoints and gradients
+    are those of L_k, the loss of step k."""
+
+    only: int = 0
+
+    def _backward(self):
+        original = self.d.adjoints
+        masked = {}
+        for name, adj in original.items():
+            if adj.sequence and any(not _has_delta(t.expr) for t in adj.closed_terms):
+                masked[name] = adj
+        if not masked:
+            return super()._backward()
+        a = self.values.adjoints
+        order = [adj.name for adj in self.d.backward_order]
+        before, seq, after = self._phases(list(reversed(order)))
+        for n in reversed(after):
+            a[n] = self._static_adjoint(self.d.adjoints[n])
+        for t in range(self.T or 0, 0, -1):
+            for n in reversed(seq):
+                adj = self.d.adjoints[n]
+                value = self._zeros(adj.quantity.shape)
+                for term in adj.closed_terms:
+                    if 1 <= t + term.offset <= self.T and (t == self.only or _has_delta(term.expr)):
+                        value = value + self.ev(term.expr, t)
+                a.setdefault(n, {})[t] = value
+        for n in reversed(before):
+            a[n] = self._static_adjoint(self.d.adjoints[n])
+        for name, g in self.d.gradients.items():
+            self.values.gradients[name] = self._total(g.param.shape, g.per_step, [g.static] + [
+                e for _, _, e in g.initial])
+
+
+def _has_delta(e) -> bool:
+    from ..ir.expr import Delta
+    return any(isinstance(n, Delta) for n in getattr(e, "atoms", lambda *a: ())(Delta)) or isinstance(e, Delta)
+
+
 class Probe:
     """One evaluation point: concrete sizes, a random point, the values in both worlds."""
 
@@ -82,6 +122,16 @@ class Probe:
     @cached_property
     def exact(self) -> ClaimEvaluator:
         return self._run(self.d)
+
+    def local(self, step: int) -> ClaimEvaluator:
+        """The values of L_step, the loss of one step alone (the adjoints of ∂L_t/∂X)."""
+        cache = self.__dict__.setdefault("_local", {})
+        if step not in cache:
+            ev = LocalLossEvaluator(self.d, self.dims, self.T, self.params, self.data)
+            ev.only = step
+            ev.run()
+            cache[step] = ev
+        return cache[step]
 
     @cached_property
     def truncated(self) -> ClaimEvaluator:

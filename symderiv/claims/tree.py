@@ -625,6 +625,8 @@ class ClaimExpressionBuilder:
         q = self.model.quantities[node.name]
         if q.role == "param":
             g = self.d.gradients[node.name]
+            if node.local is not None and g.per_step is not None:  # ∂J_3/∂W: step 3's term; ∂J_t/∂W: step t's
+                return E.at_step(g.per_step, int(node.local)) if node.local.isdigit() else g.per_step
             return g.per_step if self.stepwise and g.per_step is not None else g.expr
         delta = E.Delta(q.symbol)
         return _at(delta, node.offset) if q.sequence else delta
@@ -853,12 +855,20 @@ class ClaimExpressionBuilder:
             return None
         parts = []
         symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
+        fixed = isinstance(oa, Step) and oa.base == ""  # ∂p_3/∂y_3: at step 3
         for c, oc, g in _reads(self.model, q, symbol):
             if isinstance(oa, int) and isinstance(g, sp.Basic):
                 g = E.shift(g, oa)
+            elif fixed and isinstance(g, sp.Basic):
+                g = E.at_step(g, oa.offset)
             here = _at(E.Delta(q.symbol), oa) if q.sequence else E.Delta(q.symbol)
             g = g.xreplace({here: cot})
-            oc_claim = (oa or 0) + oc if oc is not None and isinstance(oa, int) else None
+            if oc is not None and isinstance(oa, int):
+                oc_claim: int | Step | None = oa + oc
+            elif oc is not None and fixed:
+                oc_claim = Step("", oa.offset + oc)
+            else:
+                oc_claim = None
             target = self.model.quantities[c]
             if c == b and (not target.sequence or oc_claim == ob):
                 parts.append(g)

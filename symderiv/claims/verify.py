@@ -17,6 +17,7 @@ cheapest repair that makes the claim right are the diagnosis.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
@@ -160,15 +161,34 @@ class Truth:
     """The true value of a claim's target, in the sense the claim makes."""
 
     name: str
-    kind: str  # "sequence", "static" or "per-step"
+    kind: str  # "sequence", "static", "per-step" or "local" (∂L_k/∂X, the loss of one step)
     expr: object  # for printing and for the symbolic check
     shape: tuple
     step: C.Step | None = None
     by_length: bool = False  # ∂L_t/∂X with L = (1/T) Σ_t L_t: T times the true value
+    loss: C.Step | None = None  # for "local": the step of the loss, relative to the target's (or t)
+    param: bool = False  # for "local": the target is a parameter
+
+    def loss_step(self, probe, key) -> int:
+        """The step k of L_k for the value at ``key``."""
+        loss = self.loss or C.STEP_T
+        if loss.base == "":
+            return loss.offset
+        if loss.base == "T":
+            return (probe.T or 0) + loss.offset
+        return (key or 0) + loss.offset
+
+    def evaluator(self, probe, world: str, key):
+        """Where a claim's value at ``key`` is computed: the world of L_k for a local truth."""
+        if self.kind == "local":
+            return probe.local(self.loss_step(probe, key))
+        return getattr(probe, world)
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
         step = self.step
+        if self.kind == "local" and (self.param or step is None):
+            return [None] if (self.loss or C.STEP_T).base != "t" or not self.param else probe.steps
         if self.kind == "static":
             return [None]
         if self.kind == "per-step" and step is not None and step.base == "":
@@ -185,6 +205,13 @@ class Truth:
         return found
 
     def _values(self, probe, world: str) -> dict:
+        if self.kind == "local":
+            out = {}
+            for k in self.keys(probe):
+                values = self.evaluator(probe, world, k).values
+                found = values.gradients[self.name] if self.param else values.adjoints[self.name]
+                out[k] = np.asarray(found[k] if isinstance(found, dict) else found, dtype=float)
+            return out
         ev = getattr(probe, world)
         if self.kind == "sequence":
             return {s: np.asarray(ev.values.adjoints[self.name][s], dtype=float) for s in self.keys(probe)}
@@ -254,12 +281,6 @@ class Judge:
             base.verdict = "per-step" if truth.kind == "per-step" else "correct"
             base.message = assumed + self._agreement(check, claim.rhs, truth)
             return base
-        if target.local and truth.kind == "sequence" and check.agrees(Repair(claim.rhs), "local"):
-            base.verdict = "correct"
-            base.message = (assumed + "Equal to ∂L_t/∂" + target.label() + ", the derivative of the loss of step t "
-                            "alone (numerically at " + str(len(self.probes)) + " random sizes); the whole gradient "
-                            "δ" + target.label() + " adds the paths through later steps.")
-            return base
         base.message = assumed
         base.verdict = "incorrect"
         found = check.diagnose(claim.rhs)
@@ -279,6 +300,10 @@ class Judge:
         return base
 
     def _agreement(self, check: _Check, rhs, truth: Truth) -> str:
+        if truth.kind == "local":
+            loss = (truth.loss or C.STEP_T).text()
+            return (f"Equal to the derivative of L_{loss}, the loss of step {loss} alone (numerically at "
+                    f"{len(self.probes)} random sizes); the gradient of the whole loss sums these over the steps.")
         how = "symbolically and " if check.symbolically_equal(rhs) else ""
         sizes = f"{how}numerically at {len(self.probes)} random sizes"
         if truth.kind == "per-step":
@@ -330,11 +355,10 @@ class Judge:
     def truth(self, target: C.Target, stepwise: bool, rhs=None) -> Truth | None:
         q = self.model.quantities[target.name]
         shape = q.shape
+        if target.local is not None and self.model.has_time:
+            return self._local_truth(target, q)
         if q.role == "param":
             g = self.d.gradients[target.name]
-            if target.local is not None and target.local.isdigit() and g.per_step is not None and \
-                    rhs is not None and _fixed_steps(rhs):  # ∂E_4/∂V = … h_4: the term of step 4
-                return Truth(target.name, "per-step", g.per_step, shape, C.Step("", int(target.local)))
             if stepwise and g.per_step is not None:
                 return Truth(target.name, "per-step", g.per_step, shape)
             return Truth(target.name, "static", g.expr, shape)
@@ -346,6 +370,29 @@ class Judge:
         if step.base == "" and not 1 <= step.offset <= min(p.T or 0 for p in self.probes):
             return None
         return Truth(target.name, "sequence", adj.closed, shape, step)
+
+    def _local_truth(self, target: C.Target, q) -> Truth | None:
+        """∂L_k/∂X, the derivative of the loss of one step k (``\\frac{\\partial L_t}{\\partial X}``)."""
+        m = re.fullmatch(r"(\d+)|([A-Za-z]+)([+-]\d+)?", target.local or "")
+        if m is None:
+            return None
+        if m.group(1):
+            loss = C.Step("", int(m.group(1)))
+        else:
+            base = "T" if m.group(2) == self._length else "t"
+            loss = C.Step(base, int(m.group(3) or 0))
+        if q.role == "param":
+            g = self.d.gradients[target.name]
+            return Truth(target.name, "local", g.expr, q.shape, None, loss=loss, param=True)
+        if not q.sequence:
+            return Truth(target.name, "local", self.d.adjoints[target.name].closed, q.shape, None, loss=loss,
+                         param=False)
+        step = target.step or C.STEP_T
+        if step.base == "" and not 1 <= step.offset <= min(p.T or 0 for p in self.probes):
+            return None
+        if loss.base == step.base and loss.base:  # ∂L_t/∂h_{t-1}: the loss one step after the target's
+            loss = C.Step("t", loss.offset - step.offset)
+        return Truth(target.name, "local", self.d.adjoints[target.name].closed, q.shape, step, loss=loss)
 
     def expected(self, target: C.Target, rhs=None) -> str:
         """The true value in the write-up's notation, in terms of adjoints its reader knows.
@@ -482,12 +529,14 @@ class _Check:
         keys = self.truth.keys(probe)
         if keys == [None] and C.depends_on_step(node):
             return None  # a value that changes with t cannot be a static gradient
-        return {k: ev.value(e, k) for k in keys}
+        return {k: self.truth.evaluator(probe, world, k).value(e, k) for k in keys}
 
     def agrees(self, repair: Repair, lens: str = "exact") -> bool:
         """Whether the repaired claim equals the truth, seen through ``lens``."""
         if lens == "recurrent" and not self.j.recurrent:
             return False
+        if self.truth.kind == "local" and lens in ("recurrent", "sum"):
+            return False  # the loss of one step: no later step to miss, no sum to make
         if lens == "sum" and not (self.truth.kind == "static" and C.depends_on_step(repair.node)
                                   and self.j.model.has_time):
             return False

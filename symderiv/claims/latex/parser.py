@@ -31,7 +31,6 @@ from ..tree import (
     Quotient,
     ReadError,
     Rows,
-    Step,
     Terms,
     Transposed,
     Val,
@@ -462,13 +461,10 @@ class ExpressionParser(NameReader):
         node = self._loss_gradient(denom[1:], head)
         if loss is not True and isinstance(node, (Grad, Entry)):
             grad: Grad = node.arg if isinstance(node, Entry) else node  # type: ignore[assignment]
-            q = self.glossary.model.quantities[grad.name]
-            if not q.sequence or (isinstance(grad.offset, Step) and grad.offset.text(self.glossary.index,
-                                                                                 self.glossary.length) == loss):
-                grad = Grad(grad.name, grad.offset, local=loss, scaled=self.glossary.mean_loss)
-                self.glossary.local_losses = True
-                self.glossary.used.add("local")
-                node = Entry(grad, node.indices) if isinstance(node, Entry) else grad
+            grad = Grad(grad.name, grad.offset, local=loss, scaled=self.glossary.mean_loss)
+            self.glossary.local_losses = True
+            self.glossary.used.add("local")
+            node = Entry(grad, node.indices) if isinstance(node, Entry) else grad
         return node
 
     def _jacobian(self, numer: list[Tok], denom: list[Tok], head: Tok):
