@@ -630,3 +630,62 @@ def test_dive_into_deep_learning_bptt(tmp_path):
     assert "1/T times the true value" in r.verdicts[0].message
     assert "(1/T) Σ_t L_t, as the write-up declares (line 1)" in r.verdicts[0].message
     assert "a sum over i from t is not supported" in r.verdicts[3].message
+
+
+# cavaunpeu/willwolf.io-source, content/machine-learning/recurrent-neural-network-gradients-
+# and-lessons-learned-therein.md ("Algebraic Derivatives"): \mathbf{J_3}, \mathbf{W^{hy}},
+# chain rules at fixed steps, an align whose rows go on with "&+".
+WOLF_HY = r"""$$
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{W^{hy}}} =
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{p_3}}
+\frac{\partial \mathbf{p_3}}{\partial \mathbf{y_3}}
+\frac{\partial \mathbf{y_3}}{\partial \mathbf{W^{hy}}}\\
+\frac{\partial \mathbf{J_2}}{\partial \mathbf{W^{hy}}} =
+\frac{\partial \mathbf{J_2}}{\partial \mathbf{p_2}}
+\frac{\partial \mathbf{p_2}}{\partial \mathbf{y_2}}
+\frac{\partial \mathbf{y_2}}{\partial \mathbf{W^{hy}}}\\
+\frac{\partial \mathbf{J_1}}{\partial \mathbf{W^{hy}}} =
+\frac{\partial \mathbf{J_1}}{\partial \mathbf{p_1}}
+\frac{\partial \mathbf{p_1}}{\partial \mathbf{y_1}}
+\frac{\partial \mathbf{y_1}}{\partial \mathbf{W^{hy}}}\\
+$$
+"""
+WOLF_HH = r"""$$
+\begin{align*}
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{W^{hh}}} &=
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{p_3}}
+\frac{\partial \mathbf{p_3}}{\partial \mathbf{y_3}}
+\frac{\partial \mathbf{y_3}}{\partial \mathbf{h_3}}
+\frac{\partial \mathbf{h_3}}{\partial \mathbf{z_3}}
+\frac{\partial \mathbf{z_3}}{\partial \mathbf{W^{hh}}}\\ &+
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{p_3}}
+\frac{\partial \mathbf{p_3}}{\partial \mathbf{y_3}}
+\frac{\partial \mathbf{y_3}}{\partial \mathbf{h_3}}
+\frac{\partial \mathbf{h_3}}{\partial \mathbf{z_3}}
+\frac{\partial \mathbf{z_3}}{\partial \mathbf{h_2}}
+\frac{\partial \mathbf{h_2}}{\partial \mathbf{z_2}}
+\frac{\partial \mathbf{z_2}}{\partial \mathbf{W^{hh}}}\\ &+
+\frac{\partial \mathbf{J_3}}{\partial \mathbf{p_3}}
+\frac{\partial \mathbf{p_3}}{\partial \mathbf{y_3}}
+\frac{\partial \mathbf{y_3}}{\partial \mathbf{h_3}}
+\frac{\partial \mathbf{h_3}}{\partial \mathbf{z_3}}
+\frac{\partial \mathbf{z_3}}{\partial \mathbf{h_2}}
+\frac{\partial \mathbf{h_2}}{\partial \mathbf{z_2}}
+\frac{\partial \mathbf{z_2}}{\partial \mathbf{h_1}}
+\frac{\partial \mathbf{h_1}}{\partial \mathbf{z_1}}
+\frac{\partial \mathbf{z_1}}{\partial \mathbf{W^{hh}}}\\
+\end{align*}
+$$
+
+"""
+
+
+def test_will_wolf_scripts_inside_mathbf_and_fixed_step_chain_rules(tmp_path):
+    model = DATA / "wolf_rnn.sdm"
+    assert judged(tmp_path, WOLF_HY, model) == [("W_hy", "correct", [])] * 3
+    r = report(tmp_path, WOLF_HH, model)
+    # ∂J_3/∂W^hh through h_3, h_2 and h_1: the derivative of the loss of step 3 alone
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hh", "correct")]
+    assert "the loss of step 3 alone" in r.verdicts[0].message
+    cut = WOLF_HH[:WOLF_HH.index(r"\\ &+")] + "\n\\end{align*}\n$$\n"  # the path through h_3 only
+    assert judged(tmp_path, cut, model) == [("W_hh", "incorrect", [])]

@@ -160,6 +160,9 @@ def chains_of(rows: list[Row]) -> list[Chain]:
             [eq for column in _column_pairs(row.tokens) for eq in _equations(column)]
         for k, equation in enumerate(equations):
             members, relations = _members(equation)
+            if k == 0 and chains and not relations and equation and _starts_with_operator(equation):
+                chains[-1].members[-1].extend(equation)  # "&+ B" on the next row: the right side goes on
+                continue
             if k == 0 and chains and relations and not members[0]:
                 chains[-1].members.extend(members[1:])
                 chains[-1].relations.extend(relations)
