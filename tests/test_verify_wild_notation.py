@@ -75,8 +75,9 @@ def _notebook(*cells: str) -> str:
 
 def test_a_per_step_loss_in_the_numerator_from_a_notebook(tmp_path):
     r = report(tmp_path, _notebook(KJO_CELL), DATA / "kjo_rnn.sdm", ".ipynb")
-    # E = Σ_t E_t: ∂E_t/∂V is the derivative of the loss of step t alone, (ŷ_t − y_t) h_tᵀ
-    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "correct"), ("b_y[i]", "correct")]
+    # E = Σ_t E_t: ∂E_t/∂V is the derivative of the loss of step t alone, (ŷ_t − y_t) h_tᵀ, a
+    # per-step term (the gradient sums it over t)
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "per-step"), ("b_y[i]", "per-step")]
     for v in r.verdicts:
         assert "L = Σ_t L_t" in v.message and "step-t loss" in v.message
     assert any("does not declare (assumed)" in n for n in r.notes)
@@ -180,7 +181,7 @@ $$\delta \mathbf{h_t} = \mathbf{W^{hy}}^T (\mathbf{\hat{y}_t} - \mathbf{y_t}) + 
 $$\delta \mathbf{h}_t = {\mathbf{W}^{hy}}^T (\hat{\mathbf{y}}_t - \mathbf{y}_t) + {\mathbf{W}^{hh}}^T ((1 - \mathbf{h}_{t+1}^2) \odot \delta \mathbf{h}_{t+1})$$
 """  # noqa: E501
     r = report(tmp_path, text, DATA / "bold_rnn.sdm")
-    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hy", "correct"), ("h[t]", "correct"),
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hy", "per-step"), ("h[t]", "correct"),
                                                           ("h[t]", "correct")]
     assert r.notes == ["∂L_t/∂X is read with L = Σ_t L_t, which the write-up does not declare (assumed)"]
 
@@ -598,38 +599,16 @@ def test_a_large_wrapped_display_a_fixed_step_loss_and_a_continued_line(tmp_path
     model = tmp_path / "sriram.sdm"
     model.write_text(SRIRAM_MODEL)
     r = report(tmp_path, _notebook(SRIRAM_CELL), model, ".ipynb")
-    # read as one claim, ∂E_4/∂V = (ŷ_4 − y_4) s_4: the step-4 term is (ŷ_4 − y_4) s_4ᵀ
-    assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [("V", "incorrect", ["transpose"])]
-    assert "(ŷ_4 − y_4)" not in r.verdicts[0].text and r.verdicts[0].text.endswith("(\\hat{y_4} - y_4).s_4")
-    fixed = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_4^T$")
-    assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "correct", [])]
-    wrong_step = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_3^T$")
-    assert judged(tmp_path, _notebook(wrong_step), model, ".ipynb") == [("V", "incorrect", ["wrong-factor"])]
-
-
-# d2l-ai/d2l-en, chapter_recurrent-neural-networks/bptt.md (CC BY-SA 4.0), "Backpropagation
-# Through Time in Detail": L = (1/T) Σ_t l(o_t, y_t), ∂l(o_t, y_t)/(T·∂o_t), prod chain rules.
-D2L_BPTT = r"""$$L = \frac{1}{T} \sum_{t=1}^T l(\mathbf{o}_t, y_t).$$
-
-$$\frac{\partial L}{\partial \mathbf{o}_t} =  \frac{\partial l (\mathbf{o}_t, y_t)}{T \cdot \partial \mathbf{o}_t} \in \mathbb{R}^q.$$
-
-$$\frac{\partial L}{\partial \mathbf{h}_T} = \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{o}_T}, \frac{\partial \mathbf{o}_T}{\partial \mathbf{h}_T} \right) = \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_T}.$$
-
-$$\frac{\partial L}{\partial \mathbf{h}_t} = \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{h}_{t+1}}, \frac{\partial \mathbf{h}_{t+1}}{\partial \mathbf{h}_t} \right) + \textrm{prod}\left(\frac{\partial L}{\partial \mathbf{o}_t}, \frac{\partial \mathbf{o}_t}{\partial \mathbf{h}_t} \right) = \mathbf{W}_\textrm{hh}^\top \frac{\partial L}{\partial \mathbf{h}_{t+1}} + \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_t}.$$
-
-$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T {\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i} \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$
-"""  # noqa: E501
-
-
-def test_dive_into_deep_learning_bptt(tmp_path):
-    r = report(tmp_path, D2L_BPTT, DATA / "d2l_rnn.sdm")
-    # the model sums the loss over the steps, the write-up averages it: a factor 1/T apart
+    # two claims: the chain rule (step 4's term: per-step), and the line that goes on with "=",
+    # ∂E_4/∂V = (ŷ_4 − y_4) s_4, which needs s_4ᵀ
     assert [(v.target, v.verdict, v.diagnosis) for v in r.verdicts] == [
-        ("o[t]", "incorrect", ["wrong-factor"]), ("h[T]", "correct", []), ("h[t]", "correct", []),
-        ("h[t]", "unreadable", [])]
-    assert "1/T times the true value" in r.verdicts[0].message
-    assert "(1/T) Σ_t L_t, as the write-up declares (line 1)" in r.verdicts[0].message
-    assert "a sum over i from t is not supported" in r.verdicts[3].message
+        ("V", "per-step", []), ("V", "incorrect", ["transpose"])]
+    assert r.verdicts[1].text.endswith("(\\hat{y_4} - y_4).s_4")
+    fixed = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_4^T$")
+    assert judged(tmp_path, _notebook(fixed), model, ".ipynb") == [("V", "per-step", [])] * 2
+    wrong_step = SRIRAM_CELL.replace("y_4).s_4$", "y_4).s_3^T$")
+    assert judged(tmp_path, _notebook(wrong_step), model, ".ipynb") == [
+        ("V", "per-step", []), ("V", "incorrect", ["wrong-factor"])]
 
 
 # cavaunpeu/willwolf.io-source, content/machine-learning/recurrent-neural-network-gradients-
@@ -682,10 +661,10 @@ $$
 
 def test_will_wolf_scripts_inside_mathbf_and_fixed_step_chain_rules(tmp_path):
     model = DATA / "wolf_rnn.sdm"
-    assert judged(tmp_path, WOLF_HY, model) == [("W_hy", "correct", [])] * 3
+    assert judged(tmp_path, WOLF_HY, model) == [("W_hy", "per-step", [])] * 3
     r = report(tmp_path, WOLF_HH, model)
     # ∂J_3/∂W^hh through h_3, h_2 and h_1: the derivative of the loss of step 3 alone
-    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hh", "correct")]
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("W_hh", "per-step")]
     assert "the loss of step 3 alone" in r.verdicts[0].message
     cut = WOLF_HH[:WOLF_HH.index(r"\\ &+")] + "\n\\end{align*}\n$$\n"  # the path through h_3 only
     assert judged(tmp_path, cut, model) == [("W_hh", "incorrect", [])]

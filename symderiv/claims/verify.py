@@ -278,7 +278,9 @@ class Judge:
         check = _Check(self, truth, C.ClaimExpressionBuilder(self.d, stepwise, self.math))
         assumed = "".join(f"({a[0].upper()}{a[1:]}.) " for a in claim.assumed)
         if check.agrees(Repair(claim.rhs)):
-            base.verdict = "per-step" if truth.kind == "per-step" else "correct"
+            # ∂L_t/∂W is step t's term of the loss-term decomposition ∂L/∂W = Σ_t ∂L_t/∂W
+            per_step = truth.kind == "per-step" or (truth.kind == "local" and truth.param)
+            base.verdict = "per-step" if per_step else "correct"
             base.message = assumed + self._agreement(check, claim.rhs, truth)
             return base
         base.message = assumed
@@ -303,7 +305,8 @@ class Judge:
         if truth.kind == "local":
             loss = (truth.loss or C.STEP_T).text()
             return (f"Equal to the derivative of L_{loss}, the loss of step {loss} alone (numerically at "
-                    f"{len(self.probes)} random sizes); the gradient of the whole loss sums these over the steps.")
+                    f"{len(self.probes)} random sizes); the gradient of the whole loss sums these over the steps"
+                    + (", so this is a per-step term." if truth.param else "."))
         how = "symbolically and " if check.symbolically_equal(rhs) else ""
         sizes = f"{how}numerically at {len(self.probes)} random sizes"
         if truth.kind == "per-step":

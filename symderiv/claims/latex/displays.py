@@ -122,7 +122,7 @@ def rows_of(tokens: list[Tok], env: str | None = None) -> list[Row]:
         name, body = inner
         if name in ROW_ENVIRONMENTS:
             return rows_of(body, name)
-    return [Row(row) for row in split_top(tokens, lambda t: t.kind == "cmd" and t.value == "\\")]
+    return [Row(row) for row in split_top(_unwrapped(tokens), lambda t: t.kind == "cmd" and t.value == "\\")]
 
 
 def _single_environment(tokens: list[Tok]):
@@ -160,8 +160,10 @@ def chains_of(rows: list[Row]) -> list[Chain]:
             [eq for column in _column_pairs(row.tokens) for eq in _equations(column)]
         for k, equation in enumerate(equations):
             members, relations = _members(equation)
-            if k == 0 and chains and not relations and equation and _starts_with_operator(equation):
-                chains[-1].members[-1].extend(equation)  # "&+ B" on the next row: the right side goes on
+            if k == 0 and chains and not relations and equation and (
+                    _starts_with_operator(equation) or not chains[-1].members[-1]
+                    or _ends_with_operator(chains[-1].members[-1])):
+                chains[-1].members[-1].extend(equation)  # "&+ B" on the next row, or "A = \\ B": it goes on
                 continue
             if k == 0 and chains and relations and not members[0]:
                 chains[-1].members.extend(members[1:])
@@ -259,6 +261,11 @@ def _equations(tokens: list[Tok]) -> list[list[Tok]]:
         out.append(current)
     trimmed = [_trim(_lead_in_trimmed(eq)) for eq in out]
     return [eq for eq in trimmed if eq]
+
+
+def _ends_with_operator(seg: list[Tok]) -> bool:
+    t = seg[-1]
+    return (t.kind == "char" and t.value in "+-") or (t.kind == "cmd" and t.value in BINARY)
 
 
 def _starts_with_operator(seg: list[Tok]) -> bool:

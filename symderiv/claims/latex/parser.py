@@ -111,18 +111,27 @@ class ExpressionParser(NameReader):
             t = self.peek()
             if t is not None and t.kind == "cmd" and t.value in ("odot", "circ"):
                 self.take()
-                node = _flat(Hadamard, [node, self.product()])
+                node = _flat(Hadamard, [node, self.product(explicit=False)])
+            elif (t is not None and t.kind == "cmd" and t.value == "cdot" and isinstance(node, Hadamard)
+                  and not self.glossary.cdot_elementwise):
+                # a ⊙ f'(z) · xᵀ: ⊙ and an explicit · side by side read left to right
+                self.take()
+                node = self._product_of([node, self.product(explicit=False)])
             elif t is not None and ((t.kind == "cmd" and t.value in ("oslash", "div")) or t.value == "/"):
                 self.take()
                 node = Quotient(node, self.product())
             else:
                 return node
 
-    def product(self):
+    def product(self, explicit: bool = True):
+        """Factors side by side, or joined by ``\\cdot``, ``\\times``, ``*`` (with ``explicit``;
+        without, a ``\\cdot`` ends the product, for the left-to-right reading after ⊙)."""
         factors = [self.factor()]
         hadamard: list[int] = []  # factors after a · the write-up declares elementwise
         while True:
             t = self.peek()
+            if not explicit and t is not None and t.kind == "cmd" and t.value == "cdot":
+                break
             if t is not None and t.kind == "char" and t.value == "." and self._starts_factor(1):
                 self.take()  # (ŷ_4 − y_4).s_4: a dot between two factors is a product, as \cdot
                 if self.glossary.cdot_elementwise:
@@ -559,6 +568,18 @@ class ExpressionParser(NameReader):
     def _partial(self):
         """``\\partial E_t / \\partial W`` and ``\\nabla_{W} L``, written inline."""
         head = self.take()
+        if head.value == "partial" and self.is_char("_"):  # \partial_{o_j} l(y, ŷ): ∂l/∂o_j
+            self.take()
+            wrt = self.group()
+            if not self.at_end() and self.peek().kind in ("letter", "cmd", "text"):
+                save = self.i
+                self.atom()
+                if self.is_char("("):
+                    self.i = matching(self.toks, self.i) + 1
+                if self._loss(self.toks[save:self.i]) is None:
+                    self.i = save
+                    raise self.error("∂_x of something that is not the loss", head)
+            return self._loss_gradient(wrt, head)
         if head.value == "nabla":
             if not self.is_char("_"):
                 raise self.error("∇ needs its variable as a subscript, as in \\nabla_W L", head)

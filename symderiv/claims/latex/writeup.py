@@ -79,15 +79,17 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
         for k, chain in enumerate(chains):
             previous = items[-1] if items and isinstance(items[-1], list) else None
             if k == 0 and previous is not None and not chain.members[0] and chain.relations:
-                # "$\frac{∂E}{∂V} = …$" then, in the next display, "$= (ŷ − y) s^T$": one chain
-                previous[0] = Chain(previous[0].members + chain.members[1:], previous[0].relations + chain.relations)
-                continue
+                # "$\frac{∂E}{∂V} = …$" then, in the next display, "$= (ŷ − y) s^T$": a claim of its
+                # own about the same left side
+                chain = Chain([previous[0].members[0]] + chain.members[1:], chain.relations)
             items.append([chain, env])
     for item in items:
         if isinstance(item, Claim):
             claims.append(item)
             continue
         chain, env = item
+        if not chain.members[0]:
+            continue
         claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
         if claim is SKIPPED:
             skipped.append(lines.line_col(chain.members[0][0].pos)[0])
