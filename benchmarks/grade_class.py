@@ -48,11 +48,18 @@ def cases(corpus: Path | None) -> list[tuple[Path, list[Path]]]:
             if files:
                 out.append((model, files))
         return out
+    from symderiv import load
+    from symderiv.errors import SymderivError
     out = []
     for case in sorted(p for p in corpus.iterdir() if p.is_dir()):
         models = sorted(case.glob("*.sdm"))
         files = sorted(p for p in case.rglob("*") if p.suffix in WRITEUPS and p.name.lower() != "readme.md")
         if len(models) == 1 and files:
+            try:
+                load(models[0])
+            except SymderivError as err:  # a model this version of the language cannot state
+                print(f"skipped {case.name}: {str(err).splitlines()[0]}")
+                continue
             out.append((models[0], files))
     return out
 
@@ -80,7 +87,7 @@ def build(n: int, corpus: Path | None, root: Path) -> list[tuple[Path, Path]]:
         for model, files in found:
             if k >= n:
                 break
-            d = dirs.setdefault(model, root / model.stem)
+            d = dirs.setdefault(model, root / (model.parent.name if model.stem == "model" else model.stem))
             d.mkdir(parents=True, exist_ok=True)
             src = files[k % len(files)]
             text = src.read_text(encoding="utf-8")
@@ -113,7 +120,7 @@ def main() -> int:
             total += elapsed
             rows = list(csv.DictReader(report.open()))
             rows_all += rows
-            print(f"{model.stem:<20} {len(rows):>4} submissions  {elapsed:7.1f} s")
+            print(f"{folder.name:<20} {len(rows):>4} submissions  {elapsed:7.1f} s")
             if args.no_check:
                 continue
             from symderiv import derive, load

@@ -35,6 +35,7 @@ from ..tree import (
     Transposed,
     Val,
     Zero,
+    children,
 )
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
@@ -64,6 +65,15 @@ class _Diag:
 
 
 @dataclass(frozen=True)
+class _Links:
+    """∂a/∂b ∂b/∂c without ∂L/∂a in front, read only where a δ multiplies a sum of them:
+    ``∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W)``."""
+
+    links: tuple
+    pos: int
+
+
+@dataclass(frozen=True)
 class GradOfExpression:
     """∂L/∂(expression): only meaningful as the right side of a definition."""
 
@@ -79,16 +89,21 @@ class ExpressionParser(NameReader):
     def __init__(self, tokens: list[Tok], source: str, glossary: Glossary) -> None:
         super().__init__(tokens, source, glossary)
 
-    def whole(self):
-        """The whole token list as one expression."""
+    def whole(self, pieces: bool = False):
+        """The whole token list as one expression (with ``pieces``, one that may be a piece of a
+        chain rule, inside brackets)."""
         if not self.toks:
             raise ReadError("an empty side", None)
         node = self.sum()
         if not self.at_end():
-            t = self.peek()
-            raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
+            rest = self.toks[self.i]
+            raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here")
         if isinstance(node, _Diag):
             raise ReadError("diag(…) alone: it is read as a factor of a product", node.pos)
+        left = _fragment(node) if not pieces else None
+        if left is not None:
+            raise ReadError("a product of Jacobians ∂a/∂b is read only after a ∂L/∂a that it follows",
+                            getattr(left, "pos", None))
         return node
 
     def sum(self):
@@ -158,6 +173,11 @@ class ExpressionParser(NameReader):
         return self._product_of(factors)
 
     def _product_of(self, factors: list):
+        if len(factors) == 2 and isinstance(_untransposed(factors[0]), Grad) and isinstance(factors[1], Terms) \
+                and all(isinstance(_untransposed(x), (Jacobian, _Links)) for x in factors[1].terms):
+            # ∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W): the δ carried along each path
+            return Terms(tuple(self._chain_rule([factors[0]] + (list(x.links) if isinstance(x, _Links) else [x]))
+                               for x in factors[1].terms))
         if len(factors) > 1 and any(isinstance(_untransposed(f), Jacobian) for f in factors):
             return self._chain_rule(factors)
         for k, f in enumerate(factors):
@@ -175,6 +195,9 @@ class ExpressionParser(NameReader):
         jacobians: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Jacobian)]
         starts: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
         others = [f for f in factors if not isinstance(_untransposed(f), (Jacobian, Grad))]
+        if not starts and not others:
+            here = self.peek()
+            return _Links(tuple(jacobians), here.pos if here is not None else 0)
         if len(starts) != 1 or others:
             raise self.error("a product with Jacobians ∂a/∂b is read only as a chain rule ∂L/∂a ∂a/∂b …")
         here, links = starts[0], []
@@ -276,7 +299,7 @@ class ExpressionParser(NameReader):
             return Num(Fraction(t.value))
         if t.kind == "char" and t.value in "([":
             close = matching(self.toks, self.i)
-            inner = self.sub_parser(self.toks[self.i + 1:close]).whole()
+            inner = self.sub_parser(self.toks[self.i + 1:close]).whole(pieces=True)
             self.i = close + 1
             return inner
         if t.kind == "cmd":
@@ -692,6 +715,19 @@ class ExpressionParser(NameReader):
         if start is not None and not start.isdigit():
             raise self.error(f"a sum over {index} from {start} is not supported", head)
         return index
+
+
+def _fragment(node):
+    """A piece that only a chain rule around it could read (``_Links``), if the tree holds one."""
+    if isinstance(node, _Links):
+        return node
+    if isinstance(node, (_Diag, GradOfExpression)):
+        return None
+    for kid in children(node):
+        found = _fragment(kid)
+        if found is not None:
+            return found
+    return None
 
 
 def _untransposed(node):
