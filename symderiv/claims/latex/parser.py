@@ -196,8 +196,8 @@ class ExpressionParser(NameReader):
         starts: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
         others = [f for f in factors if not isinstance(_untransposed(f), (Jacobian, Grad))]
         if not starts and not others:
-            here = self.peek()
-            return _Links(tuple(jacobians), here.pos if here is not None else 0)
+            at = self.peek()
+            return _Links(tuple(jacobians), at.pos if at is not None else 0)
         if len(starts) != 1 or others:
             raise self.error("a product with Jacobians ∂a/∂b is read only as a chain rule ∂L/∂a ∂a/∂b …")
         here, links = starts[0], []
