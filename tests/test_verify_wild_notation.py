@@ -668,3 +668,27 @@ def test_will_wolf_scripts_inside_mathbf_and_fixed_step_chain_rules(tmp_path):
     assert "the loss of step 3 alone" in r.verdicts[0].message
     cut = WOLF_HH[:WOLF_HH.index(r"\\ &+")] + "\n\\end{align*}\n$$\n"  # the path through h_3 only
     assert judged(tmp_path, cut, model) == [("W_hh", "incorrect", [])]
+
+
+# sriram7797/ML_techniques, the same notebook, "Solving equation": a δ in front of a bracketed
+# sum of Jacobian products, one path each.
+SRIRAM_PATHS = r"""$\large{\frac{\partial E_4}{\partial W}=
+ \frac{\partial E_4}{\partial s_4}
+ (\frac{\partial s_4}{\partial W} +
+ \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial W} +
+ \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial s_2}.\frac{\partial s_2}{\partial W} +
+ \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial s_2}.\frac{\partial s_2}{\partial s_1}.\frac{\partial s_1}{\partial W})
+} $
+"""
+
+
+def test_a_delta_times_a_sum_of_paths(tmp_path):
+    model = tmp_path / "sriram.sdm"
+    model.write_text(SRIRAM_MODEL)
+    # ∂E_4/∂W through s_4, s_3, s_2 and s_1: the derivative of the loss of step 4 alone
+    assert judged(tmp_path, _notebook(SRIRAM_PATHS), model, ".ipynb") == [("W", "per-step", [])]
+    # without the path through s_2 (the one through s_1 is zero: s_0 = 0)
+    three = SRIRAM_PATHS.replace(r" \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial s_2}"
+                                 r".\frac{\partial s_2}{\partial W} +" + "\n", "")
+    assert three != SRIRAM_PATHS
+    assert judged(tmp_path, _notebook(three), model, ".ipynb") == [("W", "incorrect", [])]
