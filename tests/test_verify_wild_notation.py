@@ -679,7 +679,7 @@ SRIRAM_PATHS = r"""$\large{\frac{\partial E_4}{\partial W}=
  \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial s_2}.\frac{\partial s_2}{\partial W} +
  \frac{\partial s_4}{\partial s_3}.\frac{\partial s_3}{\partial s_2}.\frac{\partial s_2}{\partial s_1}.\frac{\partial s_1}{\partial W})
 } $
-"""
+"""  # noqa: E501
 
 
 def test_a_delta_times_a_sum_of_paths(tmp_path):
