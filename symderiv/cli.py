@@ -38,7 +38,9 @@ _EXAMPLES = {
     "check": "examples:\n  symderiv check examples/seed_rnn.sdm\n"
              "  symderiv check examples/seed_rnn.sdm --backend torch",
     "verify": "examples:\n  symderiv verify examples/seed_rnn.sdm my_derivation.tex\n"
-              "  symderiv verify examples/seed_rnn.sdm my_claims.claims --json",
+              "  symderiv verify examples/seed_rnn.sdm my_claims.claims --json\n"
+              "  symderiv verify examples/seed_rnn.sdm submissions/ --report grades.csv\n"
+              "  symderiv verify examples/seed_rnn.sdm submissions/ --report out --report-format gradescope",
 }
 
 
@@ -71,10 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
     c.add_argument("--backend", default="numpy", choices=[b.name for b in BACKENDS.values()],
                    help="which generated module to check numerically (default: numpy)")
-    v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt) claim by claim")
+    v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt, .ipynb, .html) claim by claim")
     v.add_argument("model", help="the model file (.sdm) of the exercise")
-    v.add_argument("claims", help="the hand derivation: a claims file, or a LaTeX or Markdown write-up")
+    v.add_argument("claims", nargs="+", help="the hand derivation: a claims file, a write-up (LaTeX, Markdown, "
+                                             "a notebook, an HTML page), or - for standard input; several files "
+                                             "or directories judge a whole class")
     v.add_argument("--json", action="store_true", help="print the verdicts as one JSON object")
+    v.add_argument("--strict", action="store_true",
+                   help="also fail when no claim was found, or an equation was skipped as no claim")
+    v.add_argument("--report", metavar="PATH", help="write the results of every submission to PATH (a CSV of "
+                                                     "counts, or Gradescope results)")
+    v.add_argument("--report-format", choices=("csv", "gradescope"), default="csv",
+                   help="csv (default): one row a submission; gradescope: results.json (a directory of "
+                        "SUBMISSION/results.json for several submissions)")
+    v.add_argument("--jobs", type=int, default=None, help="processes judging a class (default: the CPU count)")
     return p
 
 
@@ -220,8 +232,37 @@ def _check(args) -> int:
 
 
 def _verify(args) -> int:
-    from .api import verify
-    _, d = _load(args.model)
-    report = verify(d, args.claims)
-    sys.stdout.write(report.json() + "\n" if args.json else report.text())
-    return 0 if report.all_correct else 1
+    from .claims.reading import STDIN, read_claims
+    from .claims.verify import verify
+    if args.report is None and len(args.claims) == 1 and (args.claims[0] == STDIN or not os.path.isdir(args.claims[0])):
+        _, d = _load(args.model)
+        report = verify(d, read_claims(args.claims[0], d))
+        sys.stdout.write(report.json() + "\n" if args.json else report.text())
+        failed = not report.all_correct or (args.strict and (not report.verdicts or report.skipped > 0))
+        return 1 if failed else 0
+    return _verify_class(args)
+
+
+def _verify_class(args) -> int:
+    """Several submissions: judged in parallel, a line each (or --json), and the --report."""
+    import json
+
+    from .claims import grading
+    if args.jobs is not None and args.jobs < 1:
+        raise SymderivError("--jobs must be at least 1")
+    if "-" in args.claims:
+        raise SymderivError("standard input (-) is one write-up; it cannot be judged with other submissions")
+    _load(args.model)  # a bad model is one error, before any process starts
+    results = grading.grade(args.model, args.claims, args.jobs, progress=sys.stderr)
+    if args.json:
+        sys.stdout.write(json.dumps({"submissions": [{"submission": g.submission, "error": g.error, **(g.report or {})}
+                                                     for g in results]}, indent=2, ensure_ascii=False) + "\n")
+    else:
+        for g in results:
+            c = g.counts()
+            counts = ", ".join(f"{n} {v}" for v, n in c.items())
+            sys.stdout.write(f"{g.submission}: " + (g.error or f"{len(g.claims)} claims: {counts}") + "\n")
+    if args.report is not None:
+        for path in grading.write_report(results, args.report, args.report_format):
+            print(f"  wrote {path}", file=sys.stderr)
+    return grading.exit_status(results, args.strict)

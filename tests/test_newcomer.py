@@ -84,8 +84,9 @@ def test_the_hand_derivation_gets_the_verdicts_the_tutorial_explains(derivation)
     assert r"\frac{1}{100} \mathbf{W}_1" in w1.expected  # the penalty the write-up left out
 
 
-def test_a_definition_in_a_sentence_is_not_read(derivation, tmp_path):
-    """What the tutorial warns about: the same definition inline, outside the display."""
+def test_a_definition_in_a_sentence_is_read_like_one_in_a_display(derivation, tmp_path):
+    """The same definition inline, outside the display: read all the same (inline math is read
+    like a display), so every claim gets the verdict it gets with the definition displayed."""
     text = WRITEUP.read_text()
     definition = next(line for line in text.splitlines() if r"\triangleq" in line)
     inline = "$" + definition.replace("&", "").rstrip(" \\") + "$\n"
@@ -93,5 +94,6 @@ def test_a_definition_in_a_sentence_is_not_read(derivation, tmp_path):
     path = tmp_path / "inline.tex"
     path.write_text(moved)
     report = symderiv.verify(derivation, path)
-    unreadable = [v for v in report.verdicts if v.verdict == "unreadable"]
-    assert unreadable and all("z_h" in v.message for v in unreadable)
+    displayed = symderiv.verify(derivation, WRITEUP)
+    assert [(v.target, v.verdict) for v in report.verdicts] == [(v.target, v.verdict) for v in displayed.verdicts]
+    assert not any(v.verdict == "unreadable" for v in report.verdicts)

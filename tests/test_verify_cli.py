@@ -55,7 +55,9 @@ def test_json_is_exactly_the_documented_object(seed_path, capsys):
     status, out, _ = verify_cli(capsys, seed_path, SEED_HOMEWORK, "--json")
     assert status == 1
     report = json.loads(out)
-    assert set(report) == {"model", "claims", "summary"}
+    # the documented object, and what issue 14 added to it: the reader's notes, the skipped count
+    assert set(report) == {"model", "claims", "summary", "notes", "skipped"}
+    assert report["notes"] == [] and report["skipped"] == 0
     assert report["model"] == "seed_rnn"
     assert set(report["summary"]) == set(VERDICTS)
     assert sum(report["summary"].values()) == len(report["claims"]) == 29

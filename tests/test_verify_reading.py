@@ -88,9 +88,18 @@ def test_environments_rows_and_continuations(tmp_path):
     ]
 
 
+def test_inline_math_is_read_too(tmp_path):
+    # (issue 14: write-ups with their claims only in inline math read as "0 claims")
+    text = r"""
+Inline math: $\delta \mathbf{h}_t = 0$ and, on another line,
+\(\delta \mathbf{o}_t = {\mathbf{W}^{(\mathrm{out})}}^{\top} \delta \mathbf{h}^{(\mathrm{out})}_t\);
+prose $x$ and $\delta h_t$.
+"""
+    assert judged(tmp_path, text) == [("h[t]", "incorrect", []), ("o[t]", "correct", [])]
+
+
 def test_what_is_not_a_claim(tmp_path):
     text = r"""
-Inline math is not displayed: $\delta \mathbf{h}_t = 0$ and \(\delta \mathbf{h}_t = 0\).
 $$\mathcal{L} = -\sum_{t=1}^{T} \mathbf{r}_t^\top \log \hat{\mathbf{r}}_t$$
 $$\mathbf{b}_o \leftarrow \mathbf{b}_o - \eta \, \delta \mathbf{b}_o$$
 $$\sigma'(z) \triangleq \sigma(z) (1 - \sigma(z))$$

@@ -127,7 +127,7 @@ class Evaluator:
                     adj = self.d.adjoints[n]
                     value = self._zeros(adj.quantity.shape)
                     for term in adj.closed_terms:
-                        if 1 <= t + term.offset <= T:
+                        if 1 <= t + term.offset <= T and self._counts(adj, term, t):
                             value = value + self.ev(term.expr, t)
                     for key, e in adj.closed_fixed.items():  # what a static equation reading q at step t gives
                         at = adj.fixed_step(key)
@@ -137,6 +137,11 @@ class Evaluator:
         for name, g in self.d.gradients.items():
             self.values.gradients[name] = self._total(g.param.shape, g.per_step, [g.static] + [
                 e for _, _, e in g.initial])
+
+    def _counts(self, adj, term, t) -> bool:
+        """Whether the term ``term`` of ``adj`` counts at step t (every term does; a subclass may
+        leave some out, as the claim reader's loss of one step does)."""
+        return True
 
     def _static_adjoint(self, adj):
         return self._total(adj.quantity.shape, adj.closed_per_step, [adj.closed_static])

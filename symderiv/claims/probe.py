@@ -16,7 +16,9 @@ import numpy as np
 from ..ad.derive import Derivation
 from ..check.evaluate import Evaluator, random_point
 
-STEPS = 3  # sequence length of every probe: long enough for a t+1 and a t-1 term at once
+STEPS = 4  # sequence length of the first probe: long enough for a t+1 and a t-1 term at once; the
+# others are one and two steps longer, so a claim about a fixed step (δh_3) cannot pass by being
+# the last step of one probe
 PROBES = 3
 
 
@@ -53,6 +55,9 @@ class ClaimEvaluator(Evaluator):
 
     def value(self, e, t):
         """``ev`` as a float array, or None if ``e`` cannot be evaluated (a bad shape, log of 0, ...)."""
+        length = self.model.length
+        if length is not None and self.T and length in getattr(e, "free_symbols", ()):
+            e = e.xreplace({length: self.T})  # a claim may name T, the number of steps, as a number
         try:
             with np.errstate(all="ignore"):
                 out = np.asarray(self.ev(e, t), dtype=float)
@@ -61,13 +66,30 @@ class ClaimEvaluator(Evaluator):
         return out if np.all(np.isfinite(out)) else None
 
 
+class LocalLossEvaluator(ClaimEvaluator):
+    """The values with the loss of one step only (``only``): the terms an adjoint takes from
+    the loss itself (no δ in them) count at that step alone, so the adjoints and gradients
+    are those of L_k, the loss of step k."""
+
+    only: int = 0
+
+    def _counts(self, adj, term, t) -> bool:
+        # a term taken from the loss itself (no δ in it) counts at the loss's step alone
+        return t == self.only or _has_delta(term.expr)
+
+
+def _has_delta(e) -> bool:
+    from ..ir.expr import Delta
+    return any(isinstance(n, Delta) for n in getattr(e, "atoms", lambda *a: ())(Delta)) or isinstance(e, Delta)
+
+
 class Probe:
     """One evaluation point: concrete sizes, a random point, the values in both worlds."""
 
-    def __init__(self, derivation: Derivation, dims: dict[str, int], seed: int):
+    def __init__(self, derivation: Derivation, dims: dict[str, int], seed: int, steps: int = STEPS):
         self.d = derivation
         self.dims = dims
-        self.T = STEPS if derivation.model.has_time else None
+        self.T = steps if derivation.model.has_time else None
         self.params, self.data = random_point(derivation.model, dims, self.T, seed=seed)
 
     @property
@@ -77,6 +99,16 @@ class Probe:
     @cached_property
     def exact(self) -> ClaimEvaluator:
         return self._run(self.d)
+
+    def local(self, step: int) -> ClaimEvaluator:
+        """The values of L_step, the loss of one step alone (the adjoints of ∂L_t/∂X)."""
+        cache = self.__dict__.setdefault("_local", {})
+        if step not in cache:
+            ev = LocalLossEvaluator(self.d, self.dims, self.T, self.params, self.data)
+            ev.only = step
+            ev.run()
+            cache[step] = ev
+        return cache[step]
 
     @cached_property
     def truncated(self) -> ClaimEvaluator:
@@ -106,5 +138,5 @@ def probes(d: Derivation, count: int = PROBES) -> list[Probe]:
     for k in range(count):
         order = orders[k % len(orders)]
         dims = {name: 2 + k + order[i] for i, name in enumerate(names)}
-        out.append(Probe(d, dims, seed=k))
+        out.append(Probe(d, dims, seed=k, steps=STEPS + k))
     return out

@@ -27,6 +27,7 @@ from ..ir.expr import same_shape
 from ..ops import ELEMENTWISE
 from .latex import read_writeup
 from .probe import probes
+from .sources import markdown_images, notebook_text, page_text
 from .tree import (
     FUNCTIONS,
     Call,
@@ -51,7 +52,10 @@ from .tree import (
     references,
 )
 
-FORMATS = {".claims": "claims", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "markdown"}
+FORMATS = {".claims": "claims", ".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".txt": "markdown",
+           ".ipynb": "notebook", ".html": "html", ".htm": "html", ".xhtml": "html"}
+#: The path that means standard input.
+STDIN = "-"
 MAX_DEPTH = 100
 
 
@@ -63,20 +67,43 @@ class Reading:
     claims: list[Claim]
     spellings: dict = field(default_factory=dict)  # quantity → how the write-up spells it
     vocabulary: set = field(default_factory=set)  # quantities whose δ the file itself names
+    notes: list = field(default_factory=list)  # what the reader assumed or skipped, each said once
+    skipped: list = field(default_factory=list)  # lines of equations that are no claims (Jacobians)
 
 
-def read_claims(path: str | Path, derivation: Derivation) -> Reading:
-    """Every claim of a claims file or write-up.  Raises ``ClaimError`` if the file cannot be read."""
+def read_claims(path: str | Path, derivation: Derivation, stdin_text: str | None = None) -> Reading:
+    """Every claim of a claims file or write-up (``-``: standard input, or ``stdin_text``, read as
+    Markdown or LaTeX).  Raises ``ClaimError`` if the file cannot be read."""
+    if str(path) == STDIN:
+        given = stdin_text if stdin_text is not None else _read_stdin()
+        kind = "claims" if re.match(r"\s*(#.*\n\s*)*d\(", given) else "markdown"
+        return read_text_as(given, "<stdin>", kind, derivation)
     path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
         raise ClaimError(f"{path}: cannot tell what this file is; a hand derivation is a .claims file or a "
-                         "LaTeX or Markdown write-up (.tex, .md, .txt)")
-    text = read_text(path)
+                         "write-up (.tex, .md, .txt, .ipynb, .html), or - for standard input")
+    return read_text_as(read_text(path), str(path), found, derivation)
+
+
+def read_text_as(text: str, path: str, kind: str, derivation: Derivation) -> Reading:
+    """The claims of ``text``, read as ``kind`` (a value of ``FORMATS``)."""
     if kind == "claims":
-        return _bounded(read_claims_file(text, str(path), derivation))
+        return _bounded(read_claims_file(text, path, derivation))
+    if kind == "notebook":
+        text, kind = notebook_text(text, path), "markdown"
+    elif kind == "html":
+        text, kind = page_text(text), "markdown"
+    if kind == "markdown":
+        text = markdown_images(text)
     found = read_writeup(text, derivation, kind == "markdown", QuantityMatcher(derivation))
-    return _bounded(Reading(str(path), found.claims, found.spellings, found.vocabulary))
+    return _bounded(Reading(path, found.claims, found.spellings, found.vocabulary, found.notes, found.skipped))
+
+
+def _read_stdin() -> str:
+    import sys
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    return decode_source(data, "<stdin>", ClaimError)
 
 
 #: Bounds on one hand derivation: a homework's write-up is a few kilobytes and a few dozen

@@ -42,6 +42,10 @@ class Grad:
 
     name: str
     offset: int | Step | None = None
+    #: Written ∂L_t/∂X (the loss of one step in the numerator, ``L = Σ_t L_t``): for a sequence
+    #: quantity at that step, the path through later steps is not part of it.
+    local: str | None = None  # the step of that loss as written ("t", "4"), else None
+    scaled: bool = False  # and the loss is declared a mean, L = (1/T) Σ_t L_t: T times δ
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,28 @@ class Rows:
 
 @dataclass(frozen=True)
 class OverTime:
-    """Σ_{t=1}^{T}."""
+    """Σ_{t=start}^{T} (``start`` > 1: ``\\sum_{t=2}^{T}``)."""
 
     arg: object
+    start: int = 1
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule."""
+
+    of: object
+    wrt: object
+
+
+@dataclass(frozen=True)
+class ChainRule:
+    """∂L/∂a · ∂a/∂b · ∂b/∂c …: the adjoint ``start`` (δa) carried back along each link (the
+    direct dependence of a on b, through the pre-activations symderiv named), whatever the
+    order or layout the write-up multiplies the factors in."""
+
+    start: object
+    links: tuple
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,10 @@ def children(node) -> tuple:
         return (node.num, node.den)
     if isinstance(node, Power):
         return (node.base,)
+    if isinstance(node, Jacobian):
+        return (node.of, node.wrt)
+    if isinstance(node, ChainRule):
+        return (node.start,) + tuple(node.links)
     return (node.arg,)
 
 
@@ -190,6 +217,10 @@ def with_children(node, kids: tuple):
         return Power(kids[0], node.exponent)
     if isinstance(node, LEAVES):
         return node
+    if isinstance(node, Jacobian):
+        return Jacobian(*kids)
+    if isinstance(node, ChainRule):
+        return ChainRule(kids[0], tuple(kids[1:]))
     return replace(node, arg=kids[0])
 
 
@@ -305,6 +336,8 @@ class Target:
     name: str
     step: Step | None = None
     indices: tuple = ()
+    local: str | None = None  # written ∂L_t/∂X: the step of the loss (see ``Grad.local``)
+    scaled: bool = False  # L = (1/T) Σ_t L_t: the claim is T times the step's part
 
     def label(self, index: str = "t", length: str = "T") -> str:
         """``o[t]``, ``W_out[i, j]``, ``h_out[t][i]``: the model language's spelling."""
@@ -329,6 +362,7 @@ class Claim:
     target: Target | None = None
     rhs: object = None
     problem: str | None = None
+    assumed: tuple = ()  # how an ambiguous notation was read, for the message ("· as elementwise")
 
 
 def make_claim(model, line: int, col: int, text: str, target_node, rhs_node) -> Claim:
@@ -365,7 +399,7 @@ def claim_target(model, node) -> Target:
         raise TypeError("internal error: a claim's target is read before its steps are anchored")
     if q.sequence and step is None:
         step = STEP_T
-    return Target(node.name, step, indices)
+    return Target(node.name, step, indices, node.local, node.scaled)
 
 
 def anchor_steps(model, node, anchor: Step | None):
@@ -586,9 +620,13 @@ class ClaimExpressionBuilder:
         return _at(q.symbol, node.offset) if q.sequence else q.symbol
 
     def _Grad(self, node: Grad, like):
+        if node.scaled and self.model.length is not None:  # ∂L_t/∂X with L = (1/T) Σ_t L_t
+            return E.scale(self.model.length, self.build(replace(node, scaled=False), like))
         q = self.model.quantities[node.name]
         if q.role == "param":
             g = self.d.gradients[node.name]
+            if node.local is not None and g.per_step is not None:  # ∂J_3/∂W: step 3's term; ∂J_t/∂W: step t's
+                return E.at_step(g.per_step, int(node.local)) if node.local.isdigit() else g.per_step
             return g.per_step if self.stepwise and g.per_step is not None else g.expr
         delta = E.Delta(q.symbol)
         return _at(delta, node.offset) if q.sequence else delta
@@ -745,8 +783,24 @@ class ClaimExpressionBuilder:
         arg = self.build(node.arg, like)
         if not _is_matrix(arg):
             raise ShapeMismatch(f"{node.fname}' of a plain number")
-        params = tuple(map(sp.Rational, node.params))
-        return activation_derivative(node.fname, arg, E.Apply(node.fname, arg, *params), params)
+        fname, params = node.fname, tuple(map(sp.Rational, node.params))
+        if fname == "?":  # f'(z): the function the model applies to z
+            applied = self._applied_to(arg)
+            if applied is None:
+                raise ShapeMismatch(f"f'({self.describe(arg)}): the model applies no one elementwise function to it")
+            fname, params = applied
+        return activation_derivative(fname, arg, E.Apply(fname, arg, *params), params)
+
+    def _applied_to(self, arg) -> tuple | None:
+        """(function, params) of the one elementwise function the model applies to ``arg``."""
+        found = set()
+        for q in self.model.equations:
+            for n in sp.preorder_traversal(q.expr):
+                if isinstance(n, E.Apply) and n.fname in ELEMENTWISE:
+                    for k in range(-2, 3):
+                        if E.shift(n.arg, k) == arg:
+                            found.add((n.fname, tuple(n.params)))
+        return found.pop() if len(found) == 1 else None
 
     def _Rows(self, node: Rows, like):
         inner = self.build(node.arg)
@@ -759,12 +813,92 @@ class ClaimExpressionBuilder:
 
     def _OverTime(self, node: OverTime, like):
         inner = self.build(node.arg, like)
-        return E.TimeSum(inner) if _is_matrix(inner) else inner
+        if not _is_matrix(inner):
+            return inner
+        total = E.TimeSum(inner)
+        if node.start > 1:  # Σ_{t=s}^{T}: the terms of steps 1..s-1 taken out
+            total = E.add(total, *[E.neg(E.at_step(inner, k)) for k in range(1, node.start)])
+        return total
+
+    def _Jacobian(self, node: Jacobian, like):
+        of_val: Val = node.of  # type: ignore[assignment]
+        wrt: Val = node.wrt  # type: ignore[assignment]
+        of = self.model.quantities[of_val.name]
+        if not of.is_scalar:
+            raise ShapeMismatch("a Jacobian ∂a/∂b outside a chain rule ∂L/∂a ∂a/∂b")
+        # ∂s/∂b of a scalar s (a loss term, J = L + s): its gradient, the column of b's shape
+        carried = self._carried(of.name, of_val.offset, OneMatrix(1, 1), wrt.name, wrt.offset, depth=0)
+        if carried is None:
+            raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
+        return carried
+
+    def _ChainRule(self, node: ChainRule, like):
+        cot = self.build(node.start)
+        if not _is_matrix(cot):
+            raise ShapeMismatch("the chain rule starts from a plain number")
+        here = node.links[0].of if node.links else None
+        for link in node.links:
+            of, wrt = link.of, link.wrt
+            if here is None or of.name != here.name or of.offset != here.offset:
+                raise ShapeMismatch("the factors of the chain rule do not link up")
+            cot = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
+            if cot is None:
+                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
+            here = wrt
+        return cot
+
+    def _carried(self, a: str, oa, cot, b: str, ob, depth: int):
+        """The adjoint ``cot`` of a (at offset ``oa``) carried back to b (at ``ob``) through the
+        equation of a, and through any pre-activation symderiv named on the way; None if none."""
+        q = self.model.quantities[a]
+        if q.expr is None or depth > 4:
+            return None
+        parts = []
+        symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
+        fixed = isinstance(oa, Step) and oa.base == ""  # ∂p_3/∂y_3: at step 3
+        for c, oc, g in _reads(self.model, q, symbol):
+            if isinstance(oa, int) and isinstance(g, sp.Basic):
+                g = E.shift(g, oa)
+            elif fixed and isinstance(g, sp.Basic):
+                g = E.at_step(g, oa.offset)
+            here = _at(E.Delta(q.symbol), oa) if q.sequence else E.Delta(q.symbol)
+            g = g.xreplace({here: cot})
+            if oc is not None and isinstance(oa, int):
+                oc_claim: int | Step | None = oa + oc
+            elif oc is not None and fixed:
+                oc_claim = Step("", oa.offset + oc)
+            else:
+                oc_claim = None
+            target = self.model.quantities[c]
+            if c == b and (not target.sequence or oc_claim == ob):
+                parts.append(g)
+            elif target.auxiliary and c != a:
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1)
+                if deeper is not None:
+                    parts.append(deeper)
+        return E.add(*parts) if parts else None
 
     def _Entry(self, node, like):
         raise ShapeMismatch("an entry outside an entry claim")
 
     _IndexSum = _Entry
+
+
+def _reads(model, q, symbol) -> list:
+    """(quantity c, offset of c from q's step or None, the adjoint q's equation sends to c,
+    written at q's step in terms of ``symbol`` = δq) for every quantity q's equation reads."""
+    from ..ad.derive import _Sweep  # the sweep's own rule for one equation
+
+    sweep = _Sweep(model)
+    sweep.consumer = q.name
+    sweep.back(q.expr, symbol, model.ref(q.name), q.sequence)
+    out: list[tuple[str, int | None, object]] = []
+    for c, adj in sweep.adjoints.items():
+        for term in adj.terms:
+            out.append((c, -term.offset, E.shift(term.expr, -term.offset)))
+        for g in adj.per_step + adj.static:
+            out.append((c, None, g))
+    return out
 
 
 def _at(base, offset):

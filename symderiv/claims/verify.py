@@ -17,7 +17,8 @@ cheapest repair that makes the claim right are the diagnosis.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
 
@@ -31,7 +32,7 @@ from ..ir.expr import Apply, At, AtEnd, AtStep, Delta, TimeSum, ZeroMatrix, add,
 from ..ops import ELEMENTWISE, activation_derivative
 from ..render.printing import LatexPrinter, step_text
 from . import tree as C
-from .probe import STEPS, probes
+from .probe import probes
 from .reading import Reading
 
 VERDICTS = ("correct", "per-step", "incorrect", "unreadable")
@@ -69,6 +70,8 @@ class Report:
     model: str
     path: str
     verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)  # what the reader assumed or skipped, once each
+    skipped: int = 0  # equations read and set aside as no claims (Jacobians)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -80,15 +83,17 @@ class Report:
 
     def json(self) -> str:
         return json.dumps({"model": self.model, "claims": [v.as_dict() for v in self.verdicts],
-                           "summary": self.summary}, indent=2, ensure_ascii=False)
+                           "summary": self.summary, "notes": list(self.notes), "skipped": self.skipped},
+                          indent=2, ensure_ascii=False)
 
     def text(self) -> str:
         counts = ", ".join(f"{n} {v}" for v, n in self.summary.items())
         lines = [f"{self.model}: {len(self.verdicts)} claim{'s' if len(self.verdicts) != 1 else ''} in "
                  f"{self.path}: {counts}"]
         if not self.verdicts:
-            lines.append("no claims found: a claim is a displayed equation whose left side is δX or ∂L/∂X "
+            lines.append("no claims found: a claim is an equation whose left side is δX or ∂L/∂X "
                          "(in a .claims file, a line d(X) = ...)")
+        lines.extend(f"note: {note}" for note in self.notes)
         for v in self.verdicts:
             lines.append("")
             lines.append(f"line {v.line}, column {v.col}: {v.text}")
@@ -102,7 +107,8 @@ class Report:
 def verify(d: Derivation, reading: Reading) -> Report:
     """Judge every claim of ``reading`` against the derivation ``d``."""
     judge = Judge(d, reading)
-    return Report(d.model.name, reading.path, [judge.judge(c) for c in reading.claims])
+    return Report(d.model.name, reading.path, [judge.judge(c) for c in reading.claims], list(reading.notes),
+                  len(reading.skipped))
 
 
 # ---------------------------------------------------------------------------------------
@@ -155,7 +161,7 @@ class Truth:
     """The true value of a claim's target, in the sense the claim makes."""
 
     name: str
-    kind: str  # "sequence", "static" or "per-step"
+    kind: str  # "sequence", "static", "per-step" or "local" (∂L_k/∂X, the loss of one step)
     expr: object  # for printing and for the symbolic check
     shape: tuple
     step: C.Step | None = None
@@ -163,12 +169,34 @@ class Truth:
     # equation): a claim at step t is compared at the other steps, δh_t for t < T
     fixed: tuple = ()
     expr_symbol: object = None  # the quantity's symbol, for δ at a computed state's step (δh_0)
+    by_length: bool = False  # ∂L_t/∂X with L = (1/T) Σ_t L_t: T times the true value
+    loss: C.Step | None = None  # for "local": the step of the loss, relative to the target's (or t)
+    param: bool = False  # for "local": the target is a parameter
+
+    def loss_step(self, probe, key) -> int:
+        """The step k of L_k for the value at ``key``."""
+        loss = self.loss or C.STEP_T
+        if loss.base == "":
+            return loss.offset
+        if loss.base == "T":
+            return (probe.T or 0) + loss.offset
+        return (key or 0) + loss.offset
+
+    def evaluator(self, probe, world: str, key):
+        """Where a claim's value at ``key`` is computed: the world of L_k for a local truth."""
+        if self.kind == "local":
+            return probe.local(self.loss_step(probe, key))
+        return getattr(probe, world)
 
     def keys(self, probe) -> list:
         """The steps at which values are compared (None: a static value)."""
         step = self.step
+        if self.kind == "local" and (self.param or step is None):
+            return [None] if (self.loss or C.STEP_T).base != "t" or not self.param else probe.steps
         if self.kind == "static":
             return [None]
+        if self.kind == "per-step" and step is not None and step.base == "":
+            return [step.offset]
         if self.kind == "per-step" or step is None or step.base == "t":
             if self.kind == "sequence" and self.fixed:
                 skip = {probe.T + k if where == "end" else k for where, k in self.fixed}
@@ -178,6 +206,19 @@ class Truth:
         return [at]
 
     def values(self, probe, world: str) -> dict:
+        found = self._values(probe, world)
+        if self.by_length and probe.T:
+            return {k: None if v is None else v * probe.T for k, v in found.items()}
+        return found
+
+    def _values(self, probe, world: str) -> dict:
+        if self.kind == "local":
+            out = {}
+            for k in self.keys(probe):
+                values = self.evaluator(probe, world, k).values
+                found = values.gradients[self.name] if self.param else values.adjoints[self.name]
+                out[k] = np.asarray(found[k] if isinstance(found, dict) else found, dtype=float)
+            return out
         ev = getattr(probe, world)
         if self.kind == "sequence":
             # lookup: δh_0 of a state computed from static values, as well as δh_t within 1..T
@@ -237,38 +278,50 @@ class Judge:
             base.message = claim.problem if claim.problem is not None else "the claim names no target"
             return base
         stepwise = C.depends_on_step(claim.rhs)
-        truth = self.truth(target, stepwise)
+        truth = self.truth(target, stepwise, claim.rhs)
+        if truth is not None and target.scaled:
+            truth = replace(truth, by_length=True)
         if truth is None:
             base.message = (f"step {(target.step or C.STEP_T).text()} is outside the sequences this checker uses "
-                            f"(t = 1..{STEPS}); write the claim at a general step t")
+                            f"(t = 1..{min(p.T or 0 for p in self.probes)}); write the claim at a general step t")
             return base
         check = _Check(self, truth, C.ClaimExpressionBuilder(self.d, stepwise, self.math))
+        assumed = "".join(f"({a[0].upper()}{a[1:]}.) " for a in claim.assumed)
         if check.agrees(Repair(claim.rhs)):
-            base.verdict = "per-step" if truth.kind == "per-step" else "correct"
-            base.message = self._agreement(check, claim.rhs, truth)
+            # ∂L_t/∂W is step t's term of the loss-term decomposition ∂L/∂W = Σ_t ∂L_t/∂W
+            per_step = truth.kind == "per-step" or (truth.kind == "local" and truth.param)
+            base.verdict = "per-step" if per_step else "correct"
+            base.message = assumed + self._agreement(check, claim.rhs, truth)
             return base
+        base.message = assumed
         base.verdict = "incorrect"
         found = check.diagnose(claim.rhs)
         if found is not None:
             base.diagnosis = sorted(set(found.kinds), key=CODES.index)
             notes = (template.format(*map(check.show, pieces)) if pieces else template
                      for template, pieces in found.notes)
-            base.message = _sentence("; ".join(dict.fromkeys(notes)))
+            base.message += _sentence("; ".join(dict.fromkeys(notes)))
             return base
         mismatch = check.misfit(claim.rhs)
         if mismatch is not None:
             base.diagnosis = ["shape"]
-            base.message = _sentence(f"the sizes do not fit ({mismatch})")
+            base.message += _sentence(f"the sizes do not fit ({mismatch})")
         else:
-            base.message = ("It differs from the true value, and no usual slip (sign, transpose, a missing or "
-                            "extra term or factor) explains the difference.")
+            base.message += ("It differs from the true value, and no usual slip (sign, transpose, a missing or "
+                             "extra term or factor) explains the difference.")
         return base
 
     def _agreement(self, check: _Check, rhs, truth: Truth) -> str:
+        if truth.kind == "local":
+            loss = (truth.loss or C.STEP_T).text()
+            return (f"Equal to the derivative of L_{loss}, the loss of step {loss} alone (numerically at "
+                    f"{len(self.probes)} random sizes); the gradient of the whole loss sums these over the steps"
+                    + (", so this is a per-step term." if truth.param else "."))
         how = "symbolically and " if check.symbolically_equal(rhs) else ""
         sizes = f"{how}numerically at {len(self.probes)} random sizes"
         if truth.kind == "per-step":
-            return f"The contribution of step t ({sizes}); the gradient is its sum over t = 1..T."
+            step = truth.step.text() if truth.step is not None else "t"
+            return f"The contribution of step {step} ({sizes}); the gradient is its sum over t = 1..T."
         return f"Equal to the true value ({sizes})."
 
     def math(self, e, step: C.Step | None = None) -> str:
@@ -312,9 +365,11 @@ class Judge:
 
     # --- the true value -----------------------------------------------------------------
 
-    def truth(self, target: C.Target, stepwise: bool) -> Truth | None:
+    def truth(self, target: C.Target, stepwise: bool, rhs=None) -> Truth | None:
         q = self.model.quantities[target.name]
         shape = q.shape
+        if target.local is not None and self.model.has_time:
+            return self._local_truth(target, q)
         if q.role == "param":
             g = self.d.gradients[target.name]
             if stepwise and g.per_step is not None:
@@ -327,7 +382,8 @@ class Judge:
         # (a sequence quantity means the model has time: the probes have T steps)
         computed = {key.step for n, key, _ in computed_states(self.model)
                     if n == target.name and isinstance(key, AtStep)}
-        if step.base == "" and not 1 <= step.offset <= (self.probes[0].T or 0) and step.offset not in computed:
+        shortest = min(p.T or 0 for p in self.probes)
+        if step.base == "" and not 1 <= step.offset <= shortest and step.offset not in computed:
             return None
         fixed = tuple(at if isinstance(at, tuple) else ("start", at)
                       for at in map(adj.fixed_step, adj.closed_fixed))
@@ -336,13 +392,40 @@ class Judge:
             return Truth(target.name, "sequence", state_adjoint(adj, key), shape, step, (), q.symbol)
         return Truth(target.name, "sequence", adj.closed, shape, step, fixed)
 
+    def _local_truth(self, target: C.Target, q) -> Truth | None:
+        """∂L_k/∂X, the derivative of the loss of one step k (``\\frac{\\partial L_t}{\\partial X}``)."""
+        m = re.fullmatch(r"(\d+)|([A-Za-z]+)([+-]\d+)?", target.local or "")
+        if m is None:
+            return None
+        if m.group(1):
+            loss = C.Step("", int(m.group(1)))
+        else:
+            base = "T" if m.group(2) == self._length else "t"
+            loss = C.Step(base, int(m.group(3) or 0))
+        if q.role == "param":
+            g = self.d.gradients[target.name]
+            return Truth(target.name, "local", g.expr, q.shape, None, loss=loss, param=True)
+        if not q.sequence:
+            return Truth(target.name, "local", self.d.adjoints[target.name].closed, q.shape, None, loss=loss,
+                         param=False)
+        step = target.step or C.STEP_T
+        if step.base == "" and not 1 <= step.offset <= min(p.T or 0 for p in self.probes):
+            return None
+        if loss.base == step.base and loss.base:  # ∂L_t/∂h_{t-1}: the loss one step after the target's
+            loss = C.Step("t", loss.offset - step.offset)
+        return Truth(target.name, "local", self.d.adjoints[target.name].closed, q.shape, step, loss=loss)
+
     def expected(self, target: C.Target, rhs=None) -> str:
         """The true value in the write-up's notation, in terms of adjoints its reader knows.
 
         A parameter's step-t term is often an adjoint of its own (δb_h is Σ_t δy_{h,t}); a
         claim that does not use that adjoint gets it written out, which says more."""
         q = self.model.quantities[target.name]
-        if q.role == "param":
+        g = self.d.gradients.get(target.name)
+        if q.role == "param" and g is not None and g.per_step is not None and target.local is not None \
+                and target.local.isdigit() and rhs is not None and _fixed_steps(rhs):
+            e = at_step(g.per_step, int(target.local))  # ∂E_4/∂V: the term of step 4
+        elif q.role == "param":
             e = self.d.gradients[target.name].expr
         elif q.sequence and target.step is not None and target.step.base == "T":  # terms through steps after T vanish
             adj = self.d.adjoints[target.name]
@@ -476,17 +559,20 @@ class _Check:
         keys = self.truth.keys(probe)
         if keys == [None] and C.depends_on_step(node):
             return None  # a value that changes with t cannot be a static gradient
-        return {k: ev.value(e, k) for k in keys}
+        return {k: self.truth.evaluator(probe, world, k).value(e, k) for k in keys}
 
     def agrees(self, repair: Repair, lens: str = "exact") -> bool:
         """Whether the repaired claim equals the truth, seen through ``lens``."""
         if lens == "recurrent" and not self.j.recurrent:
             return False
+        if self.truth.kind == "local" and lens in ("recurrent", "sum"):
+            return False  # the loss of one step: no later step to miss, no sum to make
         if lens == "sum" and not (self.truth.kind == "static" and C.depends_on_step(repair.node)
                                   and self.j.model.has_time):
             return False
-        world = "truncated" if lens == "recurrent" else "exact"
+        world = "truncated" if lens in ("recurrent", "local") else "exact"
         pairs = []
+        differs = False
         for i, probe in enumerate(self.j.probes):
             mine = self.values(repair.node, i, world, over_time=lens == "sum")
             if mine is None:
@@ -496,12 +582,16 @@ class _Check:
                 got = mine.get(k)
                 if got is None or want is None or got.shape != want.shape:
                     return False
+                if lens in ("times-T", "over-T") and probe.T:  # a mean over steps where the loss is a sum
+                    want = want * probe.T if lens == "times-T" else want / probe.T
                 if lens != "factor" and not _close(got, want):
                     return False
                 pairs.append((got, want))
-            if lens == "recurrent" and i == 0 and all(
+            if lens == "recurrent" and not all(
                     _close(w, x) for w, x in zip(truth.values(), self.truth.values(probe, "exact").values())):
-                return False  # no path through a later step here: nothing can be missing
+                differs = True
+        if lens == "recurrent" and not differs:
+            return False  # no path through a later step here: nothing can be missing
         return lens != "factor" or _constant_factor(pairs) is not None
 
     # --- the diagnosis ------------------------------------------------------------------
@@ -512,7 +602,7 @@ class _Check:
         singles = list(islice(self.repairs(start), MAX_SINGLE_REPAIRS))
         pairs = list(islice((second for first in singles if first.kinds[0] in ("transpose", "sign")
                              for second in self.repairs(first) if second.node != rhs), MAX_PAIRED_REPAIRS))
-        lenses = ("recurrent", "sum", "factor")
+        lenses = ("recurrent", "sum", "factor") + (("times-T", "over-T") if self.j.model.has_time else ())
         levels = [
             [(start, lens) for lens in lenses] + [(r, "exact") for r in singles],
             [(r, lens) for r in singles for lens in lenses] + [(r, "exact") for r in pairs],
@@ -532,6 +622,10 @@ class _Check:
         if lens == "sum":
             return repair.then("missing-sum-over-time", repair.node,
                                "the gradient sums this over t = 1..T (Σ_t is missing)")
+        if lens in ("times-T", "over-T"):
+            return repair.then("wrong-factor", repair.node, ("it is T" if lens == "times-T" else "it is 1/T")
+                               + " times the true value (a mean over the steps where the loss is their sum, or "
+                                 "the other way round)")
         pairs = [(self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
                  for k, v in self.truth.values(p, "exact").items()]
         c = _constant_factor(pairs)
@@ -604,7 +698,10 @@ class _Check:
                     yield r.then("extra-term", C.replace_at(r.node, path, kept), "the term {} does not belong", term)
 
     def _activation_derivatives(self, r: Repair):
-        """f'(z) ⊙ (…) put in where an adjoint flows through an activation."""
+        """f'(z) ⊙ (…) put in where an adjoint flows through an activation; or a factor of an
+        elementwise product that should be f'(z): half of it (``a ⊙ Wᵀδ`` for ``a ⊙ (1 − a) ⊙ Wᵀδ``),
+        or a slip in it (``(1 − g)²`` for ``1 − g²``)."""
+        yield from self._derivative_factors(r)
         for path, n in C.positions(r.node):
             if not C.contains(n, C.Grad) or _inside_function(r.node, path):
                 continue
@@ -621,6 +718,32 @@ class _Check:
                     given = C.Given(shift(factor, k))
                     yield r.then("missing-activation-derivative", C.replace_at(r.node, path, C.Hadamard((given, n))),
                                  "the factor {} (the derivative of " + fname + ") is missing", given)
+
+    def _derivative_factors(self, r: Repair):
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.Hadamard) or not any(C.contains(f, C.Grad) for f in n.factors):
+                continue
+            for i, f in enumerate(n.factors):
+                if C.contains(f, C.Grad) or isinstance(f, (C.Num, C.Ones)) or _inside_function(r.node, path):
+                    continue
+                try:
+                    shape = self.builder.expression(f).shape
+                except C.ShapeMismatch:
+                    continue
+                offsets = {x.offset for _, x in C.positions(f) if isinstance(x, C.Val) and isinstance(x.offset, int)}
+                for fname, factor in self.j.factors:
+                    if not same_shape(factor, _Shaped(shape)):
+                        continue
+                    for k in sorted(offsets or {0}):
+                        given = C.Given(shift(factor, k))
+                        changed = C.replace_at(r.node, path + (i,), given)
+                        if isinstance(f, C.Val) or (isinstance(f, C.Call) and f.fname == fname):
+                            # σ(z) (or its name a) where σ'(z) = σ(z) ⊙ (1 − σ(z)) was meant
+                            yield r.then("missing-activation-derivative", changed,
+                                         "{} is only part of the derivative of " + fname + ", {}", f, given)
+                        else:
+                            yield r.then("wrong-factor", changed,
+                                         "{} should be {} (the derivative of " + fname + ")", f, given)
 
     def _recurrent_terms(self, r: Repair):
         if self.truth.kind != "sequence":
@@ -642,6 +765,9 @@ class _Check:
             q = self.j.model.quantities[leaf.name]
             if q.sequence and isinstance(leaf.offset, int):
                 alternatives += [type(leaf)(leaf.name, leaf.offset + k) for k in (-1, 1)]
+            elif q.sequence and isinstance(leaf.offset, C.Step) and leaf.offset.base == "":  # h_3 for h_4
+                alternatives = [type(leaf)(leaf.name, C.Step("", leaf.offset.offset + k)) for k in (-1, 1)
+                                if leaf.offset.offset + k >= 1] + alternatives
             for alt in dict.fromkeys(alternatives):
                 if not same_shape(self.j.model.quantities[alt.name].symbol, q.symbol):
                     continue
@@ -674,6 +800,17 @@ class _Shaped:
     """Anything with a shape, for ``same_shape``."""
 
     shape: tuple
+
+
+def _fixed_steps(node) -> set:
+    """The fixed steps (δh_4, s_3) a claim names; empty if it names a step relative to t."""
+    found = set()
+    for _, n in C.positions(node):
+        if isinstance(n, (C.Val, C.Grad)) and isinstance(n.offset, C.Step) and n.offset.base == "":
+            found.add(n.offset.offset)
+        elif isinstance(n, (C.Val, C.Grad)) and isinstance(n.offset, int):
+            return set()
+    return found
 
 
 def _toggle(node):

@@ -78,6 +78,7 @@ class Atom:
     core: str
     sup: str
     pos: int
+    step: str | None = None  # a step written as a superscript: h^t, h^{t-1}, h^{(t)}, h^{<t>}
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,27 @@ class Glossary:
     aliases: dict[NameKey, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)
     spellings: dict[str, Spelling] = field(default_factory=dict)
 
+    #: The model's own LaTeX spellings that cannot be read as a name (so never match), as notes.
+    unread: list[str] = field(default_factory=list)
+    #: The write-up says ``\\cdot`` is elementwise ("where · denotes the elementwise product").
+    cdot_elementwise: bool = False
+    #: Some claim was written with the loss of one step, ``∂L_t/∂X``.
+    local_losses: bool = False
+    #: The model's loss is a mean over steps, L = (1/T) Σ_t L_t: ∂L_t/∂X is T times step t's
+    #: part of ∂L/∂X.
+    mean_loss: bool = False
+    #: What the claim being read relied on ("cdot", "local"), emptied before each claim.
+    used: set = field(default_factory=set)
+    #: Error signals the write-up named: ``δ_t = ∂L/∂z_t`` (superscripts → [(subscripts, quantity)]).
+    signals: dict = field(default_factory=dict)
+
     @classmethod
     def of(cls, model: Model) -> Glossary:
         glossary = cls(model)
         bodies = {split_name(name).body for name in model.quantities}
+        loss = next((q for q in model.quantities.values() if q.role == "loss"), None)
+        glossary.mean_loss = model.length is not None and loss is not None and loss.expr is not None and \
+            model.length in loss.expr.free_symbols
         for q in model.quantities.values():
             if q.auxiliary and "y" not in bodies:
                 # A pre-activation symderiv calls z_h is also y_h, as the seed course writes it,
@@ -119,7 +137,10 @@ class Glossary:
                               q.name)
             atom = _parse_spelling(model.latex(q.name))
             if atom is not None:
-                glossary._add(glossary.table, atom.key, atom.subs, q.name)
+                glossary._add(glossary.table, atom.key, atom.subs + ((atom.step,) if atom.step else ()), q.name)
+            else:
+                glossary.unread.append(f"the latex spelling {model.latex(q.name)!r} of '{q.name}' cannot be read "
+                                       "as a name, so a write-up's use of it is not recognised")
             parts = split_name(q.name)
             glossary._add(glossary.table, NameKey(parts.body, parts.accent), parts.subscripts + parts.superscripts,
                           q.name)
@@ -154,23 +175,59 @@ class Glossary:
         self._add(self.aliases, atom.key, subs, qname)
         self.spellings[qname] = Spelling(atom.core, atom.sup, subs)
 
+    def define_signal(self, atom: Atom, qname: str) -> None:
+        """``δ_t ≜ ∂L/∂z_t``: δ with these scripts is the adjoint of ``qname``."""
+        subs = atom.subs + ((atom.step,) if atom.step else ())
+        if subs and self.is_step(subs[-1]):
+            subs = subs[:-1]
+        self.signals.setdefault(atom.key.sups, [])
+        if (subs, qname) not in self.signals[atom.key.sups]:
+            self.signals[atom.key.sups].append((subs, qname))
+
+    def signal(self, atom: Atom) -> tuple[str, Step | None, tuple] | None:
+        """(quantity, step, entries) of an error signal ``δ_t`` the write-up named, or None."""
+        items = atom.subs if atom.step is None else (atom.step,) + atom.subs
+        found = [(p, q) for p, q in self.signals.get(atom.key.sups, []) if items[:len(p)] == p]
+        if not found:
+            return None
+        prefix, qname = max(found, key=lambda pq: len(pq[0]))
+        step, entries = self._step_and_entries(qname, items[len(prefix):], atom)
+        return qname, step, entries
+
     def resolve(self, atom: Atom) -> tuple[str, Step | None, tuple]:
         """(quantity, step or None, entry indices) for a name as written."""
         for table in (self.aliases, self.table):
             found = [(p, q) for p, q in table.get(atom.key, []) if atom.subs[:len(p)] == p]
             if found:
                 prefix, qname = max(found, key=lambda pq: len(pq[0]))
-                step, entries = self._step_and_entries(qname, atom.subs[len(prefix):], atom)
+                rest = atom.subs[len(prefix):]
+                if atom.step is not None:
+                    rest = (atom.step,) + rest
+                step, entries = self._step_and_entries(qname, rest, atom)
                 self.spellings.setdefault(qname, Spelling(atom.core, atom.sup, prefix))
                 return qname, step, entries
+        if atom.step is None and atom.key.sups:  # h^{(3)}: a fixed step, if no layer is called that
+            time = _time_superscript(atom.key.sups[-1], self.index, self.length, numbers=True)
+            if time is not None:
+                return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]), atom.subs,
+                                         atom.core, atom.sup, atom.pos, time))
         written = f"{atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
         raise ReadError(f"unknown name {written}: not a quantity of the model" + preactivation_hint(self.model, atom),
                         atom.pos)
 
+    def _bare(self, item: str) -> str:
+        """``\\tau-1`` as ``tau-1`` when the model's length (or index) is called tau."""
+        for name in (self.index, self.length):
+            if item.startswith("\\" + name):
+                return item[1:]
+        return item
+
     def is_step(self, item: str) -> bool:
+        item = self._bare(item)
         return re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?|\d+", item) is not None
 
     def step(self, item: str) -> Step:
+        item = self._bare(item)
         m = re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?", item)
         if m is None:
             return Step("", int(item))
@@ -224,22 +281,38 @@ class NameReader(Cursor):
         core = self._core()
         if core is None:
             return None
-        key, core_text, sup_text, inner_subs = core
+        return self._scripts(start, *core)
+
+    def signal_atom(self, head: Tok) -> Atom:
+        """The scripts after δ, when δ itself is a name (``δ_t``, ``δ^{(o)}_{t+1}``)."""
+        return self._scripts(head, NameKey("\\delta"), "\\delta", "", ())
+
+    def _scripts(self, start: Tok, key: NameKey, core_text: str, sup_text: str, inner_subs: tuple) -> Atom:
+        """The sub- and superscripts after a name's core."""
         subs = list(inner_subs)
         sups = list(key.sups)
+        step = None
+        index, length = (self.glossary.index, self.glossary.length) if self.glossary is not None else ("t", "T")
         while True:
             if self.is_char("_"):
                 self.take()
                 script = self.group()
-                subs.extend(plain(part) for part in split_top(script, lambda t: t.value == ","))
+                for part in split_top(script, lambda t: t.value == ","):
+                    # b_{y_i}, \\hat{y}_{t_k}: a subscript with its own subscript is two items
+                    subs.extend(plain(piece) for piece in split_top(part, lambda t: t.value == "_") if piece)
             elif self.is_char("^") and self._is_name_superscript():
                 tok = self.take()
                 script = self.group()
-                sups.append(plain(script))
+                text = plain(script)
+                time = _time_superscript(text, index, length) if step is None else None
+                if time is not None:
+                    step = time
+                    continue
+                sups.append(text)
                 sup_text += self.source[tok.pos:self.toks[self.i - 1].end]
             else:
                 break
-        return Atom(NameKey(key.body, key.accent, tuple(sups)), tuple(subs), core_text, sup_text, start.pos)
+        return Atom(NameKey(key.body, key.accent, tuple(sups)), tuple(subs), core_text, sup_text, start.pos, step)
 
     def _is_name_superscript(self) -> bool:
         """``^{(out)}`` names; ``^T``, ``^{\\top}``, ``^2`` are operations."""
@@ -270,10 +343,10 @@ class NameReader(Cursor):
             return NameKey(t.value.strip()), self.source[t.pos:t.end], "", ()
         if t.kind == "cmd" and (t.value in FONTS or t.value in ACCENTS):
             self.take()
-            key = self.sub_parser(self.group())._letters()
+            inside = self.group()
+            key = self.sub_parser(inside)._letters()
             if key is None:
-                self.i = start
-                return None
+                return self._scripted_inside(t, inside, start)
             accent = ACCENTS.get(t.value) or key.accent
             return NameKey(key.body, accent), self.source[t.pos:self.toks[self.i - 1].end], "", ()
         if t.kind == "char" and t.value == "{":
@@ -285,6 +358,22 @@ class NameReader(Cursor):
             self.i = close + 1
             return atom.key, atom.core, atom.sup, atom.subs
         return None
+
+    def _scripted_inside(self, font: Tok, inside: list[Tok], start: int):
+        """A font around a name with its scripts: ``\\mathbf{J_t}``, ``\\mathbf{W^{hy}}``,
+        ``\\hat{a^t}``: the same name as ``\\mathbf{J}_t``, ``\\mathbf{W}^{hy}``."""
+        sub = self.sub_parser(inside)
+        try:
+            atom = sub.atom()
+        except ReadError:
+            atom = None
+        if atom is None or not sub.at_end():
+            self.i = start
+            return None
+        accent = ACCENTS.get(font.value) or atom.key.accent
+        core = "\\" + font.value + "{" + atom.core + "}"
+        subs = atom.subs + ((atom.step,) if atom.step else ())
+        return NameKey(atom.key.body, accent, atom.key.sups), core, atom.sup, subs
 
     def _letters(self) -> NameKey | None:
         """The inside of a font or an accent: a word (``ctx``, ``h0``), a Greek letter, or another
@@ -299,6 +388,25 @@ class NameReader(Cursor):
         if core is None or not self.at_end() or core[3]:
             return None
         return core[0]
+
+
+def _time_superscript(text: str, index: str, length: str, numbers: bool = False) -> str | None:
+    """The step of a superscript that writes time (``t``, ``t-1``, ``(t)``, ``<t>``,
+    ``\\langle t \\rangle``; with ``numbers``, ``(3)``), as a subscript item, or None."""
+    inner = text.replace("\\", "") if text.lstrip("(<").startswith("\\" + length) else text
+    text = inner if inner != text else text
+    for left, right in (("(", ")"), ("<", ">"), ("\\langle", "\\rangle"), ("\\lt", "\\gt")):
+        if inner.startswith(left) and inner.endswith(right):
+            inner = inner[len(left):len(inner) - len(right)]
+            break
+    else:
+        if numbers:
+            return None
+    if re.fullmatch(rf"({re.escape(index)}|{re.escape(length)})([+-]\d+)?", inner):
+        return None if inner == length and text == length else inner  # ^T is a transpose
+    if numbers and re.fullmatch(r"\d+", inner) and text != inner:
+        return inner
+    return None
 
 
 def _parse_spelling(latex: str) -> Atom | None:

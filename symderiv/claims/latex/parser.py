@@ -14,11 +14,14 @@ import sympy as sp
 from ...ops import ELEMENTWISE
 from ..tree import (
     Call,
+    ChainRule,
     Derivative,
     Entry,
+    Given,
     Grad,
     Hadamard,
     IndexSum,
+    Jacobian,
     Neg,
     Num,
     Ones,
@@ -32,8 +35,9 @@ from ..tree import (
     Transposed,
     Val,
     Zero,
+    children,
 )
-from .names import Atom, Glossary, NameReader
+from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
     ACCENTS,
     FONTS,
@@ -52,6 +56,27 @@ from .tokens import (
 MAX_EXPONENT = 64
 
 
+#: Letters a write-up calls its loss by (ℓ is ``ell``), besides the model's own name for it.
+LOSS_LETTERS = ("L", "ell", "E", "J", "l", "mathcal{L}")
+
+
+@dataclass(frozen=True)
+class _Diag:
+    """diag(v), read only as a factor of a product: diag(v) x is v ⊙ x."""
+
+    arg: object
+    pos: int
+
+
+@dataclass(frozen=True)
+class _Links:
+    """∂a/∂b ∂b/∂c without ∂L/∂a in front, read only where a δ multiplies a sum of them:
+    ``∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W)``."""
+
+    links: tuple
+    pos: int
+
+
 @dataclass(frozen=True)
 class GradOfExpression:
     """∂L/∂(expression): only meaningful as the right side of a definition."""
@@ -68,14 +93,21 @@ class ExpressionParser(NameReader):
     def __init__(self, tokens: list[Tok], source: str, glossary: Glossary) -> None:
         super().__init__(tokens, source, glossary)
 
-    def whole(self):
-        """The whole token list as one expression."""
+    def whole(self, pieces: bool = False):
+        """The whole token list as one expression (with ``pieces``, one that may be a piece of a
+        chain rule, inside brackets)."""
         if not self.toks:
             raise ReadError("an empty side", None)
         node = self.sum()
         if not self.at_end():
-            t = self.peek()
-            raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
+            rest = self.toks[self.i]
+            raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here")
+        if isinstance(node, _Diag):
+            raise ReadError("diag(…) alone: it is read as a factor of a product", node.pos)
+        left = _fragment(node) if not pieces else None
+        if left is not None:
+            raise ReadError("a product of Jacobians ∂a/∂b is read only after a ∂L/∂a that it follows",
+                            getattr(left, "pos", None))
         return node
 
     def sum(self):
@@ -98,27 +130,93 @@ class ExpressionParser(NameReader):
             t = self.peek()
             if t is not None and t.kind == "cmd" and t.value in ("odot", "circ"):
                 self.take()
-                node = _flat(Hadamard, [node, self.product()])
+                node = _flat(Hadamard, [node, self.product(explicit=False)])
+            elif (t is not None and t.kind == "cmd" and t.value == "cdot" and isinstance(node, Hadamard)
+                  and not self.glossary.cdot_elementwise):
+                # a ⊙ f'(z) · xᵀ: ⊙ and an explicit · side by side read left to right
+                self.take()
+                node = self._product_of([node, self.product(explicit=False)])
             elif t is not None and ((t.kind == "cmd" and t.value in ("oslash", "div")) or t.value == "/"):
                 self.take()
                 node = Quotient(node, self.product())
             else:
                 return node
 
-    def product(self):
+    def product(self, explicit: bool = True):
+        """Factors side by side, or joined by ``\\cdot``, ``\\times``, ``*`` (with ``explicit``;
+        without, a ``\\cdot`` ends the product, for the left-to-right reading after ⊙)."""
         factors = [self.factor()]
+        hadamard: list[int] = []  # factors after a · the write-up declares elementwise
         while True:
             t = self.peek()
-            if t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
+            if not explicit and t is not None and t.kind == "cmd" and t.value == "cdot":
+                break
+            if t is not None and t.kind == "char" and t.value == "." and self._starts_factor(1):
+                self.take()  # (ŷ_4 − y_4).s_4: a dot between two factors is a product, as \cdot
+                if self.glossary.cdot_elementwise:
+                    hadamard.append(len(factors))
+                    self.glossary.used.add("cdot")
+                factors.append(self.factor())
+            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
                 self.take()
+                if t.value == "cdot" and self.glossary.cdot_elementwise:
+                    hadamard.append(len(factors))
+                    self.glossary.used.add("cdot")
                 factors.append(self.factor())
             elif self._starts_factor():
                 factors.append(self.factor())
             else:
-                return _flat(Product, factors)
+                break
+        if hadamard:
+            groups: list[list] = [[]]
+            for k, f in enumerate(factors):
+                if k in hadamard:
+                    groups.append([])
+                groups[-1].append(f)
+            return _flat(Hadamard, [self._product_of(g) for g in groups])
+        return self._product_of(factors)
 
-    def _starts_factor(self) -> bool:
-        t = self.peek()
+    def _product_of(self, factors: list):
+        if len(factors) == 2 and isinstance(_untransposed(factors[0]), Grad) and isinstance(factors[1], Terms) \
+                and all(isinstance(_untransposed(x), (Jacobian, _Links)) for x in factors[1].terms):
+            # ∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W): the δ carried along each path
+            return Terms(tuple(self._chain_rule([factors[0]] + (list(x.links) if isinstance(x, _Links) else [x]))
+                               for x in factors[1].terms))
+        if len(factors) > 1 and any(isinstance(_untransposed(f), Jacobian) for f in factors):
+            return self._chain_rule(factors)
+        for k, f in enumerate(factors):
+            if isinstance(f, _Diag):
+                left, right = factors[:k], factors[k + 1:]
+                if right:
+                    scaled = _flat(Hadamard, [f.arg, self._product_of(right)])
+                    return _flat(Product, left + [scaled]) if left else scaled
+                if left:
+                    return _flat(Hadamard, [_flat(Product, left), Transposed(f.arg)])
+        return _flat(Product, factors)
+
+    def _chain_rule(self, factors: list):
+        """∂L/∂a ∂a/∂b ∂b/∂c, in any order or layout: a ``ChainRule`` from δa along the links."""
+        jacobians: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Jacobian)]
+        starts: list = [_untransposed(f) for f in factors if isinstance(_untransposed(f), Grad)]
+        others = [f for f in factors if not isinstance(_untransposed(f), (Jacobian, Grad))]
+        if not starts and not others:
+            at = self.peek()
+            return _Links(tuple(jacobians), at.pos if at is not None else 0)
+        if len(starts) != 1 or others:
+            raise self.error("a product with Jacobians ∂a/∂b is read only as a chain rule ∂L/∂a ∂a/∂b …")
+        here, links = starts[0], []
+        while jacobians:
+            nxt: Jacobian | None = next((j for j in jacobians if (j.of.name, j.of.offset) == (here.name, here.offset)),
+                                        None)
+            if nxt is None:
+                raise self.error("the factors of this chain rule do not link up (∂L/∂a ∂a/∂b ∂b/∂c …)")
+            jacobians.remove(nxt)
+            links.append(nxt)
+            here = nxt.wrt
+        return ChainRule(starts[0], tuple(links))
+
+    def _starts_factor(self, k: int = 0) -> bool:
+        t = self.peek(k)
         if t is None:
             return False
         if t.kind in ("letter", "num"):
@@ -129,7 +227,8 @@ class ExpressionParser(NameReader):
             return t.value in "({["
         return t.kind == "cmd" and (t.value in LETTERS or t.value in FONTS or t.value in ACCENTS
                                     or t.value in FUNCTION_COMMANDS
-                                    or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla"))
+                                    or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla", "diag",
+                                                   "delta"))
 
     def factor(self):
         if self.is_char("-"):
@@ -212,7 +311,7 @@ class ExpressionParser(NameReader):
             return Num(Fraction(t.value))
         if t.kind == "char" and t.value in "([":
             close = matching(self.toks, self.i)
-            inner = self.sub_parser(self.toks[self.i + 1:close]).whole()
+            inner = self.sub_parser(self.toks[self.i + 1:close]).whole(pieces=True)
             self.i = close + 1
             return inner
         if t.kind == "cmd":
@@ -228,12 +327,87 @@ class ExpressionParser(NameReader):
                 return special
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
             return self._function(FUNCTION_WORDS[t.value.strip()])
+        if t.kind == "text" and t.value.strip() == "prod" and self.is_char("(", 1):
+            return self._prod()
+        if (t.kind == "text" and t.value.strip() == "diag") or (t.kind == "cmd" and t.value == "diag"):
+            self.take()
+            if not (self.is_char("(") or self.is_char("[") or self.is_char("{")):
+                raise self.error("diag needs an argument in brackets", t)
+            return _Diag(self.primary(), t.pos)
+        if self._d_notation():
+            self.take()
+            return self._gradient(self._named_atom("d must be followed by the name of a quantity", t))
+        generic = self._generic_derivative()
+        if generic is not None:
+            return generic
         if t.kind == "char" and t.value == "{" and not self._braced_atom():
             return self.sub_parser(self.group()).whole()
         atom = self.atom()
         if atom is None:
             raise self.error(f"cannot read '{self.source[t.pos:t.end]}' here")
         return self._value(atom)
+
+    def _prod(self):
+        """``\\textrm{prod}(∂J/∂o, ∂o/∂W)`` (Dive into Deep Learning's notation): the product of
+        its arguments after whatever transposes make the shapes fit, here the chain rule."""
+        head = self.take()
+        close = matching(self.toks, self.i)
+        args = [self.sub_parser(part).whole() for part in split_top(self.toks[self.i + 1:close],
+                                                                        lambda t: t.value == ",")]
+        self.i = close + 1
+        if len(args) < 2 or not any(isinstance(_untransposed(a), Jacobian) for a in args):
+            raise self.error("prod(…) is read only as a chain rule, prod(∂L/∂a, ∂a/∂b)", head)
+        return self._product_of(args)
+
+    def _d_notation(self) -> bool:
+        """``dW``, ``d\\mathbf{h}_t``, ``\\mathrm{d}W``: δ, if d is no quantity of the model."""
+        t = self.peek()
+        if t is None or not ((t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")):
+            return False
+        nxt = self.peek(1)
+        if nxt is None or not (nxt.kind in ("letter", "text") or (nxt.kind == "cmd" and (
+                nxt.value in FONTS or nxt.value in ACCENTS or nxt.value in LETTERS)) or nxt.value == "{"):
+            return False
+        try:
+            self.glossary.resolve(Atom(NameKey("d"), (), "d", "", t.pos))
+            return False
+        except ReadError:
+            pass
+        save = self.i
+        self.i += 1
+        try:
+            return self.atom() is not None  # d is no quantity: dW is δW, whatever W turns out to be
+        except ReadError:
+            return False
+        finally:
+            self.i = save
+
+    def _named_atom(self, message: str, head: Tok) -> Atom:
+        atom = self.atom()
+        if atom is None:
+            raise self.error(message, head)
+        return atom
+
+    def _generic_derivative(self):
+        """``f'(z)``, ``\\phi'(z)``, ``g^\\prime(z)``: the derivative of the function the model applies to z."""
+        t = self.peek()
+        if t is None or not (t.kind == "letter" or (t.kind == "cmd" and t.value in LETTERS)):
+            return None
+        nxt = self.peek(1)
+        prime = nxt is not None and (nxt.value == "'" or (nxt.value == "^" and self.is_("cmd", "prime", 2)))
+        if not prime:
+            return None
+        try:
+            self.glossary.resolve(Atom(NameKey(t.value), (), t.value, "", t.pos))
+            return None  # a quantity of the model, with a prime
+        except ReadError:
+            pass
+        self.take()
+        if self.take().value == "^":
+            self.take()
+        if not (self.is_char("(") or self.is_char("[")):
+            raise self.error(f"{t.value}' needs its argument, as in {t.value}'(z)", t)
+        return Derivative("?", self.primary())
 
     def _names_a_quantity(self) -> bool:
         """``\\sigma`` not followed by an argument may be a quantity called sigma."""
@@ -314,14 +488,53 @@ class ExpressionParser(NameReader):
         denom = self.group()
         if numer and numer[0].kind == "cmd" and numer[0].value == "partial":
             return self._derivative_fraction(numer, denom, head)
+        if len(numer) > 1 and len(denom) > 1 and _is_d(numer[0]) and _is_d(denom[0]) and (
+                self._loss(numer[1:]) is not None or self._names_one(numer[1:])):  # \frac{dL}{dW}, \frac{dp}{dz}
+            return self._derivative_fraction(numer, [Tok("cmd", "partial", denom[0].pos, denom[0].end)] + denom[1:],
+                                             head)
         return Quotient(self.sub_parser(numer).whole(), self.sub_parser(denom).whole())
 
     def _derivative_fraction(self, numer: list[Tok], denom: list[Tok], head: Tok):
-        if not self._is_loss(numer[1:]):
-            raise self.error("a Jacobian ∂a/∂b is not supported; write its product with the adjoint out", head)
-        if not denom or denom[0].value != "partial":
+        k = next((i for i, t in enumerate(denom) if t.kind == "cmd" and t.value == "partial"), None)
+        if denom and k and denom[0].value not in ("partial", "d"):  # \frac{∂l}{T \cdot ∂o_t}: ∂l/∂o_t over T
+            prefix = denom[:k]
+            if prefix and prefix[-1].kind == "cmd" and prefix[-1].value in ("cdot", "times"):
+                prefix = prefix[:-1]
+            return Quotient(self._derivative_fraction(numer, denom[k:], head), self.sub_parser(prefix).whole())
+        if not denom or denom[0].value not in ("partial", "d"):
             raise self.error("expected ∂X in the denominator", head)
-        rest = denom[1:]
+        loss = self._loss(numer[1:])
+        if loss is None:
+            return self._jacobian(numer[1:], denom[1:], head)
+        node = self._loss_gradient(denom[1:], head)
+        if loss is not True and isinstance(node, (Grad, Entry)):
+            grad: Grad = node.arg if isinstance(node, Entry) else node  # type: ignore[assignment]
+            grad = Grad(grad.name, grad.offset, local=loss, scaled=self.glossary.mean_loss)
+            self.glossary.local_losses = True
+            self.glossary.used.add("local")
+            node = Entry(grad, node.indices) if isinstance(node, Entry) else grad
+        return node
+
+    def _jacobian(self, numer: list[Tok], denom: list[Tok], head: Tok):
+        """∂a/∂b of two quantities, for a chain rule."""
+        sides = []
+        for part in (numer, denom):
+            sub = self.sub_parser(part)
+            atom = sub.atom()
+            if atom is None or not sub.at_end():
+                raise self.error("a Jacobian ∂a/∂b is read only between two quantities, in a chain rule", head)
+            qname, step, entries = self.glossary.resolve(atom)
+            if entries:
+                raise self.error("entries of a Jacobian (∂a_i/∂b_j) are not supported; write the vector form",
+                                 head)
+            sides.append(Val(qname, step))
+        return Jacobian(*sides)
+
+    def _loss_gradient(self, denom: list[Tok], head: Tok):
+        if isinstance(self._loss(denom), str):  # ∂L/∂L_t = 1, with L = Σ_t L_t
+            self.glossary.used.add("local")
+            return Num(Fraction(1))
+        rest = denom
         if rest and rest[0].kind == "char" and rest[0].value in "([":
             close = matching(rest, 0)
             if close == len(rest) - 1:
@@ -332,21 +545,112 @@ class ExpressionParser(NameReader):
             raise self.error("expected ∂X in the denominator, with X a name", head)
         return self._gradient(atom)
 
-    def _is_loss(self, tokens: list[Tok]) -> bool:
+    def _names_one(self, tokens: list[Tok]) -> bool:
+        """Whether the tokens are one name (so ``\\frac{dp_i}{dz_i}`` is a Jacobian, not δp/δz)."""
         sub = self.sub_parser(tokens)
-        atom = sub.atom()
-        if atom is None or not sub.at_end() or atom.subs:
-            return False
-        if atom.key.body in ("L", "ell", "E", "J"):
-            return True
         try:
-            qname, _, _ = self.glossary.resolve(atom)
+            return sub.atom() is not None and sub.at_end()
         except ReadError:
             return False
-        return self.glossary.model.quantities[qname].role == "loss"
+
+    def _loss(self, tokens: list[Tok]):
+        """True if the tokens name the loss, the step (text) of a per-step loss ``L_t``,
+        ``E^{(t)}``, ``\\ell(o_t, y_t)``, or None."""
+        sub = self.sub_parser(tokens)
+        try:
+            atom = sub.atom()
+        except ReadError:
+            return None
+        if atom is None:
+            return None
+        if sub.is_char("(") and atom.key.body in LOSS_LETTERS:  # ℓ(o, y): the loss as a function
+            close = matching(sub.toks, sub.i)
+            args = sub.toks[sub.i + 1:close]
+            sub.i = close + 1
+            if not sub.at_end():
+                return None
+            if atom.subs or atom.step is not None:
+                return self._loss_step(atom)
+            return self._step_of(args) or True  # ℓ(o_t, y_t): the loss of step t
+        if not sub.at_end():
+            return None
+        try:
+            qname, _, _ = self.glossary.resolve(atom)
+            if self.glossary.model.quantities[qname].role == "loss" and not atom.subs:
+                return True
+            if self.glossary.model.quantities[qname].role != "loss":
+                return None
+        except ReadError:
+            pass
+        if atom.key.body not in LOSS_LETTERS or atom.key.sups:
+            return None
+        if not atom.subs and atom.step is None:
+            return True
+        return self._loss_step(atom)
+
+    def _step_of(self, tokens: list[Tok]) -> str | None:
+        """The step ``t`` if the tokens subscript something with it (``o_t``, ``y_{t}``)."""
+        index = self.glossary.index
+        for k, t in enumerate(tokens):
+            after_sub = k > 0 and (tokens[k - 1].value == "_" or (
+                k > 1 and tokens[k - 1].value == "{" and tokens[k - 2].value == "_"))
+            if t.kind == "letter" and t.value == index and after_sub:
+                return index
+        return None
+
+    def _loss_step(self, atom: Atom) -> str | None:
+        items = list(atom.subs) + ([atom.step] if atom.step else [])
+        if len(items) == 1 and self.glossary.is_step(items[0]):
+            return items[0]
+        return None
 
     def _partial(self):
-        raise self.error("write ∂L/∂X as \\frac{\\partial L}{\\partial X} or δX")
+        """``\\partial E_t / \\partial W`` and ``\\nabla_{W} L``, written inline."""
+        head = self.take()
+        if head.value == "partial" and self.is_char("_"):  # \partial_{o_j} l(y, ŷ): ∂l/∂o_j
+            self.take()
+            wrt = self.group()
+            if not self.at_end() and self.peek().kind in ("letter", "cmd", "text"):
+                save = self.i
+                self.atom()
+                if self.is_char("("):
+                    self.i = matching(self.toks, self.i) + 1
+                if self._loss(self.toks[save:self.i]) is None:
+                    self.i = save
+                    raise self.error("∂_x of something that is not the loss", head)
+            return self._loss_gradient(wrt, head)
+        if head.value == "nabla":
+            if not self.is_char("_"):
+                raise self.error("∇ needs its variable as a subscript, as in \\nabla_W L", head)
+            self.take()
+            wrt = self.group()
+            if not self.at_end() and (self.peek().kind in ("letter", "cmd", "text")):
+                save = self.i
+                loss = self.atom()
+                if loss is None or self._loss([t for t in self.toks[save:self.i]]) is None:
+                    self.i = save
+            return self._loss_gradient(wrt, head)
+        start = self.i
+        depth = 0
+        while not self.at_end():
+            t = self.peek()
+            if t.kind == "char" and t.value in "({[":
+                depth += 1
+            elif t.kind == "char" and t.value in ")}]":
+                depth -= 1
+            elif depth == 0 and t.value == "/":
+                break
+            self.i += 1
+        numer = self.toks[start:self.i]
+        if self.at_end() or not self.is_("cmd", "partial", 1):
+            raise self.error("write ∂L/∂X as \\frac{\\partial L}{\\partial X} or δX", head)
+        self.take()
+        self.take()
+        den_start = self.i
+        atom = self.atom()
+        if atom is None:
+            raise self.error("expected ∂X in the denominator, with X a name", head)
+        return self._derivative_fraction([head] + numer, self.toks[den_start - 1:self.i], head)
 
     def _delta(self):
         """δX, or δ(X) whose entries follow: ``\\delta (\\mathbf{U}_n)_{i,j}``."""
@@ -359,10 +663,23 @@ class ExpressionParser(NameReader):
                 raise self.error("δ(…) must hold the name of one quantity", head)
             self.i = close + 1
             return self._gradient(atom)
+        if self.is_char("_") or self.is_char("^"):  # δ_t, δ^{(o)}_t: an error signal's name
+            return self._signal(head)
         atom = self.atom()
         if atom is None:
             raise self.error("δ must be followed by the name of a quantity", head)
         return self._gradient(atom)
+
+    def _signal(self, head: Tok):
+        """δ_t as the write-up's name for the adjoint it defined (``δ_t = ∂L/∂z_t``)."""
+        atom = self.signal_atom(head)
+        found = self.glossary.signal(atom)
+        if found is None:
+            raise ReadError("δ" + self.source[head.end:self.toks[self.i - 1].end] + " names no quantity: say which "
+                            "adjoint it is, as in \\delta_t = \\frac{\\partial L}{\\partial z_t}", head.pos)
+        qname, step, entries = found
+        node = Grad(qname, step)
+        return Entry(node, entries) if entries else node
 
     def _gradient(self, atom: Atom):
         qname, step, entries = self.glossary.resolve(atom)
@@ -370,6 +687,9 @@ class ExpressionParser(NameReader):
         return Entry(node, entries) if entries else node
 
     def _value(self, atom: Atom):
+        if atom.key == NameKey(self.glossary.length) and not atom.subs and self.glossary.model.length is not None \
+                and self.glossary.length not in self.glossary.model.quantities:
+            return Given(self.glossary.model.length)  # T, the number of steps, as a number
         qname, step, entries = self.glossary.resolve(atom)
         if self.glossary.model.quantities[qname].role == "loss":
             raise ReadError("the loss itself on a right side", atom.pos)
@@ -386,11 +706,13 @@ class ExpressionParser(NameReader):
                 lower = script
         index = self._sum_index(lower, head)
         body = self.elementwise()
+        if isinstance(index, int):
+            return OverTime(body, index)
         if index is None:
             return OverTime(body)
         return IndexSum(index, body)
 
-    def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | None:
+    def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | int | None:
         """None for Σ_t over the whole sequence; else the entry index summed over."""
         text = plain(lower or [])
         m = re.fullmatch(r"([a-zA-Z])(?:=(\w+))?", text)
@@ -400,6 +722,8 @@ class ExpressionParser(NameReader):
                              "entry index)", head)
         index, start = m.groups()
         if index == (self.glossary.index if self.glossary else "t"):
+            if start is not None and start.isdigit() and int(start) > 1:
+                return int(start)  # Σ_{t=2}^{T}
             if start not in (None, "1"):
                 raise self.error(f"a sum over steps {index} = {start}..T is not supported (only over the whole "
                                  "sequence)", head)
@@ -407,6 +731,27 @@ class ExpressionParser(NameReader):
         if start is not None and not start.isdigit():
             raise self.error(f"a sum over {index} from {start} is not supported", head)
         return index
+
+
+def _fragment(node):
+    """A piece that only a chain rule around it could read (``_Links``), if the tree holds one."""
+    if isinstance(node, _Links):
+        return node
+    if isinstance(node, (_Diag, GradOfExpression)):
+        return None
+    for kid in children(node):
+        found = _fragment(kid)
+        if found is not None:
+            return found
+    return None
+
+
+def _untransposed(node):
+    return node.arg if isinstance(node, Transposed) else node
+
+
+def _is_d(t: Tok) -> bool:
+    return (t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")
 
 
 def _flat(kind: type[Terms] | type[Product] | type[Hadamard], parts: list[object]) -> object:

@@ -22,7 +22,10 @@ TEXT_COMMANDS = {"text", "mathrm", "textrm", "texttt", "mathtt", "textit", "text
 INVISIBLE = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr",
              "Biggl", "Biggr", "middle", "displaystyle", "textstyle", "limits", "nolimits", "nonumber", "notag",
              "mathstrut", "strut", "allowbreak", "nobreak", "hfill", "enspace", "thinspace", "medspace",
-             "thickspace", "negthinspace", "relax", "cr"}
+             "thickspace", "negthinspace", "relax", "cr",
+             # sizes (\large before an equation)
+             "tiny", "scriptsize", "footnotesize", "small", "normalsize", "large", "Large", "LARGE", "huge", "Huge",
+             "scriptstyle", "scriptscriptstyle"}
 #: Commands dropped together with their braced argument.
 DROPPED_WITH_ARGUMENT = {"label", "tag", "hspace", "vspace", "phantom", "hphantom", "vphantom", "intertext",
                          "shortintertext", "eqref", "ref"}

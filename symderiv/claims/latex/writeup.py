@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..tree import STEP_T, Claim, ReadError, ShapeMismatch, anchor_steps, claim_target, make_claim, references
-from .displays import DEFINITIONS, Chain, chains_of, displayed_spans, rows_of
+from ..tree import (
+    STEP_T,
+    Claim,
+    Grad,
+    Jacobian,
+    ReadError,
+    ShapeMismatch,
+    anchor_steps,
+    claim_target,
+    make_claim,
+    references,
+)
+from .displays import DEFINITIONS, INLINE, Chain, chains_of, displayed_spans, rows_of
 from .names import Atom, Glossary
 from .parser import ExpressionParser, GradOfExpression
 from .tokens import Tok, tokenize
@@ -34,6 +45,8 @@ class WriteupReading:
     claims: list[Claim]
     spellings: dict
     vocabulary: set
+    notes: list[str] = field(default_factory=list)  # what was assumed or skipped, said once
+    skipped: list[int] = field(default_factory=list)  # lines of equations that are no claims (Jacobians)
 
 
 class _Lines:
@@ -51,25 +64,76 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
     model = derivation.model
     glossary = Glossary.of(model)
     lines = _Lines(text)
+    glossary.cdot_elementwise = _CDOT_ELEMENTWISE.search(text) is not None
     claims: list[Claim] = []
-    for start, stop, env in displayed_spans(text, markdown):
+    skipped: list[int] = []
+    aside: list[Claim] = []  # inline equations about no quantity the model has (δX = ∂L/∂X in prose)
+    items: list = []  # in order: a Claim (a display that could not be cut), or [chain, env]
+    for start, stop, env in displayed_spans(text, markdown, inline=True):
         try:
             tokens = tokenize(text, start, stop)
             _check_size(tokens)
             _check_depth(tokens)
-            chains = chains_of(rows_of(tokens, env))
+            chains = chains_of(rows_of(tokens, None if env == INLINE else env))
         except ReadError as exc:
+            if env == INLINE:
+                continue  # inline math that is not an equation this reader knows is prose
             line, col = lines.line_col(exc.pos if exc.pos is not None else start)
-            claims.append(Claim(line, col, _snippet(text, start, stop), problem=_where(lines, exc, start)))
+            items.append(Claim(line, col, _snippet(text, start, stop), problem=_where(lines, exc, start)))
             continue
-        for chain in chains:
-            claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
-            if claim is not None:
-                claims.append(claim)
+        for k, chain in enumerate(chains):
+            previous = items[-1] if items and isinstance(items[-1], list) else None
+            if k == 0 and previous is not None and not chain.members[0] and chain.relations:
+                # "$\frac{∂E}{∂V} = …$" then, in the next display, "$= (ŷ − y) s^T$": a claim of its
+                # own about the same left side
+                chain = Chain([previous[0].members[0]] + chain.members[1:], chain.relations)
+            items.append([chain, env])
+    for item in items:
+        if isinstance(item, Claim):
+            claims.append(item)
+            continue
+        chain, env = item
+        if not chain.members[0]:
+            continue
+        claim = _read_chain(chain, text, derivation, glossary, lines, match_quantity)
+        if claim is SKIPPED:
+            skipped.append(lines.line_col(chain.members[0][0].pos)[0])
+        elif env == INLINE and claim is not None and claim.target is None:
+            aside.append(claim)
+        elif claim is not None and not any(c.text == claim.text and c.line == claim.line for c in claims):
+            claims.append(claim)
+    if not claims:  # nothing else was read: these are all there is, and must not pass unseen
+        claims = aside
     vocabulary = {c.target.name for c in claims if c.target is not None}
     vocabulary |= {name for c in claims if c.rhs is not None for kind, name in references(c.rhs) if kind == "grad"}
     vocabulary |= {q for entries in glossary.aliases.values() for _, q in entries}
-    return WriteupReading(claims, glossary.spellings, vocabulary)
+    notes = list(glossary.unread)
+    if skipped:
+        where = ", ".join(map(str, sorted(set(skipped))))
+        many = len(skipped) != 1
+        notes.append(f"skipped {len(skipped)} Jacobian equation{'s' if many else ''} ∂a/∂b that "
+                     f"{'are' if many else 'is'} no claim about the loss (line{'s' if many else ''} {where})")
+    if glossary.local_losses:
+        declared = _SUM_OF_STEP_LOSSES.search(text)
+        notes.append("∂L_t/∂X is read with L = Σ_t L_t, " + (
+            f"as the write-up declares (line {lines.line_col(declared.start())[0]})" if declared else
+            "which the write-up does not declare (assumed)"))
+    if glossary.cdot_elementwise:
+        found = _CDOT_ELEMENTWISE.search(text)
+        notes.append(f"· is read as the elementwise product, as the write-up says (line "
+                     f"{lines.line_col(found.start())[0] if found else '?'})")
+    return WriteupReading(claims, glossary.spellings, vocabulary, notes, skipped)
+
+
+#: A sentence that says · (``\cdot``) is the elementwise product.
+_CDOT_ELEMENTWISE = re.compile(r"(\\cdot|·|\\bullet)[^.\n]{0,40}?(element[- ]?wise|hadamard|entry[- ]?wise|"
+                               r"point[- ]?wise|component[- ]?wise)|(element[- ]?wise|hadamard|entry[- ]?wise|"
+                               r"point[- ]?wise)[^.\n]{0,40}?(\\cdot|·)", re.I)
+#: ``L = \sum_t L_t``, ``\mathcal{L} = \sum_{t=1}^{T} \mathcal{L}^{(t)}``, ``J = \frac{1}{T}\sum_t J(t)``.
+_SUM_OF_STEP_LOSSES = re.compile(r"(\\mathcal\{[LJE]\}|\\ell|\b[LEJ])\s*(\(\s*\w*\s*\))?\s*=\s*"
+                                 r"(\\frac\{1\}\{T\}\s*)?\\sum")
+#: ``_read_chain``'s answer for an equation that is read and is no claim (a Jacobian ∂a/∂b).
+SKIPPED = Claim(0, 0, "")
 
 
 def _check_size(tokens: list[Tok]) -> None:
@@ -95,13 +159,43 @@ def _check_depth(tokens: list[Tok]) -> None:
 
 
 def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: _Lines, match_quantity) -> Claim | None:
-    model = derivation.model
     lhs = chain.members[0]
     if not lhs or len(chain.members) < 2:
         return None
-    line, col = lines.line_col(lhs[0].pos)
     claim_like = _is_claim_side(lhs)
+    if _is_jacobian_side(lhs, text, glossary):
+        return SKIPPED
+    glossary.used.clear()
+    claim = _read_claim(chain, text, derivation, glossary, lines, match_quantity, claim_like)
+    if claim is not None and claim is not SKIPPED and glossary.used:
+        claim.assumed = tuple(_assumed(u, text, lines) for u in sorted(glossary.used))
+    return claim
+
+
+def _assumed(use: str, text: str, lines: _Lines) -> str:
+    """How an ambiguous notation was read, and on what grounds, for a claim's message."""
+    if use == "local":
+        declared = _SUM_OF_STEP_LOSSES.search(text)
+        where = (f"as the write-up declares (line {lines.line_col(declared.start())[0]})" if declared
+                 else "which the write-up does not declare: assumed")
+        if declared and declared.group(3):
+            return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
+        return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    found = _CDOT_ELEMENTWISE.search(text)
+    return ("· read as the elementwise product, as the write-up says"
+            + (f" (line {lines.line_col(found.start())[0]})" if found else ""))
+
+
+def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: _Lines, match_quantity,
+                claim_like: bool) -> Claim | None:
+    model = derivation.model
+    lhs = chain.members[0]
+    line, col = lines.line_col(lhs[0].pos)
     members = chain.members
+    if not claim_like and _looks_like_gradient(lhs):
+        return Claim(line, col, _claim_text(text, lhs, members[-1]),
+                     problem=_where(lines, ReadError("this looks like a gradient, but its left side is not read as δX "
+                                                     "or ∂L/∂X", lhs[0].pos), lhs[0].pos))
     if chain.relations[0] in DEFINITIONS:
         defined = _definition(lhs, members[1], text, glossary, derivation, match_quantity, claim_like)
         if isinstance(defined, ReadError):
@@ -114,6 +208,8 @@ def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
     shown = _claim_text(text, lhs, last)
     try:
         target_node = ExpressionParser(lhs, text, glossary).whole()
+        if isinstance(target_node, Jacobian):
+            return SKIPPED
         target = claim_target(model, target_node)
     except ReadError as exc:
         return Claim(line, col, shown, problem=_where(lines, exc, lhs[0].pos))
@@ -129,15 +225,37 @@ def _read_chain(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
 
 
 def _is_claim_side(tokens: list[Tok]) -> bool:
-    """``δX``, ``(δX)_i``, ``\\frac{\\partial L}{\\partial X}``: the left side of a claim."""
+    """``δX``, ``(δX)_i``, ``\\frac{\\partial L}{\\partial X}``, ``∂L/∂X``, ``\\nabla_X L``,
+    ``dX``, ``\\frac{dL}{dX}``: the left side of a claim."""
     toks = [t for t in tokens if not (t.kind == "char" and t.value in "([")]
     if not toks:
         return False
     first = toks[0]
-    if first.kind == "cmd" and first.value == "delta":
+    if first.kind == "cmd" and first.value in ("delta", "nabla", "partial"):
+        return True
+    if _is_d(first) and len(toks) > 1 and toks[1].pos == first.end:  # dW, written as one word
         return True
     return (first.kind == "cmd" and first.value in ("frac", "dfrac", "tfrac") and len(toks) > 2
-            and toks[1].value == "{" and toks[2].value == "partial")
+            and toks[1].value == "{" and (toks[2].value == "partial" or _is_d(toks[2])))
+
+
+def _is_d(t: Tok) -> bool:
+    return (t.kind == "letter" and t.value == "d") or (t.kind == "text" and t.value.strip() == "d")
+
+
+def _is_jacobian_side(lhs: list[Tok], text: str, glossary: Glossary) -> bool:
+    """``\\frac{\\partial h_t}{\\partial h_{t-1}}``: an equation about a Jacobian, no claim."""
+    if not (lhs and lhs[0].kind == "cmd" and lhs[0].value in ("frac", "dfrac", "tfrac")):
+        return False
+    try:
+        return isinstance(ExpressionParser(lhs, text, glossary).whole(), Jacobian)
+    except ReadError:
+        return False
+
+
+def _looks_like_gradient(lhs: list[Tok]) -> bool:
+    """A left side with ∂ or ∇ in it (``\\frac{\\partial}{\\partial W} L``): meant as a claim."""
+    return any(t.kind == "cmd" and t.value in ("partial", "nabla") for t in lhs)
 
 
 def _definition(lhs, member, text, glossary: Glossary, derivation, match_quantity, claim_like: bool):
@@ -146,12 +264,14 @@ def _definition(lhs, member, text, glossary: Glossary, derivation, match_quantit
     True if ``member`` was a definition (and so not a claim's value), None if it is none, a
     ``ReadError`` if it defines something that is not a quantity of the model."""
     parser = ExpressionParser(lhs, text, glossary)
+    signal = False
     if claim_like:
         if not (lhs[0].kind == "cmd" and lhs[0].value == "delta"):
             return None
-        parser.take()
+        head = parser.take()
+        signal = parser.is_char("_") or parser.is_char("^")
     try:
-        atom = parser.atom()
+        atom = parser.signal_atom(head) if signal else parser.atom()
     except ReadError:
         return None  # the left side is reported, if it is a claim's, when it is read as one
     if atom is None or not parser.at_end():
@@ -162,6 +282,9 @@ def _definition(lhs, member, text, glossary: Glossary, derivation, match_quantit
         value = ExpressionParser(member, text, glossary).whole()
     except ReadError:
         return None  # not a definition this reader understands; a claim's middle member need not be read
+    if signal and isinstance(value, Grad):
+        glossary.define_signal(atom, value.name)
+        return True
     if claim_like:
         if not isinstance(value, GradOfExpression):
             return None
@@ -176,6 +299,9 @@ def _definition(lhs, member, text, glossary: Glossary, derivation, match_quantit
         if claim_like:
             return ReadError("the expression this defines is not a quantity of the model", member[0].pos)
         return None
+    if signal:
+        glossary.define_signal(atom, qname)
+        return True
     glossary.define(atom, qname)
     return True if claim_like else None
 
