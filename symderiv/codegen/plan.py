@@ -700,23 +700,25 @@ class ModulePlan:
         return AssignAll(self.comment(a.symbol, a.closed),
                          [self.out.update(self.out.array(target), "=", self.out.plus(parts))])
 
-    def _total(self, code: Code, keep_batch: bool) -> Code:
-        """A contribution to a value without a batch axis: sum over the examples (and steps)."""
+    def _total(self, code: Code, keep_batch: bool, matrix: bool = False) -> Code:
+        """A contribution to a value without a batch axis: sum over the examples (and steps);
+        ``matrix``: the value is a matrix, (…, rows, cols) per example."""
         if (code.batched or code.timed) and not code.summed and not keep_batch:
-            return self.out.sum_examples(code)
+            return self.out.sum_examples(code, matrix) if matrix else self.out.sum_examples(code)
         return code
 
     def _gradient(self, g) -> AssignAll:
         pr, m = self.printer, self.model
         parts = []
+        matrix = g.param.kind == "matrix"
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
                 parts.append(self.out.times_length(code))
             else:
-                parts.append(self._total(code, False))
+                parts.append(self._total(code, False, matrix))
         if g.static is not None:
-            parts.append(self._total(pr.code(g.static), False))
+            parts.append(self._total(pr.code(g.static), False, matrix))
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:

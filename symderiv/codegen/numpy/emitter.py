@@ -33,6 +33,8 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
             if x.is_Symbol and x.name in model.dims and x.name not in dim_reads:
                 if q.role == "param":
                     index = axis if q.kind == "matrix" else 0
+                elif q.kind == "matrix":
+                    index = axis - 2  # a matrix of data is (…, B, rows, cols) in the internal layout
                 else:
                     index = -1  # the vector axis of data, last in the internal layout
                 dim_reads[x.name] = (names.value(q.name), index)
@@ -47,13 +49,17 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
         "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
                       if names.value(dim) in used],
         "params": [_param_info(p, names, printer) for p in model.params],
-        "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
+        "inputs": [(q.name, names.value(q.name), q.sequence,
+                    (str(q.shape[0]), str(q.shape[1])) if q.kind == "matrix" else str(q.shape[0]), q.is_scalar)
+                   for q in model.data],
+        "matrices": any(q.kind == "matrix" and q.role != "param" for q in model.quantities.values()),
         "has_time": model.has_time,
         "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
         "forward": schedule.forward,
         "backward": schedule.backward,
         "loss_name": names.value(loss.name),
-        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0), q.is_scalar)
+        "outputs": [(q.name, names.value(q.name), q.sequence, schedule.pads.get(q.name, 0),
+                     "matrix" if q.kind == "matrix" else q.is_scalar)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,
