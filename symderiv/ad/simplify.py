@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sympy as sp
-from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, OneMatrix, Transpose
+from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..ir.expr import (
@@ -63,6 +63,16 @@ class _Tidy:
         mats = rest.args if isinstance(rest, MatMul) else (rest,)
         return scale(coeff, self._matmul(mats))
 
+    def sum(self, terms: Sequence[MatrixExpr]) -> MatrixExpr:
+        """A tidied sum; Hadamard products over sums are distributed when that makes it shorter:
+        p ⊙ (1 − y) − (1 − p) ⊙ y is p − y (binary cross-entropy through σ)."""
+        total = add(*terms)
+        if not isinstance(total, MatAdd) or not any(
+                isinstance(f, MatAdd) for t in total.args for f in _hadamard_factors(t)[1]):
+            return total
+        expanded = add(*[u for t in total.args for u in _distribute(t)])
+        return expanded if _size(expanded) < _size(total) else total
+
     def hadamard_product(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """A tidied Hadamard product (``_hadamard``)."""
         return self._hadamard(factors)
@@ -77,7 +87,7 @@ class _Tidy:
                 continue
             others = [*factors[:i], *factors[i + 1:]]
             if any(_divides_by(term, others) for term in f.args):
-                return add(*[self.run(hadamard(*others, term)) for term in f.args])
+                return self.sum([self.run(hadamard(*others, term)) for term in f.args])
         return hadamard(*factors)
 
     def _matmul(self, mats: Sequence[MatrixExpr]) -> MatrixExpr:
@@ -103,13 +113,29 @@ class _Tidy:
             if inv in b.args:
                 rest = [f for f in b.args if f != inv]
                 return [OneMatrix(1, a.arg.shape[0]), rest[0] if len(rest) == 1 else HadamardProduct(*rest)]
-        # 1ᵀ r = 1 for a distribution target
+        # 1ᵀ r = 1 for a distribution target; 1ᵀ R = 1ᵀ for a matrix one
         if isinstance(a, OneMatrix) and a.shape[0] == 1 and self._is_distribution(b):
-            return [OneMatrix(1, 1)]
+            return [OneMatrix(1, b.shape[1])]
         return None
 
     def _is_distribution(self, e: MatrixExpr) -> bool:
+        if isinstance(e, MatrixSymbol):  # a static target (a matrix one: each column sums to one)
+            return e.name in self.distributions
         return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
+
+
+def _distribute(term: MatrixExpr) -> list[MatrixExpr]:
+    """The terms of a Hadamard product with its sums multiplied out."""
+    c, factors = _hadamard_factors(term)
+    out = [scale(c, OneMatrix(*term.shape))]
+    for f in factors:
+        parts = list(f.args) if isinstance(f, MatAdd) else [f]
+        out = [hadamard(o, p) for o in out for p in parts]
+    return out
+
+
+def _size(e: sp.Basic) -> int:
+    return sum(1 for _ in sp.preorder_traversal(e))
 
 
 def _divides_by(term: MatrixExpr, factors: Sequence[MatrixExpr]) -> bool:

@@ -198,8 +198,8 @@ class Evaluator:
 
     def _number(self, c):
         if not self.mp:
-            return float(c)
-        c = sp.sympify(c, strict=True)
+            return float(sp.sympify(c, strict=True).xreplace(self.subs))
+        c = sp.sympify(c, strict=True).xreplace(self.subs)  # a size used as a value: its number
         return mpmath.mpf(c.p) / c.q if c.is_Rational else mpmath.mpf(str(sp.N(c, self.precision + 10)))
 
     def _exp(self, x):

@@ -608,7 +608,7 @@ class ModulePlan:
         """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) with that
         log, by one call: p, log p = _softmax_and_log(z)."""
         m = self.model
-        if type(e) is Softmax and any(
+        if type(e) is Softmax and e.shape[1] == 1 and any(
                 isinstance(node, Apply) and node.fname == "log" and names_value(node.arg, n)
                 for q in m.equations if q.name != n and q.expr is not None for node in sp.preorder_traversal(q.expr)):
             log = self.values.fresh(f"_log_{py.rstrip('_')}")

@@ -32,6 +32,7 @@ from ..ir.expr import (
     matmul,
     neg,
     same_shape,
+    scalar_times,
     scale,
     sub,
     transpose,
@@ -455,6 +456,8 @@ class _ModelBuilder:
                                                f"{_shape_text(a.shape, self._resolve)} but {self._text(node.right)} "
                                                f"is {_shape_text(b.shape, self._resolve)} ({ca} columns, {rb} rows)")
             return matmul(a, b)
+        if op == "/" and self._divides_by_scalar(a, b):  # e / √(s + ε) scales e by 1/√(s + ε)
+            return scalar_times(sp.HadamardPower(b, -1), a)
         a, b = self._conform(node, a, b, op)
         if op == "+":
             return add(a, b)
@@ -497,6 +500,13 @@ class _ModelBuilder:
             return OneMatrix(*a.shape)
         return sp.HadamardPower(a, k)
 
+    def _divides_by_scalar(self, a: Value, b: Value) -> bool:
+        """A vector or matrix divided by a 1x1 expression (not a number)."""
+        if not (getattr(a, "is_Matrix", False) and getattr(b, "is_Matrix", False)):
+            return False
+        sa, sb = (tuple(map(self._resolve, x.shape)) for x in (a, b))
+        return sb == (1, 1) and sa != (1, 1) and not any(_pending(x) for x in sa)
+
     def _op_error(self, node: ast.BinOp, message: str) -> ModelError:
         d = self.current
         return d.stmt.error(message, d.expr_offset + operator_offset(d.stmt.text[d.expr_offset:], node.left))
@@ -522,6 +532,9 @@ class _ModelBuilder:
             return broadcast(a, b.shape), b
         if sb == (1, 1):
             return a, broadcast(b, a.shape)
+        spread = self._column_over_matrix(a, b, sa, sb, op)
+        if spread is not None:
+            return spread
         if any(_pending(x) for x in sa + sb):
             scalar = self._pending_scalar(sa, sb)
             if scalar is not None:  # one side can only be a scalar (g[t] = σ(wᵀ h[t-1]) times h[t-1])
@@ -532,6 +545,19 @@ class _ModelBuilder:
         message = (f"shape mismatch in {where or repr(op)}: {self._text(left)} is {_shape_text(sa)} but "
                    f"{self._text(right)} is {_shape_text(sb)}")
         raise self._op_error(node, message) if isinstance(node, ast.BinOp) else self._error(node, message)
+
+    def _column_over_matrix(self, a: MatrixExpr, b: MatrixExpr, sa: tuple, sb: tuple,
+                            op: str) -> tuple[Value, Value] | None:
+        """A column vector added to a matrix with as many rows is added to every column:
+        W X + b is W X + b 1ᵀ."""
+        if op not in "+-":
+            return None
+        for first, (m, v, sm, sv) in enumerate(((a, b, sa, sb), (b, a, sb, sa))):
+            if sv[1] == 1 and sm[1] != 1 and not any(_pending(x) for x in sm + sv) \
+                    and sp.expand(sm[0] - sv[0]) == 0:
+                spread = matmul(v, OneMatrix(1, m.shape[1]))
+                return (m, spread) if first == 0 else (spread, m)
+        return None
 
     def _pending_scalar(self, sa: tuple, sb: tuple) -> tuple | None:
         """The shape of the side that has one row and columns not known yet (a lagged quantity not

@@ -376,7 +376,7 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
             return zeros_like(rest)
         if isinstance(rest, HadamardProduct):
             flat.extend(rest.args)
-        elif isinstance(rest, OneMatrix):
+        elif isinstance(rest, OneMatrix) or _all_ones(rest):
             continue
         else:
             flat.append(rest)
@@ -385,6 +385,12 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
         return scale(coeff, OneMatrix(*factors[0].shape))
     product = flat[0] if len(flat) == 1 else HadamardProduct(*flat)
     return scale(coeff, product)
+
+
+def _all_ones(e: MatrixExpr) -> bool:
+    """1 1ᵀ: a product of all-ones factors whose inner sizes are 1 is all ones."""
+    return isinstance(e, MatMul) and all(isinstance(a, OneMatrix) for a in e.args) and all(
+        a.shape[1] == 1 for a in e.args[:-1])
 
 
 def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:

@@ -377,7 +377,7 @@ for _record in [
     # SymPy's matrix operations.
     Node(MatAdd, "operation", vjp=_vjp_add, evaluate=_ev_add,
          unroll=lambda net, e, step: sum((net.entries(a, step) for a in e.args[1:]), net.entries(e.args[0], step)),
-         tidy=lambda t, e: add(*[t.run(a) for a in e.args])),
+         tidy=lambda t, e: t.sum([t.run(a) for a in e.args])),
     Node(MatMul, "operation", vjp=_vjp_matmul, evaluate=_ev_matmul, unroll=_un_matmul, tidy=_tidy_matmul),
     Node(HadamardProduct, "operation", vjp=_vjp_hadamard, evaluate=_ev_hadamard, unroll=_un_hadamard,
          tidy=_tidy_hadamard),

@@ -7,6 +7,8 @@ x ⊙ y^{∘-1} read as a division) and differ only in their spelling.
 
 from __future__ import annotations
 
+import re
+
 from decimal import Decimal
 from string import Template
 
@@ -164,8 +166,17 @@ class _MathPrinter(Printer):
             return body
         if c == -1:
             return self.minus.strip() + body
-        num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self._print(c)
+        num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self.coefficient(c)
+        if isinstance(rest, OneMatrix) and rest.shape == (1, 1):  # a number in a sum of scalars: s + 1/100000
+            return num
         return num + " " + body
+
+    def coefficient(self, c) -> str:
+        """A number made of sizes (1/n_h, 1/√n_k) or a constant the model computed."""
+        return str(c)
+
+    def divide(self, num: str, den: str) -> str:
+        raise NotImplementedError
 
     def _print_MatMul(self, e: MatMul):
         c, rest = coeff_and_rest(e)
@@ -189,8 +200,17 @@ class _MathPrinter(Printer):
         if scalars and len(scalars) < len(e.args):  # λ w, not w ⊙ 1 λ: a scalar spread over the rest scales it
             rest = [f for f in e.args if f not in scalars]
             body = rest[0] if len(rest) == 1 else HadamardProduct(*rest)
-            return " ".join([self._factor(_broadcast_scalar(f), MatMul) for f in scalars]
-                            + [self._factor(body, MatMul)])
+            values = [_broadcast_scalar(f) for f in scalars]
+            over = [v.args[0] if v.args[1] == -1 else HadamardPower(v.args[0], -v.args[1]) for v in values
+                    if isinstance(v, HadamardPower) and v.args[1] < 0]
+            times = [v for v in values if not (isinstance(v, HadamardPower) and v.args[1] < 0)]
+            num = " ".join([self._factor(v, MatMul) for v in times] + [self._factor(body, MatMul)])
+            if not over:
+                return num
+            if not times:  # (g ⊙ e) / √(s + ε): the division groups it
+                num = self._print(body)
+            den = over[0] if len(over) == 1 else HadamardProduct(*over)
+            return self.divide(num, self._print(den))
         if e.shape == (1, 1) and all(not (isinstance(f, HadamardPower) and f.args[1] < 0) for f in e.args):
             return " ".join(self._factor(f, MatMul) for f in e.args)  # scalars: λ 1ᵀ w, not λ ⊙ 1ᵀ w
         numer, denom = [], []
@@ -367,6 +387,13 @@ class LatexPrinter(_MathPrinter):
     def raised(self, base, power):
         return base + f"^{{{power}}}"
 
+    def divide(self, num, den):
+        return rf"\frac{{{num}}}{{{den}}}"
+
+    def coefficient(self, c):
+        names = {x: sp.Symbol(self.dim(x)) for x in c.free_symbols}
+        return sp.latex(c.xreplace(names)) if names else sp.latex(c)
+
     def inverse(self, s, transposed=False):
         return "{" + s + "}^{-" + (r"\top" if transposed else "1") + "}"
 
@@ -427,6 +454,13 @@ class UnicodePrinter(_MathPrinter):
     @staticmethod
     def _superscript(power):
         return {2: "²", 3: "³"}.get(power, f"^{power}") if power != 1 else ""
+
+    def divide(self, num, den):
+        return f"({num}) / {den}" if " " in num else f"{num} / {den}"
+
+    def coefficient(self, c):
+        text = str(c)
+        return re.sub(r"sqrt\(([A-Za-z_0-9]+)\)", r"√\1", text)
 
     def inverse(self, s, transposed=False):
         return s + ("⁻ᵀ" if transposed else "⁻¹")

@@ -306,7 +306,8 @@ class NumpyPrinter(Printer):
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
-                return _join(f"_log_softmax({code.text})", code)
+                axis = ", axis=-2" if self._is_matrix(z) else ""  # of a matrix: per column
+                return _join(f"_log_softmax({code.text}{axis})", code)
             z = self._source(e.arg, _is_sigmoid)
             if z is not None:  # log σ(z) = −softplus(−z)
                 code = self._print(z)
