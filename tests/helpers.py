@@ -46,7 +46,9 @@ def public_data(model, data) -> dict:
     """The evaluator's (n, 1) layout → the generated module's (n,) / (T, n)."""
     out = {}
     for q in model.data:
-        v = np.asarray(data[q.name], dtype=float)[..., 0]
+        v = np.asarray(data[q.name], dtype=float)
+        if q.kind != "matrix":  # a matrix keeps its (rows, cols)
+            v = v[..., 0]
         out[q.name] = v[..., 0] if q.is_scalar else v
     return out
 

@@ -300,6 +300,8 @@ def positive_leaves(model) -> set[str]:
         for node in sp.preorder_traversal(q.expr):
             if isinstance(node, Apply) and ELEMENTWISE[node.fname].domain == "positive":
                 walk(node.arg)
+            elif isinstance(node, sp.HadamardPower) and not node.args[1].is_integer:  # v ** -0.5
+                walk(node.args[0])
     return found
 
 

@@ -191,6 +191,9 @@ def _ev_hadamard(ev, e, t):
 
 def _ev_hadamard_power(ev, e, t):
     base = ev.ev(e.args[0], t)
+    if not e.args[1].is_Integer:  # v ** -0.5: a constant rational power of positive entries
+        k = ev.number(e.args[1])
+        return np.vectorize(lambda x: x ** k, otypes=[object])(base) if ev.mp else base ** k
     k = int(e.args[1])
     return base ** k if k > 0 else 1 / base ** (-k)
 

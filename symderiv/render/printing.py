@@ -8,7 +8,6 @@ x ⊙ y^{∘-1} read as a division) and differ only in their spelling.
 from __future__ import annotations
 
 import re
-
 from decimal import Decimal
 from string import Template
 

@@ -14,9 +14,9 @@ def one(params, X, Y):
     S = c * K.T @ Q
     E = np.exp(S - S.max(axis=0))
     A = E / E.sum(axis=0)
-    O = V @ A
-    loss = 0.5 * np.sum((O - Y) ** 2)
-    dO = O - Y
+    Out = V @ A
+    loss = 0.5 * np.sum((Out - Y) ** 2)
+    dO = Out - Y
     dA = V.T @ dO
     dS = A * (dA - np.sum(A * dA, axis=0))  # the softmax Jacobian of each column
     dV = dO @ A.T

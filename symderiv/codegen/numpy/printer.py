@@ -228,6 +228,12 @@ class NumpyPrinter(Printer):
         """``a`` times the value so far (which has ``cols`` columns per example)."""
         p, q = a.shape
         x = group(acc.text)
+        if isinstance(a, OneMatrix) and p != 1 and q != 1:  # 1 1ᵀ: the sums spread over p rows
+            if cols == 1:
+                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True) * np.ones({self.size(p)}, dtype)", acc,
+                             order=(acc, self.size_reads(p)))
+            return _join(f"np.sum({acc.text}, axis=-2, keepdims=True) * np.ones(({self.size(p)}, 1), dtype)", acc,
+                         order=(acc, self.size_reads(p)))
         if isinstance(a, OneMatrix):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 if cols != 1 and q != 1 and (acc.batched or acc.timed) and not acc.summed:  # per example: (…, q, c)
