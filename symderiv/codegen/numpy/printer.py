@@ -189,6 +189,9 @@ class NumpyPrinter(Printer):
         return e.shape[0] != 1 and e.shape[1] != 1
 
     def _print_MatAdd(self, e):
+        codes = [self._print(coeff_and_rest(t)[1]) for t in e.args]
+        if any(c.summed for c in codes) and any(c.batched and not c.summed for c in codes):
+            return self._summed_sum(e, codes)
         text, parts = "", []
         for k, term in enumerate(e.args):
             c, rest = coeff_and_rest(term)
@@ -257,7 +260,7 @@ class NumpyPrinter(Printer):
                 # x W^T per row; for a transposed matrix that is x W.
                 right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
                 return _join(f"{x} @ {right}", acc, order=(acc, left))
-            return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
+            return _join(f"{group(left.text)} @ {x}", left, acc)
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
                 return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
@@ -280,11 +283,28 @@ class NumpyPrinter(Printer):
             return _join(f"np.einsum('...ij,...j->...i', {left.text}, {acc.text})", left, acc)
         return _join(f"{group(left.text)} @ {group(acc.text)}", left, acc)
 
+    def _summed_sum(self, e, codes) -> Code:
+        """A sum of which a term is summed over the examples already (Σ x xᵀ, an outer product in
+        a gradient) and another is per example: the latter summed too, so none counts B times."""
+        if e.shape[0] != 1 and e.shape[1] != 1:
+            raise NotImplementedError(f"no NumPy form for a sum over the examples of the matrix {e}")
+        terms = []
+        for term, code in zip(e.args, codes):
+            c, _ = coeff_and_rest(term)
+            body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
+            if code.batched and not code.summed:
+                body = f"_sum_examples({body})"
+            terms.append(Code(body, summed=True, reads=code.reads))
+        return Code(" + ".join(group(t.text) if " " in t.text else t.text for t in terms), summed=True,
+                    reads=reads_of(*terms))
+
     def _print_HadamardProduct(self, e):
         num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
         den = [f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1])
                for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
         codes = [self._print(f) for f in num]
+        if any(c.summed for c in codes) and any(c.batched and not c.summed for c in codes):
+            raise NotImplementedError(f"no NumPy form for {e}: a sum over the examples times a value per example")
         text = " * ".join(group(c.text) for c in codes) if codes else "1"
         dens = [self._print(f) for f in den]
         for c in dens:
