@@ -113,6 +113,7 @@ class LanguageFunction:
     claims: bool = False
     keywords: tuple[str, ...] = ()
     sizes: bool = False
+    commands: tuple[str, ...] = ()  # LaTeX commands of a write-up (\det)
 
 
 #: Any record ``register`` takes.

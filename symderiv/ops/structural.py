@@ -586,7 +586,7 @@ for _function in [
     LanguageFunction("sum", 1, _build_sum, _make_sum, claims=True, keywords=("axis",)),
     LanguageFunction("mean", 1, _build_mean, _make_mean, keywords=("axis",)),
     LanguageFunction("tr", 1, _build_square(Trace), Trace, words=("tr", "trace"), claims=True),
-    LanguageFunction("det", 1, _build_square(Det), Det, words=("det",), claims=True),
+    LanguageFunction("det", 1, _build_square(Det), Det, words=("det",), claims=True, commands=("det",)),
     LanguageFunction("logdet", 1, _build_square(LogDet), LogDet, claims=True),
     LanguageFunction("inv", 1, _build_square(inverse), inverse, claims=True),
     LanguageFunction("norm1", 1, lambda ctx, call, args: _make_norm1(*args), _make_norm1),
