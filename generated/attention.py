@@ -95,7 +95,6 @@ def init_params(dims, seed=0):
     n_x = int(dims["n_x"])
     n_k = int(dims["n_k"])
     n_v = int(dims["n_v"])
-    n = int(dims["n"])
     return {
         "W_Q": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_k, n_x)),
         "W_K": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_k, n_x)),

@@ -176,7 +176,7 @@ def _run(params, data, want):
         # s_t = 1/n_h 1ᵀ (e_t ⊙ e_t)
         s_[i] = (1/n_h) * np.sum(e_[i] ** 2, axis=-1, keepdims=True)
         # √(s_t + 1/100000), in the equation of u_{h,t}: kept for the backward pass
-        _sqrt_in_u_h[i] = np.sqrt((s_[i] + (1 / 100000)))
+        _sqrt_in_u_h[i] = np.sqrt(s_[i] + (1 / 100000))
         # u_{h,t} = (g ⊙ e_t) / √(s_t + 1/100000) + c
         np.multiply((1 / _sqrt_in_u_h[i]) * np.ones(n_h, dtype), g, out=u_h[i])
         u_h[i] *= e_[i]

@@ -90,7 +90,6 @@ def _sum_examples_matrix(a):
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
-    n = int(dims["n"])
     d = int(dims["d"])
     return {
         "w": rng.normal(0.0, 0.1, (d,)),

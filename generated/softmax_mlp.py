@@ -96,7 +96,6 @@ def init_params(dims, seed=0):
     n_x = int(dims["n_x"])
     n_h = int(dims["n_h"])
     K = int(dims["K"])
-    n = int(dims["n"])
     return {
         "W1": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
         "b1": rng.normal(0.0, 0.1, (n_h,)),

@@ -474,7 +474,7 @@ def _build_mean(ctx, call, args):
 
 
 def _make_mean(a, axis=None):
-    return scale(1 / sp.sympify(_count(a, axis)), _make_sum(a, axis))
+    return scale(1 / sp.sympify(_count(a, axis), strict=True), _make_sum(a, axis))
 
 
 def _square(ctx, call, a):
@@ -504,10 +504,10 @@ def _build_diag(ctx, call, args):
 
 def _size_args(ctx, call, args):
     for a, n in zip(args, call.args):
-        a = sp.sympify(a)
+        a = sp.sympify(a, strict=True)
         if not (a.is_integer and a.is_positive):
             raise ctx.error(n, f"{call.func.id}() takes sizes (dims or positive integers), not {ctx.text(n)}")
-    return [sp.sympify(a) for a in args]
+    return [sp.sympify(a, strict=True) for a in args]
 
 
 def _build_eye(ctx, call, args):

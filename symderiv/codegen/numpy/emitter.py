@@ -8,6 +8,8 @@ code, and the runtime helpers the printed code calls (``_erf``).
 
 from __future__ import annotations
 
+import sympy as sp
+
 from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ..plan import ModulePlan
@@ -46,6 +48,8 @@ def context(d: Derivation, schedule: Schedule, printer) -> dict:
     return {
         "model": model,
         "dims": [(dim, names.value(dim)) for dim in model.dims],
+        # the dims init_params reads: those of the params' shapes (a dim of the data only is not)
+        "param_dims": {x.name for p in model.params for s in p.shape for x in sp.sympify(s, strict=True).free_symbols},
         "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
                       if names.value(dim) in used],
         "params": [_param_info(p, names, printer) for p in model.params],

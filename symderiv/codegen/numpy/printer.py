@@ -203,7 +203,7 @@ class NumpyPrinter(Printer):
             else:
                 code = self._print(rest)
                 parts.append(code)
-                if c != 1 and sp.sympify(c).free_symbols:
+                if c != 1 and sp.sympify(c, strict=True).free_symbols:
                     parts.append(self._coeff(c))
                 body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
                 if negative:
