@@ -218,3 +218,24 @@ def test_check_draws_inside_each_domain():
         assert np.linalg.det(params["A"]) > 0 and np.linalg.det(params["B"]) > 0
         assert np.linalg.cond(params["A"]) < 10
         assert (params["v"] > 0).all()
+
+
+AVERAGE_OVER_TIME = """\
+dim n_h, n_x
+time t = 1..T
+input x[t]: n_x
+target y: n_h
+param W: (n_h, n_x)
+h[t] = tanh(W @ x[t])
+c = Sum(h[t], (t, 1, T)) / T
+loss L = squared_error(y, c - mean(c)) / n_h
+"""
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_the_sequence_length_and_a_dim_as_values_through_check(T):
+    model = parse(AVERAGE_OVER_TIME)
+    result = certify(model, T=T)
+    assert result.ok, (result.param_errors, result.adjoint_errors)
+    check = finite_difference_check(symderiv.derive(model), {"n_h": 3, "n_x": 2}, T)
+    assert check.ok, (check.errors, check.problems)

@@ -171,12 +171,16 @@ class NumpyPrinter(Printer):
         """A number made of sizes (dims, T) as code: ``(1 / n_h)``, ``(1 / np.sqrt(n_k))``."""
         from sympy.printing.pycode import pycode
 
-        names = {x: sp.Symbol(self.names.value(x.name)) for x in c.free_symbols}
+        names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
         return "(" + pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.") + ")"
+
+    def _size_name(self, x) -> str:
+        """A dim's identifier; the sequence length is the module's T."""
+        return "T" if x == self.model.length else self.names.value(x.name)
 
     def _number_reads(self, c) -> tuple[str, ...]:
         c = sp.sympify(c, strict=True)
-        return tuple(self.names.value(x.name) for x in sorted(c.free_symbols, key=str))
+        return tuple(self.names.value(x.name) for x in sorted(c.free_symbols, key=str) if x != self.model.length)
 
     def _coeff(self, c) -> Code:
         """A coefficient as code, reading the sizes it is made of."""
