@@ -70,8 +70,11 @@ class _Tidy:
         if not isinstance(total, MatAdd) or not any(
                 isinstance(f, MatAdd) for t in total.args for f in _hadamard_factors(t)[1]):
             return total
+        before = _size(total)
+        if before > _SMALL:  # only short sums (a big one is not read, and counting it would be slow)
+            return total
         expanded = add(*[u for t in total.args for u in _distribute(t)])
-        return expanded if _size(expanded) < _size(total) else total
+        return expanded if _size(expanded) < before else total
 
     def hadamard_product(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """A tidied Hadamard product (``_hadamard``)."""
@@ -134,8 +137,18 @@ def _distribute(term: MatrixExpr) -> list[MatrixExpr]:
     return out
 
 
-def _size(e: sp.Basic) -> int:
-    return sum(1 for _ in sp.preorder_traversal(e))
+_SMALL = 200  # nodes: the size up to which a sum is multiplied out to see if it gets shorter
+
+
+def _size(e: sp.Basic, limit: int = _SMALL) -> int:
+    """The number of nodes of ``e`` written out, counted up to ``limit`` + 1 (a shared subtree
+    counts each time: a tree written out can be exponentially larger than its graph)."""
+    n = 0
+    for _ in sp.preorder_traversal(e):
+        n += 1
+        if n > limit:
+            break
+    return n
 
 
 def _divides_by(term: MatrixExpr, factors: Sequence[MatrixExpr]) -> bool:
