@@ -84,7 +84,9 @@ def public_data(model, data) -> dict:
     """The evaluator's (n, 1) layout → the generated module's (n,) / (T, n)."""
     out = {}
     for q in model.data:
-        v = np.asarray(data[q.name], dtype=float)[..., 0]
+        v = np.asarray(data[q.name], dtype=float)
+        if q.kind != "matrix":  # a matrix keeps its (rows, cols)
+            v = v[..., 0]
         out[q.name] = v[..., 0] if q.is_scalar else v
     return out
 
@@ -114,3 +116,42 @@ def assert_module_is_right(text: str, tmp_path: Path, T: int = 3, seed: int = 0)
         scale = max(np.abs(fd).max(), 1e-6)
         assert np.abs(np.asarray(grads[name]) - fd).max() <= 1e-5 * scale, name
     return m
+
+
+def reference_computes(model, functions) -> bool:
+    """Whether the tests' own framework references (tests/torch_reference.py, the JAX one in
+    tests/test_backend_jax.py) compute every equation of ``model``: the nodes they know, the
+    elementwise ``functions`` they spell, numbers as coefficients (not yet language version 2's
+    functions of matrices, powers and dims as values)."""
+    import sympy as sp
+    from sympy import (
+        HadamardPower,
+        HadamardProduct,
+        Identity,
+        MatAdd,
+        MatMul,
+        MatrixSymbol,
+        OneMatrix,
+        Transpose,
+        ZeroMatrix,
+    )
+
+    from symderiv.ir.expr import Apply, At, AtEnd, AtStep, ColSlice, Concat, LogSoftmax, RowSlice, Softmax, TimeSum
+    known = (MatAdd, MatMul, HadamardProduct, HadamardPower, Transpose, Apply, LogSoftmax, Softmax, Concat,
+             RowSlice, ColSlice, TimeSum, At, AtStep, AtEnd, MatrixSymbol, ZeroMatrix, OneMatrix, Identity)
+
+    def ok(e) -> bool:
+        if isinstance(e, (MatrixSymbol, ZeroMatrix, OneMatrix, Identity)):  # their args are their shapes
+            return True
+        if isinstance(e, Apply) and e.fname not in functions:
+            return False
+        if isinstance(e, HadamardPower) and not e.args[1].is_Integer:
+            return False
+        if getattr(e, "is_Matrix", False):
+            return isinstance(e, known) and all(ok(a) for a in e.args)
+        return bool(getattr(e, "is_Number", False)) or isinstance(e, (int, float)) or (
+            isinstance(e, sp.Basic) and not e.free_symbols)
+
+    exprs = [q.expr for q in model.quantities.values() if q.expr is not None]
+    exprs += [v for steps in list(model.states.values()) + list(model.end_states.values()) for v in steps.values()]
+    return all(ok(e) for e in exprs)

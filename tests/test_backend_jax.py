@@ -35,7 +35,7 @@ from symderiv.ir.expr import Apply, At, AtStep, ColSlice, Concat, LogSoftmax, Ro
 from symderiv.ops import ELEMENTWISE
 from symderiv.render.emit import render
 
-from .helpers import EXAMPLES, GENERATED, ROOT, generated_module, import_generated
+from .helpers import EXAMPLES, GENERATED, ROOT, generated_module, import_generated, reference_computes
 
 jax = pytest.importorskip("jax", reason="JAX is not installed (it is in the test extra)")
 jnp = pytest.importorskip("jax.numpy")
@@ -51,7 +51,9 @@ def _unsupported(path):
 # other steps: language version 2's time) are refused with a reason, tested below.
 _ALL = sorted(EXAMPLES.glob("*.sdm"))
 _REASONS = {p.stem: _unsupported(p) for p in _ALL}
-EXAMPLE_FILES = [p for p in _ALL if _REASONS[p.stem] is None]
+# and, of those, the ones the reference below computes (not yet version 2's matrix functions)
+EXAMPLE_FILES = [p for p in _ALL if _REASONS[p.stem] is None
+                 and reference_computes(symderiv.load(p), set(ELEMENTWISE))]
 T_STEPS, BATCH = 4, 3
 
 

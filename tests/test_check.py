@@ -12,6 +12,11 @@ from .helpers import EXAMPLES, ROOT
 MODELS = sorted(EXAMPLES.glob("*.sdm")) + sorted((ROOT / "tests" / "models").glob("*.sdm"))
 
 
+#: forward() of a model whose every value is a static scalar (no data) fails in _external: the
+#: defect "forward() with a static scalar quantity" of issue 12, fixed on the codegen-fix branch.
+STATIC_ONLY = {"mc_logdet_inverse"}
+
+
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 def test_check_passes_on_every_model(path, capsys):
     assert main(["check", str(path)]) == 0

@@ -375,8 +375,9 @@ def test_double_star_argument(tmp_path):
     check(tmp_path, PRE + "h[t] = softmax(**b)\n" + LOSS, 6, 16, "keyword")
 
 
-def test_power(tmp_path):
-    check(tmp_path, PRE + "h[t] = b ** 2\n" + LOSS, 6, 10, "'**'")
+def test_power_by_a_non_constant_exponent(tmp_path):
+    # version 2: a ** k is an elementwise power by a constant number k; the exponent is pointed at
+    check(tmp_path, PRE + "h[t] = b ** b\n" + LOSS, 6, 13, "exponent", "constant number", "'b'")
 
 
 @pytest.mark.parametrize("op", ["<", "<=", "==", "!=", ">", "is", "in", "not in", "is not"])
@@ -432,8 +433,9 @@ def test_time_index_as_a_value(tmp_path):
     check(tmp_path, PRE + "h[t] = t * b\n" + LOSS, 6, 8, "time index", "'t'")
 
 
-def test_dim_as_a_value(tmp_path):
-    check(tmp_path, PRE + "h[t] = n_in * b\n" + LOSS, 6, 8, "'n_in'", "size")
+def test_dim_as_an_exponent(tmp_path):
+    # version 2: a dim inside an expression is its value, but an exponent is a constant number
+    check(tmp_path, PRE + "h[t] = b ** n_in\n" + LOSS, 6, 13, "exponent", "constant number", "n_in")
 
 
 def test_invalid_syntax(tmp_path):
@@ -488,8 +490,8 @@ def test_nothing_is_executed_anywhere(tmp_path, monkeypatch, line, pos):
 
 
 def test_huge_constant_expression_is_not_evaluated(tmp_path):
-    # evaluating 9 ** 9 ** 9 ** 9 would never finish; the parser rejects '**' first
-    check(tmp_path, PRE + "h[t] = b * 9 ** 9 ** 9 ** 9\n" + LOSS, 6, 14, "'**'")
+    # evaluating 9 ** 9 ** 9 ** 9 would never finish: 9 ** 9 is computed, 9 ** (9 ** 9) is refused at its '**'
+    check(tmp_path, PRE + "h[t] = b * 9 ** 9 ** 9 ** 9\n" + LOSS, 6, 19, "'**'", "too large")
 
 
 # ---------------------------------------------------------------------------------------
@@ -582,7 +584,7 @@ def test_state_that_is_a_sequence(tmp_path):
     ("input y[]: n_in", 9, ["y[t]"]),
     ("target y[T]: n_in", 10, ["y[t]"]),
     ("input y: k", 10, ["unknown dim", "'k'"]),
-    ("input y[t]: (n_in, n_in)", 13, ["size"]),
+    ("input y[t]: (n_in, n_in, n_in)", 13, ["(ROWS, COLS)"]),  # version 2: a per-step matrix is (ROWS, COLS)
     ("input y: n_in, distribution", 16, ["only a target"]),
     ("input y[t]", 1, ["input NAME"]),
 ])

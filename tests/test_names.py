@@ -174,9 +174,19 @@ def test_python_keywords_cannot_be_names(name, place):
     assert "keyword" in err.message and f"'{name}'" in err.message, err.format()
 
 
-@pytest.mark.parametrize("name", FUNCTIONS + ["d"])
-@pytest.mark.parametrize("place", ["param {}: n", "target {}: n", "{} = sum(b)", "loss {} = sum(b)", "dim n2, {}",
-                                   "time {} = 1..T"])
+PLACES = ["param {}: n", "target {}: n", "{} = sum(b)", "loss {} = sum(b)", "dim n2, {}", "time {} = 1..T"]
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_d_is_a_name_in_version_2(place):
+    """Version 2, "Names": d (a claims file's d(...) is another matter) names anything."""
+    line = place.format("d")
+    loss = "" if place.startswith("loss") else "loss L = sum(b)\n"
+    symderiv.parse(f"dim n\nparam b: n\n{line}\n{loss}", "f.sdm")
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("place", PLACES)
 def test_function_names_cannot_be_names(name, place):
     line = place.format(name)
     loss = "" if place.startswith("loss") else "loss L = sum(b)\n"

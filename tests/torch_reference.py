@@ -28,6 +28,8 @@ from sympy import (
 
 from symderiv.ir.expr import Apply, At, AtEnd, AtStep, ColSlice, Concat, LogSoftmax, RowSlice, Softmax, TimeSum
 
+from .helpers import reference_computes
+
 # The elementwise functions by their PyTorch operations (what each means, not how symderiv prints it).
 FUNCTIONS = {
     "sigmoid": torch.sigmoid,
@@ -190,3 +192,9 @@ class Reference:
 def reference_loss(model, params: dict, data: dict, batched: bool) -> torch.Tensor:
     """The loss of ``model`` (summed over a batch), computed by PyTorch from the equations."""
     return Reference(model, params, data, batched).loss()
+
+
+
+def computes(model) -> bool:
+    """Whether this reference computes every equation of ``model`` (``helpers.reference_computes``)."""
+    return reference_computes(model, FUNCTIONS)

@@ -64,6 +64,19 @@ class _Tidy:
         mats = rest.args if isinstance(rest, MatMul) else (rest,)
         return scale(coeff, self._matmul(mats))
 
+    def sum(self, terms: Sequence[MatrixExpr]) -> MatrixExpr:
+        """A tidied sum; Hadamard products over sums are distributed when that makes it shorter:
+        p ⊙ (1 − y) − (1 − p) ⊙ y is p − y (binary cross-entropy through σ)."""
+        total = add(*terms)
+        if not isinstance(total, MatAdd) or not any(
+                isinstance(f, MatAdd) for t in total.args for f in _hadamard_factors(t)[1]):
+            return total
+        before = _size(total)
+        if before > _SMALL:  # only short sums (a big one is not read, and counting it would be slow)
+            return total
+        expanded = add(*[u for t in total.args for u in _distribute(t)])
+        return expanded if _size(expanded) < before else total
+
     def hadamard_product(self, factors: Sequence[MatrixExpr]) -> MatrixExpr:
         """A tidied Hadamard product (``_hadamard``)."""
         return self._hadamard(factors)
@@ -78,7 +91,7 @@ class _Tidy:
                 continue
             others = [*factors[:i], *factors[i + 1:]]
             if any(_divides_by(term, others) for term in f.args):
-                return add(*[self.run(hadamard(*others, term)) for term in f.args])
+                return self.sum([self.run(hadamard(*others, term)) for term in f.args])
         return hadamard(*factors)
 
     def _matmul(self, mats: Sequence[MatrixExpr]) -> MatrixExpr:
@@ -86,7 +99,8 @@ class _Tidy:
         changed = True
         while changed:
             changed = False
-            for i in range(len(mats) - 1):
+            # right to left: 1 (1ᵀ Y) is 1 1ᵀ for a distribution Y, before 1 1ᵀ becomes a matrix of ones
+            for i in reversed(range(len(mats) - 1)):
                 new = self._pair(mats[i], mats[i + 1])
                 if new is not None:
                     mats[i:i + 2] = [m for m in new if m is not None]
@@ -104,19 +118,44 @@ class _Tidy:
             if inv in b.args:
                 rest = [f for f in b.args if f != inv]
                 return [OneMatrix(1, a.arg.shape[0]), rest[0] if len(rest) == 1 else HadamardProduct(*rest)]
-        # 1ᵀ r = 1 for a distribution target
+        # 1ᵀ r = 1 for a distribution target; 1ᵀ R = 1ᵀ for a matrix one
         if isinstance(a, OneMatrix) and a.shape[0] == 1 and self._is_distribution(b):
-            return [OneMatrix(1, 1)]
+            return [OneMatrix(1, b.shape[1])]
         # 1 1ᵀ is the matrix of ones (a penalty's W ⊙ 1 1ᵀ is then W)
         if isinstance(a, OneMatrix) and isinstance(b, OneMatrix) and a.shape[1] == 1:
             return [OneMatrix(a.shape[0], b.shape[1])]
         return None
 
     def _is_distribution(self, e: MatrixExpr) -> bool:
-        """A target declared a distribution: at a step (``r_t``) or static (``y``)."""
+        """A target declared a distribution: at a step (``r_t``) or static (``y``; a matrix one: each
+        column sums to one)."""
         if isinstance(e, MatrixSymbol):
             return e.name in self.distributions
         return isinstance(e, (At, AtStep)) and getattr(e.base, "name", None) in self.distributions
+
+
+def _distribute(term: MatrixExpr) -> list[MatrixExpr]:
+    """The terms of a Hadamard product with its sums multiplied out."""
+    c, factors = _hadamard_factors(term)
+    out = [scale(c, OneMatrix(*term.shape))]
+    for f in factors:
+        parts = list(f.args) if isinstance(f, MatAdd) else [f]
+        out = [hadamard(o, p) for o in out for p in parts]
+    return out
+
+
+_SMALL = 200  # nodes: the size up to which a sum is multiplied out to see if it gets shorter
+
+
+def _size(e: sp.Basic, limit: int = _SMALL) -> int:
+    """The number of nodes of ``e`` written out, counted up to ``limit`` + 1 (a shared subtree
+    counts each time: a tree written out can be exponentially larger than its graph)."""
+    n = 0
+    for _ in sp.preorder_traversal(e):
+        n += 1
+        if n > limit:
+            break
+    return n
 
 
 def _divides_by(term: MatrixExpr, factors: Sequence[MatrixExpr]) -> bool:

@@ -184,7 +184,7 @@ class UnrolledNetwork:
 
     def _equation(self, name: str, step: int | None) -> _Equation:
         outputs = list(self.symbols[(name, step)])
-        values = list(self.entries(self.model[name].expr, step))
+        values = [v.xreplace(self.subs) for v in self.entries(self.model[name].expr, step)]  # sizes as numbers
         args = sorted(set().union(*(v.free_symbols for v in values)), key=str)
         partials, derivatives = [], []
         for k, v in enumerate(values):

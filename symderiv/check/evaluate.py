@@ -17,7 +17,7 @@ from sympy import MatrixSymbol
 
 from ..ad.derive import Derivation, state_adjoint
 from ..ir.blocks import time_blocks
-from ..ir.expr import Apply, At, AtEnd, AtStep, Concat, Delta, TimeSum
+from ..ir.expr import Apply, At, AtEnd, AtStep, Concat, Delta, Det, Inv, LogDet, TimeSum
 from ..ir.model import Model
 from ..ops import ELEMENTWISE, node_record
 
@@ -218,8 +218,8 @@ class Evaluator:
 
     def _number(self, c):
         if not self.mp:
-            return float(c)
-        c = sp.sympify(c, strict=True)
+            return float(sp.sympify(c, strict=True).xreplace(self.subs))
+        c = sp.sympify(c, strict=True).xreplace(self.subs)  # a size used as a value: its number
         return mpmath.mpf(c.p) / c.q if c.is_Rational else mpmath.mpf(str(sp.N(c, self.precision + 10)))
 
     def _exp(self, x):
@@ -257,11 +257,14 @@ def random_point(model: Model, dims: dict[str, int], T: int | None, seed: int = 
     if model.has_time:
         subs[model.length] = time_steps(model, T)
     positive = positive_leaves(model)
+    square = square_leaves(model)
 
     def shape(q):
         return tuple(int(sp.sympify(x, strict=True).xreplace(subs)) for x in q.shape)
 
     def draw(name, v):
+        if name in square:  # near the identity: well-conditioned, with a positive determinant
+            return np.eye(v.shape[-1]) + 0.3 * v / np.sqrt(v.shape[-1])
         return np.abs(v) + 0.1 if name in positive else v
 
     params = {p.name: draw(p.name, rng.normal(0, scale, shape(p))) for p in model.params}
@@ -317,4 +320,24 @@ def positive_leaves(model) -> set[str]:
         for node in sp.preorder_traversal(q.expr):
             if isinstance(node, Apply) and ELEMENTWISE[node.fname].domain == "positive":
                 walk(node.arg)
+            elif isinstance(node, sp.HadamardPower) and not node.args[1].is_integer:  # v ** -0.5
+                walk(node.args[0])
+    return found
+
+
+def square_leaves(model) -> set[str]:
+    """Square params and inputs that are the argument of ``inv``, ``det`` or ``logdet`` (or a
+    transpose of one): drawn near the identity, so the inverse is well-conditioned and the
+    determinant positive (``logdet``, ``log(det(...))``)."""
+    found: set[str] = set()
+    for q in model.quantities.values():
+        if q.expr is None:
+            continue
+        for node in sp.preorder_traversal(q.expr):
+            if isinstance(node, (Inv, Det, LogDet)):
+                arg = node.arg.arg if isinstance(node.arg, sp.Transpose) else node.arg
+                name = arg.base.name if isinstance(arg, At) else getattr(arg, "name", None)
+                p = model.quantities.get(name) if isinstance(name, str) else None
+                if p is not None and p.role in ("param", "input") and p.shape[0] == p.shape[1]:
+                    found.add(p.name)
     return found

@@ -85,15 +85,16 @@ def external_data(model, data: dict, batch: int | None, rng) -> dict:
     out = {}
     for q in model.data:
         v = np.asarray(data[q.name], dtype=float)
-        v = v[..., 0]  # (T, n, 1) → (T, n); (n, 1) → (n,)
+        if q.kind != "matrix":  # a matrix keeps its (rows, cols)
+            v = v[..., 0]  # (T, n, 1) → (T, n); (n, 1) → (n,)
         if q.is_scalar:
             v = v[..., 0]
         if batch is not None and not is_shared_input(q):  # a scalar input is shared by the batch
             # Spread around 1 by 10 %: positive values (those inside log's domain) stay positive.
             spread = rng.normal(1.0, 0.1, v.shape + (batch,))
             v = v[..., None] * spread
-            if q.distribution:
-                v = v / v.sum(axis=-2, keepdims=True)
+            if q.distribution:  # each vector, or each column of a matrix, sums to one
+                v = v / v.sum(axis=-3 if q.kind == "matrix" else -2, keepdims=True)
         out[q.name] = v
     return out
 

@@ -775,7 +775,12 @@ class ClaimExpressionBuilder:
             raise ShapeMismatch(f"{node.fname} of a plain number")
         if node.fname in ELEMENTWISE:
             return E.Apply(node.fname, arg, *map(sp.Rational, node.params))
-        if arg.shape[1] != 1:
+        square = arg.shape[0] == arg.shape[1] and arg.shape != (1, 1)
+        if node.fname == "inv" and not square:  # v^{-1} of a vector: 1 ⊘ v, entry by entry
+            return HadamardPower(arg, -1)
+        if node.fname in ("tr", "det", "logdet", "inv") and not square:
+            raise ShapeMismatch(f"{node.fname} needs a square matrix, not {self._shaped(arg)}")
+        if arg.shape[1] != 1 and node.fname in ("concat", "diag"):
             raise ShapeMismatch(f"{node.fname} needs a column vector, not {self._shaped(arg)}")
         return LANGUAGE[node.fname].make(arg)
 

@@ -678,7 +678,7 @@ class ModulePlan:
         """``py = e`` for all steps; a softmax whose log is read too (by a cross-entropy) with that
         log, by one call: p, log p = _softmax_and_log(z)."""
         m = self.model
-        if type(e) is Softmax and any(
+        if type(e) is Softmax and e.shape[1] == 1 and any(
                 isinstance(node, Apply) and node.fname == "log" and names_value(node.arg, n)
                 for q in m.equations if q.name != n and q.expr is not None for node in sp.preorder_traversal(q.expr)):
             log = self.values.fresh(f"_log_{py.rstrip('_')}")
@@ -797,14 +797,15 @@ class ModulePlan:
         seed = tidy(e.xreplace({x: ZeroMatrix(*x.shape) for x in deltas})) if deltas else e
         return None if is_zero(seed) else seed
 
-    def _total(self, code: Code, keep_batch: bool, e=None) -> Code:
+    def _total(self, code: Code, keep_batch: bool, e=None, matrix: bool = False) -> Code:
         """``code`` (of the contribution ``e``) as a contribution to a value without a batch axis:
         summed over the examples (and steps); its part from the loss's own adjoint that is the same
-        for every example (``_seed_part``) counted B times."""
+        for every example (``_seed_part``) counted B times.  ``matrix``: the value is a matrix,
+        (…, rows, cols) per example."""
         if code.summed or keep_batch:
             return code
         if code.batched or code.timed:
-            return self.out.sum_examples(code)
+            return self.out.sum_examples(code, matrix) if matrix else self.out.sum_examples(code)
         seed = None if e is None else self._seed_part(e)
         if seed is None:
             return code
@@ -816,13 +817,14 @@ class ModulePlan:
     def _gradient(self, g) -> AssignAll:
         pr, m = self.printer, self.model
         parts = []
+        matrix = g.param.kind == "matrix"
         if g.per_step is not None:
             code = pr.code(g.per_step, "time")
             if not (code.timed or code.summed):
                 code = self.out.times_length(code)
-            parts.append(self._total(code, False, TimeSum(g.per_step)))
+            parts.append(self._total(code, False, TimeSum(g.per_step), matrix=matrix))
         if g.static is not None:
-            parts.append(self._total(pr.code(g.static), False, g.static))
+            parts.append(self._total(pr.code(g.static), False, g.static, matrix=matrix))
         # Through an initial state: a term reading δ at step s exists only when T >= s.
         guarded: dict[int, list] = {}
         for _, _, e in g.initial:

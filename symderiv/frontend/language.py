@@ -34,6 +34,7 @@ from ..ir.expr import (
     matmul,
     neg,
     same_shape,
+    scalar_times,
     scale,
     sub,
     transpose,
@@ -414,8 +415,10 @@ class _ModelBuilder:
         s, name = self.s, node.id
         if name == s.time_index:
             raise self._error(node, f"the time index '{name}' can only appear in a step, as in x[{name}]")
-        if name in s.dims or (s.length is not None and name == s.length.name):
-            raise self._error(node, f"'{name}' is a size, not a value")
+        if name in s.dims:  # a dim inside an expression is its value, a positive integer
+            return s.dims[name]
+        if s.length is not None and name == s.length.name:
+            return s.length
         if name in FUNCTIONS:
             raise self._error(node, f"'{name}' is a function; call it, as in {name}(...)")
         q = self._quantity(node, name)
@@ -484,6 +487,8 @@ class _ModelBuilder:
 
     def _BinOp(self, node: ast.BinOp, step: bool) -> Value:
         op = _BINOPS.get(type(node.op))
+        if isinstance(node.op, ast.Pow):
+            return self._power(node, step)
         if op is None:
             sym = {ast.Pow: "**", ast.Mod: "%", ast.FloorDiv: "//", ast.LShift: "<<", ast.RShift: ">>",
                    ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^"}.get(type(node.op), "this operator")
@@ -510,6 +515,8 @@ class _ModelBuilder:
                                                f"{_shape_text(a.shape, self._resolve)} but {self._text(node.right)} "
                                                f"is {_shape_text(b.shape, self._resolve)} ({ca} columns, {rb} rows)")
             return matmul(a, b)
+        if op == "/" and self._divides_by_scalar(a, b):  # e / √(s + ε) scales e by 1/√(s + ε)
+            return scalar_times(sp.HadamardPower(b, -1), a)
         a, b = self._conform(node, a, b, op)
         if op == "+":
             return add(a, b)
@@ -529,6 +536,35 @@ class _ModelBuilder:
         if not getattr(a, "is_Matrix", False):
             return scale(a, sp.HadamardPower(b, -1))
         return hadamard_div(a, b)
+
+    def _power(self, node: ast.BinOp, step: bool) -> Value:
+        """``a ** k``: elementwise power by a constant number k."""
+        a, k = self._expr(node.left, step), self._expr(node.right, step)
+        if getattr(k, "is_Matrix", False) or not k.is_number:
+            raise self._error(node.right, f"the exponent of '**' must be a constant number, not "
+                                          f"'{self._text(node.right)}'")
+        if not getattr(a, "is_Matrix", False):
+            # Bounded before it is computed: 9 ** 9 ** 9 ** 9 would never finish.
+            size = abs(float(k)) * max(1.0, float(sp.log(abs(a) + 1, 10).evalf(5))) if a.is_number else 0.0
+            if a.is_number and (abs(k) > 1000 or size > 300):
+                raise self._op_error(node, f"the constant power '**' {self._text(node)} is too large to compute "
+                                           "(a constant power is at most 10^300)")
+            value = a ** k
+            if not value.is_finite or not value.is_real:
+                raise self._op_error(node, f"{self._text(node)} is not a finite real number")
+            return value
+        if k == 1:
+            return a
+        if k == 0:
+            return OneMatrix(*a.shape)
+        return sp.HadamardPower(a, k)
+
+    def _divides_by_scalar(self, a: Value, b: Value) -> bool:
+        """A vector or matrix divided by a 1x1 expression (not a number)."""
+        if not (getattr(a, "is_Matrix", False) and getattr(b, "is_Matrix", False)):
+            return False
+        sa, sb = (tuple(map(self._resolve, x.shape)) for x in (a, b))
+        return sb == (1, 1) and sa != (1, 1) and not any(_pending(x) for x in sa)
 
     def _op_error(self, node: ast.BinOp, message: str) -> ModelError:
         d = self.current
@@ -555,12 +591,40 @@ class _ModelBuilder:
             return broadcast(a, b.shape), b
         if sb == (1, 1):
             return a, broadcast(b, a.shape)
+        spread = self._column_over_matrix(a, b, sa, sb, op)
+        if spread is not None:
+            return spread
         if any(_pending(x) for x in sa + sb):
+            scalar = self._pending_scalar(sa, sb)
+            if scalar is not None:  # one side can only be a scalar (g[t] = σ(wᵀ h[t-1]) times h[t-1])
+                self._unify(scalar, (1, 1), node, self._text(left if scalar is sa else right), "a scalar")
+                return self._conform(node, a, b, op, where)
             self._unify(sa, sb, node, self._text(left), self._text(right))
             return a, b
         message = (f"shape mismatch in {where or repr(op)}: {self._text(left)} is {_shape_text(sa)} but "
                    f"{self._text(right)} is {_shape_text(sb)}")
         raise self._op_error(node, message) if isinstance(node, ast.BinOp) else self._error(node, message)
+
+    def _column_over_matrix(self, a: MatrixExpr, b: MatrixExpr, sa: tuple, sb: tuple,
+                            op: str) -> tuple[Value, Value] | None:
+        """A column vector added to a matrix with as many rows is added to every column:
+        W X + b is W X + b 1ᵀ."""
+        if op not in "+-":
+            return None
+        for first, (m, v, sm, sv) in enumerate(((a, b, sa, sb), (b, a, sb, sa))):
+            if sv[1] == 1 and sm[1] != 1 and not any(_pending(x) for x in sm + sv) \
+                    and sp.expand(sm[0] - sv[0]) == 0:
+                spread = matmul(v, OneMatrix(1, m.shape[1]))
+                return (m, spread) if first == 0 else (spread, m)
+        return None
+
+    def _pending_scalar(self, sa: tuple, sb: tuple) -> tuple | None:
+        """The shape of the side that has one row and columns not known yet (a lagged quantity not
+        built yet) while the other side has more rows: it can only be a scalar, broadcast."""
+        for mine, other in ((sa, sb), (sb, sa)):
+            if mine[0] == 1 and _pending(mine[1]) and other[0] != 1 and not _pending(other[0]):
+                return mine
+        return None
 
     def _Tuple(self, node: ast.Tuple, step: bool) -> Value:
         raise self._error(node, "a tuple is only allowed as the range of Sum(..., (t, 1, T))")
@@ -570,7 +634,8 @@ class _ModelBuilder:
             raise self._error(node, f"call of '{self._text(node.func)}' is not allowed; only the functions of the "
                                     "model language can be called")
         fname = node.func.id
-        if node.keywords:
+        record = LANGUAGE.get(fname)
+        if node.keywords and not (record is not None and record.keywords):
             raise self._error(node.keywords[0], f"{fname}() takes no keyword arguments")
         for arg in node.args:
             if isinstance(arg, ast.Starred):
@@ -601,8 +666,8 @@ class _ModelBuilder:
                 return value
             return Apply(fname, a, *params)
         for a, arg_node in zip(args, node.args):
-            if not getattr(a, "is_Matrix", False):
-                raise self._error(arg_node, f"{fname}() needs a vector here, not a number")
+            if not getattr(a, "is_Matrix", False) and not LANGUAGE[fname].sizes:
+                raise self._error(arg_node, f"{fname}() needs a vector or a matrix here, not a number")
         ctx = BuildContext(self._error, self._need_vector, self._conform, self._text, self._resolve, _shape_text,
                            _pending)
         return LANGUAGE[fname].build(ctx, node, args)

@@ -111,8 +111,8 @@ _USAGE = {
     "model": "'model NAME'",
     "dim": "'dim A, B, ...'",
     "time": "'time t = 1..T'",
-    "input": "'input NAME[t]: SIZE' or 'input NAME: SIZE'",
-    "target": "'target NAME[t]: SIZE' (optionally ', distribution')",
+    "input": "'input NAME[t]: SIZE' or 'input NAME: SIZE' (SIZE: a dim, (ROWS, COLS) or scalar)",
+    "target": "'target NAME[t]: SIZE' (SIZE: a dim, (ROWS, COLS) or scalar; optionally ', distribution')",
     "param": "'param NAME: (ROWS, COLS)', 'param NAME: SIZE' or 'param NAME: scalar'",
     "state": "'state NAME[k] = EXPR' (0, a param, or an expression of static values)",
     "loss": "'loss NAME = EXPR'",
@@ -163,7 +163,7 @@ def _parse_statement(state: ParseState, stmt: SourceLine) -> None:
 def _check_name(state: ParseState, stmt: SourceLine, name: str, offset: int, what: str = "name") -> None:
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise stmt.error(f"'{name}' is a Python keyword and cannot be used as a {what}", offset)
-    if name in FUNCTIONS or name in ("d",):
+    if name in FUNCTIONS:
         raise stmt.error(f"'{name}' is a function of the model language and cannot be used as a {what}",
                          offset)
 
@@ -266,11 +266,8 @@ def _parse_data(state: ParseState, stmt: SourceLine, m: re.Match) -> None:
     seq = _parse_index(state, stmt, m.group("index"), m.start("index") if m.group("index") is not None else 0,
                        name)
     _check_modifiers(stmt, m)
-    if m.group("size").strip() == "scalar":
-        shape, declared = (sp.Integer(1), sp.Integer(1)), "scalar"
-    else:
-        shape = (_parse_size(state, stmt, m.group("size"), m.start("size")), sp.Integer(1))
-        declared = m.group("size").strip()
+    # a scalar, a vector of size n or a matrix (rows, cols), as for a param
+    shape, declared = _parse_shape(state, stmt, m.group("size"), m.start("size"))
     role = m.group("role")
     dist = m.group("dist") is not None
     if dist and role != "target":

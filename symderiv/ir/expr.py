@@ -191,6 +191,58 @@ class TimeSum(_Unary):
     """Σ_{t=1}^{T} of a per-step expression."""
 
 
+class _ScalarOf(_Unary):
+    """A scalar (1x1) function of one square matrix."""
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (Integer(1), Integer(1))
+
+
+class Trace(_ScalarOf):
+    """tr(A): the sum of the diagonal of a square matrix."""
+
+
+class Det(_ScalarOf):
+    """det(A) of a square matrix."""
+
+
+class LogDet(_ScalarOf):
+    """log det(A) of a square matrix (with a positive determinant)."""
+
+
+class Norm2(_ScalarOf):
+    """‖A‖₂: the Euclidean norm of a vector, the Frobenius norm of a matrix."""
+
+
+class Inv(_Unary):
+    """A⁻¹ of a square matrix."""
+
+
+class Diag(MatrixExpr):
+    """diag(v): the square matrix with the vector v on its diagonal."""
+
+    def __new__(cls, arg: MatrixExpr) -> Diag:
+        return MatrixExpr.__new__(cls, _sympify(arg))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.arg.shape[0], self.arg.shape[0])
+
+
+def inverse(e: MatrixExpr) -> MatrixExpr:
+    """A⁻¹, with (A⁻¹)⁻¹ = A and (Aᵀ)⁻¹ written (A⁻¹)ᵀ."""
+    if isinstance(e, Inv):
+        return e.arg
+    if isinstance(e, Transpose):
+        return transpose(inverse(e.arg))
+    return Inv(e)
+
+
 # ---------------------------------------------------------------------------------------
 # Builders.  They keep expressions in a small normal form: numeric coefficients pulled to
 # the front of a product, zeros dropped, nested sums and products flattened.  We never call
@@ -313,8 +365,33 @@ def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
     # A 1x1 all-ones factor between others is the identity (it comes from broadcasting).
     if len(mats) > 1:
         mats = [m for m in mats if not (isinstance(m, OneMatrix) and m.shape == (1, 1))] or mats[:1]
+    mats = _cancel_inverses(mats)
     product = mats[0] if len(mats) == 1 else MatMul(*mats)
     return scale(coeff, product)
+
+
+def _cancel_inverses(mats: list[MatrixExpr]) -> list[MatrixExpr]:
+    """A⁻¹ A = A A⁻¹ = I and A⁻ᵀ Aᵀ = Aᵀ A⁻ᵀ = I dropped, and I between other factors."""
+    if len(mats) < 2:
+        return mats
+
+    def inverse_pair(a, b):
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, Inv) and x.arg == y:
+                return True
+            if isinstance(x, Transpose) and isinstance(x.arg, Inv) and isinstance(y, Transpose) and x.arg.arg == y.arg:
+                return True
+        return False
+
+    out: list[MatrixExpr] = []
+    for m in mats:
+        if out and inverse_pair(out[-1], m):
+            n = out.pop().shape[0]
+            out.append(sp.Identity(n))
+        else:
+            out.append(m)
+    kept = [m for m in out if not isinstance(m, sp.Identity)]
+    return kept or out[:1]
 
 
 def hadamard(*factors: MatrixExpr) -> MatrixExpr:
@@ -328,7 +405,7 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
             return zeros_like(rest)
         if isinstance(rest, HadamardProduct):
             flat.extend(rest.args)
-        elif isinstance(rest, OneMatrix) or _outer_ones(rest):  # x ⊙ 𝟏 = x, and x ⊙ 𝟏𝟏ᵀ = x
+        elif isinstance(rest, OneMatrix) or _all_ones(rest):  # x ⊙ 𝟏 = x, and x ⊙ 𝟏𝟏ᵀ = x
             continue
         else:
             flat.append(rest)
@@ -339,11 +416,10 @@ def hadamard(*factors: MatrixExpr) -> MatrixExpr:
     return scale(coeff, product)
 
 
-def _outer_ones(e: MatrixExpr) -> bool:
-    """𝟏𝟏ᵀ, a matrix of ones written as the outer product of two vectors of ones (the vjp of
-    the sum of a matrix's entries)."""
-    return (isinstance(e, MatMul) and len(e.args) == 2 and all(isinstance(a, OneMatrix) for a in e.args)
-            and e.args[0].shape[1] == 1)
+def _all_ones(e: MatrixExpr) -> bool:
+    """1 1ᵀ: a product of all-ones factors whose inner sizes are 1 is all ones."""
+    return isinstance(e, MatMul) and all(isinstance(a, OneMatrix) for a in e.args) and all(
+        a.shape[1] == 1 for a in e.args[:-1])
 
 
 def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:
@@ -374,6 +450,8 @@ def transpose(e: MatrixExpr) -> MatrixExpr:
         return e.arg
     if isinstance(e, (ZeroMatrix, OneMatrix)):
         return type(e)(e.shape[1], e.shape[0])
+    if isinstance(e, sp.Identity):
+        return e
     if e.shape == (1, 1):  # a scalar is its own transpose
         return e
     c, rest = coeff_and_rest(e)
@@ -391,6 +469,9 @@ def broadcast(e: MatrixExpr | sp.Expr, shape: tuple[sp.Expr, sp.Expr]) -> Matrix
     rows, cols = shape
     if not getattr(e, "is_Matrix", False):
         return scale(e, OneMatrix(rows, cols))
+    c, rest = coeff_and_rest(e)
+    if isinstance(rest, OneMatrix) and rest.shape == (1, 1):  # a number written as a 1x1 matrix
+        return scale(c, OneMatrix(rows, cols))
     if (rows, cols) == (1, 1):
         return e
     if cols == 1:
@@ -398,6 +479,19 @@ def broadcast(e: MatrixExpr | sp.Expr, shape: tuple[sp.Expr, sp.Expr]) -> Matrix
     if rows == 1:
         return matmul(e, OneMatrix(1, cols))
     return matmul(OneMatrix(rows, 1), e, OneMatrix(1, cols))
+
+
+def scalar_times(s: MatrixExpr | sp.Expr, e: MatrixExpr) -> MatrixExpr:
+    """A scalar (a number or a 1x1 expression) times ``e``: ``s e`` for a vector (a matrix
+    product with a 1x1 factor), ``1 s 1ᵀ ⊙ e`` for a matrix; a number just scales."""
+    if not getattr(s, "is_Matrix", False):
+        return scale(s, e)
+    c, rest = coeff_and_rest(s)
+    if isinstance(rest, OneMatrix) and rest.shape == (1, 1):
+        return scale(c, e)
+    if e.shape == (1, 1):
+        return hadamard(s, e)
+    return hadamard(broadcast(s, e.shape), e)
 
 
 def shift(e: MatrixExpr, k: int) -> MatrixExpr:

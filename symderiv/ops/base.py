@@ -100,7 +100,9 @@ class LanguageFunction:
     ``arity``: the number of arguments (None: one or more).  ``build(ctx, call, args)``
     checks the arguments (positioned errors through ``ctx``) and returns the expression;
     ``make(*args)`` builds it without checks (the claim reader's shape checks are its own).
-    ``claims``: a claim may call it.
+    ``claims``: a claim may call it.  ``keywords``: the keyword arguments it takes (``axis``),
+    which its builder reads off ``call.keywords``.  ``sizes``: its arguments are sizes (dims,
+    positive integers: ``eye(n)``), not matrices.
     """
 
     name: str
@@ -109,6 +111,9 @@ class LanguageFunction:
     make: Callable
     words: tuple[str, ...] = ()
     claims: bool = False
+    keywords: tuple[str, ...] = ()
+    sizes: bool = False
+    commands: tuple[str, ...] = ()  # LaTeX commands of a write-up (\det)
 
 
 #: Any record ``register`` takes.

@@ -10,6 +10,8 @@ expression.
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import sympy as sp
 from sympy import (
@@ -33,15 +35,23 @@ from ..ir.expr import (
     ColSlice,
     Concat,
     Delta,
+    Det,
+    Diag,
+    Inv,
+    LogDet,
     LogSoftmax,
+    Norm2,
     RowSlice,
     Softmax,
     TimeSum,
+    Trace,
     add,
     coeff_and_rest,
     hadamard,
+    inverse,
     matmul,
     neg,
+    scalar_times,
     scale,
     sub,
     transpose,
@@ -94,12 +104,50 @@ def _vjp_apply(node, g, out):
 
 def _vjp_softmax(node, g, out):
     # ∂softmax: diag(p) − p pᵀ, symmetric, so  z̄ = p ⊙ g − p (pᵀ g).
+    rows, cols = node.shape
+    if cols != 1:  # per column: Z̄ = P ⊙ G − P ⊙ (1 1ᵀ (P ⊙ G))
+        pg = hadamard(out, g)
+        return [sub(pg, hadamard(out, matmul(OneMatrix(rows, 1), OneMatrix(1, rows), pg)))]
     return [sub(hadamard(out, g), matmul(out, transpose(out), g))]
 
 
 def _vjp_log_softmax(node, g, out):
     # ∂log_softmax: I − p 1ᵀ (p = softmax z), so  z̄ = g − p (1ᵀ g).
+    rows, cols = node.shape
+    if cols != 1:  # per column: Z̄ = G − P ⊙ (1 1ᵀ G)
+        return [sub(g, hadamard(Softmax(node.arg), matmul(OneMatrix(rows, 1), OneMatrix(1, rows), g)))]
     return [sub(g, matmul(Softmax(node.arg), OneMatrix(1, g.shape[0]), g))]
+
+
+def _vjp_trace(node, g, out):
+    n = node.arg.shape[0]
+    return [scalar_times(g, Identity(n))]
+
+
+def _vjp_det(node, g, out):
+    # ∂det A = det(A) A⁻ᵀ
+    return [scalar_times(hadamard(g, out), transpose(inverse(node.arg)))]
+
+
+def _vjp_logdet(node, g, out):
+    # ∂ log det A = A⁻ᵀ
+    return [scalar_times(g, transpose(inverse(node.arg)))]
+
+
+def _vjp_norm2(node, g, out):
+    # ∂‖A‖ = A / ‖A‖
+    return [scalar_times(hadamard(g, HadamardPower(out, -1)), node.arg)]
+
+
+def _vjp_inv(node, g, out):
+    # ∂A⁻¹: Ā = −A⁻ᵀ G A⁻ᵀ
+    return [neg(matmul(transpose(out), g, transpose(out)))]
+
+
+def _vjp_diag(node, g, out):
+    # the diagonal of G, as a vector: (G ⊙ I) 1
+    n = node.shape[0]
+    return [matmul(hadamard(g, Identity(n)), OneMatrix(n, 1))]
 
 
 def _vjp_concat(node, g, out):
@@ -144,6 +192,9 @@ def _ev_hadamard(ev, e, t):
 
 def _ev_hadamard_power(ev, e, t):
     base = ev.ev(e.args[0], t)
+    if not e.args[1].is_Integer:  # v ** -0.5: a constant rational power of positive entries
+        k = ev.number(e.args[1])
+        return np.vectorize(lambda x: x ** k, otypes=[object])(base) if ev.mp else base ** k
     k = int(e.args[1])
     return base ** k if k > 0 else 1 / base ** (-k)
 
@@ -155,15 +206,75 @@ def _ev_apply(ev, e, t):
 
 
 def _ev_log_softmax(ev, e, t):
-    z = ev.ev(e.arg, t)
-    z = z - z.max()
-    return z - ev.log(ev.exp(z).sum())
+    z = ev.ev(e.arg, t)  # per column (a vector is one column)
+    z = z - z.max(axis=0, keepdims=True)
+    total = ev.exp(z).sum(axis=0, keepdims=True)
+    return z - (np.vectorize(ev.log, otypes=[object])(total) if ev.mp else ev.log(total))
 
 
 def _ev_softmax(ev, e, t):
     z = ev.ev(e.arg, t)
-    ez = ev.exp(z - z.max())
-    return ez / ez.sum()
+    ez = ev.exp(z - z.max(axis=0, keepdims=True))
+    return ez / ez.sum(axis=0, keepdims=True)
+
+
+def _as_mp(a):
+    import mpmath
+    return mpmath.matrix(a.tolist())
+
+
+def _from_mp(m, rows, cols):
+    return np.array([[m[i, j] for j in range(cols)] for i in range(rows)], dtype=object)
+
+
+def _scalar_value(ev, x):
+    out = ev.zeros((1, 1))
+    out[0, 0] = x
+    return out
+
+
+def _ev_trace(ev, e, t):
+    a = ev.ev(e.arg, t)
+    return _scalar_value(ev, sum(a[i, i] for i in range(1, a.shape[0])) + a[0, 0])
+
+
+def _det_of(ev, a):
+    import mpmath
+    return mpmath.det(_as_mp(a)) if ev.mp else np.linalg.det(a)
+
+
+def _ev_det(ev, e, t):
+    return _scalar_value(ev, _det_of(ev, ev.ev(e.arg, t)))
+
+
+def _ev_logdet(ev, e, t):
+    import mpmath
+    d = _det_of(ev, ev.ev(e.arg, t))
+    return _scalar_value(ev, mpmath.log(d) if ev.mp else (np.log(d) if d > 0 else np.nan))
+
+
+def _ev_norm2(ev, e, t):
+    import mpmath
+    a = ev.ev(e.arg, t)
+    total = (a * a).sum()
+    return _scalar_value(ev, mpmath.sqrt(total) if ev.mp else np.sqrt(total))
+
+
+def _ev_inv(ev, e, t):
+    import mpmath
+    a = ev.ev(e.arg, t)
+    if ev.mp:
+        return _from_mp(mpmath.inverse(_as_mp(a)), *a.shape)
+    return np.linalg.inv(a)
+
+
+def _ev_diag(ev, e, t):
+    v = ev.ev(e.arg, t)
+    n = v.shape[0]
+    out = ev.zeros((n, n))
+    for i in range(n):
+        out[i, i] = v[i, 0]
+    return out
 
 
 def _ev_timesum(ev, e, t):
@@ -203,13 +314,14 @@ def _un_apply(net, e, step):
 
 
 def _un_log_softmax(net, e, step):
-    z = net.entries(e.arg, step)
-    return z - sp.ones(*z.shape) * sp.log(sum(sp.exp(x) for x in z))
+    z = net.entries(e.arg, step)  # per column
+    return sp.Matrix.hstack(*[z[:, j] - sp.ones(z.rows, 1) * sp.log(sum(sp.exp(x) for x in z[:, j]))
+                              for j in range(z.cols)])
 
 
 def _un_softmax(net, e, step):
     z = net.entries(e.arg, step).applyfunc(sp.exp)
-    return z / sum(z)
+    return sp.Matrix.hstack(*[z[:, j] / sum(z[:, j]) for j in range(z.cols)])
 
 
 def _un_timesum(net, e, step):
@@ -271,7 +383,7 @@ for _record in [
     # SymPy's matrix operations.
     Node(MatAdd, "operation", vjp=_vjp_add, evaluate=_ev_add,
          unroll=lambda net, e, step: sum((net.entries(a, step) for a in e.args[1:]), net.entries(e.args[0], step)),
-         tidy=lambda t, e: add(*[t.run(a) for a in e.args])),
+         tidy=lambda t, e: t.sum([t.run(a) for a in e.args])),
     Node(MatMul, "operation", vjp=_vjp_matmul, evaluate=_ev_matmul, unroll=_un_matmul, tidy=_tidy_matmul),
     Node(HadamardProduct, "operation", vjp=_vjp_hadamard, evaluate=_ev_hadamard, unroll=_un_hadamard,
          tidy=_tidy_hadamard),
@@ -292,6 +404,23 @@ for _record in [
     Node(ColSlice, "operation", evaluate=lambda ev, e, t: ev.ev(e.arg, t)[:, ev.size(e.start):ev.size(e.stop)],
          unroll=lambda net, e, step: _un_slice(net, e, step, False), tidy="keep"),
     Node(TimeSum, "operation", vjp=_vjp_timesum, over_time=True, evaluate=_ev_timesum, unroll=_un_timesum),
+    Node(Trace, "operation", vjp=_vjp_trace, evaluate=_ev_trace,
+         unroll=lambda net, e, step: sp.Matrix([[net.entries(e.arg, step).trace()]]),
+         latex=r"\operatorname{tr}", unicode="tr"),
+    Node(Det, "operation", vjp=_vjp_det, evaluate=_ev_det,
+         unroll=lambda net, e, step: sp.Matrix([[net.entries(e.arg, step).det(method="berkowitz")]]),
+         latex=r"\det", unicode="det"),
+    Node(LogDet, "operation", vjp=_vjp_logdet, evaluate=_ev_logdet,
+         unroll=lambda net, e, step: sp.Matrix([[sp.log(net.entries(e.arg, step).det(method="berkowitz"))]]),
+         latex=r"\log\det", unicode="log det"),
+    Node(Norm2, "operation", vjp=_vjp_norm2, evaluate=_ev_norm2,
+         unroll=lambda net, e, step: sp.Matrix([[sp.sqrt(sum(x ** 2 for x in net.entries(e.arg, step)))]])),
+    Node(Inv, "operation", vjp=_vjp_inv, evaluate=_ev_inv,
+         unroll=lambda net, e, step: net.entries(e.arg, step).inv(method="ADJ"),
+         tidy=lambda t, e: inverse(t.run(e.arg))),
+    Node(Diag, "operation", vjp=_vjp_diag, evaluate=_ev_diag,
+         unroll=lambda net, e, step: sp.diag(*net.entries(e.arg, step)), latex=r"\operatorname{diag}",
+         unicode="diag"),
 ]:
     register(_record)
 
@@ -303,18 +432,101 @@ for _record in [
 def _build_softmax(node_cls):
     def build(ctx, call, args):
         (a,) = args
-        ctx.need_vector(call.args[0], a, call.func.id)
-        return node_cls(a)
+        if ctx.pending(ctx.resolve(a.shape[1])):  # a lagged quantity not built yet: a vector
+            ctx.need_vector(call.args[0], a, call.func.id)
+        return node_cls(a)  # of a matrix: per column
     return build
 
 
+def _axis(ctx, call):
+    """The ``axis=`` of sum() and mean(): None, 0 or 1."""
+    axis = None
+    for kw in call.keywords:
+        if kw.arg != "axis":
+            raise ctx.error(kw, f"{call.func.id}() takes one keyword argument, axis=0 or axis=1, not "
+                                f"{kw.arg or '**'}=")
+        value = kw.value
+        if not (isinstance(value, ast.Constant) and type(value.value) is int and value.value in (0, 1)):
+            raise ctx.error(value, f"the axis of {call.func.id}() is 0 (column sums) or 1 (row sums), not "
+                                   f"{ctx.text(value)}")
+        axis = value.value
+    return axis
+
+
 def _build_sum(ctx, call, args):
-    return _make_sum(*args)
+    return _make_sum(*args, axis=_axis(ctx, call))
 
 
-def _make_sum(a):
+def _make_sum(a, axis=None):
     rows, cols = a.shape
+    if axis == 0:  # the column sums, as a column vector: Aᵀ 1
+        return matmul(transpose(a), OneMatrix(rows, 1))
+    if axis == 1:  # the row sums: A 1
+        return matmul(a, OneMatrix(cols, 1))
     return matmul(OneMatrix(1, rows), a) if cols == 1 else matmul(OneMatrix(1, rows), a, OneMatrix(cols, 1))
+
+
+def _count(a, axis):
+    rows, cols = a.shape
+    return rows * cols if axis is None else rows if axis == 0 else cols
+
+
+def _build_mean(ctx, call, args):
+    axis = _axis(ctx, call)
+    return _make_mean(*args, axis=axis)
+
+
+def _make_mean(a, axis=None):
+    return scale(1 / sp.sympify(_count(a, axis), strict=True), _make_sum(a, axis))
+
+
+def _square(ctx, call, a):
+    rows, cols = (ctx.resolve(x) for x in a.shape)
+    if sp.expand(rows - cols) != 0:
+        raise ctx.error(call.args[0], f"{call.func.id}() needs a square matrix, but {ctx.text(call.args[0])} is "
+                                      f"{ctx.shape_text(a.shape, ctx.resolve)}")
+
+
+def _build_square(make):
+    def build(ctx, call, args):
+        (a,) = args
+        _square(ctx, call, a)
+        return make(a)
+    return build
+
+
+def _make_norm1(a):
+    return _make_sum(Apply("abs", a))
+
+
+def _build_diag(ctx, call, args):
+    (a,) = args
+    ctx.need_vector(call.args[0], a, "diag")
+    return Diag(a)
+
+
+def _size_args(ctx, call, args):
+    for a, n in zip(args, call.args):
+        a = sp.sympify(a, strict=True)
+        if not (a.is_integer and a.is_positive):
+            raise ctx.error(n, f"{call.func.id}() takes sizes (dims or positive integers), not {ctx.text(n)}")
+    return [sp.sympify(a, strict=True) for a in args]
+
+
+def _build_eye(ctx, call, args):
+    (n,) = _size_args(ctx, call, args)
+    return Identity(n)
+
+
+def _build_ones(ctx, call, args):
+    if len(args) not in (1, 2):
+        raise ctx.error(call, f"ones() takes 1 or 2 sizes, got {len(args)}")
+    sizes = _size_args(ctx, call, args)
+    return _make_ones(*sizes)
+
+
+def _make_ones(n, m=1):
+    return OneMatrix(n, m)
 
 
 def _build_concat(ctx, call, args):
@@ -324,9 +536,15 @@ def _build_concat(ctx, call, args):
 
 
 def _two_vectors(ctx, call, args):
-    """cross_entropy(r, p) and squared_error(y, yhat): two vectors of one size."""
+    """cross_entropy(r, p) and squared_error(y, yhat): two vectors of one size, or two
+    matrices of one shape."""
     fname = call.func.id
     a, b = args
+    matrices = [sp.expand(ctx.resolve(x.shape[1]) - 1) != 0 and not ctx.pending(ctx.resolve(x.shape[1]))
+                for x in args]
+    if any(matrices):
+        ctx.conform(call, a, b, ",", f"{fname}()")
+        return
     for x, n in zip(args, call.args):
         ctx.need_vector(n, x, fname)
     sa, sb = (tuple(map(ctx.resolve, x.shape)) for x in args)
@@ -344,11 +562,15 @@ def log_of(p: MatrixExpr) -> MatrixExpr:
 
 
 def _make_cross_entropy(r, p):
+    if r.shape[1] != 1:  # matrices: −Σᵢⱼ Rᵢⱼ log Pᵢⱼ
+        return neg(_make_sum(hadamard(r, log_of(p))))
     return neg(matmul(transpose(r), log_of(p)))
 
 
 def _make_squared_error(y, yhat):
     diff = sub(yhat, y)
+    if diff.shape[1] != 1:  # matrices: ½ ‖Ŷ − Y‖²_F
+        return scale(sp.Rational(1, 2), _make_sum(hadamard(diff, diff)))
     # Transpose(...) rather than the builder, which distributes: ½ (ŷ − y)ᵀ (ŷ − y) as written.
     return scale(sp.Rational(1, 2), matmul(sp.Transpose(diff), diff))
 
@@ -364,7 +586,17 @@ for _function in [
     LanguageFunction("softmax", 1, _build_softmax(Softmax), Softmax, words=("softmax",), claims=True),
     LanguageFunction("log_softmax", 1, _build_softmax(LogSoftmax), LogSoftmax, words=("logsoftmax", "log_softmax"),
                      claims=True),
-    LanguageFunction("sum", 1, _build_sum, _make_sum, claims=True),
+    LanguageFunction("sum", 1, _build_sum, _make_sum, claims=True, keywords=("axis",)),
+    LanguageFunction("mean", 1, _build_mean, _make_mean, keywords=("axis",)),
+    LanguageFunction("tr", 1, _build_square(Trace), Trace, words=("tr", "trace"), claims=True),
+    LanguageFunction("det", 1, _build_square(Det), Det, words=("det",), claims=True, commands=("det",)),
+    LanguageFunction("logdet", 1, _build_square(LogDet), LogDet, claims=True),
+    LanguageFunction("inv", 1, _build_square(inverse), inverse, claims=True),
+    LanguageFunction("norm1", 1, lambda ctx, call, args: _make_norm1(*args), _make_norm1),
+    LanguageFunction("norm2", 1, lambda ctx, call, args: Norm2(*args), Norm2, claims=True),
+    LanguageFunction("diag", 1, _build_diag, Diag),
+    LanguageFunction("eye", 1, _build_eye, Identity, sizes=True),
+    LanguageFunction("ones", None, _build_ones, _make_ones, sizes=True),
     LanguageFunction("concat", None, _build_concat, Concat),
     LanguageFunction("cross_entropy", 2, _checked(_make_cross_entropy), _make_cross_entropy),
     LanguageFunction("squared_error", 2, _checked(_make_squared_error), _make_squared_error),

@@ -7,6 +7,7 @@ x ⊙ y^{∘-1} read as a division) and differ only in their spelling.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from string import Template
 
@@ -172,8 +173,17 @@ class _MathPrinter(Printer):
             return body
         if c == -1:
             return self.minus.strip() + body
-        num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self._print(c)
+        num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self.coefficient(c)
+        if isinstance(rest, OneMatrix) and rest.shape == (1, 1):  # a number in a sum of scalars: s + 1/100000
+            return num
         return num + " " + body
+
+    def coefficient(self, c) -> str:
+        """A number made of sizes (1/n_h, 1/√n_k) or a constant the model computed."""
+        return str(c)
+
+    def divide(self, num: str, den: str) -> str:
+        raise NotImplementedError
 
     def _print_MatMul(self, e: MatMul):
         c, rest = coeff_and_rest(e)
@@ -193,6 +203,23 @@ class _MathPrinter(Printer):
         return s
 
     def _print_HadamardProduct(self, e: HadamardProduct):
+        scalars = [f for f in e.args if _broadcast_scalar(f) is not None]
+        if scalars and len(scalars) < len(e.args):  # λ w, not w ⊙ 1 λ: a scalar spread over the rest scales it
+            rest = [f for f in e.args if f not in scalars]
+            body = rest[0] if len(rest) == 1 else HadamardProduct(*rest)
+            values = [_broadcast_scalar(f) for f in scalars]
+            over = [v.args[0] if v.args[1] == -1 else HadamardPower(v.args[0], -v.args[1]) for v in values
+                    if isinstance(v, HadamardPower) and v.args[1] < 0]
+            times = [v for v in values if not (isinstance(v, HadamardPower) and v.args[1] < 0)]
+            num = " ".join([self._factor(v, MatMul) for v in times] + [self._factor(body, MatMul)])
+            if not over:
+                return num
+            if not times:  # (g ⊙ e) / √(s + ε): the division groups it
+                num = self._print(body)
+            den = over[0] if len(over) == 1 else HadamardProduct(*over)
+            return self.divide(num, self._print(den))
+        if e.shape == (1, 1) and all(not (isinstance(f, HadamardPower) and f.args[1] < 0) for f in e.args):
+            return " ".join(self._factor(f, MatMul) for f in e.args)  # scalars: λ 1ᵀ w, not λ ⊙ 1ᵀ w
         numer, denom = [], []
         for f in _reading_order(e.args):
             if isinstance(f, HadamardPower) and f.args[1] < 0:
@@ -230,6 +257,11 @@ class _MathPrinter(Printer):
 
     def _print_HadamardPower(self, e: HadamardPower):
         base, k = e.args
+        if base.shape == (1, 1) and k.is_Integer and k > 0:  # a scalar squared: ‖r‖², not ‖r‖ ⊙ ‖r‖
+            b = self._print(base)
+            if not (type(base).__name__ in ("Norm2", "MatrixSymbol") or isinstance(base, (At, AtStep))):
+                b = self.paren(b)
+            return self.raised(b, int(k))
         if k == -1:
             return self.ones + self.oslash + self._factor(base, HadamardProduct)
         if k.is_Integer and 1 < k <= 3:  # tanh²(c), and h ⊙ h rather than h^∘2
@@ -239,8 +271,26 @@ class _MathPrinter(Printer):
     def power(self, base: str, k) -> str:
         raise NotImplementedError
 
+    def inverse(self, s: str, transposed: bool = False) -> str:
+        raise NotImplementedError
+
+    def norm(self, s: str) -> str:
+        raise NotImplementedError
+
+    def _inverse_of(self, arg) -> str:
+        s = self._print(arg)
+        return s if isinstance(arg, (MatrixSymbol, At, AtStep, Delta)) else self.paren(s)
+
+    def _print_Inv(self, e):
+        return self.inverse(self._inverse_of(e.arg))
+
+    def _print_Norm2(self, e):
+        return self.norm(self._print(e.arg))
+
     def _print_Transpose(self, e: Transpose):
         arg = e.arg
+        if type(arg).__name__ == "Inv":  # X⁻ᵀ
+            return self.inverse(self._inverse_of(arg.arg), transposed=True)
         s = self._print(arg)
         if not isinstance(arg, (MatrixSymbol, At, AtEnd, AtStep, Delta, OneMatrix)):
             s = self.paren(s)
@@ -286,6 +336,20 @@ class _MathPrinter(Printer):
         if head is not None:
             return self.applied(head, ", ".join(self._print(a) for a in e.args), 1)
         return str(e)
+
+
+def _broadcast_scalar(f):
+    """s when ``f`` is a scalar s spread over a vector or a matrix (1 s, s 1ᵀ, 1 s 1ᵀ), else None."""
+    if not isinstance(f, MatMul) or f.shape == (1, 1):
+        return None
+    mats = list(f.args)
+    if isinstance(mats[0], OneMatrix) and mats[0].shape[1] == 1:
+        mats = mats[1:]
+    if mats and isinstance(mats[-1], OneMatrix) and mats[-1].shape[0] == 1:
+        mats = mats[:-1]
+    if len(mats) == 1 and getattr(mats[0], "shape", None) == (1, 1) and len(mats) < len(f.args):
+        return mats[0]
+    return None
 
 
 def _has_delta(e) -> bool:
@@ -337,6 +401,19 @@ class LatexPrinter(_MathPrinter):
 
     def raised(self, base, power):
         return base + f"^{{{power}}}"
+
+    def divide(self, num, den):
+        return rf"\frac{{{num}}}{{{den}}}"
+
+    def coefficient(self, c):
+        names = {x: sp.Symbol(self.dim(x)) for x in c.free_symbols}
+        return sp.latex(c.xreplace(names)) if names else sp.latex(c)
+
+    def inverse(self, s, transposed=False):
+        return "{" + s + "}^{-" + (r"\top" if transposed else "1") + "}"
+
+    def norm(self, s):
+        return r"\left\|" + s + r"\right\|_2"
 
     def power(self, base, k):
         if "^" in base or "'" in base:  # \mathbf{W}^{(\mathrm{in})}^{\circ 4} would be a double superscript
@@ -392,6 +469,19 @@ class UnicodePrinter(_MathPrinter):
     @staticmethod
     def _superscript(power):
         return {2: "²", 3: "³"}.get(power, f"^{power}") if power != 1 else ""
+
+    def divide(self, num, den):
+        return f"({num}) / {den}" if " " in num else f"{num} / {den}"
+
+    def coefficient(self, c):
+        text = str(c)
+        return re.sub(r"sqrt\(([A-Za-z_0-9]+)\)", r"√\1", text)
+
+    def inverse(self, s, transposed=False):
+        return s + ("⁻ᵀ" if transposed else "⁻¹")
+
+    def norm(self, s):
+        return f"‖{s}‖₂"
 
     def power(self, base, k):
         return f"{base}^∘{k}"

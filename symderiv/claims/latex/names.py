@@ -18,6 +18,7 @@ from .tokens import (
     ACCENTS,
     FONTS,
     FUNCTION_WORDS,
+    INVERSE_TRANSPOSES,
     LETTERS,
     TRANSPOSES,
     Cursor,
@@ -322,7 +323,8 @@ class NameReader(Cursor):
             text = plain(self.group())
         finally:
             self.i = save
-        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ)?-?\d+", text))
+        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ)?-?\d+", text)
+                    or text in INVERSE_TRANSPOSES)
 
     def _core(self) -> tuple[NameKey, str, str, tuple] | None:
         """The name before its scripts: (key, its LaTeX, the LaTeX of superscripts, subscripts).

@@ -43,6 +43,7 @@ from .tokens import (
     FONTS,
     FUNCTION_COMMANDS,
     FUNCTION_WORDS,
+    INVERSE_TRANSPOSES,
     LETTERS,
     TRANSPOSES,
     Tok,
@@ -259,6 +260,10 @@ class ExpressionParser(NameReader):
         text = plain(script)
         if text in TRANSPOSES or text in ("\\prime",):
             return Transposed(node)
+        if text in INVERSE_TRANSPOSES:  # X^{-⊤}
+            return Transposed(Call("inv", node))
+        if text == "-1":  # X^{-1}: the inverse of a square matrix (of a vector, 1 ⊘ v)
+            return Call("inv", node)
         m = re.fullmatch(r"(?:\\circ)?(-?\d+)", text)
         if m:
             return Power(node, self._exponent(m.group(1), tok))
@@ -314,6 +319,8 @@ class ExpressionParser(NameReader):
             inner = self.sub_parser(self.toks[self.i + 1:close]).whole(pieces=True)
             self.i = close + 1
             return inner
+        if (t.kind == "char" and t.value == "|") or (t.kind == "cmd" and t.value == "lVert"):
+            return self._norm()
         if t.kind == "cmd":
             method = {"frac": self._fraction, "dfrac": self._fraction, "tfrac": self._fraction,
                       "delta": self._delta, "sum": self._sum, "partial": self._partial, "nabla": self._partial}.get(
@@ -408,6 +415,33 @@ class ExpressionParser(NameReader):
         if not (self.is_char("(") or self.is_char("[")):
             raise self.error(f"{t.value}' needs its argument, as in {t.value}'(z)", t)
         return Derivative("?", self.primary())
+
+    def _norm(self):
+        """‖v‖₂ (\\|v\\|_2, \\lVert v \\rVert): the Euclidean or Frobenius norm; ‖v‖₁ the entrywise 1-norm."""
+        open_ = self.take()
+        closer = "|" if open_.value == "|" else "rVert"
+        depth, j = 0, self.i
+        while j < len(self.toks):
+            tok = self.toks[j]
+            if tok.kind == "char" and tok.value in "({[":
+                depth += 1
+            elif tok.kind == "char" and tok.value in ")}]":
+                depth -= 1
+            elif depth == 0 and tok.value == closer and tok.kind in ("char", "cmd"):
+                break
+            j += 1
+        else:
+            raise self.error("a norm is written \\|v\\|_2", open_)
+        inner = self.sub_parser(self.toks[self.i:j]).whole()
+        self.i = j + 1
+        fname = "norm2"
+        if self.is_char("_"):
+            tok = self.take()
+            which = plain(self.group())
+            if which not in ("1", "2", "F"):
+                raise self.error(f"a norm is \\|v\\|_2, \\|A\\|_F or \\|v\\|_1, not _{which}", tok)
+            fname = "norm1" if which == "1" else "norm2"
+        return Call(fname, inner)
 
     def _names_a_quantity(self) -> bool:
         """``\\sigma`` not followed by an argument may be a quantity called sigma."""

@@ -35,7 +35,8 @@ ACCENTS = {"hat": "hat", "widehat": "hat", "tilde": "tilde", "widetilde": "tilde
 #: LaTeX letters read as names: the Greek letters a model name may be, their variants, and ℓ.
 LETTERS = set(GREEK) | {"varepsilon", "vartheta", "varrho", "varphi", "ell"}
 #: The LaTeX commands and the text words a write-up may use for a function, from its record.
-FUNCTION_COMMANDS = {c: f.name for f in ELEMENTWISE.values() if not f.params for c in f.commands}
+FUNCTION_COMMANDS = ({c: f.name for f in ELEMENTWISE.values() if not f.params for c in f.commands}
+                     | {c: f.name for f in LANGUAGE.values() for c in f.commands})
 FUNCTION_WORDS = ({w: f.name for f in ELEMENTWISE.values() for w in f.words}
                   | {w: f.name for f in LANGUAGE.values() for w in f.words})
 UNICODE = {"−": ("char", "-"), "⊙": ("cmd", "odot"), "∘": ("cmd", "circ"), "⊘": ("cmd", "oslash"),
@@ -43,6 +44,8 @@ UNICODE = {"−": ("char", "-"), "⊙": ("cmd", "odot"), "∘": ("cmd", "circ"),
            "⊤": ("cmd", "top"), "≜": ("cmd", "triangleq"), "≔": ("cmd", "coloneqq"), "⟺": ("cmd", "iff"),
            "⇔": ("cmd", "iff"), "′": ("char", "'"), "≠": ("cmd", "neq"), "≤": ("cmd", "leq"), "∇": ("cmd", "nabla")}
 TRANSPOSES = {"T", "\\top", "\\intercal", "\\mathsf{T}", "\\prime\\prime"}
+#: X^{-⊤}: the transpose of the inverse of a square matrix (X^{-1} is its inverse).
+INVERSE_TRANSPOSES = {"-" + t for t in ("T", "\\top", "\\intercal", "\\mathsf{T}")}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,12 @@ JAX = Backend(JaxPrinter, JaxIdioms)
 
 def unsupported(d: Derivation) -> str | None:
     """Why the JAX back end cannot generate ``d``'s module yet, or None."""
+    from ..backends import matrix_features
+
+    feature = matrix_features(d.model)
+    if feature is not None:
+        return (f"the JAX back end does not yet generate a model with {feature} (language version 2's "
+                "matrices); the NumPy module does")
     if needs_blocks(d.model):
         return ("the JAX back end does not yet generate a model with several time loops (a recurrence backwards "
                 "in time, a state computed from other values, or a value between two parts of the sequence); "

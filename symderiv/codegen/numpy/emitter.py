@@ -42,6 +42,8 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
             if x.is_Symbol and x.name in model.dims and x.name not in dim_reads:
                 if q.role == "param":
                     index = axis if q.kind == "matrix" else 0
+                elif q.kind == "matrix":
+                    index = axis - 2  # a matrix of data is (…, B, rows, cols) in the internal layout
                 else:
                     index = -1  # the vector axis of data, last in the internal layout
                 dim_reads[x.name] = (names.value(q.name), index)
@@ -57,6 +59,8 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
     return {
         "model": model,
         "dims": [(dim, names.value(dim)) for dim in model.dims],
+        # the dims init_params reads: those of the params' shapes (a dim of the data only is not)
+        "param_dims": {x.name for p in model.params for s in p.shape for x in sp.sympify(s, strict=True).free_symbols},
         "dim_reads": [(names.value(dim), src, index) for dim, (src, index) in dim_reads.items()
                       if names.value(dim) in used],
         "params": [_param_info(p, names, printer) for p in model.params],
@@ -66,7 +70,10 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
                       if a.role != "param"],
         "dim_sources": [(dim, name, axis, repr(rest), count)
                         for dim, (name, axis, rest, count) in dim_sources(schedule.arguments).items()],
-        "inputs": [(q.name, names.value(q.name), q.sequence, str(q.shape[0]), q.is_scalar) for q in model.data],
+        "inputs": [(q.name, names.value(q.name), q.sequence,
+                    (str(q.shape[0]), str(q.shape[1])) if q.kind == "matrix" else str(q.shape[0]), q.is_scalar)
+                   for q in model.data],
+        "matrices": any(q.kind == "matrix" and q.role != "param" for q in model.quantities.values()),
         "has_time": model.has_time,
         "length_from": next((names.value(q.name) for q in model.data if q.sequence), None),
         "forward": schedule.forward,
@@ -79,7 +86,7 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
         "outputs": [(q.name, names.value(q.name) if q.role != "loss" or not schedule.loss_once else
                      f"{names.value(q.name)} + {schedule.loss_once}", q.sequence,
                      _steps_slice(schedule.pads.get(q.name, 0), printer.tails.get(q.name, 0)),
-                     q.is_scalar, q.name in printer.batched_names)
+                     "matrix" if q.kind == "matrix" else q.is_scalar, q.name in printer.batched_names)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,

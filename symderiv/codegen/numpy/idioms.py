@@ -103,9 +103,9 @@ class NumpyIdioms:
         """a ⊙ b."""
         return Code(f"{group(a.text)} * {group(b.text)}", reads=reads_of(a, b))
 
-    def sum_examples(self, code: Code) -> Code:
-        """Σ over every step and example."""
-        return Code(f"_sum_examples({code.text})", reads=code.reads)
+    def sum_examples(self, code: Code, matrix: bool = False) -> Code:
+        """Σ over every step and example (of a matrix per example, with ``matrix``)."""
+        return Code(f"_sum_examples{'_matrix' if matrix else ''}({code.text})", reads=code.reads)
 
     def times_length(self, code: Code) -> Code:
         """T times a value the same at every step (per example, if ``code`` is)."""

@@ -169,11 +169,41 @@ class NumpyPrinter(Printer):
 
     def _number(self, c) -> str:
         c = sp.sympify(c, strict=True)
+        if c.free_symbols:  # a size used as a value: 1 / n_h, 1 / sqrt(n_k)
+            return self._size_value(c)
         if not c.is_Rational:  # sigmoid(1), log(2): a constant the model computed, as a float
             return repr(float(c))
         return str(c.p) if c.q == 1 else f"({c.p} / {c.q})"
 
+    def _size_value(self, c) -> str:
+        """A number made of sizes (dims, T) as code: ``(1 / n_h)``, ``(1 / np.sqrt(n_k))``."""
+        from sympy.printing.pycode import pycode
+
+        names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
+        return "(" + pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.") + ")"
+
+    def _size_name(self, x) -> str:
+        """A dim's identifier; the sequence length is the module's T."""
+        return "T" if x == self.model.length else self.names.value(x.name)
+
+    def _number_reads(self, c) -> tuple[str, ...]:
+        c = sp.sympify(c, strict=True)
+        return tuple(self.names.value(x.name) for x in sorted(c.free_symbols, key=str) if x != self.model.length)
+
+    def _coeff(self, c) -> Code:
+        """A coefficient as code, reading the sizes it is made of."""
+        return Code(self._number(c), reads=self._number_reads(c))
+
+    # --- per-example matrices (version 2): a value (…, rows, cols) ---------------------------
+
+    @staticmethod
+    def _is_matrix(e) -> bool:
+        return e.shape[0] != 1 and e.shape[1] != 1
+
     def _print_MatAdd(self, e):
+        codes = [self._print(coeff_and_rest(t)[1]) for t in e.args]
+        if any(c.summed for c in codes) and any(c.batched and not c.summed for c in codes):
+            return self._summed_sum(e, codes)
         text, parts = "", []
         for k, term in enumerate(e.args):
             c, rest = coeff_and_rest(term)
@@ -185,6 +215,8 @@ class NumpyPrinter(Printer):
             else:
                 code = self._print(rest)
                 parts.append(code)
+                if c != 1 and sp.sympify(c, strict=True).free_symbols:
+                    parts.append(self._coeff(c))
                 body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
                 if negative:
                     body = group(body)
@@ -204,7 +236,7 @@ class NumpyPrinter(Printer):
         if c == -1:
             return _join("-" + group(acc.text), acc)
         if c != 1:
-            return _join(f"{self._number(c)} * {group(acc.text)}", acc)
+            return _join(f"{self._number(c)} * {group(acc.text)}", acc, self._coeff(c))
         return acc
 
     def _product(self, a, acc: Code, cols) -> Code:
@@ -213,20 +245,29 @@ class NumpyPrinter(Printer):
         x = group(acc.text)
         if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
             return acc
+        if isinstance(a, OneMatrix) and p != 1 and q != 1:  # 1 1ᵀ: the sums spread over p rows
+            if cols == 1:
+                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True) * np.ones({self.size(p)}, dtype)", acc,
+                             order=(acc, self.size_reads(p)))
+            return _join(f"np.sum({acc.text}, axis=-2, keepdims=True) * np.ones(({self.size(p)}, 1), dtype)", acc,
+                         order=(acc, self.size_reads(p)))
         if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
+                if cols != 1 and q != 1 and (acc.batched or acc.timed) and not acc.summed:  # per example: (…, q, c)
+                    return _join(f"{x}.sum(axis=-2)", acc)
                 return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
-            if cols != 1:  # 1 vᵀ: the row v repeated down p rows (an outer product, not an elementwise one)
-                return _join(f"np.ones(({self.size(p)}, 1), dtype) * {x}", acc, order=(self.size_reads(p), acc))
+            if cols != 1:  # 1 vᵀ: a row spread over p rows
+                return _join(f"{x}[..., None, :] * np.ones(({self.size(p)}, 1), dtype)", acc,
+                             order=(acc, self.size_reads(p)))
             return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
                          order=(acc, self.size_reads(p)))
         # (1 x_bᵀ for every example b is an outer product summed over them, below.)
         left = self._print(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
+        if p != 1 and q != 1 and (left.batched or (cols != 1 and q != 1 and acc.batched)):
+            return self._matrix_product(a, left, acc, cols)
         if p != 1 and q != 1:  # a matrix
-            if left.batched:
-                raise NotImplementedError(f"no NumPy form for the per-example matrix {a}")
             if cols == 1 and acc.batched:
                 if self.mode == "time":
                     # one product over all steps: a new array of every step
@@ -234,10 +275,12 @@ class NumpyPrinter(Printer):
                 # x W^T per row; for a transposed matrix that is x W.
                 right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
                 return _join(f"{x} @ {right}", acc, order=(acc, left))
-            return _join(f"{group(left.text)} @ {x}", acc, order=(left, acc))
+            return _join(f"{group(left.text)} @ {x}", left, acc)
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
                 return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
+            if left.batched and acc.batched:  # vᵀ M per example
+                return _join(f"np.einsum('...i,...ij->...j', {left.text}, {acc.text})", left, acc)
             return _join(f"{group(left.text)} @ {x}", left, acc)
         if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
             return _join(f"{group(left.text)} * {x}", left, acc)
@@ -246,11 +289,37 @@ class NumpyPrinter(Printer):
         # Σ over steps and examples
         return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
 
+    def _matrix_product(self, a, left: Code, acc: Code, cols) -> Code:
+        """A matrix times the value so far, where a per-example matrix (…, rows, cols) is involved."""
+        if cols == 1:  # A x: a column per example
+            if isinstance(a, Transpose):
+                inner = self._print(a.arg)
+                return _join(f"np.einsum('...ji,...j->...i', {inner.text}, {acc.text})", inner, acc)
+            return _join(f"np.einsum('...ij,...j->...i', {left.text}, {acc.text})", left, acc)
+        return _join(f"{group(left.text)} @ {group(acc.text)}", left, acc)
+
+    def _summed_sum(self, e, codes) -> Code:
+        """A sum of which a term is summed over the examples already (Σ x xᵀ, an outer product in
+        a gradient) and another is per example: the latter summed too, so none counts B times."""
+        if e.shape[0] != 1 and e.shape[1] != 1:
+            raise NotImplementedError(f"no NumPy form for a sum over the examples of the matrix {e}")
+        terms = []
+        for term, code in zip(e.args, codes):
+            c, _ = coeff_and_rest(term)
+            body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
+            if code.batched and not code.summed:
+                body = f"_sum_examples({body})"
+            terms.append(Code(body, summed=True, reads=code.reads))
+        return Code(" + ".join(group(t.text) if " " in t.text else t.text for t in terms), summed=True,
+                    reads=reads_of(*terms))
+
     def _print_HadamardProduct(self, e):
         num = [f for f in e.args if not (isinstance(f, HadamardPower) and f.args[1] < 0)]
         den = [f.args[0] if f.args[1] == -1 else HadamardPower(f.args[0], -f.args[1])
                for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
         codes = [self._print(f) for f in num]
+        if any(c.summed for c in codes) and any(c.batched and not c.summed for c in codes):
+            raise NotImplementedError(f"no NumPy form for {e}: a sum over the examples times a value per example")
         text = " * ".join(group(c.text) for c in codes) if codes else "1"
         dens = [self._print(f) for f in den]
         for c in dens:
@@ -262,12 +331,14 @@ class NumpyPrinter(Printer):
         code = self._print(base)
         if k == -1:
             return _join(f"1 / {group(code.text)}", code)
-        return _join(f"{group(code.text)} ** {int(k)}", code)
+        return _join(f"{group(code.text)} ** {int(k) if k.is_Integer else self._number(k)}", code)
 
     def _print_Transpose(self, e):
         code = self._print(e.arg)
         rows, cols = e.arg.shape
         if rows != 1 and cols != 1:
+            if code.batched or code.timed:  # a per-example matrix (…, rows, cols)
+                return _join(f"np.swapaxes({code.text}, -1, -2)", code)
             return _join(f"{group(code.text)}.T", code)
         return code  # a vector is held the same way as its transpose
 
@@ -276,7 +347,8 @@ class NumpyPrinter(Printer):
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
-                return _join(f"_log_softmax({code.text})", code)
+                axis = ", axis=-2" if self._is_matrix(z) else ""  # of a matrix: per column
+                return _join(f"_log_softmax({code.text}{axis})", code)
             z = self._source(e.arg, _is_sigmoid)
             if z is not None:  # log σ(z) = −softplus(−z)
                 code = self._print(z)
@@ -305,11 +377,48 @@ class NumpyPrinter(Printer):
 
     def _print_Softmax(self, e):
         code = self._print(e.arg)
+        if self._is_matrix(e):  # per column: the rows' axis, second last
+            return _join(f"_softmax({code.text}, axis=-2)", code)
         return _join(f"_softmax({code.text})", code)
 
     def _print_LogSoftmax(self, e):
         code = self._print(e.arg)
+        if self._is_matrix(e):
+            return _join(f"_log_softmax({code.text}, axis=-2)", code)
         return _join(f"_log_softmax({code.text})", code)
+
+    def _scalar(self, text: str, code: Code) -> Code:
+        return _join(f"{text}[..., None]", code)
+
+    def _print_Trace(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"np.trace({code.text}, axis1=-2, axis2=-1)", code)
+
+    def _print_Det(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"np.linalg.det({code.text})", code)
+
+    def _print_LogDet(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"np.linalg.slogdet({code.text})[1]", code)
+
+    def _print_Norm2(self, e):
+        code = self._print(e.arg)
+        axes = "(-2, -1)" if self._is_matrix(e.arg) else "-1"
+        return _join(f"np.sqrt(np.sum({group(code.text)} ** 2, axis={axes}))[..., None]", code)
+
+    def _print_Inv(self, e):
+        code = self._print(e.arg)
+        return _join(f"np.linalg.inv({code.text})", code)
+
+    def _print_Diag(self, e):
+        code = self._print(e.arg)
+        n = self.size(e.shape[0])
+        return _join(f"{group(code.text)}[..., None] * np.eye({n}, dtype=dtype)", code,
+                     order=(code, self.size_reads(e.shape[0])))
+
+    def _print_Identity(self, e):
+        return Code(f"np.eye({self.size(e.shape[0])}, dtype=dtype)", reads=self.size_reads(e.shape[0]))
 
     def _print_Concat(self, e):
         codes = [self._print(a) for a in e.args]

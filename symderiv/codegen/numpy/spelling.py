@@ -77,8 +77,11 @@ def call(fname: str, x: str, params: tuple = ()) -> tuple[str, frozenset[str]]:
     """NumPy code for f(x), ``x`` the argument's code; and the runtime helpers it calls."""
     if fname in NUMPY and not params:
         return NUMPY[fname][0].format(x=x), frozenset()
-    printer = _ScalarPrinter(_Z, group(x))
-    text = printer.doprint(ELEMENTWISE[fname].scalar(_Z, *params))
+    meaning = ELEMENTWISE[fname].scalar(_Z, *params)
+    # f(z) or z^k alone: the argument needs no parentheses of its own (np.sqrt(a + b))
+    alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or (meaning.is_Pow and meaning.base == _Z)
+    printer = _ScalarPrinter(_Z, x if alone else group(x))
+    text = printer.doprint(meaning)
     return text, frozenset(printer.helpers)
 
 
