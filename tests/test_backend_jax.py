@@ -557,4 +557,4 @@ def test_a_model_the_jax_back_end_cannot_generate_yet_is_refused_with_the_reason
     assert main(["derive", str(path), "-o", str(tmp_path / "all"), "--format", "all"]) == 0
     out = capsys.readouterr().out
     assert f"{name}_jax.py not written: the JAX back end does not yet generate" in out
-    assert (tmp_path / "all" / f"{name}_torch.py").exists() and not (tmp_path / "all" / f"{name}_jax.py").exists()
+    assert (tmp_path / "all" / f"{name}.py").exists() and not (tmp_path / "all" / f"{name}_jax.py").exists()
