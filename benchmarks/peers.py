@@ -22,7 +22,8 @@ tests/test_benchmark_baselines.py checks every gradient against the generated mo
 
 Threads: NumPy's BLAS through threadpoolctl (and ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` /
 ``MKL_NUM_THREADS`` in the worker's environment), ``torch.set_num_threads``, and for XLA
-``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` at one thread. Every worker
+``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` at one thread; and since XLA
+does not keep to that, every worker is pinned (``sched_setaffinity``) to as many CPUs as threads. Every worker
 reports its CPU time over wall time while timed (a check that the thread setting took: about 1.0 at one thread
 on an idle machine) and its minor page faults per call (``getrusage`` ``ru_minflt``, over the timed calls, i.e.
 calls after the first ones).
@@ -33,7 +34,8 @@ dtype at that thread count, in a fresh process): a lower bound no implementation
 and the **peak memory** of ``loss_and_gradients`` over ``forward`` of the generated modules at the large size,
 float64, by tracemalloc (benchmarks/memory.py's measure), in a fresh process.
 
-A full run takes about 10–15 minutes on two busy cores; ``--quick`` (5 rounds, shorter batches) about 4.
+A full run took 38 minutes at load average 10 on two cores (not yet timed on a quiet one); ``--quick --threads 1``
+(5 rounds, shorter batches) took 1.5 minutes at load average 1–3.
 The numbers are only as good as the machine was quiet: the load average before and after is printed.
 """
 
@@ -144,6 +146,10 @@ def _setup(contender: str, model: str, size: str, dtype: str):
 def worker(contender: str, model: str, size: str, dtype: str, threads: int, min_batch: float) -> None:
     """Set up, warm up, print ``ready``; then on every ``run`` line time a batch and print one JSON line."""
     limiter = _limit_threads(threads, contender == "torch eager")  # noqa: F841 (kept alive)
+    if hasattr(os, "sched_setaffinity") and threads < len(os.sched_getaffinity(0)):
+        # XLA's CPU runtime keeps using more than one core despite XLA_FLAGS (CPU / wall up to 1.8 measured at
+        # "1 thread"): every worker is pinned to its first `threads` usable CPUs, before anything starts threads
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
     fn, loss = _setup(contender, model, size, dtype)
     value = loss()
     for _ in range(2):
