@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ..ir.model import Model
 from .jax.emitter import module_context as jax_context
 from .jax.emitter import unsupported as jax_unsupported
 from .numpy.emitter import module_context as numpy_context
@@ -39,7 +40,7 @@ _VECTOR_NODES = ("MatAdd", "MatMul", "HadamardProduct", "HadamardPower", "Transp
                  "OneMatrix", "Identity")
 
 
-def matrix_features(model) -> str | None:
+def matrix_features(model: Model) -> str | None:
     """What of language version 2's matrices a model uses (matrix data or quantities, tr, det,
     inv, norms, diag, a power other than an integer, a dim as a value), or None: the PyTorch and
     JAX back ends do not print these yet."""

@@ -41,6 +41,7 @@ from ..ops import ELEMENTWISE
 from .schedule import Scheduled
 
 if TYPE_CHECKING:
+    from ..ad.derive import Derivation
     from ..ir.model import Model
 
 
@@ -226,7 +227,7 @@ def _replace_sliced(e, z, closed):
     return e.func(*args)
 
 
-def data_reach(d) -> dict[str, tuple[int, int]]:
+def data_reach(d: Derivation) -> dict[str, tuple[int, int]]:
     """For sequence data read at other steps by the equations (x[t-1], x[t+2]): how many steps
     it reaches before step 1 and after step T.  Data there is zero, so the code pads its array
     with that many zero steps each side.  The backward pass reads no further: a term that

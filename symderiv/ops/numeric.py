@@ -55,7 +55,7 @@ def _make(fname: str, params: tuple, mp: bool) -> Callable:
 #: The largest binary exponent an exact value may reach. exp(exp(exp(…))) at a random point
 #: otherwise asks mpmath for numbers whose exponent alone has millions of digits: minutes,
 #: then gigabytes. float64 stops at 2^1024; this leaves room for every exact comparison.
-MAX_EXACT_MAGNITUDE_BITS = 1 << 17
+MAX_EXACT_MAGNITUDE_BITS = 1 << 22
 
 
 class ExactOverflow(ArithmeticError):

@@ -9,6 +9,10 @@ the scan (NumPy's views saw the writes; JAX's values do not).  ``Free`` statemen
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import sympy as sp
+
 from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
@@ -45,7 +49,7 @@ def unsupported(d: Derivation) -> str | None:
     return None
 
 
-def module_context(d: Derivation, comment, comment_text) -> dict:
+def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the generated JAX module of ``d`` (without the header's mark,
     version and source, which the caller adds)."""
     reason = unsupported(d)

@@ -19,6 +19,9 @@ gets statements that write and read the same arrays), written as JAX writes them
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import sympy as sp
 
 from ..numpy.idioms import NumpyIdioms
@@ -27,27 +30,31 @@ from ..schedule import Code, Line, line, reads_of
 from .printer import Target
 from .spelling import call
 
+if TYPE_CHECKING:
+    from ...ir.expr import Apply
+    from ..numpy.printer import NumpyPrinter
+
 _AT = {"=": "set", "+=": "add", "-=": "add", "*=": "multiply", "/=": "divide"}
 
 
 class JaxIdioms(NumpyIdioms):
     """JAX's way of writing the statements of a schedule (``printer`` is a ``JaxPrinter``)."""
 
-    def __init__(self, printer):
+    def __init__(self, printer: NumpyPrinter):
         super().__init__(printer)
         self._guard: str | None = None  # the condition of the step guard the indented lines are under
         self.view_groups: dict[str, Line] = {}  # a stack's array → the line splitting it into its members
 
     # --- arrays and views -----------------------------------------------------------------
 
-    def alloc(self, array: str, size, pad: int = 0, zeros: bool = False) -> Line:
+    def alloc(self, array: str, size: sp.Expr, pad: int = 0, zeros: bool = False) -> Line:
         """``array = jnp.zeros((T + pad, B, size), dtype)``: a sequence array the loop fills."""
         pr = self.pr
         length = f"T + {pad}" if pad else "T"
         return line(f"{array} = jnp.zeros(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",),
                     pr.size_reads(size))
 
-    def split(self, names: list[str], array: str, sizes, last_axis: bool = True) -> Line:
+    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
         """``a, b = jnp.split(array, […])``; the members are recorded as slices of ``array``."""
         ends, reads, total, start = [], [], sp.Integer(0), "0"
         for k, size in enumerate(sizes):
@@ -92,10 +99,10 @@ class JaxIdioms(NumpyIdioms):
     def before_last(self, array: str, k: int) -> Code:
         return self._part(array, f":-{k}")
 
-    def concat(self, codes) -> Code:
+    def concat(self, codes: Sequence[Code]) -> Code:
         return Code("jnp.concatenate([" + ", ".join(c.text for c in codes) + "])", reads=reads_of(*codes))
 
-    def zeros(self, size) -> Code:
+    def zeros(self, size: sp.Expr) -> Code:
         return Code(f"jnp.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
     # --- statements -----------------------------------------------------------------------
@@ -124,10 +131,10 @@ class JaxIdioms(NumpyIdioms):
         lead = "    " * (indent if self._guard is None else 0)
         return line(f"{lead}{target.base} = {rhs}", (target.base,), *reads, value)
 
-    def apply(self, node, x: Code) -> Code:
+    def apply(self, node: Apply, x: Code) -> Code:
         return Code(call(node.fname, x.text, tuple(getattr(node, "params", ()))), reads=x.reads)
 
-    def apply_into(self, fname: str, x: Code, slot: Code, params=()) -> Line:
+    def apply_into(self, fname: str, x: Code, slot: Code, params: tuple = ()) -> Line:
         """f(x) written into ``slot``: ``a = a.at[i].set(f(x))``."""
         return self.update(slot, "=", Code(call(fname, x.text, params), reads=x.reads))
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any
+
+import sympy as sp
 
 from ..numpy.printer import NumpyPrinter, _join
 from ..schedule import Code
@@ -41,12 +44,12 @@ class JaxPrinter(NumpyPrinter):
 
     printmethod = "_jax_print"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         # A member of a stack → (the stack's array, first entry, end entry), both printed sizes.
         self.views: dict[str, tuple[str, str, str]] = {}
 
-    def code(self, e, mode: str = "static", window: int = 0) -> Code:
+    def code(self, e: sp.Basic, mode: str = "static", window: int = 0) -> Code:
         """``e`` as JAX code: NumPy's printed form with ``jax.numpy`` for ``numpy``."""
         c = super().code(e, mode, window)
         text = _NP.sub("jnp.", c.text)

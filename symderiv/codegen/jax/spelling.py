@@ -56,7 +56,7 @@ class _ScalarPrinter(JaxPrinter):
 _Z = sp.Symbol("z", real=True)
 
 
-def call(fname: str, x: str, params=()) -> str:
+def call(fname: str, x: str, params: tuple = ()) -> str:
     """JAX code for f(x), ``x`` the argument's code."""
     if fname in JAX and not params:
         return JAX[fname].format(x=x)
