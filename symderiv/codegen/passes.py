@@ -94,19 +94,6 @@ def recurrent(graph: dict[str, set[str]]) -> set[str]:
     return on_cycle
 
 
-def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool:
-    """Whether ``node`` reads (through the graph) any of ``targets``."""
-    stack, seen = list(graph.get(node, ())), set()
-    while stack:
-        n = stack.pop()
-        if n in targets:
-            return True
-        if n not in seen:
-            seen.add(n)
-            stack.extend(graph.get(n, ()))
-    return False
-
-
 def references(e: sp.Basic) -> set[str]:
     """Names of the quantities (not adjoints) an expression reads."""
     found = set()

@@ -19,6 +19,7 @@ from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, 
 from ..ad.derive import Derivation, derive
 from ..ad.simplify import tidy
 from ..ir.batch import split_loss, with_loss
+from ..ir.blocks import depends_on
 from ..ir.expr import (
     Apply,
     At,
@@ -44,7 +45,6 @@ from .passes import (
     batched_quantities,
     data_reach,
     dead_after,
-    depends_on,
     find_stacks,
     hoistable_factors,
     in_place_order,

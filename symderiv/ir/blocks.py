@@ -26,6 +26,19 @@ class Block:
     direction: int  # +1 forward in time, -1 backwards, 0 no recurrence (and static)
 
 
+def depends_on(graph: dict[str, set[str]], node: str, targets: set[str]) -> bool:
+    """Whether ``node`` reads (through the graph) any of ``targets``."""
+    stack, seen = list(graph.get(node, ())), set()
+    while stack:
+        n = stack.pop()
+        if n in targets:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(graph.get(n, ()))
+    return False
+
+
 def components(graph: dict[str, set[str]]) -> dict[str, int]:
     """Strongly connected components (Tarjan, without recursion): node → its component's number."""
     index: dict[str, int] = {}
@@ -129,16 +142,5 @@ def needs_blocks(model: Model) -> bool:
     reads = {n: _reads(model, n) & set(names) for n in names}
     seq = {n for n in names if model[n].sequence}
 
-    def reaches(start: str, targets: set[str]) -> bool:
-        stack, seen = list(reads[start]), set()
-        while stack:
-            n = stack.pop()
-            if n in targets:
-                return True
-            if n not in seen:
-                seen.add(n)
-                stack.extend(reads.get(n, ()))
-        return False
-
-    statics_after_sequence = {n for n in names if n not in seq and reaches(n, seq)}
-    return any(reaches(n, statics_after_sequence) for n in seq)
+    statics_after_sequence = {n for n in names if n not in seq and depends_on(reads, n, seq)}
+    return any(depends_on(reads, n, statics_after_sequence) for n in seq)

@@ -219,15 +219,8 @@ class Inv(_Unary):
     """A⁻¹ of a square matrix."""
 
 
-class Diag(MatrixExpr):
+class Diag(_Unary):
     """diag(v): the square matrix with the vector v on its diagonal."""
-
-    def __new__(cls, arg: MatrixExpr) -> Diag:
-        return MatrixExpr.__new__(cls, _sympify(arg))
-
-    @property
-    def arg(self) -> MatrixExpr:
-        return self.args[0]
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
