@@ -39,13 +39,18 @@ class NumpyIdioms:
         length = f"T + {pad}" if pad else "T"
         return line(f"{array} = {fill}(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",), pr.size_reads(size))
 
-    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
-        """``a, b = np.split(array, […])``: views of one array, by blocks of ``sizes``."""
+    def split_points(self, sizes: Sequence[sp.Expr]) -> tuple[list[str], list[tuple[str, ...]]]:
+        """Where blocks of ``sizes`` end, printed (all but the last), and the sizes each reads."""
         ends, reads, total = [], [], sp.Integer(0)
         for size in sizes[:-1]:
             total = sp.expand(total + size)
             ends.append(self.pr.size(total))
             reads.append(self.pr.size_reads(total))
+        return ends, reads
+
+    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
+        """``a, b = np.split(array, […])``: views of one array, by blocks of ``sizes``."""
+        ends, reads = self.split_points(sizes)
         axis = ", axis=-1" if last_axis else ""
         return line(f"{', '.join(names)} = np.split({array}, [{', '.join(ends)}]{axis})", tuple(names),
                     (array,), *reads)

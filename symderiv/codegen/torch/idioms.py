@@ -43,11 +43,7 @@ class TorchIdioms(NumpyIdioms):
 
     def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
         """``a, b = torch.tensor_split(array, […])``: views of one tensor, by blocks of ``sizes``."""
-        ends, reads, total = [], [], sp.Integer(0)
-        for size in sizes[:-1]:
-            total = sp.expand(total + size)
-            ends.append(self.pr.size(total))
-            reads.append(self.pr.size_reads(total))
+        ends, reads = self.split_points(sizes)
         axis = ", dim=-1" if last_axis else ""
         return line(f"{', '.join(names)} = torch.tensor_split({array}, [{', '.join(ends)}]{axis})", tuple(names),
                     (array,), *reads)
