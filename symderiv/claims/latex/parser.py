@@ -158,7 +158,7 @@ class ExpressionParser(NameReader):
                     hadamard.append(len(factors))
                     self.glossary.used.add("cdot")
                 factors.append(self.factor())
-            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
+            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times", "ast")) or t.value == "*"):
                 self.take()
                 if t.value == "cdot" and self.glossary.cdot_elementwise:
                     hadamard.append(len(factors))
@@ -229,7 +229,7 @@ class ExpressionParser(NameReader):
         return t.kind == "cmd" and (t.value in LETTERS or t.value in FONTS or t.value in ACCENTS
                                     or t.value in FUNCTION_COMMANDS
                                     or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla", "diag",
-                                                   "delta"))
+                                                   "delta", "Delta"))
 
     def factor(self):
         if self.is_char("-"):
@@ -327,6 +327,8 @@ class ExpressionParser(NameReader):
                 t.value)
             if method is not None:
                 return method()
+            if t.value == "Delta" and self.is_char("_", 1) and self._delta_of_loss():
+                return self._big_delta()
             if t.value in FUNCTION_COMMANDS and not self._names_a_quantity():
                 return self._function(FUNCTION_COMMANDS[t.value])
             special = self._ones_or_zero() if t.value in FONTS else None
@@ -702,6 +704,33 @@ class ExpressionParser(NameReader):
         atom = self.atom()
         if atom is None:
             raise self.error("δ must be followed by the name of a quantity", head)
+        return self._gradient(atom)
+
+    def _delta_of_loss(self) -> bool:
+        """Whether ``\\Delta_{X}`` is followed by the loss (``\\Delta_{W_x}L``): the gradient ∂L/∂X."""
+        save = self.i
+        try:
+            self.i += 2
+            self.group()
+            start = self.i
+            if self.atom() is None:
+                return False
+            return self._loss(self.toks[start:self.i]) is True
+        except ReadError:
+            return False
+        finally:
+            self.i = save
+
+    def _big_delta(self):
+        """``\\Delta_{X} L`` (a GRU post's notation): ∂L/∂X."""
+        head = self.take()
+        self.take()
+        wrt = self.group()
+        self.atom()  # the loss, as _delta_of_loss found
+        sub = self.sub_parser(wrt)
+        atom = sub.atom()
+        if atom is None or not sub.at_end():
+            raise self.error("expected Δ_X L with X a name", head)
         return self._gradient(atom)
 
     def _signal(self, head: Tok):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..tree import (
     STEP_T,
     Claim,
+    Entry,
     Grad,
     Jacobian,
     ReadError,
     ShapeMismatch,
+    Terms,
     anchor_steps,
     claim_target,
     make_claim,
@@ -88,7 +90,7 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
                 # own about the same left side
                 chain = Chain([previous[0].members[0]] + chain.members[1:], chain.relations)
             items.append([chain, env])
-    for item in items:
+    for item in _split_left_sides(items, text, glossary):
         if isinstance(item, Claim):
             claims.append(item)
             continue
@@ -100,6 +102,8 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
             skipped.append(lines.line_col(chain.members[0][0].pos)[0])
         elif env == INLINE and claim is not None and claim.target is None:
             aside.append(claim)
+        elif claim is not None and chain.relations[0] == "+=" and _accumulated(claims, claim):
+            pass
         elif claim is not None and not any(c.text == claim.text and c.line == claim.line for c in claims):
             claims.append(claim)
     if not claims:  # nothing else was read: these are all there is, and must not pass unseen
@@ -134,6 +138,64 @@ _SUM_OF_STEP_LOSSES = re.compile(r"(\\mathcal\{[LJE]\}|\\ell|\b[LEJ])\s*(\(\s*\w
                                  r"(\\frac\{1\}\{T\}\s*)?\\sum")
 #: ``_read_chain``'s answer for an equation that is read and is no claim (a Jacobian ∂a/∂b).
 SKIPPED = Claim(0, 0, "")
+
+
+def _accumulated(claims: list[Claim], claim: Claim) -> bool:
+    """``δz = A`` and later ``δz += B`` (the GRU post's accumulation): one claim, δz = A + B,
+    kept where the first was written.  False when no earlier claim is about the same target
+    (a lone ``δW += …`` is the step's contribution, judged as a claim of its own)."""
+    if claim.target is None:
+        return False
+    for k in range(len(claims) - 1, -1, -1):
+        first = claims[k]
+        if first.target != claim.target:
+            continue
+        if first.problem is not None:
+            return True  # the sum cannot be judged without its first part; that is reported already
+        if claim.problem is not None or claim.rhs is None:
+            claims[k] = replace(first, rhs=None, problem=claim.problem or "the accumulated term cannot be read")
+            return True
+        parts = list(first.rhs.terms if isinstance(first.rhs, Terms) else [first.rhs])
+        parts += list(claim.rhs.terms if isinstance(claim.rhs, Terms) else [claim.rhs])
+        claims[k] = replace(first, rhs=Terms(tuple(parts)), text=first.text + " += " + claim.text.split(" = ", 1)[-1],
+                            assumed=tuple(dict.fromkeys(first.assumed + claim.assumed)))
+        return True
+    return False
+
+
+def _split_left_sides(items: list, text: str, glossary: Glossary) -> list:
+    """``Δ_{g_11} L = Δ_{g_12} L = Δ_{h_t} L``: a chain whose middle members are gradients
+    of other quantities, as its left side is, holds one claim per left side, each about
+    the last member."""
+    out: list = []
+    for item in items:
+        if isinstance(item, Claim):
+            out.append(item)
+            continue
+        chain, env = item
+        members = chain.members
+        if len(members) < 3 or any(r != "=" for r in chain.relations) or not all(members):
+            out.append(item)
+            continue
+        sides = [_lone_gradient(m, text, glossary) for m in members[:-1]]
+        if any(s is None for s in sides) or len(set(sides)) != len(sides):
+            out.append(item)
+            continue
+        out.extend([Chain([m, members[-1]], ["="]), env] for m in members[:-1])
+    return out
+
+
+def _lone_gradient(tokens: list[Tok], text: str, glossary: Glossary):
+    """The (name, step) of a member that is δ of one quantity and nothing else, or None."""
+    if not _is_claim_side(tokens):
+        return None
+    try:
+        node = ExpressionParser(tokens, text, glossary).whole()
+    except ReadError:
+        return None
+    if isinstance(node, Entry):
+        node = node.arg
+    return (node.name, node.offset) if isinstance(node, Grad) else None
 
 
 def _check_size(tokens: list[Tok]) -> None:
@@ -232,6 +294,8 @@ def _is_claim_side(tokens: list[Tok]) -> bool:
         return False
     first = toks[0]
     if first.kind == "cmd" and first.value in ("delta", "nabla", "partial"):
+        return True
+    if first.kind == "cmd" and first.value == "Delta" and len(toks) > 1 and toks[1].value == "_":  # Δ_W L
         return True
     if _is_d(first) and len(toks) > 1 and toks[1].pos == first.end:  # dW, written as one word
         return True
