@@ -692,3 +692,71 @@ def test_a_delta_times_a_sum_of_paths(tmp_path):
                                  r".\frac{\partial s_2}{\partial W} +" + "\n", "")
     assert three != SRIRAM_PATHS
     assert judged(tmp_path, _notebook(three), model, ".ipynb") == [("W", "incorrect", [])]
+
+
+# ---------------------------------------------------------------------------------------
+# The wild corpus's own notations (tests/data/wild/), each on a quotation of its source.
+
+WILD = ROOT / "tests" / "data" / "wild"
+
+# samrat-nath/samrat-nath.github.io, _posts/2019-12-09-blog-post-1.md (a GRU cell's backward
+# pass): Δ_X L for ∂L/∂X, ∗ the matrix product, two left sides in one row, and '+=' that adds
+# a use of the same quantity to the gradient written above it.
+SAMRAT = r"""
+$$ \Delta_{g_{11}}L = \Delta_{g_{12}}L = \Delta_{h_t}L $$
+
+$$ \Delta_{z_{t}}L = -\Delta_{g_{12}}L \circ \tilde{h}_t $$
+
+$$ \Delta_{\tilde{h}_t}L = \Delta_{g_{12}}L \circ (1-z_t) $$
+
+$$ \Delta_{z_{t}}L += \Delta_{g_{11}}L \circ h_{t-1} $$
+
+$$ \Delta_{h_{t-1}}L = \Delta_{g_{11}}L \circ z_t $$
+
+$$ \Delta_{W_x}L = \Delta_{g_9}L \ast x_t^T $$
+
+$$ \Delta_{h_{t-1}}L += \Delta_{g_7}L \circ r_t $$
+
+$$ \Delta_{h_{t-1}}L += W_{rh}^T \ast \Delta_{g_4}L $$
+
+$$ \Delta_{h_{t-1}}L += W_{zh}^T \ast \Delta_{g_1}L $$
+"""
+
+
+def test_gru_post_delta_notation_accumulation_and_two_left_sides(tmp_path):
+    model = WILD / "samrat_gru" / "model.sdm"
+    # the verdicts of expected.json: c1, c2, c3 (with its +=), c4, c5 (all four parts), c9
+    assert judged(tmp_path, SAMRAT, model) == [
+        ("g11[t]", "correct", []), ("g12[t]", "correct", []), ("z[t]", "correct", []),
+        ("h_tilde[t]", "correct", []), ("h[t-1]", "correct", []), ("W_x", "per-step", [])]
+    r = report(tmp_path, SAMRAT, model)
+    assert r.verdicts[2].line == 4 and "+=" in r.verdicts[2].text  # kept where the first part is
+    # a part left out of the accumulation: what reaches h_{t-1} through r_t is missing
+    cut = SAMRAT.replace("$$ \\Delta_{h_{t-1}}L += \\Delta_{g_7}L \\circ r_t $$\n", "")
+    assert cut != SAMRAT
+    assert ("h[t-1]", "incorrect") in [(t, v) for t, v, _ in judged(tmp_path, cut, model)]
+    # the sign of the first part flipped: the accumulated δz is wrong
+    flipped = SAMRAT.replace(r"= -\Delta_{g_{12}}L", r"= \Delta_{g_{12}}L")
+    assert judged(tmp_path, flipped, model)[2][:2] == ("z[t]", "incorrect")
+
+
+def test_what_a_cell_passes_back_is_judged_for_the_cells_steps(tmp_path):
+    # δh_{t-1} written with step t's values (the cell at t): compared for t = 1..T, and its
+    # unstepped names (g_11) are at the cell's step t, as z_t is
+    model = WILD / "samrat_gru" / "model.sdm"
+    text = r"$$ \Delta_{h_{t-1}}L = \Delta_{g_{11}}L \circ z_t + \Delta_{g_7}L \circ r_t + W_{rh}^T \ast \Delta_{g_4}L + W_{zh}^T \ast \Delta_{g_1}L $$"  # noqa: E501
+    assert judged(tmp_path, text, model) == [("h[t-1]", "correct", [])]
+    wrong = text.replace(r"\circ z_t", r"\circ r_t", 1)
+    assert judged(tmp_path, wrong, model)[0][:2] == ("h[t-1]", "incorrect")
+
+
+# wanesta/Deep_Learning_Note, RNN_LSTM_.md: formulas as codecogs images inside Markdown, the
+# LaTeX's backslashes written as the HTML entity &#x5C;.
+WANESTA_IMG = ('<p align="center"><img src="https://latex.codecogs.com/gif.latex?&#x5C;frac{&#x5C;partial%20E}'
+               '{&#x5C;partial%20b_{o}}=&#x5C;Sigma_{j=1}^{t}&#x5C;delta_{o,j}"/></p>\n')
+
+
+def test_codecogs_images_with_html_entities_in_markdown():
+    from symderiv.claims.sources import markdown_images
+    out = markdown_images(WANESTA_IMG)
+    assert r"$$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,j}$$" in out

@@ -417,7 +417,10 @@ def anchor_steps(model, node, anchor: Step | None):
         if not q.sequence:
             return n
         if n.offset is None:
-            return replace(n, offset=0)
+            # unstepped, at the claim's step; in a claim about h_{t-1} (what cell t passes back,
+            # δh_{t-1} = W^T δz), at the cell's step t
+            back = anchor is not None and anchor.base == "t" and anchor.offset < 0
+            return replace(n, offset=-anchor.offset if back else 0)
         if anchor is None and n.offset.base in ("", "T"):  # a fixed step: δh_1, h_T
             return n
         here = anchor or STEP_T

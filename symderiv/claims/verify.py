@@ -198,10 +198,15 @@ class Truth:
         if self.kind == "per-step" and step is not None and step.base == "":
             return [step.offset]
         if self.kind == "per-step" or step is None or step.base == "t":
+            steps = probe.steps
+            if self.kind == "sequence" and step is not None and step.offset < 0:
+                # δh_{t-1} = (step t's values): what cell t passes back, for t = 1..T, so h_{t-1}
+                # up to step T - 1 (at T there is no step T + 1 to pass anything back)
+                steps = [s for s in steps if s - step.offset <= (probe.T or 0)]
             if self.kind == "sequence" and self.fixed:
                 skip = {probe.T + k if where == "end" else k for where, k in self.fixed}
-                return [t for t in probe.steps if t - (step.offset if step is not None else 0) not in skip]
-            return probe.steps
+                return [t for t in steps if t - (step.offset if step is not None else 0) not in skip]
+            return steps
         at = probe.T + step.offset if step.base == "T" else step.offset
         return [at]
 

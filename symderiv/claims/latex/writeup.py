@@ -142,9 +142,10 @@ SKIPPED = Claim(0, 0, "")
 
 def _accumulated(claims: list[Claim], claim: Claim) -> bool:
     """``δz = A`` and later ``δz += B`` (the GRU post's accumulation): one claim, δz = A + B,
-    kept where the first was written.  False when no earlier claim is about the same target
-    (a lone ``δW += …`` is the step's contribution, judged as a claim of its own)."""
-    if claim.target is None:
+    kept where the first was written: the uses of z_t within one step, summed.  False when no
+    earlier claim is about the same target, and for a parameter (``δW += …`` in a loop over
+    the steps is the step's contribution, judged as a claim of its own)."""
+    if claim.target is None or claim.target.step is None:
         return False
     for k in range(len(claims) - 1, -1, -1):
         first = claims[k]
