@@ -161,6 +161,12 @@ class Glossary:
             entries.append((subs, qname))
 
     @property
+    def words(self) -> set[str]:
+        """The names of several letters (``net`` of net_f) a write-up may write without ``\\text``."""
+        return {k.body for table in (self.table, self.aliases) for k in table
+                if len(k.body) > 1 and k.body.isalpha()}
+
+    @property
     def index(self) -> str:
         return self.model.time_index or "t"
 
@@ -326,6 +332,19 @@ class NameReader(Cursor):
         return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ)?-?\d+", text)
                     or text in INVERSE_TRANSPOSES)
 
+    def letter_run(self) -> str:
+        """The letters written together from here, as one string (``net`` of ``net_{f,t}``)."""
+        k = self.i
+        while k < len(self.toks) and self.toks[k].kind == "letter" and (
+                k == self.i or self.toks[k].pos == self.toks[k - 1].end):
+            k += 1
+        return "".join(t.value for t in self.toks[self.i:k])
+
+    def merge_word(self, word: str) -> None:
+        """The letters of ``word`` here as one word token, as ``\\text{word}`` would be."""
+        first, last = self.toks[self.i], self.toks[self.i + len(word) - 1]
+        self.toks[self.i:self.i + len(word)] = [Tok("text", word, first.pos, last.end)]
+
     def _core(self) -> tuple[NameKey, str, str, tuple] | None:
         """The name before its scripts: (key, its LaTeX, the LaTeX of superscripts, subscripts).
 
@@ -334,6 +353,14 @@ class NameReader(Cursor):
         if t is None:
             return None
         start = self.i
+        if t.kind == "letter":
+            # a name of several letters written without \text: ``net_{f,t}`` for the model's
+            # net_f (a spelling is one name; in a claim, only a word that is a model's name)
+            run = self.letter_run()
+            if len(run) > 1 and (run in self.glossary.words if self.glossary is not None else
+                                 self.i + len(run) == len(self.toks) or self.toks[self.i + len(run)].value in "_^"):
+                self.merge_word(run)
+                t = self.peek()
         if t.kind == "letter":
             self.take()
             return NameKey(t.value), t.value, "", ()

@@ -334,6 +334,11 @@ class ExpressionParser(NameReader):
             special = self._ones_or_zero() if t.value in FONTS else None
             if special is not None:
                 return special
+        if t.kind == "letter":
+            run = self.letter_run()  # tanh(c_t), diag[o_t] written as plain letters
+            if (run in FUNCTION_WORDS or run == "diag") and (self.is_char("(", len(run)) or self.is_char("[", len(run))):
+                self.merge_word(run)
+                t = self.peek()
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
             return self._function(FUNCTION_WORDS[t.value.strip()])
         if t.kind == "text" and t.value.strip() == "prod" and self.is_char("(", 1):
