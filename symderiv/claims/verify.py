@@ -660,6 +660,7 @@ class _Check:
         yield from self._extra_terms(r)
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
+        yield from self._jacobian_variables(r)
         yield from self._other_factors(r)
 
     def show(self, node) -> str:
@@ -758,6 +759,23 @@ class _Check:
                 given = C.Given(term.expr)
                 yield r.then("missing-recurrent-term", C.Terms((r.node, given)),
                              "the term {} through step t+" + str(term.offset) + " is missing", given)
+
+    def _jacobian_variables(self, r: Repair):
+        """A chain rule's last link taken in the wrong variable: ``∂net_c/∂W_fh`` (which is zero,
+        net_c does not read W_fh) where the claim is about W_ch."""
+        target = self.truth.name
+        q = self.j.model.quantities[target]
+        for path, n in C.positions(r.node):
+            if not (isinstance(n, C.ChainRule) and n.links):
+                continue
+            last = n.links[-1]
+            if last.wrt.name == target:
+                continue
+            wrt = C.Val(target, getattr(last.wrt, "offset", None) if q.sequence else None)
+            links = n.links[:-1] + (C.Jacobian(last.of, wrt),)
+            yield r.then("wrong-factor", C.replace_at(r.node, path, C.ChainRule(n.start, links)),
+                         "the last factor is taken in the wrong variable: ∂" + last.of.name + "/∂" + last.wrt.name
+                         + " where ∂" + last.of.name + "/∂" + target + " belongs")
 
     def _other_factors(self, r: Repair):
         """A quantity in place of another one of the same size (h_t for h_{t-1}, δy for δh, ...),

@@ -194,11 +194,29 @@ class Glossary:
     def signal(self, atom: Atom) -> tuple[str, Step | None, tuple] | None:
         """(quantity, step, entries) of an error signal ``δ_t`` the write-up named, or None."""
         items = atom.subs if atom.step is None else (atom.step,) + atom.subs
-        found = [(p, q) for p, q in self.signals.get(atom.key.sups, []) if items[:len(p)] == p]
-        if not found:
+        signals = self.signals.get(atom.key.sups, [])
+        found = [(p, q) for p, q in signals if items[:len(p)] == p]
+        if found:
+            prefix, qname = max(found, key=lambda pq: len(pq[0]))
+            try:
+                step, entries = self._step_and_entries(qname, items[len(prefix):], atom)
+                return qname, step, entries
+            except ReadError:
+                if prefix:
+                    raise
+        # δ_{o,t} ≜ ∂E/∂net_{o,t}, δ_{f,t} ≜ ∂E/∂net_{f,t}, …: the write-up's pattern, so δ_{c,t}
+        # is ∂E/∂net_{c,t} though only δ_{\bar{c},t} was defined
+        bodies = {split_name(q).body for p, q in signals if p and split_name(q).subscripts == p}
+        if len(bodies) != 1 or not atom.subs:
+            if found:
+                raise ReadError(f"δ{atom.sup}_{{{','.join(items)}}} names no quantity the write-up defined", atom.pos)
             return None
-        prefix, qname = max(found, key=lambda pq: len(pq[0]))
-        step, entries = self._step_and_entries(qname, items[len(prefix):], atom)
+        body = bodies.pop()
+        try:
+            qname, step, entries = self.resolve(Atom(NameKey(body), atom.subs, body, "", atom.pos, atom.step))
+        except ReadError:
+            return None
+        self.used.add("signal-pattern")
         return qname, step, entries
 
     def resolve(self, atom: Atom) -> tuple[str, Step | None, tuple]:
@@ -245,9 +263,15 @@ class Glossary:
         items = list(rest)
         step = None
         if items and self.is_step(items[0]):
-            if not q.sequence:
+            if not q.sequence and q.role == "param" and self.step(items[0]) == Step("t", 0):
+                # W_{oh,t}: the copy of W_oh used at step t (an LSTM note's), whose gradient is
+                # step t's term of the whole
+                items.pop(0)
+                self.used.add("param-step")
+            elif not q.sequence:
                 raise ReadError(f"'{qname}' is not a sequence, so it has no step {items[0]}", atom.pos)
-            step = self.step(items.pop(0))
+            else:
+                step = self.step(items.pop(0))
         entries: list[str] = []
         for item in items:
             if re.fullmatch(r"[a-zA-Z]", item) and item != self.index:

@@ -244,6 +244,11 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         if declared and declared.group(3):
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    if use == "param-step":
+        return "a parameter with the step t in its subscript (W_{oh,t}) read as its copy used at step t"
+    if use == "signal-pattern":
+        return ("an error signal δ_{x,t} the write-up did not define read as ∂L/∂ of the name its other "
+                "δ_{g,t} follow (δ_{o,t} = ∂L/∂net_{o,t})")
     found = _CDOT_ELEMENTWISE.search(text)
     return ("· read as the elementwise product, as the write-up says"
             + (f" (line {lines.line_col(found.start())[0]})" if found else ""))
