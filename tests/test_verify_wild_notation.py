@@ -760,3 +760,52 @@ def test_codecogs_images_with_html_entities_in_markdown():
     from symderiv.claims.sources import markdown_images
     out = markdown_images(WANESTA_IMG)
     assert r"$$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,j}$$" in out
+
+
+# wanesta/Deep_Learning_Note, RNN_LSTM_.md, the LSTM's training (the formulas as the note's
+# codecogs images hold them): net_{o,t} in plain letters, =^{def}, per-step copies W_{oh,t},
+# δ_{c,t} for the δ_{\overline{c},t} it defined, and Σ_{j=1}^{t} with E the error at the last step t.
+WANESTA = r"""
+$$\delta_{t}=^{def} \frac{\partial E}{\partial h_{t}}$$
+$$\delta_{o,t}=^{def}=\frac{\partial E}{\partial net_{o,t}}$$
+$$\delta_{f,t}=^{def}\frac{\partial E}{\partial net_{f,t}}$$
+$$\delta_{i,t}=^{def}\frac{\partial E}{\partial net_{i,t}}$$
+$$\delta_{\overline{c},t}=^{def}\frac{\partial E}{\partial net_{\overline{c},t}}$$
+$$\frac{\partial E}{\partial W_{oh,t}}=\frac{\partial E}{\partial net_{o,t}}\frac{\partial net_{o,t}}{\partial W_{oh,t}}$$
+$$=\delta_{o,t}h_{t-1}^{T}$$
+$$\frac{\partial E}{\partial W_{ch,t}}=\frac{\partial E}{\partial net_{c,t}}\frac{\partial net_{c,t}}{\partial W_{fh,t}}$$
+$$=\delta_{c,t}h_{t-1}^{T}$$
+$$\frac{\partial E}{\partial W_{oh}}=\Sigma_{j=1}^{t}\delta_{o,j}h_{j-1}^{T}$$
+$$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,t}$$
+"""
+
+
+def test_lstm_note_gate_names_per_step_copies_and_running_sums(tmp_path):
+    model = WILD / "wanesta_lstm" / "model.sdm"
+    # expected.json's c10, c11, c16, c17, c18, c29
+    assert judged(tmp_path, WANESTA, model) == [
+        ("W_oh", "per-step", []), ("W_oh", "per-step", []),
+        ("W_ch", "incorrect", ["wrong-factor"]), ("W_ch", "per-step", []),
+        ("W_oh", "correct", []), ("b_o", "incorrect", ["missing-sum-over-time"])]
+    r = report(tmp_path, WANESTA, model)
+    assert "copy used at step t" in r.verdicts[0].message
+    assert "t the last step T" in r.verdicts[4].message
+    assert "∂net_c/∂W_fh where ∂net_c/∂W_ch belongs" in r.verdicts[2].message
+    # the running step dropped from one factor: h_{t-1} (the last step's) in every term
+    slip = WANESTA.replace(r"\delta_{o,j}h_{j-1}^{T}", r"\delta_{o,j}h_{t-1}^{T}")
+    assert judged(tmp_path, slip, model)[4][:2] == ("W_oh", "incorrect")
+
+
+def test_a_sum_to_t_is_the_last_step_only_where_the_loss_is_at_the_last_step(tmp_path):
+    # seed_rnn sums its loss over the steps: Σ_{k=1}^{t} there is a partial sum, not read as one to T
+    text = r"$$\frac{\partial L}{\partial \mathbf{W}} = \Sigma_{k=1}^{t} \delta \mathbf{y}_{o,k} \mathbf{h}_k^\top$$"
+    assert [v for _, v, _ in judged(tmp_path, text, EXAMPLES / "seed_rnn.sdm")] == ["unreadable"]
+    assert judged(tmp_path, text.replace("^{t}", "^{T}"), EXAMPLES / "seed_rnn.sdm") == [("W", "correct", [])]
+
+
+def test_plain_letter_functions_and_names(tmp_path):
+    # the note's δ_{o,t}: tanh and the gate names written without \tanh or \text
+    text = WANESTA.split("$$\\frac")[0] + (
+        r"$$\delta_{o,t}^{T}=\delta_{t}^{T}\circ tanh(c_{t})\circ o_{t}\circ(1-o_{t})$$" + "\n")
+    out = judged(tmp_path, text, WILD / "wanesta_lstm" / "model.sdm")
+    assert out == [("net_o[t]", "correct", [])]

@@ -661,6 +661,7 @@ class _Check:
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
         yield from self._jacobian_variables(r)
+        yield from self._summands_at_a_fixed_step(r)
         yield from self._other_factors(r)
 
     def show(self, node) -> str:
@@ -759,6 +760,26 @@ class _Check:
                 given = C.Given(term.expr)
                 yield r.then("missing-recurrent-term", C.Terms((r.node, given)),
                              "the term {} through step t+" + str(term.offset) + " is missing", given)
+
+    def _summands_at_a_fixed_step(self, r: Repair):
+        """``Σ_{j=1}^{t} δ_{o,t}``: a sum over the steps whose summand is written at one fixed step
+        (T copies of the last step's term); the summand at the running step is the repair."""
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.OverTime) or C.depends_on_step(n.arg):
+                continue
+            fixed = [x for _, x in C.positions(n.arg) if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step)]
+            if not fixed:
+                continue
+
+            def running(x):
+                if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step) and x.offset.base in ("T", ""):
+                    return replace(x, offset=x.offset.offset if x.offset.base == "T" else 0)
+                return x
+
+            yield r.then("missing-sum-over-time", C.replace_at(r.node, path, C.OverTime(C.transform(n.arg, running),
+                                                                                          n.start)),
+                         "the summand is written at one step, {}: the sum over the steps needs it at each step",
+                         n.arg)
 
     def _jacobian_variables(self, r: Repair):
         """A chain rule's last link taken in the wrong variable: ``∂net_c/∂W_fh`` (which is zero,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...ir.expr import AtEnd, TimeSum
 from ...ir.model import Model
 from ...ir.names import split_name
 from ..tree import ReadError, Step
@@ -129,6 +130,8 @@ class Glossary:
         loss = next((q for q in model.quantities.values() if q.role == "loss"), None)
         glossary.mean_loss = model.length is not None and loss is not None and loss.expr is not None and \
             model.length in loss.expr.free_symbols
+        glossary.last_step_loss = loss is not None and loss.expr is not None and model.has_time and \
+            bool(loss.expr.atoms(AtEnd)) and not loss.expr.has(TimeSum)
         for q in model.quantities.values():
             if q.auxiliary and "y" not in bodies:
                 # A pre-activation symderiv calls z_h is also y_h, as the seed course writes it,
@@ -166,9 +169,17 @@ class Glossary:
         return {k.body for table in (self.table, self.aliases) for k in table
                 if len(k.body) > 1 and k.body.isalpha()}
 
+    #: Inside ``\\Sigma_{j=1}^{t}`` (an LSTM note's sum over the steps with E at the last step
+    #: t): j is the running step, and t the last step T.
+    running: str | None = None
+    last: str | None = None
+    #: The loss reads only the last step (E = ℓ(h_T)): a sum to "t" in a write-up that says E is
+    #: the error at time t runs to the last step.
+    last_step_loss: bool = False
+
     @property
     def index(self) -> str:
-        return self.model.time_index or "t"
+        return self.running or self.model.time_index or "t"
 
     @property
     def length(self) -> str:
@@ -247,13 +258,17 @@ class Glossary:
                 return item[1:]
         return item
 
+    def _steps_pattern(self) -> str:
+        names = [self.index, self.length] + ([self.last] if self.last else [])
+        return "(" + "|".join(map(re.escape, names)) + r")([+-]\d+)?"
+
     def is_step(self, item: str) -> bool:
         item = self._bare(item)
-        return re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?|\d+", item) is not None
+        return re.fullmatch(self._steps_pattern() + r"|\d+", item) is not None
 
     def step(self, item: str) -> Step:
         item = self._bare(item)
-        m = re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?", item)
+        m = re.fullmatch(self._steps_pattern(), item)
         if m is None:
             return Step("", int(item))
         return Step("t" if m.group(1) == self.index else "T", int(m.group(2) or 0))
@@ -274,7 +289,7 @@ class Glossary:
                 step = self.step(items.pop(0))
         entries: list[str] = []
         for item in items:
-            if re.fullmatch(r"[a-zA-Z]", item) and item != self.index:
+            if re.fullmatch(r"[a-zA-Z]", item) and item not in (self.index, self.last):
                 entries.append(item)
             elif re.fullmatch(r"[a-zA-Z]{2}", item) and not q.is_vector and not entries:
                 entries.extend(item)
@@ -330,7 +345,8 @@ class NameReader(Cursor):
                 script = self.group()
                 for part in split_top(script, lambda t: t.value == ","):
                     # b_{y_i}, \\hat{y}_{t_k}: a subscript with its own subscript is two items
-                    subs.extend(plain(piece) for piece in split_top(part, lambda t: t.value == "_") if piece)
+                    subs.extend(_accents_alike(plain(piece)) for piece in split_top(part, lambda t: t.value == "_")
+                                if piece)
             elif self.is_char("^") and self._is_name_superscript():
                 tok = self.take()
                 script = self.group()
@@ -441,6 +457,15 @@ class NameReader(Cursor):
         if core is None or not self.at_end() or core[3]:
             return None
         return core[0]
+
+
+def _accents_alike(text: str) -> str:
+    """A subscript with its accents spelled one way: ``net_{\\overline{c}}`` is ``net_{\\bar{c}}``
+    (in plain text, braces dropped: ``\\overlinec``)."""
+    for command, accent in ACCENTS.items():
+        if command != accent:
+            text = text.replace("\\" + command, "\\" + accent)
+    return text
 
 
 def _time_superscript(text: str, index: str, length: str, numbers: bool = False) -> str | None:

@@ -329,6 +329,10 @@ class ExpressionParser(NameReader):
                 return method()
             if t.value == "Delta" and self.is_char("_", 1) and self._delta_of_loss():
                 return self._big_delta()
+            if t.value == "Sigma" and self.is_char("_", 1) and any(
+                    x.value == "=" for x in self.toks[self.i + 2:matching(self.toks, self.i + 2) + 1]
+                    if self.is_char("{", 2)):
+                return self._sum()  # \Sigma_{j=1}^{t}: the letter written for the sum sign
             if t.value in FUNCTION_COMMANDS and not self._names_a_quantity():
                 return self._function(FUNCTION_COMMANDS[t.value])
             special = self._ones_or_zero() if t.value in FONTS else None
@@ -766,12 +770,17 @@ class ExpressionParser(NameReader):
 
     def _sum(self):
         head = self.take()
-        lower = None
+        lower = upper = None
         while self.is_char("_") or self.is_char("^"):
             mark = self.take().value
             script = self.group()  # the upper limit is the whole range (T, or the size of the index)
             if mark == "_":
                 lower = script
+            else:
+                upper = script
+        running = self._running_step(lower, upper)
+        if running is not None:
+            return running
         index = self._sum_index(lower, head)
         body = self.elementwise()
         if isinstance(index, int):
@@ -779,6 +788,31 @@ class ExpressionParser(NameReader):
         if index is None:
             return OverTime(body)
         return IndexSum(index, body)
+
+    def _running_step(self, lower: list[Tok] | None, upper: list[Tok] | None):
+        """``Σ_{j=1}^{t} δ_{o,j} h_{j-1}^T`` (an LSTM note's, E the error at the last step t): a sum
+        over the steps whose running step is j, t in it the last step; None if the sum is not
+        one over the steps with its own letter."""
+        m = re.fullmatch(r"([a-zA-Z])=1", plain(lower or []))
+        time, length = self.glossary.index, self.glossary.length
+        top = plain(upper or [])
+        if m is None or m.group(1) in (time, length) or top not in (time, length) or self.glossary.running:
+            return None
+        if top == time and not self.glossary.last_step_loss:
+            return None  # Σ_{k=1}^{t} of a loss summed over the steps: a partial sum, not read
+        letter = m.group(1)
+        save = self.i
+        self.glossary.running, self.glossary.last = letter, (time if top == time else None)
+        try:
+            body = self.elementwise()
+        except ReadError:
+            self.i = save
+            raise
+        finally:
+            self.glossary.running, self.glossary.last = None, None
+        if top == time:
+            self.glossary.used.add("last-step")
+        return OverTime(body)
 
     def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | int | None:
         """None for Σ_t over the whole sequence; else the entry index summed over."""

@@ -14,13 +14,18 @@ from dataclasses import dataclass, field, replace
 
 from ..tree import (
     STEP_T,
+    ChainRule,
     Claim,
     Entry,
     Grad,
+    Hadamard,
     Jacobian,
+    Neg,
     ReadError,
     ShapeMismatch,
     Terms,
+    Transposed,
+    Val,
     anchor_steps,
     claim_target,
     make_claim,
@@ -244,6 +249,10 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         if declared and declared.group(3):
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    if use == "row":
+        return "δx^T = … read as the gradient δx written as a row"
+    if use == "last-step":
+        return "in Σ_{j=1}^{t}, j is the running step and t the last step T (the error is that of the last step)"
     if use == "param-step":
         return "a parameter with the step t in its subscript (W_{oh,t}) read as its copy used at step t"
     if use == "signal-pattern":
@@ -274,10 +283,13 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
         return None
     last = members[-1]
     shown = _claim_text(text, lhs, last)
+    row = False
     try:
         target_node = ExpressionParser(lhs, text, glossary).whole()
         if isinstance(target_node, Jacobian):
             return SKIPPED
+        if isinstance(target_node, Transposed) and isinstance(target_node.arg, Grad):
+            target_node, row = target_node.arg, True  # δ_{o,t}^T = …: the gradient written as a row
         target = claim_target(model, target_node)
     except ReadError as exc:
         return Claim(line, col, shown, problem=_where(lines, exc, lhs[0].pos))
@@ -289,7 +301,34 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
             raise ReadError("∂L/∂(expression) on a right side: name the expression with ≜ first", rhs.pos)
     except ReadError as exc:
         return Claim(line, col, shown, target, problem=_where(lines, exc, last[0].pos if last else None))
+    if row:
+        rhs = _as_column(rhs, model) if model.quantities[target.name].is_vector else Transposed(rhs)
+        glossary.used.add("row")
     return make_claim(model, line, col, shown, target_node, rhs)
+
+
+def _as_column(node, model):
+    """The right side of ``δx^T = …`` as the column δx: a product written as a row (``δ^T W``)
+    transposed; an elementwise product of vectors, whichever way each is written (``δ_t^T ∘
+    tanh(c_t)``), and a chain rule or a lone δ (the same vector in either layout), as they are."""
+    if isinstance(node, Terms):
+        return Terms(tuple(_as_column(t, model) for t in node.terms))
+    if isinstance(node, Neg):
+        return Neg(_as_column(node.arg, model))
+    if isinstance(node, Hadamard):
+        return Hadamard(tuple(_unrowed(f, model) for f in node.factors))
+    if isinstance(node, (ChainRule, Grad, Val)):
+        return node
+    if isinstance(node, Transposed) and _unrowed(node, model) is not node:
+        return node.arg
+    return Transposed(node)
+
+
+def _unrowed(node, model):
+    """A vector written transposed inside an elementwise product, as the vector."""
+    if isinstance(node, Transposed) and isinstance(node.arg, (Grad, Val)) and model.quantities[node.arg.name].is_vector:
+        return node.arg
+    return node
 
 
 def _is_claim_side(tokens: list[Tok]) -> bool:
