@@ -849,17 +849,24 @@ class ClaimExpressionBuilder:
             of, wrt = link.of, link.wrt
             if here is None or of.name != here.name or of.offset != here.offset:
                 raise ShapeMismatch("the factors of the chain rule do not link up")
-            cot = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
-            if cot is None:
-                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
+            carried = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
+            if carried is None:
+                # ∂h_t/∂h_{t-1} of an LSTM: through the step's own values (o_t, c_t, the gates),
+                # the other inputs of the step (c_{t-1}, x_t) held fixed
+                carried = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0, within_step=True)
+            if carried is None:
+                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name}")
+            cot = carried
             here = wrt
         return cot
 
-    def _carried(self, a: str, oa, cot, b: str, ob, depth: int):
+    def _carried(self, a: str, oa, cot, b: str, ob, depth: int, within_step: bool = False):
         """The adjoint ``cot`` of a (at offset ``oa``) carried back to b (at ``ob``) through the
-        equation of a, and through any pre-activation symderiv named on the way; None if none."""
+        equation of a, and through any pre-activation symderiv named on the way; None if none.
+        ``within_step``: through every value a's step computes on the way (not only symderiv's
+        pre-activations), never through a value of another step or a parameter."""
         q = self.model.quantities[a]
-        if q.expr is None or depth > 4:
+        if q.expr is None or depth > (MAX_STEP_DEPTH if within_step else 4):
             return None
         parts = []
         symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
@@ -881,7 +888,12 @@ class ClaimExpressionBuilder:
             if c == b and (not target.sequence or oc_claim == ob):
                 parts.append(g)
             elif target.auxiliary and c != a:
-                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1)
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1, within_step)
+                if deeper is not None:
+                    parts.append(deeper)
+            elif (within_step and c != a and target.expr is not None and target.role not in ("param", "loss")
+                  and target.sequence and oc == 0):
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1, within_step)
                 if deeper is not None:
                     parts.append(deeper)
         return E.add(*parts) if parts else None
@@ -890,6 +902,11 @@ class ClaimExpressionBuilder:
         raise ShapeMismatch("an entry outside an entry claim")
 
     _IndexSum = _Entry
+
+
+#: How many equations of one step a Jacobian ∂h_t/∂h_{t-1} is carried through (an LSTM's is 4:
+#: h_t, c_t, f_t, net_{f,t}).
+MAX_STEP_DEPTH = 8
 
 
 def _reads(model, q, symbol) -> list:

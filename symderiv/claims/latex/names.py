@@ -465,7 +465,8 @@ def _accents_alike(text: str) -> str:
     for command, accent in ACCENTS.items():
         if command != accent:
             text = text.replace("\\" + command, "\\" + accent)
-    return text
+    # and its argument braced again, as the printers write it back: \\barc → \\bar{c}
+    return re.sub(r"\\(bar|hat|tilde)([A-Za-z])(?![A-Za-z])", r"\\\1{\2}", text)
 
 
 def _time_superscript(text: str, index: str, length: str, numbers: bool = False) -> str | None:

@@ -250,7 +250,7 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
     if use == "row":
-        return "δx^T = … read as the gradient δx written as a row"
+        return "a left side δx^T read as the gradient δx written as a row"
     if use == "last-step":
         return "in Σ_{j=1}^{t}, j is the running step and t the last step T (the error is that of the last step)"
     if use == "param-step":
