@@ -247,6 +247,11 @@ class Glossary:
             if time is not None:
                 return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]), atom.subs,
                                          atom.core, atom.sup, atom.pos, time))
+        example = re.fullmatch(r"\(([a-zA-Z])\)", atom.key.sups[-1]) if atom.key.sups else None
+        if example and example.group(1) not in (self.index, self.length):
+            # y^{(i)}: example i, an entry of the batch's vector y, if no layer is called (i)
+            return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]),
+                                     atom.subs + (example.group(1),), atom.core, atom.sup, atom.pos, atom.step))
         written = f"{atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
         raise ReadError(f"unknown name {written}: not a quantity of the model" + preactivation_hint(self.model, atom),
                         atom.pos)

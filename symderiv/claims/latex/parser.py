@@ -762,11 +762,32 @@ class ExpressionParser(NameReader):
         if atom.key == NameKey(self.glossary.length) and not atom.subs and self.glossary.model.length is not None \
                 and self.glossary.length not in self.glossary.model.quantities:
             return Given(self.glossary.model.length)  # T, the number of steps, as a number
+        size = self._dim_value(atom)
+        if size is not None:
+            return size
         qname, step, entries = self.glossary.resolve(atom)
         if self.glossary.model.quantities[qname].role == "loss":
             raise ReadError("the loss itself on a right side", atom.pos)
         node = Val(qname, step)
         return Entry(node, entries) if entries else node
+
+    def _dim_value(self, atom: Atom):
+        """A dim of the model as a number (``\\frac{1}{n}``, n the number of examples), where no
+        quantity is called so; the write-ups' N for the model's n too, if the model has one
+        dim of that letter and no other spelling."""
+        if atom.subs or atom.key.sups or atom.key.accent or atom.step is not None:
+            return None
+        try:
+            self.glossary.resolve(atom)
+            return None  # a quantity of the model
+        except ReadError:
+            pass
+        dims = self.glossary.model.dims
+        name = atom.key.body
+        if name in dims:
+            return Given(dims[name])
+        alike = [d for d in dims if d.lower() == name.lower()]
+        return Given(dims[alike[0]]) if len(alike) == 1 else None
 
     def _sum(self):
         head = self.take()

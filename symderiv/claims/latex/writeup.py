@@ -19,6 +19,7 @@ from ..tree import (
     Entry,
     Grad,
     Hadamard,
+    IndexSum,
     Jacobian,
     Neg,
     ReadError,
@@ -29,6 +30,7 @@ from ..tree import (
     anchor_steps,
     claim_target,
     make_claim,
+    positions,
     references,
 )
 from .displays import DEFINITIONS, INLINE, Chain, chains_of, displayed_spans, rows_of
@@ -249,6 +251,8 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         if declared and declared.group(3):
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    if use == "matrix-rows":
+        return "row i of a matrix (P_i) summed over i read as the vector of a vector's gradient"
     if use == "row":
         return "a left side δx^T read as the gradient δx written as a row"
     if use == "last-step":
@@ -304,7 +308,26 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
     if row:
         rhs = _as_column(rhs, model) if model.quantities[target.name].is_vector else Transposed(rhs)
         glossary.used.add("row")
+    elif model.quantities[target.name].is_vector and not target.indices and _sums_matrix_rows(rhs, model):
+        # ∇_b = (1/N) Σ_i (P_i − Y_i): the rows of P summed (a row), as the vector b
+        glossary.used.add("matrix-rows")
+        claim = make_claim(model, line, col, shown, target_node, rhs)
+        if claim.rhs is not None:
+            claim.rhs = Transposed(claim.rhs)
+        return claim
     return make_claim(model, line, col, shown, target_node, rhs)
+
+
+def _sums_matrix_rows(node, model) -> bool:
+    """Whether the tree sums rows of a matrix over an index (``Σ_i P_i``, P a matrix, i its rows)."""
+    found = False
+    for _, n in positions(node):
+        if isinstance(n, IndexSum):
+            for _, m in positions(n.arg):
+                if isinstance(m, Entry) and len(m.indices) == 1 and m.indices[0] == n.index \
+                        and isinstance(m.arg, Val) and model.quantities[m.arg.name].kind == "matrix":
+                    found = True
+    return found
 
 
 def _as_column(node, model):
