@@ -102,6 +102,15 @@ class Power:
 
 
 @dataclass(frozen=True)
+class MatrixPower:
+    """A square matrix to an integer power (W^{4-j-1} of a sum over fixed steps); negative:
+    the inverse's."""
+
+    arg: object
+    exponent: int
+
+
+@dataclass(frozen=True)
 class Transposed:
     arg: object
 
@@ -725,6 +734,19 @@ class ClaimExpressionBuilder:
         if 0 < k <= 3:
             return E.hadamard(*([base] * k))
         return HadamardPower(base, k)
+
+    def _MatrixPower(self, node: MatrixPower, like):
+        base = self.build(node.arg)
+        if not _is_matrix(base) or base.shape[0] != base.shape[1] or base.shape == (1, 1):
+            raise ShapeMismatch(f"a matrix power of {self._shaped(base) if _is_matrix(base) else 'a number'}, "
+                                "which is not a square matrix")
+        k = abs(node.exponent)
+        if k == 0:
+            return sp.Identity(base.shape[0])
+        out = base
+        for _ in range(k - 1):
+            out = self._times(out, base)
+        return E.inverse(out) if node.exponent < 0 else out
 
     def _Transposed(self, node: Transposed, like):
         inner = self.build(node.arg, None if like is None else (like[1], like[0]))

@@ -374,7 +374,7 @@ class NameReader(Cursor):
             text = plain(self.group())
         finally:
             self.i = save
-        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ)?-?\d+", text)
+        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ|=)?-?\d+", text)
                     or text in INVERSE_TRANSPOSES)
 
     def letter_run(self) -> str:

@@ -22,6 +22,7 @@ from ..tree import (
     Hadamard,
     IndexSum,
     Jacobian,
+    MatrixPower,
     Neg,
     Num,
     Ones,
@@ -178,6 +179,9 @@ class ExpressionParser(NameReader):
         return self._product_of(factors)
 
     def _product_of(self, factors: list):
+        if any(isinstance(f, _Links) for f in factors) and len(factors) > 1:
+            # (∏_j ∂s_j/∂s_{j-1}) between other factors: its Jacobians, in place
+            factors = [x for f in factors for x in (f.links if isinstance(f, _Links) else [f])]
         if len(factors) == 2 and isinstance(_untransposed(factors[0]), Grad) and isinstance(factors[1], Terms) \
                 and all(isinstance(_untransposed(x), (Jacobian, _Links)) for x in factors[1].terms):
             # ∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W): the δ carried along each path
@@ -264,6 +268,9 @@ class ExpressionParser(NameReader):
             return Transposed(Call("inv", node))
         if text == "-1":  # X^{-1}: the inverse of a square matrix (of a vector, 1 ⊘ v)
             return Call("inv", node)
+        if script and all(t.kind == "num" and t.value.startswith("=") for t in script):
+            # W^{4-j-1} inside a sum written out: the power of a matrix (of a value, elementwise)
+            return MatrixPower(node, self._exponent(script[0].value[1:], tok))
         m = re.fullmatch(r"(?:\\circ)?(-?\d+)", text)
         if m:
             return Power(node, self._exponent(m.group(1), tok))
@@ -323,8 +330,8 @@ class ExpressionParser(NameReader):
             return self._norm()
         if t.kind == "cmd":
             method = {"frac": self._fraction, "dfrac": self._fraction, "tfrac": self._fraction,
-                      "delta": self._delta, "sum": self._sum, "partial": self._partial, "nabla": self._partial}.get(
-                t.value)
+                      "delta": self._delta, "sum": self._sum, "partial": self._partial, "nabla": self._partial,
+                      "prod": self._product_over}.get(t.value)
             if method is not None:
                 return method()
             if t.value == "Delta" and self.is_char("_", 1) and self._delta_of_loss():
@@ -799,6 +806,9 @@ class ExpressionParser(NameReader):
                 lower = script
             else:
                 upper = script
+        expanded = self._expanded(lower, upper, "sum")
+        if expanded is not None:
+            return expanded
         running = self._running_step(lower, upper)
         if running is not None:
             return running
@@ -809,6 +819,68 @@ class ExpressionParser(NameReader):
         if index is None:
             return OverTime(body)
         return IndexSum(index, body)
+
+    def _product_over(self):
+        """``\\prod_{j=k+1}^{4} ∂s_j/∂s_{j-1}`` over fixed numbers: the factors written out."""
+        head = self.take()
+        lower = upper = None
+        while self.is_char("_") or self.is_char("^"):
+            mark = self.take().value
+            script = self.group()
+            if mark == "_":
+                lower = script
+            else:
+                upper = script
+        expanded = self._expanded(lower, upper, "prod")
+        if expanded is None:
+            raise self.error("a product ∏ is read only over fixed numbers (∏_{j=2}^{4})", head)
+        return expanded
+
+    def _expanded(self, lower: list[Tok] | None, upper: list[Tok] | None, kind: str):
+        """A sum or product over a letter between two numbers (``Σ_{j=1}^{4}`` in a claim about
+        step 4), its terms written out with the letter replaced by each number; None if the
+        bounds are not numbers."""
+        m = re.fullmatch(r"([a-zA-Z])=(.+)", plain(lower or []))
+        if m is None or m.group(1) in (self.glossary.index, self.glossary.length):
+            return None
+        start, stop = _integer(m.group(2)), _integer(plain(upper or []))
+        if start is None or stop is None or stop - start >= MAX_EXPANDED:
+            return None
+        letter = m.group(1)
+        end = self.i
+        depth = 0
+        while end < len(self.toks):  # the summand: up to the next + or - outside brackets
+            t = self.toks[end]
+            if t.kind == "char" and t.value in "{([":
+                depth += 1
+            elif t.kind == "char" and t.value in "})]":
+                depth -= 1
+            elif depth == 0 and end > self.i and t.kind == "char" and t.value in "+-":
+                break
+            end += 1
+        body = self.toks[self.i:end]
+        self.i = end
+        parts = []
+        for v in range(start, stop + 1):
+            sub = self.sub_parser(_folded([Tok("num", str(v), t.pos, t.end) if t.kind == "letter" and t.value == letter
+                                           else t for t in body]))
+            node = sub.elementwise()
+            if not sub.at_end():
+                rest = sub.toks[sub.i]
+                raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here", rest)
+            parts.append(node)
+        if kind == "sum":
+            if not parts:
+                return Num(Fraction(0))
+            return _flat(Terms, parts)
+        links: list = []
+        for p in parts:
+            links.extend(p.links if isinstance(p, _Links) else [p])
+        if all(isinstance(_untransposed(p), Jacobian) for p in links):
+            return _Links(tuple(links), body[0].pos if body else 0)
+        if not parts:
+            return Num(Fraction(1))
+        return _flat(Product, parts)
 
     def _running_step(self, lower: list[Tok] | None, upper: list[Tok] | None):
         """``Σ_{j=1}^{t} δ_{o,j} h_{j-1}^T`` (an LSTM note's, E the error at the last step t): a sum
@@ -854,6 +926,45 @@ class ExpressionParser(NameReader):
         if start is not None and not start.isdigit():
             raise self.error(f"a sum over {index} from {start} is not supported", head)
         return index
+
+
+#: The most terms a sum (or factors a product) over fixed numbers is written out into.
+MAX_EXPANDED = 32
+
+
+def _integer(text: str) -> int | None:
+    """The value of ``4``, ``4+1``, ``4-3-1`` (numbers, + and −), without evaluating anything else."""
+    text = text.replace(" ", "")
+    if not re.fullmatch(r"[+-]?\d{1,4}([+-]\d{1,4})*", text):
+        return None
+    return sum(int(x) for x in re.findall(r"[+-]?\d+", text))
+
+
+def _folded(tokens: list[Tok]) -> list[Tok]:
+    """A script of numbers, + and − (``s_{4-1}``, ``W^{4-4-1}``, after a sum's letter became 4)
+    as one number; an exponent so folded is marked (a ``num`` token ``=k``), read as a matrix power."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        out.append(t)
+        if t.kind == "char" and t.value in "_^" and i + 1 < len(tokens) and tokens[i + 1].value == "{":
+            close = matching(tokens, i + 1)
+            inner = tokens[i + 2:close]
+            value = _integer("".join(x.value for x in inner)) if inner and all(
+                x.kind == "num" or (x.kind == "char" and x.value in "+-") for x in inner) else None
+            if value is not None and (len(inner) > 1 or t.value == "^"):
+                first, last = tokens[i + 1], tokens[close]
+                if t.value == "^":
+                    out.append(Tok("char", "{", first.pos, first.end))
+                    out.append(Tok("num", f"={value}", inner[0].pos, inner[-1].end))
+                    out.append(Tok("char", "}", last.pos, last.end))
+                else:
+                    out.append(Tok("num", str(value), first.pos, last.end))
+                i = close + 1
+                continue
+        i += 1
+    return out
 
 
 def _fragment(node):
