@@ -153,10 +153,12 @@ class OverTime:
 
 @dataclass(frozen=True)
 class Jacobian:
-    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule."""
+    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule;
+    ∂a_k/∂b_l with ``entries`` ((k,), (l,)), in an index-summed chain rule."""
 
     of: object
     wrt: object
+    entries: tuple = ((), ())
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def with_children(node, kids: tuple):
     if isinstance(node, LEAVES):
         return node
     if isinstance(node, Jacobian):
-        return Jacobian(*kids)
+        return replace(node, of=kids[0], wrt=kids[1])
     if isinstance(node, ChainRule):
         return ChainRule(kids[0], tuple(kids[1:]))
     return replace(node, arg=kids[0])
@@ -929,6 +931,42 @@ class ClaimExpressionBuilder:
 #: How many equations of one step a Jacobian ∂h_t/∂h_{t-1} is carried through (an LSTM's is 4:
 #: h_t, c_t, f_t, net_{f,t}).
 MAX_STEP_DEPTH = 8
+
+
+def earlier_params(model, name: str) -> set:
+    """The parameters that reach ``name`` at step t through a value of an earlier step as well
+    (W reaches h_t through h_{t-1}; V reaches q_t = V h_t only at step t)."""
+    def closure(n: str, seen: set) -> set:
+        if n in seen:
+            return set()
+        seen.add(n)
+        q = model.quantities[n]
+        if q.role == "param":
+            return {n}
+        if q.expr is None:
+            return set()
+        out: set = set()
+        for c, _, _ in _reads(model, q, E.Delta(q.symbol)):
+            out |= closure(c, seen)
+        return out
+
+    def walk(n: str, seen: set) -> set:
+        if n in seen:
+            return set()
+        seen.add(n)
+        q = model.quantities[n]
+        if q.expr is None or q.role == "param":
+            return set()
+        out: set = set()
+        symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
+        for c, oc, _ in _reads(model, q, symbol):
+            if oc is not None and oc < 0:
+                out |= closure(c, set())
+            elif model.quantities[c].role != "param":
+                out |= walk(c, seen)
+        return out
+
+    return walk(name, set())
 
 
 def _reads(model, q, symbol) -> list:

@@ -37,6 +37,7 @@ from ..tree import (
     Val,
     Zero,
     children,
+    earlier_params,
 )
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
@@ -182,6 +183,8 @@ class ExpressionParser(NameReader):
         if any(isinstance(f, _Links) for f in factors) and len(factors) > 1:
             # (∏_j ∂s_j/∂s_{j-1}) between other factors: its Jacobians, in place
             factors = [x for f in factors for x in (f.links if isinstance(f, _Links) else [f])]
+        if len(factors) > 1 and any(isinstance(f, Jacobian) and f.entries != ((), ()) for f in factors):
+            return self._entry_chain_rule(factors)
         if len(factors) == 2 and isinstance(_untransposed(factors[0]), Grad) and isinstance(factors[1], Terms) \
                 and all(isinstance(_untransposed(x), (Jacobian, _Links)) for x in factors[1].terms):
             # ∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W): the δ carried along each path
@@ -198,6 +201,30 @@ class ExpressionParser(NameReader):
                 if left:
                     return _flat(Hadamard, [_flat(Product, left), Transposed(f.arg)])
         return _flat(Product, factors)
+
+    def _entry_chain_rule(self, factors: list):
+        """``∂E/∂ŷ_k ∂ŷ_k/∂q_l ∂q_l/∂V_{ij}`` (k, l summed, as index notation does): the entry (i, j)
+        of the vector chain rule ∂E/∂ŷ ∂ŷ/∂q ∂q/∂V, if each link's indices are the next one's."""
+        start, *links = factors
+        if not (isinstance(start, Entry) and isinstance(start.arg, Grad)) or not links or not all(
+                isinstance(j, Jacobian) for j in links):
+            raise self.error("entries of a Jacobian (∂a_i/∂b_j) are read only in a chain rule ∂L/∂a_k ∂a_k/∂b_l …")
+        here, indices = start.arg, tuple(start.indices)
+        plain_links = []
+        for j in links:
+            of_entries, wrt_entries = j.entries
+            if (j.of.name, j.of.offset) != (here.name, here.offset) or tuple(of_entries) != indices \
+                    or not of_entries or not wrt_entries:
+                raise self.error("the indices of this chain rule do not link up (∂L/∂a_k ∂a_k/∂b_l ∂b_l/∂c_m …)")
+            plain_links.append(Jacobian(j.of, j.wrt))
+            here, indices = j.wrt, tuple(wrt_entries)
+        model = self.glossary.model
+        for j in plain_links:
+            if model.quantities[j.wrt.name].role == "param" and j.wrt.name in earlier_params(model, j.of.name):
+                raise self.error(f"∂{j.of.name}/∂{j.wrt.name} of entries: {j.of.name} depends on {j.wrt.name} "
+                                 "through earlier steps too, and index notation does not say whether the explicit "
+                                 "or the total derivative is meant")
+        return Entry(ChainRule(start.arg, tuple(plain_links)), indices)
 
     def _chain_rule(self, factors: list):
         """∂L/∂a ∂a/∂b ∂b/∂c, in any order or layout: a ``ChainRule`` from δa along the links."""
@@ -576,11 +603,9 @@ class ExpressionParser(NameReader):
             if atom is None or not sub.at_end():
                 raise self.error("a Jacobian ∂a/∂b is read only between two quantities, in a chain rule", head)
             qname, step, entries = self.glossary.resolve(atom)
-            if entries:
-                raise self.error("entries of a Jacobian (∂a_i/∂b_j) are not supported; write the vector form",
-                                 head)
-            sides.append(Val(qname, step))
-        return Jacobian(*sides)
+            sides.append((Val(qname, step), entries))
+        (of, of_entries), (wrt, wrt_entries) = sides
+        return Jacobian(of, wrt, (of_entries, wrt_entries))
 
     def _loss_gradient(self, denom: list[Tok], head: Tok):
         if isinstance(self._loss(denom), str):  # ∂L/∂L_t = 1, with L = Σ_t L_t
