@@ -809,3 +809,85 @@ def test_plain_letter_functions_and_names(tmp_path):
         r"$$\delta_{o,t}^{T}=\delta_{t}^{T}\circ tanh(c_{t})\circ o_{t}\circ(1-o_{t})$$" + "\n")
     out = judged(tmp_path, text, WILD / "wanesta_lstm" / "model.sdm")
     assert out == [("net_o[t]", "correct", [])]
+
+
+# wildanjr19/ml-from-scratch, Linear-Regression/readme.md and LogisticRegression/readme.md: a
+# dim as a value (1/n), y^{(i)} for example i.
+WILDAN_LINREG = r"""$$dw = \frac{1}{n} X^\top \left(\hat{y} - y\right)$$
+
+$$db = \frac{1}{n} \sum_{i=1}^{n} \left(\hat{y}^{(i)} - y^{(i)}\right)$$
+"""
+
+
+def test_a_dim_as_a_value_and_examples_as_superscripts(tmp_path):
+    linreg, logreg = WILD / "wildan_linreg" / "model.sdm", WILD / "wildan_logreg" / "model.sdm"
+    # the mean squared error's gradients lack its factor 2 (expected.json: wrong-factor)
+    assert judged(tmp_path, WILDAN_LINREG, linreg) == [("w", "incorrect", ["wrong-factor"]),
+                                                       ("b", "incorrect", ["wrong-factor"])]
+    r = report(tmp_path, WILDAN_LINREG, linreg)
+    assert "1/2 times" in r.verdicts[0].message
+    # the mean cross-entropy's are right as written
+    assert judged(tmp_path, WILDAN_LINREG, logreg) == [("w", "correct", []), ("b", "correct", [])]
+    # n is a dim: with the 1/n left out, the factor is n, which no number repairs
+    assert judged(tmp_path, WILDAN_LINREG.replace(r"\frac{1}{n} X", "X"), logreg)[0][:2] == ("w", "incorrect")
+
+
+# x35yao/ml-from-scratch, docs/softmax_regression_math.md (codecogs images): the rows of P summed.
+X35YAO_SOFTMAX = (
+    '<img src="https://latex.codecogs.com/png.latex?%5Cnabla_W%20%3D%20%5Cfrac%7B1%7D%7BN%7D%20(P-Y)%5ET%20X" />\n\n'
+    '<img src="https://latex.codecogs.com/png.latex?%5Cnabla_b%20%3D%20%5Cfrac%7B1%7D%7BN%7D%20%5Csum_%7Bi%3D1%7D'
+    '%5EN%20(P_i%20-%20Y_i)" />\n')
+
+
+def test_rows_of_a_matrix_summed_as_a_vectors_gradient(tmp_path):
+    model = WILD / "x35yao_softmax" / "model.sdm"
+    assert judged(tmp_path, X35YAO_SOFTMAX, model) == [("W", "correct", []), ("b", "correct", [])]
+    assert "row i of a matrix" in report(tmp_path, X35YAO_SOFTMAX, model).verdicts[1].message.lower()
+    wrong = X35YAO_SOFTMAX.replace("(P_i%20-%20Y_i)", "(P_i%20%2B%20Y_i)")
+    assert wrong != X35YAO_SOFTMAX
+    assert judged(tmp_path, wrong, model)[1][:2] == ("b", "incorrect")
+
+
+def test_sums_and_products_over_fixed_numbers_are_written_out(tmp_path):
+    model = tmp_path / "sriram.sdm"
+    model.write_text(SRIRAM_MODEL)
+    # sriram7797/ML_techniques, "Backpropagation through time.ipynb": Σ_k of ∏_j of Jacobians
+    prod = (r"$\large{\frac{\partial E_4}{\partial W}= \sum_{k=1}^4 \frac{\partial E_4}{\partial s_4}."
+            r"(\prod_{j=k+1}^4\frac{\partial s_j}{\partial s_{j-1}})\frac{\partial s_k}{\partial W}}$")
+    assert judged(tmp_path, _notebook(prod), model, ".ipynb") == [("W", "per-step", [])]
+    # without the path through s_1 (zero: s_0 = 0) right, without that through s_2 too wrong
+    assert judged(tmp_path, _notebook(prod.replace("k=1", "k=2")), model, ".ipynb") == [("W", "per-step", [])]
+    assert judged(tmp_path, _notebook(prod.replace("k=1", "k=3")), model, ".ipynb")[0][:2] == ("W", "incorrect")
+    # W^{4-j-1} as the power of a matrix: W^{-1} at j = 4 (the notebook's slip), and W^{4-j}
+    power = r"$\frac{\partial E_4}{\partial W}= \sum_{j=1}^4 (W^{\top})^{4-j} \frac{\partial E_4}{\partial s_4} s_{j-1}^{\top}$"
+    assert judged(tmp_path, _notebook(power), model, ".ipynb") == [("W", "per-step", [])]
+    assert judged(tmp_path, _notebook(power.replace("^{4-j}", "^{4-j-1}")), model, ".ipynb")[0][:2] == \
+        ("W", "incorrect")
+
+
+# KJO144/recurrent_neural_net, notes.ipynb: index notation, k and l summed.
+KJO_CHAIN = r"""$$
+\frac{\partial E_t}{\partial V_{ij}} = \frac{\partial E_t}{ \partial \hat{y}_{t_k}} \frac{\partial \hat{y}_{t_k}}{\partial q_l} \frac{\partial q_l}{\partial V_{ij}}
+$$
+
+$$
+\frac{\partial q_l}{\partial V_{ij}} = \delta_{il} h_j
+$$
+
+$$
+\frac{\partial E_t}{\partial W_{ij}} = \frac{\partial E_t}{ \partial \hat{y}_{t_k}} \frac{\partial \hat{y}_{t_k}}{\partial q_l} \frac{\partial q_l}{\partial h_{t_m}} \frac{\partial h_{t_m}}{\partial W_{ij}}
+$$
+"""  # noqa: E501
+
+
+def test_index_summed_chain_rules_of_entries(tmp_path):
+    model = WILD / "kjo144_rnn" / "model.sdm"
+    r = report(tmp_path, _notebook(KJO_CHAIN), model, ".ipynb")
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "per-step"), ("W[i, j]", "unreadable")]
+    # ∂h_t/∂W_{ij}: explicit or through the earlier steps? said, not guessed
+    assert "explicit or the total derivative" in r.verdicts[1].message
+    assert any("skipped 1 Jacobian equation" in n for n in r.notes)
+    # indices that do not link up are not read as a chain rule
+    broken = KJO_CHAIN.replace(r"\partial q_l} \frac{\partial q_l}{\partial V_{ij}}", r"\partial q_l} \frac{\partial q_m}{\partial V_{ij}}", 1)  # noqa: E501
+    assert broken != KJO_CHAIN
+    assert judged(tmp_path, _notebook(broken), model, ".ipynb")[0][1] == "unreadable"
