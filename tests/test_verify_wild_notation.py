@@ -891,3 +891,25 @@ def test_index_summed_chain_rules_of_entries(tmp_path):
     broken = KJO_CHAIN.replace(r"\partial q_l} \frac{\partial q_l}{\partial V_{ij}}", r"\partial q_l} \frac{\partial q_m}{\partial V_{ij}}", 1)  # noqa: E501
     assert broken != KJO_CHAIN
     assert judged(tmp_path, _notebook(broken), model, ".ipynb")[0][1] == "unreadable"
+
+
+# d2l-ai/d2l-en, chapter_recurrent-neural-networks/bptt.md: the gradient in h_t as a sum over the
+# later steps, with a matrix power.
+D2L_LATER = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T {\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i}"
+             r" \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$" + "\n")
+
+
+def test_a_sum_over_the_later_steps(tmp_path):
+    model = WILD / "d2l_bptt" / "model.sdm"
+    assert judged(tmp_path, D2L_LATER, model) == [("h[t]", "correct", [])]
+    assert "later steps" in report(tmp_path, D2L_LATER, model).verdicts[0].message
+    # the power one too high, the transpose dropped, the step of o shifted: wrong
+    for slip in ("^{T-i+1}", r"\left(\mathbf{W}_\textrm{hh}\right)", r"\mathbf{o}_{T+t-i+1}"):
+        text = D2L_LATER.replace("^{T-i}", slip) if slip.startswith("^") else \
+            D2L_LATER.replace(r"\left(\mathbf{W}_\textrm{hh}^\top\right)", slip) if "left" in slip else \
+            D2L_LATER.replace(r"\mathbf{o}_{T+t-i}", slip)
+        assert text != D2L_LATER
+        assert judged(tmp_path, text, model)[0][:2] == ("h[t]", "incorrect"), slip
+    # a term with no value of step i would not vanish for i < t: not read
+    flat = r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{t}}$$"
+    assert judged(tmp_path, flat, model)[0][1] == "unreadable"

@@ -32,6 +32,7 @@ from ..tree import (
     Quotient,
     ReadError,
     Rows,
+    Step,
     Terms,
     Transposed,
     Val,
@@ -39,6 +40,7 @@ from ..tree import (
     children,
     earlier_params,
 )
+from ..probe import PROBES, STEPS
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
     ACCENTS,
@@ -55,6 +57,8 @@ from .tokens import (
     split_top,
 )
 
+#: The longest sequence the checker's probes use: a sum over the later steps is written out so far.
+MAX_STEPS = STEPS + PROBES - 1
 #: The largest integer exponent a claim may write (powers of values, f^k).
 MAX_EXPONENT = 64
 
@@ -834,6 +838,9 @@ class ExpressionParser(NameReader):
         expanded = self._expanded(lower, upper, "sum")
         if expanded is not None:
             return expanded
+        later = self._later_steps(lower, upper, head)
+        if later is not None:
+            return later
         running = self._running_step(lower, upper)
         if running is not None:
             return running
@@ -872,19 +879,7 @@ class ExpressionParser(NameReader):
         if start is None or stop is None or stop - start >= MAX_EXPANDED:
             return None
         letter = m.group(1)
-        end = self.i
-        depth = 0
-        while end < len(self.toks):  # the summand: up to the next + or - outside brackets
-            t = self.toks[end]
-            if t.kind == "char" and t.value in "{([":
-                depth += 1
-            elif t.kind == "char" and t.value in "})]":
-                depth -= 1
-            elif depth == 0 and end > self.i and t.kind == "char" and t.value in "+-":
-                break
-            end += 1
-        body = self.toks[self.i:end]
-        self.i = end
+        body = self._summand()
         parts = []
         for v in range(start, stop + 1):
             sub = self.sub_parser(_folded([Tok("num", str(v), t.pos, t.end) if t.kind == "letter" and t.value == letter
@@ -906,6 +901,59 @@ class ExpressionParser(NameReader):
         if not parts:
             return Num(Fraction(1))
         return _flat(Product, parts)
+
+    def _summand(self) -> list[Tok]:
+        """The tokens of a sum's term, up to the next + or − outside brackets (taken)."""
+        end = self.i
+        depth = 0
+        while end < len(self.toks):
+            t = self.toks[end]
+            if t.kind == "char" and t.value in "{([":
+                depth += 1
+            elif t.kind == "char" and t.value in "})]":
+                depth -= 1
+            elif depth == 0 and end > self.i and t.kind == "char" and t.value in "+-":
+                break
+            end += 1
+        body = self.toks[self.i:end]
+        self.i = end
+        return body
+
+    def _later_steps(self, lower: list[Tok] | None, upper: list[Tok] | None, head: Tok):
+        """``Σ_{i=t}^{T} (W^T)^{T-i} V^T δo_{T+t-i}`` (Dive into Deep Learning's): over the later steps
+        i = t..T, written out as i = T, T−1, … for the sequences the checker uses (at most
+        MAX_STEPS long); read only where each term holds a value of a step past t, which is zero
+        past T, so that the terms of i < t vanish."""
+        m = re.fullmatch(r"([a-zA-Z])=(\w+)", plain(lower or []))
+        time, length = self.glossary.index, self.glossary.length
+        if m is None or m.group(1) in (time, length) or m.group(2) != time or plain(upper or []) != length \
+                or len(length) != 1 or len(time) != 1:
+            return None
+        letter = m.group(1)
+        body = self._summand()
+        terms = []
+        for k in range(MAX_STEPS):
+            toks: list[Tok] = []
+            for t in body:
+                if t.kind == "letter" and t.value == letter:  # i = T − k
+                    toks += [Tok("char", "{", t.pos, t.end), Tok("char", "(", t.pos, t.end),
+                             Tok("letter", length, t.pos, t.end), Tok("char", "-", t.pos, t.end),
+                             Tok("num", str(k), t.pos, t.end), Tok("char", ")", t.pos, t.end),
+                             Tok("char", "}", t.pos, t.end)]
+                else:
+                    toks.append(t)
+            sub = self.sub_parser(_folded(toks, (time, length)))
+            node = sub.elementwise()
+            if not sub.at_end():
+                rest = sub.toks[sub.i]
+                raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here", rest)
+            if k and not any(isinstance(x, (Val, Grad)) and isinstance(x.offset, Step) and x.offset.base == "t"
+                             and x.offset.offset >= k for x in _factors(node)):
+                raise self.error(f"a sum over the later steps {letter} = {time}..{length} is read only where each "
+                                 f"term holds a value of step {letter} (zero past {length})", head)
+            terms.append(node)
+        self.glossary.used.add("later-steps")
+        return _flat(Terms, terms)
 
     def _running_step(self, lower: list[Tok] | None, upper: list[Tok] | None):
         """``Σ_{j=1}^{t} δ_{o,j} h_{j-1}^T`` (an LSTM note's, E the error at the last step t): a sum
@@ -953,6 +1001,17 @@ class ExpressionParser(NameReader):
         return index
 
 
+def _factors(node):
+    """The leaves a product multiplies (through products, ⊙, transposes, powers of matrices)."""
+    if isinstance(node, (Product, Hadamard)):
+        for f in node.factors:
+            yield from _factors(f)
+    elif isinstance(node, (Transposed, MatrixPower)):
+        yield from _factors(node.arg)
+    else:
+        yield node
+
+
 #: The most terms a sum (or factors a product) over fixed numbers is written out into.
 MAX_EXPANDED = 32
 
@@ -965,9 +1024,56 @@ def _integer(text: str) -> int | None:
     return sum(int(x) for x in re.findall(r"[+-]?\d+", text))
 
 
-def _folded(tokens: list[Tok]) -> list[Tok]:
-    """A script of numbers, + and − (``s_{4-1}``, ``W^{4-4-1}``, after a sum's letter became 4)
-    as one number; an exponent so folded is marked (a ``num`` token ``=k``), read as a matrix power."""
+def _linear(text: str, names: tuple) -> dict | None:
+    """``T+t-(T-3)`` as {"t": 1, "": 3}: a sum of numbers and the letters ``names`` (the time
+    index and length), with + − and brackets; None for anything else (nothing is evaluated)."""
+    pos = 0
+
+    def expr() -> dict | None:
+        nonlocal pos
+        total: dict = {}
+        sign = 1
+        first = True
+        while pos < len(text):
+            c = text[pos]
+            if c in "+-":
+                sign = 1 if c == "+" else -1
+                pos += 1
+            elif not first:
+                break
+            if pos >= len(text):
+                return None
+            c = text[pos]
+            if c == "(":
+                pos += 1
+                inner = expr()
+                if inner is None or pos >= len(text) or text[pos] != ")":
+                    return None
+                pos += 1
+            elif c.isdigit():
+                m = re.match(r"\d{1,4}", text[pos:])
+                inner = {"": int(m.group(0))}
+                pos += len(m.group(0))
+            elif c in names:
+                inner = {c: 1}
+                pos += 1
+            else:
+                return None
+            for k, v in inner.items():
+                total[k] = total.get(k, 0) + sign * v
+            sign, first = 1, False
+        return total
+
+    out = expr()
+    if out is None or pos != len(text):
+        return None
+    return {k: v for k, v in out.items() if v}
+
+
+def _folded(tokens: list[Tok], names: tuple = ()) -> list[Tok]:
+    """A script of numbers (and the letters ``names``), + − and brackets (``s_{4-1}``, ``W^{4-4-1}``,
+    ``o_{T+t-(T-2)}``, after a sum's letter became a number) folded: a number, or t + k; an
+    exponent so folded is marked (a ``num`` token ``=k``), read as a matrix power."""
     out: list[Tok] = []
     i = 0
     while i < len(tokens):
@@ -976,16 +1082,25 @@ def _folded(tokens: list[Tok]) -> list[Tok]:
         if t.kind == "char" and t.value in "_^" and i + 1 < len(tokens) and tokens[i + 1].value == "{":
             close = matching(tokens, i + 1)
             inner = tokens[i + 2:close]
-            value = _integer("".join(x.value for x in inner)) if inner and all(
-                x.kind == "num" or (x.kind == "char" and x.value in "+-") for x in inner) else None
+            ok = inner and all(x.kind == "num" or (x.kind == "char" and x.value in "+-(){}")
+                               or (x.kind == "letter" and x.value in names) for x in inner)
+            text = "".join(x.value for x in inner).replace("{", "(").replace("}", ")")
+            value = _linear(text, names) if ok else None
             if value is not None and (len(inner) > 1 or t.value == "^"):
                 first, last = tokens[i + 1], tokens[close]
-                if t.value == "^":
-                    out.append(Tok("char", "{", first.pos, first.end))
-                    out.append(Tok("num", f"={value}", inner[0].pos, inner[-1].end))
-                    out.append(Tok("char", "}", last.pos, last.end))
+                number = value.get("", 0)
+                letters = [k for k in value if k]
+                if not letters:
+                    folded = [Tok("num", f"={number}" if t.value == "^" else str(number), inner[0].pos, inner[-1].end)]
+                elif len(letters) == 1 and value[letters[0]] == 1 and t.value == "_":
+                    folded = [Tok("letter", letters[0], inner[0].pos, inner[0].end)]
+                    if number:
+                        folded += [Tok("char", "+" if number > 0 else "-", inner[0].pos, inner[0].end),
+                                   Tok("num", str(abs(number)), inner[0].pos, inner[-1].end)]
                 else:
-                    out.append(Tok("num", str(value), first.pos, last.end))
+                    i += 1
+                    continue
+                out += [Tok("char", "{", first.pos, first.end), *folded, Tok("char", "}", last.pos, last.end)]
                 i = close + 1
                 continue
         i += 1

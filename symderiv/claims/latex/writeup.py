@@ -251,6 +251,9 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         if declared and declared.group(3):
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    if use == "later-steps":
+        return ("a sum over the later steps i = t..T written out term by term for the sequences the checker "
+                "uses (each term holds a value of step i, zero past T)")
     if use == "matrix-rows":
         return "row i of a matrix (P_i) summed over i read as the vector of a vector's gradient"
     if use == "row":
