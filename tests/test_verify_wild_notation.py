@@ -777,7 +777,7 @@ $$\frac{\partial E}{\partial W_{ch,t}}=\frac{\partial E}{\partial net_{c,t}}\fra
 $$=\delta_{c,t}h_{t-1}^{T}$$
 $$\frac{\partial E}{\partial W_{oh}}=\Sigma_{j=1}^{t}\delta_{o,j}h_{j-1}^{T}$$
 $$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,t}$$
-"""
+"""  # noqa: E501
 
 
 def test_lstm_note_gate_names_per_step_copies_and_running_sums(tmp_path):
@@ -859,7 +859,8 @@ def test_sums_and_products_over_fixed_numbers_are_written_out(tmp_path):
     assert judged(tmp_path, _notebook(prod.replace("k=1", "k=2")), model, ".ipynb") == [("W", "per-step", [])]
     assert judged(tmp_path, _notebook(prod.replace("k=1", "k=3")), model, ".ipynb")[0][:2] == ("W", "incorrect")
     # W^{4-j-1} as the power of a matrix: W^{-1} at j = 4 (the notebook's slip), and W^{4-j}
-    power = r"$\frac{\partial E_4}{\partial W}= \sum_{j=1}^4 (W^{\top})^{4-j} \frac{\partial E_4}{\partial s_4} s_{j-1}^{\top}$"
+    power = (r"$\frac{\partial E_4}{\partial W}= \sum_{j=1}^4 (W^{\top})^{4-j} \frac{\partial E_4}{\partial s_4}"
+             r" s_{j-1}^{\top}$")
     assert judged(tmp_path, _notebook(power), model, ".ipynb") == [("W", "per-step", [])]
     assert judged(tmp_path, _notebook(power.replace("^{4-j}", "^{4-j-1}")), model, ".ipynb")[0][:2] == \
         ("W", "incorrect")
@@ -895,8 +896,9 @@ def test_index_summed_chain_rules_of_entries(tmp_path):
 
 # d2l-ai/d2l-en, chapter_recurrent-neural-networks/bptt.md: the gradient in h_t as a sum over the
 # later steps, with a matrix power.
-D2L_LATER = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T {\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i}"
-             r" \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$" + "\n")
+D2L_LATER = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T "
+             r"{\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i} \mathbf{W}_\textrm{qh}^\top "
+             r"\frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$" + "\n")
 
 
 def test_a_sum_over_the_later_steps(tmp_path):
@@ -911,5 +913,6 @@ def test_a_sum_over_the_later_steps(tmp_path):
         assert text != D2L_LATER
         assert judged(tmp_path, text, model)[0][:2] == ("h[t]", "incorrect"), slip
     # a term with no value of step i would not vanish for i < t: not read
-    flat = r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T \mathbf{W}_\textrm{qh}^\top \frac{\partial L}{\partial \mathbf{o}_{t}}$$"
+    flat = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T \mathbf{W}_\textrm{qh}^\top "
+            r"\frac{\partial L}{\partial \mathbf{o}_{t}}$$")
     assert judged(tmp_path, flat, model)[0][1] == "unreadable"

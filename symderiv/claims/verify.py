@@ -767,7 +767,8 @@ class _Check:
         for path, n in C.positions(r.node):
             if not isinstance(n, C.OverTime) or C.depends_on_step(n.arg):
                 continue
-            fixed = [x for _, x in C.positions(n.arg) if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step)]
+            fixed = [x for _, x in C.positions(n.arg)
+                     if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step)]
             if not fixed:
                 continue
 

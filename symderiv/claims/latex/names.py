@@ -405,7 +405,7 @@ class NameReader(Cursor):
             if len(run) > 1 and (run in self.glossary.words if self.glossary is not None else
                                  self.i + len(run) == len(self.toks) or self.toks[self.i + len(run)].value in "_^"):
                 self.merge_word(run)
-                t = self.peek()
+                t = self.toks[self.i]
         if t.kind == "letter":
             self.take()
             return NameKey(t.value), t.value, "", ()

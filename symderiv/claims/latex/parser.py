@@ -12,6 +12,7 @@ from fractions import Fraction
 import sympy as sp
 
 from ...ops import ELEMENTWISE
+from ..probe import PROBES, STEPS
 from ..tree import (
     Call,
     ChainRule,
@@ -40,7 +41,6 @@ from ..tree import (
     children,
     earlier_params,
 )
-from ..probe import PROBES, STEPS
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
     ACCENTS,
@@ -224,8 +224,9 @@ class ExpressionParser(NameReader):
             here, indices = j.wrt, tuple(wrt_entries)
         model = self.glossary.model
         for j in plain_links:
-            if model.quantities[j.wrt.name].role == "param" and j.wrt.name in earlier_params(model, j.of.name):
-                raise self.error(f"∂{j.of.name}/∂{j.wrt.name} of entries: {j.of.name} depends on {j.wrt.name} "
+            of, wrt = j.of.name, j.wrt.name  # type: ignore[attr-defined]
+            if model.quantities[wrt].role == "param" and wrt in earlier_params(model, of):
+                raise self.error(f"∂{of}/∂{wrt} of entries: {of} depends on {wrt} "
                                  "through earlier steps too, and index notation does not say whether the explicit "
                                  "or the total derivative is meant")
         return Entry(ChainRule(start.arg, tuple(plain_links)), indices)
@@ -378,7 +379,8 @@ class ExpressionParser(NameReader):
                 return special
         if t.kind == "letter":
             run = self.letter_run()  # tanh(c_t), diag[o_t] written as plain letters
-            if (run in FUNCTION_WORDS or run == "diag") and (self.is_char("(", len(run)) or self.is_char("[", len(run))):
+            bracket = self.is_char("(", len(run)) or self.is_char("[", len(run))
+            if (run in FUNCTION_WORDS or run == "diag") and bracket:
                 self.merge_word(run)
                 t = self.peek()
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
@@ -1051,9 +1053,11 @@ def _linear(text: str, names: tuple) -> dict | None:
                     return None
                 pos += 1
             elif c.isdigit():
-                m = re.match(r"\d{1,4}", text[pos:])
-                inner = {"": int(m.group(0))}
-                pos += len(m.group(0))
+                digits = re.match(r"\d{1,4}", text[pos:])
+                if digits is None:
+                    return None
+                inner = {"": int(digits.group(0))}
+                pos += len(digits.group(0))
             elif c in names:
                 inner = {c: 1}
                 pos += 1
@@ -1071,40 +1075,47 @@ def _linear(text: str, names: tuple) -> dict | None:
 
 
 def _folded(tokens: list[Tok], names: tuple = ()) -> list[Tok]:
-    """A script of numbers (and the letters ``names``), + − and brackets (``s_{4-1}``, ``W^{4-4-1}``,
-    ``o_{T+t-(T-2)}``, after a sum's letter became a number) folded: a number, or t + k; an
-    exponent so folded is marked (a ``num`` token ``=k``), read as a matrix power."""
+    """Each braced group of numbers (and the letters ``names``), + − and brackets (``s_{4-1}``,
+    ``W^{4-4-1}``, ``y_{o,{(T-2)}}``, after a sum's letter became a number) folded, innermost
+    first: to a number, or t + k; an exponent so folded is marked (a ``num`` token ``=k``),
+    read as a matrix power."""
     out: list[Tok] = []
     i = 0
     while i < len(tokens):
         t = tokens[i]
+        if t.kind == "char" and t.value == "{":
+            close = matching(tokens, i)
+            inner = _folded(tokens[i + 1:close], names)
+            exponent = bool(out) and out[-1].kind == "char" and out[-1].value == "^"
+            folded = _fold_group(inner, names, exponent)
+            out += [t, *(folded if folded is not None else inner), tokens[close]]
+            i = close + 1
+            continue
         out.append(t)
-        if t.kind == "char" and t.value in "_^" and i + 1 < len(tokens) and tokens[i + 1].value == "{":
-            close = matching(tokens, i + 1)
-            inner = tokens[i + 2:close]
-            ok = inner and all(x.kind == "num" or (x.kind == "char" and x.value in "+-(){}")
-                               or (x.kind == "letter" and x.value in names) for x in inner)
-            text = "".join(x.value for x in inner).replace("{", "(").replace("}", ")")
-            value = _linear(text, names) if ok else None
-            if value is not None and (len(inner) > 1 or t.value == "^"):
-                first, last = tokens[i + 1], tokens[close]
-                number = value.get("", 0)
-                letters = [k for k in value if k]
-                if not letters:
-                    folded = [Tok("num", f"={number}" if t.value == "^" else str(number), inner[0].pos, inner[-1].end)]
-                elif len(letters) == 1 and value[letters[0]] == 1 and t.value == "_":
-                    folded = [Tok("letter", letters[0], inner[0].pos, inner[0].end)]
-                    if number:
-                        folded += [Tok("char", "+" if number > 0 else "-", inner[0].pos, inner[0].end),
-                                   Tok("num", str(abs(number)), inner[0].pos, inner[-1].end)]
-                else:
-                    i += 1
-                    continue
-                out += [Tok("char", "{", first.pos, first.end), *folded, Tok("char", "}", last.pos, last.end)]
-                i = close + 1
-                continue
         i += 1
     return out
+
+
+def _fold_group(inner: list[Tok], names: tuple, exponent: bool) -> list[Tok] | None:
+    """The tokens of one folded group, or None if it is no sum of numbers, t and T."""
+    if len(inner) < 2 or not all(x.kind == "num" or (x.kind == "char" and x.value in "+-(){}")
+                                 or (x.kind == "letter" and x.value in names) for x in inner):
+        return None
+    text = "".join(x.value for x in inner).replace("{", "(").replace("}", ")")
+    value = _linear(text, names)
+    if value is None:
+        return None
+    pos, end = inner[0].pos, inner[-1].end
+    number = value.get("", 0)
+    letters = [k for k in value if k]
+    if not letters:
+        return [Tok("num", f"={number}" if exponent else str(number), pos, end)]
+    if len(letters) == 1 and value[letters[0]] == 1 and not exponent:
+        folded = [Tok("letter", letters[0], pos, pos + 1)]
+        if number:
+            folded += [Tok("char", "+" if number > 0 else "-", pos, end), Tok("num", str(abs(number)), pos, end)]
+        return folded
+    return None
 
 
 def _fragment(node):
