@@ -916,3 +916,19 @@ def test_a_sum_over_the_later_steps(tmp_path):
     flat = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T \mathbf{W}_\textrm{qh}^\top "
             r"\frac{\partial L}{\partial \mathbf{o}_{t}}$$")
     assert judged(tmp_path, flat, model)[0][1] == "unreadable"
+
+
+def test_a_gradient_written_as_a_row(tmp_path):
+    # the LSTM note's layout (δ_{o,t}^T = δ_t^T ∘ …) in the seed RNN's names: every factor of
+    # the elementwise product transposed, f'(·)^T too
+    row = r"$$\delta \mathbf{y}_{h,t}^\top = \delta \mathbf{h}_t^\top \odot f'(\mathbf{y}_{h,t})^\top$$"
+    assert judged(tmp_path, row, EXAMPLES / "seed_rnn.sdm") == [("z_h[t]", "correct", [])]
+    # and a row product δ^T W, transposed as a whole: W^T δ
+    wanesta = WILD / "wanesta_lstm" / "model.sdm"
+    text = WANESTA.split("$$\\frac")[0] + (r"$$\delta_{t-1}^{T}=\delta_{o,t}^{T}W_{oh}+\delta_{f,t}^{T}W_{fh}"
+                                            r"+\delta_{i,t}^{T}W_{ih}+\delta_{\overline{c},t}^{T}W_{ch}$$" + "\n")
+    assert judged(tmp_path, text, wanesta) == [("h[t-1]", "correct", [])]
+    assert judged(tmp_path, text.replace("W_{ih}", "W_{fh}", 1), wanesta)[0][:2] == ("h[t-1]", "incorrect")
+    # rows summed and written as a column already are not transposed again (not read: an entry's transpose)
+    cols = r"$$\nabla_b = \frac{1}{N} \sum_{i=1}^N (P_i - Y_i)^T$$"
+    assert [v for _, v, _ in judged(tmp_path, cols, WILD / "x35yao_softmax" / "model.sdm")] == ["unreadable"]

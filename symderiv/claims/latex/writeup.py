@@ -321,9 +321,15 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
     return make_claim(model, line, col, shown, target_node, rhs)
 
 
+def _holds_entry(node) -> bool:
+    return any(isinstance(n, Entry) for _, n in positions(node))
+
+
 def _sums_matrix_rows(node, model) -> bool:
     """Whether the tree sums rows of a matrix over an index (``Σ_i P_i``, P a matrix, i its rows)."""
     found = False
+    if any(isinstance(n, Transposed) and _holds_entry(n) for _, n in positions(node)):
+        return False  # written as a column already (Σ_i P_i^T)
     for _, n in positions(node):
         if isinstance(n, IndexSum):
             for _, m in positions(n.arg):
@@ -351,8 +357,10 @@ def _as_column(node, model):
 
 
 def _unrowed(node, model):
-    """A vector written transposed inside an elementwise product, as the vector."""
-    if isinstance(node, Transposed) and isinstance(node.arg, (Grad, Val)) and model.quantities[node.arg.name].is_vector:
+    """A factor written transposed inside an elementwise product of vectors (``δ_t^T ∘ …``,
+    ``f'(z)^T``), as the vector; a matrix's transpose stays."""
+    if isinstance(node, Transposed) and not (isinstance(node.arg, (Grad, Val))
+                                             and model.quantities[node.arg.name].kind == "matrix"):
         return node.arg
     return node
 
