@@ -25,12 +25,6 @@ from .printer import TRANSPOSED
 
 def unsupported(d: Derivation) -> str | None:
     """Why the PyTorch back end cannot generate ``d``'s module yet, or None."""
-    from ..backends import matrix_features
-
-    feature = matrix_features(d.model)
-    if feature is not None:
-        return (f"the PyTorch back end does not yet generate a model with {feature} (language version 2's "
-                "matrices); the NumPy module does")
     return None
 
 
