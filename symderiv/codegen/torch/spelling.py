@@ -102,7 +102,10 @@ def call(fname: str, x: str, params: tuple = ()) -> str:
     """PyTorch code for f(x), ``x`` the argument's code."""
     if fname in TORCH and not params:
         return TORCH[fname][0].format(x=x)
-    return _ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params))
+    meaning = ELEMENTWISE[fname].scalar(_Z, *params)
+    # f(z) alone, or √z (printed as a call): the argument needs no parentheses of its own (torch.sqrt(a + b))
+    alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or meaning == sp.sqrt(_Z)
+    return _ScalarPrinter(_Z, x if alone else group(x)).doprint(meaning)
 
 
 def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:
