@@ -45,6 +45,14 @@ def _unsupported(path):
 # powers and dims as values): the PyTorch back end generates each, and the test's own reference
 # (tests/torch_reference.py) computes each (both are asserted below, not filtered).
 EXAMPLE_PATHS = sorted(EXAMPLES.glob("*.sdm"))
+# and beyond them: the models of tests/models (a lag of two, a pooled context, a Poisson loss, tied
+# weights, …) and tests/models_matrix (version 2's functions, a matrix datum per step, penalties)
+MODEL_PATHS = [p for folder in ("models", "models_matrix") for p in sorted((ROOT / "tests" / folder).glob("*.sdm"))]
+ALL_PATHS = EXAMPLE_PATHS + MODEL_PATHS
+
+
+def _id(path) -> str:
+    return path.stem if path.parent == EXAMPLES else f"{path.parent.name}/{path.stem}"
 BATCH = 3
 T_STEPS = 4
 
@@ -128,7 +136,7 @@ def autograd_reference(d, params, data, batched, dtype=torch.float64, device="cp
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_float64_equals_autograd_and_the_numpy_module(derived, tmp_path_factory, path, batch):
     d, tm, nm, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, batch)
@@ -166,7 +174,7 @@ def test_float64_equals_autograd_and_the_numpy_module(derived, tmp_path_factory,
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_float32_within_1e4_of_float64_autograd(derived, tmp_path_factory, path, batch):
     d, tm, _, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, batch, seed=7)
@@ -184,7 +192,7 @@ def test_float32_within_1e4_of_float64_autograd(derived, tmp_path_factory, path,
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (torch.cuda.is_available() "
                                                           "is False): the CUDA run needs a GPU")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_cuda_equals_autograd_on_the_device(derived, tmp_path_factory, path, dtype):
     d, tm, _, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, BATCH, seed=3)
@@ -200,16 +208,22 @@ def test_cuda_equals_autograd_on_the_device(derived, tmp_path_factory, path, dty
         assert rel_error(leaves[k].grad, ref_grads[k]) <= tol, k
 
 
-def test_forward_values_are_the_numpy_modules(derived, tmp_path_factory):
-    path = EXAMPLES / "lstm_tagger.sdm"
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_forward_values_are_the_numpy_modules(derived, tmp_path_factory, path, batch):
+    """Every forward value, in the torch layout (a matrix (B, rows, cols), a sequence (T, B, n)),
+    is the NumPy module's in its layout (the batch last)."""
     d, tm, nm, _ = _modules(derived, path, tmp_path_factory)
-    params, data = point(d, BATCH)
+    params, data = point(d, batch)
     values = tm.forward(tensors(params, torch.float64), **tensors(data, torch.float64))
-    expected = nm.forward(params, **numpy_layout(d, data, True))
+    expected = nm.forward(params, **numpy_layout(d, data, batch is not None))
+    assert set(values) == set(expected)
     for name, v in expected.items():
         q = d.model[name]
         got = values[name].numpy()
-        got = np.moveaxis(got, 1 if q.sequence else 0, -1) if not q.is_scalar else got
+        rank = 0 if q.is_scalar else 1 if q.is_vector else 2
+        if got.ndim == int(q.sequence) + rank + 1 and rank:  # a batch axis: after the time axis in torch
+            got = np.moveaxis(got, int(q.sequence), -1)
         assert rel_error(got, v) <= 1e-12, name
 
 
@@ -267,7 +281,9 @@ def test_every_elementwise_spelling_computes_its_meaning(derived, tmp_path_facto
     _, tm, _, _ = _modules(derived, EXAMPLES / "seed_rnn.sdm", tmp_path_factory)  # its runtime helpers
     namespace = {"torch": torch, "x": x, "dtype": torch.float64, "device": x.device, "_softplus": tm._softplus}
     got = eval(compile(spelling.call(fname, "x", params), "<spelling>", "eval"), namespace)  # our own printed code
-    assert np.allclose(torch.as_tensor(got, dtype=torch.float64).numpy(), expected, rtol=1e-12, atol=1e-12), fname
+    # in the argument's dtype (not the default float32 of torch.where(c, 0.0, 1.0)), to the last digits
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64, (fname, got)
+    assert np.allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12), fname
     if spelling.has_out(fname, params):
         out = torch.empty_like(x)
         namespace["out"] = out
@@ -302,6 +318,31 @@ def test_a_penalty_counts_once_per_call(tmp_path, batch):
     tm = import_generated(path, "penalised_rnn_torch_test")
     params, data = point(d, batch)
     data["lam"] = np.array(0.7)
+    ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
+    loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+
+
+OPERANDS_MODEL = """
+model operands
+dim n
+input x: n
+param w: n
+loss L = sum(gelu(w * x) ** 2) + 1 / sum(gelu(w) + 2) + sum(leaky_relu(w, 0.1) * x) / sum(gelu(x) * gelu(x) + 1)
+"""
+
+
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+def test_a_function_printed_from_its_meaning_is_one_operand(tmp_path, batch):
+    """gelu is printed from its meaning, without spaces ((0.5)*z*(torch.erf(…) + 1)); as the base of
+    a power, a divisor or the object of .sum() it must still be one operand."""
+    d = symderiv.derive(symderiv.parse(OPERANDS_MODEL, "operands.sdm"))
+    path = tmp_path / "operands_torch.py"
+    path.write_text(render(d, "torch", "operands.sdm"), encoding="utf-8")
+    tm = import_generated(path, "operands_torch_test")
+    params, data = point(d, batch)
     ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
     loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
     assert rel_error(loss, ref_loss) <= 1e-10
@@ -460,7 +501,7 @@ def test_check_backend_torch_finds_a_wrong_gradient(monkeypatch):
     assert not result.ok and result.errors["b_o"] > 1e-3
 
 
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_every_example_is_generated_and_the_reference_computes_it(path):
     """No example is refused by the PyTorch back end, and none is left out of the comparisons above
     because the independent reference cannot compute it."""
