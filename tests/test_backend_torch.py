@@ -473,6 +473,20 @@ def test_check_backend_torch_runs_the_checks(capsys):
     assert "PyTorch vs central differences" in out and "all agree" in out
 
 
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_the_checks_of_check_backend_torch_pass_on_every_model(path):
+    """The numerical half of ``symderiv check MODEL --backend torch`` (every entry point, unbatched
+    and batched, against central differences and each other, through check/frameworks.py's layout
+    conversion: a matrix datum's batch axis too) on every model; the certification half does not
+    depend on the back end."""
+    from symderiv.check import numcheck
+
+    d = symderiv.derive(symderiv.load(path))
+    dims, T = sizes_of(d)
+    result = numcheck.finite_difference_check(d, dims, T, backend="torch")
+    assert result.ok, (result.errors, result.problems)
+
+
 def test_check_backend_torch_without_torch_is_a_clear_error(monkeypatch, capsys):
     import importlib.util
 
