@@ -143,7 +143,8 @@ def _real(what, k, value):
     """``value`` as a tensor of real numbers (floating-point, integer or boolean); a TypeError otherwise."""
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(value)
+            # a Python float is a double: not the default dtype's float32 (0.1 would be 0.10000000149)
+            value = torch.as_tensor(value, dtype=None if hasattr(value, "dtype") else _python_dtype(value))
         except (TypeError, ValueError, RuntimeError):
             dtype = getattr(value, "dtype", type(value).__name__)
             raise TypeError(f"{what} {k!r} has dtype {dtype}: expected real numbers (floating-point or "
@@ -151,6 +152,12 @@ def _real(what, k, value):
     if value.is_complex():
         raise TypeError(f"{what} {k!r} has dtype {value.dtype}: expected real numbers (floating-point or integer)")
     return value
+
+
+def _python_dtype(value):
+    """float64 for Python floats (and lists of them), None (torch's choice: int64, bool) for the rest."""
+    t = torch.as_tensor(value)
+    return torch.float64 if t.is_floating_point() else None
 
 
 def _expected(sizes):
@@ -236,12 +243,18 @@ def _checked(params, data):
 def _prepare(params, data):
     """Internal layout (a vector as a row, the batch before it, one dtype and device); nothing passed in is modified."""
     given, inputs, _, B = _checked(params, data)
-    device = next(iter(given.values())).device if given else torch.device("cpu")
+    # The parameters' device (the first given as a tensor): the data are moved there.
+    device = next((t.device for k, t in given.items() if isinstance(params[k], torch.Tensor)), torch.device("cpu"))
     dtype = None
-    for t in list(given.values()) + list(inputs.values()):
+    # The dtype is the tensors' and arrays' (promoted); a Python number (lam=0.1) takes it, as in torch.
+    typed = [t for k, t in given.items() if hasattr(params[k], "dtype")]
+    typed += [t for k, t in inputs.items() if hasattr(data[k], "dtype")]
+    for t in typed:
         if t.is_floating_point():
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    dtype = dtype or torch.get_default_dtype()
+    if dtype is None:  # only Python numbers: a float is a double
+        floats = any(t.is_floating_point() for t in (*given.values(), *inputs.values()))
+        dtype = torch.float64 if floats else torch.get_default_dtype()
     p = {}
     for k, t in given.items():
         t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
@@ -329,7 +342,8 @@ class Function(torch.autograd.Function):
             params = dict(zip(PARAMS, tensors))
             data = dict(zip(INPUTS, tensors[len(PARAMS):]))
             loss, ctx.saved = _forward(params, data, "saved")
-        ctx.targets = [(t.dtype, t.device) for t in params.values()]
+        # each gradient in its param's dtype and device (none for a param given as a Python number)
+        ctx.targets = [(t.dtype, t.device) if isinstance(t, torch.Tensor) else None for t in params.values()]
         return loss
 
     @staticmethod
@@ -342,8 +356,8 @@ class Function(torch.autograd.Function):
             grads = _backward(saved)
             if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
                 grads = [g * grad for g in grads]
-            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
-                   for g, target in zip(grads, ctx.targets)]
+            out = [None if target is None else g if (g.dtype, g.device) == target else
+                   g.to(dtype=target[0], device=target[1]) for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 

@@ -122,6 +122,21 @@ def test_integers_numpy_arrays_and_float32_are_converted(case):
     assert all(g.dtype == torch.float32 for g in g32.values())
 
 
+def test_python_numbers_are_doubles_and_take_the_tensors_dtype():
+    """A Python float is a double (not torch's default float32: 0.1 would be 0.10000000149), and it
+    takes the dtype of the tensors beside it, as in torch's own arithmetic (lam=0.1 keeps float32)."""
+    m = load("linear_regression")
+    params, data = good_call(m, MODULES["linear_regression"], batch=3)
+    exact = m.loss(params, **{**data, "lam": torch.tensor(0.1, dtype=torch.float64)})
+    assert torch.equal(m.loss(params, **{**data, "lam": 0.1}), exact)
+    listed = m.loss({k: v.tolist() for k, v in params.items()}, **{k: v.tolist() for k, v in data.items()})
+    assert listed.dtype == torch.float64 and torch.equal(listed, m.loss(params, **data))
+    p32 = {k: v.to(torch.float32) for k, v in params.items()}
+    x32 = {k: v.to(torch.float32) for k, v in data.items()}
+    loss, grads = m.loss_and_gradients(p32, **{**x32, "lam": 0.1})
+    assert loss.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads.values())
+
+
 # --- shapes --------------------------------------------------------------------------------
 
 def message_of(m, params, data):
