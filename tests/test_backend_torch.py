@@ -382,6 +382,27 @@ def test_model_trains_with_adam(derived, tmp_path_factory, name, dims):
     assert losses[-1] <= losses[0] / 2, (losses[0], losses[-1])
 
 
+def test_linear_regression_on_a_design_matrix_trains_with_adam(derived, tmp_path_factory):
+    """A matrix datum and a penalty counted once per call, through Model and torch.optim.Adam: the
+    fit reaches the least-squares-with-ridge solution, computed here in closed form."""
+    _, tm, _, _ = _modules(derived, EXAMPLES / "linear_regression.sdm", tmp_path_factory)
+    g = torch.Generator().manual_seed(0)
+    B, n, d, lam = 4, 6, 3, 0.5
+    X = torch.randn(B, n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.1 * torch.randn(B, n, generator=g,
+                                                                                      dtype=torch.float64)
+    model = tm.Model(dict(n=n, d=d), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        model(X=X, y=y, lam=lam).backward()
+        opt.step()
+    # Σ_b ½‖X_b w − y_b‖² + ½ lam ‖w‖²: (Σ_b X_bᵀ X_b + lam I) w = Σ_b X_bᵀ y_b
+    A = torch.einsum("bij,bik->jk", X, X) + lam * torch.eye(d, dtype=torch.float64)
+    w = torch.linalg.solve(A, torch.einsum("bij,bi->j", X, y))
+    assert rel_error(model.params["w"].detach(), w) <= 1e-4
+
+
 # --- distributed -------------------------------------------------------------------------
 
 
@@ -399,15 +420,22 @@ def _free_port() -> int:
 @pytest.mark.parametrize("name, dims", [
     ("seed_rnn", dict(n_x=3, n_a=4, n_h=5, n_o=2, C=3)),
     ("lstm_tagger", dict(n_x=3, n_h=4, C=3)),
+    ("attention", dict(n_x=3, n_k=2, n_v=4, n=5)),  # matrix data (B, rows, cols): the batch axis first
 ])
 def test_distributed_data_parallel_averages_to_the_whole_batch(derived, tmp_path_factory, tmp_path, name, dims):
     """Two processes (gloo, localhost) each run half of a batch through DistributedDataParallel(Model);
     DDP averages their gradients, so the average is the whole batch's gradient over the number of
     processes (the loss of a batch is the sum over its examples)."""
     _, tm, _, module_path = _modules(derived, EXAMPLES / f"{name}.sdm", tmp_path_factory)
-    data = _teacher_data(dims, T=5, B=6, seed=1)
+    if name == "attention":
+        g = torch.Generator().manual_seed(1)
+        data = {"X": torch.randn(6, dims["n_x"], dims["n"], generator=g, dtype=torch.float64),
+                "Y": torch.randn(6, dims["n_v"], dims["n"], generator=g, dtype=torch.float64)}
+    else:
+        data = _teacher_data(dims, T=5, B=6, seed=1)
     world = 2
-    halves = [{k: v[:, r * 3:(r + 1) * 3].clone() for k, v in data.items()} for r in range(world)]
+    axis = 0 if name == "attention" else 1  # the batch axis: after the time axis of a sequence
+    halves = [{k: v.narrow(axis, r * 3, 3).clone() for k, v in data.items()} for r in range(world)]
     for r, half in enumerate(halves):
         torch.save(half, tmp_path / f"data{r}.pt")
     port = _free_port()
