@@ -350,9 +350,6 @@ def test_a_function_printed_from_its_meaning_is_one_operand(tmp_path, batch):
         assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
 
 
-@pytest.mark.xfail(strict=True, reason="the NumPy module prints gelu's meaning (1/2)*w*(_erf(...) + 1) without "
-                   "parentheses as the base of ** 2 (codegen/numpy/spelling.call); the PyTorch module is right "
-                   "(test_a_function_printed_from_its_meaning_is_one_operand)")
 def test_the_numpy_module_agrees_on_a_power_of_gelu(tmp_path):
     d = symderiv.derive(symderiv.parse("model g2\ndim n\ninput x: n\nparam w: n\n"
                                        "loss L = sum(x * w) + sum(gelu(w) ** 2)\n", "g2.sdm"))
@@ -375,20 +372,39 @@ M = A @ X + eye(n)
 loss L = sum(tanh(M @ b) * w)
 """
 
+# δM = C is the same for every example: spread to a (B, n, n) array, not (B, n)
+PER_EXAMPLE_SPREAD = """
+model per_example_spread
+dim n
+input A: (n, n)
+param X: (n, n)
+param C: (n, n)
+M = A @ X
+loss L = sum(M * C)
+"""
 
-@pytest.mark.xfail(strict=True, reason="δM = (w ⊙ (1 − tanh²(M b))) bᵀ of a per-example matrix M is printed as "
-                   "_outer (summed over the examples) and then spread to a (B, n) array, not (B, n, n): the plan's "
-                   "and the NumPy printer's (codegen/plan._static_adjoint, _product), so the NumPy module is "
-                   "wrong the same way")
+
+@pytest.mark.parametrize("source", [PER_EXAMPLE_OUTER, PER_EXAMPLE_SPREAD], ids=["outer", "spread"])
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
-def test_a_per_example_matrix_adjoint_made_of_an_outer_product(tmp_path, batch):
-    d = symderiv.derive(symderiv.parse(PER_EXAMPLE_OUTER, "per_example_outer.sdm"))
-    path = tmp_path / "per_example_outer_torch.py"
-    path.write_text(render(d, "torch", "per_example_outer.sdm"), encoding="utf-8")
-    tm = import_generated(path, "per_example_outer_torch_test")
+def test_a_per_example_matrix_adjoint(tmp_path, source, batch):
+    """The adjoint of a per-example matrix quantity is each example's own (…, n, n) array: an outer
+    product of per-example vectors in it is not summed over the examples, and a part the same for
+    every example is spread to a matrix each.  Both modules, against autograd of the reference."""
+    name = source.split()[1]
+    d = symderiv.derive(symderiv.parse(source, f"{name}.sdm"))
     params, data = point(d, batch)
     ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
+    path = tmp_path / f"{name}_torch.py"
+    path.write_text(render(d, "torch", f"{name}.sdm"), encoding="utf-8")
+    tm = import_generated(path, f"{name}_torch_test")
     loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+    path = tmp_path / f"{name}_numpy.py"
+    path.write_text(render(d, "py", f"{name}.sdm"), encoding="utf-8")
+    nm = import_generated(path, f"{name}_numpy_test")
+    loss, grads = nm.loss_and_gradients(params, **numpy_layout(d, data, batch is not None))
     assert rel_error(loss, ref_loss) <= 1e-10
     for k in params:
         assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k

@@ -144,6 +144,8 @@ class TorchPrinter(NumpyPrinter):
             return _join(f"{group(left.text)} * {x}", left, acc)
         if not left.batched and not acc.batched:
             return Code(f"torch.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
+        if self.outer_per_example:  # a (…, p, cols) matrix of each example
+            return _join(f"{group(left.text)}[..., :, None] * {x}[..., None, :]", left, acc)
         # Σ over steps and examples
         return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
 

@@ -11,13 +11,11 @@ function ``torch.where``, ``Max``/``Min`` with a constant ``torch.clamp``, ``Hea
 
 from __future__ import annotations
 
-import ast
-
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from ...ops import ELEMENTWISE
-from ..numpy.spelling import group
+from ..numpy.spelling import group, operand
 
 # name → (the expression, with {x} for the argument; the same written into {out}, or None).
 TORCH: dict[str, tuple[str, str | None]] = {
@@ -111,14 +109,6 @@ def call(fname: str, x: str, params: tuple = ()) -> str:
     # f(z) alone, or √z (printed as a call): the argument needs no parentheses of its own (torch.sqrt(a + b))
     alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or meaning == sp.sqrt(_Z)
     return operand(_ScalarPrinter(_Z, x if alone else group(x)).doprint(meaning))
-
-
-def operand(code: str) -> str:
-    """``code`` as one operand of anything (``x.sum()``, ``x ** 2``, ``1 / x``): as it is when it is a
-    name, a call, an index or an attribute, else in parentheses.  SymPy prints a meaning without
-    spaces (``(0.5)*z*(torch.erf(…) + 1)``), which ``group`` would take for one operand."""
-    node = ast.parse(code, mode="eval").body
-    return code if isinstance(node, (ast.Name, ast.Call, ast.Subscript, ast.Attribute)) else f"({code})"
 
 
 def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:
