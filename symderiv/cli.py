@@ -252,16 +252,21 @@ def _verify_class(args) -> int:
         raise SymderivError("--jobs must be at least 1")
     if "-" in args.claims:
         raise SymderivError("standard input (-) is one write-up; it cannot be judged with other submissions")
-    _load(args.model)  # a bad model is one error, before any process starts
-    results = grading.grade(args.model, args.claims, args.jobs, progress=sys.stderr)
+    _, d = _load(args.model)  # a bad model is one error, before any process starts; derived once
+    files, ignored = grading.collect(args.claims)
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+        print(f"not judged ({len(ignored)} {'file is' if len(ignored) == 1 else 'files are'} not a write-up: "
+              f"{', '.join(sorted(grading.FORMATS))}): {shown}", file=sys.stderr)
+    results = grading.grade(args.model, files, args.jobs, progress=sys.stderr, derivation=d)
     if args.json:
         sys.stdout.write(json.dumps({"submissions": [{"submission": g.submission, "error": g.error, **(g.report or {})}
                                                      for g in results]}, indent=2, ensure_ascii=False) + "\n")
     else:
         for g in results:
-            c = g.counts()
-            counts = ", ".join(f"{n} {v}" for v, n in c.items())
-            sys.stdout.write(f"{g.submission}: " + (g.error or f"{len(g.claims)} claims: {counts}") + "\n")
+            counts = ", ".join(f"{n} {v}" for v, n in g.counts().items())
+            claims = f"{len(g.claims)} claim{'' if len(g.claims) == 1 else 's'}"
+            sys.stdout.write(f"{g.submission}: " + (f"error: {g.error}" if g.error else f"{claims}: {counts}") + "\n")
     if args.report is not None:
         for path in grading.write_report(results, args.report, args.report_format):
             print(f"  wrote {path}", file=sys.stderr)
