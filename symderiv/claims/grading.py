@@ -72,7 +72,8 @@ def collect(paths: list[str]) -> tuple[list[str], list[str]]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found, other = [], []
+            found: list[str] = []
+            other: list[str] = []
             for f in sorted(path.rglob("*")):
                 if not f.is_file() or any(part.startswith(".") for part in f.relative_to(path).parts):
                     continue

@@ -160,10 +160,13 @@ def candidates(directory: Path) -> list[tuple[dict, str, int, str, str]]:
     return out
 
 
-def plant(out: Path, n: int, seed: int = 0) -> list[dict]:
+def plant(out: Path, n: int, seed: int = 0, only: list[str] | None = None) -> list[dict]:
+    """Write the class (``only``: from these sources alone) and return its rows."""
     rng = random.Random(seed)
     sources = []
     for d in sorted(p.parent for p in HERE.glob("*/expected.json")):
+        if only is not None and d.name not in only:
+            continue
         cands = candidates(d)
         if cands:
             sources.append((d, json.loads((d / "expected.json").read_text(encoding="utf-8")), cands))
@@ -229,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="the directory to write (replaced if it exists)")
     ap.add_argument("-n", type=int, default=200, help="how many submissions (default 200)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=None, metavar="SOURCE",
+                    help="plant into this source's write-up only (repeatable; default: every source)")
     args = ap.parse_args(argv)
-    rows = plant(args.out, args.n, args.seed)
+    rows = plant(args.out, args.n, args.seed, args.only)
     kinds = [p["kind"] for r in rows for p in r["planted"]]
     print(f"{len(rows)} submissions from {len({r['source'] for r in rows})} sources in {args.out}; "
           f"planted: " + ", ".join(f"{k} {kinds.count(k)}" for k in KINDS))
