@@ -262,6 +262,8 @@ def _verify_class(args) -> int:
         raise SymderivError("standard input (-) is one write-up; it cannot be judged with other submissions")
     _, d = _load(args.model)  # a bad model is one error, before any process starts; derived once
     files, ignored = grading.collect(args.claims)
+    if args.report is not None:
+        grading.check_report_path(args.report, args.report_format, len(files))
     if ignored:
         shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
         print(f"not judged ({len(ignored)} {'file is' if len(ignored) == 1 else 'files are'} not a write-up: "

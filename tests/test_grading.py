@@ -318,6 +318,12 @@ def test_exit_statuses(tmp_path, capsys):
     status, out, _ = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "nothing_here.md", "--report", report)
     assert status == 2 and "nothing_here.md: error: cannot read the file: No such file" in out
     assert "No such file" in read_csv(report)[0]["error"]
+    # a report that could not be written is refused before any submission is judged
+    for bad, form in ((tmp_path / "no" / "such" / "g.csv", "csv"), (tmp_path, "csv"),
+                      (tmp_path / "s0.md", "gradescope")):
+        status, out, err = cli(capsys, EXAMPLES / "seed_rnn.sdm", *files, "--report", bad, "--report-format", form)
+        assert status == 2 and ("--report" in err or "not a folder" in err)
+        assert out == "" and "judged" not in err and "Traceback" not in err
     (tmp_path / "pdfs").mkdir()
     (tmp_path / "pdfs" / "a.pdf").write_bytes(b"%PDF")
     status, _, err = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", report)
@@ -398,3 +404,11 @@ def test_an_internal_error_in_one_submission_is_its_row(tmp_path, monkeypatch):
     assert [bool(g.error) for g in results] == [False, True, False]
     assert "internal error" in results[1].error and "ZeroDivisionError" in results[1].error
     assert grading.exit_status(results, strict=False) == 2
+
+
+def test_the_csv_the_teaching_page_shows(tmp_path, monkeypatch, capsys):
+    page = (ROOT / "docs" / "verify.md").read_text(encoding="utf-8")
+    shown = page.split("has one row a submission, in the order of the files:\n\n```text\n", 1)[1].split("```")[0]
+    monkeypatch.chdir(ROOT)
+    status, _, _ = cli(capsys, "examples/seed_rnn.sdm", "docs/examples/submissions", "--report", tmp_path / "g.csv")
+    assert status == 1 and (tmp_path / "g.csv").read_text(encoding="utf-8") == shown

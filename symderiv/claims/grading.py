@@ -310,6 +310,19 @@ def _folders(results: list[Graded]) -> list[str]:
     return [str(r.with_suffix("") if bare[r.with_suffix("")] == 1 else r) for r in rel]
 
 
+def check_report_path(path: str, form: str, count: int) -> None:
+    """Refuse, before any submission is judged, a report that could not be written there."""
+    target = Path(path)
+    one_file = form == "csv" or path.lower().endswith(".json") or count == 1
+    if one_file and target.is_dir():
+        raise SymderivError(f"--report {path}: is a folder; name the file to write")
+    if not one_file and target.exists() and not target.is_dir():
+        raise SymderivError(f"{target}: exists and is not a folder; name a folder for one results.json a "
+                            "submission, or a file ending in .json for one results.json")
+    if one_file and not target.parent.is_dir():  # (a folder of results.json files is made, parents too)
+        raise SymderivError(f"--report {path}: the folder {target.parent} does not exist")
+
+
 def write_report(results: list[Graded], path: str, form: str) -> list[str]:
     """Write the CSV, or Gradescope results: ``PATH`` ending in ``.json`` (or a single
     submission) is one results.json for everything judged, one student's submission (what
