@@ -206,6 +206,8 @@ def test_gradescope_results_follow_the_documented_format(planted_class, tmp_path
                 assert (t["status"], t["score"], t["max_score"]) == (("passed", 1.0, 1.0) if passed else
                                                                       ("failed", 0.0, 1.0))
                 assert v.message in t["output"] and t["tags"][0] == v.verdict and t["tags"][1:] == v.diagnosis
+                if v.expected and v.verdict != "correct":  # the correct form, as the text report writes it
+                    assert f"correct form: {v.lhs} = {v.expected}" in t["output"]
             assert [t["number"] for t in results["tests"]] == [str(k + 1) for k in range(len(report.verdicts))]
             assert results["score"] == sum(v.verdict in ("correct", "per-step") for v in report.verdicts)
         # one student's files together: PATH ending in .json is one results.json

@@ -47,6 +47,7 @@ class Graded:
     error: str = ""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the time judging it took
+    lhs: list[str] = field(default_factory=list)  # each claim's left side in the write-up's notation
 
     @property
     def claims(self) -> list[dict]:
@@ -148,7 +149,8 @@ def _judge(path: str) -> Graded:
         return Graded(path, error="internal error while judging this submission "
                                   f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); please report it",
                       seconds=time.perf_counter() - start)
-    return Graded(path, data, notes=list(report.notes), seconds=time.perf_counter() - start)
+    return Graded(path, data, notes=list(report.notes), seconds=time.perf_counter() - start,
+                  lhs=[v.lhs or "" for v in report.verdicts])
 
 
 def grade(model_path: str, paths: list[str], jobs: int | None = None, progress=None,
@@ -245,14 +247,15 @@ def _tests(g: Graded, prefix: str = "") -> list[dict]:
     """One Gradescope test per claim: a point for a correct or per-step claim, its message (and
     the correct form) as the output, the verdict and the diagnoses as tags."""
     tests = []
-    for c in g.claims:
+    for k, c in enumerate(g.claims):
         ok = c["verdict"] in ("correct", "per-step")
         label = c["verdict"] + (f" ({', '.join(c['diagnosis'])})" if c["diagnosis"] else "")
         output = f"{c['text']}\n{label}: {c['message']}"
         if c["verdict"] == "unreadable":
             output += f"\n({UNREAD_NOTE})"
         if c["expected"] and c["verdict"] != "correct":
-            output += f"\ncorrect form: {c['expected']}"
+            lhs = g.lhs[k] if k < len(g.lhs) else ""
+            output += f"\ncorrect form: {lhs + ' = ' if lhs else ''}{c['expected']}"
         name = f"line {c['line']}: δ{c['target']}" if c["target"] else f"line {c['line']}"
         tests.append({"name": prefix + name, "score": 1.0 if ok else 0.0, "max_score": 1.0,
                       "status": "passed" if ok else "failed", "output": output, "tags": [c["verdict"], *c["diagnosis"]],
