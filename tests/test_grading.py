@@ -266,6 +266,10 @@ def _staff_folder(root: Path) -> Path:
     (root / "huge.md").write_text(text * 300, encoding="utf-8")  # over the 2 MB bound of one derivation
     (root / "notes.pdf").write_bytes(b"%PDF-1.4 not a write-up")
     (root / ".hidden.md").write_text("never judged", encoding="utf-8")
+    secret = root.parent / "solution.md"  # the grader's own file, outside the folder
+    secret.write_text(r"$$\frac{\partial J}{\partial \mathbf{o}} = \frac{\partial L}{\partial \mathbf{o}}$$" + "\n",
+                      encoding="utf-8")
+    (root / "mallory.md").symlink_to(secret)
     return root
 
 
@@ -279,6 +283,7 @@ def test_a_folder_as_teaching_staff_have_it(tmp_path, capsys):
     assert sorted(rows) == ["alice.md", "binary.md", "bob.tex", "carol.txt", "dave.ipynb", "empty.md", "erin.html",
                             "huge.md"]
     assert "notes.pdf" in err and "not judged" in err and ".hidden" not in err
+    assert "mallory.md (a link to outside the folder)" in err  # never read, never quoted
     assert status == 2  # two files could not be read; the report is written all the same
     assert "not valid UTF-8" in rows["binary.md"]["error"] and rows["binary.md"]["error"].isprintable()
     assert "bytes" in rows["huge.md"]["error"] and "2,000,000" in rows["huge.md"]["error"]

@@ -67,7 +67,9 @@ def collect(paths: list[str]) -> tuple[list[str], list[str]]:
 
     Each file named is judged whatever its suffix (an unknown one is a row that says so);
     inside a named directory, every write-up (``FORMATS``), sorted, hidden files and folders
-    left out.  A file named twice is judged once."""
+    left out, and so is a link that leads outside the directory (a submission's link to the
+    autograder's own files would otherwise have them read, and quoted in the report).  A file
+    named twice is judged once."""
     out: list[str] = []
     ignored: list[str] = []
     for p in paths:
@@ -75,8 +77,12 @@ def collect(paths: list[str]) -> tuple[list[str], list[str]]:
         if path.is_dir():
             found: list[str] = []
             other: list[str] = []
+            inside = path.resolve()
             for f in sorted(path.rglob("*")):
                 if not f.is_file() or any(part.startswith(".") for part in f.relative_to(path).parts):
+                    continue
+                if not f.resolve().is_relative_to(inside):
+                    other.append(f"{f} (a link to outside the folder)")
                     continue
                 (found if f.suffix.lower() in FORMATS else other).append(str(f))
             if not found:
