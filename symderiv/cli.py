@@ -113,6 +113,11 @@ class _SafeStream:
     def write(self, text: str) -> int:
         return self._stream.write(terminal_safe(text))
 
+    @property
+    def raw(self):
+        """The stream itself, for symderiv's own control characters (a progress bar's ``\\r``)."""
+        return self._stream
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
@@ -268,7 +273,9 @@ def _verify_class(args) -> int:
         shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
         print(f"not judged ({len(ignored)} {'file is' if len(ignored) == 1 else 'files are'} not a write-up: "
               f"{', '.join(sorted(grading.FORMATS))}): {shown}", file=sys.stderr)
-    results = grading.grade(args.model, files, args.jobs, progress=sys.stderr, derivation=d)
+    # the bar's own \r and erase-line must reach the terminal (it quotes nothing of the files)
+    results = grading.grade(args.model, files, args.jobs, progress=getattr(sys.stderr, "raw", sys.stderr),
+                            derivation=d)
     if args.json:
         sys.stdout.write(json.dumps({"submissions": [{"submission": g.submission, "error": g.error, **(g.report or {})}
                                                      for g in results]}, indent=2, ensure_ascii=False) + "\n")

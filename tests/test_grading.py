@@ -362,6 +362,7 @@ def test_the_progress_bar(tmp_path, tty):
     counts = [int(line.split()[1].split("/")[0]) for line in draws if line.startswith("judged")]
     assert counts == sorted(counts) and counts[-1] == 25 and all(f"/{25}" in d for d in draws if d)
     assert text.endswith("\n")
+    assert "s left" in draws[0] and "left" not in [d for d in draws if d][-1]  # the time, and what is left
     if tty:  # redrawn in place, every file
         assert counts == list(range(1, 26)) and text.count("\n") == 1
     else:  # a line every tenth of the class, for a log
@@ -370,6 +371,21 @@ def test_the_progress_bar(tmp_path, tty):
     grading.grade(str(EXAMPLES / "seed_rnn.sdm"), [str(tmp_path / "s00.md"), str(tmp_path / "s01.md")],
                   jobs=1, progress=few)
     assert few.getvalue() == ""  # no bar for a couple of files
+
+
+def test_the_command_draws_the_bar_on_a_terminal(tmp_path, monkeypatch):
+    # through the command, whose standard error escapes control characters (terminal_safe):
+    # the bar's own carriage return must still reach the terminal
+    right = r"$$\delta \mathbf{h}^{(\mathrm{out})}_t = \hat{\mathbf{r}}_t - \mathbf{r}_t$$" + "\n"
+    for k in range(6):
+        (tmp_path / f"s{k}.md").write_text(right, encoding="utf-8")
+    terminal, out = _Stream(True), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["verify", str(EXAMPLES / "seed_rnn.sdm"), str(tmp_path), "--report", str(tmp_path / "g.csv"),
+                 "--jobs", "1"]) == 0
+    text = terminal.getvalue()
+    assert text.count("\r") == 6 and "judged 6/6" in text and "\\u000d" not in text and "\\u001b" not in text
 
 
 def test_a_worker_starts_with_the_parents_derivation(monkeypatch):

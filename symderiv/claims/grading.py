@@ -208,19 +208,25 @@ def _in_workers(model_path: str, files: list[str], jobs: int, results: list, bar
 
 
 class _Progress:
-    """``judged 37/200 [#####.....]`` on one line of standard error, redrawn in place."""
+    """``judged 37/200 [#####.....] 12 s, about 50 s left`` on standard error: one line redrawn
+    in place on a terminal, a line every tenth of the class in a log."""
 
     def __init__(self, total: int, stream) -> None:
         self.total, self.n, self.stream = total, 0, stream
         self.tty = getattr(stream, "isatty", lambda: False)()
+        self.start = time.perf_counter()
 
     def step(self) -> None:
         self.n += 1
         if self.tty or self.n == self.total or self.n % max(1, self.total // 10) == 0:
             width = 30
             filled = width * self.n // self.total
+            elapsed = time.perf_counter() - self.start
+            left = elapsed / self.n * (self.total - self.n)
+            timing = f" {elapsed:.0f} s" + (f", about {left:.0f} s left" if self.n < self.total else "")
             end = "\r" if self.tty else "\n"
-            self.stream.write(f"judged {self.n}/{self.total} [{'#' * filled}{'.' * (width - filled)}]{end}")
+            self.stream.write(f"judged {self.n}/{self.total} [{'#' * filled}{'.' * (width - filled)}]{timing}"
+                              + ("\x1b[K" if self.tty else "") + end)  # (erase what a longer line left)
             self.stream.flush()
 
     def done(self) -> None:
