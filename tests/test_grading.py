@@ -333,8 +333,15 @@ def test_exit_statuses(tmp_path, capsys):
         assert out == "" and "judged" not in err and "Traceback" not in err
     (tmp_path / "pdfs").mkdir()
     (tmp_path / "pdfs" / "a.pdf").write_bytes(b"%PDF")
-    status, _, err = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", report)
-    assert status == 2 and "no write-ups in this directory" in err
+    status, out, _ = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", report)
+    assert status == 2 and "pdfs: error: no write-up in this folder (its files: a.pdf); a write-up is a" in out
+    # in an autograder: a results.json that says so, not an autograder without results
+    results = tmp_path / "results.json"
+    status, _, _ = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", results,
+                       "--report-format", "gradescope")
+    written = json.loads(results.read_text(encoding="utf-8"))
+    assert status == 2 and written["score"] == 0 and written["tests"] == []
+    assert "no write-up in this folder (its files: a.pdf)" in written["output"] and conforms(written, SCHEMA) == []
 
 
 # ---------------------------------------------------------------------------------------
