@@ -267,6 +267,9 @@ def _verify_class(args) -> int:
         raise SymderivError("standard input (-) is one write-up; it cannot be judged with other submissions")
     _, d = _load(args.model)  # a bad model is one error, before any process starts; derived once
     files, ignored = grading.collect(args.claims)
+    empty = [f for f in files if os.path.isdir(f)]
+    if empty and args.report is None:  # (with a report, such a folder is a row that says so)
+        raise SymderivError(f"{empty[0]}: {grading.no_writeup(empty[0])}")
     if args.report is not None:
         grading.check_report_path(args.report, args.report_format, len(files))
     if ignored:

@@ -142,7 +142,8 @@ def one_line(err: SymderivError, path: str) -> str:
     return f"line {pos.line}, column {pos.col}: {message}"
 
 
-def _no_writeup(path: str) -> str:
+def no_writeup(path: str) -> str:
+    """Why the folder ``path`` is no submission, and what is in it."""
     there = sorted(f.name for f in Path(path).rglob("*") if f.is_file())
     shown = ", ".join(there[:5]) + (f" and {len(there) - 5} more" if len(there) > 5 else "")
     return (f"no write-up in this folder ({'its files: ' + shown if there else 'it is empty'}); a write-up is a "
@@ -154,7 +155,7 @@ def _judge(path: str) -> Graded:
     from .verify import verify
     start = time.perf_counter()
     if Path(path).is_dir():
-        return Graded(path, error=_no_writeup(path))
+        return Graded(path, error=no_writeup(path))
     try:
         report = verify(_STATE["d"], read_claims(path, _STATE["d"]))
         data = json.loads(report.json())
