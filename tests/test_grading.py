@@ -336,7 +336,7 @@ def test_exit_statuses(tmp_path, capsys):
     status, out, _ = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", report)
     assert status == 2 and "pdfs: error: no write-up in this folder (its files: a.pdf); a write-up is a" in out
     status, out, err = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs")  # no report: an error
-    assert status == 2 and out == "" and "pdfs: error: no write-up in this folder" in err
+    assert status == 2 and out == "" and "error:" in err and "pdfs: no write-up in this folder" in err
     # in an autograder: a results.json that says so, not an autograder without results
     results = tmp_path / "results.json"
     status, _, _ = cli(capsys, EXAMPLES / "seed_rnn.sdm", tmp_path / "pdfs", "--report", results,
