@@ -692,3 +692,243 @@ def test_a_delta_times_a_sum_of_paths(tmp_path):
                                  r".\frac{\partial s_2}{\partial W} +" + "\n", "")
     assert three != SRIRAM_PATHS
     assert judged(tmp_path, _notebook(three), model, ".ipynb") == [("W", "incorrect", [])]
+
+
+# ---------------------------------------------------------------------------------------
+# The wild corpus's own notations (tests/data/wild/), each on a quotation of its source.
+
+WILD = ROOT / "tests" / "data" / "wild"
+
+# samrat-nath/samrat-nath.github.io, _posts/2019-12-09-blog-post-1.md (a GRU cell's backward
+# pass): Δ_X L for ∂L/∂X, ∗ the matrix product, two left sides in one row, and '+=' that adds
+# a use of the same quantity to the gradient written above it.
+SAMRAT = r"""
+$$ \Delta_{g_{11}}L = \Delta_{g_{12}}L = \Delta_{h_t}L $$
+
+$$ \Delta_{z_{t}}L = -\Delta_{g_{12}}L \circ \tilde{h}_t $$
+
+$$ \Delta_{\tilde{h}_t}L = \Delta_{g_{12}}L \circ (1-z_t) $$
+
+$$ \Delta_{z_{t}}L += \Delta_{g_{11}}L \circ h_{t-1} $$
+
+$$ \Delta_{h_{t-1}}L = \Delta_{g_{11}}L \circ z_t $$
+
+$$ \Delta_{W_x}L = \Delta_{g_9}L \ast x_t^T $$
+
+$$ \Delta_{h_{t-1}}L += \Delta_{g_7}L \circ r_t $$
+
+$$ \Delta_{h_{t-1}}L += W_{rh}^T \ast \Delta_{g_4}L $$
+
+$$ \Delta_{h_{t-1}}L += W_{zh}^T \ast \Delta_{g_1}L $$
+"""
+
+
+def test_gru_post_delta_notation_accumulation_and_two_left_sides(tmp_path):
+    model = WILD / "samrat_gru" / "model.sdm"
+    # the verdicts of expected.json: c1, c2, c3 (with its +=), c4, c5 (all four parts), c9
+    assert judged(tmp_path, SAMRAT, model) == [
+        ("g11[t]", "correct", []), ("g12[t]", "correct", []), ("z[t]", "correct", []),
+        ("h_tilde[t]", "correct", []), ("h[t-1]", "correct", []), ("W_x", "per-step", [])]
+    r = report(tmp_path, SAMRAT, model)
+    assert r.verdicts[2].line == 4 and "+=" in r.verdicts[2].text  # kept where the first part is
+    # a part left out of the accumulation: what reaches h_{t-1} through r_t is missing
+    cut = SAMRAT.replace("$$ \\Delta_{h_{t-1}}L += \\Delta_{g_7}L \\circ r_t $$\n", "")
+    assert cut != SAMRAT
+    assert ("h[t-1]", "incorrect") in [(t, v) for t, v, _ in judged(tmp_path, cut, model)]
+    # the sign of the first part flipped: the accumulated δz is wrong
+    flipped = SAMRAT.replace(r"= -\Delta_{g_{12}}L", r"= \Delta_{g_{12}}L")
+    assert judged(tmp_path, flipped, model)[2][:2] == ("z[t]", "incorrect")
+
+
+def test_what_a_cell_passes_back_is_judged_for_the_cells_steps(tmp_path):
+    # δh_{t-1} written with step t's values (the cell at t): compared for t = 1..T, and its
+    # unstepped names (g_11) are at the cell's step t, as z_t is
+    model = WILD / "samrat_gru" / "model.sdm"
+    text = r"$$ \Delta_{h_{t-1}}L = \Delta_{g_{11}}L \circ z_t + \Delta_{g_7}L \circ r_t + W_{rh}^T \ast \Delta_{g_4}L + W_{zh}^T \ast \Delta_{g_1}L $$"  # noqa: E501
+    assert judged(tmp_path, text, model) == [("h[t-1]", "correct", [])]
+    wrong = text.replace(r"\circ z_t", r"\circ r_t", 1)
+    assert judged(tmp_path, wrong, model)[0][:2] == ("h[t-1]", "incorrect")
+
+
+# wanesta/Deep_Learning_Note, RNN_LSTM_.md: formulas as codecogs images inside Markdown, the
+# LaTeX's backslashes written as the HTML entity &#x5C;.
+WANESTA_IMG = ('<p align="center"><img src="https://latex.codecogs.com/gif.latex?&#x5C;frac{&#x5C;partial%20E}'
+               '{&#x5C;partial%20b_{o}}=&#x5C;Sigma_{j=1}^{t}&#x5C;delta_{o,j}"/></p>\n')
+
+
+def test_codecogs_images_with_html_entities_in_markdown():
+    from symderiv.claims.sources import markdown_images
+    out = markdown_images(WANESTA_IMG)
+    assert r"$$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,j}$$" in out
+
+
+# wanesta/Deep_Learning_Note, RNN_LSTM_.md, the LSTM's training (the formulas as the note's
+# codecogs images hold them): net_{o,t} in plain letters, =^{def}, per-step copies W_{oh,t},
+# δ_{c,t} for the δ_{\overline{c},t} it defined, and Σ_{j=1}^{t} with E the error at the last step t.
+WANESTA = r"""
+$$\delta_{t}=^{def} \frac{\partial E}{\partial h_{t}}$$
+$$\delta_{o,t}=^{def}=\frac{\partial E}{\partial net_{o,t}}$$
+$$\delta_{f,t}=^{def}\frac{\partial E}{\partial net_{f,t}}$$
+$$\delta_{i,t}=^{def}\frac{\partial E}{\partial net_{i,t}}$$
+$$\delta_{\overline{c},t}=^{def}\frac{\partial E}{\partial net_{\overline{c},t}}$$
+$$\frac{\partial E}{\partial W_{oh,t}}=\frac{\partial E}{\partial net_{o,t}}\frac{\partial net_{o,t}}{\partial W_{oh,t}}$$
+$$=\delta_{o,t}h_{t-1}^{T}$$
+$$\frac{\partial E}{\partial W_{ch,t}}=\frac{\partial E}{\partial net_{c,t}}\frac{\partial net_{c,t}}{\partial W_{fh,t}}$$
+$$=\delta_{c,t}h_{t-1}^{T}$$
+$$\frac{\partial E}{\partial W_{oh}}=\Sigma_{j=1}^{t}\delta_{o,j}h_{j-1}^{T}$$
+$$\frac{\partial E}{\partial b_{o}}=\Sigma_{j=1}^{t}\delta_{o,t}$$
+"""  # noqa: E501
+
+
+def test_lstm_note_gate_names_per_step_copies_and_running_sums(tmp_path):
+    model = WILD / "wanesta_lstm" / "model.sdm"
+    # expected.json's c10, c11, c16, c17, c18, c29
+    assert judged(tmp_path, WANESTA, model) == [
+        ("W_oh", "per-step", []), ("W_oh", "per-step", []),
+        ("W_ch", "incorrect", ["wrong-factor"]), ("W_ch", "per-step", []),
+        ("W_oh", "correct", []), ("b_o", "incorrect", ["missing-sum-over-time"])]
+    r = report(tmp_path, WANESTA, model)
+    assert "copy used at step t" in r.verdicts[0].message
+    assert "t the last step T" in r.verdicts[4].message
+    assert "∂net_c/∂W_fh where ∂net_c/∂W_ch belongs" in r.verdicts[2].message
+    # the running step dropped from one factor: h_{t-1} (the last step's) in every term
+    slip = WANESTA.replace(r"\delta_{o,j}h_{j-1}^{T}", r"\delta_{o,j}h_{t-1}^{T}")
+    assert judged(tmp_path, slip, model)[4][:2] == ("W_oh", "incorrect")
+
+
+def test_a_sum_to_t_is_the_last_step_only_where_the_loss_is_at_the_last_step(tmp_path):
+    # seed_rnn sums its loss over the steps: Σ_{k=1}^{t} there is a partial sum, not read as one to T
+    text = r"$$\frac{\partial L}{\partial \mathbf{W}} = \Sigma_{k=1}^{t} \delta \mathbf{y}_{o,k} \mathbf{h}_k^\top$$"
+    assert [v for _, v, _ in judged(tmp_path, text, EXAMPLES / "seed_rnn.sdm")] == ["unreadable"]
+    assert judged(tmp_path, text.replace("^{t}", "^{T}"), EXAMPLES / "seed_rnn.sdm") == [("W", "correct", [])]
+
+
+def test_plain_letter_functions_and_names(tmp_path):
+    # the note's δ_{o,t}: tanh and the gate names written without \tanh or \text
+    text = WANESTA.split("$$\\frac")[0] + (
+        r"$$\delta_{o,t}^{T}=\delta_{t}^{T}\circ tanh(c_{t})\circ o_{t}\circ(1-o_{t})$$" + "\n")
+    out = judged(tmp_path, text, WILD / "wanesta_lstm" / "model.sdm")
+    assert out == [("net_o[t]", "correct", [])]
+
+
+# wildanjr19/ml-from-scratch, Linear-Regression/readme.md and LogisticRegression/readme.md: a
+# dim as a value (1/n), y^{(i)} for example i.
+WILDAN_LINREG = r"""$$dw = \frac{1}{n} X^\top \left(\hat{y} - y\right)$$
+
+$$db = \frac{1}{n} \sum_{i=1}^{n} \left(\hat{y}^{(i)} - y^{(i)}\right)$$
+"""
+
+
+def test_a_dim_as_a_value_and_examples_as_superscripts(tmp_path):
+    linreg, logreg = WILD / "wildan_linreg" / "model.sdm", WILD / "wildan_logreg" / "model.sdm"
+    # the mean squared error's gradients lack its factor 2 (expected.json: wrong-factor)
+    assert judged(tmp_path, WILDAN_LINREG, linreg) == [("w", "incorrect", ["wrong-factor"]),
+                                                       ("b", "incorrect", ["wrong-factor"])]
+    r = report(tmp_path, WILDAN_LINREG, linreg)
+    assert "1/2 times" in r.verdicts[0].message
+    # the mean cross-entropy's are right as written
+    assert judged(tmp_path, WILDAN_LINREG, logreg) == [("w", "correct", []), ("b", "correct", [])]
+    # n is a dim: with the 1/n left out, the factor is n, which no number repairs
+    assert judged(tmp_path, WILDAN_LINREG.replace(r"\frac{1}{n} X", "X"), logreg)[0][:2] == ("w", "incorrect")
+
+
+# x35yao/ml-from-scratch, docs/softmax_regression_math.md (codecogs images): the rows of P summed.
+X35YAO_SOFTMAX = (
+    '<img src="https://latex.codecogs.com/png.latex?%5Cnabla_W%20%3D%20%5Cfrac%7B1%7D%7BN%7D%20(P-Y)%5ET%20X" />\n\n'
+    '<img src="https://latex.codecogs.com/png.latex?%5Cnabla_b%20%3D%20%5Cfrac%7B1%7D%7BN%7D%20%5Csum_%7Bi%3D1%7D'
+    '%5EN%20(P_i%20-%20Y_i)" />\n')
+
+
+def test_rows_of_a_matrix_summed_as_a_vectors_gradient(tmp_path):
+    model = WILD / "x35yao_softmax" / "model.sdm"
+    assert judged(tmp_path, X35YAO_SOFTMAX, model) == [("W", "correct", []), ("b", "correct", [])]
+    assert "row i of a matrix" in report(tmp_path, X35YAO_SOFTMAX, model).verdicts[1].message.lower()
+    wrong = X35YAO_SOFTMAX.replace("(P_i%20-%20Y_i)", "(P_i%20%2B%20Y_i)")
+    assert wrong != X35YAO_SOFTMAX
+    assert judged(tmp_path, wrong, model)[1][:2] == ("b", "incorrect")
+
+
+def test_sums_and_products_over_fixed_numbers_are_written_out(tmp_path):
+    model = tmp_path / "sriram.sdm"
+    model.write_text(SRIRAM_MODEL)
+    # sriram7797/ML_techniques, "Backpropagation through time.ipynb": Σ_k of ∏_j of Jacobians
+    prod = (r"$\large{\frac{\partial E_4}{\partial W}= \sum_{k=1}^4 \frac{\partial E_4}{\partial s_4}."
+            r"(\prod_{j=k+1}^4\frac{\partial s_j}{\partial s_{j-1}})\frac{\partial s_k}{\partial W}}$")
+    assert judged(tmp_path, _notebook(prod), model, ".ipynb") == [("W", "per-step", [])]
+    # without the path through s_1 (zero: s_0 = 0) right, without that through s_2 too wrong
+    assert judged(tmp_path, _notebook(prod.replace("k=1", "k=2")), model, ".ipynb") == [("W", "per-step", [])]
+    assert judged(tmp_path, _notebook(prod.replace("k=1", "k=3")), model, ".ipynb")[0][:2] == ("W", "incorrect")
+    # W^{4-j-1} as the power of a matrix: W^{-1} at j = 4 (the notebook's slip), and W^{4-j}
+    power = (r"$\frac{\partial E_4}{\partial W}= \sum_{j=1}^4 (W^{\top})^{4-j} \frac{\partial E_4}{\partial s_4}"
+             r" s_{j-1}^{\top}$")
+    assert judged(tmp_path, _notebook(power), model, ".ipynb") == [("W", "per-step", [])]
+    assert judged(tmp_path, _notebook(power.replace("^{4-j}", "^{4-j-1}")), model, ".ipynb")[0][:2] == \
+        ("W", "incorrect")
+
+
+# KJO144/recurrent_neural_net, notes.ipynb: index notation, k and l summed.
+KJO_CHAIN = r"""$$
+\frac{\partial E_t}{\partial V_{ij}} = \frac{\partial E_t}{ \partial \hat{y}_{t_k}} \frac{\partial \hat{y}_{t_k}}{\partial q_l} \frac{\partial q_l}{\partial V_{ij}}
+$$
+
+$$
+\frac{\partial q_l}{\partial V_{ij}} = \delta_{il} h_j
+$$
+
+$$
+\frac{\partial E_t}{\partial W_{ij}} = \frac{\partial E_t}{ \partial \hat{y}_{t_k}} \frac{\partial \hat{y}_{t_k}}{\partial q_l} \frac{\partial q_l}{\partial h_{t_m}} \frac{\partial h_{t_m}}{\partial W_{ij}}
+$$
+"""  # noqa: E501
+
+
+def test_index_summed_chain_rules_of_entries(tmp_path):
+    model = WILD / "kjo144_rnn" / "model.sdm"
+    r = report(tmp_path, _notebook(KJO_CHAIN), model, ".ipynb")
+    assert [(v.target, v.verdict) for v in r.verdicts] == [("V[i, j]", "per-step"), ("W[i, j]", "unreadable")]
+    # ∂h_t/∂W_{ij}: explicit or through the earlier steps? said, not guessed
+    assert "explicit or the total derivative" in r.verdicts[1].message
+    assert any("skipped 1 Jacobian equation" in n for n in r.notes)
+    # indices that do not link up are not read as a chain rule
+    broken = KJO_CHAIN.replace(r"\partial q_l} \frac{\partial q_l}{\partial V_{ij}}", r"\partial q_l} \frac{\partial q_m}{\partial V_{ij}}", 1)  # noqa: E501
+    assert broken != KJO_CHAIN
+    assert judged(tmp_path, _notebook(broken), model, ".ipynb")[0][1] == "unreadable"
+
+
+# d2l-ai/d2l-en, chapter_recurrent-neural-networks/bptt.md: the gradient in h_t as a sum over the
+# later steps, with a matrix power.
+D2L_LATER = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T "
+             r"{\left(\mathbf{W}_\textrm{hh}^\top\right)}^{T-i} \mathbf{W}_\textrm{qh}^\top "
+             r"\frac{\partial L}{\partial \mathbf{o}_{T+t-i}}.$$" + "\n")
+
+
+def test_a_sum_over_the_later_steps(tmp_path):
+    model = WILD / "d2l_bptt" / "model.sdm"
+    assert judged(tmp_path, D2L_LATER, model) == [("h[t]", "correct", [])]
+    assert "later steps" in report(tmp_path, D2L_LATER, model).verdicts[0].message
+    # the power one too high, the transpose dropped, the step of o shifted: wrong
+    for slip in ("^{T-i+1}", r"\left(\mathbf{W}_\textrm{hh}\right)", r"\mathbf{o}_{T+t-i+1}"):
+        text = D2L_LATER.replace("^{T-i}", slip) if slip.startswith("^") else \
+            D2L_LATER.replace(r"\left(\mathbf{W}_\textrm{hh}^\top\right)", slip) if "left" in slip else \
+            D2L_LATER.replace(r"\mathbf{o}_{T+t-i}", slip)
+        assert text != D2L_LATER
+        assert judged(tmp_path, text, model)[0][:2] == ("h[t]", "incorrect"), slip
+    # a term with no value of step i would not vanish for i < t: not read
+    flat = (r"$$\frac{\partial L}{\partial \mathbf{h}_t}= \sum_{i=t}^T \mathbf{W}_\textrm{qh}^\top "
+            r"\frac{\partial L}{\partial \mathbf{o}_{t}}$$")
+    assert judged(tmp_path, flat, model)[0][1] == "unreadable"
+
+
+def test_a_gradient_written_as_a_row(tmp_path):
+    # the LSTM note's layout (δ_{o,t}^T = δ_t^T ∘ …) in the seed RNN's names: every factor of
+    # the elementwise product transposed, f'(·)^T too
+    row = r"$$\delta \mathbf{y}_{h,t}^\top = \delta \mathbf{h}_t^\top \odot f'(\mathbf{y}_{h,t})^\top$$"
+    assert judged(tmp_path, row, EXAMPLES / "seed_rnn.sdm") == [("z_h[t]", "correct", [])]
+    # and a row product δ^T W, transposed as a whole: W^T δ
+    wanesta = WILD / "wanesta_lstm" / "model.sdm"
+    text = WANESTA.split("$$\\frac")[0] + (r"$$\delta_{t-1}^{T}=\delta_{o,t}^{T}W_{oh}+\delta_{f,t}^{T}W_{fh}"
+                                            r"+\delta_{i,t}^{T}W_{ih}+\delta_{\overline{c},t}^{T}W_{ch}$$" + "\n")
+    assert judged(tmp_path, text, wanesta) == [("h[t-1]", "correct", [])]
+    assert judged(tmp_path, text.replace("W_{ih}", "W_{fh}", 1), wanesta)[0][:2] == ("h[t-1]", "incorrect")
+    # rows summed and written as a column already are not transposed again (not read: an entry's transpose)
+    cols = r"$$\nabla_b = \frac{1}{N} \sum_{i=1}^N (P_i - Y_i)^T$$"
+    assert [v for _, v, _ in judged(tmp_path, cols, WILD / "x35yao_softmax" / "model.sdm")] == ["unreadable"]

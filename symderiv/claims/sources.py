@@ -8,6 +8,7 @@ its scripts never run either (only a ``math/tex`` script's text is kept, as math
 
 from __future__ import annotations
 
+import html
 import json
 from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
@@ -127,9 +128,11 @@ class _PageReader(HTMLParser):
 def codecogs(query: str) -> str:
     """The LaTeX of a codecogs image address's query (``\\frac{\\partial&space;L}{…}``)."""
     latex = unquote(query)
-    for entity, char in (("&space;", " "), ("&plus;", "+"), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+    for entity, char in (("&space;", " "), ("&plus;", "+")):
         latex = latex.replace(entity, char)
-    return latex
+    # the rest as HTML entities: &amp;, &lt;, and the numeric ones a page writes backslashes
+    # with (``&#x5C;frac``, an LSTM note's Markdown)
+    return html.unescape(latex)
 
 
 def page_text(text: str) -> str:
@@ -154,7 +157,9 @@ def markdown_images(text: str) -> str:
         return m.group(0) + (f" $${latex.strip()}$$" if latex.strip() else "")
 
     def latex_of_tag(m: re.Match) -> str:
-        latex = codecogs(urlsplit(m.group(1)).query or "")
+        # an attribute's value is HTML: its entities first (``&#x5C;`` is a backslash, and its
+        # ``#`` would otherwise end the address's query)
+        latex = codecogs(urlsplit(html.unescape(m.group(1))).query or "")
         if latex.startswith("\\dpi{"):
             latex = latex.split("}", 1)[-1]
         inline = latex.startswith("\\inline")

@@ -102,6 +102,15 @@ class Power:
 
 
 @dataclass(frozen=True)
+class MatrixPower:
+    """A square matrix to an integer power (W^{4-j-1} of a sum over fixed steps); negative:
+    the inverse's."""
+
+    arg: object
+    exponent: int
+
+
+@dataclass(frozen=True)
 class Transposed:
     arg: object
 
@@ -144,10 +153,12 @@ class OverTime:
 
 @dataclass(frozen=True)
 class Jacobian:
-    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule."""
+    """∂a/∂b of two quantities (``of``, ``wrt``: ``Val`` nodes), read only inside a chain rule;
+    ∂a_k/∂b_l with ``entries`` ((k,), (l,)), in an index-summed chain rule."""
 
     of: object
     wrt: object
+    entries: tuple = ((), ())
 
 
 @dataclass(frozen=True)
@@ -218,7 +229,7 @@ def with_children(node, kids: tuple):
     if isinstance(node, LEAVES):
         return node
     if isinstance(node, Jacobian):
-        return Jacobian(*kids)
+        return replace(node, of=kids[0], wrt=kids[1])
     if isinstance(node, ChainRule):
         return ChainRule(kids[0], tuple(kids[1:]))
     return replace(node, arg=kids[0])
@@ -417,7 +428,10 @@ def anchor_steps(model, node, anchor: Step | None):
         if not q.sequence:
             return n
         if n.offset is None:
-            return replace(n, offset=0)
+            # unstepped, at the claim's step; in a claim about h_{t-1} (what cell t passes back,
+            # δh_{t-1} = W^T δz), at the cell's step t
+            back = anchor is not None and anchor.base == "t" and anchor.offset < 0
+            return replace(n, offset=-anchor.offset if back else 0)
         if anchor is None and n.offset.base in ("", "T"):  # a fixed step: δh_1, h_T
             return n
         here = anchor or STEP_T
@@ -723,6 +737,19 @@ class ClaimExpressionBuilder:
             return E.hadamard(*([base] * k))
         return HadamardPower(base, k)
 
+    def _MatrixPower(self, node: MatrixPower, like):
+        base = self.build(node.arg)
+        if not _is_matrix(base) or base.shape[0] != base.shape[1] or base.shape == (1, 1):
+            raise ShapeMismatch(f"a matrix power of {self._shaped(base) if _is_matrix(base) else 'a number'}, "
+                                "which is not a square matrix")
+        k = abs(node.exponent)
+        if k == 0:
+            return sp.Identity(base.shape[0])
+        out = base
+        for _ in range(k - 1):
+            out = self._times(out, base)
+        return E.inverse(out) if node.exponent < 0 else out
+
     def _Transposed(self, node: Transposed, like):
         inner = self.build(node.arg, None if like is None else (like[1], like[0]))
         return E.transpose(inner) if _is_matrix(inner) else inner
@@ -846,17 +873,24 @@ class ClaimExpressionBuilder:
             of, wrt = link.of, link.wrt
             if here is None or of.name != here.name or of.offset != here.offset:
                 raise ShapeMismatch("the factors of the chain rule do not link up")
-            cot = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
-            if cot is None:
-                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name} directly")
+            carried = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0)
+            if carried is None:
+                # ∂h_t/∂h_{t-1} of an LSTM: through the step's own values (o_t, c_t, the gates),
+                # the other inputs of the step (c_{t-1}, x_t) held fixed
+                carried = self._carried(of.name, of.offset, cot, wrt.name, wrt.offset, depth=0, within_step=True)
+            if carried is None:
+                raise ShapeMismatch(f"∂{of.name}/∂{wrt.name}: {of.name} does not depend on {wrt.name}")
+            cot = carried
             here = wrt
         return cot
 
-    def _carried(self, a: str, oa, cot, b: str, ob, depth: int):
+    def _carried(self, a: str, oa, cot, b: str, ob, depth: int, within_step: bool = False):
         """The adjoint ``cot`` of a (at offset ``oa``) carried back to b (at ``ob``) through the
-        equation of a, and through any pre-activation symderiv named on the way; None if none."""
+        equation of a, and through any pre-activation symderiv named on the way; None if none.
+        ``within_step``: through every value a's step computes on the way (not only symderiv's
+        pre-activations), never through a value of another step or a parameter."""
         q = self.model.quantities[a]
-        if q.expr is None or depth > 4:
+        if q.expr is None or depth > (MAX_STEP_DEPTH if within_step else 4):
             return None
         parts = []
         symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
@@ -878,7 +912,12 @@ class ClaimExpressionBuilder:
             if c == b and (not target.sequence or oc_claim == ob):
                 parts.append(g)
             elif target.auxiliary and c != a:
-                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1)
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1, within_step)
+                if deeper is not None:
+                    parts.append(deeper)
+            elif (within_step and c != a and target.expr is not None and target.role not in ("param", "loss")
+                  and target.sequence and oc == 0):
+                deeper = self._carried(c, oc_claim, g, b, ob, depth + 1, within_step)
                 if deeper is not None:
                     parts.append(deeper)
         return E.add(*parts) if parts else None
@@ -887,6 +926,47 @@ class ClaimExpressionBuilder:
         raise ShapeMismatch("an entry outside an entry claim")
 
     _IndexSum = _Entry
+
+
+#: How many equations of one step a Jacobian ∂h_t/∂h_{t-1} is carried through (an LSTM's is 4:
+#: h_t, c_t, f_t, net_{f,t}).
+MAX_STEP_DEPTH = 8
+
+
+def earlier_params(model, name: str) -> set:
+    """The parameters that reach ``name`` at step t through a value of an earlier step as well
+    (W reaches h_t through h_{t-1}; V reaches q_t = V h_t only at step t)."""
+    def closure(n: str, seen: set) -> set:
+        if n in seen:
+            return set()
+        seen.add(n)
+        q = model.quantities[n]
+        if q.role == "param":
+            return {n}
+        if q.expr is None:
+            return set()
+        out: set = set()
+        for c, _, _ in _reads(model, q, E.Delta(q.symbol)):
+            out |= closure(c, seen)
+        return out
+
+    def walk(n: str, seen: set) -> set:
+        if n in seen:
+            return set()
+        seen.add(n)
+        q = model.quantities[n]
+        if q.expr is None or q.role == "param":
+            return set()
+        out: set = set()
+        symbol = E.At(E.Delta(q.symbol), 0) if q.sequence else E.Delta(q.symbol)
+        for c, oc, _ in _reads(model, q, symbol):
+            if oc is not None and oc < 0:
+                out |= closure(c, set())
+            elif model.quantities[c].role != "param":
+                out |= walk(c, seen)
+        return out
+
+    return walk(name, set())
 
 
 def _reads(model, q, symbol) -> list:

@@ -198,10 +198,15 @@ class Truth:
         if self.kind == "per-step" and step is not None and step.base == "":
             return [step.offset]
         if self.kind == "per-step" or step is None or step.base == "t":
+            steps = probe.steps
+            if self.kind == "sequence" and step is not None and step.offset < 0:
+                # δh_{t-1} = (step t's values): what cell t passes back, for t = 1..T, so h_{t-1}
+                # up to step T - 1 (at T there is no step T + 1 to pass anything back)
+                steps = [s for s in steps if s - step.offset <= (probe.T or 0)]
             if self.kind == "sequence" and self.fixed:
                 skip = {probe.T + k if where == "end" else k for where, k in self.fixed}
-                return [t for t in probe.steps if t - (step.offset if step is not None else 0) not in skip]
-            return probe.steps
+                return [t for t in steps if t - (step.offset if step is not None else 0) not in skip]
+            return steps
         at = probe.T + step.offset if step.base == "T" else step.offset
         return [at]
 
@@ -655,6 +660,8 @@ class _Check:
         yield from self._extra_terms(r)
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
+        yield from self._jacobian_variables(r)
+        yield from self._summands_at_a_fixed_step(r)
         yield from self._other_factors(r)
 
     def show(self, node) -> str:
@@ -753,6 +760,44 @@ class _Check:
                 given = C.Given(term.expr)
                 yield r.then("missing-recurrent-term", C.Terms((r.node, given)),
                              "the term {} through step t+" + str(term.offset) + " is missing", given)
+
+    def _summands_at_a_fixed_step(self, r: Repair):
+        """``Σ_{j=1}^{t} δ_{o,t}``: a sum over the steps whose summand is written at one fixed step
+        (T copies of the last step's term); the summand at the running step is the repair."""
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.OverTime) or C.depends_on_step(n.arg):
+                continue
+            fixed = [x for _, x in C.positions(n.arg)
+                     if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step)]
+            if not fixed:
+                continue
+
+            def running(x):
+                if isinstance(x, (C.Val, C.Grad)) and isinstance(x.offset, C.Step) and x.offset.base in ("T", ""):
+                    return replace(x, offset=x.offset.offset if x.offset.base == "T" else 0)
+                return x
+
+            yield r.then("missing-sum-over-time", C.replace_at(r.node, path, C.OverTime(C.transform(n.arg, running),
+                                                                                          n.start)),
+                         "the summand is written at one step, {}: the sum over the steps needs it at each step",
+                         n.arg)
+
+    def _jacobian_variables(self, r: Repair):
+        """A chain rule's last link taken in the wrong variable: ``∂net_c/∂W_fh`` (which is zero,
+        net_c does not read W_fh) where the claim is about W_ch."""
+        target = self.truth.name
+        q = self.j.model.quantities[target]
+        for path, n in C.positions(r.node):
+            if not (isinstance(n, C.ChainRule) and n.links):
+                continue
+            last = n.links[-1]
+            if last.wrt.name == target:
+                continue
+            wrt = C.Val(target, getattr(last.wrt, "offset", None) if q.sequence else None)
+            links = n.links[:-1] + (C.Jacobian(last.of, wrt),)
+            yield r.then("wrong-factor", C.replace_at(r.node, path, C.ChainRule(n.start, links)),
+                         "the last factor is taken in the wrong variable: ∂" + last.of.name + "/∂" + last.wrt.name
+                         + " where ∂" + last.of.name + "/∂" + target + " belongs")
 
     def _other_factors(self, r: Repair):
         """A quantity in place of another one of the same size (h_t for h_{t-1}, δy for δh, ...),

@@ -313,6 +313,9 @@ def _members(tokens: list[Tok]) -> tuple[list[list[Tok]], list[str]]:
 def _relation_at(tokens: list[Tok], i: int) -> tuple[str | None, int]:
     t = tokens[i]
     if t.kind == "char" and t.value == "=":
+        script = [x.value for x in tokens[i + 1:i + 7]]
+        if script[:6] == ["^", "{", "d", "e", "f", "}"]:  # =^{def} (an LSTM note's), and =^{def}= too
+            return "def", 8 if i + 7 < len(tokens) and tokens[i + 7].value == "=" else 7
         return "=", 1
     if t.kind == "char" and t.value == ":" and i + 1 < len(tokens) and tokens[i + 1].value == "=":
         return ":=", 2

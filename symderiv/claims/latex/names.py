@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...ir.expr import AtEnd, TimeSum
 from ...ir.model import Model
 from ...ir.names import split_name
 from ..tree import ReadError, Step
@@ -129,6 +130,8 @@ class Glossary:
         loss = next((q for q in model.quantities.values() if q.role == "loss"), None)
         glossary.mean_loss = model.length is not None and loss is not None and loss.expr is not None and \
             model.length in loss.expr.free_symbols
+        glossary.last_step_loss = loss is not None and loss.expr is not None and model.has_time and \
+            bool(loss.expr.atoms(AtEnd)) and not loss.expr.has(TimeSum)
         for q in model.quantities.values():
             if q.auxiliary and "y" not in bodies:
                 # A pre-activation symderiv calls z_h is also y_h, as the seed course writes it,
@@ -161,8 +164,22 @@ class Glossary:
             entries.append((subs, qname))
 
     @property
+    def words(self) -> set[str]:
+        """The names of several letters (``net`` of net_f) a write-up may write without ``\\text``."""
+        return {k.body for table in (self.table, self.aliases) for k in table
+                if len(k.body) > 1 and k.body.isalpha()}
+
+    #: Inside ``\\Sigma_{j=1}^{t}`` (an LSTM note's sum over the steps with E at the last step
+    #: t): j is the running step, and t the last step T.
+    running: str | None = None
+    last: str | None = None
+    #: The loss reads only the last step (E = ℓ(h_T)): a sum to "t" in a write-up that says E is
+    #: the error at time t runs to the last step.
+    last_step_loss: bool = False
+
+    @property
     def index(self) -> str:
-        return self.model.time_index or "t"
+        return self.running or self.model.time_index or "t"
 
     @property
     def length(self) -> str:
@@ -188,11 +205,29 @@ class Glossary:
     def signal(self, atom: Atom) -> tuple[str, Step | None, tuple] | None:
         """(quantity, step, entries) of an error signal ``δ_t`` the write-up named, or None."""
         items = atom.subs if atom.step is None else (atom.step,) + atom.subs
-        found = [(p, q) for p, q in self.signals.get(atom.key.sups, []) if items[:len(p)] == p]
-        if not found:
+        signals = self.signals.get(atom.key.sups, [])
+        found = [(p, q) for p, q in signals if items[:len(p)] == p]
+        if found:
+            prefix, qname = max(found, key=lambda pq: len(pq[0]))
+            try:
+                step, entries = self._step_and_entries(qname, items[len(prefix):], atom)
+                return qname, step, entries
+            except ReadError:
+                if prefix:
+                    raise
+        # δ_{o,t} ≜ ∂E/∂net_{o,t}, δ_{f,t} ≜ ∂E/∂net_{f,t}, …: the write-up's pattern, so δ_{c,t}
+        # is ∂E/∂net_{c,t} though only δ_{\bar{c},t} was defined
+        bodies = {split_name(q).body for p, q in signals if p and split_name(q).subscripts == p}
+        if len(bodies) != 1 or not atom.subs:
+            if found:
+                raise ReadError(f"δ{atom.sup}_{{{','.join(items)}}} names no quantity the write-up defined", atom.pos)
             return None
-        prefix, qname = max(found, key=lambda pq: len(pq[0]))
-        step, entries = self._step_and_entries(qname, items[len(prefix):], atom)
+        body = bodies.pop()
+        try:
+            qname, step, entries = self.resolve(Atom(NameKey(body), atom.subs, body, "", atom.pos, atom.step))
+        except ReadError:
+            return None
+        self.used.add("signal-pattern")
         return qname, step, entries
 
     def resolve(self, atom: Atom) -> tuple[str, Step | None, tuple]:
@@ -212,6 +247,11 @@ class Glossary:
             if time is not None:
                 return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]), atom.subs,
                                          atom.core, atom.sup, atom.pos, time))
+        example = re.fullmatch(r"\(([a-zA-Z])\)", atom.key.sups[-1]) if atom.key.sups else None
+        if example and example.group(1) not in (self.index, self.length):
+            # y^{(i)}: example i, an entry of the batch's vector y, if no layer is called (i)
+            return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]),
+                                     atom.subs + (example.group(1),), atom.core, atom.sup, atom.pos, atom.step))
         written = f"{atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
         raise ReadError(f"unknown name {written}: not a quantity of the model" + preactivation_hint(self.model, atom),
                         atom.pos)
@@ -223,13 +263,17 @@ class Glossary:
                 return item[1:]
         return item
 
+    def _steps_pattern(self) -> str:
+        names = [self.index, self.length] + ([self.last] if self.last else [])
+        return "(" + "|".join(map(re.escape, names)) + r")([+-]\d+)?"
+
     def is_step(self, item: str) -> bool:
         item = self._bare(item)
-        return re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?|\d+", item) is not None
+        return re.fullmatch(self._steps_pattern() + r"|\d+", item) is not None
 
     def step(self, item: str) -> Step:
         item = self._bare(item)
-        m = re.fullmatch(rf"({re.escape(self.index)}|{re.escape(self.length)})([+-]\d+)?", item)
+        m = re.fullmatch(self._steps_pattern(), item)
         if m is None:
             return Step("", int(item))
         return Step("t" if m.group(1) == self.index else "T", int(m.group(2) or 0))
@@ -239,12 +283,18 @@ class Glossary:
         items = list(rest)
         step = None
         if items and self.is_step(items[0]):
-            if not q.sequence:
+            if not q.sequence and q.role == "param" and self.step(items[0]) == Step("t", 0):
+                # W_{oh,t}: the copy of W_oh used at step t (an LSTM note's), whose gradient is
+                # step t's term of the whole
+                items.pop(0)
+                self.used.add("param-step")
+            elif not q.sequence:
                 raise ReadError(f"'{qname}' is not a sequence, so it has no step {items[0]}", atom.pos)
-            step = self.step(items.pop(0))
+            else:
+                step = self.step(items.pop(0))
         entries: list[str] = []
         for item in items:
-            if re.fullmatch(r"[a-zA-Z]", item) and item != self.index:
+            if re.fullmatch(r"[a-zA-Z]", item) and item not in (self.index, self.last):
                 entries.append(item)
             elif re.fullmatch(r"[a-zA-Z]{2}", item) and not q.is_vector and not entries:
                 entries.extend(item)
@@ -300,7 +350,8 @@ class NameReader(Cursor):
                 script = self.group()
                 for part in split_top(script, lambda t: t.value == ","):
                     # b_{y_i}, \\hat{y}_{t_k}: a subscript with its own subscript is two items
-                    subs.extend(plain(piece) for piece in split_top(part, lambda t: t.value == "_") if piece)
+                    subs.extend(_accents_alike(plain(piece)) for piece in split_top(part, lambda t: t.value == "_")
+                                if piece)
             elif self.is_char("^") and self._is_name_superscript():
                 tok = self.take()
                 script = self.group()
@@ -323,8 +374,21 @@ class NameReader(Cursor):
             text = plain(self.group())
         finally:
             self.i = save
-        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ)?-?\d+", text)
+        return not (text in TRANSPOSES or text == "\\prime" or re.fullmatch(r"(?:\\circ|=)?-?\d+", text)
                     or text in INVERSE_TRANSPOSES)
+
+    def letter_run(self) -> str:
+        """The letters written together from here, as one string (``net`` of ``net_{f,t}``)."""
+        k = self.i
+        while k < len(self.toks) and self.toks[k].kind == "letter" and (
+                k == self.i or self.toks[k].pos == self.toks[k - 1].end):
+            k += 1
+        return "".join(t.value for t in self.toks[self.i:k])
+
+    def merge_word(self, word: str) -> None:
+        """The letters of ``word`` here as one word token, as ``\\text{word}`` would be."""
+        first, last = self.toks[self.i], self.toks[self.i + len(word) - 1]
+        self.toks[self.i:self.i + len(word)] = [Tok("text", word, first.pos, last.end)]
 
     def _core(self) -> tuple[NameKey, str, str, tuple] | None:
         """The name before its scripts: (key, its LaTeX, the LaTeX of superscripts, subscripts).
@@ -334,6 +398,14 @@ class NameReader(Cursor):
         if t is None:
             return None
         start = self.i
+        if t.kind == "letter":
+            # a name of several letters written without \text: ``net_{f,t}`` for the model's
+            # net_f (a spelling is one name; in a claim, only a word that is a model's name)
+            run = self.letter_run()
+            if len(run) > 1 and (run in self.glossary.words if self.glossary is not None else
+                                 self.i + len(run) == len(self.toks) or self.toks[self.i + len(run)].value in "_^"):
+                self.merge_word(run)
+                t = self.toks[self.i]
         if t.kind == "letter":
             self.take()
             return NameKey(t.value), t.value, "", ()
@@ -390,6 +462,16 @@ class NameReader(Cursor):
         if core is None or not self.at_end() or core[3]:
             return None
         return core[0]
+
+
+def _accents_alike(text: str) -> str:
+    """A subscript with its accents spelled one way: ``net_{\\overline{c}}`` is ``net_{\\bar{c}}``
+    (in plain text, braces dropped: ``\\overlinec``)."""
+    for command, accent in ACCENTS.items():
+        if command != accent:
+            text = text.replace("\\" + command, "\\" + accent)
+    # and its argument braced again, as the printers write it back: \\barc → \\bar{c}
+    return re.sub(r"\\(bar|hat|tilde)([A-Za-z])(?![A-Za-z])", r"\\\1{\2}", text)
 
 
 def _time_superscript(text: str, index: str, length: str, numbers: bool = False) -> str | None:

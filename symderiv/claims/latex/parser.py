@@ -12,6 +12,7 @@ from fractions import Fraction
 import sympy as sp
 
 from ...ops import ELEMENTWISE
+from ..probe import PROBES, STEPS
 from ..tree import (
     Call,
     ChainRule,
@@ -22,6 +23,7 @@ from ..tree import (
     Hadamard,
     IndexSum,
     Jacobian,
+    MatrixPower,
     Neg,
     Num,
     Ones,
@@ -31,11 +33,13 @@ from ..tree import (
     Quotient,
     ReadError,
     Rows,
+    Step,
     Terms,
     Transposed,
     Val,
     Zero,
     children,
+    earlier_params,
 )
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
@@ -53,6 +57,8 @@ from .tokens import (
     split_top,
 )
 
+#: The longest sequence the checker's probes use: a sum over the later steps is written out so far.
+MAX_STEPS = STEPS + PROBES - 1
 #: The largest integer exponent a claim may write (powers of values, f^k).
 MAX_EXPONENT = 64
 
@@ -158,7 +164,7 @@ class ExpressionParser(NameReader):
                     hadamard.append(len(factors))
                     self.glossary.used.add("cdot")
                 factors.append(self.factor())
-            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times")) or t.value == "*"):
+            elif t is not None and ((t.kind == "cmd" and t.value in ("cdot", "times", "ast")) or t.value == "*"):
                 self.take()
                 if t.value == "cdot" and self.glossary.cdot_elementwise:
                     hadamard.append(len(factors))
@@ -178,6 +184,11 @@ class ExpressionParser(NameReader):
         return self._product_of(factors)
 
     def _product_of(self, factors: list):
+        if any(isinstance(f, _Links) for f in factors) and len(factors) > 1:
+            # (∏_j ∂s_j/∂s_{j-1}) between other factors: its Jacobians, in place
+            factors = [x for f in factors for x in (f.links if isinstance(f, _Links) else [f])]
+        if len(factors) > 1 and any(isinstance(f, Jacobian) and f.entries != ((), ()) for f in factors):
+            return self._entry_chain_rule(factors)
         if len(factors) == 2 and isinstance(_untransposed(factors[0]), Grad) and isinstance(factors[1], Terms) \
                 and all(isinstance(_untransposed(x), (Jacobian, _Links)) for x in factors[1].terms):
             # ∂E/∂s_4 (∂s_4/∂W + ∂s_4/∂s_3 ∂s_3/∂W): the δ carried along each path
@@ -194,6 +205,31 @@ class ExpressionParser(NameReader):
                 if left:
                     return _flat(Hadamard, [_flat(Product, left), Transposed(f.arg)])
         return _flat(Product, factors)
+
+    def _entry_chain_rule(self, factors: list):
+        """``∂E/∂ŷ_k ∂ŷ_k/∂q_l ∂q_l/∂V_{ij}`` (k, l summed, as index notation does): the entry (i, j)
+        of the vector chain rule ∂E/∂ŷ ∂ŷ/∂q ∂q/∂V, if each link's indices are the next one's."""
+        start, *links = factors
+        if not (isinstance(start, Entry) and isinstance(start.arg, Grad)) or not links or not all(
+                isinstance(j, Jacobian) for j in links):
+            raise self.error("entries of a Jacobian (∂a_i/∂b_j) are read only in a chain rule ∂L/∂a_k ∂a_k/∂b_l …")
+        here, indices = start.arg, tuple(start.indices)
+        plain_links = []
+        for j in links:
+            of_entries, wrt_entries = j.entries
+            if (j.of.name, j.of.offset) != (here.name, here.offset) or tuple(of_entries) != indices \
+                    or not of_entries or not wrt_entries:
+                raise self.error("the indices of this chain rule do not link up (∂L/∂a_k ∂a_k/∂b_l ∂b_l/∂c_m …)")
+            plain_links.append(Jacobian(j.of, j.wrt))
+            here, indices = j.wrt, tuple(wrt_entries)
+        model = self.glossary.model
+        for j in plain_links:
+            of, wrt = j.of.name, j.wrt.name  # type: ignore[attr-defined]
+            if model.quantities[wrt].role == "param" and wrt in earlier_params(model, of):
+                raise self.error(f"∂{of}/∂{wrt} of entries: {of} depends on {wrt} "
+                                 "through earlier steps too, and index notation does not say whether the explicit "
+                                 "or the total derivative is meant")
+        return Entry(ChainRule(start.arg, tuple(plain_links)), indices)
 
     def _chain_rule(self, factors: list):
         """∂L/∂a ∂a/∂b ∂b/∂c, in any order or layout: a ``ChainRule`` from δa along the links."""
@@ -229,7 +265,7 @@ class ExpressionParser(NameReader):
         return t.kind == "cmd" and (t.value in LETTERS or t.value in FONTS or t.value in ACCENTS
                                     or t.value in FUNCTION_COMMANDS
                                     or t.value in ("frac", "dfrac", "tfrac", "sum", "partial", "nabla", "diag",
-                                                   "delta"))
+                                                   "delta", "Delta"))
 
     def factor(self):
         if self.is_char("-"):
@@ -264,6 +300,9 @@ class ExpressionParser(NameReader):
             return Transposed(Call("inv", node))
         if text == "-1":  # X^{-1}: the inverse of a square matrix (of a vector, 1 ⊘ v)
             return Call("inv", node)
+        if script and all(t.kind == "num" and t.value.startswith("=") for t in script):
+            # W^{4-j-1} inside a sum written out: the power of a matrix (of a value, elementwise)
+            return MatrixPower(node, self._exponent(script[0].value[1:], tok))
         m = re.fullmatch(r"(?:\\circ)?(-?\d+)", text)
         if m:
             return Power(node, self._exponent(m.group(1), tok))
@@ -323,15 +362,27 @@ class ExpressionParser(NameReader):
             return self._norm()
         if t.kind == "cmd":
             method = {"frac": self._fraction, "dfrac": self._fraction, "tfrac": self._fraction,
-                      "delta": self._delta, "sum": self._sum, "partial": self._partial, "nabla": self._partial}.get(
-                t.value)
+                      "delta": self._delta, "sum": self._sum, "partial": self._partial, "nabla": self._partial,
+                      "prod": self._product_over}.get(t.value)
             if method is not None:
                 return method()
+            if t.value == "Delta" and self.is_char("_", 1) and self._delta_of_loss():
+                return self._big_delta()
+            if t.value == "Sigma" and self.is_char("_", 1) and any(
+                    x.value == "=" for x in self.toks[self.i + 2:matching(self.toks, self.i + 2) + 1]
+                    if self.is_char("{", 2)):
+                return self._sum()  # \Sigma_{j=1}^{t}: the letter written for the sum sign
             if t.value in FUNCTION_COMMANDS and not self._names_a_quantity():
                 return self._function(FUNCTION_COMMANDS[t.value])
             special = self._ones_or_zero() if t.value in FONTS else None
             if special is not None:
                 return special
+        if t.kind == "letter":
+            run = self.letter_run()  # tanh(c_t), diag[o_t] written as plain letters
+            bracket = self.is_char("(", len(run)) or self.is_char("[", len(run))
+            if (run in FUNCTION_WORDS or run == "diag") and bracket:
+                self.merge_word(run)
+                t = self.peek()
         if t.kind == "text" and t.value.strip() in FUNCTION_WORDS:
             return self._function(FUNCTION_WORDS[t.value.strip()])
         if t.kind == "text" and t.value.strip() == "prod" and self.is_char("(", 1):
@@ -558,11 +609,9 @@ class ExpressionParser(NameReader):
             if atom is None or not sub.at_end():
                 raise self.error("a Jacobian ∂a/∂b is read only between two quantities, in a chain rule", head)
             qname, step, entries = self.glossary.resolve(atom)
-            if entries:
-                raise self.error("entries of a Jacobian (∂a_i/∂b_j) are not supported; write the vector form",
-                                 head)
-            sides.append(Val(qname, step))
-        return Jacobian(*sides)
+            sides.append((Val(qname, step), entries))
+        (of, of_entries), (wrt, wrt_entries) = sides
+        return Jacobian(of, wrt, (of_entries, wrt_entries))
 
     def _loss_gradient(self, denom: list[Tok], head: Tok):
         if isinstance(self._loss(denom), str):  # ∂L/∂L_t = 1, with L = Σ_t L_t
@@ -704,6 +753,33 @@ class ExpressionParser(NameReader):
             raise self.error("δ must be followed by the name of a quantity", head)
         return self._gradient(atom)
 
+    def _delta_of_loss(self) -> bool:
+        """Whether ``\\Delta_{X}`` is followed by the loss (``\\Delta_{W_x}L``): the gradient ∂L/∂X."""
+        save = self.i
+        try:
+            self.i += 2
+            self.group()
+            start = self.i
+            if self.atom() is None:
+                return False
+            return self._loss(self.toks[start:self.i]) is True
+        except ReadError:
+            return False
+        finally:
+            self.i = save
+
+    def _big_delta(self):
+        """``\\Delta_{X} L`` (a GRU post's notation): ∂L/∂X."""
+        head = self.take()
+        self.take()
+        wrt = self.group()
+        self.atom()  # the loss, as _delta_of_loss found
+        sub = self.sub_parser(wrt)
+        atom = sub.atom()
+        if atom is None or not sub.at_end():
+            raise self.error("expected Δ_X L with X a name", head)
+        return self._gradient(atom)
+
     def _signal(self, head: Tok):
         """δ_t as the write-up's name for the adjoint it defined (``δ_t = ∂L/∂z_t``)."""
         atom = self.signal_atom(head)
@@ -724,20 +800,52 @@ class ExpressionParser(NameReader):
         if atom.key == NameKey(self.glossary.length) and not atom.subs and self.glossary.model.length is not None \
                 and self.glossary.length not in self.glossary.model.quantities:
             return Given(self.glossary.model.length)  # T, the number of steps, as a number
+        size = self._dim_value(atom)
+        if size is not None:
+            return size
         qname, step, entries = self.glossary.resolve(atom)
         if self.glossary.model.quantities[qname].role == "loss":
             raise ReadError("the loss itself on a right side", atom.pos)
         node = Val(qname, step)
         return Entry(node, entries) if entries else node
 
+    def _dim_value(self, atom: Atom):
+        """A dim of the model as a number (``\\frac{1}{n}``, n the number of examples), where no
+        quantity is called so; the write-ups' N for the model's n too, if the model has one
+        dim of that letter and no other spelling."""
+        if atom.subs or atom.key.sups or atom.key.accent or atom.step is not None:
+            return None
+        try:
+            self.glossary.resolve(atom)
+            return None  # a quantity of the model
+        except ReadError:
+            pass
+        dims = self.glossary.model.dims
+        name = atom.key.body
+        if name in dims:
+            return Given(dims[name])
+        alike = [d for d in dims if d.lower() == name.lower()]
+        return Given(dims[alike[0]]) if len(alike) == 1 else None
+
     def _sum(self):
         head = self.take()
-        lower = None
+        lower = upper = None
         while self.is_char("_") or self.is_char("^"):
             mark = self.take().value
             script = self.group()  # the upper limit is the whole range (T, or the size of the index)
             if mark == "_":
                 lower = script
+            else:
+                upper = script
+        expanded = self._expanded(lower, upper, "sum")
+        if expanded is not None:
+            return expanded
+        later = self._later_steps(lower, upper, head)
+        if later is not None:
+            return later
+        running = self._running_step(lower, upper)
+        if running is not None:
+            return running
         index = self._sum_index(lower, head)
         body = self.elementwise()
         if isinstance(index, int):
@@ -745,6 +853,134 @@ class ExpressionParser(NameReader):
         if index is None:
             return OverTime(body)
         return IndexSum(index, body)
+
+    def _product_over(self):
+        """``\\prod_{j=k+1}^{4} ∂s_j/∂s_{j-1}`` over fixed numbers: the factors written out."""
+        head = self.take()
+        lower = upper = None
+        while self.is_char("_") or self.is_char("^"):
+            mark = self.take().value
+            script = self.group()
+            if mark == "_":
+                lower = script
+            else:
+                upper = script
+        expanded = self._expanded(lower, upper, "prod")
+        if expanded is None:
+            raise self.error("a product ∏ is read only over fixed numbers (∏_{j=2}^{4})", head)
+        return expanded
+
+    def _expanded(self, lower: list[Tok] | None, upper: list[Tok] | None, kind: str):
+        """A sum or product over a letter between two numbers (``Σ_{j=1}^{4}`` in a claim about
+        step 4), its terms written out with the letter replaced by each number; None if the
+        bounds are not numbers."""
+        m = re.fullmatch(r"([a-zA-Z])=(.+)", plain(lower or []))
+        if m is None or m.group(1) in (self.glossary.index, self.glossary.length):
+            return None
+        start, stop = _integer(m.group(2)), _integer(plain(upper or []))
+        if start is None or stop is None or stop - start >= MAX_EXPANDED:
+            return None
+        letter = m.group(1)
+        body = self._summand()
+        parts = []
+        for v in range(start, stop + 1):
+            sub = self.sub_parser(_folded([Tok("num", str(v), t.pos, t.end) if t.kind == "letter" and t.value == letter
+                                           else t for t in body]))
+            node = sub.elementwise()
+            if not sub.at_end():
+                rest = sub.toks[sub.i]
+                raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here", rest)
+            parts.append(node)
+        if kind == "sum":
+            if not parts:
+                return Num(Fraction(0))
+            return _flat(Terms, parts)
+        links: list = []
+        for p in parts:
+            links.extend(p.links if isinstance(p, _Links) else [p])
+        if all(isinstance(_untransposed(p), Jacobian) for p in links):
+            return _Links(tuple(links), body[0].pos if body else 0)
+        if not parts:
+            return Num(Fraction(1))
+        return _flat(Product, parts)
+
+    def _summand(self) -> list[Tok]:
+        """The tokens of a sum's term, up to the next + or − outside brackets (taken)."""
+        end = self.i
+        depth = 0
+        while end < len(self.toks):
+            t = self.toks[end]
+            if t.kind == "char" and t.value in "{([":
+                depth += 1
+            elif t.kind == "char" and t.value in "})]":
+                depth -= 1
+            elif depth == 0 and end > self.i and t.kind == "char" and t.value in "+-":
+                break
+            end += 1
+        body = self.toks[self.i:end]
+        self.i = end
+        return body
+
+    def _later_steps(self, lower: list[Tok] | None, upper: list[Tok] | None, head: Tok):
+        """``Σ_{i=t}^{T} (W^T)^{T-i} V^T δo_{T+t-i}`` (Dive into Deep Learning's): over the later steps
+        i = t..T, written out as i = T, T−1, … for the sequences the checker uses (at most
+        MAX_STEPS long); read only where each term holds a value of a step past t, which is zero
+        past T, so that the terms of i < t vanish."""
+        m = re.fullmatch(r"([a-zA-Z])=(\w+)", plain(lower or []))
+        time, length = self.glossary.index, self.glossary.length
+        if m is None or m.group(1) in (time, length) or m.group(2) != time or plain(upper or []) != length \
+                or len(length) != 1 or len(time) != 1:
+            return None
+        letter = m.group(1)
+        body = self._summand()
+        terms = []
+        for k in range(MAX_STEPS):
+            toks: list[Tok] = []
+            for t in body:
+                if t.kind == "letter" and t.value == letter:  # i = T − k
+                    toks += [Tok("char", "{", t.pos, t.end), Tok("char", "(", t.pos, t.end),
+                             Tok("letter", length, t.pos, t.end), Tok("char", "-", t.pos, t.end),
+                             Tok("num", str(k), t.pos, t.end), Tok("char", ")", t.pos, t.end),
+                             Tok("char", "}", t.pos, t.end)]
+                else:
+                    toks.append(t)
+            sub = self.sub_parser(_folded(toks, (time, length)))
+            node = sub.elementwise()
+            if not sub.at_end():
+                rest = sub.toks[sub.i]
+                raise self.error(f"cannot read '{self.source[rest.pos:rest.end]}' here", rest)
+            if k and not any(isinstance(x, (Val, Grad)) and isinstance(x.offset, Step) and x.offset.base == "t"
+                             and x.offset.offset >= k for x in _factors(node)):
+                raise self.error(f"a sum over the later steps {letter} = {time}..{length} is read only where each "
+                                 f"term holds a value of step {letter} (zero past {length})", head)
+            terms.append(node)
+        self.glossary.used.add("later-steps")
+        return _flat(Terms, terms)
+
+    def _running_step(self, lower: list[Tok] | None, upper: list[Tok] | None):
+        """``Σ_{j=1}^{t} δ_{o,j} h_{j-1}^T`` (an LSTM note's, E the error at the last step t): a sum
+        over the steps whose running step is j, t in it the last step; None if the sum is not
+        one over the steps with its own letter."""
+        m = re.fullmatch(r"([a-zA-Z])=1", plain(lower or []))
+        time, length = self.glossary.index, self.glossary.length
+        top = plain(upper or [])
+        if m is None or m.group(1) in (time, length) or top not in (time, length) or self.glossary.running:
+            return None
+        if top == time and not self.glossary.last_step_loss:
+            return None  # Σ_{k=1}^{t} of a loss summed over the steps: a partial sum, not read
+        letter = m.group(1)
+        save = self.i
+        self.glossary.running, self.glossary.last = letter, (time if top == time else None)
+        try:
+            body = self.elementwise()
+        except ReadError:
+            self.i = save
+            raise
+        finally:
+            self.glossary.running, self.glossary.last = None, None
+        if top == time:
+            self.glossary.used.add("last-step")
+        return OverTime(body)
 
     def _sum_index(self, lower: list[Tok] | None, head: Tok) -> str | int | None:
         """None for Σ_t over the whole sequence; else the entry index summed over."""
@@ -765,6 +1001,121 @@ class ExpressionParser(NameReader):
         if start is not None and not start.isdigit():
             raise self.error(f"a sum over {index} from {start} is not supported", head)
         return index
+
+
+def _factors(node):
+    """The leaves a product multiplies (through products, ⊙, transposes, powers of matrices)."""
+    if isinstance(node, (Product, Hadamard)):
+        for f in node.factors:
+            yield from _factors(f)
+    elif isinstance(node, (Transposed, MatrixPower)):
+        yield from _factors(node.arg)
+    else:
+        yield node
+
+
+#: The most terms a sum (or factors a product) over fixed numbers is written out into.
+MAX_EXPANDED = 32
+
+
+def _integer(text: str) -> int | None:
+    """The value of ``4``, ``4+1``, ``4-3-1`` (numbers, + and −), without evaluating anything else."""
+    text = text.replace(" ", "")
+    if not re.fullmatch(r"[+-]?\d{1,4}([+-]\d{1,4})*", text):
+        return None
+    return sum(int(x) for x in re.findall(r"[+-]?\d+", text))
+
+
+def _linear(text: str, names: tuple) -> dict | None:
+    """``T+t-(T-3)`` as {"t": 1, "": 3}: a sum of numbers and the letters ``names`` (the time
+    index and length), with + − and brackets; None for anything else (nothing is evaluated)."""
+    pos = 0
+
+    def expr() -> dict | None:
+        nonlocal pos
+        total: dict = {}
+        sign = 1
+        first = True
+        while pos < len(text):
+            c = text[pos]
+            if c in "+-":
+                sign = 1 if c == "+" else -1
+                pos += 1
+            elif not first:
+                break
+            if pos >= len(text):
+                return None
+            c = text[pos]
+            if c == "(":
+                pos += 1
+                inner = expr()
+                if inner is None or pos >= len(text) or text[pos] != ")":
+                    return None
+                pos += 1
+            elif c.isdigit():
+                digits = re.match(r"\d{1,4}", text[pos:])
+                if digits is None:
+                    return None
+                inner = {"": int(digits.group(0))}
+                pos += len(digits.group(0))
+            elif c in names:
+                inner = {c: 1}
+                pos += 1
+            else:
+                return None
+            for k, v in inner.items():
+                total[k] = total.get(k, 0) + sign * v
+            sign, first = 1, False
+        return total
+
+    out = expr()
+    if out is None or pos != len(text):
+        return None
+    return {k: v for k, v in out.items() if v}
+
+
+def _folded(tokens: list[Tok], names: tuple = ()) -> list[Tok]:
+    """Each braced group of numbers (and the letters ``names``), + − and brackets (``s_{4-1}``,
+    ``W^{4-4-1}``, ``y_{o,{(T-2)}}``, after a sum's letter became a number) folded, innermost
+    first: to a number, or t + k; an exponent so folded is marked (a ``num`` token ``=k``),
+    read as a matrix power."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.kind == "char" and t.value == "{":
+            close = matching(tokens, i)
+            inner = _folded(tokens[i + 1:close], names)
+            exponent = bool(out) and out[-1].kind == "char" and out[-1].value == "^"
+            folded = _fold_group(inner, names, exponent)
+            out += [t, *(folded if folded is not None else inner), tokens[close]]
+            i = close + 1
+            continue
+        out.append(t)
+        i += 1
+    return out
+
+
+def _fold_group(inner: list[Tok], names: tuple, exponent: bool) -> list[Tok] | None:
+    """The tokens of one folded group, or None if it is no sum of numbers, t and T."""
+    if len(inner) < 2 or not all(x.kind == "num" or (x.kind == "char" and x.value in "+-(){}")
+                                 or (x.kind == "letter" and x.value in names) for x in inner):
+        return None
+    text = "".join(x.value for x in inner).replace("{", "(").replace("}", ")")
+    value = _linear(text, names)
+    if value is None:
+        return None
+    pos, end = inner[0].pos, inner[-1].end
+    number = value.get("", 0)
+    letters = [k for k in value if k]
+    if not letters:
+        return [Tok("num", f"={number}" if exponent else str(number), pos, end)]
+    if len(letters) == 1 and value[letters[0]] == 1 and not exponent:
+        folded = [Tok("letter", letters[0], pos, pos + 1)]
+        if number:
+            folded += [Tok("char", "+" if number > 0 else "-", pos, end), Tok("num", str(abs(number)), pos, end)]
+        return folded
+    return None
 
 
 def _fragment(node):

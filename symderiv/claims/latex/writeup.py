@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..tree import (
     STEP_T,
+    ChainRule,
     Claim,
+    Entry,
     Grad,
+    Hadamard,
+    IndexSum,
     Jacobian,
+    Neg,
     ReadError,
     ShapeMismatch,
+    Terms,
+    Transposed,
+    Val,
     anchor_steps,
     claim_target,
     make_claim,
+    positions,
     references,
 )
 from .displays import DEFINITIONS, INLINE, Chain, chains_of, displayed_spans, rows_of
@@ -88,7 +97,7 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
                 # own about the same left side
                 chain = Chain([previous[0].members[0]] + chain.members[1:], chain.relations)
             items.append([chain, env])
-    for item in items:
+    for item in _split_left_sides(items, text, glossary):
         if isinstance(item, Claim):
             claims.append(item)
             continue
@@ -100,6 +109,8 @@ def read_writeup(text: str, derivation, markdown: bool, match_quantity) -> Write
             skipped.append(lines.line_col(chain.members[0][0].pos)[0])
         elif env == INLINE and claim is not None and claim.target is None:
             aside.append(claim)
+        elif claim is not None and chain.relations[0] == "+=" and _accumulated(claims, claim):
+            pass
         elif claim is not None and not any(c.text == claim.text and c.line == claim.line for c in claims):
             claims.append(claim)
     if not claims:  # nothing else was read: these are all there is, and must not pass unseen
@@ -134,6 +145,65 @@ _SUM_OF_STEP_LOSSES = re.compile(r"(\\mathcal\{[LJE]\}|\\ell|\b[LEJ])\s*(\(\s*\w
                                  r"(\\frac\{1\}\{T\}\s*)?\\sum")
 #: ``_read_chain``'s answer for an equation that is read and is no claim (a Jacobian ∂a/∂b).
 SKIPPED = Claim(0, 0, "")
+
+
+def _accumulated(claims: list[Claim], claim: Claim) -> bool:
+    """``δz = A`` and later ``δz += B`` (the GRU post's accumulation): one claim, δz = A + B,
+    kept where the first was written: the uses of z_t within one step, summed.  False when no
+    earlier claim is about the same target, and for a parameter (``δW += …`` in a loop over
+    the steps is the step's contribution, judged as a claim of its own)."""
+    if claim.target is None or claim.target.step is None:
+        return False
+    for k in range(len(claims) - 1, -1, -1):
+        first = claims[k]
+        if first.target != claim.target:
+            continue
+        if first.problem is not None:
+            return True  # the sum cannot be judged without its first part; that is reported already
+        if claim.problem is not None or claim.rhs is None:
+            claims[k] = replace(first, rhs=None, problem=claim.problem or "the accumulated term cannot be read")
+            return True
+        parts = list(first.rhs.terms if isinstance(first.rhs, Terms) else [first.rhs])
+        parts += list(claim.rhs.terms if isinstance(claim.rhs, Terms) else [claim.rhs])
+        claims[k] = replace(first, rhs=Terms(tuple(parts)), text=first.text + " += " + claim.text.split(" = ", 1)[-1],
+                            assumed=tuple(dict.fromkeys(first.assumed + claim.assumed)))
+        return True
+    return False
+
+
+def _split_left_sides(items: list, text: str, glossary: Glossary) -> list:
+    """``Δ_{g_11} L = Δ_{g_12} L = Δ_{h_t} L``: a chain whose middle members are gradients
+    of other quantities, as its left side is, holds one claim per left side, each about
+    the last member."""
+    out: list = []
+    for item in items:
+        if isinstance(item, Claim):
+            out.append(item)
+            continue
+        chain, env = item
+        members = chain.members
+        if len(members) < 3 or any(r != "=" for r in chain.relations) or not all(members):
+            out.append(item)
+            continue
+        sides = [_lone_gradient(m, text, glossary) for m in members[:-1]]
+        if any(s is None for s in sides) or len(set(sides)) != len(sides):
+            out.append(item)
+            continue
+        out.extend([Chain([m, members[-1]], ["="]), env] for m in members[:-1])
+    return out
+
+
+def _lone_gradient(tokens: list[Tok], text: str, glossary: Glossary):
+    """The (name, step) of a member that is δ of one quantity and nothing else, or None."""
+    if not _is_claim_side(tokens):
+        return None
+    try:
+        node = ExpressionParser(tokens, text, glossary).whole()
+    except ReadError:
+        return None
+    if isinstance(node, Entry):
+        node = node.arg
+    return (node.name, node.offset) if isinstance(node, Grad) else None
 
 
 def _check_size(tokens: list[Tok]) -> None:
@@ -181,6 +251,20 @@ def _assumed(use: str, text: str, lines: _Lines) -> str:
         if declared and declared.group(3):
             return f"∂L_t/∂X read as the derivative of the step-t loss, with L = (1/T) Σ_t L_t, {where}"
         return f"∂L_t/∂X read as the derivative of the step-t loss, with L = Σ_t L_t, {where}"
+    if use == "later-steps":
+        return ("a sum over the later steps i = t..T written out term by term for the sequences the checker "
+                "uses (each term holds a value of step i, zero past T)")
+    if use == "matrix-rows":
+        return "row i of a matrix (P_i) summed over i read as the vector of a vector's gradient"
+    if use == "row":
+        return "a left side δx^T read as the gradient δx written as a row"
+    if use == "last-step":
+        return "in Σ_{j=1}^{t}, j is the running step and t the last step T (the error is that of the last step)"
+    if use == "param-step":
+        return "a parameter with the step t in its subscript (W_{oh,t}) read as its copy used at step t"
+    if use == "signal-pattern":
+        return ("an error signal δ_{x,t} the write-up did not define read as ∂L/∂ of the name its other "
+                "δ_{g,t} follow (δ_{o,t} = ∂L/∂net_{o,t})")
     found = _CDOT_ELEMENTWISE.search(text)
     return ("· read as the elementwise product, as the write-up says"
             + (f" (line {lines.line_col(found.start())[0]})" if found else ""))
@@ -206,10 +290,13 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
         return None
     last = members[-1]
     shown = _claim_text(text, lhs, last)
+    row = False
     try:
         target_node = ExpressionParser(lhs, text, glossary).whole()
         if isinstance(target_node, Jacobian):
             return SKIPPED
+        if isinstance(target_node, Transposed) and isinstance(target_node.arg, Grad):
+            target_node, row = target_node.arg, True  # δ_{o,t}^T = …: the gradient written as a row
         target = claim_target(model, target_node)
     except ReadError as exc:
         return Claim(line, col, shown, problem=_where(lines, exc, lhs[0].pos))
@@ -221,7 +308,61 @@ def _read_claim(chain: Chain, text: str, derivation, glossary: Glossary, lines: 
             raise ReadError("∂L/∂(expression) on a right side: name the expression with ≜ first", rhs.pos)
     except ReadError as exc:
         return Claim(line, col, shown, target, problem=_where(lines, exc, last[0].pos if last else None))
+    if row:
+        rhs = _as_column(rhs, model) if model.quantities[target.name].is_vector else Transposed(rhs)
+        glossary.used.add("row")
+    elif model.quantities[target.name].is_vector and not target.indices and _sums_matrix_rows(rhs, model):
+        # ∇_b = (1/N) Σ_i (P_i − Y_i): the rows of P summed (a row), as the vector b
+        glossary.used.add("matrix-rows")
+        claim = make_claim(model, line, col, shown, target_node, rhs)
+        if claim.rhs is not None:
+            claim.rhs = Transposed(claim.rhs)
+        return claim
     return make_claim(model, line, col, shown, target_node, rhs)
+
+
+def _holds_entry(node) -> bool:
+    return any(isinstance(n, Entry) for _, n in positions(node))
+
+
+def _sums_matrix_rows(node, model) -> bool:
+    """Whether the tree sums rows of a matrix over an index (``Σ_i P_i``, P a matrix, i its rows)."""
+    found = False
+    if any(isinstance(n, Transposed) and _holds_entry(n) for _, n in positions(node)):
+        return False  # written as a column already (Σ_i P_i^T)
+    for _, n in positions(node):
+        if isinstance(n, IndexSum):
+            for _, m in positions(n.arg):
+                if isinstance(m, Entry) and len(m.indices) == 1 and m.indices[0] == n.index \
+                        and isinstance(m.arg, Val) and model.quantities[m.arg.name].kind == "matrix":
+                    found = True
+    return found
+
+
+def _as_column(node, model):
+    """The right side of ``δx^T = …`` as the column δx: a product written as a row (``δ^T W``)
+    transposed; an elementwise product of vectors, whichever way each is written (``δ_t^T ∘
+    tanh(c_t)``), and a chain rule or a lone δ (the same vector in either layout), as they are."""
+    if isinstance(node, Terms):
+        return Terms(tuple(_as_column(t, model) for t in node.terms))
+    if isinstance(node, Neg):
+        return Neg(_as_column(node.arg, model))
+    if isinstance(node, Hadamard):
+        return Hadamard(tuple(_unrowed(f, model) for f in node.factors))
+    if isinstance(node, (ChainRule, Grad, Val)):
+        return node
+    if isinstance(node, Transposed) and _unrowed(node, model) is not node:
+        return node.arg
+    return Transposed(node)
+
+
+def _unrowed(node, model):
+    """A factor written transposed inside an elementwise product of vectors (``δ_t^T ∘ …``,
+    ``f'(z)^T``), as the vector; a matrix's transpose stays."""
+    if isinstance(node, Transposed) and not (isinstance(node.arg, (Grad, Val))
+                                             and model.quantities[node.arg.name].kind == "matrix"):
+        return node.arg
+    return node
 
 
 def _is_claim_side(tokens: list[Tok]) -> bool:
@@ -232,6 +373,8 @@ def _is_claim_side(tokens: list[Tok]) -> bool:
         return False
     first = toks[0]
     if first.kind == "cmd" and first.value in ("delta", "nabla", "partial"):
+        return True
+    if first.kind == "cmd" and first.value == "Delta" and len(toks) > 1 and toks[1].value == "_":  # Δ_W L
         return True
     if _is_d(first) and len(toks) > 1 and toks[1].pos == first.end:  # dW, written as one word
         return True
