@@ -312,8 +312,8 @@ def _batch_axes(model) -> dict:
 class Case:
     """One example: its derivation, its JAX and NumPy modules, the reference, a point."""
 
-    def __init__(self, path, tmp):
-        self.d = symderiv.derive(symderiv.load(path))
+    def __init__(self, path, tmp, text=None):
+        self.d = symderiv.derive(symderiv.load(path) if text is None else symderiv.parse(text, path.name))
         self.model = self.d.model
         target = tmp / f"{self.model.name}_jax_test.py"
         target.write_text(render(self.d, "jax", path.name), encoding="utf-8")
@@ -395,6 +395,99 @@ def test_the_test_models_too(model_cases, name):
     for k in params:
         _close(grads[k], ref_grads[k], 1e-10, f"∂L/∂{k} against jax.grad of the reference")
         _close(grads[k], np_grads[k], 1e-10, f"∂L/∂{k} against the NumPy module")
+
+
+# Shapes the examples do not hold: a value the same for every example spread to every row (δh of
+# Σ_t sum(h_t)), a penalty beside a recurrence with a scalar input shared by the batch, a state
+# computed from a static input with a recurrence backwards in time reading the data a step ahead,
+# fixed steps from both ends and T as a value, and a matrix datum at every step.
+MORE_MODELS = {
+    "sum_of_states": """\
+model sum_of_states
+dim n_x, n_h
+time t = 1..T
+input x[t]: n_x
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+state h[0] = 0
+h[t] = tanh(W @ x[t] + V @ h[t-1])
+loss L = Sum(sum(h[t]), (t, 1, T))
+""",
+    "penalised_rnn": """\
+model penalised_rnn
+dim n_x, n_h, C
+time t = 1..T
+input x[t]: n_x
+input lam: scalar
+target r[t]: C, distribution
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+param U: (C, n_h)
+param b: n_h
+state h[0] = 0
+h[t] = tanh(W @ x[t] + V @ h[t-1] + b)
+p[t] = softmax(U @ h[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T)) + lam / 2 * sum(V * V)
+""",
+    "time_shapes": """\
+# A state computed from a static input, a backward recurrence reading a lead of the data, fixed
+# steps from both ends, T as a value, a non-integer power.
+model time_shapes
+dim n_x, n_c, n_h
+time t = 1..T
+input x[t]: n_x
+input c: n_c
+target y: n_h
+param W_0: (n_h, n_c)
+param W: (n_h, n_x)
+param V: (n_h, n_h)
+param G: (n_h, n_x)
+param Q: (n_h, n_h)
+state h[0] = tanh(W_0 @ c)
+state g[T+1] = 0
+h[t] = tanh(W @ x[t] + V @ h[t-1])
+g[t] = tanh(G @ x[t+1] + Q @ g[t+1] + h[t])
+m = Sum(g[t], (t, 1, T)) / T
+o = h[T] + g[1] + m
+loss L = squared_error(y, o) + sum((o * o + 1) ** 0.75)
+""",
+    "matrix_steps": """\
+# A matrix datum at every step, in a bilinear form and a product; a Frobenius-norm penalty.
+model matrix_steps
+dim n
+time t = 1..T
+input M[t]: (n, n)
+input v[t]: n
+param w: n
+param A: (n, n)
+s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t])
+loss L = Sum(s[t] * s[t], (t, 1, T)) / 2 + norm2(A) ** 2
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def more_cases(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("jax_more_models")
+    return {name: Case(tmp / f"{name}.sdm", tmp, text) for name, text in MORE_MODELS.items()}
+
+
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+@pytest.mark.parametrize("name", sorted(MORE_MODELS))
+def test_more_time_and_matrix_shapes(more_cases, name, batch):
+    case = more_cases[name]
+    assert computes(case.model)
+    params, data = case.point(batch, seed=5)
+    loss, grads = case.jax.loss_and_gradients(params, **data)
+    ref_loss, ref_grads = case.expected(params, data)
+    np_loss, np_grads = case.numpy.loss_and_gradients(params, **_numpy_layout(case.model, data, batch))
+    _close(loss, ref_loss, 1e-10, "loss against the reference")
+    _close(loss, np_loss, 1e-10, "loss against the NumPy module")
+    by_grad = jax.jit(jax.grad(case.jax.loss))(params, **data)
+    for k in params:
+        _close(grads[k], ref_grads[k], 1e-10, f"∂L/∂{k} against jax.grad of the reference")
+        _close(grads[k], np_grads[k], 1e-10, f"∂L/∂{k} against the NumPy module")
+        _close(by_grad[k], ref_grads[k], 1e-10, f"jit(grad(loss)) ∂L/∂{k}")
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])

@@ -117,6 +117,14 @@ class JaxIdioms(NumpyIdioms):
     def zeros(self, size: sp.Expr) -> Code:
         return Code(f"jnp.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
+    def spread(self, code: Code, size: sp.Expr, timed: bool = False) -> Code:
+        """A value the same for every example (and, ``timed``, at every step) as a full array of
+        its own, (B, size) or (T, B, size)."""
+        pr = self.pr
+        shape = f"({'T, ' if timed else ''}B, {pr.size(size)})"
+        return Code(f"jnp.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
+                    reads=reads_of(("B",), code, pr.size_reads(size)))
+
     # --- statements -----------------------------------------------------------------------
 
     def update(self, target: Code, op: str, value: Code, indent: int = 0) -> Line:
