@@ -521,6 +521,9 @@ def test_jit_of_grad_and_vmap_over_the_batch(cases, name):
         _close(jitted[k], grads[k], 1e-12, f"jit(grad(loss)) ∂L/∂{k}")
     axes = _batch_axes(case.model)
     names = list(axes)
+    if all(a is None for a in axes.values()):  # no datum has a batch axis (a model of params only)
+        assert not case.model.data or all(is_shared_input(q) for q in case.model.data)
+        return
 
     def one(params, *xs):
         return m.loss(params, **dict(zip(names, xs)))
@@ -695,3 +698,32 @@ def test_check_backend_jax(capsys):
     assert main(["check", str(EXAMPLES / "seed_rnn.sdm"), "--backend", "jax"]) == 0
     out = capsys.readouterr().out
     assert "JAX vs central differences" in out and "all agree" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in EXAMPLE_FILES if p.stem != "seed_rnn"], ids=lambda p: p.stem)
+def test_check_backend_jax_on_every_example(path, capsys):
+    """``symderiv check MODEL --backend jax``: central differences, both layouts, every entry point."""
+    assert main(["check", str(path), "--backend", "jax"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "JAX vs central differences" in out and "all agree" in out
+
+
+@pytest.mark.parametrize("fname", sorted(ELEMENTWISE))
+def test_every_elementwise_spelling_computes_its_meaning(fname):
+    """The JAX spelling of each function of the registry (a table entry, or printed from its SymPy
+    meaning) against that meaning, evaluated by SymPy, at points on both sides of 0, and inside
+    a larger expression (the argument a sum: its parentheses)."""
+    from symderiv.codegen.jax import spelling
+
+    record = ELEMENTWISE[fname]
+    params = (sp.Rational(1, 5),) if fname == "leaky_relu" else ()
+    points = [0.3, 1.7, 2.5] if record.domain == "positive" else [-2.5, -0.7, 0.3, 1.7]
+    z = sp.Symbol("z", real=True)
+    expected = [float(record.scalar(z, *params).subs(z, sp.Float(v, 30)).evalf(20)) for v in points]
+    x = jnp.asarray(points, dtype=jnp.float64)
+    namespace = {"jax": jax, "jnp": jnp, "x": x, "y": x - 1, "dtype": jnp.float64}
+    got = eval(compile(spelling.call(fname, "x", params), "<spelling>", "eval"), namespace)  # our own printed code
+    np.testing.assert_allclose(np.asarray(got, dtype=float), expected, rtol=1e-12, atol=1e-12)
+    got = eval(compile(spelling.call(fname, "y + 1", params), "<spelling>", "eval"), namespace)
+    np.testing.assert_allclose(np.asarray(got, dtype=float), expected, rtol=1e-12, atol=1e-12)
