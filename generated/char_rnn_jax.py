@@ -3,8 +3,10 @@
 
 Data are keyword arguments named as in the model, time first and batch second (as
 ``torch.nn.RNN``): a sequence of vectors of size n is an array (T, n) or (T, B, n), a static
-vector (n,) or (B, n); with a batch axis the loss is summed over the batch.  Parameters keep
-the model's shapes: a matrix (rows, cols), a vector (n,), a scalar ().
+vector (n,) or (B, n), a matrix datum (rows, cols) or (B, rows, cols), a scalar input () and
+shared by the batch; with a batch axis the loss is summed over the batch (the terms that read
+no data, a penalty, once per call).  Parameters keep the model's shapes: a matrix
+(rows, cols), a vector (n,), a scalar ().
 
 ``loss`` is a ``jax.custom_vjp`` function whose backward rule is the closed-form gradient
 below (not JAX's autodiff), so it composes with ``jax.grad``, ``jax.jit`` and ``jax.vmap``;

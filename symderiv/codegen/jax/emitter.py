@@ -5,6 +5,11 @@ only the JAX module needs is how a time loop becomes ``jax.lax.scan``: the array
 writes are its carry (read off the statements' data, ``Line.writes``), the rest of what it
 reads is closed over, and the members of a stack the loop filled are split off it again after
 the scan (NumPy's views saw the writes; JAX's values do not).  ``Free`` statements are dropped.
+
+A model that needs more than one time loop (``ir.blocks.needs_blocks``: a recurrence backwards
+in time, an encoder then a decoder, a state computed from static values) gets
+``blocks.BlockPlan``'s schedule, whose loops are statements: each becomes a step function and
+its own scan (``_scanned``), in the recurrence's direction (its adjoint's, against it).
 """
 
 from __future__ import annotations
