@@ -549,6 +549,27 @@ def test_jit_of_grad_and_vmap_over_the_batch(cases, name):
             _close(per_grads[k].sum(axis=0), grads[k], 1e-10, f"vmap(grad) summed ∂L/∂{k}")
 
 
+@pytest.mark.parametrize("name", ["birnn_tagger", "encoder_decoder", "causal_conv_rnn", "gru_classifier", "attention",
+                                  "linear_regression"])
+def test_forward_values_are_the_numpy_modules(cases, name):
+    """Every forward value, batched, in the JAX layout (batch second in a sequence, first otherwise;
+    a value that reads no data without a batch axis) against the NumPy module's (batch last)."""
+    from symderiv.ir.batch import per_example_names
+
+    case = cases[name]
+    params, data = case.point(BATCH, seed=6)
+    got = case.jax.forward(params, **data)
+    want = case.numpy.forward(params, **_numpy_layout(case.model, data, BATCH))
+    assert set(got) == set(want)
+    each = per_example_names(case.model)
+    for k, v in got.items():
+        q = case.model[k]
+        v = np.asarray(v)
+        if k in each and not q.is_scalar:
+            v = np.moveaxis(v, 1 if q.sequence else 0, -1)
+        _close(v, want[k], 1e-12, f"forward {k}")
+
+
 def test_data_are_constants_and_other_dtypes_are_accepted(cases):
     case = cases["seed_rnn"]
     m = case.jax
