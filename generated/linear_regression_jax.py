@@ -206,16 +206,19 @@ def _run(params, data, want):
     return _loss, _grads
 
 
-@jax.jit
+# Jitted on (params, data) as two dicts, so that a datum may have any name (``params`` too).
+_forward = jax.jit(lambda params, data: _run(params, data, "values"))
+_loss_and_gradients = jax.jit(lambda params, data: _run(params, data, "gradients"))
+
+
 def forward(params, /, **data):
     """Every quantity of the forward pass, by name (jitted)."""
-    return _run(params, data, "values")
+    return _forward(params, data)
 
 
-@jax.jit
 def loss_and_gradients(params, /, **data):
     """(loss, gradients) in one pass, by the closed form (jitted)."""
-    return _run(params, data, "gradients")
+    return _loss_and_gradients(params, data)
 
 
 def gradients(params, /, **data):
@@ -233,7 +236,7 @@ def _loss(params, data):
 
 
 def _loss_fwd(params, data):
-    value, grads = loss_and_gradients(params, **data)
+    value, grads = _loss_and_gradients(params, data)
     return value, (grads, params, data)
 
 
