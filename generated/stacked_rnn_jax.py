@@ -3,8 +3,10 @@
 
 Data are keyword arguments named as in the model, time first and batch second (as
 ``torch.nn.RNN``): a sequence of vectors of size n is an array (T, n) or (T, B, n), a static
-vector (n,) or (B, n); with a batch axis the loss is summed over the batch.  Parameters keep
-the model's shapes: a matrix (rows, cols), a vector (n,), a scalar ().
+vector (n,) or (B, n), a matrix datum (rows, cols) or (B, rows, cols), a scalar input () and
+shared by the batch; with a batch axis the loss is summed over the batch (the terms that read
+no data, a penalty, once per call).  Parameters keep the model's shapes: a matrix
+(rows, cols), a vector (n,), a scalar ().
 
 ``loss`` is a ``jax.custom_vjp`` function whose backward rule is the closed-form gradient
 below (not JAX's autodiff), so it composes with ``jax.grad``, ``jax.jit`` and ``jax.vmap``;
@@ -122,29 +124,36 @@ def _prepare(params, data):
     dtype = jnp.float32 if all(a.dtype == jnp.float32 for a in arrays) else _float()
     p = {k: jnp.asarray(params[k], dtype).reshape(1) if not shape else jnp.asarray(params[k], dtype)
          for k, shape in PARAMS.items()}
-    x, batched = {}, False
+    x, shared, batched, ranks = {}, {}, False, {}
     for k, (is_sequence, size) in INPUTS.items():
         a = jnp.asarray(data[k], dtype)
-        core = int(is_sequence) + int(size != "scalar")
+        rank = ranks[k] = 0 if size == "scalar" else 1 if isinstance(size, str) else 2  # scalar, vector, matrix
+        core = int(is_sequence) + rank
         if a.ndim == core + 1:
             batched = True
         elif a.ndim != core:
             raise ValueError(f"{k}: expected {core} or {core + 1} axes, got shape {a.shape}")
         if size == "scalar":
             a = a[..., None]  # a scalar is a vector of size 1
-        if a.ndim == int(is_sequence) + 1:  # one example: a batch of one
-            a = a[:, None] if is_sequence else a[None]
+        if a.ndim == core + (size == "scalar"):  # one example: a batch of one
+            a = jnp.expand_dims(a, -3 if rank == 2 else -2)
         x[k] = a
-    sizes = {k: a.shape[-2] for k, a in x.items() if a.shape[-2] != 1}
+    lead = {k: 3 if ranks[k] == 2 else 2 for k in x}  # the batch axis and after it: (B, rows, cols) or (B, n)
+    sizes = {k: a.shape[-lead[k]] for k, a in x.items() if a.shape[-lead[k]] != 1}
     if len(set(sizes.values())) > 1:
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
-    x = {k: jnp.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in x.items()}
-    return p, x, batched, dtype
+    x = {k: jnp.broadcast_to(a, a.shape[:-lead[k]] + (B,) + a.shape[1 - lead[k]:]) for k, a in x.items()}
+    return p, {**x, **shared}, batched, dtype, B
 
 
-def _external(value, batched, scalar):
-    """The public layout: without the batch axis for unbatched data; a scalar without its unit axis."""
+def _external(value, batched, scalar, per_example=True):
+    """The public layout: without the batch axis for unbatched data; a scalar without its unit axis.
+
+    A value that reads no data (``per_example`` false) has no batch axis inside: it is returned as
+    it is (a scalar as ()), shared by every example."""
+    if not per_example:
+        return value.reshape(()) if scalar else value
     if scalar:
         value = value[..., 0]
         return value if batched else value[..., 0]
@@ -153,7 +162,7 @@ def _external(value, batched, scalar):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient; traced by jax.jit."""
-    _p, _x, _batched, dtype = _prepare(params, data)
+    _p, _x, _batched, dtype, B = _prepare(params, data)
     W_1 = _p["W_1"]
     U_1 = _p["U_1"]
     b_1 = _p["b_1"]
@@ -165,7 +174,6 @@ def _run(params, data, want):
     x_ = _x["x"]
     r = _x["r"]
     T = x_.shape[0]
-    B = max(a.shape[-2] for a in _x.values())
     n_1 = W_1.shape[0]
     n_2 = W_2.shape[0]
 
@@ -199,7 +207,7 @@ def _run(params, data, want):
     p_, _log_p = _softmax_and_log(z_p)
     # L = −Σ_t r_tᵀ log(p_t)
     L = jnp.sum(-jnp.sum(r * _log_p, axis=-1, keepdims=True), axis=0)
-    _loss = L.sum().astype(dtype)
+    _loss = (L.sum()).astype(dtype)
     if want == "values":
         return {
             "z_h_1": _external(z_h_1, _batched, False),
@@ -271,16 +279,19 @@ def _run(params, data, want):
     return _loss, _grads
 
 
-@jax.jit
+# Jitted on (params, data) as two dicts, so that a datum may have any name (``params`` too).
+_forward = jax.jit(lambda params, data: _run(params, data, "values"))
+_loss_and_gradients = jax.jit(lambda params, data: _run(params, data, "gradients"))
+
+
 def forward(params, /, **data):
     """Every quantity of the forward pass, by name (jitted)."""
-    return _run(params, data, "values")
+    return _forward(params, data)
 
 
-@jax.jit
 def loss_and_gradients(params, /, **data):
     """(loss, gradients) in one pass, by the closed form (jitted)."""
-    return _run(params, data, "gradients")
+    return _loss_and_gradients(params, data)
 
 
 def gradients(params, /, **data):
@@ -298,7 +309,7 @@ def _loss(params, data):
 
 
 def _loss_fwd(params, data):
-    value, grads = loss_and_gradients(params, **data)
+    value, grads = _loss_and_gradients(params, data)
     return value, (grads, params, data)
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..ir.batch import per_example_names
 from ..ir.model import Model
 
 
@@ -109,12 +110,16 @@ class JaxAsNumpy:
     def _axis(q) -> int:
         return 1 if q.sequence else 0
 
+    @staticmethod
+    def _core(q) -> int:
+        """The axes of one example: its steps, then 0 for a scalar, 1 for a vector, 2 for a matrix."""
+        return int(q.sequence) + (0 if q.is_scalar else 2 if q.kind == "matrix" else 1)
+
     def _data(self, data: dict) -> dict:
         out = dict(data)
         for q in self.model.data:
             v = np.asarray(data[q.name]) if q.name in data else None
-            core = int(q.sequence) + int(not q.is_scalar)
-            if v is not None and v.ndim == core + 1 and not q.is_scalar:
+            if v is not None and v.ndim == self._core(q) + 1 and not q.is_scalar:
                 out[q.name] = np.moveaxis(v, -1, self._axis(q))
         return out
 
@@ -141,12 +146,13 @@ class JaxAsNumpy:
 
     def forward(self, params, /, **data):
         x = self._data(data)
-        batched = any(np.ndim(x[q.name]) > int(q.sequence) + int(not q.is_scalar) for q in self.model.data)
+        batched = any(np.ndim(x[q.name]) > self._core(q) for q in self.model.data)
         with self._float64():
             values = self._arrays(self.module.forward(params, **x))
         if batched:
+            per_example = per_example_names(self.model)  # the others have no batch axis
             for q in self.model.quantities.values():
-                if q.name in values and not q.is_scalar:
+                if q.name in values and not q.is_scalar and q.name in per_example:
                     values[q.name] = np.moveaxis(values[q.name], self._axis(q), -1)
         return values
 

@@ -5,6 +5,11 @@ only the JAX module needs is how a time loop becomes ``jax.lax.scan``: the array
 writes are its carry (read off the statements' data, ``Line.writes``), the rest of what it
 reads is closed over, and the members of a stack the loop filled are split off it again after
 the scan (NumPy's views saw the writes; JAX's values do not).  ``Free`` statements are dropped.
+
+A model that needs more than one time loop (``ir.blocks.needs_blocks``: a recurrence backwards
+in time, an encoder then a decoder, a state computed from static values) gets
+``blocks.BlockPlan``'s schedule, whose loops are statements: each becomes a step function and
+its own scan (``_scanned``), in the recurrence's direction (its adjoint's, against it).
 """
 
 from __future__ import annotations
@@ -16,36 +21,20 @@ import sympy as sp
 from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
-from ...ir.expr import AtEnd
+from ..blocks import BlockPlan
 from ..numpy import Backend
 from ..numpy.emitter import context as numpy_context
-from ..passes import data_reach
 from ..plan import ModulePlan
-from ..schedule import Free, Phase
-from .idioms import JaxIdioms
+from ..schedule import Free, Line, Phase, Scheduled
+from .idioms import JaxIdioms, Loop
 from .printer import JaxPrinter
 
 JAX = Backend(JaxPrinter, JaxIdioms)
 
 
 def unsupported(d: Derivation) -> str | None:
-    """Why the JAX back end cannot generate ``d``'s module yet, or None."""
-    from ..backends import matrix_features
-
-    feature = matrix_features(d.model)
-    if feature is not None:
-        return (f"the JAX back end does not yet generate a model with {feature} (language version 2's "
-                "matrices); the NumPy module does")
-    if needs_blocks(d.model):
-        return ("the JAX back end does not yet generate a model with several time loops (a recurrence backwards "
-                "in time, a state computed from other values, or a value between two parts of the sequence); "
-                "the NumPy and PyTorch modules do")
-    if any(e.has(AtEnd) for q in d.model.equations if (e := q.expr) is not None):
-        return ("the JAX back end does not yet generate a model that reads a fixed step (h[T]); the NumPy and "
-                "PyTorch modules do")
-    if data_reach(d):
-        return ("the JAX back end does not yet generate a model that reads data at other steps (x[t-1]); the NumPy "
-                "and PyTorch modules do")
+    """Why the JAX back end cannot generate ``d``'s module, or None: it generates every module the
+    NumPy back end does (the same schedule, ``blocks.BlockPlan``'s where one time loop does not suffice)."""
     return None
 
 
@@ -55,14 +44,40 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     reason = unsupported(d)
     if reason is not None:
         raise SymderivError(f"cannot generate {d.model.name}_jax.py: {reason}")
-    plan = ModulePlan(d, comment, comment_text, backend=JAX)
+    plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=JAX)
     schedule = plan.schedule()
     out = numpy_context(d, schedule, plan.printer)
     outputs = {py for _, py, *_ in out["outputs"]}
-    out["forward"] = _phase(schedule.forward, plan.out, _reads(schedule.forward.after, schedule.backward) | outputs)
-    out["backward"] = _phase(schedule.backward, plan.out, _reads(schedule.backward.after))
+    count = [0]  # the loops written as statements (``blocks.BlockPlan``), numbered in order
+    out["forward"] = _phase(schedule.forward, plan.out, _reads(schedule.forward.after, schedule.backward) | outputs,
+                            count)
+    out["backward"] = _phase(schedule.backward, plan.out, _reads(schedule.backward.after), count)
     out["scipy"] = "jax.scipy.special" in plan.printer.helpers
+    # the sizes ``_random_params`` is given, by name where a param's shape reads them
+    out["size_names"] = ", ".join(py if dim in out["param_dims"] else "_" for dim, py in out["dims"])
+    out["shared_inputs"] = repr(tuple(name for name, _, _, shared in out["data_axes"] if shared))
     return out
+
+
+def _scanned(st: Scheduled, count: list[int]) -> Scheduled:
+    """A statement holding a loop over the steps (``blocks.BlockPlan``'s: a ``Loop`` line, then the
+    step's lines, indented once) with that loop as a ``jax.lax.scan``: the step becomes a function
+    of the carry (the arrays the step writes) and the index; what it reads otherwise is closed over."""
+    at = next((k for k, ln in enumerate(st.lines) if isinstance(ln, Loop)), None)
+    if at is None:
+        return st
+    header, body = st.lines[at], st.lines[at + 1:]
+    assert isinstance(header, Loop)
+    count[0] += 1
+    step = f"_step_{count[0]}"
+    writes = tuple(dict.fromkeys(n for ln in body for n in ln.writes))
+    reads = tuple(dict.fromkeys(n for ln in body for n in ln.reads))
+    carry = f"({writes[0]},)" if len(writes) == 1 else "(" + ", ".join(writes) + ")"
+    order = ", reverse=True" if header.backwards else ""
+    lines = [*st.lines[:at], Line(f"def {step}(_carry, i):"), Line(f"    {carry} = _carry"), *body,
+             Line(f"    return {carry}, None"),
+             Line(f"{carry}, _ = jax.lax.scan({step}, {carry}, jnp.arange(T){order})", writes, reads + writes)]
+    return type(st)(st.comment, lines)
 
 
 def _reads(statements, *phases: Phase) -> set[str]:
@@ -72,7 +87,7 @@ def _reads(statements, *phases: Phase) -> set[str]:
     return {n for ln in lines for n in ln.reads}
 
 
-def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str]) -> dict:
+def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str], count: list[int]) -> dict:
     """A pass for the template: before, the loop as a scan (alloc, carry, body), the members of
     the stacks it filled split off them after it (those ``read_later``; ``_`` for the others),
     after."""
@@ -95,7 +110,7 @@ def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str]) -> dict:
             if isinstance(st, Free):
                 continue
             lines = [ln for ln in st.lines if id(ln) not in moved]
-            out.append(type(st)(st.comment, lines) if len(lines) != len(st.lines) else st)
+            out.append(_scanned(type(st)(st.comment, lines) if len(lines) != len(st.lines) else st, count))
         return out
 
     return {

@@ -20,6 +20,7 @@ gets statements that write and read the same arrays), written as JAX writes them
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sympy as sp
@@ -37,12 +38,23 @@ if TYPE_CHECKING:
 _AT = {"=": "set", "+=": "add", "-=": "add", "*=": "multiply", "/=": "divide"}
 
 
+@dataclass(frozen=True)
+class Loop(Line):
+    """The header of a loop over the steps (``backwards``: from T down to 1); the lines after it in
+    its statement are the step."""
+
+    backwards: bool = False
+
+
 class JaxIdioms(NumpyIdioms):
     """JAX's way of writing the statements of a schedule (``printer`` is a ``JaxPrinter``)."""
 
     def __init__(self, printer: NumpyPrinter):
         super().__init__(printer)
         self._guard: str | None = None  # the condition of the step guard the indented lines are under
+        # The indent of a loop's step: 0 in the single-loop plan (the template writes the loop),
+        # 1 in a loop ``blocks.BlockPlan`` writes as a statement (``loop``).
+        self._step_indent = 0
         self.view_groups: dict[str, Line] = {}  # a stack's array → the line splitting it into its members
 
     # --- arrays and views -----------------------------------------------------------------
@@ -105,6 +117,14 @@ class JaxIdioms(NumpyIdioms):
     def zeros(self, size: sp.Expr) -> Code:
         return Code(f"jnp.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
+    def spread(self, code: Code, size: sp.Expr, timed: bool = False, cols: sp.Expr = 1) -> Code:
+        """A value the same for every example (and, ``timed``, at every step) as a full array of
+        its own, (B, size) or (T, B, size), or (…, B, size, cols) for a matrix."""
+        pr = self.pr
+        shape = f"({'T, ' if timed else ''}B, {pr.size(size)}{'' if cols == 1 else ', ' + pr.size(cols)})"
+        return Code(f"jnp.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
+                    reads=reads_of(("B",), code, pr.size_reads(size), () if cols == 1 else pr.size_reads(cols)))
+
     # --- statements -----------------------------------------------------------------------
 
     def update(self, target: Code, op: str, value: Code, indent: int = 0) -> Line:
@@ -112,7 +132,8 @@ class JaxIdioms(NumpyIdioms):
         if not isinstance(target, Target):
             raise TypeError(f"cannot write into {target.text}: not an array or a part of one")
         text = value.text
-        if indent and self._guard is not None:  # a term of a step that may not exist
+        guarded = self._guard is not None and indent > self._step_indent
+        if guarded:  # a term of a step that may not exist
             text = f"jnp.where({self._guard}, {text}, 0)"
         if target.step is not None:  # the loop's step: an in-place dynamic update of the carry
             if op != "=":
@@ -128,7 +149,7 @@ class JaxIdioms(NumpyIdioms):
                 text = f"-{group(text)}"
             rhs = f"{target.base}.at[{target.index}].{_AT[op]}({text})"
         reads = (target.reads,) if op != "=" or target.index is not None else ()
-        lead = "    " * (indent if self._guard is None else 0)
+        lead = "    " * (self._step_indent if guarded else indent)
         return line(f"{lead}{target.base} = {rhs}", (target.base,), *reads, value)
 
     def apply(self, node: Apply, x: Code) -> Code:
@@ -142,9 +163,21 @@ class JaxIdioms(NumpyIdioms):
         return self.update(slot, "=", self.times(a, b))
 
     def if_step_exists(self, offset: int, indent: int = 0) -> Line:
-        """The terms below (written with ``indent=1``) exist for the first T − offset steps."""
-        self._guard = f"i + {offset} < T"
-        return Line(f"# the terms below read δ at t + {offset}, which is zero beyond step T")
+        """The terms below (written one indent deeper than the step) exist for the first T − offset
+        steps (for a negative offset, in a recurrence backwards in time: the last T + offset)."""
+        lead = "    " * self._step_indent
+        if offset > 0:
+            self._guard = f"i + {offset} < T"
+            return Line(f"{lead}# the terms below read δ at t + {offset}, which is zero beyond step T")
+        self._guard = f"i >= {-offset}"
+        return Line(f"{lead}# the terms below read δ at t - {-offset}, which is zero before step 1")
+
+    def loop(self, backwards: bool) -> Line:
+        """The header of a loop over the steps that ``blocks.BlockPlan`` writes as a statement (the
+        step's lines follow it, indented once): a ``Loop`` line, which the emitter turns into a
+        ``jax.lax.scan`` over the lines after it."""
+        self._guard, self._step_indent = None, 1
+        return Loop("", backwards=backwards)
 
     def if_length_reaches(self, s: int) -> Line:
         """Outside the loop T is a Python int (a static shape): a Python ``if``."""

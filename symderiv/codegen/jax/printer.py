@@ -71,6 +71,19 @@ class JaxPrinter(NumpyPrinter):
                           step=index, block=(start, stop))
         return Target(**vars(c), base=array, index=index, step=index if self.mode == "step" else None)
 
+    def _print_AtEnd(self, e):
+        """A fixed step counted from the end (h[T] is ``h[-1]``), as a ``Target``: δh_T is written there."""
+        return self._fixed(super()._print_AtEnd(e))
+
+    def _print_AtStep(self, e):
+        """A fixed step counted from the start (h[1]), as a ``Target``."""
+        return self._fixed(super()._print_AtStep(e))
+
+    @staticmethod
+    def _fixed(c: Code) -> Target:
+        array, index = c.text[:-1].split("[", 1)  # "d_h[-1]" → "d_h", "-1"
+        return Target(**vars(c), base=array, index=index)
+
     def _print_Apply(self, e):
         if e.fname == "log":  # the stable logs of a softmax or a sigmoid: NumPy's forms, in jnp
             return super()._print_Apply(e)

@@ -60,4 +60,8 @@ def call(fname: str, x: str, params: tuple = ()) -> str:
     """JAX code for f(x), ``x`` the argument's code."""
     if fname in JAX and not params:
         return JAX[fname].format(x=x)
-    return operand(_ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params)))
+    meaning = ELEMENTWISE[fname].scalar(_Z, *params)
+    # f(z) or √z alone: the argument is a call's argument and needs no parentheses of its own
+    alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or \
+        (meaning.is_Pow and meaning.base == _Z and meaning.exp in (sp.S.Half, -sp.S.Half))
+    return operand(_ScalarPrinter(_Z, x if alone else group(x)).doprint(meaning))
