@@ -147,11 +147,11 @@ def fuse_derivatives(lines: list[Line]) -> list[Line]:
     k = 0
     while k < len(lines):
         first = _ASSIGN.match(lines[k].text)
-        end = k + 1
+        end, factors = k + 1, [first.group(2)] if first else []
         while first and end < len(lines) and (m := _TIMES.match(lines[end].text)) and m.group(1) == first.group(1):
+            factors.append(m.group(2))
             end += 1
-        fused = _fuse_chain(first.group(1), [first.group(2)] + [_TIMES.match(ln.text).group(2)
-                                                                 for ln in lines[k + 1:end]]) if first else None
+        fused = _fuse_chain(first.group(1), factors) if first else None
         if fused is None:
             out.append(lines[k])
             k += 1
