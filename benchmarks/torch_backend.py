@@ -11,8 +11,8 @@ every dim 256, T = 50, B = 32), times forward + backward of
   (benchmarks/torch_models.py: every layer inside the per-step loop, or only the recurrence in it, as the generated
   module computes it); in every round the faster of the two is the one compared with.
 
-Each contender runs in its own process, pinned to one CPU (the same for all) with one intra-op thread
-(``torch.set_num_threads``; ``--threads N`` for more), in ``--rounds`` interleaved rounds (benchmarks/paired.py);
+Each contender runs in its own process with one intra-op thread (``torch.set_num_threads``; ``--threads N`` for
+more; ``SYMDERIV_BENCH_CPU=k`` pins every worker to CPU k), in ``--rounds`` interleaved rounds (benchmarks/paired.py);
 the ratio generated / eager is taken per round and its median reported, and the whole run is repeated
 ``--repeats`` times with fresh processes: the table gives the median of the repeats and their range. Before timing,
 the generated worker checks its loss and every gradient against eager autograd (rtol 1e-9 in float64, 1e-4 in
@@ -24,6 +24,7 @@ Target (issue 13): generated ``loss(...).backward()`` ≤ 0.7 × the faster eage
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ SIZES = {"small": (32, 20, None), "large": (256, 50, 32)}  # every dim, T, batch
 DTYPES = {"float64": 1e-9, "float32": 1e-4}  # the tolerance of the check
 TARGET = 0.7
 ROUNDS = 15
-MIN_BATCH = 0.05  # seconds per contender per round
+MIN_BATCH = {"small": 0.05, "large": 0.25}  # seconds per contender per round
 CONTENDERS = ("generated", "generated loss_and_gradients", "eager per step", "eager hoisted")
 EAGER = ("eager per step", "eager hoisted")
 
@@ -52,7 +53,8 @@ def _check(label, ours, theirs, rtol):
 
 def worker(contender: str, model: str, size: str, dtype_name: str, threads: int, generated: str) -> None:
     """One contender of one configuration, served to the parent (benchmarks/paired.py)."""
-    paired.pin()
+    if os.environ.get(paired.PIN_VARIABLE):
+        paired.pin()
     import torch
     import torch_models
     from benchutil import _import_file, sequence_data
@@ -86,18 +88,22 @@ def worker(contender: str, model: str, size: str, dtype_name: str, threads: int,
     reference = eager["hoisted"](leaves, x, r)
     reference = (reference[0].detach(), {k: g.clone() for k, g in reference[1].items()})
     _check(f"{model} {size} {dtype_name}: {contender}", fn(), reference, rtol)
-    paired.serve(fn, {"torch": torch.__version__, "threads": torch.get_num_threads()}, MIN_BATCH)
+    paired.serve(fn, {"torch": torch.__version__, "threads": torch.get_num_threads()}, MIN_BATCH[size])
 
 
 def measure_one(model: str, size: str, dtype: str, threads: int, rounds: int, generated: str,
-                baseline: str | None) -> dict:
-    """One run of one configuration: every contender in its own process, interleaved rounds."""
+                baseline: str | None, ab: bool = False) -> dict:
+    """One run of one configuration: every contender in its own process, interleaved rounds (``ab``: only the
+    generated module and the baseline)."""
     commands = {c: [sys.executable, __file__, "--worker", c, model, size, dtype, str(threads), generated]
-                for c in CONTENDERS}
+                for c in (CONTENDERS[:1] if ab else CONTENDERS)}
     if baseline:
         commands["baseline"] = [sys.executable, __file__, "--worker", "generated", model, size, dtype, str(threads),
                                 baseline]
     ready, samples = paired.run_rounds(commands, rounds, child_env(), ROOT)
+    if ab:
+        return {"model": model, "size": size, "dtype": dtype,
+                "ratio new / baseline": paired.per_round_ratio(samples["generated"], [samples["baseline"]])}
     eager = [samples[c] for c in EAGER]
     out = {"model": model, "size": size, "dtype": dtype, "torch": ready["generated"]["torch"],
            "threads": ready["generated"]["threads"],
@@ -111,7 +117,7 @@ def measure_one(model: str, size: str, dtype: str, threads: int, rounds: int, ge
 
 
 def measure(n_threads: int, rounds: int = ROUNDS, repeats: int = 3, generated: str | None = None,
-            baseline: str | None = None, models=None, sizes=None, dtypes=None) -> list[list[dict]]:
+            baseline: str | None = None, models=None, sizes=None, dtypes=None, ab: bool = False) -> list[list[dict]]:
     """``repeats`` runs of every configuration (one list per configuration)."""
     generated = generated or str(ROOT / "generated")
     results = []
@@ -120,10 +126,10 @@ def measure(n_threads: int, rounds: int = ROUNDS, repeats: int = 3, generated: s
             for dtype in dtypes or DTYPES:
                 runs = []
                 for _ in range(repeats):
-                    runs.append(measure_one(model, size, dtype, n_threads, rounds, generated, baseline))
-                    print(f"{model} {size} {dtype}: generated / eager {runs[-1]['ratio']:.3f}"
-                          + (f", new / baseline {runs[-1]['ratio new / baseline']:.3f}" if baseline else ""),
-                          file=sys.stderr, flush=True)
+                    runs.append(measure_one(model, size, dtype, n_threads, rounds, generated, baseline, ab))
+                    print(f"{model} {size} {dtype}: " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in runs[-1].items() if k.startswith("ratio")),
+                        file=sys.stderr, flush=True)
                 results.append(runs)
     return results
 
@@ -148,7 +154,7 @@ def report(results: list[list[dict]], rounds: int) -> tuple[str, list[Target]]:
                               paired.spread(ratios), f"≤ {TARGET}", ratio <= TARGET))
     if "ratio new / baseline" in results[0][0]:
         headers.append("new / baseline")
-    note = (f"CPU, forward + backward per call; each contender in its own process pinned to one CPU, {rounds} "
+    note = (f"CPU, forward + backward per call; each contender in its own process, {rounds} "
             f"interleaved rounds; times: medians (ms); ratios: the median over the rounds of generated / the faster "
             f"eager variant of that round, then the median of {len(results[0])} runs (fresh processes) and their "
             f"range. torch {results[0][0]['torch']}, {results[0][0]['threads']} intra-op thread(s).")
@@ -162,6 +168,7 @@ def main(argv=None) -> list[Target]:
     parser.add_argument("--repeats", type=int, default=3, help="runs with fresh processes (default: 3)")
     parser.add_argument("--generated", help="the directory of the modules timed (default: generated/)")
     parser.add_argument("--baseline", help="a directory of modules to time against the generated ones too")
+    parser.add_argument("--ab", action="store_true", help="with --baseline: time only the two generated modules")
     parser.add_argument("--models", nargs="+", choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES))
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES))
@@ -173,7 +180,9 @@ def main(argv=None) -> list[Target]:
         return []
     before = paired.load()
     results = measure(args.threads, args.rounds, args.repeats, args.generated, args.baseline, args.models,
-                      args.sizes, args.dtypes)
+                      args.sizes, args.dtypes, args.ab and bool(args.baseline))
+    if args.ab and args.baseline:
+        return []
     text, targets = report(results, args.rounds)
     print(f"### Forward + backward: generated PyTorch module vs PyTorch eager autograd ({args.threads} thread)\n")
     print(text + f" Load average before / after: {before}; {paired.load()}.")
