@@ -12,7 +12,9 @@ every dim 256, T = 50, B = 32), times forward + backward of
   module computes it); in every round the faster of the two is the one compared with.
 
 Each contender runs in its own process with one intra-op thread (``torch.set_num_threads``; ``--threads N`` for
-more; ``SYMDERIV_BENCH_CPU=k`` pins every worker to CPU k), in ``--rounds`` interleaved rounds (benchmarks/paired.py);
+more), every worker pinned to the same CPU (``SYMDERIV_BENCH_CPU=k`` chooses it; ``--no-pin`` leaves the workers to
+the scheduler, which on a loaded machine can keep one of them on a busier core for a whole run and bias every round
+of it), in ``--rounds`` interleaved rounds (benchmarks/paired.py);
 the ratio generated / eager is taken per round and its median reported, and the whole run is repeated
 ``--repeats`` times with fresh processes: the table gives the median of the repeats and their range. Before timing,
 the generated worker checks its loss and every gradient against eager autograd (rtol 1e-9 in float64, 1e-4 in
@@ -53,7 +55,7 @@ def _check(label, ours, theirs, rtol):
 
 def worker(contender: str, model: str, size: str, dtype_name: str, threads: int, generated: str) -> None:
     """One contender of one configuration, served to the parent (benchmarks/paired.py)."""
-    if os.environ.get(paired.PIN_VARIABLE):
+    if os.environ.get("SYMDERIV_BENCH_NO_PIN") != "1":
         paired.pin()
     import torch
     import torch_models
@@ -154,7 +156,7 @@ def report(results: list[list[dict]], rounds: int) -> tuple[str, list[Target]]:
                               paired.spread(ratios), f"≤ {TARGET}", ratio <= TARGET))
     if "ratio new / baseline" in results[0][0]:
         headers.append("new / baseline")
-    note = (f"CPU, forward + backward per call; each contender in its own process, {rounds} "
+    note = (f"CPU, forward + backward per call; each contender in its own process (all pinned to one CPU), {rounds} "
             f"interleaved rounds; times: medians (ms); ratios: the median over the rounds of generated / the faster "
             f"eager variant of that round, then the median of {len(results[0])} runs (fresh processes) and their "
             f"range. torch {results[0][0]['torch']}, {results[0][0]['threads']} intra-op thread(s).")
@@ -169,6 +171,7 @@ def main(argv=None) -> list[Target]:
     parser.add_argument("--generated", help="the directory of the modules timed (default: generated/)")
     parser.add_argument("--baseline", help="a directory of modules to time against the generated ones too")
     parser.add_argument("--ab", action="store_true", help="with --baseline: time only the two generated modules")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the workers to one CPU")
     parser.add_argument("--models", nargs="+", choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES))
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES))
@@ -178,6 +181,8 @@ def main(argv=None) -> list[Target]:
         c, model, size, dtype, threads, generated = args.worker
         worker(c, model, size, dtype, int(threads), generated)
         return []
+    if args.no_pin:
+        os.environ["SYMDERIV_BENCH_NO_PIN"] = "1"  # read by the workers (child_env copies the environment)
     before = paired.load()
     results = measure(args.threads, args.rounds, args.repeats, args.generated, args.baseline, args.models,
                       args.sizes, args.dtypes, args.ab and bool(args.baseline))
