@@ -84,7 +84,7 @@ def main(argv=None) -> None:
             run_script("torch_backend")  # one intra-op thread (see its docstring)
             print()
         if importlib.util.find_spec("jax") is not None:  # the JAX back end (issue 13), when JAX is installed
-            for threads in ([], ["--threads", "1"]):
+            for threads in (["--threads", "0"], ["--threads", "1"]):
                 run_script("jax_speed", *threads)
                 print()
         else:

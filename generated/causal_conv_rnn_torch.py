@@ -91,6 +91,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -343,12 +357,16 @@ def _forward(params, data, want):
     # z_{h,t} = W c_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
     z_h = _matvec(W, c, b_h)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T_V = V.T  # once, not at every step
+    _T_V = V.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_z_h = z_h.unbind(0)
+    _s_h = h.unbind(0)
     for i in range(T):
         # z_{h,t} = W c_t + V h_{t−1} + b_h
-        z_h[i].addmm_(h[i], _T_V)
+        _s_z_h[i].addmm_(_s_h[i], _T_V)
         # h_t = tanh(z_{h,t})
-        torch.tanh(z_h[i], out=h[i + 1])
+        torch.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_z_h, _s_h
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:], b_y)
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -384,12 +402,17 @@ def _backward(saved):
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y
     d_z_h = torch.empty((T, B, n_h), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s_d_z_h = d_z_h.unbind(0)
+    _s__d_z_h_0 = _d_z_h_0.unbind(0)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_h[i].addmm_(d_z_h[i + 1], V)
+            _s_d_h[i].addmm_(_s_d_z_h[i + 1], V)
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        torch.mul(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+        torch.mul(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
     d_z_c = _matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).to(dtype)

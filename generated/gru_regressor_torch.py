@@ -93,6 +93,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -350,20 +364,30 @@ def _forward(params, data, want):
     z_, r = torch.tensor_split(_stack0_out0, [n_h], dim=-1)
     n = torch.empty((T, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T__stack0_W = _stack0_W.T  # once, not at every step
-    _T_U_n = U_n.T  # once, not at every step
+    _T__stack0_W = _stack0_W.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_U_n = U_n.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s__stack0 = _stack0.unbind(0)
+    _s_h = h.unbind(0)
+    _s2__stack0 = _stack0[:, :, :2 * n_h].unbind(0)
+    _s__stack0_out0 = _stack0_out0.unbind(0)
+    _s_a_n = a_n.unbind(0)
+    _s_r = r.unbind(0)
+    _s_n = n.unbind(0)
+    _s_z_ = z_.unbind(0)
     for i in range(T):
         # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i].addmm_(h[i], _T__stack0_W)
+        _s__stack0[i].addmm_(_s_h[i], _T__stack0_W)
         # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-        torch.sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
+        torch.sigmoid(_s2__stack0[i], out=_s__stack0_out0[i])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-        a_n[i].addmm_(r[i] * h[i], _T_U_n)
+        _s_a_n[i].addmm_(_s_r[i] * _s_h[i], _T_U_n)
         # n_t = tanh(a_{n,t})
-        torch.tanh(a_n[i], out=n[i])
+        torch.tanh(_s_a_n[i], out=_s_n[i])
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        torch.mul(1 - z_[i], h[i], out=h[i + 1])
-        h[i + 1].addcmul_(z_[i], n[i])
+        torch.mul(1 - _s_z_[i], _s_h[i], out=_s_h[i + 1])
+        _s_h[i + 1].addcmul_(_s_z_[i], _s_n[i])
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_a_n, _s_r, _s_n, _s_z_
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:], b_y)
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -396,16 +420,12 @@ def _backward(saved):
     # 1 − z_{t+1}, for every step at once
     _d_h_0 = 1 - z_[1:]
     # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
-    _d_a_n_0 = 1 - (n ** 2)
-    _d_a_n_0 *= z_
+    _d_a_n_0 = _tanh_grad(z_, n)
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
-    _d_a_r_0 = 1 - r
-    _d_a_r_0 *= h[:-1]
-    _d_a_r_0 *= r
+    _d_a_r_0 = _sigmoid_grad(h[:-1], r)
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
     _d_a_z_0 = -h[:-1] + n
-    _d_a_z_0 *= z_
-    _d_a_z_0 *= 1 - z_
+    _sigmoid_grad(_d_a_z_0, z_, out=_d_a_z_0)
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
@@ -415,18 +435,30 @@ def _backward(saved):
     d_a_n = torch.empty((T, B, n_h), dtype=dtype, device=device)
     _d_stack0 = torch.empty((T, B, 2 * n_h), dtype=dtype, device=device)
     d_a_z, d_a_r = torch.tensor_split(_d_stack0, [n_h], dim=-1)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s__d_h_0 = _d_h_0.unbind(0)
+    _s_r = r.unbind(0)
+    _s_d_a_n = d_a_n.unbind(0)
+    _s__d_stack0 = _d_stack0.unbind(0)
+    _s__d_a_n_0 = _d_a_n_0.unbind(0)
+    _s__d_a_r_0 = _d_a_r_0.unbind(0)
+    _s_d_a_r = d_a_r.unbind(0)
+    _s__d_a_z_0 = _d_a_z_0.unbind(0)
+    _s_d_a_z = d_a_z.unbind(0)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
-            d_h[i].addcmul_(_d_h_0[i], d_h[i + 1])
-            d_h[i].addcmul_(r[i + 1], d_a_n[i + 1] @ U_n)
-            d_h[i].addmm_(_d_stack0[i + 1], _stack0_W)
+            _s_d_h[i].addcmul_(_s__d_h_0[i], _s_d_h[i + 1])
+            _s_d_h[i].addcmul_(_s_r[i + 1], _s_d_a_n[i + 1] @ U_n)
+            _s_d_h[i].addmm_(_s__d_stack0[i + 1], _stack0_W)
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        torch.mul(_d_a_n_0[i], d_h[i], out=d_a_n[i])
+        torch.mul(_s__d_a_n_0[i], _s_d_h[i], out=_s_d_a_n[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        torch.mul(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
+        torch.mul(_s__d_a_r_0[i], _s_d_a_n[i] @ U_n, out=_s_d_a_r[i])
         # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-        torch.mul(_d_a_z_0[i], d_h[i], out=d_a_z[i])
+        torch.mul(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
+    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

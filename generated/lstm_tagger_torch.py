@@ -92,6 +92,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -348,20 +362,32 @@ def _forward(params, data, want):
     g = torch.empty((T, B, n_h), dtype=dtype, device=device)
     c = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T__stack0_W = _stack0_W.T  # once, not at every step
+    _T__stack0_W = _stack0_W.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s__stack0 = _stack0.unbind(0)
+    _s_h = h.unbind(0)
+    _s2__stack0 = _stack0[:, :, :3 * n_h].unbind(0)
+    _s__stack0_out0 = _stack0_out0.unbind(0)
+    _s_z_g = z_g.unbind(0)
+    _s_g = g.unbind(0)
+    _s_f = f.unbind(0)
+    _s_c = c.unbind(0)
+    _s_i_ = i_.unbind(0)
+    _s_o = o.unbind(0)
     for i in range(T):
         # z_{f,t}, z_{i,t}, z_{o,t}, z_{g,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i].addmm_(h[i], _T__stack0_W)
+        _s__stack0[i].addmm_(_s_h[i], _T__stack0_W)
         # f_t = σ(z_{f,t}), i_t = σ(z_{i,t}), o_t = σ(z_{o,t}): one call
-        torch.sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])
+        torch.sigmoid(_s2__stack0[i], out=_s__stack0_out0[i])
         # g_t = tanh(z_{g,t})
-        torch.tanh(z_g[i], out=g[i])
+        torch.tanh(_s_z_g[i], out=_s_g[i])
         # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-        torch.mul(f[i], c[i], out=c[i + 1])
-        c[i + 1].addcmul_(i_[i], g[i])
+        torch.mul(_s_f[i], _s_c[i], out=_s_c[i + 1])
+        _s_c[i + 1].addcmul_(_s_i_[i], _s_g[i])
         # h_t = o_t ⊙ tanh(c_t)
-        torch.tanh(c[i + 1], out=h[i + 1])
-        h[i + 1].mul_(o[i])
+        torch.tanh(_s_c[i + 1], out=_s_h[i + 1])
+        _s_h[i + 1].mul_(_s_o[i])
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o
     # v_t = [h_{t−1}; x_t]
     v_ = _concat(h[:-1], x_)
     # z_{p,t} = W_y h_t + b_y
@@ -403,23 +429,15 @@ def _backward(saved):
     # tanh(c_t), for every step at once, read below
     _tanh_c = torch.tanh(c[1:])
     # o_t ⊙ (1 − tanh²(c_t)), for every step at once
-    _d_c_0 = 1 - (_tanh_c ** 2)
-    _d_c_0 *= o
+    _d_c_0 = _tanh_grad(o, _tanh_c)
     # i_t ⊙ (1 − g_t ⊙ g_t), for every step at once
-    _d_z_g_0 = 1 - (g ** 2)
-    _d_z_g_0 *= i_
+    _d_z_g_0 = _tanh_grad(i_, g)
     # tanh(c_t) ⊙ o_t ⊙ (1 − o_t), for every step at once
-    _d_z_o_0 = 1 - o
-    _d_z_o_0 *= _tanh_c
-    _d_z_o_0 *= o
+    _d_z_o_0 = _sigmoid_grad(_tanh_c, o)
     # g_t ⊙ i_t ⊙ (1 − i_t), for every step at once
-    _d_z_i_0 = 1 - i_
-    _d_z_i_0 *= g
-    _d_z_i_0 *= i_
+    _d_z_i_0 = _sigmoid_grad(g, i_)
     # c_{t−1} ⊙ f_t ⊙ (1 − f_t), for every step at once
-    _d_z_f_0 = 1 - f
-    _d_z_f_0 *= c[:-1]
-    _d_z_f_0 *= f
+    _d_z_f_0 = _sigmoid_grad(c[:-1], f)
     # ∂L/∂W_y = Σ_t δz_{p,t} h_tᵀ
     g_W_y = _outer(d_z_p, h[1:])
     # ∂L/∂b_y = Σ_t δz_{p,t}
@@ -429,22 +447,37 @@ def _backward(saved):
     d_c = torch.empty((T, B, n_h), dtype=dtype, device=device)
     _d_stack0 = torch.empty((T, B, 4 * n_h), dtype=dtype, device=device)
     d_z_f, d_z_i, d_z_o, d_z_g = torch.tensor_split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], dim=-1)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s__d_stack0 = _d_stack0.unbind(0)
+    _s__d_c_0 = _d_c_0.unbind(0)
+    _s_d_c = d_c.unbind(0)
+    _s_f = f.unbind(0)
+    _s__d_z_g_0 = _d_z_g_0.unbind(0)
+    _s_d_z_g = d_z_g.unbind(0)
+    _s__d_z_o_0 = _d_z_o_0.unbind(0)
+    _s_d_z_o = d_z_o.unbind(0)
+    _s__d_z_i_0 = _d_z_i_0.unbind(0)
+    _s_d_z_i = d_z_i.unbind(0)
+    _s__d_z_f_0 = _d_z_f_0.unbind(0)
+    _s_d_z_f = d_z_f.unbind(0)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}
         if i + 1 < T:
-            d_h[i].addmm_(_d_stack0[i + 1], _stack0_W)
+            _s_d_h[i].addmm_(_s__d_stack0[i + 1], _stack0_W)
         # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-        torch.mul(_d_c_0[i], d_h[i], out=d_c[i])
+        torch.mul(_s__d_c_0[i], _s_d_h[i], out=_s_d_c[i])
         if i + 1 < T:
-            d_c[i].addcmul_(f[i + 1], d_c[i + 1])
+            _s_d_c[i].addcmul_(_s_f[i + 1], _s_d_c[i + 1])
         # δz_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-        torch.mul(_d_z_g_0[i], d_c[i], out=d_z_g[i])
+        torch.mul(_s__d_z_g_0[i], _s_d_c[i], out=_s_d_z_g[i])
         # δz_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-        torch.mul(_d_z_o_0[i], d_h[i], out=d_z_o[i])
+        torch.mul(_s__d_z_o_0[i], _s_d_h[i], out=_s_d_z_o[i])
         # δz_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-        torch.mul(_d_z_i_0[i], d_c[i], out=d_z_i[i])
+        torch.mul(_s__d_z_i_0[i], _s_d_c[i], out=_s_d_z_i[i])
         # δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-        torch.mul(_d_z_f_0[i], d_c[i], out=d_z_f[i])
+        torch.mul(_s__d_z_f_0[i], _s_d_c[i], out=_s_d_z_f[i])
+    del _s_d_h, _s__d_stack0, _s__d_c_0, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ
     # ∂L/∂W_i = Σ_t δz_{i,t} v_tᵀ

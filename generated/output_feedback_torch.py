@@ -88,6 +88,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -324,16 +338,21 @@ def _forward(params, data, want):
     h = torch.empty((T, B, n_h), dtype=dtype, device=device)
     y = torch.zeros((T + 1, B, n_y), dtype=dtype, device=device)
     y[0] = y0  # y_0
-    _T_W_f = W_f.T  # once, not at every step
-    _T_W_y = W_y.T  # once, not at every step
+    _T_W_f = W_f.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_W_y = W_y.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_z_h = z_h.unbind(0)
+    _s_y = y.unbind(0)
+    _s_h = h.unbind(0)
     for i in range(T):
         # z_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-        z_h[i].addmm_(y[i], _T_W_f)
+        _s_z_h[i].addmm_(_s_y[i], _T_W_f)
         # h_t = tanh(z_{h,t})
-        torch.tanh(z_h[i], out=h[i])
+        torch.tanh(_s_z_h[i], out=_s_h[i])
         # y_t = W_y h_t + b_y
-        torch.mm(h[i], _T_W_y, out=y[i + 1])
-        y[i + 1].add_(b_y)
+        torch.mm(_s_h[i], _T_W_y, out=_s_y[i + 1])
+        _s_y[i + 1].add_(b_y)
+    del _s_z_h, _s_y, _s_h
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = ((1 / 2) * ((y[1:] - y_ref) * (y[1:] - y_ref)).sum(dim=-1, keepdim=True)).sum(dim=0)
     _loss = L.sum()
@@ -359,12 +378,17 @@ def _backward(saved):
     # not read from here on: freed, so the loop reuses their memory
     del y_ref
     d_z_h = torch.empty((T, B, n_h), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_y = d_y.unbind(0)
+    _s_d_z_h = d_z_h.unbind(0)
+    _s__d_z_h_0 = _d_z_h_0.unbind(0)
     for i in reversed(range(T)):
         # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_y[i].addmm_(d_z_h[i + 1], W_f)
+            _s_d_y[i].addmm_(_s_d_z_h[i + 1], W_f)
         # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-        torch.mul(_d_z_h_0[i], d_y[i] @ W_y, out=d_z_h[i])
+        torch.mul(_s__d_z_h_0[i], _s_d_y[i] @ W_y, out=_s_d_z_h[i])
+    del _s_d_y, _s_d_z_h, _s__d_z_h_0
     # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
     g_W_x = _outer(d_z_h, x_)
     # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ

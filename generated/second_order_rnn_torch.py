@@ -90,6 +90,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -331,13 +345,17 @@ def _forward(params, data, want):
     h = torch.zeros((T + 2, B, n_h), dtype=dtype, device=device)
     h[0] = h_prev  # h_{-1}
     h[1] = h_init  # h_0
-    _T_A_1 = A_1.T  # once, not at every step
-    _T_A_2 = A_2.T  # once, not at every step
+    _T_A_1 = A_1.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_A_2 = A_2.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_z_h = z_h.unbind(0)
+    _s_h = h.unbind(0)
     for i in range(T):
         # z_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-        z_h[i].add_(h[i + 1] @ _T_A_1 + h[i] @ _T_A_2)
+        _s_z_h[i].add_(_s_h[i + 1] @ _T_A_1 + _s_h[i] @ _T_A_2)
         # h_t = tanh(z_{h,t})
-        torch.tanh(z_h[i], out=h[i + 2])
+        torch.tanh(_s_z_h[i], out=_s_h[i + 2])
+    del _s_z_h, _s_h
     # z_{p,t} = W_y h_t + b_y
     z_p = _matvec(W_y, h[2:], b_y)
     # p_t = softmax(z_{p,t})
@@ -374,14 +392,19 @@ def _backward(saved):
     # not read from here on: freed, so the loop reuses their memory
     del d_z_p, p_, r
     d_z_h = torch.empty((T, B, n_h), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s_d_z_h = d_z_h.unbind(0)
+    _s__d_z_h_0 = _d_z_h_0.unbind(0)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}
         if i + 1 < T:
-            d_h[i].addmm_(d_z_h[i + 1], A_1)
+            _s_d_h[i].addmm_(_s_d_z_h[i + 1], A_1)
         if i + 2 < T:
-            d_h[i].addmm_(d_z_h[i + 2], A_2)
+            _s_d_h[i].addmm_(_s_d_z_h[i + 2], A_2)
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        torch.mul(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+        torch.mul(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0
     # ∂L/∂W = Σ_t δz_{h,t} x_tᵀ
     g_W = _outer(d_z_h, x_)
     # ∂L/∂A_1 = Σ_t δz_{h,t} h_{t−1}ᵀ

@@ -91,6 +91,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -341,12 +355,16 @@ def _forward(params, data, want):
     # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
     z_h = _matvec(U, a_in, b_h)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T_V = V.T  # once, not at every step
+    _T_V = V.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_z_h = z_h.unbind(0)
+    _s_h = h.unbind(0)
     for i in range(T):
         # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h
-        z_h[i].addmm_(h[i], _T_V)
+        _s_z_h[i].addmm_(_s_h[i], _T_V)
         # h_t = σ(z_{h,t})
-        torch.sigmoid(z_h[i], out=h[i + 1])
+        torch.sigmoid(_s_z_h[i], out=_s_h[i + 1])
+    del _s_z_h, _s_h
     # z_{o,t} = W h_t + b_o
     z_o = _matvec(W, h[1:], b_o)
     # o_t = σ(z_{o,t})
@@ -382,13 +400,11 @@ def _backward(saved):
     d_h_out = r_hat - r
     # δz_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
     d_z_o = _matvec(W_out.T, d_h_out)
-    d_z_o *= o
-    d_z_o *= 1 - o
+    _sigmoid_grad(d_z_o, o, out=d_z_o)
     # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}: the part outside the recurrence
     d_h = _matvec(W.T, d_z_o)
     # h_t ⊙ (1 − h_t), for every step at once
-    _d_z_h_0 = 1 - h[1:]
-    _d_z_h_0 *= h[1:]
+    _d_z_h_0 = torch.addcmul(h[1:], h[1:], h[1:], value=-1)
     # ∂L/∂W = Σ_t δz_{o,t} h_tᵀ
     g_W = _outer(d_z_o, h[1:])
     # ∂L/∂b_o = Σ_t δz_{o,t}
@@ -400,16 +416,20 @@ def _backward(saved):
     # not read from here on: freed, so the loop reuses their memory
     del d_h_out, r_hat, r, d_z_o, o
     d_z_h = torch.empty((T, B, n_h), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s_d_z_h = d_z_h.unbind(0)
+    _s__d_z_h_0 = _d_z_h_0.unbind(0)
     for i in reversed(range(T)):
         # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
         if i + 1 < T:
-            d_h[i].addmm_(d_z_h[i + 1], V)
+            _s_d_h[i].addmm_(_s_d_z_h[i + 1], V)
         # δz_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-        torch.mul(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+        torch.mul(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0
     # δz_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δz_{h,t}
     d_z_a = _matvec(U.T, d_z_h)
-    d_z_a *= a_in
-    d_z_a *= 1 - a_in
+    _sigmoid_grad(d_z_a, a_in, out=d_z_a)
     # ∂L/∂W^(in) = Σ_t δz_{a,t} x_tᵀ
     g_W_in = _outer(d_z_a, x_)
     # ∂L/∂b^(in) = Σ_t δz_{a,t}

@@ -90,6 +90,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -334,20 +348,26 @@ def _forward(params, data, want):
     h_1 = torch.zeros((T + 1, B, n_1), dtype=dtype, device=device)
     z_h_2 = torch.empty((T, B, n_2), dtype=dtype, device=device)
     h_2 = torch.zeros((T + 1, B, n_2), dtype=dtype, device=device)
-    _T_U_1 = U_1.T  # once, not at every step
-    _T_W_2 = W_2.T  # once, not at every step
-    _T_U_2 = U_2.T  # once, not at every step
+    _T_U_1 = U_1.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_W_2 = W_2.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_U_2 = U_2.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_z_h_1 = z_h_1.unbind(0)
+    _s_h_1 = h_1.unbind(0)
+    _s_z_h_2 = z_h_2.unbind(0)
+    _s_h_2 = h_2.unbind(0)
     for i in range(T):
         # z_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
-        z_h_1[i].addmm_(h_1[i], _T_U_1)
+        _s_z_h_1[i].addmm_(_s_h_1[i], _T_U_1)
         # h_{1,t} = tanh(z_{h,1,t})
-        torch.tanh(z_h_1[i], out=h_1[i + 1])
+        torch.tanh(_s_z_h_1[i], out=_s_h_1[i + 1])
         # z_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
-        torch.mm(h_1[i + 1], _T_W_2, out=z_h_2[i])
-        z_h_2[i].addmm_(h_2[i], _T_U_2)
-        z_h_2[i].add_(b_2)
+        torch.mm(_s_h_1[i + 1], _T_W_2, out=_s_z_h_2[i])
+        _s_z_h_2[i].addmm_(_s_h_2[i], _T_U_2)
+        _s_z_h_2[i].add_(b_2)
         # h_{2,t} = tanh(z_{h,2,t})
-        torch.tanh(z_h_2[i], out=h_2[i + 1])
+        torch.tanh(_s_z_h_2[i], out=_s_h_2[i + 1])
+    del _s_z_h_1, _s_h_1, _s_z_h_2, _s_h_2
     # z_{p,t} = W_y h_{2,t} + b_y
     z_p = _matvec(W_y, h_2[1:], b_y)
     # p_t = softmax(z_{p,t})
@@ -390,18 +410,26 @@ def _backward(saved):
     d_z_h_2 = torch.empty((T, B, n_2), dtype=dtype, device=device)
     d_h_1 = torch.empty((T, B, n_1), dtype=dtype, device=device)
     d_z_h_1 = torch.empty((T, B, n_1), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h_2 = d_h_2.unbind(0)
+    _s_d_z_h_2 = d_z_h_2.unbind(0)
+    _s__d_z_h_2_0 = _d_z_h_2_0.unbind(0)
+    _s_d_h_1 = d_h_1.unbind(0)
+    _s_d_z_h_1 = d_z_h_1.unbind(0)
+    _s__d_z_h_1_0 = _d_z_h_1_0.unbind(0)
     for i in reversed(range(T)):
         # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}
         if i + 1 < T:
-            d_h_2[i].addmm_(d_z_h_2[i + 1], U_2)
+            _s_d_h_2[i].addmm_(_s_d_z_h_2[i + 1], U_2)
         # δz_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
-        torch.mul(_d_z_h_2_0[i], d_h_2[i], out=d_z_h_2[i])
+        torch.mul(_s__d_z_h_2_0[i], _s_d_h_2[i], out=_s_d_z_h_2[i])
         # δh_{1,t} = W_2ᵀ δz_{h,2,t} + U_1ᵀ δz_{h,1,t+1}
-        torch.mm(d_z_h_2[i], W_2, out=d_h_1[i])
+        torch.mm(_s_d_z_h_2[i], W_2, out=_s_d_h_1[i])
         if i + 1 < T:
-            d_h_1[i].addmm_(d_z_h_1[i + 1], U_1)
+            _s_d_h_1[i].addmm_(_s_d_z_h_1[i + 1], U_1)
         # δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
-        torch.mul(_d_z_h_1_0[i], d_h_1[i], out=d_z_h_1[i])
+        torch.mul(_s__d_z_h_1_0[i], _s_d_h_1[i], out=_s_d_z_h_1[i])
+    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0
     # ∂L/∂W_1 = Σ_t δz_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_z_h_1, x_)
     # ∂L/∂U_1 = Σ_t δz_{h,1,t} h_{1,t−1}ᵀ

@@ -14,6 +14,7 @@ its own scan (``_scanned``), in the recurrence's direction (its adjoint's, again
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import sympy as sp
@@ -113,6 +114,8 @@ def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str], count: list[in
             out.append(_scanned(type(st)(st.comment, lines) if len(lines) != len(st.lines) else st, count))
         return out
 
+    for st in phase.loop:
+        st.lines = merge_step_writes(st.lines)
     return {
         "before": kept(phase.before),
         "alloc": [ln for ln in phase.alloc if id(ln) not in moved],
@@ -121,3 +124,36 @@ def _phase(phase: Phase, idioms: JaxIdioms, read_later: set[str], count: list[in
         "resplit": resplit,
         "after": kept(phase.after),
     }
+
+
+# One write of the loop's step: ``a = _put(a, i + 1, value)`` (the index: the step, or the step and an offset).
+_PUT = re.compile(r"(\s*)(\w+) = _put\(\2, (i(?: [+-] \d+)?), (.*)\)\Z")
+
+
+def merge_step_writes(lines: list[Line]) -> list[Line]:
+    """A step's slot written and then updated by the next line (``c = _put(c, i + 1, f * c[i])``,
+    ``c = _put(c, i + 1, c[i + 1] + u * g)``) as one write of the whole value
+    (``c = _put(c, i + 1, (f * c[i]) + u * g)``).
+
+    Each write makes a new version of the carried array; reading the slot of one version while
+    writing the next made XLA copy the whole array (T, B, n) at every step (two copies of h and c
+    per step in an LSTM, most of its forward pass).  One write per slot leaves nothing to copy."""
+    out: list[Line] = []
+    for ln in lines:
+        new = _PUT.fullmatch(ln.text)
+        # the previous write, past the comments (a guard's) between the two
+        j = len(out) - 1
+        while new and j >= 0 and out[j].text.lstrip().startswith("#"):
+            j -= 1
+        old = _PUT.fullmatch(out[j].text) if new and j >= 0 else None
+        if old and new and old.group(1) == new.group(1) and old.group(2, 3) == new.group(2, 3):
+            slot = f"{new.group(2)}[{new.group(3)}]"
+            first = f"({old.group(4)})"
+            value = re.sub(rf"(?<![\w.\])]){re.escape(slot)}", lambda _, first=first: first, new.group(4))
+            text = f"{new.group(1)}{new.group(2)} = _put({new.group(2)}, {new.group(3)}, {value})"
+            prev = out.pop(j)
+            out.append(Line(text, tuple(dict.fromkeys(prev.writes + ln.writes)),
+                            tuple(dict.fromkeys(prev.reads + ln.reads))))
+        else:
+            out.append(ln)
+    return out

@@ -17,7 +17,7 @@ from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
 from ..numpy.emitter import context
 from ..plan import ModulePlan
-from ..schedule import Line, Schedule
+from ..schedule import Line, Schedule, Scheduled
 from . import TORCH
 from .printer import TRANSPOSED
 
@@ -31,10 +31,14 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     for phase in (schedule.forward, schedule.backward):
         for st in phase.statements():
             st.lines = fuse_bias(st.lines, biases)
+        for st in phase.before + phase.after:
+            st.lines = fuse_derivatives(st.lines)
     out["shared_inputs"] = repr(tuple(name for name, _, _, shared in out["data_axes"] if shared))
     out["saved"] = saved_names(d, schedule, out)
     out["forward_transposes"] = _transposed(schedule.forward)
     out["backward_transposes"] = _transposed(schedule.backward)
+    out["forward_views"] = step_views(schedule.forward.loop)
+    out["backward_views"] = step_views(schedule.backward.loop)
     # The backward pass's allocations name the module's dtype and device (not arrays, so not in the
     # lines' reads): saved when its code names them.
     backward, forward = _words(schedule.backward), _words(schedule.forward)
@@ -68,6 +72,105 @@ def fuse_bias(lines: list[Line], biases: set[str]) -> list[Line]:
         else:
             out.append(ln)
     return out
+
+
+# A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).
+_STEP = re.compile(r"(?<![\w.\])])([A-Za-z_]\w*)\[(i(?: [+-] \d+)?)((?:, [^\[\]]*)?)\]")
+_ASSIGNED = re.compile(r"\s*([A-Za-z_]\w*)\[[^\]]*\]\s*(?:[-+*/@]|//|\*\*)?=(?!=)")
+VIEWS = "_s"  # ``_s_h`` is ``h.unbind(0)``: the steps of ``h`` as views, made once before the loop
+
+
+def step_views(loop: list[Scheduled]) -> list[tuple[str, str]]:
+    """The steps of every array the loop's lines index by step, as views made once before the loop:
+    ``_s_h = h.unbind(0)``, and the loop reads ``_s_h[i + 1]`` where it read ``h[i + 1]``.
+
+    Indexing a tensor is a call into PyTorch (a view made, at every step, for every operand); a
+    tuple's item is not: at a small size that indexing was about 40% of the loop.  The views share
+    the arrays' memory, so every in-place write through them is a write into the array.  Returns
+    (name of the tuple, the array or its slice whose steps it holds), in order; the loop's lines are
+    rewritten in place.  An indexed assignment (``h[i] = v``, ``h[i] += v``) keeps the array: a
+    tuple's item cannot be assigned."""
+    views: dict[str, str] = {}  # the source (``h``, ``_stack0[:, :, :3 * n_h]``) → its tuple's name
+
+    def view(m: re.Match) -> str:
+        name, step, rest = m.group(1), m.group(2), m.group(3)
+        if re.search(r"\bi\b", rest):
+            return m.group(0)
+        source = f"{name}[:{rest}]" if rest else name
+        if source not in views:
+            views[source] = f"{VIEWS}_{name}" if not rest else f"{VIEWS}{len(views)}_{name}"
+        return f"{views[source]}[{step}]"
+
+    for st in loop:
+        lines = []
+        for ln in st.lines:
+            assigned = _ASSIGNED.match(ln.text)
+            head = assigned.end() if assigned else 0
+            text = ln.text[:head] + _STEP.sub(view, ln.text[head:])
+            lines.append(Line(text, ln.writes, ln.reads))
+        st.lines = lines
+    return [(tuple_name, source) for source, tuple_name in views.items()]
+
+
+_ASSIGN = re.compile(r"(\w+) = (.+)\Z")
+_TIMES = re.compile(r"(\w+) \*= (.+)\Z")
+# An operand printed whole: a name, a name's slice or step (``h[1:]``), or a group in parentheses.
+_ATOM = r"(?:[A-Za-z_]\w*(?:\[[^\[\]]*\])?|\((?:[^()]|\([^()]*\))*\))"
+_ONE_MINUS = re.compile(rf"\(?1 - ({_ATOM})\)?")
+_ONE_MINUS_SQUARE = re.compile(rf"\(?1 - \(({_ATOM}) \*\* 2\)\)?")
+
+
+def fuse_derivatives(lines: list[Line]) -> list[Line]:
+    """An array computed for all steps as a product of factors (``y = f_0``, ``y *= f_1``, …) where two
+    of them are s and 1 − s, or one is 1 − s², as one pass: ``_sigmoid_grad(g, s)`` = g ⊙ s ⊙ (1 − s)
+    and ``_tanh_grad(g, s)`` = g ⊙ (1 − s ⊙ s) (PyTorch's own fused kernels, the ones its autograd
+    runs), in place where the array is already there; s − s ⊙ s alone is ``torch.addcmul(s, s, s,
+    value=-1)``.  The same values (a product's factors in another order), without the passes over the
+    array and the temporaries (1 − s) each ``*=`` made.  The derivatives of σ and tanh are these
+    factors wherever they occur, so these are the weight of a backward pass off the recurrence."""
+    out: list[Line] = []
+    k = 0
+    while k < len(lines):
+        first = _ASSIGN.match(lines[k].text)
+        end, factors = k + 1, [first.group(2)] if first else []
+        while first and end < len(lines) and (m := _TIMES.match(lines[end].text)) and m.group(1) == first.group(1):
+            factors.append(m.group(2))
+            end += 1
+        fused = _fuse_chain(first.group(1), factors) if first else None
+        if fused is None:
+            out.append(lines[k])
+            k += 1
+            continue
+        chain = lines[k:end]
+        writes = tuple(dict.fromkeys(n for ln in chain for n in ln.writes))
+        reads = tuple(dict.fromkeys(n for ln in chain for n in ln.reads))
+        out += [Line(text, writes, reads) for text in fused]
+        k = end
+    return out
+
+
+def _fuse_chain(y: str, factors: list[str]) -> list[str] | None:
+    """The lines computing ``y`` = the product of ``factors`` (the first assigned) with a fused
+    derivative, or None when there is none to fuse."""
+    for j, f in enumerate(factors):
+        m = _ONE_MINUS_SQUARE.fullmatch(f)
+        if m:
+            fn, s, used = "_tanh_grad", m.group(1), {j}
+            break
+        m = _ONE_MINUS.fullmatch(f)
+        if m and m.group(1) in factors:
+            fn, s, used = "_sigmoid_grad", m.group(1), {j, factors.index(m.group(1))}
+            break
+    else:
+        return None
+    rest = [f for j, f in enumerate(factors) if j not in used]
+    if 0 not in used:  # y is already there: fused into it, in place
+        return [f"{y} = {factors[0]}", f"{fn}({y}, {s}, out={y})"] + [f"{y} *= {f}" for f in rest[1:]]
+    if rest:
+        return [f"{y} = {fn}({rest[0]}, {s})"] + [f"{y} *= {f}" for f in rest[1:]]
+    if fn == "_sigmoid_grad":
+        return [f"{y} = torch.addcmul({s}, {s}, {s}, value=-1)"]
+    return None
 
 
 def _transposed(phase) -> list[str]:
