@@ -14,6 +14,10 @@ whole sequence (T, B, n), so that everything off the recurrence is computed for 
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
 """
 
+import math
+import sys
+import threading
+
 import numpy as np
 
 DIMS = ["n_x", "n_c", "n_h", "n_y"]
@@ -56,24 +60,29 @@ def _log_softmax(z):
     return s
 
 
-def _softmax_and_log(z):
-    """softmax(z) and its log, with one exponential: two new arrays."""
-    s = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(s)
+def _softmax_and_log(z, ws=None):
+    """softmax(z) and its log, with one exponential: two new arrays (of the workspace ``ws``, if given)."""
+    s = z - z.max(axis=-1, keepdims=True) if ws is None else ws.op(np.subtract, z, z.max(axis=-1, keepdims=True))
+    p = np.exp(s) if ws is None else ws.op1(np.exp, s)
     total = p.sum(axis=-1, keepdims=True)
     p /= total
     s -= np.log(total)
     return p, s
 
 
-def _concat(*parts):
+def _concat(*parts, ws=None):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
+    parts = [np.broadcast_to(p, lead + p.shape[-1:]) for p in parts]
+    out = None if ws is None else ws.take(lead + (sum(p.shape[-1] for p in parts),), parts[0].dtype)
+    return np.concatenate(parts, axis=-1, out=out)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+def _matvec(W, x, out=None):
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    if out is None:
+        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+    return out
 
 
 def _outer(a, b):
@@ -87,6 +96,179 @@ def _outer(a, b):
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
+
+
+class _Fresh:
+    """Every array a call computes is a new one (NumPy's own allocation): ``forward``, whose values are
+    handed back, and calls too small for fresh memory to cost anything (see ``_Workspace``)."""
+
+    key = None
+
+    def take(self, shape, dtype):
+        return None
+
+    def op(self, f, a, b):
+        return f(a, b)
+
+    def op1(self, f, a):
+        return f(a)
+
+    def mm(self, a, b):
+        return a @ b
+
+    def matvec(self, W, x):
+        return _matvec(W, x)
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z)
+
+    def concat(self, *parts):
+        return _concat(*parts)
+
+    def concatenate(self, arrays, axis=0):
+        return np.concatenate(arrays, axis)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def contiguous(self, a):
+        return np.ascontiguousarray(a)
+
+    def mine(self, a):
+        return a
+
+
+class _Workspace(_Fresh):
+    """The arrays of one thread's calls with the same shapes and dtypes, reused from call to call.
+
+    ``take(shape, dtype)`` hands out an array nothing but the workspace refers to any more (by its
+    reference count: a value still read, by name, through a view of it or on Python's stack inside
+    an expression, is never handed out), or a new one it keeps; so the call's liveness is Python's,
+    the peak is the call's own, and the next call with the same shapes finds every array it needs
+    already in memory.  An array the caller is handed leaves the workspace (``mine``).  The methods
+    compute what NumPy's operators and functions compute, into such an array; where an operand is
+    not a float array of the result's dtype (a size, an integer, a mask of booleans), as NumPy would."""
+
+    SMALL = 1 << 16  # bytes: a smaller array is NumPy's to allocate (its own cache, no page faults)
+
+    def __init__(self, key):
+        self.key = key
+        self.arrays = {}  # (shape, dtype) → the workspace's arrays of that shape
+
+    def take(self, shape, dtype):
+        if dtype.itemsize * math.prod(shape) < self.SMALL:
+            return None
+        arrays = self.arrays.setdefault((shape, dtype), [])
+        for a in arrays:
+            if _refcount(a) == 3:  # the list, ``a`` and the argument: no one else holds it
+                return a
+        a = np.empty(shape, dtype)
+        arrays.append(a)
+        return a
+
+    def op(self, f, a, b):
+        """f(a, b), a ufunc of two arrays or an array and a number."""
+        if type(a) is np.ndarray:
+            dtype = a.dtype
+            if type(b) is np.ndarray:
+                if b.dtype != dtype:
+                    return f(a, b)
+                shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
+            elif type(b) is float or type(b) is int:
+                shape = a.shape
+            else:
+                return f(a, b)
+        elif type(b) is np.ndarray and (type(a) is float or type(a) is int):
+            shape, dtype = b.shape, b.dtype
+        else:
+            return f(a, b)
+        if dtype.kind != "f":
+            return f(a, b)
+        return f(a, b, out=self.take(shape, dtype))
+
+    def op1(self, f, a):
+        """f(a), a ufunc of one array (or ``_sigmoid``)."""
+        if type(a) is not np.ndarray or a.dtype.kind != "f":
+            return f(a)
+        return f(a, out=self.take(a.shape, a.dtype))
+
+    def mm(self, a, b):
+        """a @ b."""
+        if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype or a.dtype.kind != "f" \
+                or a.ndim < 2 or b.ndim < 2:
+            return a @ b
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return np.matmul(a, b, out=self.take(shape, a.dtype))
+
+    def matvec(self, W, x):
+        return _matvec(W, x, None if W.dtype != x.dtype else self.take(x.shape[:-1] + W.shape[:1], x.dtype))
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z, self)
+
+    def concat(self, *parts):
+        return _concat(*parts, ws=self)
+
+    def concatenate(self, arrays, axis=0):
+        arrays = [np.asarray(a) for a in arrays]
+        first = arrays[0]
+        if axis != 0 or any(a.dtype != first.dtype or a.shape[1:] != first.shape[1:] for a in arrays):
+            return np.concatenate(arrays, axis)
+        shape = (sum(len(a) for a in arrays),) + first.shape[1:]
+        return np.concatenate(arrays, out=self.take(shape, first.dtype))
+
+    def empty(self, shape, dtype):
+        a = self.take(shape, np.dtype(dtype))
+        return np.empty(shape, dtype) if a is None else a
+
+    def zeros(self, shape, dtype):
+        a = self.take(shape, np.dtype(dtype))
+        if a is None:
+            return np.zeros(shape, dtype)
+        a.fill(0)
+        return a
+
+    def contiguous(self, a):
+        """``a`` as one C-contiguous array (an array of the workspace if it must be copied)."""
+        if a.flags.c_contiguous:
+            return a
+        out = self.take(a.shape, a.dtype)
+        if out is None:
+            return np.ascontiguousarray(a)
+        np.copyto(out, a)
+        return out
+
+    def mine(self, a):
+        """``a``, handed to the caller: it (or the array it is a view of) leaves the workspace."""
+        base = a if getattr(a, "base", None) is None else a.base
+        arrays = self.arrays.get((getattr(base, "shape", None), getattr(base, "dtype", None)), ())
+        for k, b in enumerate(arrays):
+            if b is base:
+                del arrays[k]
+                break
+        return a
+
+
+_refcount = sys.getrefcount
+_FRESH = _Fresh()
+_local = threading.local()  # each thread's workspace: threads never share one
+
+
+def _workspace(key, nbytes):
+    """This thread's workspace for calls of ``key`` (the shapes and dtype of a call), whose largest
+    array is about ``nbytes``; one per thread, of the last shapes it was called with."""
+    if nbytes < _Workspace.SMALL:
+        return _FRESH
+    ws = getattr(_local, "ws", None)
+    if ws is None or ws.key != key:
+        ws = _local.ws = _Workspace(key)
+    else:  # between calls every array is free; one that is not (held elsewhere) is let go
+        for arrays in ws.arrays.values():
+            arrays[:] = [a for a in arrays if _refcount(a) == 3]  # the list, ``a``, the argument
+    return ws
 
 
 def init_params(dims, seed=0):
@@ -235,13 +417,20 @@ def _checked(params, data):
     return p, x, T, B
 
 
-def _prepare(params, data):
-    """Internal layout (batch first, a vector as a row); nothing passed in is modified."""
-    p, x, _, B = _checked(params, data)
+def _prepare(params, data, want):
+    """Internal layout (batch first, a vector as a row); nothing passed in is modified.  Also the
+    workspace of the call (``_FRESH`` for ``forward``, whose arrays are handed back)."""
+    p, x, T, B = _checked(params, data)
     dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
     p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
          for k, a in p.items()}
     batched, B = B is not None, B or 1
+    if want == "values":
+        ws = _FRESH
+    else:  # the largest array of a call is about T·B times its widest axis
+        widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
+        key = (dtype, tuple(a.shape for a in p.values()), tuple(a.shape for a in x.values()))
+        ws = _workspace(key, (T or 1) * B * widest * np.dtype(dtype).itemsize)
     out = {}
     for k, (seq, axes, shared) in _DATA_AXES.items():
         a = x[k].astype(dtype, copy=False)
@@ -254,8 +443,8 @@ def _prepare(params, data):
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (not axes) else a[..., None, :]
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
-        out[k] = np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B
+        out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
+    return p, out, batched, dtype, B, ws
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -273,7 +462,7 @@ def _external(value, batched, scalar, per_example=True):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype, B = _prepare(params, data)
+    _p, _x, _batched, dtype, B, _ws = _prepare(params, data, want)
     K_0 = _p["K_0"]
     K_1 = _p["K_1"]
     K_2 = _p["K_2"]
@@ -292,26 +481,26 @@ def _run(params, data, want):
 
     # ---- forward ----
     # z_{c,t} = K_0 x_t + K_1 x_{t−1} + K_2 x_{t−2} + b_c
-    z_c = _matvec(K_0, x_[2:])
-    z_c += _matvec(K_1, x_[1:-1])
-    z_c += _matvec(K_2, x_[:-2])
+    z_c = _ws.matvec(K_0, x_[2:])
+    z_c += _ws.matvec(K_1, x_[1:-1])
+    z_c += _ws.matvec(K_2, x_[:-2])
     z_c += b_c
     # c_t = relu(z_{c,t})
-    c = np.maximum(z_c, 0)
+    c = _ws.op(np.maximum, z_c, 0)
     # z_{h,t} = W c_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    z_h = _matvec(W, c)
+    z_h = _ws.matvec(W, c)
     z_h += b_h
-    h = np.zeros((T + 1, B, n_h), dtype)
+    h = _ws.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
         # z_{h,t} = W c_t + V h_{t−1} + b_h
         z_h[i] += h[i] @ V.T
         # h_t = tanh(z_{h,t})
         np.tanh(z_h[i], out=h[i + 1])
     # ŷ_t = W_y h_t + b_y
-    y_hat = _matvec(W_y, h[1:])
+    y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
-    L = np.sum((1 / 2) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True), axis=0)
+    L = np.sum(_ws.op(np.multiply, 1 / 2, np.sum(_ws.op(np.multiply, _ws.op(np.subtract, y_hat, y), _ws.op(np.subtract, y_hat, y)), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -328,18 +517,18 @@ def _run(params, data, want):
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = ŷ_t − y_t
-    d_y_hat = y_hat - y
+    d_y_hat = _ws.op(np.subtract, y_hat, y)
     # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}: the part outside the recurrence
-    d_h = _matvec(W_y.T, d_y_hat)
+    d_h = _ws.matvec(W_y.T, d_y_hat)
     # 1 − h_t ⊙ h_t, for every step at once
-    _d_z_h_0 = 1 - (h[1:] ** 2)
+    _d_z_h_0 = _ws.op(np.subtract, 1, _ws.op1(np.square, h[1:]))
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
     g_b_y = _sum_examples(d_y_hat)
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y
-    d_z_h = np.empty((T, B, n_h), dtype)
+    d_z_h = _ws.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
         if i + 1 < T:
@@ -347,7 +536,7 @@ def _run(params, data, want):
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
         np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
-    d_z_c = _matvec(W.T, d_z_h)
+    d_z_c = _ws.matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).astype(dtype)
     # ∂L/∂K_0 = Σ_t δz_{c,t} x_tᵀ
     g_K_0 = _outer(d_z_c, x_[2:])
@@ -364,15 +553,15 @@ def _run(params, data, want):
     # ∂L/∂b_h = Σ_t δz_{h,t}
     g_b_h = _sum_examples(d_z_h)
     _grads = {
-        "K_0": g_K_0,
-        "K_1": g_K_1,
-        "K_2": g_K_2,
-        "b_c": g_b_c,
-        "W": g_W,
-        "V": g_V,
-        "b_h": g_b_h,
-        "W_y": g_W_y,
-        "b_y": g_b_y,
+        "K_0": _ws.mine(g_K_0),
+        "K_1": _ws.mine(g_K_1),
+        "K_2": _ws.mine(g_K_2),
+        "b_c": _ws.mine(g_b_c),
+        "W": _ws.mine(g_W),
+        "V": _ws.mine(g_V),
+        "b_h": _ws.mine(g_b_h),
+        "W_y": _ws.mine(g_W_y),
+        "b_y": _ws.mine(g_b_y),
     }
     return _loss, _grads
 

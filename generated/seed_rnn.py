@@ -14,6 +14,10 @@ whole sequence (T, B, n), so that everything off the recurrence is computed for 
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
 """
 
+import math
+import sys
+import threading
+
 import numpy as np
 
 DIMS = ["n_x", "n_a", "n_h", "n_o", "C"]
@@ -56,24 +60,29 @@ def _log_softmax(z):
     return s
 
 
-def _softmax_and_log(z):
-    """softmax(z) and its log, with one exponential: two new arrays."""
-    s = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(s)
+def _softmax_and_log(z, ws=None):
+    """softmax(z) and its log, with one exponential: two new arrays (of the workspace ``ws``, if given)."""
+    s = z - z.max(axis=-1, keepdims=True) if ws is None else ws.op(np.subtract, z, z.max(axis=-1, keepdims=True))
+    p = np.exp(s) if ws is None else ws.op1(np.exp, s)
     total = p.sum(axis=-1, keepdims=True)
     p /= total
     s -= np.log(total)
     return p, s
 
 
-def _concat(*parts):
+def _concat(*parts, ws=None):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
+    parts = [np.broadcast_to(p, lead + p.shape[-1:]) for p in parts]
+    out = None if ws is None else ws.take(lead + (sum(p.shape[-1] for p in parts),), parts[0].dtype)
+    return np.concatenate(parts, axis=-1, out=out)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+def _matvec(W, x, out=None):
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    if out is None:
+        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+    return out
 
 
 def _outer(a, b):
@@ -87,6 +96,179 @@ def _outer(a, b):
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
+
+
+class _Fresh:
+    """Every array a call computes is a new one (NumPy's own allocation): ``forward``, whose values are
+    handed back, and calls too small for fresh memory to cost anything (see ``_Workspace``)."""
+
+    key = None
+
+    def take(self, shape, dtype):
+        return None
+
+    def op(self, f, a, b):
+        return f(a, b)
+
+    def op1(self, f, a):
+        return f(a)
+
+    def mm(self, a, b):
+        return a @ b
+
+    def matvec(self, W, x):
+        return _matvec(W, x)
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z)
+
+    def concat(self, *parts):
+        return _concat(*parts)
+
+    def concatenate(self, arrays, axis=0):
+        return np.concatenate(arrays, axis)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def contiguous(self, a):
+        return np.ascontiguousarray(a)
+
+    def mine(self, a):
+        return a
+
+
+class _Workspace(_Fresh):
+    """The arrays of one thread's calls with the same shapes and dtypes, reused from call to call.
+
+    ``take(shape, dtype)`` hands out an array nothing but the workspace refers to any more (by its
+    reference count: a value still read, by name, through a view of it or on Python's stack inside
+    an expression, is never handed out), or a new one it keeps; so the call's liveness is Python's,
+    the peak is the call's own, and the next call with the same shapes finds every array it needs
+    already in memory.  An array the caller is handed leaves the workspace (``mine``).  The methods
+    compute what NumPy's operators and functions compute, into such an array; where an operand is
+    not a float array of the result's dtype (a size, an integer, a mask of booleans), as NumPy would."""
+
+    SMALL = 1 << 16  # bytes: a smaller array is NumPy's to allocate (its own cache, no page faults)
+
+    def __init__(self, key):
+        self.key = key
+        self.arrays = {}  # (shape, dtype) → the workspace's arrays of that shape
+
+    def take(self, shape, dtype):
+        if dtype.itemsize * math.prod(shape) < self.SMALL:
+            return None
+        arrays = self.arrays.setdefault((shape, dtype), [])
+        for a in arrays:
+            if _refcount(a) == 3:  # the list, ``a`` and the argument: no one else holds it
+                return a
+        a = np.empty(shape, dtype)
+        arrays.append(a)
+        return a
+
+    def op(self, f, a, b):
+        """f(a, b), a ufunc of two arrays or an array and a number."""
+        if type(a) is np.ndarray:
+            dtype = a.dtype
+            if type(b) is np.ndarray:
+                if b.dtype != dtype:
+                    return f(a, b)
+                shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
+            elif type(b) is float or type(b) is int:
+                shape = a.shape
+            else:
+                return f(a, b)
+        elif type(b) is np.ndarray and (type(a) is float or type(a) is int):
+            shape, dtype = b.shape, b.dtype
+        else:
+            return f(a, b)
+        if dtype.kind != "f":
+            return f(a, b)
+        return f(a, b, out=self.take(shape, dtype))
+
+    def op1(self, f, a):
+        """f(a), a ufunc of one array (or ``_sigmoid``)."""
+        if type(a) is not np.ndarray or a.dtype.kind != "f":
+            return f(a)
+        return f(a, out=self.take(a.shape, a.dtype))
+
+    def mm(self, a, b):
+        """a @ b."""
+        if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype or a.dtype.kind != "f" \
+                or a.ndim < 2 or b.ndim < 2:
+            return a @ b
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return np.matmul(a, b, out=self.take(shape, a.dtype))
+
+    def matvec(self, W, x):
+        return _matvec(W, x, None if W.dtype != x.dtype else self.take(x.shape[:-1] + W.shape[:1], x.dtype))
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z, self)
+
+    def concat(self, *parts):
+        return _concat(*parts, ws=self)
+
+    def concatenate(self, arrays, axis=0):
+        arrays = [np.asarray(a) for a in arrays]
+        first = arrays[0]
+        if axis != 0 or any(a.dtype != first.dtype or a.shape[1:] != first.shape[1:] for a in arrays):
+            return np.concatenate(arrays, axis)
+        shape = (sum(len(a) for a in arrays),) + first.shape[1:]
+        return np.concatenate(arrays, out=self.take(shape, first.dtype))
+
+    def empty(self, shape, dtype):
+        a = self.take(shape, np.dtype(dtype))
+        return np.empty(shape, dtype) if a is None else a
+
+    def zeros(self, shape, dtype):
+        a = self.take(shape, np.dtype(dtype))
+        if a is None:
+            return np.zeros(shape, dtype)
+        a.fill(0)
+        return a
+
+    def contiguous(self, a):
+        """``a`` as one C-contiguous array (an array of the workspace if it must be copied)."""
+        if a.flags.c_contiguous:
+            return a
+        out = self.take(a.shape, a.dtype)
+        if out is None:
+            return np.ascontiguousarray(a)
+        np.copyto(out, a)
+        return out
+
+    def mine(self, a):
+        """``a``, handed to the caller: it (or the array it is a view of) leaves the workspace."""
+        base = a if getattr(a, "base", None) is None else a.base
+        arrays = self.arrays.get((getattr(base, "shape", None), getattr(base, "dtype", None)), ())
+        for k, b in enumerate(arrays):
+            if b is base:
+                del arrays[k]
+                break
+        return a
+
+
+_refcount = sys.getrefcount
+_FRESH = _Fresh()
+_local = threading.local()  # each thread's workspace: threads never share one
+
+
+def _workspace(key, nbytes):
+    """This thread's workspace for calls of ``key`` (the shapes and dtype of a call), whose largest
+    array is about ``nbytes``; one per thread, of the last shapes it was called with."""
+    if nbytes < _Workspace.SMALL:
+        return _FRESH
+    ws = getattr(_local, "ws", None)
+    if ws is None or ws.key != key:
+        ws = _local.ws = _Workspace(key)
+    else:  # between calls every array is free; one that is not (held elsewhere) is let go
+        for arrays in ws.arrays.values():
+            arrays[:] = [a for a in arrays if _refcount(a) == 3]  # the list, ``a``, the argument
+    return ws
 
 
 def init_params(dims, seed=0):
@@ -237,13 +419,20 @@ def _checked(params, data):
     return p, x, T, B
 
 
-def _prepare(params, data):
-    """Internal layout (batch first, a vector as a row); nothing passed in is modified."""
-    p, x, _, B = _checked(params, data)
+def _prepare(params, data, want):
+    """Internal layout (batch first, a vector as a row); nothing passed in is modified.  Also the
+    workspace of the call (``_FRESH`` for ``forward``, whose arrays are handed back)."""
+    p, x, T, B = _checked(params, data)
     dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
     p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
          for k, a in p.items()}
     batched, B = B is not None, B or 1
+    if want == "values":
+        ws = _FRESH
+    else:  # the largest array of a call is about T·B times its widest axis
+        widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
+        key = (dtype, tuple(a.shape for a in p.values()), tuple(a.shape for a in x.values()))
+        ws = _workspace(key, (T or 1) * B * widest * np.dtype(dtype).itemsize)
     out = {}
     for k, (seq, axes, shared) in _DATA_AXES.items():
         a = x[k].astype(dtype, copy=False)
@@ -256,8 +445,8 @@ def _prepare(params, data):
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (not axes) else a[..., None, :]
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
-        out[k] = np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B
+        out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
+    return p, out, batched, dtype, B, ws
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -275,7 +464,7 @@ def _external(value, batched, scalar, per_example=True):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype, B = _prepare(params, data)
+    _p, _x, _batched, dtype, B, _ws = _prepare(params, data, want)
     W_in = _p["W_in"]
     b_in = _p["b_in"]
     U = _p["U"]
@@ -293,31 +482,31 @@ def _run(params, data, want):
 
     # ---- forward ----
     # z_{a,t} = W^(in) x_t + b^(in)
-    z_a = _matvec(W_in, x_)
+    z_a = _ws.matvec(W_in, x_)
     z_a += b_in
     # a^(in)_t = σ(z_{a,t})
-    a_in = _sigmoid(z_a)
+    a_in = _ws.op1(_sigmoid, z_a)
     # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h: the part that does not depend on the recurrence
-    z_h = _matvec(U, a_in)
+    z_h = _ws.matvec(U, a_in)
     z_h += b_h
-    h = np.zeros((T + 1, B, n_h), dtype)
+    h = _ws.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
         # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h
         z_h[i] += h[i] @ V.T
         # h_t = σ(z_{h,t})
         _sigmoid(z_h[i], out=h[i + 1])
     # z_{o,t} = W h_t + b_o
-    z_o = _matvec(W, h[1:])
+    z_o = _ws.matvec(W, h[1:])
     z_o += b_o
     # o_t = σ(z_{o,t})
-    o = _sigmoid(z_o)
+    o = _ws.op1(_sigmoid, z_o)
     # h^(out)_t = W^(out) o_t + b^(out)
-    h_out = _matvec(W_out, o)
+    h_out = _ws.matvec(W_out, o)
     h_out += b_out
     # r̂_t = softmax(h^(out)_t)
-    r_hat, _log_r_hat = _softmax_and_log(h_out)
+    r_hat, _log_r_hat = _ws.softmax_and_log(h_out)
     # L = −Σ_t r_tᵀ log(r̂_t)
-    L = np.sum(-np.sum(r * _log_r_hat, axis=-1, keepdims=True), axis=0)
+    L = np.sum(_ws.op1(np.negative, np.sum(_ws.op(np.multiply, r, _log_r_hat), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -337,15 +526,15 @@ def _run(params, data, want):
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δh^(out)_t = r̂_t − r_t
-    d_h_out = r_hat - r
+    d_h_out = _ws.op(np.subtract, r_hat, r)
     # δz_{o,t} = o_t ⊙ (1 − o_t) ⊙ W^(out)ᵀ δh^(out)_t
-    d_z_o = _matvec(W_out.T, d_h_out)
+    d_z_o = _ws.matvec(W_out.T, d_h_out)
     d_z_o *= o
-    d_z_o *= 1 - o
+    d_z_o *= _ws.op(np.subtract, 1, o)
     # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}: the part outside the recurrence
-    d_h = _matvec(W.T, d_z_o)
+    d_h = _ws.matvec(W.T, d_z_o)
     # h_t ⊙ (1 − h_t), for every step at once
-    _d_z_h_0 = 1 - h[1:]
+    _d_z_h_0 = _ws.op(np.subtract, 1, h[1:])
     _d_z_h_0 *= h[1:]
     # ∂L/∂W = Σ_t δz_{o,t} h_tᵀ
     g_W = _outer(d_z_o, h[1:])
@@ -357,7 +546,7 @@ def _run(params, data, want):
     g_b_out = _sum_examples(d_h_out)
     # not read from here on: freed, so the loop reuses their memory
     del d_h_out, r_hat, r, d_z_o, o
-    d_z_h = np.empty((T, B, n_h), dtype)
+    d_z_h = _ws.empty((T, B, n_h), dtype)
     for i in reversed(range(T)):
         # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
         if i + 1 < T:
@@ -365,9 +554,9 @@ def _run(params, data, want):
         # δz_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
         np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
     # δz_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δz_{h,t}
-    d_z_a = _matvec(U.T, d_z_h)
+    d_z_a = _ws.matvec(U.T, d_z_h)
     d_z_a *= a_in
-    d_z_a *= 1 - a_in
+    d_z_a *= _ws.op(np.subtract, 1, a_in)
     # ∂L/∂W^(in) = Σ_t δz_{a,t} x_tᵀ
     g_W_in = _outer(d_z_a, x_)
     # ∂L/∂b^(in) = Σ_t δz_{a,t}
@@ -379,15 +568,15 @@ def _run(params, data, want):
     # ∂L/∂b_h = Σ_t δz_{h,t}
     g_b_h = _sum_examples(d_z_h)
     _grads = {
-        "W_in": g_W_in,
-        "b_in": g_b_in,
-        "U": g_U,
-        "V": g_V,
-        "b_h": g_b_h,
-        "W": g_W,
-        "b_o": g_b_o,
-        "W_out": g_W_out,
-        "b_out": g_b_out,
+        "W_in": _ws.mine(g_W_in),
+        "b_in": _ws.mine(g_b_in),
+        "U": _ws.mine(g_U),
+        "V": _ws.mine(g_V),
+        "b_h": _ws.mine(g_b_h),
+        "W": _ws.mine(g_W),
+        "b_o": _ws.mine(g_b_o),
+        "W_out": _ws.mine(g_W_out),
+        "b_out": _ws.mine(g_b_out),
     }
     return _loss, _grads
 
