@@ -14,11 +14,21 @@ whole sequence (T, B, n), so that everything off the recurrence is computed for 
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
 """
 
+import contextlib
 import math
 import sys
 import threading
 
 import numpy as np
+
+try:  # SciPy is optional: its expit is the sigmoid in one call (see _sigmoid)
+    from scipy.special import expit as _expit
+except ImportError:
+    _expit = None
+try:  # threadpoolctl is optional: the BLAS threads of the time loops' products (see _loop_threads)
+    from threadpoolctl import ThreadpoolController as _ThreadpoolController
+except ImportError:
+    _ThreadpoolController = None
 
 DIMS = ["n_x", "n_h", "n_g", "K"]
 PARAMS = {
@@ -40,6 +50,10 @@ INPUTS = {
 
 def _sigmoid(x, out=None):
     # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    # A small array (a step of one sequence) in one call, SciPy's expit, where there is SciPy: the four
+    # calls' dispatch is most of its time; a large one is faster through tanh.
+    if _expit is not None and x.size <= 256:
+        return _expit(x, out=out)
     s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
@@ -271,6 +285,41 @@ def _workspace(key, nbytes):
     return ws
 
 
+# The BLAS threads of a time loop's products.  A step multiplies B rows by a weight matrix: a small
+# product, for which a second thread saves little on an idle machine and costs a great deal on a busy
+# one (OpenBLAS's threads wait for one another, and one of them waits for a core).  Such products run
+# on one thread; the products over all steps at once keep every thread BLAS has.
+_STEP_THREADED = 1 << 18  # multiply-adds from which OpenBLAS itself runs a product on several threads
+_STEP_ONE_THREAD = 1 << 25  # multiply-adds below which a step's product runs on one thread
+_controller = []  # threadpoolctl's controller, made at the first call that needs it
+
+
+class _OneBlasThread:
+    """While entered: BLAS on one thread (threadpoolctl), as it was before once left.  The limit is
+    the process's, not the thread's: two threads in loops at once may see each other's."""
+
+    def __enter__(self):
+        if not _controller:
+            _controller.append(_ThreadpoolController())
+        self.limiter = _controller[0].limit(limits=1, user_api="blas")
+
+    def __exit__(self, *exc):
+        self.limiter.restore_original_limits()
+
+
+_ANY_THREADS = contextlib.nullcontext()
+
+
+def _loop_threads(B, p):
+    """How the time loops' products run: on one BLAS thread where a step's product (B rows by at most
+    every weight at once) is one that BLAS would thread and that is small; as BLAS decides otherwise,
+    and always without threadpoolctl."""
+    work = B * sum(a.size for a in p.values())
+    if _ThreadpoolController is None or not _STEP_THREADED < work < _STEP_ONE_THREAD:
+        return _ANY_THREADS
+    return _OneBlasThread()
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -317,6 +366,7 @@ _DIM_SOURCES = {
     "K": ("U_h", 0, (), 1),
 }
 _EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
+_VALID = {}  # the shapes and dtypes of arguments that passed the checks → (T, B): checked once for each
 
 
 def _refuse_names(params, data):
@@ -371,6 +421,10 @@ def _checked(params, data):
         _refuse_names(params, data)
     p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
     x = {k: np.asarray(data[k]) for k in _DATA_AXES}
+    key = tuple((a.shape, a.dtype) for a in p.values()) + tuple((a.shape, a.dtype) for a in x.values())
+    known = _VALID.get(key)
+    if known is not None:  # arguments of these shapes and dtypes passed every check below before
+        return p, x, *known
     for what, arrays in (("parameter", p), ("data", x)):
         for k, a in arrays.items():
             if a.dtype.kind not in "fiub":
@@ -414,6 +468,9 @@ def _checked(params, data):
             _refuse_shape("data", k, x[k].shape, axes, want[k], sizes, seq, T, B)
     if T == 0 or B == 0:
         raise ValueError(f"T = {T}, B = {B}: every size must be positive")
+    if len(_VALID) > 64:
+        _VALID.clear()
+    _VALID[key] = (T, B)
     return p, x, T, B
 
 
@@ -444,7 +501,7 @@ def _prepare(params, data, want):
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
         out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B, ws
+    return p, out, batched, dtype, B, ws, _loop_threads(B, p)
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -462,7 +519,7 @@ def _external(value, batched, scalar, per_example=True):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype, B, _ws = _prepare(params, data, want)
+    _p, _x, _batched, dtype, B, _ws, _threads = _prepare(params, data, want)
     W_h = _p["W_h"]
     V_h = _p["V_h"]
     b_h = _p["b_h"]
@@ -483,19 +540,21 @@ def _run(params, data, want):
     # z_{h,t}, h_t: the recurrence, forward in time
     z_h = _ws.zeros((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
-    for i in range(T):
-        # z_{h,t} = W_h x_t + V_h h_{t−1} + b_h
-        z_h[i] = x_[i] @ W_h.T + h[i] @ V_h.T + b_h
-        # h_t = tanh(z_{h,t})
-        h[i + 1] = np.tanh(z_h[i])
+    with _threads:
+        for i in range(T):
+            # z_{h,t} = W_h x_t + V_h h_{t−1} + b_h
+            z_h[i] = x_[i] @ W_h.T + h[i] @ V_h.T + b_h
+            # h_t = tanh(z_{h,t})
+            h[i + 1] = np.tanh(z_h[i])
     # z_{g,t}, g_t: the recurrence, backwards in time
     z_g = _ws.zeros((T, B, n_g), dtype)
     g = _ws.zeros((T + 1, B, n_g), dtype)
-    for i in reversed(range(T)):
-        # z_{g,t} = W_g x_t + V_g g_{t+1} + b_g
-        z_g[i] = x_[i] @ W_g.T + g[i + 1] @ V_g.T + b_g
-        # g_t = tanh(z_{g,t})
-        g[i] = np.tanh(z_g[i])
+    with _threads:
+        for i in reversed(range(T)):
+            # z_{g,t} = W_g x_t + V_g g_{t+1} + b_g
+            z_g[i] = x_[i] @ W_g.T + g[i + 1] @ V_g.T + b_g
+            # g_t = tanh(z_{g,t})
+            g[i] = np.tanh(z_g[i])
     # z_{p,t} = U_h h_t + U_g g_t + b_p
     z_p = _ws.matvec(U_h, h[1:])
     z_p += _ws.matvec(U_g, g[:-1])
@@ -525,23 +584,25 @@ def _run(params, data, want):
     # δg_t, δz_{g,t}: the adjoint recurrence, forward in time
     d_g = _ws.zeros((T, B, n_g), dtype)
     d_z_g = _ws.zeros((T, B, n_g), dtype)
-    for i in range(T):
-        # δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}
-        if i >= 1:
-            d_g[i] += d_z_g[i - 1] @ V_g
-        d_g[i] += d_z_p[i] @ U_g
-        # δz_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
-        d_z_g[i] += d_g[i] * (1 - (g[i] ** 2))
+    with _threads:
+        for i in range(T):
+            # δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}
+            if i >= 1:
+                d_g[i] += d_z_g[i - 1] @ V_g
+            d_g[i] += d_z_p[i] @ U_g
+            # δz_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
+            d_z_g[i] += d_g[i] * (1 - (g[i] ** 2))
     # δh_t, δz_{h,t}: the adjoint recurrence, backwards in time
     d_h = _ws.zeros((T, B, n_h), dtype)
     d_z_h = _ws.zeros((T, B, n_h), dtype)
-    for i in reversed(range(T)):
-        # δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}
-        d_h[i] += d_z_p[i] @ U_h
-        if i + 1 < T:
-            d_h[i] += d_z_h[i + 1] @ V_h
-        # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        d_z_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
+    with _threads:
+        for i in reversed(range(T)):
+            # δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}
+            d_h[i] += d_z_p[i] @ U_h
+            if i + 1 < T:
+                d_h[i] += d_z_h[i + 1] @ V_h
+            # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
+            d_z_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
     # ∂L/∂W_h = Σ_t δz_{h,t} x_tᵀ
     g_W_h = _outer(d_z_h, x_)
     # ∂L/∂V_h = Σ_t δz_{h,t} h_{t−1}ᵀ

@@ -14,11 +14,21 @@ whole sequence (T, B, n), so that everything off the recurrence is computed for 
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
 """
 
+import contextlib
 import math
 import sys
 import threading
 
 import numpy as np
+
+try:  # SciPy is optional: its expit is the sigmoid in one call (see _sigmoid)
+    from scipy.special import expit as _expit
+except ImportError:
+    _expit = None
+try:  # threadpoolctl is optional: the BLAS threads of the time loops' products (see _loop_threads)
+    from threadpoolctl import ThreadpoolController as _ThreadpoolController
+except ImportError:
+    _ThreadpoolController = None
 
 DIMS = ["n"]
 PARAMS = {
@@ -32,6 +42,10 @@ INPUTS = {
 
 def _sigmoid(x, out=None):
     # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
+    # A small array (a step of one sequence) in one call, SciPy's expit, where there is SciPy: the four
+    # calls' dispatch is most of its time; a large one is faster through tanh.
+    if _expit is not None and x.size <= 256:
+        return _expit(x, out=out)
     s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
@@ -263,6 +277,41 @@ def _workspace(key, nbytes):
     return ws
 
 
+# The BLAS threads of a time loop's products.  A step multiplies B rows by a weight matrix: a small
+# product, for which a second thread saves little on an idle machine and costs a great deal on a busy
+# one (OpenBLAS's threads wait for one another, and one of them waits for a core).  Such products run
+# on one thread; the products over all steps at once keep every thread BLAS has.
+_STEP_THREADED = 1 << 18  # multiply-adds from which OpenBLAS itself runs a product on several threads
+_STEP_ONE_THREAD = 1 << 25  # multiply-adds below which a step's product runs on one thread
+_controller = []  # threadpoolctl's controller, made at the first call that needs it
+
+
+class _OneBlasThread:
+    """While entered: BLAS on one thread (threadpoolctl), as it was before once left.  The limit is
+    the process's, not the thread's: two threads in loops at once may see each other's."""
+
+    def __enter__(self):
+        if not _controller:
+            _controller.append(_ThreadpoolController())
+        self.limiter = _controller[0].limit(limits=1, user_api="blas")
+
+    def __exit__(self, *exc):
+        self.limiter.restore_original_limits()
+
+
+_ANY_THREADS = contextlib.nullcontext()
+
+
+def _loop_threads(B, p):
+    """How the time loops' products run: on one BLAS thread where a step's product (B rows by at most
+    every weight at once) is one that BLAS would thread and that is small; as BLAS decides otherwise,
+    and always without threadpoolctl."""
+    work = B * sum(a.size for a in p.values())
+    if _ThreadpoolController is None or not _STEP_THREADED < work < _STEP_ONE_THREAD:
+        return _ANY_THREADS
+    return _OneBlasThread()
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -287,6 +336,7 @@ _DIM_SOURCES = {
     "n": ("x", 0, (), 1),
 }
 _EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
+_VALID = {}  # the shapes and dtypes of arguments that passed the checks → (T, B): checked once for each
 
 
 def _refuse_names(params, data):
@@ -341,6 +391,10 @@ def _checked(params, data):
         _refuse_names(params, data)
     p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
     x = {k: np.asarray(data[k]) for k in _DATA_AXES}
+    key = tuple((a.shape, a.dtype) for a in p.values()) + tuple((a.shape, a.dtype) for a in x.values())
+    known = _VALID.get(key)
+    if known is not None:  # arguments of these shapes and dtypes passed every check below before
+        return p, x, *known
     for what, arrays in (("parameter", p), ("data", x)):
         for k, a in arrays.items():
             if a.dtype.kind not in "fiub":
@@ -384,6 +438,9 @@ def _checked(params, data):
             _refuse_shape("data", k, x[k].shape, axes, want[k], sizes, seq, T, B)
     if T == 0 or B == 0:
         raise ValueError(f"T = {T}, B = {B}: every size must be positive")
+    if len(_VALID) > 64:
+        _VALID.clear()
+    _VALID[key] = (T, B)
     return p, x, T, B
 
 
@@ -414,7 +471,7 @@ def _prepare(params, data, want):
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
         out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B, ws
+    return p, out, batched, dtype, B, ws, _loop_threads(B, p)
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -432,7 +489,7 @@ def _external(value, batched, scalar, per_example=True):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype, _B, _ws = _prepare(params, data, want)
+    _p, _x, _batched, dtype, _B, _ws, _threads = _prepare(params, data, want)
     x_ = _p["x"]
     y = _x["y"]
     v_ = _x["v"]

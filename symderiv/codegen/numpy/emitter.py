@@ -40,7 +40,15 @@ def _pooled(phase: Phase, sizes: frozenset[str]) -> Phase:
     """``phase`` with its lines outside the time loops writing into the module's workspace
     (``workspace.pooled``; ``sizes``: the names of sizes); the loop's own lines are as they were."""
     def lines(lns: list[Line]) -> list[Line]:
-        return [replace(ln, text=pooled(ln.text, sizes)) for ln in lns]
+        out, looping = [], False
+        for ln in lns:
+            if ln.text.startswith("for "):  # a time loop of its own (``blocks``): its products' threads
+                out.append(Line("with _threads:"))
+                looping = True
+            elif not ln.text[:1].isspace():
+                looping = False
+            out.append(replace(ln, text="    " + ln.text) if looping else replace(ln, text=pooled(ln.text, sizes)))
+        return out
 
     return Phase([type(st)(st.comment, lines(st.lines)) for st in phase.before], lines(phase.alloc),
                  phase.loop, [type(st)(st.comment, lines(st.lines)) for st in phase.after])
