@@ -4,7 +4,8 @@ Each module keeps, per thread, the arrays of its last call's shapes and reuses t
 with the same shapes (templates/module.py.j2: ``_Workspace``).  These tests hold it to what it must not
 change: every result equal to a fresh process's, whatever was called before with whatever shapes;
 nothing handed back shared with the workspace or with another call's results; the arguments never
-written; two threads at once computing what each computes alone.  And to what it is for: after the
+written; two threads at once computing what each computes alone.  The fresh process computes without
+the workspace (tests/workspace_worker.py), so a wrong reuse cannot agree with itself there.  And to what it is for: after the
 first call, a call allocates little (tracemalloc), and the workspace does not grow.
 """
 
