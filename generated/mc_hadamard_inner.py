@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 import threading
+import weakref
 
 import numpy as np
 
@@ -147,39 +148,114 @@ class _Fresh:
         return a
 
 
-class _Workspace(_Fresh):
-    """The arrays of one thread's calls with the same shapes and dtypes, reused from call to call.
+class _Region(np.ndarray):
+    """An array of a workspace's arena.  Its own type, so that every view of it has it for its ``base``
+    (NumPy collapses a chain of views only through arrays of one type): while it or any view of it is
+    alive, something other than the workspace refers to it."""
 
-    ``take(shape, dtype)`` hands out an array nothing but the workspace refers to any more (by its
-    reference count: a value still read, by name, through a view of it or on Python's stack inside
-    an expression, is never handed out), or a new one it keeps; so the call's liveness is Python's,
-    the peak is the call's own, and the next call with the same shapes finds every array it needs
-    already in memory.  An array the caller is handed leaves the workspace (``mine``).  The methods
-    compute what NumPy's operators and functions compute, into such an array; where an operand is
-    not a float array of the result's dtype (a size, an integer, a mask of booleans), as NumPy would."""
+
+_ARRAYS = (np.ndarray, _Region)  # the types of array the workspace's methods write into
+
+
+class _Workspace(_Fresh):
+    """The arrays of one thread's calls with the same shapes, dtype and entry point, reused from call to call.
+
+    The first call learns: it takes every array from NumPy as usual and notes, for each, its size and
+    when it was found dead (nothing refers to it any more: by a weak reference).  From that, the arrays
+    are laid out in one arena, each where no array alive at the same time lies (first fit), so that the
+    arena is about the largest total alive at once: the call's own peak.  Every later call takes the
+    same arrays in the same order from the arena, and before handing one out checks that every array
+    laid out over the same bytes is dead (by its reference count: a value still read, by name, through a
+    view of it or on Python's stack inside an expression, is alive); a call that takes anything else
+    (or finds one alive) takes the rest from NumPy, and the next call learns again.  An array of the
+    arena handed back to the caller is a copy (``mine``).  The methods compute what NumPy's operators
+    and functions compute, into such an array; where an operand is not a float array of the result's
+    dtype (a size, an integer, a mask of booleans), as NumPy would."""
 
     SMALL = 1 << 16  # bytes: a smaller array is NumPy's to allocate (its own cache, no page faults)
+    ALIGN = 64  # bytes: where each array of the arena starts
 
     def __init__(self, key):
         self.key = key
-        self.arrays = {}  # (shape, dtype) → the workspace's arrays of that shape
+        self.sizes = []  # the bytes of every array the call takes, in order
+        self.refs, self.ends = [], []  # learning: each array's weak reference, the take at which it was dead
+        self.plan = None  # once learnt: each array's offset in the arena and the earlier ones over its bytes
+        self.arena = None
+        self.taken = []  # this call's arrays of the arena, in order (None: one from NumPy)
+        self.off_plan = False
+
+    def start(self):
+        """A call begins: lay out the arena after a first call; learn again after a call that left the plan."""
+        if self.off_plan:
+            self.sizes, self.ends, self.plan, self.arena, self.off_plan = [], [], None, None, False
+        elif self.plan is None and self.sizes:
+            self._lay_out()
+        elif any(a is not None and _refcount(a) != 3 for a in self.taken):  # the list, ``a``, the argument
+            # an array of the last call is still alive (held by a traceback): a new arena, that one is its own
+            self.arena = np.empty(self.arena.size, np.uint8)
+        self.taken, self.refs = [], []
+
+    def _lay_out(self):
+        """Each array's offset in the arena: in some order (those that live longest towards the end first,
+        the larger first among them; or as taken among them; the largest first), each at the lowest offset
+        where it overlaps no array placed already that is alive at the same time (array k lives from take k
+        to ``ends[k]``); of the three, the smallest arena."""
+        align, sizes = self.ALIGN, self.sizes
+        end = [len(sizes) if e is None else e for e in self.ends]
+        best = None
+        for key in (lambda k: (-end[k], -sizes[k], k), lambda k: (-end[k], k), lambda k: (-sizes[k], k)):
+            offsets = [0] * len(sizes)
+            placed = []
+            for k in sorted(range(len(sizes)), key=key):
+                size = -(-sizes[k] // align) * align
+                offset = 0
+                for lo, hi in sorted((offsets[j], offsets[j] + sizes[j]) for j in placed if j < end[k] and k < end[j]):
+                    if offset + size <= lo:
+                        break
+                    offset = max(offset, -(-hi // align) * align)
+                offsets[k] = offset
+                placed.append(k)
+            total = max((o + n for o, n in zip(offsets, sizes)), default=0)
+            if best is None or total < best[0]:
+                best = total, offsets
+        total, offsets = best
+        self.plan = offsets
+        # the earlier arrays over the same bytes: dead (checked) before array k is handed out
+        self.over = [[j for j in range(k) if offsets[j] < offsets[k] + sizes[k] and offsets[k] < offsets[j] + sizes[j]]
+                     for k in range(len(sizes))]
+        self.arena = np.empty(total, np.uint8)
 
     def take(self, shape, dtype):
-        if dtype.itemsize * math.prod(shape) < self.SMALL:
+        nbytes = dtype.itemsize * math.prod(shape)
+        if nbytes < self.SMALL:
             return None
-        arrays = self.arrays.setdefault((shape, dtype), [])
-        for a in arrays:
-            if _refcount(a) == 3:  # the list, ``a`` and the argument: no one else holds it
-                return a
-        a = np.empty(shape, dtype)
-        arrays.append(a)
+        k = len(self.taken)
+        if self.plan is None:  # learning
+            for j, ref in enumerate(self.refs):
+                if self.ends[j] is None and ref() is None:
+                    self.ends[j] = k
+            a = np.empty(shape, dtype)
+            self.sizes.append(nbytes)
+            self.refs.append(weakref.ref(a))
+            self.ends.append(None)
+            self.taken.append(None)
+            return a
+        taken = self.taken
+        if self.off_plan or k >= len(self.plan) or self.sizes[k] != nbytes or any(
+                taken[j] is not None and _refcount(taken[j]) != 2 for j in self.over[k]):  # the list, the argument
+            self.off_plan = True
+            taken.append(None)
+            return None
+        start = self.plan[k]
+        a = self.arena[start:start + nbytes].view(dtype).reshape(shape).view(_Region)
+        taken.append(a)
         return a
 
     def op(self, f, a, b):
         """f(a, b), a ufunc of two arrays or an array and a number."""
-        if type(a) is np.ndarray:
+        if type(a) in _ARRAYS:
             dtype = a.dtype
-            if type(b) is np.ndarray:
+            if type(b) in _ARRAYS:
                 if b.dtype != dtype:
                     return f(a, b)
                 shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
@@ -187,7 +263,7 @@ class _Workspace(_Fresh):
                 shape = a.shape
             else:
                 return f(a, b)
-        elif type(b) is np.ndarray and (type(a) is float or type(a) is int):
+        elif type(b) in _ARRAYS and (type(a) is float or type(a) is int):
             shape, dtype = b.shape, b.dtype
         else:
             return f(a, b)
@@ -197,13 +273,13 @@ class _Workspace(_Fresh):
 
     def op1(self, f, a):
         """f(a), a ufunc of one array (or ``_sigmoid``)."""
-        if type(a) is not np.ndarray or a.dtype.kind != "f":
+        if type(a) not in _ARRAYS or a.dtype.kind != "f":
             return f(a)
         return f(a, out=self.take(a.shape, a.dtype))
 
     def mm(self, a, b):
         """a @ b."""
-        if type(a) is not np.ndarray or type(b) is not np.ndarray or a.dtype != b.dtype or a.dtype.kind != "f" \
+        if type(a) not in _ARRAYS or type(b) not in _ARRAYS or a.dtype != b.dtype or a.dtype.kind != "f" \
                 or a.ndim < 2 or b.ndim < 2:
             return a @ b
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
@@ -248,14 +324,10 @@ class _Workspace(_Fresh):
         return out
 
     def mine(self, a):
-        """``a``, handed to the caller: it (or the array it is a view of) leaves the workspace."""
-        base = a if getattr(a, "base", None) is None else a.base
-        arrays = self.arrays.get((getattr(base, "shape", None), getattr(base, "dtype", None)), ())
-        for k, b in enumerate(arrays):
-            if b is base:
-                del arrays[k]
-                break
-        return a
+        """``a``, handed to the caller: a copy if it is an array of the arena (or a view of one); a NumPy array."""
+        if type(a) is not _Region:
+            return a
+        return np.array(a) if np.may_share_memory(a, self.arena) else a.view(np.ndarray)
 
 
 _refcount = sys.getrefcount
@@ -264,17 +336,26 @@ _local = threading.local()  # each thread's workspace: threads never share one
 
 
 def _workspace(key, nbytes):
-    """This thread's workspace for calls of ``key`` (the shapes and dtype of a call), whose largest
-    array is about ``nbytes``; one per thread, of the last shapes it was called with."""
+    """This thread's workspace for calls of ``key`` (the shapes and dtype of a call, its entry point),
+    whose largest array is about ``nbytes``; each thread keeps those of its last four keys."""
     if nbytes < _Workspace.SMALL:
         return _FRESH
-    ws = getattr(_local, "ws", None)
-    if ws is None or ws.key != key:
-        ws = _local.ws = _Workspace(key)
-    else:  # between calls every array is free; one that is not (held elsewhere) is let go
-        for arrays in ws.arrays.values():
-            arrays[:] = [a for a in arrays if _refcount(a) == 3]  # the list, ``a``, the argument
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    ws = spaces.pop(key, None)
+    if ws is None:
+        ws = _Workspace(key)
+        if len(spaces) >= 4:
+            del spaces[next(iter(spaces))]  # the one used longest ago
+    spaces[key] = ws  # the last used, last
+    ws.start()
     return ws
+
+
+def _workspace_bytes():
+    """The bytes this thread's workspaces hold between calls (their arenas)."""
+    return sum(ws.arena.nbytes for ws in getattr(_local, "spaces", {}).values() if ws.arena is not None)
 
 
 # The BLAS threads of a time loop's products.  A step multiplies B rows by a weight matrix: a small
@@ -456,7 +537,7 @@ def _prepare(params, data, want):
         ws = _FRESH
     else:  # the largest array of a call is about T·B times its widest axis
         widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
-        key = (dtype, tuple(a.shape for a in p.values()), tuple(a.shape for a in x.values()))
+        key = (want, dtype, tuple(a.shape for a in p.values()), tuple(a.shape for a in x.values()))
         ws = _workspace(key, (T or 1) * B * widest * np.dtype(dtype).itemsize)
     out = {}
     for k, (seq, axes, shared) in _DATA_AXES.items():

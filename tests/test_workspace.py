@@ -105,25 +105,35 @@ def call(m, arguments):
     return m.loss_and_gradients(params, **data)
 
 
+def _spaces(m):
+    return getattr(m._local, "spaces", {})
+
+
 def test_the_workspace_is_reused(seed_and_lstm):
     for m in seed_and_lstm:
         params, data = _large(m, 1)
-        m.loss_and_gradients(params, **data)
-        first = m._local.ws
-        held = {k: len(v) for k, v in first.arrays.items()}
-        assert sum(held.values()) > 3, held  # the call's intermediate arrays are in it
-        m.loss_and_gradients(params, **data)
+        m.loss_and_gradients(params, **data)  # learns where each array goes
+        (ws,) = _spaces(m).values()
+        assert ws.arena is None and len(ws.sizes) > 3  # the call's intermediate arrays, in order
+        m.loss_and_gradients(params, **data)  # lays them out in one arena
+        arena = ws.arena
+        assert arena is not None and ws.plan is not None
+        # the arena is no larger than the arrays alive at once in the first call (plus alignment)
+        end = [len(ws.sizes) if e is None else e for e in ws.ends]
+        alive = max(sum(n for j, n in enumerate(ws.sizes) if j <= k < end[j]) for k in range(len(ws.sizes)))
+        assert arena.nbytes <= 1.1 * alive + ws.ALIGN * len(ws.sizes)
         m.loss_and_gradients(params, **_large(m, 2)[1])  # other data, the same shapes
-        assert m._local.ws is first
-        assert {k: len(v) for k, v in first.arrays.items()} == held  # nothing more is allocated for it
+        assert list(_spaces(m).values()) == [ws] and ws.arena is arena and not ws.off_plan
+        assert all(a is not None for a in ws.taken)  # every array from the arena
         # and a call allocates a fraction of what the first call did
         tracemalloc.start()
         try:
-            m._local.ws = None
+            _spaces(m).clear()
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
             m.loss_and_gradients(params, **data)
             cold = tracemalloc.get_traced_memory()[1] - base
+            m.loss_and_gradients(params, **data)
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             m.loss_and_gradients(params, **data)
@@ -131,15 +141,17 @@ def test_the_workspace_is_reused(seed_and_lstm):
         finally:
             tracemalloc.stop()
         assert warm < 0.25 * cold, (m.__name__, warm, cold)
-        # shapes change: a workspace for the new ones; the old one is let go
-        call(m, _large(m, 3, base=28, T=9, B=40))
-        assert m._local.ws is not first
+        # other shapes: a workspace of their own beside it; after four others, the oldest is let go
+        for k in range(4):
+            call(m, _large(m, 3, base=28 + k, T=9, B=40))
+        assert len(_spaces(m)) == 4 and all(w.key[2:] != ws.key[2:] for w in _spaces(m).values())
 
 
 def test_results_are_the_callers_and_arguments_are_never_written(seed_and_lstm):
     for m in seed_and_lstm:
         params, data = _large(m, 4)
         kept = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in data.items()}
+        m.loss_and_gradients(params, **data)  # the first call learns; the next ones use the arena
         loss, grads = m.loss_and_gradients(params, **data)
         values = m.forward(params, **data)
         copies = {k: g.copy() for k, g in grads.items()}, {k: v.copy() for k, v in values.items()}
@@ -155,9 +167,10 @@ def test_results_are_the_callers_and_arguments_are_never_written(seed_and_lstm):
             for k in given:
                 assert np.array_equal(given[k], before[k]), k
         # and no result is an array of the workspace
-        ws_arrays = [a for arrays in m._local.ws.arrays.values() for a in arrays]
+        arenas = [ws.arena for ws in _spaces(m).values() if ws.arena is not None]
+        assert arenas
         for g in (*grads2.values(), *grads.values()):
-            assert not any(np.shares_memory(g, a) for a in ws_arrays)
+            assert type(g) is np.ndarray and not any(np.shares_memory(g, a) for a in arenas)
 
 
 def test_two_threads_at_once_compute_what_each_computes_alone(seed_and_lstm):
