@@ -3,11 +3,12 @@
 At small sizes a call's time is mostly Python dispatching NumPy operations, about a microsecond each, and
 the loops over the steps dispatch theirs T times; so the count per step is what to keep down (issue 17).
 Counted from the generated source (generated/NAME.py, its syntax tree), in ``_run``: every call (a NumPy
-function, a ufunc, a module helper, which counts the operations of its own body: ``_sigmoid`` is four, its
-path for large arrays; one, SciPy's expit, for a step of at most 256 entries), every operator on arrays (``a @ b``, ``a * b``: one each; arithmetic of sizes and the
-step index, ``i + 1``, is none), every in-place update (``a += b``: one) and every write into a slot
-(``a[i] = …``: one copy).  The per-step count of a loop is its body's; the rest of ``_run`` is "outside",
-run once per call (``_prepare``, the arguments' checks and layout, counted as one).  A module with several loops (a backward recurrence) lists each.
+function, a ufunc, a module helper, which counts the operations of its own body: ``_sigmoid`` is four),
+every operator on arrays (``a @ b``, ``a * b``: one each; arithmetic of sizes and the step index, ``i + 1``,
+is none), every in-place update (``a += b``: one) and every write into a slot (``a[i] = …``: one copy).
+The per-step count of a loop is its body's; the rest of ``_run`` is "outside", run once per call
+(``_prepare``, the arguments' checks and layout, counted as one).  A module with several loops (a
+backward recurrence) lists each.
 """
 
 from __future__ import annotations

@@ -22,10 +22,6 @@ import weakref
 
 import numpy as np
 
-try:  # SciPy is optional: its expit is the sigmoid in one call (see _sigmoid)
-    from scipy.special import expit as _expit
-except ImportError:
-    _expit = None
 try:  # threadpoolctl is optional: the BLAS threads of the time loops' products (see _loop_threads)
     from threadpoolctl import ThreadpoolController as _ThreadpoolController
 except ImportError:
@@ -49,10 +45,6 @@ _RANK = {  # the axes of one example's value: 0 for a scalar, 1 for a vector, 2 
 
 def _sigmoid(x, out=None):
     # Written through tanh: no overflow warning for large |x|; in place, in one array (``out`` if given).
-    # A small array (a step of one sequence) in one call, SciPy's expit, where there is SciPy: the four
-    # calls' dispatch is most of its time; a large one is faster through tanh.
-    if _expit is not None and x.size <= 256:
-        return _expit(x, out=out)
     s = np.multiply(x, 0.5, out=out)
     np.tanh(s, out=s)
     s += 1.0
@@ -395,11 +387,10 @@ class _OneBlasThread:
 _ANY_THREADS = contextlib.nullcontext()
 
 
-def _loop_threads(B, p):
-    """How the time loops' products run: on one BLAS thread where a step's product (B rows by at most
-    every weight at once) is one that BLAS would thread and that is small; as BLAS decides otherwise,
-    and always without threadpoolctl."""
-    work = B * sum(a.size for a in p.values())
+def _loop_threads(work):
+    """How the time loops' products run: on one BLAS thread where a step's product (``work``: B rows by at
+    most every weight at once, multiply-adds) is one that BLAS would thread and that is small; as BLAS
+    decides otherwise, and always without threadpoolctl."""
     if _ThreadpoolController is None or not _STEP_THREADED < work < _STEP_ONE_THREAD:
         return _ANY_THREADS
     return _OneBlasThread()
@@ -481,7 +472,8 @@ def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
 
 def _checked(params, data):
     """The arguments as arrays, checked against the model: names, dtypes (real numbers), and every
-    shape against the dims, T and the batch size read off them.  Returns (params, data, T, B or None)."""
+    shape against the dims, T and the batch size read off them.  Returns (params, data, (T, B or None, the
+    dtype, the bytes of the largest array, a step's product's size, the arguments' shapes and dtypes))."""
     if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
         _refuse_names(params, data)
     p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
@@ -489,7 +481,7 @@ def _checked(params, data):
     key = tuple((a.shape, a.dtype) for a in p.values()) + tuple((a.shape, a.dtype) for a in x.values())
     known = _VALID.get(key)
     if known is not None:  # arguments of these shapes and dtypes passed every check below before
-        return p, x, *known
+        return p, x, known
     for what, arrays in (("parameter", p), ("data", x)):
         for k, a in arrays.items():
             if a.dtype.kind not in "fiub":
@@ -535,24 +527,23 @@ def _checked(params, data):
         raise ValueError(f"T = {T}, B = {B}: every size must be positive")
     if len(_VALID) > 64:
         _VALID.clear()
-    _VALID[key] = (T, B)
-    return p, x, T, B
+    # what the call's layout reads off them: T, B, the dtype computed in, the bytes of the largest array
+    # (about T·B times the widest axis), and a step's product's size (B rows by at most every weight)
+    dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
+    widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
+    known = _VALID[key] = (T, B, dtype, (T or 1) * (B or 1) * widest * np.dtype(dtype).itemsize,
+                           (B or 1) * sum(a.size for a in p.values()), key)
+    return p, x, known
 
 
 def _prepare(params, data, want):
     """Internal layout (batch first, a vector as a row); nothing passed in is modified.  Also the
     workspace of the call (``_FRESH`` for ``forward``, whose arrays are handed back)."""
-    p, x, T, B = _checked(params, data)
-    dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
+    p, x, (_, B, dtype, nbytes, step, key) = _checked(params, data)
     p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
          for k, a in p.items()}
     batched, B = B is not None, B or 1
-    if want == "values":
-        ws = _FRESH
-    else:  # the largest array of a call is about T·B times its widest axis
-        widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
-        key = (want, dtype, tuple(a.shape for a in p.values()), tuple(a.shape for a in x.values()))
-        ws = _workspace(key, (T or 1) * B * widest * np.dtype(dtype).itemsize)
+    ws = _FRESH if want == "values" else _workspace((want, key), nbytes)
     out = {}
     for k, (seq, axes, shared) in _DATA_AXES.items():
         a = x[k].astype(dtype, copy=False)
@@ -570,7 +561,7 @@ def _prepare(params, data, want):
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
         out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B, ws, _loop_threads(B, p)
+    return p, out, batched, dtype, B, ws, _loop_threads(step)
 
 
 def _external(value, batched, scalar, per_example=True):

@@ -144,7 +144,7 @@ def test_the_workspace_is_reused(seed_and_lstm):
         # other shapes: a workspace of their own beside it; after four others, the oldest is let go
         for k in range(4):
             call(m, _large(m, 3, base=28 + k, T=9, B=40))
-        assert len(_spaces(m)) == 4 and all(w.key[2:] != ws.key[2:] for w in _spaces(m).values())
+        assert len(_spaces(m)) == 4 and all(w.key != ws.key for w in _spaces(m).values())
 
 
 def test_results_are_the_callers_and_arguments_are_never_written(seed_and_lstm):
@@ -208,14 +208,18 @@ def test_the_time_loops_run_their_small_products_on_one_blas_thread(seed_and_lst
     threadpoolctl = pytest.importorskip("threadpoolctl")
     m = seed_and_lstm[0]
     params, _ = _large(m, 9)
+    step = 64 * sum(np.size(v) for v in params.values())  # B = 64 rows by every weight
     # a step multiplies B rows by the weights: small → one thread; large → as BLAS decides
-    assert isinstance(m._loop_threads(64, params), m._OneBlasThread)
-    assert m._loop_threads(64, params) is not m._loop_threads(64, params)  # one per call: threads share none
-    assert m._loop_threads(1, params) is m._ANY_THREADS  # too small for BLAS to thread at all
-    assert m._loop_threads(10**6, params) is m._ANY_THREADS
+    assert isinstance(m._loop_threads(step), m._OneBlasThread)
+    assert m._loop_threads(step) is not m._loop_threads(step)  # one per call: threads share none
+    assert m._loop_threads(step // 64) is m._ANY_THREADS  # too small for BLAS to thread at all
+    assert m._loop_threads(step * 10**4) is m._ANY_THREADS
+    # and a call of that size takes it
+    _, _, known = m._checked(params, _large(m, 9, B=64)[1])
+    assert known[4] == step
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
-        with m._loop_threads(64, params):
+        with m._loop_threads(step):
             inside = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
         after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert inside and set(inside) == {1}
