@@ -1,12 +1,13 @@
 """The generated NumPy module's workspace (issue 17): arrays reused from call to call, never wrong.
 
-Each module keeps, per thread, the arrays of its last call's shapes and reuses them on the next call
-with the same shapes (templates/module.py.j2: ``_Workspace``).  These tests hold it to what it must not
-change: every result equal to a fresh process's, whatever was called before with whatever shapes;
-nothing handed back shared with the workspace or with another call's results; the arguments never
-written; two threads at once computing what each computes alone.  The fresh process computes without
-the workspace (tests/workspace_worker.py), so a wrong reuse cannot agree with itself there.  And to what it is for: after the
-first call, a call allocates little (tracemalloc), and the workspace does not grow.
+Each module keeps, per thread and per call key (shapes, dtype, entry point), an arena of the arrays a
+call takes, laid out after the first call and reused by the next ones (templates/module.py.j2:
+``_Workspace``).  These tests hold it to what it must not change: every result equal to a fresh
+process's, whatever was called before with whatever shapes; nothing handed back shared with the
+workspace or with another call's results; the arguments never written; two threads at once computing
+what each computes alone.  The fresh process computes without the workspace
+(tests/workspace_worker.py), so a wrong reuse cannot agree with itself there.  And to what it is for:
+after the first calls, a call allocates little (tracemalloc), and the arena stays the same.
 """
 
 from __future__ import annotations
@@ -173,35 +174,40 @@ def test_results_are_the_callers_and_arguments_are_never_written(seed_and_lstm):
             assert type(g) is np.ndarray and not any(np.shares_memory(g, a) for a in arenas)
 
 
+def _concurrently(m, work, alone, jobs_of_each) -> list:
+    """Two threads started together, each calling ``m`` on its jobs of ``work`` six times; what differed
+    from ``alone`` (or was raised)."""
+    failures: list = []
+    start = threading.Barrier(len(jobs_of_each))
+
+    def run(jobs):
+        try:
+            start.wait()
+            for _ in range(6):
+                for j in jobs:
+                    loss, grads = call(m, work[j])
+                    if loss != alone[j][0] or any(not np.array_equal(g, alone[j][1][k]) for k, g in grads.items()):
+                        failures.append((m.__name__, j))
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(jobs,)) for jobs in jobs_of_each]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
 def test_two_threads_at_once_compute_what_each_computes_alone(seed_and_lstm):
     for m in seed_and_lstm:
         # different data, and different shapes for the second thread half of the time
         work = [_large(m, 6), _large(m, 7), _large(m, 8, base=28, T=15, B=24)]
         alone = []
-        for params, data in work:
-            loss, grads = m.loss_and_gradients(params, **data)
+        for arguments in work:
+            loss, grads = call(m, arguments)
             alone.append((loss, {k: g.copy() for k, g in grads.items()}))
-        failures: list = []
-        start = threading.Barrier(2)
-
-        def run(jobs):
-            try:
-                start.wait()
-                for _ in range(6):
-                    for j in jobs:
-                        loss, grads = call(m, work[j])
-                        if loss != alone[j][0] or any(not np.array_equal(g, alone[j][1][k])
-                                                      for k, g in grads.items()):
-                            failures.append((m.__name__, j))
-            except Exception as e:  # noqa: BLE001 - reported by the test below
-                failures.append(e)
-
-        threads = [threading.Thread(target=run, args=(jobs,)) for jobs in ([0], [1, 2])]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert failures == []
+        assert _concurrently(m, work, alone, ([0], [1, 2])) == []
 
 
 def test_the_time_loops_run_their_small_products_on_one_blas_thread(seed_and_lstm):

@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
         loss, grads = module.loss_and_gradients(args["param"], **args["data"])
         out[f"{path}|loss|"] = np.asarray(loss)
         out.update({f"{path}|grad|{n}": np.asarray(g) for n, g in grads.items()})
-        out.update({f"{path}|value|{n}": np.asarray(v) for n, v in module.forward(args["param"], **args["data"]).items()})
+        values = module.forward(args["param"], **args["data"])
+        out.update({f"{path}|value|{n}": np.asarray(v) for n, v in values.items()})
     np.savez(target, **out)
     return 0
 
