@@ -12,6 +12,16 @@ fit the dims read off the other arguments is a ValueError naming it.
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+
+Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
+arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
+arrays, the second lays them out in one arena, and every later call with the same shapes reuses it
+(no fresh memory, no page faults).  What a call returns is never workspace memory, and no call writes
+into its arguments; ``forward`` and small calls allocate as NumPy does.  Threads: the module is safe to
+call from several threads at once, each thread having workspaces of its own (``threading.local``).
+With threadpoolctl installed, the time loops' small matrix products run on one BLAS thread; that
+limit is the process's, so threads in a loop at the same moment may change each other's BLAS thread
+count (never a result).
 """
 
 import contextlib
