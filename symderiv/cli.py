@@ -44,7 +44,10 @@ _EXAMPLES = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command_name: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser.  ``command_name``: the command about to be parsed; ``verify`` alone
+    leaves out the code generator's and the renderer's registries, which only ``derive`` and
+    ``check`` read (a class graded one process a student starts that much faster)."""
     from . import __version__
     p = _Parser(prog="symderiv", description="Symbolic gradients of neural networks, in closed form.",
                 epilog="example:\n  symderiv derive examples/seed_rnn.sdm -o out\n\n"
@@ -57,13 +60,17 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
                               epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    from .codegen.backends import BACKENDS
-    from .render.emit import formats
+    if command_name == "verify":
+        backends, known = ["numpy"], list(FORMATS)  # (not parsed: the derive and check options unused)
+    else:
+        from .codegen.backends import BACKENDS
+        from .render.emit import formats
+        backends, known = [b.name for b in BACKENDS.values()], list(formats())
     d = command("derive", "derive every gradient and write the LaTeX, Markdown and NumPy files")
     d.add_argument("model", help="the model file (.sdm)")
     d.add_argument("-o", "--output", default=".", help="output directory (default: .)")
     d.add_argument("--format", default=",".join(FORMATS),
-                   help=f"comma-separated subset of {','.join(formats())}, or all "
+                   help=f"comma-separated subset of {','.join(known)}, or all "
                         f"(default: {','.join(FORMATS)})")
     d.add_argument("--force", action="store_true", help="overwrite files that symderiv did not write")
     s = command("show", "print the forward equations and the closed-form gradients")
@@ -71,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     c = command("check", "check the gradients numerically and against SymPy's own differentiation")
     c.add_argument("model", help="the model file (.sdm)")
     c.add_argument("--seed", type=int, default=0, help="seed of the random point compared at (default: 0)")
-    c.add_argument("--backend", default="numpy", choices=[b.name for b in BACKENDS.values()],
+    c.add_argument("--backend", default="numpy", choices=backends,
                    help="which generated module to check numerically (default: numpy)")
     v = command("verify", "check a hand derivation (.claims, .tex, .md, .txt, .ipynb, .html) claim by claim")
     v.add_argument("model", help="the model file (.sdm) of the exercise")
@@ -106,6 +113,11 @@ class _SafeStream:
     def write(self, text: str) -> int:
         return self._stream.write(terminal_safe(text))
 
+    @property
+    def raw(self):
+        """The stream itself, for symderiv's own control characters (a progress bar's ``\\r``)."""
+        return self._stream
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
@@ -130,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = _parser(next((a for a in given if not a.startswith("-")), None)).parse_args(given)
     try:
         return {"derive": _derive, "show": _show, "check": _check, "verify": _verify}[args.command](args)
     except SymderivError as err:
@@ -252,16 +265,28 @@ def _verify_class(args) -> int:
         raise SymderivError("--jobs must be at least 1")
     if "-" in args.claims:
         raise SymderivError("standard input (-) is one write-up; it cannot be judged with other submissions")
-    _load(args.model)  # a bad model is one error, before any process starts
-    results = grading.grade(args.model, args.claims, args.jobs, progress=sys.stderr)
+    _, d = _load(args.model)  # a bad model is one error, before any process starts; derived once
+    files, ignored = grading.collect(args.claims)
+    empty = [f for f in files if os.path.isdir(f)]
+    if empty and args.report is None:  # (with a report, such a folder is a row that says so)
+        raise SymderivError(f"{empty[0]}: {grading.no_writeup(empty[0])}")
+    if args.report is not None:
+        grading.check_report_path(args.report, args.report_format, len(files))
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+        print(f"not judged ({len(ignored)} {'file is' if len(ignored) == 1 else 'files are'} not a write-up: "
+              f"{', '.join(sorted(grading.FORMATS))}): {shown}", file=sys.stderr)
+    # the bar's own \r and erase-line must reach the terminal (it quotes nothing of the files)
+    results = grading.grade(args.model, files, args.jobs, progress=getattr(sys.stderr, "raw", sys.stderr),
+                            derivation=d)
     if args.json:
         sys.stdout.write(json.dumps({"submissions": [{"submission": g.submission, "error": g.error, **(g.report or {})}
                                                      for g in results]}, indent=2, ensure_ascii=False) + "\n")
     else:
         for g in results:
-            c = g.counts()
-            counts = ", ".join(f"{n} {v}" for v, n in c.items())
-            sys.stdout.write(f"{g.submission}: " + (g.error or f"{len(g.claims)} claims: {counts}") + "\n")
+            counts = ", ".join(f"{n} {v}" for v, n in g.counts().items())
+            claims = f"{len(g.claims)} claim{'' if len(g.claims) == 1 else 's'}"
+            sys.stdout.write(f"{g.submission}: " + (f"error: {g.error}" if g.error else f"{claims}: {counts}") + "\n")
     if args.report is not None:
         for path in grading.write_report(results, args.report, args.report_format):
             print(f"  wrote {path}", file=sys.stderr)

@@ -7,6 +7,7 @@ across two processes; and symderiv itself never importing torch."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,18 +36,23 @@ torch.set_num_threads(1)
 
 
 def _unsupported(path):
-    from symderiv.codegen.torch.emitter import unsupported
+    from symderiv.codegen.backends import BACKENDS
 
-    return unsupported(symderiv.derive(symderiv.load(path)))
+    return BACKENDS["torch"].unsupported(symderiv.derive(symderiv.load(path)))
 
 
-# The examples the PyTorch back end generates; the others (matrix-valued data or quantities:
-# language version 2's matrices) are refused with a reason, tested below.
-_REASONS = {p.stem: _unsupported(p) for p in sorted(EXAMPLES.glob("*.sdm"))}
-# and, of those, the ones the test's own reference (tests/torch_reference.py) computes: not yet
-# language version 2's functions of matrices, powers and dims as values
-EXAMPLE_PATHS = [p for p in sorted(EXAMPLES.glob("*.sdm")) if _REASONS[p.stem] is None
-                 and computes(symderiv.load(p))]
+# Every example (language version 1's vectors and version 2's matrices, functions of matrices,
+# powers and dims as values): the PyTorch back end generates each, and the test's own reference
+# (tests/torch_reference.py) computes each (both are asserted below, not filtered).
+EXAMPLE_PATHS = sorted(EXAMPLES.glob("*.sdm"))
+# and beyond them: the models of tests/models (a lag of two, a pooled context, a Poisson loss, tied
+# weights, …) and tests/models_matrix (version 2's functions, a matrix datum per step, penalties)
+MODEL_PATHS = [p for folder in ("models", "models_matrix") for p in sorted((ROOT / "tests" / folder).glob("*.sdm"))]
+ALL_PATHS = EXAMPLE_PATHS + MODEL_PATHS
+
+
+def _id(path) -> str:
+    return path.stem if path.parent == EXAMPLES else f"{path.parent.name}/{path.stem}"
 BATCH = 3
 T_STEPS = 4
 
@@ -88,7 +94,9 @@ def point(d, batch: int | None, seed: int = 0):
     draws = [random_point(model, dims, T, seed + 1 + b)[1] for b in range(batch or 1)]
     data = {}
     for q in model.data:
-        per = [np.asarray(x[q.name], dtype=float)[..., 0] for x in draws]  # (T, n) / (n,)
+        per = [np.asarray(x[q.name], dtype=float) for x in draws]  # (T, n, 1) / (n, 1), a matrix (rows, cols)
+        if q.kind != "matrix":
+            per = [v[..., 0] for v in per]  # (T, n) / (n,)
         if q.is_scalar:
             per = [v[..., 0] for v in per]
         if batch is None or (q.is_scalar and not q.sequence):  # a scalar input is shared by the batch
@@ -128,7 +136,7 @@ def autograd_reference(d, params, data, batched, dtype=torch.float64, device="cp
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_float64_equals_autograd_and_the_numpy_module(derived, tmp_path_factory, path, batch):
     d, tm, nm, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, batch)
@@ -166,7 +174,7 @@ def test_float64_equals_autograd_and_the_numpy_module(derived, tmp_path_factory,
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_float32_within_1e4_of_float64_autograd(derived, tmp_path_factory, path, batch):
     d, tm, _, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, batch, seed=7)
@@ -184,7 +192,7 @@ def test_float32_within_1e4_of_float64_autograd(derived, tmp_path_factory, path,
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (torch.cuda.is_available() "
                                                           "is False): the CUDA run needs a GPU")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("path", EXAMPLE_PATHS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
 def test_cuda_equals_autograd_on_the_device(derived, tmp_path_factory, path, dtype):
     d, tm, _, _ = _modules(derived, path, tmp_path_factory)
     params, data = point(d, BATCH, seed=3)
@@ -200,16 +208,22 @@ def test_cuda_equals_autograd_on_the_device(derived, tmp_path_factory, path, dty
         assert rel_error(leaves[k].grad, ref_grads[k]) <= tol, k
 
 
-def test_forward_values_are_the_numpy_modules(derived, tmp_path_factory):
-    path = EXAMPLES / "lstm_tagger.sdm"
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_forward_values_are_the_numpy_modules(derived, tmp_path_factory, path, batch):
+    """Every forward value, in the torch layout (a matrix (B, rows, cols), a sequence (T, B, n)),
+    is the NumPy module's in its layout (the batch last)."""
     d, tm, nm, _ = _modules(derived, path, tmp_path_factory)
-    params, data = point(d, BATCH)
+    params, data = point(d, batch)
     values = tm.forward(tensors(params, torch.float64), **tensors(data, torch.float64))
-    expected = nm.forward(params, **numpy_layout(d, data, True))
+    expected = nm.forward(params, **numpy_layout(d, data, batch is not None))
+    assert set(values) == set(expected)
     for name, v in expected.items():
         q = d.model[name]
         got = values[name].numpy()
-        got = np.moveaxis(got, 1 if q.sequence else 0, -1) if not q.is_scalar else got
+        rank = 0 if q.is_scalar else 1 if q.is_vector else 2
+        if got.ndim == int(q.sequence) + rank + 1 and rank:  # a batch axis: after the time axis in torch
+            got = np.moveaxis(got, int(q.sequence), -1)
         assert rel_error(got, v) <= 1e-12, name
 
 
@@ -246,10 +260,12 @@ def test_missing_and_misshapen_data_are_clear_errors(derived, tmp_path_factory):
     d, tm, _, _ = _modules(derived, EXAMPLES / "seed_rnn.sdm", tmp_path_factory)
     params, data = point(d, None)
     p = tensors(params, torch.float64)
-    with pytest.raises(KeyError, match="missing: r"):
+    with pytest.raises(TypeError, match="missing data 'r'"):
         tm.loss(p, x=torch.tensor(data["x"]))
-    with pytest.raises(ValueError, match="x: expected 2 or 3 axes"):
+    with pytest.raises(ValueError, match=re.escape("data 'x' has shape (2, 3, 4, 5), expected (T, n_x) or "
+                                                   "(T, B, n_x) with a batch axis")):
         tm.loss_and_gradients(p, x=torch.zeros(2, 3, 4, 5, dtype=torch.float64), r=torch.tensor(data["r"]))
+    # (every other argument check: tests/test_module_arguments_torch.py)
 
 
 @pytest.mark.parametrize("fname", sorted(ELEMENTWISE))
@@ -265,7 +281,9 @@ def test_every_elementwise_spelling_computes_its_meaning(derived, tmp_path_facto
     _, tm, _, _ = _modules(derived, EXAMPLES / "seed_rnn.sdm", tmp_path_factory)  # its runtime helpers
     namespace = {"torch": torch, "x": x, "dtype": torch.float64, "device": x.device, "_softplus": tm._softplus}
     got = eval(compile(spelling.call(fname, "x", params), "<spelling>", "eval"), namespace)  # our own printed code
-    assert np.allclose(torch.as_tensor(got, dtype=torch.float64).numpy(), expected, rtol=1e-12, atol=1e-12), fname
+    # in the argument's dtype (not the default float32 of torch.where(c, 0.0, 1.0)), to the last digits
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64, (fname, got)
+    assert np.allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12), fname
     if spelling.has_out(fname, params):
         out = torch.empty_like(x)
         namespace["out"] = out
@@ -307,6 +325,91 @@ def test_a_penalty_counts_once_per_call(tmp_path, batch):
         assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
 
 
+OPERANDS_MODEL = """
+model operands
+dim n
+input x: n
+param w: n
+loss L = sum(gelu(w * x) ** 2) + 1 / sum(gelu(w) + 2) + sum(leaky_relu(w, 0.1) * x) / sum(gelu(x) * gelu(x) + 1)
+"""
+
+
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+def test_a_function_printed_from_its_meaning_is_one_operand(tmp_path, batch):
+    """gelu is printed from its meaning, without spaces ((0.5)*z*(torch.erf(…) + 1)); as the base of
+    a power, a divisor or the object of .sum() it must still be one operand."""
+    d = symderiv.derive(symderiv.parse(OPERANDS_MODEL, "operands.sdm"))
+    path = tmp_path / "operands_torch.py"
+    path.write_text(render(d, "torch", "operands.sdm"), encoding="utf-8")
+    tm = import_generated(path, "operands_torch_test")
+    params, data = point(d, batch)
+    ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
+    loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+
+
+def test_the_numpy_module_agrees_on_a_power_of_gelu(tmp_path):
+    d = symderiv.derive(symderiv.parse("model g2\ndim n\ninput x: n\nparam w: n\n"
+                                       "loss L = sum(x * w) + sum(gelu(w) ** 2)\n", "g2.sdm"))
+    path = tmp_path / "g2_numpy.py"
+    path.write_text(render(d, "py", "g2.sdm"), encoding="utf-8")
+    nm = import_generated(path, "g2_numpy_test")
+    params, data = point(d, BATCH)
+    ref_loss, _ = autograd_reference(d, params, data, True)
+    assert rel_error(nm.loss(params, **numpy_layout(d, data, True)), ref_loss) <= 1e-10
+
+
+PER_EXAMPLE_OUTER = """
+model per_example_outer
+dim n
+input A: (n, n)
+input b: n
+param X: (n, n)
+param w: n
+M = A @ X + eye(n)
+loss L = sum(tanh(M @ b) * w)
+"""
+
+# δM = C is the same for every example: spread to a (B, n, n) array, not (B, n)
+PER_EXAMPLE_SPREAD = """
+model per_example_spread
+dim n
+input A: (n, n)
+param X: (n, n)
+param C: (n, n)
+M = A @ X
+loss L = sum(M * C)
+"""
+
+
+@pytest.mark.parametrize("source", [PER_EXAMPLE_OUTER, PER_EXAMPLE_SPREAD], ids=["outer", "spread"])
+@pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
+def test_a_per_example_matrix_adjoint(tmp_path, source, batch):
+    """The adjoint of a per-example matrix quantity is each example's own (…, n, n) array: an outer
+    product of per-example vectors in it is not summed over the examples, and a part the same for
+    every example is spread to a matrix each.  Both modules, against autograd of the reference."""
+    name = source.split()[1]
+    d = symderiv.derive(symderiv.parse(source, f"{name}.sdm"))
+    params, data = point(d, batch)
+    ref_loss, ref_grads = autograd_reference(d, params, data, batch is not None)
+    path = tmp_path / f"{name}_torch.py"
+    path.write_text(render(d, "torch", f"{name}.sdm"), encoding="utf-8")
+    tm = import_generated(path, f"{name}_torch_test")
+    loss, grads = tm.loss_and_gradients(tensors(params, torch.float64), **tensors(data, torch.float64))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+    path = tmp_path / f"{name}_numpy.py"
+    path.write_text(render(d, "py", f"{name}.sdm"), encoding="utf-8")
+    nm = import_generated(path, f"{name}_numpy_test")
+    loss, grads = nm.loss_and_gradients(params, **numpy_layout(d, data, batch is not None))
+    assert rel_error(loss, ref_loss) <= 1e-10
+    for k in params:
+        assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+
+
 # --- training ----------------------------------------------------------------------------
 
 
@@ -339,6 +442,27 @@ def test_model_trains_with_adam(derived, tmp_path_factory, name, dims):
     assert losses[-1] <= losses[0] / 2, (losses[0], losses[-1])
 
 
+def test_linear_regression_on_a_design_matrix_trains_with_adam(derived, tmp_path_factory):
+    """A matrix datum and a penalty counted once per call, through Model and torch.optim.Adam: the
+    fit reaches the least-squares-with-ridge solution, computed here in closed form."""
+    _, tm, _, _ = _modules(derived, EXAMPLES / "linear_regression.sdm", tmp_path_factory)
+    g = torch.Generator().manual_seed(0)
+    B, n, d, lam = 4, 6, 3, 0.5
+    X = torch.randn(B, n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.1 * torch.randn(B, n, generator=g,
+                                                                                      dtype=torch.float64)
+    model = tm.Model(dict(n=n, d=d), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        model(X=X, y=y, lam=lam).backward()
+        opt.step()
+    # Σ_b ½‖X_b w − y_b‖² + ½ lam ‖w‖²: (Σ_b X_bᵀ X_b + lam I) w = Σ_b X_bᵀ y_b
+    A = torch.einsum("bij,bik->jk", X, X) + lam * torch.eye(d, dtype=torch.float64)
+    w = torch.linalg.solve(A, torch.einsum("bij,bi->j", X, y))
+    assert rel_error(model.params["w"].detach(), w) <= 1e-4
+
+
 # --- distributed -------------------------------------------------------------------------
 
 
@@ -356,15 +480,22 @@ def _free_port() -> int:
 @pytest.mark.parametrize("name, dims", [
     ("seed_rnn", dict(n_x=3, n_a=4, n_h=5, n_o=2, C=3)),
     ("lstm_tagger", dict(n_x=3, n_h=4, C=3)),
+    ("attention", dict(n_x=3, n_k=2, n_v=4, n=5)),  # matrix data (B, rows, cols): the batch axis first
 ])
 def test_distributed_data_parallel_averages_to_the_whole_batch(derived, tmp_path_factory, tmp_path, name, dims):
     """Two processes (gloo, localhost) each run half of a batch through DistributedDataParallel(Model);
     DDP averages their gradients, so the average is the whole batch's gradient over the number of
     processes (the loss of a batch is the sum over its examples)."""
     _, tm, _, module_path = _modules(derived, EXAMPLES / f"{name}.sdm", tmp_path_factory)
-    data = _teacher_data(dims, T=5, B=6, seed=1)
+    if name == "attention":
+        g = torch.Generator().manual_seed(1)
+        data = {"X": torch.randn(6, dims["n_x"], dims["n"], generator=g, dtype=torch.float64),
+                "Y": torch.randn(6, dims["n_v"], dims["n"], generator=g, dtype=torch.float64)}
+    else:
+        data = _teacher_data(dims, T=5, B=6, seed=1)
     world = 2
-    halves = [{k: v[:, r * 3:(r + 1) * 3].clone() for k, v in data.items()} for r in range(world)]
+    axis = 0 if name == "attention" else 1  # the batch axis: after the time axis of a sequence
+    halves = [{k: v.narrow(axis, r * 3, 3).clone() for k, v in data.items()} for r in range(world)]
     for r, half in enumerate(halves):
         torch.save(half, tmp_path / f"data{r}.pt")
     port = _free_port()
@@ -430,6 +561,20 @@ def test_check_backend_torch_runs_the_checks(capsys):
     assert "PyTorch vs central differences" in out and "all agree" in out
 
 
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_the_checks_of_check_backend_torch_pass_on_every_model(path):
+    """The numerical half of ``symderiv check MODEL --backend torch`` (every entry point, unbatched
+    and batched, against central differences and each other, through check/frameworks.py's layout
+    conversion: a matrix datum's batch axis too) on every model; the certification half does not
+    depend on the back end."""
+    from symderiv.check import numcheck
+
+    d = symderiv.derive(symderiv.load(path))
+    dims, T = sizes_of(d)
+    result = numcheck.finite_difference_check(d, dims, T, backend="torch")
+    assert result.ok, (result.errors, result.problems)
+
+
 def test_check_backend_torch_without_torch_is_a_clear_error(monkeypatch, capsys):
     import importlib.util
 
@@ -458,10 +603,22 @@ def test_check_backend_torch_finds_a_wrong_gradient(monkeypatch):
     assert not result.ok and result.errors["b_o"] > 1e-3
 
 
-@pytest.mark.parametrize("name", sorted(n for n, r in _REASONS.items() if r is not None))
-def test_a_model_the_torch_back_end_cannot_generate_yet_is_refused_with_the_reason(name, tmp_path, capsys):
-    from symderiv.cli import main
+@pytest.mark.parametrize("path", ALL_PATHS, ids=_id)
+def test_every_example_is_generated_and_the_reference_computes_it(path):
+    """No example is refused by the PyTorch back end, and none is left out of the comparisons above
+    because the independent reference cannot compute it."""
+    assert _unsupported(path) is None
+    assert computes(symderiv.load(path)), f"tests/torch_reference.py does not compute every node of {path.name}"
 
-    path = EXAMPLES / f"{name}.sdm"
-    assert main(["derive", str(path), "-o", str(tmp_path / "one"), "--format", "torch"]) == 2
-    assert "the PyTorch back end does not yet generate" in capsys.readouterr().err
+
+def test_the_reference_refuses_what_it_does_not_know(monkeypatch):
+    """``computes`` is false for a function or a node the reference has no PyTorch operation for (so
+    a new function or node cannot pass the comparisons above by being skipped)."""
+    from . import torch_reference
+
+    lstm, trace = symderiv.load(EXAMPLES / "lstm_tagger.sdm"), symderiv.load(EXAMPLES / "mc_trace.sdm")
+    assert computes(lstm) and computes(trace)
+    monkeypatch.delitem(torch_reference.FUNCTIONS, "tanh")
+    assert not computes(lstm)
+    monkeypatch.setattr(torch_reference, "NODES", tuple(n for n in torch_reference.NODES if n.__name__ != "Trace"))
+    assert not computes(trace)

@@ -26,9 +26,24 @@ from sympy import (
     ZeroMatrix,
 )
 
-from symderiv.ir.expr import Apply, At, AtEnd, AtStep, ColSlice, Concat, LogSoftmax, RowSlice, Softmax, TimeSum
-
-from .helpers import reference_computes
+from symderiv.ir.expr import (
+    Apply,
+    At,
+    AtEnd,
+    AtStep,
+    ColSlice,
+    Concat,
+    Det,
+    Diag,
+    Inv,
+    LogDet,
+    LogSoftmax,
+    Norm2,
+    RowSlice,
+    Softmax,
+    TimeSum,
+    Trace,
+)
 
 # The elementwise functions by their PyTorch operations (what each means, not how symderiv prints it).
 FUNCTIONS = {
@@ -43,13 +58,23 @@ FUNCTIONS = {
     "sin": torch.sin,
     "cos": torch.cos,
     "gelu": F.gelu,
-    "leaky_relu": lambda z, alpha: F.leaky_relu(z, float(alpha)),
+    # max(z, αz) written out: F.leaky_relu's backward holds α in float32 (an error of 1.5e-9 for α = 0.1)
+    "leaky_relu": lambda z, alpha: torch.where(z > 0, z, float(alpha) * z),
+    "sign": torch.sign,
+    "normal_cdf": lambda z: 0.5 * (1 + torch.erf(z / 2 ** 0.5)),
+    "normal_pdf": lambda z: torch.exp(-z * z / 2) / (2 * torch.pi) ** 0.5,
 }
+
+# The nodes this reference computes (``Reference.ev``), each from its meaning in the language.
+NODES = (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix,
+         Apply, At, AtEnd, AtStep, ColSlice, Concat, LogSoftmax, RowSlice, Softmax, TimeSum,
+         Trace, Det, LogDet, Norm2, Inv, Diag)
 
 
 class Reference:
     """The forward pass of ``model`` at ``params`` (tensors, the maths' shapes) and ``data`` (the
-    generated PyTorch module's layout: (T, n) / (T, B, n), (n,) / (B, n), () / (B,))."""
+    generated PyTorch module's layout: (T, n) / (T, B, n), (n,) / (B, n), () / (B,), a matrix
+    (rows, cols) / (B, rows, cols))."""
 
     def __init__(self, model, params: dict, data: dict, batched: bool):
         self.model = model
@@ -72,15 +97,19 @@ class Reference:
         for q in model.data:
             v = self.values[q.name]
             one = v[1] if q.sequence else v
-            if q.shape[0].is_Symbol:
-                self.sizes[q.shape[0]] = one.shape[-2]
+            for axis, x in enumerate(q.shape):
+                if x.is_Symbol:
+                    self.sizes[x] = one.shape[axis - 2]
         if model.length is not None and T is not None:
             self.sizes[model.length] = T
         self.T = T
 
     def _datum(self, q, a, batched):
-        """Per step (a dict 1..T) or static, each (B, n, 1) batched or (n, 1) unbatched."""
-        def one(v):  # v: (n,) / (B, n), or () / (B,) for a scalar
+        """Per step (a dict 1..T) or static, each (B, n, 1) batched or (n, 1) unbatched (a matrix
+        (B, rows, cols) or (rows, cols): as given)."""
+        def one(v):  # v: (n,) / (B, n), or () / (B,) for a scalar, or a matrix
+            if q.kind == "matrix":
+                return v
             if q.is_scalar:
                 v = v.unsqueeze(-1)
             return v.unsqueeze(-1)
@@ -90,6 +119,14 @@ class Reference:
 
     def size(self, x) -> int:
         return int(sp.sympify(x, strict=True).xreplace(self.sizes))
+
+    def number(self, c) -> float:
+        """A coefficient: a number, or made of dims and T (their values: ``1 / sqrt(n_k)``)."""
+        return float(sp.sympify(c, strict=True).xreplace(self.sizes))
+
+    def scalar(self, v):
+        """A value per example (…) as a 1 × 1 matrix (…, 1, 1)."""
+        return v[..., None, None]
 
     def loss(self) -> torch.Tensor:
         """The loss, every value computed when first read (so a recurrence backwards in time, a
@@ -154,7 +191,7 @@ class Reference:
             coeff, out = 1.0, None
             for a in e.args:
                 if not getattr(a, "is_Matrix", False):
-                    coeff *= float(a)
+                    coeff *= self.number(a)
                     continue
                 v = self.ev(a, t)
                 out = v if out is None else out @ v
@@ -186,6 +223,19 @@ class Reference:
             return self.ev(e.arg, t)[..., :, self.size(e.start):self.size(e.stop)]
         if isinstance(e, TimeSum):
             return sum(self.ev(e.arg, s) for s in range(1, self.T + 1))
+        # language version 2's functions of matrices, by PyTorch's linear algebra
+        if isinstance(e, Trace):
+            return self.scalar(torch.einsum("...ii->...", self.ev(e.arg, t)))
+        if isinstance(e, Det):
+            return self.scalar(torch.linalg.det(self.ev(e.arg, t)))
+        if isinstance(e, LogDet):  # of a matrix with a positive determinant
+            return self.scalar(torch.log(torch.linalg.det(self.ev(e.arg, t))))
+        if isinstance(e, Norm2):  # Euclidean (of a vector) or Frobenius (of a matrix)
+            return self.scalar(torch.linalg.norm(self.ev(e.arg, t), dim=(-2, -1)))
+        if isinstance(e, Inv):
+            return torch.linalg.inv(self.ev(e.arg, t))
+        if isinstance(e, Diag):  # a column v → the square matrix with v on its diagonal
+            return torch.diag_embed(self.ev(e.arg, t)[..., 0])
         raise NotImplementedError(f"tests/torch_reference.py cannot compute a {type(e).__name__}")
 
 
@@ -196,5 +246,18 @@ def reference_loss(model, params: dict, data: dict, batched: bool) -> torch.Tens
 
 
 def computes(model) -> bool:
-    """Whether this reference computes every equation of ``model`` (``helpers.reference_computes``)."""
-    return reference_computes(model, FUNCTIONS)
+    """Whether this reference computes every equation of ``model``: only the nodes of ``NODES``, the
+    elementwise functions of ``FUNCTIONS``, and numbers (made of dims and T, or not) as coefficients."""
+    def ok(e) -> bool:
+        if isinstance(e, (MatrixSymbol, ZeroMatrix, OneMatrix, Identity)):  # their args are their shapes
+            return True
+        if isinstance(e, Apply) and e.fname not in FUNCTIONS:
+            return False
+        if getattr(e, "is_Matrix", False):
+            return isinstance(e, NODES) and all(ok(a) for a in e.args)
+        return isinstance(e, (int, float, sp.Basic)) and all(
+            x == model.length or x.name in model.dims for x in sp.sympify(e).free_symbols)
+
+    exprs = [q.expr for q in model.quantities.values() if q.expr is not None]
+    exprs += [v for steps in list(model.states.values()) + list(model.end_states.values()) for v in steps.values()]
+    return all(ok(e) for e in exprs)

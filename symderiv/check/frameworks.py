@@ -29,15 +29,17 @@ class TorchAsNumpy:
     # --- layouts ----------------------------------------------------------------------
 
     def _core(self, name: str) -> int:
+        """The axes of one example of ``name`` (its steps first, for a sequence)."""
         q = self.quantities[name]
-        return int(q.sequence) + (0 if q.is_scalar else 1)
+        return int(q.sequence) + (0 if q.is_scalar else 1 if q.is_vector else 2)
 
     def _in(self, name: str, a):
-        """NumPy layout → PyTorch layout: the batch axis (last) moves before the vector axis."""
+        """NumPy layout → PyTorch layout: the batch axis (last) moves after the time axis (first, of a
+        sequence), before a vector's or a matrix's axes."""
         a = np.asarray(a, dtype=np.float64)
         q = self.quantities[name]
         if a.ndim == self._core(name) + 1 and not q.is_scalar:
-            a = np.moveaxis(a, -1, -2)
+            a = np.moveaxis(a, -1, int(q.sequence))
         return self.torch.from_numpy(a) if a.flags.writeable else self.torch.tensor(a)
 
     def _out(self, name: str, t):
@@ -45,7 +47,7 @@ class TorchAsNumpy:
         a = t.detach().cpu().numpy()
         q = self.quantities[name]
         if a.ndim == self._core(name) + 1 and not q.is_scalar:
-            a = np.moveaxis(a, -2, -1)
+            a = np.moveaxis(a, int(q.sequence), -1)
         return a
 
     def _params(self, params: dict) -> dict:

@@ -18,7 +18,6 @@ from .jax.emitter import module_context as jax_context
 from .jax.emitter import unsupported as jax_unsupported
 from .numpy.emitter import module_context as numpy_context
 from .torch.emitter import module_context as torch_context
-from .torch.emitter import unsupported as torch_unsupported
 
 
 class CodeBackend(NamedTuple):
@@ -42,8 +41,8 @@ _VECTOR_NODES = ("MatAdd", "MatMul", "HadamardProduct", "HadamardPower", "Transp
 
 def matrix_features(model: Model) -> str | None:
     """What of language version 2's matrices a model uses (matrix data or quantities, tr, det,
-    inv, norms, diag, a power other than an integer, a dim as a value), or None: the PyTorch and
-    JAX back ends do not print these yet."""
+    inv, norms, diag, a power other than an integer, a dim as a value), or None: the JAX back end
+    does not print these yet (the PyTorch back end prints them all)."""
     if any(q.kind == "matrix" and q.role != "param" for q in model.quantities.values()):
         return "matrix-valued data or quantities"
 
@@ -73,7 +72,7 @@ def register(backend: CodeBackend) -> CodeBackend:
 
 
 register(CodeBackend("numpy", "py", ".py", "module.py.j2", numpy_context, "numpy"))
-register(CodeBackend("torch", "torch", "_torch.py", "module_torch.py.j2", torch_context, "torch", torch_unsupported))
+register(CodeBackend("torch", "torch", "_torch.py", "module_torch.py.j2", torch_context, "torch"))
 register(CodeBackend("jax", "jax", "_jax.py", "module_jax.py.j2", jax_context, "jax", jax_unsupported))
 
 

@@ -771,15 +771,21 @@ class ModulePlan:
         pr = self.printer
         parts = []
         batched = a.name in self.batched
-        if a.closed_per_step is not None:
-            e = TimeSum(a.closed_per_step)
-            parts.append(self._total(pr.code(e), batched, e))
-        if a.closed_static is not None:
-            parts.append(self._total(pr.code(a.closed_static), batched, a.closed_static))
-        parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
+        rows, cols = a.quantity.shape
+        # δ of a per-example matrix is each example's own: an outer product in it is not summed
+        pr.outer_per_example = batched and cols != 1
+        try:
+            if a.closed_per_step is not None:
+                e = TimeSum(a.closed_per_step)
+                parts.append(self._total(pr.code(e), batched, e))
+            if a.closed_static is not None:
+                parts.append(self._total(pr.code(a.closed_static), batched, a.closed_static))
+            parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
+        finally:
+            pr.outer_per_example = False
         value = self.out.plus(parts)
-        if batched and not any(c.batched for c in parts):  # the same for every example: one row each
-            value = self.out.spread(value, a.quantity.shape[0])
+        if batched and not any(c.batched for c in parts):  # the same for every example: one each
+            value = self.out.spread(value, rows, cols=cols)
         target = self.names.adjoint(a.name)
         return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 

@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.printing.numpy import JaxPrinter
 
 from ...ops import ELEMENTWISE
-from ..numpy.spelling import group
+from ..numpy.spelling import group, operand
 
 # name → the expression, with {x} for the argument.
 JAX: dict[str, str] = {
@@ -60,4 +60,4 @@ def call(fname: str, x: str, params: tuple = ()) -> str:
     """JAX code for f(x), ``x`` the argument's code."""
     if fname in JAX and not params:
         return JAX[fname].format(x=x)
-    return _ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params))
+    return operand(_ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params)))

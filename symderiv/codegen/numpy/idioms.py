@@ -121,13 +121,14 @@ class NumpyIdioms:
         factor = "(B - 1)" if but_one else "B"
         return Code(f"{factor} * {group(code.text)}", reads=reads_of(("B",), code))
 
-    def spread(self, code: Code, size: sp.Expr, timed: bool = False) -> Code:
+    def spread(self, code: Code, size: sp.Expr, timed: bool = False, cols: sp.Expr = 1) -> Code:
         """A value the same for every example (and, ``timed``, at every step) as a full array of its
-        own, (B, size) or (T, B, size): one row for each, which later statements update in place."""
+        own, (B, size) or (T, B, size), or (…, B, size, cols) for a matrix: one for each, which later
+        statements update in place."""
         pr = self.pr
-        shape = f"({'T, ' if timed else ''}B, {pr.size(size)})"
+        shape = f"({'T, ' if timed else ''}B, {pr.size(size)}{'' if cols == 1 else ', ' + pr.size(cols)})"
         return Code(f"np.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
-                    reads=reads_of(("B",), code, pr.size_reads(size)))
+                    reads=reads_of(("B",), code, pr.size_reads(size), () if cols == 1 else pr.size_reads(cols)))
 
     # --- statements -----------------------------------------------------------------------
 

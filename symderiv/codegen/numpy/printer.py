@@ -51,6 +51,9 @@ class NumpyPrinter(Printer):
         self.d, self.model, self.names, self.pads, self.batched_names = d, d.model, names, pads, batched
         self.values = values  # the schedule's: read here, never written
         self.mode, self.window = "static", 0
+        # True while printing the adjoint of a per-example matrix quantity: a column times a row of
+        # per-example vectors is then each example's own outer product, not their sum (_outer).
+        self.outer_per_example = False
         self.helpers: set[str] = set()  # runtime helpers of the module the printed code calls (_erf)
         self.tails: dict[str, int] = {}  # data padded after step T by this many zero steps (x[t+2])
 
@@ -286,6 +289,8 @@ class NumpyPrinter(Printer):
             return _join(f"{group(left.text)} * {x}", left, acc)
         if not left.batched and not acc.batched:
             return Code(f"np.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
+        if self.outer_per_example:  # a (…, p, cols) matrix of each example
+            return _join(f"{group(left.text)}[..., :, None] * {x}[..., None, :]", left, acc)
         # Σ over steps and examples
         return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
 

@@ -12,6 +12,8 @@ functions NumPy has no ufunc for (``erf``) are runtime helpers of the generated 
 
 from __future__ import annotations
 
+import ast
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
@@ -32,6 +34,15 @@ NUMPY: dict[str, tuple[str, str | None]] = {
 
 # Runtime helpers the generated module defines only when a printed function calls them.
 HELPERS = ("_erf",)
+
+
+def operand(code: str) -> str:
+    """``code`` as one operand of anything (``x.sum()``, ``x ** 2``, ``1 / x``): as it is when it is a
+    name, a call, an index or an attribute, else in parentheses.  SymPy prints a meaning without
+    spaces (``(1/2)*z*(_erf(…) + 1)``), which ``group`` would take for one operand.  (``code`` is the
+    module's own printed code, never a model file's text.)"""
+    node = ast.parse(code, mode="eval").body
+    return code if isinstance(node, (ast.Name, ast.Call, ast.Subscript, ast.Attribute)) else f"({code})"
 
 
 def group(code: str) -> str:
@@ -81,7 +92,7 @@ def call(fname: str, x: str, params: tuple = ()) -> tuple[str, frozenset[str]]:
     # f(z) or z^k alone: the argument needs no parentheses of its own (np.sqrt(a + b))
     alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or (meaning.is_Pow and meaning.base == _Z)
     printer = _ScalarPrinter(_Z, x if alone else group(x))
-    text = printer.doprint(meaning)
+    text = operand(printer.doprint(meaning))
     return text, frozenset(printer.helpers)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import sympy as sp
 
 from ...ad.derive import Derivation
-from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
 from ..numpy.emitter import context
@@ -23,22 +22,8 @@ from . import TORCH
 from .printer import TRANSPOSED
 
 
-def unsupported(d: Derivation) -> str | None:
-    """Why the PyTorch back end cannot generate ``d``'s module yet, or None."""
-    from ..backends import matrix_features
-
-    feature = matrix_features(d.model)
-    if feature is not None:
-        return (f"the PyTorch back end does not yet generate a model with {feature} (language version 2's "
-                "matrices); the NumPy module does")
-    return None
-
-
 def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the PyTorch module of ``d`` (see ``numpy.emitter.module_context``)."""
-    reason = unsupported(d)
-    if reason is not None:
-        raise SymderivError(f"cannot generate {d.model.name}_torch.py: {reason}")
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()
     out = context(d, schedule, plan.printer)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sympy as sp
 from sympy import HadamardPower, OneMatrix, Transpose
+from sympy.printing.pycode import PythonCodePrinter
 
 from ...ir.expr import Softmax
 from ..numpy.printer import NumpyPrinter, _is_sigmoid, _join, _one_minus
@@ -27,6 +29,36 @@ TRANSPOSED = "_T_"  # ``_T_W`` is ``W.T``, made once before the loop that reads 
 def transposed(matrix: str) -> str:
     """The name of ``matrix``'s transpose, made before the time loop."""
     return TRANSPOSED + matrix
+
+
+class _SizePrinter(PythonCodePrinter):
+    """A number made of sizes (Python ints) as Python code without ``math``: a power is ``**``
+    (√n_k is ``n_k ** 0.5``), any other function of them computed by torch in float64."""
+
+    def __init__(self):
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+
+    def _print_Pow(self, e, rational=False):
+        base, k = e.args
+        b = self._print(base) if base.is_Symbol or base.is_Integer else f"({self._print(base)})"
+        if k == -1:
+            return f"1 / {b}"
+        power = str(abs(k)) if k.is_Integer else repr(float(abs(k)))
+        return f"{b} ** {power}" if k > 0 else f"1 / {b} ** {power}"
+
+    def _print(self, expr, **kwargs):
+        if isinstance(expr, sp.Function):  # log(n), exp(T): computed by torch, a float
+            args = ", ".join(self._print(a) for a in expr.args)
+            return f"float(torch.{type(expr).__name__}(torch.tensor({args}, dtype=torch.float64)))"
+        if isinstance(expr, sp.NumberSymbol):  # π, e
+            return repr(float(expr))
+        return super()._print(expr, **kwargs)
+
+    def _module_format(self, fqn, register=True):
+        raise NotImplementedError(f"no PyTorch form for {fqn} of a size")
+
+    def _print_Rational(self, e):
+        return f"({e.p} / {e.q})"
 
 
 @dataclass(frozen=True)
@@ -62,20 +94,34 @@ class TorchPrinter(NumpyPrinter):
         return Code(f"torch.zeros({self.core(e)}, dtype=dtype, device=device)", reads=self.core_reads(e))
 
     def _product(self, a, acc: Code, cols) -> Code:
-        """``a`` times the value so far (which has ``cols`` columns per example)."""
+        """``a`` times the value so far (which has ``cols`` columns per example): NumPy's cases
+        (``NumpyPrinter._product``) in PyTorch's spelling, the loop's step products kept whole."""
         p, q = a.shape
         x = group(acc.text)
-        if isinstance(a, OneMatrix):
+        if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
+            return acc
+        if isinstance(a, OneMatrix) and p != 1 and q != 1:  # 1 1ᵀ: the sums spread over p rows
+            if cols == 1:
+                return _join(f"{x}.sum(dim=-1, keepdim=True) * torch.ones({self.size(p)}, dtype=dtype, "
+                             "device=device)", acc, order=(acc, self.size_reads(p)))
+            return _join(f"{x}.sum(dim=-2, keepdim=True) * torch.ones(({self.size(p)}, 1), dtype=dtype, "
+                         "device=device)", acc, order=(acc, self.size_reads(p)))
+        if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
+                if cols != 1 and q != 1 and (acc.batched or acc.timed) and not acc.summed:  # per example: (…, q, c)
+                    return _join(f"{x}.sum(dim=-2)", acc)
                 return _join(f"{x}.sum(dim=-1, keepdim=True)" if cols == 1 else f"{x}.sum(dim=0)", acc)
+            if cols != 1:  # 1 vᵀ: a row spread over p rows
+                return _join(f"{x}[..., None, :] * torch.ones(({self.size(p)}, 1), dtype=dtype, device=device)",
+                             acc, order=(acc, self.size_reads(p)))
             return _join(f"{x} * torch.ones({self.size(p)}, dtype=dtype, device=device)", acc,
-                         order=(acc, self.size_reads(p)))
+                         order=(acc, self.size_reads(p)))  # 1 s: a scalar spread over a vector
         left = self._print(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no PyTorch form for {a} times a sum of outer products")
+        if p != 1 and q != 1 and (left.batched or (cols != 1 and q != 1 and acc.batched)):
+            return self._matrix_product(a, left, acc, cols)
         if p != 1 and q != 1:  # a matrix
-            if left.batched:
-                raise NotImplementedError(f"no PyTorch form for the per-example matrix {a}")
             if cols == 1 and acc.batched:
                 if self.mode == "time":
                     # one product over all steps: a new tensor of every step
@@ -91,13 +137,85 @@ class TorchPrinter(NumpyPrinter):
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
                 return _join(f"({group(left.text)} * {x}).sum(dim=-1, keepdim=True)", left, acc)
+            if left.batched and acc.batched:  # vᵀ M per example
+                return _join(f"torch.einsum('...i,...ij->...j', {left.text}, {acc.text})", left, acc)
             return _join(f"{group(left.text)} @ {x}", left, acc)
         if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
             return _join(f"{group(left.text)} * {x}", left, acc)
         if not left.batched and not acc.batched:
             return Code(f"torch.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
+        if self.outer_per_example:  # a (…, p, cols) matrix of each example
+            return _join(f"{group(left.text)}[..., :, None] * {x}[..., None, :]", left, acc)
         # Σ over steps and examples
         return Code(f"_outer({left.text}, {acc.text})", summed=True, reads=reads_of(left, acc))
+
+    def _matrix_product(self, a, left: Code, acc: Code, cols) -> Code:
+        """A matrix times the value so far, where a per-example matrix (…, rows, cols) is involved."""
+        if cols == 1:  # A x: a column per example
+            if isinstance(a, Transpose):
+                inner = self._print(a.arg)
+                return _join(f"torch.einsum('...ji,...j->...i', {inner.text}, {acc.text})", inner, acc)
+            return _join(f"torch.einsum('...ij,...j->...i', {left.text}, {acc.text})", left, acc)
+        return _join(f"{group(left.text)} @ {group(acc.text)}", left, acc)
+
+    # --- sizes as values, matrices (version 2) -------------------------------------------------
+
+    def _size_value(self, c) -> str:
+        """A number made of sizes (dims, T: Python ints) as code: ``(1 / n_h)``, ``(1 / n_k ** 0.5)``."""
+        names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
+        return "(" + _SizePrinter().doprint(c.xreplace(names)) + ")"
+
+    def _print_Transpose(self, e):
+        code = self._print(e.arg)
+        rows, cols = e.arg.shape
+        if rows != 1 and cols != 1:
+            if code.batched or code.timed:  # a per-example matrix (…, rows, cols)
+                return _join(f"{group(code.text)}.transpose(-1, -2)", code)
+            return _join(f"{group(code.text)}.T", code)
+        return code  # a vector is held the same way as its transpose
+
+    def _print_Softmax(self, e):
+        code = self._print(e.arg)
+        if self._is_matrix(e):  # per column: the rows' axis, second last
+            return _join(f"_softmax({code.text}, dim=-2)", code)
+        return _join(f"_softmax({code.text})", code)
+
+    def _print_LogSoftmax(self, e):
+        code = self._print(e.arg)
+        if self._is_matrix(e):
+            return _join(f"_log_softmax({code.text}, dim=-2)", code)
+        return _join(f"_log_softmax({code.text})", code)
+
+    def _print_Trace(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"torch.diagonal({code.text}, dim1=-2, dim2=-1).sum(dim=-1)", code)
+
+    def _print_Det(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"torch.linalg.det({code.text})", code)
+
+    def _print_LogDet(self, e):
+        code = self._print(e.arg)
+        return self._scalar(f"torch.linalg.slogdet({code.text})[1]", code)
+
+    def _print_Norm2(self, e):
+        code = self._print(e.arg)
+        axes = "(-2, -1)" if self._is_matrix(e.arg) else "-1"
+        return _join(f"torch.sqrt(({group(code.text)} ** 2).sum(dim={axes}))[..., None]", code)
+
+    def _print_Inv(self, e):
+        code = self._print(e.arg)
+        return _join(f"torch.linalg.inv({code.text})", code)
+
+    def _print_Diag(self, e):
+        code = self._print(e.arg)
+        n = self.size(e.shape[0])
+        return _join(f"{group(code.text)}[..., None] * torch.eye({n}, dtype=dtype, device=device)", code,
+                     order=(code, self.size_reads(e.shape[0])))
+
+    def _print_Identity(self, e):
+        return Code(f"torch.eye({self.size(e.shape[0])}, dtype=dtype, device=device)",
+                    reads=self.size_reads(e.shape[0]))
 
     def _print_HadamardProduct(self, e):
         code = super()._print_HadamardProduct(e)
@@ -113,7 +231,8 @@ class TorchPrinter(NumpyPrinter):
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
-                return _join(f"_log_softmax({code.text})", code)
+                dim = ", dim=-2" if self._is_matrix(z) else ""  # of a matrix: per column
+                return _join(f"_log_softmax({code.text}{dim})", code)
             z = self._source(e.arg, _is_sigmoid)
             if z is not None:  # log σ(z)
                 code = self._print(z)

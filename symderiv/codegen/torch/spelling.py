@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from ...ops import ELEMENTWISE
-from ..numpy.spelling import group
+from ..numpy.spelling import group, operand
 
 # name → (the expression, with {x} for the argument; the same written into {out}, or None).
 TORCH: dict[str, tuple[str, str | None]] = {
@@ -53,6 +53,9 @@ class _ScalarPrinter(PythonCodePrinter):
         if cond != sp.true:
             raise NotImplementedError("no PyTorch form for a piecewise function without an otherwise branch")
         text = self._branch(last)
+        if not any(value.free_symbols for value, _ in e.args):
+            # every branch a constant: torch.where of two Python floats is of the default dtype (float32)
+            text = f"torch.tensor({text}, dtype=dtype, device=device)"
         for value, c in reversed(pieces):
             text = f"torch.where({self._print(c)}, {self._branch(value)}, {text})"
         return text
@@ -102,7 +105,10 @@ def call(fname: str, x: str, params: tuple = ()) -> str:
     """PyTorch code for f(x), ``x`` the argument's code."""
     if fname in TORCH and not params:
         return TORCH[fname][0].format(x=x)
-    return _ScalarPrinter(_Z, group(x)).doprint(ELEMENTWISE[fname].scalar(_Z, *params))
+    meaning = ELEMENTWISE[fname].scalar(_Z, *params)
+    # f(z) alone, or √z (printed as a call): the argument needs no parentheses of its own (torch.sqrt(a + b))
+    alone = (isinstance(meaning, sp.Function) and meaning.args == (_Z,)) or meaning == sp.sqrt(_Z)
+    return operand(_ScalarPrinter(_Z, x if alone else group(x)).doprint(meaning))
 
 
 def call_out(fname: str, x: str, out: str, params: tuple = ()) -> str | None:

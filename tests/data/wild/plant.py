@@ -18,7 +18,11 @@ correct or per-step (a wrong claim is never edited):
   ``missing-recurrent-term``;
 - ``sum``: a leading sum over the time axis (``\\sum_{t=1}^T``) is dropped; the right side is then the
   term of step t, which INTERFACES.md calls ``per-step`` (the gradient sums it over t): the
-  expected verdict is per-step.
+  expected verdict is per-step;
+- ``activation``: the activation's derivative is dropped from a product (``\\odot \\phi'(z)``,
+  ``\\circ \\sigma'(g_6)``, the second half ``\\circ (1 - o_t)`` of a sigmoid's ``o_t (1 - o_t)``,
+  ``\\odot (1 - h_t^2)``); expected incorrect, ``missing-activation-derivative``;
+- ``factor``: the right side R becomes ``2 \\left( R \\right)``; expected incorrect, ``wrong-factor``.
 
 Only claims whose right side stands in one line of the file (as written, in a notebook's
 JSON string, or in a codecogs URL) are edited, so that an edit is a plain text substitution; every planted
@@ -38,16 +42,32 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("sign", "transpose", "recurrent", "sum")
+KINDS = ("sign", "transpose", "recurrent", "sum", "activation", "factor")
 EXPECT = {"sign": ("incorrect", ["sign"]), "transpose": ("incorrect", ["transpose"]),
-          "recurrent": ("incorrect", ["missing-recurrent-term"]), "sum": ("per-step", [])}
+          "recurrent": ("incorrect", ["missing-recurrent-term"]), "sum": ("per-step", []),
+          "activation": ("incorrect", ["missing-activation-derivative"]), "factor": ("incorrect", ["wrong-factor"])}
 _TRANSPOSE = re.compile(r"\^\{?\\top\}?|\^\{T\}|\^T(?![a-zA-Z_{])|\^\{Tr\}|\^T(?=[a-zA-Z_])")
 _SUM = re.compile(r"^\\sum_\{?t\s*=\s*1\}?\^\{?T\}?\s*")   # a sum over the time axis t = 1..T
+_ARG = r"(?:\\left\(.*?\\right\)|\([^()]*\)|\{[^{}]*\})"   # (z), \left( z \right), {z}
+_PRODUCT = r"\s*\\(?:odot|circ|cdot)\s*"
+#: An activation's derivative as a factor of a product: f'(z), \sigma'(z), \text{ReLU}'(z) after
+#: ⊙ (or before it), 1 - h^2 (tanh's), and the (1 - o) of a sigmoid's o (1 - o) after o.
+_ACTIVATION = [
+    re.compile(_PRODUCT + r"(?:\\phi|\\sigma|\\tanh|f|g|\\(?:text|mathrm|operatorname)\{\w+\})'\s*" + _ARG),
+    re.compile(r"(?:\\phi|\\sigma|\\tanh|f|g|\\(?:text|mathrm|operatorname)\{\w+\})'\s*" + _ARG + _PRODUCT),
+    re.compile(_PRODUCT + r"\(\s*1\s*-\s*[^()]*\^\{?2\}?\s*\)"),
+    re.compile(r"(?P<o>[a-z](?:_\{[^{}]*\}|_\w)?)" + _PRODUCT + r"\(\s*1\s*-\s*(?P=o)\s*\)"),
+]
 
 
 def _rhs(text: str) -> str:
-    parts = re.split(r"&?=", text, maxsplit=1)
-    rhs = parts[1] if len(parts) == 2 else ""
+    """The right side a claim is judged on: after its last ``=`` (``X = A = B`` is judged on B)."""
+    depth, cut = 0, None
+    for k, ch in enumerate(text):
+        depth += (ch in "{([") - (ch in "})]")
+        if ch == "=" and depth == 0:     # (the = of a sum's \\sum_{t=1} is inside braces)
+            cut = k
+    rhs = text[cut + 1:] if cut is not None else ""
     rhs = rhs.strip()
     rhs = re.sub(r"\s*\\in\s*\\mathbb\{R\}\^\{?\w+\}?\s*[.,]?$", "", rhs)
     return rhs.rstrip(".,").strip()
@@ -88,6 +108,15 @@ def edit(rhs: str, kind: str) -> str | None:
     if kind == "sum":
         m = _SUM.match(rhs)
         return rhs[m.end():] if m and rhs[m.end():].strip() else None
+    if kind == "activation":
+        for pattern in _ACTIVATION:
+            m = pattern.search(rhs)
+            if m:
+                keep = m.end("o") if "o" in pattern.groupindex else m.start()
+                return (rhs[:keep] + rhs[m.end():]).strip() or None
+        return None
+    if kind == "factor":
+        return rf"2 \left( {rhs} \right)"
     raise ValueError(kind)
 
 
@@ -131,10 +160,13 @@ def candidates(directory: Path) -> list[tuple[dict, str, int, str, str]]:
     return out
 
 
-def plant(out: Path, n: int, seed: int = 0) -> list[dict]:
+def plant(out: Path, n: int, seed: int = 0, only: list[str] | None = None) -> list[dict]:
+    """Write the class (``only``: from these sources alone) and return its rows."""
     rng = random.Random(seed)
     sources = []
     for d in sorted(p.parent for p in HERE.glob("*/expected.json")):
+        if only is not None and d.name not in only:
+            continue
         cands = candidates(d)
         if cands:
             sources.append((d, json.loads((d / "expected.json").read_text(encoding="utf-8")), cands))
@@ -144,6 +176,7 @@ def plant(out: Path, n: int, seed: int = 0) -> list[dict]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     rows = []
+    planted_so_far = dict.fromkeys(KINDS, 0)
     for k in range(n):
         d, spec, cands = sources[k % len(sources)]
         target = out / spec["id"]
@@ -158,10 +191,14 @@ def plant(out: Path, n: int, seed: int = 0) -> list[dict]:
         chosen_ids = rng.sample(ids, min(len(ids), rng.randint(1, 3)))
         planted, used_lines = [], set()
         for cid in sorted(chosen_ids, key=ids.index):
-            c, kind, i, old, new = rng.choice(by_claim[cid])
+            # of the errors this claim can take, one of the kinds planted least so far (so
+            # that the rarer kinds, which few claims can take, are planted wherever they can be)
+            fewest = min(planted_so_far[cand[1]] for cand in by_claim[cid])
+            c, kind, i, old, new = rng.choice([cand for cand in by_claim[cid] if planted_so_far[cand[1]] == fewest])
             if i in used_lines:
                 continue              # two claims of one display row: edit one of them
             used_lines.add(i)
+            planted_so_far[kind] += 1
             assert lines[i].count(old) == 1
             lines[i] = lines[i].replace(old, new)
             planted.append({"claim": cid, "kind": kind, "line": c["line"], "target": c["target"]})
@@ -195,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="the directory to write (replaced if it exists)")
     ap.add_argument("-n", type=int, default=200, help="how many submissions (default 200)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", action="append", default=None, metavar="SOURCE",
+                    help="plant into this source's write-up only (repeatable; default: every source)")
     args = ap.parse_args(argv)
-    rows = plant(args.out, args.n, args.seed)
+    rows = plant(args.out, args.n, args.seed, args.only)
     kinds = [p["kind"] for r in rows for p in r["planted"]]
     print(f"{len(rows)} submissions from {len({r['source'] for r in rows})} sources in {args.out}; "
           f"planted: " + ", ".join(f"{k} {kinds.count(k)}" for k in KINDS))
