@@ -315,11 +315,11 @@ class _Workspace(_Fresh):
         return np.concatenate(arrays, out=self.take(shape, first.dtype))
 
     def empty(self, shape, dtype):
-        a = self.take(shape, np.dtype(dtype))
+        a = self.take((shape,) if isinstance(shape, int) else tuple(shape), np.dtype(dtype))
         return np.empty(shape, dtype) if a is None else a
 
     def zeros(self, shape, dtype):
-        a = self.take(shape, np.dtype(dtype))
+        a = self.take((shape,) if isinstance(shape, int) else tuple(shape), np.dtype(dtype))
         if a is None:
             return np.zeros(shape, dtype)
         a.fill(0)
