@@ -9,6 +9,7 @@ code, and the runtime helpers the printed code calls (``_erf``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import sympy as sp
 
@@ -18,9 +19,10 @@ from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
 from ..passes import data_reach
 from ..plan import ModulePlan
-from ..schedule import Schedule
+from ..schedule import Line, Phase, Schedule
 from ..signature import dim_sources
 from .printer import NumpyPrinter
+from .workspace import pooled
 
 
 def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
@@ -28,7 +30,28 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text)
-    return context(d, plan.schedule(), plan.printer)
+    out = context(d, plan.schedule(), plan.printer)
+    sizes = frozenset(["T", "B"] + [py for _, py in out["dims"]])
+    out["forward"], out["backward"] = _pooled(out["forward"], sizes), _pooled(out["backward"], sizes)
+    return out
+
+
+def _pooled(phase: Phase, sizes: frozenset[str]) -> Phase:
+    """``phase`` with its lines outside the time loops writing into the module's workspace
+    (``workspace.pooled``; ``sizes``: the names of sizes); the loop's own lines are as they were."""
+    def lines(lns: list[Line]) -> list[Line]:
+        out, looping = [], False
+        for ln in lns:
+            if ln.text.startswith("for "):  # a time loop of its own (``blocks``): its products' threads
+                out.append(Line("with _threads:"))
+                looping = True
+            elif not ln.text[:1].isspace():
+                looping = False
+            out.append(replace(ln, text="    " + ln.text) if looping else replace(ln, text=pooled(ln.text, sizes)))
+        return out
+
+    return Phase([type(st)(st.comment, lines(st.lines)) for st in phase.before], lines(phase.alloc),
+                 phase.loop, [type(st)(st.comment, lines(st.lines)) for st in phase.after])
 
 
 def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
