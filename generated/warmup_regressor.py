@@ -18,12 +18,15 @@ import numpy as np
 
 DIMS = ["n_x", "n_h", "n_y"]
 PARAMS = {
-    "W_f": ("n_h", "n_x", ),
-    "U_f": ("n_h", "n_h", ),
-    "b_f": ("n_h", ),
-    "W_c": ("n_h", "n_x", ),
-    "U_c": ("n_h", "n_h", ),
-    "b_c": ("n_h", ),
+    "W_z": ("n_h", "n_x", ),
+    "U_z": ("n_h", "n_h", ),
+    "b_z": ("n_h", ),
+    "W_r": ("n_h", "n_x", ),
+    "U_r": ("n_h", "n_h", ),
+    "b_r": ("n_h", ),
+    "W_n": ("n_h", "n_x", ),
+    "U_n": ("n_h", "n_h", ),
+    "b_n": ("n_h", ),
     "W_y": ("n_y", "n_h", ),
     "b_y": ("n_y", ),
 }
@@ -95,12 +98,15 @@ def init_params(dims, seed=0):
     n_h = int(dims["n_h"])
     n_y = int(dims["n_y"])
     return {
-        "W_f": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
-        "U_f": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_h, n_h)),
-        "b_f": rng.normal(0.0, 0.1, (n_h,)),
-        "W_c": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
-        "U_c": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_h, n_h)),
-        "b_c": rng.normal(0.0, 0.1, (n_h,)),
+        "W_z": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
+        "U_z": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_h, n_h)),
+        "b_z": rng.normal(0.0, 0.1, (n_h,)),
+        "W_r": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
+        "U_r": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_h, n_h)),
+        "b_r": rng.normal(0.0, 0.1, (n_h,)),
+        "W_n": rng.normal(0.0, 1.0 / np.sqrt(n_x), (n_h, n_x)),
+        "U_n": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_h, n_h)),
+        "b_n": rng.normal(0.0, 0.1, (n_h,)),
         "W_y": rng.normal(0.0, 1.0 / np.sqrt(n_h), (n_y, n_h)),
         "b_y": rng.normal(0.0, 0.1, (n_y,)),
     }
@@ -109,12 +115,15 @@ def init_params(dims, seed=0):
 # What each argument must be (symderiv.codegen.signature): a param's axes, and a datum's (is a
 # sequence, axes of one example, shared by the batch); an axis is the dims and numbers it sums.
 _PARAM_AXES = {
-    "W_f": (('n_h',), ('n_x',)),
-    "U_f": (('n_h',), ('n_h',)),
-    "b_f": (('n_h',),),
-    "W_c": (('n_h',), ('n_x',)),
-    "U_c": (('n_h',), ('n_h',)),
-    "b_c": (('n_h',),),
+    "W_z": (('n_h',), ('n_x',)),
+    "U_z": (('n_h',), ('n_h',)),
+    "b_z": (('n_h',),),
+    "W_r": (('n_h',), ('n_x',)),
+    "U_r": (('n_h',), ('n_h',)),
+    "b_r": (('n_h',),),
+    "W_n": (('n_h',), ('n_x',)),
+    "U_n": (('n_h',), ('n_h',)),
+    "b_n": (('n_h',),),
     "W_y": (('n_y',), ('n_h',)),
     "b_y": (('n_y',),),
 }
@@ -125,8 +134,8 @@ _DATA_AXES = {
 # Each dim is read off one axis of one argument (an axis of one example of a datum): (argument,
 # axis, the axis's other terms, how many times the dim is in it).
 _DIM_SOURCES = {
-    "n_h": ("W_f", 0, (), 1),
-    "n_x": ("W_f", 1, (), 1),
+    "n_h": ("W_z", 0, (), 1),
+    "n_x": ("W_z", 1, (), 1),
     "n_y": ("W_y", 0, (), 1),
 }
 _EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
@@ -269,44 +278,50 @@ def _external(value, batched, scalar, per_example=True):
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
     _p, _x, _batched, dtype, B = _prepare(params, data)
-    W_f = _p["W_f"]
-    U_f = _p["U_f"]
-    b_f = _p["b_f"]
-    W_c = _p["W_c"]
-    U_c = _p["U_c"]
-    b_c = _p["b_c"]
+    W_z = _p["W_z"]
+    U_z = _p["U_z"]
+    b_z = _p["b_z"]
+    W_r = _p["W_r"]
+    U_r = _p["U_r"]
+    b_r = _p["b_r"]
+    W_n = _p["W_n"]
+    U_n = _p["U_n"]
+    b_n = _p["b_n"]
     W_y = _p["W_y"]
     b_y = _p["b_y"]
     x_ = _x["x"]
     y = _x["y"]
     T = x_.shape[0]
-    n_h = W_f.shape[0]
+    n_h = W_z.shape[0]
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # z_{f,t}, z_{g,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
-    # z_{f,t} = W_f x_t + U_f h_{t−1} + b_f
-    # z_{g,t} = W_c x_t + U_c h_{t−1} + b_c
-    _stack0_W = np.concatenate([U_f, U_c])
-    _stack0 = _matvec(np.concatenate([W_f, W_c]), x_)
-    _stack0 += np.concatenate([b_f, b_c])
-    z_f, z_g = np.split(_stack0, [n_h], axis=-1)
-    f = np.empty((T, B, n_h), dtype)
-    g = np.empty((T, B, n_h), dtype)
-    c = np.zeros((T + 1, B, n_h), dtype)
+    # a_{z,t}, a_{r,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
+    # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z
+    # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r
+    _stack0_W = np.concatenate([U_z, U_r])
+    _stack0 = _matvec(np.concatenate([W_z, W_r]), x_)
+    _stack0 += np.concatenate([b_z, b_r])
+    a_z, a_r = np.split(_stack0, [n_h], axis=-1)
+    # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
+    a_n = _matvec(W_n, x_)
+    a_n += b_n
+    _stack0_out0 = np.empty((T, B, 2 * n_h), dtype)
+    z_, r = np.split(_stack0_out0, [n_h], axis=-1)
+    n = np.empty((T, B, n_h), dtype)
     h = np.zeros((T + 1, B, n_h), dtype)
     for i in range(T):
-        # z_{f,t}, z_{g,t}: the parts that multiply h_{t−1}, one product
+        # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
         _stack0[i] += h[i] @ _stack0_W.T
-        # f_t = σ(z_{f,t})
-        _sigmoid(z_f[i], out=f[i])
-        # g_t = tanh(z_{g,t})
-        np.tanh(z_g[i], out=g[i])
-        # c_t = f_t ⊙ c_{t−1} + (1 − f_t) ⊙ g_t
-        np.multiply(f[i], c[i], out=c[i + 1])
-        c[i + 1] += (1 - f[i]) * g[i]
-        # h_t = tanh(c_t)
-        np.tanh(c[i + 1], out=h[i + 1])
+        # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
+        _sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
+        # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
+        a_n[i] += (r[i] * h[i]) @ U_n.T
+        # n_t = tanh(a_{n,t})
+        np.tanh(a_n[i], out=n[i])
+        # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
+        np.multiply(1 - z_[i], h[i], out=h[i + 1])
+        h[i + 1] += z_[i] * n[i]
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:])
     y_hat += b_y
@@ -315,76 +330,90 @@ def _run(params, data, want):
     _loss = dtype(L.sum())
     if want == "values":
         return {
-            "z_f": _external(z_f, _batched, False),
-            "f": _external(f, _batched, False),
-            "z_g": _external(z_g, _batched, False),
-            "g": _external(g, _batched, False),
-            "c": _external(c[1:], _batched, False),
+            "a_z": _external(a_z, _batched, False),
+            "z": _external(z_, _batched, False),
+            "a_r": _external(a_r, _batched, False),
+            "r": _external(r, _batched, False),
+            "a_n": _external(a_n, _batched, False),
+            "n": _external(n, _batched, False),
             "h": _external(h[1:], _batched, False),
             "y_hat": _external(y_hat, _batched, False),
             "L": _external(L, _batched, True),
         }
     if want == "loss":
         return _loss
-    del z_f, z_g, _stack0  # not read by the backward pass
+    del a_z, a_r, a_n, _stack0  # not read by the backward pass
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = [3 ≤ t] (ŷ_t − y_t)
     d_y_hat = (y_hat - y) * ((np.arange(T) >= 2)[:, None, None] * np.ones((1,), dtype))
-    # δh_t = W_yᵀ δŷ_t + U_cᵀ δz_{g,t+1} + U_fᵀ δz_{f,t+1}: the part outside the recurrence
+    # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}: the part outside the recurrence
     d_h = _matvec(W_y.T, d_y_hat)
-    # 1 − h_t ⊙ h_t, for every step at once
-    _d_c_0 = 1 - (h[1:] ** 2)
-    # (1 − f_t) ⊙ (1 − g_t ⊙ g_t), for every step at once
-    _d_z_g_0 = 1 - f
-    _d_z_g_0 *= 1 - (g ** 2)
-    # (c_{t−1} − g_t) ⊙ f_t ⊙ (1 − f_t), for every step at once
-    _d_z_f_0 = c[:-1] - g
-    _d_z_f_0 *= f
-    _d_z_f_0 *= 1 - f
+    # 1 − z_{t+1}, for every step at once
+    _d_h_0 = 1 - z_[1:]
+    # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
+    _d_a_n_0 = 1 - (n ** 2)
+    _d_a_n_0 *= z_
+    # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
+    _d_a_r_0 = 1 - r
+    _d_a_r_0 *= h[:-1]
+    _d_a_r_0 *= r
+    # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
+    _d_a_z_0 = -h[:-1] + n
+    _d_a_z_0 *= z_
+    _d_a_z_0 *= 1 - z_
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
     g_b_y = _sum_examples(d_y_hat)
     # not read from here on: freed, so the loop reuses their memory
-    del d_y_hat, y_hat, y, g, c
-    d_c = np.empty((T, B, n_h), dtype)
+    del d_y_hat, y_hat, y, z_, n
+    d_a_n = np.empty((T, B, n_h), dtype)
     _d_stack0 = np.empty((T, B, 2 * n_h), dtype)
-    d_z_f, d_z_g = np.split(_d_stack0, [n_h], axis=-1)
+    d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
     for i in reversed(range(T)):
-        # δh_t = W_yᵀ δŷ_t + U_cᵀ δz_{g,t+1} + U_fᵀ δz_{f,t+1}
+        # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
+            d_h[i] += _d_h_0[i] * d_h[i + 1]
+            d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
             d_h[i] += _d_stack0[i + 1] @ _stack0_W
-        # δc_t = δh_t ⊙ (1 − h_t ⊙ h_t) + δc_{t+1} ⊙ f_{t+1}
-        np.multiply(_d_c_0[i], d_h[i], out=d_c[i])
-        if i + 1 < T:
-            d_c[i] += f[i + 1] * d_c[i + 1]
-        # δz_{g,t} = δc_t ⊙ (1 − f_t) ⊙ (1 − g_t ⊙ g_t)
-        np.multiply(_d_z_g_0[i], d_c[i], out=d_z_g[i])
-        # δz_{f,t} = δc_t ⊙ (c_{t−1} − g_t) ⊙ f_t ⊙ (1 − f_t)
-        np.multiply(_d_z_f_0[i], d_c[i], out=d_z_f[i])
-    # ∂L/∂W_f, ∂L/∂W_c: one product with the stacked δ, split by rows
-    # ∂L/∂W_f = Σ_t δz_{f,t} x_tᵀ
-    # ∂L/∂W_c = Σ_t δz_{g,t} x_tᵀ
+        # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
+        np.multiply(_d_a_n_0[i], d_h[i], out=d_a_n[i])
+        # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
+        np.multiply(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
+        # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
+        np.multiply(_d_a_z_0[i], d_h[i], out=d_a_z[i])
+    # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
+    # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
+    # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ
     _g_stack0_0 = _outer(_d_stack0, x_)
-    g_W_f, g_W_c = np.split(_g_stack0_0, [n_h])
-    # ∂L/∂U_f, ∂L/∂U_c: one product with the stacked δ, split by rows
-    # ∂L/∂U_f = Σ_t δz_{f,t} h_{t−1}ᵀ
-    # ∂L/∂U_c = Σ_t δz_{g,t} h_{t−1}ᵀ
+    g_W_z, g_W_r = np.split(_g_stack0_0, [n_h])
+    # ∂L/∂U_z, ∂L/∂U_r: one product with the stacked δ, split by rows
+    # ∂L/∂U_z = Σ_t δa_{z,t} h_{t−1}ᵀ
+    # ∂L/∂U_r = Σ_t δa_{r,t} h_{t−1}ᵀ
     _g_stack0_1 = _outer(_d_stack0, h[:-1])
-    g_U_f, g_U_c = np.split(_g_stack0_1, [n_h])
-    # ∂L/∂b_f, ∂L/∂b_c: one sum of the stacked δ, split by rows
-    # ∂L/∂b_f = Σ_t δz_{f,t}
-    # ∂L/∂b_c = Σ_t δz_{g,t}
+    g_U_z, g_U_r = np.split(_g_stack0_1, [n_h])
+    # ∂L/∂b_z, ∂L/∂b_r: one sum of the stacked δ, split by rows
+    # ∂L/∂b_z = Σ_t δa_{z,t}
+    # ∂L/∂b_r = Σ_t δa_{r,t}
     _g_stack0_2 = _sum_examples(_d_stack0)
-    g_b_f, g_b_c = np.split(_g_stack0_2, [n_h])
+    g_b_z, g_b_r = np.split(_g_stack0_2, [n_h])
+    # ∂L/∂W_n = Σ_t δa_{n,t} x_tᵀ
+    g_W_n = _outer(d_a_n, x_)
+    # ∂L/∂U_n = Σ_t δa_{n,t} (r_t ⊙ h_{t−1})ᵀ
+    g_U_n = _outer(d_a_n, r * h[:-1])
+    # ∂L/∂b_n = Σ_t δa_{n,t}
+    g_b_n = _sum_examples(d_a_n)
     _grads = {
-        "W_f": g_W_f,
-        "U_f": g_U_f,
-        "b_f": g_b_f,
-        "W_c": g_W_c,
-        "U_c": g_U_c,
-        "b_c": g_b_c,
+        "W_z": g_W_z,
+        "U_z": g_U_z,
+        "b_z": g_b_z,
+        "W_r": g_W_r,
+        "U_r": g_U_r,
+        "b_r": g_b_r,
+        "W_n": g_W_n,
+        "U_n": g_U_n,
+        "b_n": g_b_n,
         "W_y": g_W_y,
         "b_y": g_b_y,
     }
