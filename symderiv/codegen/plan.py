@@ -566,6 +566,10 @@ class ModulePlan:
                 continue
             grad = self.out.array(self.names.grad(g.name))
             label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)} += {self.comment_text(e)}"
+            # a rule that reads its output (∂‖A‖₂/∂A = A / ‖A‖₂) reads the loss of these terms: their
+            # array, not the loss array of the terms read per example
+            if self.loss_once is not None:
+                e = e.xreplace({self.once.model[m.loss].symbol: MatrixSymbol(self.loss_once, 1, 1)})
             out.append(AssignAll(f"{label}: from the terms read once per call", [
                 self.out.update(grad, "=", self.out.plus([grad, pr.code(e)]))]))
         return out
