@@ -783,7 +783,8 @@ class ModulePlan:
         parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
         value = self.out.plus(parts)
         if batched and not any(c.batched for c in parts):  # the same for every example: one row each
-            value = self.out.spread(value, a.quantity.shape[0])
+            rows, cols = a.quantity.shape  # a row vector (b = aᵀ) is held as its column: a row of cols
+            value = self.out.spread(value, cols if rows == 1 else rows)
         target = self.names.adjoint(a.name)
         return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 
