@@ -579,8 +579,8 @@ def check_outcome(text: str) -> str:
             model = symderiv.parse(text, FILENAME)
         if any(q.role == "intermediate" and q.symbol.shape[1] != 1 and (q.symbol.shape[0] != 1 or q.sequence)
                for q in model.quantities.values()) or any(
-                getattr(n, "is_Matrix", False) and not isinstance(n, (sp.MatrixSymbol, sp.OneMatrix)) and n.shape[1] != 1
-                and n.shape != (1, 1) and not isinstance(n, sp.Transpose)
+                getattr(n, "is_Matrix", False) and not isinstance(n, (sp.MatrixSymbol, sp.OneMatrix))
+                and n.shape[1] != 1 and n.shape != (1, 1) and not isinstance(n, sp.Transpose)
                 for q in model.quantities.values() if q.expr is not None for n in sp.preorder_traversal(q.expr)):
             # a matrix quantity, or a row vector per step or not written as a transpose: language
             # version 2's, whose code generation is being written (a static b = a.T is generated:
