@@ -290,11 +290,39 @@ def inverse(e: MatrixExpr) -> MatrixExpr:
 # printers undo for reading.
 
 
+#: id(node) → (node, its size written out), shared by every call: the sweep asks about trees that
+#: share most of their nodes.  Keyed by identity (the node is held, so its id is not reused):
+#: looking up an equal tree by value would compare it entry by entry.
+_TREE_SIZES: dict[int, tuple[sp.Basic, int]] = {}
+_TREE_SIZES_KEPT = 100_000
+
+
 def tree_size(e: sp.Basic, limit: int | None = None) -> int:
     """The number of nodes of ``e`` written out as a tree (what a printer prints), counted over
     its distinct subtrees, so in time linear in the expression's DAG; stops counting once past
     ``limit`` (and returns a number above it)."""
-    sizes: dict[sp.Basic, int] = {}
+    sizes = _TREE_SIZES
+    known = sizes.get(id(e))
+    if known is not None:
+        return known[1]
+    if len(sizes) > _TREE_SIZES_KEPT:
+        sizes.clear()
+    stack: list[tuple[sp.Basic, bool]] = [(e, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in sizes:
+            continue
+        if ready:
+            n = 1 + sum(sizes[id(a)][1] for a in node.args)
+            sizes[id(node)] = (node, n)
+            if limit is not None and n > limit:
+                return n
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if id(a) not in sizes)
+    return sizes[id(e)][1]
+    if len(sizes) > _TREE_SIZES_KEPT:
+        sizes.clear()
     stack: list[tuple[sp.Basic, bool]] = [(e, False)]
     while stack:
         node, ready = stack.pop()
