@@ -293,7 +293,7 @@ def _run(params, data, want):
     # V = W_V X
     V = W_V @ X
     # S = 1/√n_k Kᵀ Q
-    S = (1/np.sqrt(n_k)) * (np.swapaxes(K, -1, -2) @ Q)
+    S = float(1/np.sqrt(n_k)) * (np.swapaxes(K, -1, -2) @ Q)
     # A = softmax(S)
     A = _softmax(S, axis=-2)
     # O = V A
@@ -327,9 +327,9 @@ def _run(params, data, want):
     # δV = δO Aᵀ
     d_V = d_O @ np.swapaxes(A, -1, -2)
     # δK = 1/√n_k Q δSᵀ
-    d_K = (1/np.sqrt(n_k)) * (Q @ np.swapaxes(d_S, -1, -2))
+    d_K = float(1/np.sqrt(n_k)) * (Q @ np.swapaxes(d_S, -1, -2))
     # δQ = 1/√n_k K δS
-    d_Q = (1/np.sqrt(n_k)) * (K @ d_S)
+    d_Q = float(1/np.sqrt(n_k)) * (K @ d_S)
     # ∂L/∂W_Q = δQ Xᵀ
     g_W_Q = _sum_examples_matrix(d_Q @ np.swapaxes(X, -1, -2))
     # ∂L/∂W_K = δK Xᵀ

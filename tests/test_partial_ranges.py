@@ -7,6 +7,7 @@ against SymPy's own differentiation of the unrolled network."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -207,3 +208,24 @@ def test_bad_range_exits_with_status_2(tmp_path, loss, col):
     assert out.returncode == 2
     assert f"bad.sdm:6:{col}: error:" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# verify reads the range notation: Iverson brackets and sums up to T - k.
+
+
+@pytest.mark.parametrize("name", EXAMPLES_WITH_RANGES)
+@pytest.mark.parametrize("suffix", ["tex", "md"])
+def test_verify_reads_its_own_writeup(name, suffix, capsys):
+    cli_main(["verify", str(EXAMPLES / f"{name}.sdm"), str(GENERATED / f"{name}.{suffix}"), "--json"])
+    verdicts = json.loads(capsys.readouterr().out)["claims"]
+    assert verdicts and all(v["verdict"] == "correct" for v in verdicts), [
+        (v["text"], v["message"]) for v in verdicts if v["verdict"] != "correct"]
+
+
+def test_verify_judges_claims_about_a_range(capsys):
+    """[t ≤ T − 1] kept or dropped, Σ up to T − 1 (right: δz_{p,T} = 0), up to T − 2 and from 2 (wrong)."""
+    cli_main(["verify", str(EXAMPLES / "rnn_language_model.sdm"), str(ROOT / "tests" / "data" /
+                                                                      "rnn_language_model_claims.md"), "--json"])
+    verdicts = json.loads(capsys.readouterr().out)["claims"]
+    assert [v["verdict"] for v in verdicts] == ["correct", "incorrect", "correct", "incorrect", "incorrect"]

@@ -180,7 +180,10 @@ class NumpyPrinter(Printer):
         from sympy.printing.pycode import pycode
 
         names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
-        return "(" + pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.") + ")"
+        text = pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.")
+        # a NumPy function of a size is a float64 scalar, which would make a float32 result float64:
+        # a Python float (NumPy's "weak" scalar) keeps the arrays' dtype
+        return f"float({text})" if "np." in text else f"({text})"
 
     def _size_name(self, x) -> str:
         """A dim's identifier; the sequence length is the module's T."""
