@@ -700,6 +700,7 @@ class _ModelBuilder:
         """The range of a Sum as (a, k): steps a .. T − k.  The whole sequence is (t, 1, T); version 2
         allows a constant first step a >= 1 and a last step T − k with a constant k >= 0."""
         s = self.s
+        assert s.length is not None  # checked by _sum
         t, T = s.time_index, s.length.name
         whole = f"({t}, 1, {T})"
         if not (isinstance(rng, ast.Tuple) and len(rng.elts) == 3):
@@ -709,7 +710,7 @@ class _ModelBuilder:
         if not (isinstance(index, ast.Name) and index.id == t):
             raise self._error(index, f"a Sum runs over the time index '{t}', not '{self._text(index)}'")
         negative = isinstance(low, ast.UnaryOp) and isinstance(low.op, ast.USub)
-        number = low.operand if negative else low
+        number = low.operand if isinstance(low, ast.UnaryOp) and negative else low
         if not (isinstance(number, ast.Constant) and type(number.value) is int):
             raise self._error(low, f"the first step of a Sum is a constant whole number (1 for the whole sequence), "
                                    f"not '{self._text(low)}'")
@@ -725,6 +726,7 @@ class _ModelBuilder:
 
     def _last_step(self, high: ast.expr) -> int | None:
         """k of a last step written ``T`` or ``T - k`` (k a whole number >= 0), else None."""
+        assert self.s.length is not None
         T = self.s.length.name
         if isinstance(high, ast.Name) and high.id == T:
             return 0

@@ -321,21 +321,6 @@ def tree_size(e: sp.Basic, limit: int | None = None) -> int:
             stack.append((node, True))
             stack.extend((a, False) for a in node.args if id(a) not in sizes)
     return sizes[id(e)][1]
-    if len(sizes) > _TREE_SIZES_KEPT:
-        sizes.clear()
-    stack: list[tuple[sp.Basic, bool]] = [(e, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in sizes:
-            continue
-        if ready:
-            sizes[node] = n = 1 + sum(sizes[a] for a in node.args)
-            if limit is not None and n > limit:
-                return n
-        else:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in sizes)
-    return sizes[e]
 
 
 def is_zero(e: sp.Basic) -> bool:

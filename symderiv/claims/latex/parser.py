@@ -753,7 +753,7 @@ class ExpressionParser(NameReader):
         if ok:
             at = items.index(t)
             below, above = items[:at], items[at + 1:]
-            ok = len(below) <= 1 and len(above) <= 1 and (below or above)
+            ok = len(below) <= 1 and len(above) <= 1 and bool(below or above)
             if ok and below:
                 ok = below[0].isdigit() and int(below[0]) >= 1
                 first = int(below[0]) if ok else 1
