@@ -471,7 +471,7 @@ def test_import_system_is_not_executed(tmp_path, monkeypatch):
     ("param U: __import__('os').system('touch PWNED')", (6, 10)),
     ("param U: (n_in, __import__('os').system('touch PWNED'))", (6, 17)),
     ("input y: __import__('os').system('touch PWNED')", (6, 10)),
-    ("loss L = Sum(sum(W @ x[t]), (t, 1, __import__('os').system('touch PWNED')))", (6, 29)),
+    ("loss L = Sum(sum(W @ x[t]), (t, 1, __import__('os').system('touch PWNED')))", (6, 36)),
     ("h[t] = [__import__('os').system('touch PWNED') for _ in W]", (6, 8)),
     ("h[t] = (lambda: __import__('os').system('touch PWNED'))()", (6, 9)),
     ("h[t] = b if __import__('os').system('touch PWNED') else b", (6, 8)),

@@ -263,7 +263,7 @@ def test_every_elementwise_meaning_is_printable_by_sympys_numpy_printer():
 
 def test_every_ir_node_class_has_a_record():
     classes = [ir.Delta, ir.At, ir.AtStep, ir.AtEnd, ir.Apply, ir.Softmax, ir.LogSoftmax, ir.Concat, ir.RowSlice,
-               ir.ColSlice, ir.TimeSum, ir.Trace, ir.Det, ir.LogDet, ir.Norm2, ir.Inv, ir.Diag]
+               ir.ColSlice, ir.TimeSum, ir.Window, ir.Trace, ir.Det, ir.LogDet, ir.Norm2, ir.Inv, ir.Diag]
     concrete = {c for c in vars(ir).values() if isinstance(c, type) and issubclass(c, MatrixExpr)
                 and c.__module__ == ir.__name__ and not c.__name__.startswith("_")}
     assert concrete == set(classes)

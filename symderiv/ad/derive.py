@@ -314,12 +314,29 @@ def derive(model: Model) -> Derivation:
 def _check_sizes(model: Model, adjoints: dict[str, Adjoint], gradients: dict[str, Gradient]) -> None:
     """Every closed form within MAX_CLOSED_FORM_SIZE nodes written out: inlining an adjoint into
     its consumer's can grow a form the sweep's own bound let through."""
+    # A closed form is the sum of its parts (one node more, and a TimeSum around the per-step part):
+    # their sizes are added up rather than the sum built and walked again.
     for name, adj in adjoints.items():
-        if adj.closed is not None and tree_size(adj.closed, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+        if adj.sequence:
+            parts = [t.expr for t in adj.closed_terms]
+        else:
+            parts = [e for e in (adj.closed_per_step, adj.closed_static) if e is not None]
+        if _parts_size(parts) > MAX_CLOSED_FORM_SIZE:
             raise _too_large(f"the adjoint of {name}", adj.quantity)
     for name, g in gradients.items():
-        if tree_size(g.expr, MAX_CLOSED_FORM_SIZE) > MAX_CLOSED_FORM_SIZE:
+        parts = [e for e in (g.per_step, g.static) if e is not None] + [e for _, _, e in g.initial]
+        if _parts_size(parts) > MAX_CLOSED_FORM_SIZE:
             raise _too_large(f"the gradient of {name}", g.param)
+
+
+def _parts_size(parts: list[sp.Basic]) -> int:
+    """The size written out of the sum of ``parts`` (at least), stopping once past MAX_CLOSED_FORM_SIZE."""
+    total = len(parts) + 1
+    for e in parts:
+        total += tree_size(e, MAX_CLOSED_FORM_SIZE)
+        if total > MAX_CLOSED_FORM_SIZE:
+            break
+    return total
 
 
 def _too_large(what: str, q: Quantity) -> ModelError:

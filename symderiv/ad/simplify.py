@@ -103,7 +103,10 @@ class _Tidy:
             for i in reversed(range(len(mats) - 1)):
                 new = self._pair(mats[i], mats[i + 1])
                 if new is not None:
-                    mats[i:i + 2] = [m for m in new if m is not None]
+                    # a product among the new factors is spread out (1ᵀ (r w), w a window: 1ᵀ r w)
+                    mats[i:i + 2] = [f for m in new if m is not None
+                                     for f in (m.args if isinstance(m, MatMul) and all(a.is_Matrix for a in m.args)
+                                               else (m,))]
                     changed = True
                     break
         if not mats:

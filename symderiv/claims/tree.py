@@ -145,10 +145,20 @@ class Rows:
 
 @dataclass(frozen=True)
 class OverTime:
-    """Σ_{t=start}^{T} (``start`` > 1: ``\\sum_{t=2}^{T}``)."""
+    """Σ_{t=start}^{T-last} (``start`` > 1: ``\\sum_{t=2}^{T}``; ``last`` > 0: ``\\sum_{t=1}^{T-1}``)."""
 
     arg: object
     start: int = 1
+    last: int = 0
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """The Iverson bracket [first ≤ t ≤ T − last] on the step (the adjoint of a loss over a part
+    of the sequence is zero outside it)."""
+
+    first: int = 1
+    last: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ class Given:
     expr: object
 
 
-LEAVES = (Val, Grad, Num, Ones, Zero, Given)
+LEAVES = (Val, Grad, Num, Ones, Zero, Given, Indicator)
 FUNCTIONS = tuple(name for name, e in ELEMENTWISE.items() if e.public) + tuple(
     name for name, f in LANGUAGE.items() if f.claims)
 
@@ -843,10 +853,17 @@ class ClaimExpressionBuilder:
             raise ShapeMismatch(f"rows {node.start}..{node.stop} of {self._shaped(inner)}")
         return E.RowSlice(inner, start, stop)
 
+    def _Indicator(self, node: Indicator, like):
+        if (node.first, node.last) == (1, 0):
+            return OneMatrix(1, 1)
+        return E.Window(node.first, node.last)
+
     def _OverTime(self, node: OverTime, like):
         inner = self.build(node.arg, like)
         if not _is_matrix(inner):
             return inner
+        if node.last > 0:  # Σ_{t=s}^{T-k}: the summand at the steps of the range only
+            return E.TimeSum(E.scalar_times(E.Window(node.start, node.last), inner))
         total = E.TimeSum(inner)
         if node.start > 1:  # Σ_{t=s}^{T}: the terms of steps 1..s-1 taken out
             total = E.add(total, *[E.neg(E.at_step(inner, k)) for k in range(1, node.start)])

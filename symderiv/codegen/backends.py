@@ -36,7 +36,7 @@ BACKENDS: dict[str, CodeBackend] = {}
 
 _VECTOR_NODES = ("MatAdd", "MatMul", "HadamardProduct", "HadamardPower", "Transpose", "Apply", "LogSoftmax", "Softmax",
                  "Concat", "RowSlice", "ColSlice", "TimeSum", "At", "AtStep", "AtEnd", "MatrixSymbol", "ZeroMatrix",
-                 "OneMatrix", "Identity")
+                 "OneMatrix", "Identity", "Window")
 
 
 def matrix_features(model: Model) -> str | None:

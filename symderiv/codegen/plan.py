@@ -566,6 +566,10 @@ class ModulePlan:
                 continue
             grad = self.out.array(self.names.grad(g.name))
             label = f"∂{m.unicode(m.loss)}/∂{m.unicode(g.name)} += {self.comment_text(e)}"
+            # a rule that reads its output (∂‖A‖₂/∂A = A / ‖A‖₂) reads the loss of these terms: their
+            # array, not the loss array of the terms read per example
+            if self.loss_once is not None:
+                e = e.xreplace({self.once.model[m.loss].symbol: MatrixSymbol(self.loss_once, 1, 1)})
             out.append(AssignAll(f"{label}: from the terms read once per call", [
                 self.out.update(grad, "=", self.out.plus([grad, pr.code(e)]))]))
         return out
@@ -773,7 +777,7 @@ class ModulePlan:
         batched = a.name in self.batched
         rows, cols = a.quantity.shape
         # δ of a per-example matrix is each example's own: an outer product in it is not summed
-        pr.outer_per_example = batched and cols != 1
+        pr.outer_per_example = batched and rows != 1 and cols != 1
         try:
             if a.closed_per_step is not None:
                 e = TimeSum(a.closed_per_step)
@@ -785,7 +789,8 @@ class ModulePlan:
             pr.outer_per_example = False
         value = self.out.plus(parts)
         if batched and not any(c.batched for c in parts):  # the same for every example: one each
-            value = self.out.spread(value, rows, cols=cols)
+            # a row vector (b = aᵀ) is held as its column: a row of cols; a matrix is (B, rows, cols)
+            value = self.out.spread(value, cols) if rows == 1 else self.out.spread(value, rows, cols=cols)
         target = self.names.adjoint(a.name)
         return AssignAll(self.comment(a.symbol, a.closed), [self.out.update(self.out.array(target), "=", value)])
 

@@ -27,6 +27,7 @@ from ..ir.expr import (
     AtStep,
     TimeSum,
     Value,
+    Window,
     add,
     broadcast,
     hadamard,
@@ -687,17 +688,53 @@ class _ModelBuilder:
             raise self._error(node, "Sum over time inside a per-step equation; sum in a static equation or the loss")
         if len(node.args) != 2:
             raise self._error(node, f"Sum takes an expression and a range ({s.time_index}, 1, {s.length})")
-        rng = node.args[1]
-        ok = (isinstance(rng, ast.Tuple) and len(rng.elts) == 3 and isinstance(rng.elts[0], ast.Name)
-              and rng.elts[0].id == s.time_index and isinstance(rng.elts[1], ast.Constant)
-              and rng.elts[1].value == 1 and type(rng.elts[1].value) is int
-              and isinstance(rng.elts[2], ast.Name) and rng.elts[2].id == s.length.name)
-        if not ok:
-            raise self._error(rng, f"the range of a Sum is ({s.time_index}, 1, {s.length}), the whole sequence")
+        first, last = self._sum_range(node.args[1])
         inner = self._expr(node.args[0], step=True)
         if not getattr(inner, "is_Matrix", False):
             raise self._error(node.args[0], "Sum of a constant; sum a quantity that depends on the step")
-        return TimeSum(inner)
+        if (first, last) == (1, 0):
+            return TimeSum(inner)
+        return TimeSum(scalar_times(Window(first, last), inner))
+
+    def _sum_range(self, rng: ast.expr) -> tuple[int, int]:
+        """The range of a Sum as (a, k): steps a .. T − k.  The whole sequence is (t, 1, T); version 2
+        allows a constant first step a >= 1 and a last step T − k with a constant k >= 0."""
+        s = self.s
+        assert s.length is not None  # checked by _sum
+        t, T = s.time_index, s.length.name
+        whole = f"({t}, 1, {T})"
+        if not (isinstance(rng, ast.Tuple) and len(rng.elts) == 3):
+            raise self._error(rng, f"the range of a Sum is ({t}, FIRST, LAST): {whole} for the whole sequence, "
+                                   f"({t}, a, {T}) or ({t}, a, {T} - k) for a part of it")
+        index, low, high = rng.elts
+        if not (isinstance(index, ast.Name) and index.id == t):
+            raise self._error(index, f"a Sum runs over the time index '{t}', not '{self._text(index)}'")
+        negative = isinstance(low, ast.UnaryOp) and isinstance(low.op, ast.USub)
+        number = low.operand if isinstance(low, ast.UnaryOp) and negative else low
+        if not (isinstance(number, ast.Constant) and type(number.value) is int):
+            raise self._error(low, f"the first step of a Sum is a constant whole number (1 for the whole sequence), "
+                                   f"not '{self._text(low)}'")
+        first = -number.value if negative else number.value
+        if first < 1:
+            raise self._error(low, f"the first step of a Sum is at least 1, the first step of the sequence, "
+                                   f"not {first}")
+        last = self._last_step(high)
+        if last is None:
+            raise self._error(high, f"the last step of a Sum is {T} or {T} - k with a constant whole number k, "
+                                    f"not '{self._text(high)}'")
+        return first, last
+
+    def _last_step(self, high: ast.expr) -> int | None:
+        """k of a last step written ``T`` or ``T - k`` (k a whole number >= 0), else None."""
+        assert self.s.length is not None
+        T = self.s.length.name
+        if isinstance(high, ast.Name) and high.id == T:
+            return 0
+        if (isinstance(high, ast.BinOp) and isinstance(high.op, ast.Sub) and isinstance(high.left, ast.Name)
+                and high.left.id == T and isinstance(high.right, ast.Constant) and type(high.right.value) is int
+                and high.right.value >= 0):
+            return high.right.value
+        return None
 
 
 def _built(quantities: dict[str, Quantity | None]) -> dict[str, Quantity]:

@@ -188,7 +188,54 @@ class ColSlice(_Slice):
 
 
 class TimeSum(_Unary):
-    """Σ_{t=1}^{T} of a per-step expression."""
+    """Σ_{t=1}^{T} of a per-step expression.  A partial range Σ_{t=a}^{T−k} is the whole sum of
+    the summand times its ``Window`` (one inside the range, zero outside it)."""
+
+
+class Window(MatrixExpr):
+    """The 1x1 indicator [a ≤ s ≤ T − k] of the steps of a partial time range, at a step s:
+    ``where`` is "t" (s = t + ``at``, the generic step, moved by ``shift``), "step" (the fixed
+    step s = ``at``) or "end" (s = T + ``at``).  ``Sum(e, (t, a, T - k))`` is
+    ``TimeSum(Window(a, k) e)``: the adjoints of the summand are zero outside the range."""
+
+    def __new__(cls, first: int, last: int = 0, where: str = "t", at: int = 0) -> Window:
+        return MatrixExpr.__new__(cls, Integer(first), Integer(last), _str(where), Integer(at))
+
+    @property
+    def first(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def last(self) -> int:
+        """k of the last step T − k."""
+        return int(self.args[1])
+
+    @property
+    def where(self) -> str:
+        return self.args[2].name
+
+    @property
+    def at(self) -> int:
+        return int(self.args[3])
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (Integer(1), Integer(1))
+
+    def moved(self, where: str, k: int) -> Window:
+        """At step t + k (``where`` "t"), or at the fixed step k ("step") or T + k ("end") for t."""
+        return Window(self.first, self.last, where, self.at + k)
+
+    def holds(self, t: int | None, T: int) -> bool:
+        """Whether the step this window reads (at the generic step ``t``) lies in the range."""
+        s = {"t": (t or 0) + self.at, "step": self.at, "end": T + self.at}[self.where]
+        return self.first <= s <= T - self.last
+
+    def bounds(self) -> tuple[int | None, int | None]:
+        """For a window at step t + ``at``: (the lowest t, k of the highest t T − k) it holds at,
+        None for a side that holds at every step 1..T."""
+        low, high = self.first - self.at, self.last + self.at
+        return (low if low > 1 else None), (high if high > 0 else None)
 
 
 class _ScalarOf(_Unary):
@@ -243,24 +290,37 @@ def inverse(e: MatrixExpr) -> MatrixExpr:
 # printers undo for reading.
 
 
+#: id(node) → (node, its size written out), shared by every call: the sweep asks about trees that
+#: share most of their nodes.  Keyed by identity (the node is held, so its id is not reused):
+#: looking up an equal tree by value would compare it entry by entry.
+_TREE_SIZES: dict[int, tuple[sp.Basic, int]] = {}
+_TREE_SIZES_KEPT = 100_000
+
+
 def tree_size(e: sp.Basic, limit: int | None = None) -> int:
     """The number of nodes of ``e`` written out as a tree (what a printer prints), counted over
     its distinct subtrees, so in time linear in the expression's DAG; stops counting once past
     ``limit`` (and returns a number above it)."""
-    sizes: dict[sp.Basic, int] = {}
+    sizes = _TREE_SIZES
+    known = sizes.get(id(e))
+    if known is not None:
+        return known[1]
+    if len(sizes) > _TREE_SIZES_KEPT:
+        sizes.clear()
     stack: list[tuple[sp.Basic, bool]] = [(e, False)]
     while stack:
         node, ready = stack.pop()
-        if node in sizes:
+        if id(node) in sizes:
             continue
         if ready:
-            sizes[node] = n = 1 + sum(sizes[a] for a in node.args)
+            n = 1 + sum(sizes[id(a)][1] for a in node.args)
+            sizes[id(node)] = (node, n)
             if limit is not None and n > limit:
                 return n
         else:
             stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a not in sizes)
-    return sizes[e]
+            stack.extend((a, False) for a in node.args if id(a) not in sizes)
+    return sizes[id(e)][1]
 
 
 def is_zero(e: sp.Basic) -> bool:
@@ -487,18 +547,22 @@ def scalar_times(s: MatrixExpr | sp.Expr, e: MatrixExpr) -> MatrixExpr:
     return hadamard(broadcast(s, e.shape), e)
 
 
+def _timed(x: sp.Basic) -> bool:
+    return isinstance(x, At) or (isinstance(x, Window) and x.where == "t")
+
+
 def shift(e: MatrixExpr, k: int) -> MatrixExpr:
-    """Move every time-indexed symbol of ``e`` by ``k`` steps."""
+    """Move every time-indexed symbol (and window) of ``e`` by ``k`` steps."""
     if k == 0:
         return e
-    return e.replace(lambda x: isinstance(x, At), lambda x: At(x.base, x.offset + k))
+    return e.replace(_timed, lambda x: At(x.base, x.offset + k) if isinstance(x, At) else x.moved("t", k))
 
 
 def at_step(e: MatrixExpr, k: int) -> MatrixExpr:
     """``e`` (written at step t) evaluated at step ``k``: every ``At(b, i)`` becomes ``AtStep(b, k + i)``."""
-    return e.replace(lambda x: isinstance(x, At), lambda x: AtStep(x.base, k + x.offset))
+    return e.replace(_timed, lambda x: AtStep(x.base, k + x.offset) if isinstance(x, At) else x.moved("step", k))
 
 
 def at_end(e: MatrixExpr, k: int) -> MatrixExpr:
     """``e`` (written at step t) evaluated at step ``T + k``: every ``At(b, i)`` becomes ``AtEnd(b, k + i)``."""
-    return e.replace(lambda x: isinstance(x, At), lambda x: AtEnd(x.base, k + x.offset))
+    return e.replace(_timed, lambda x: AtEnd(x.base, k + x.offset) if isinstance(x, At) else x.moved("end", k))

@@ -45,6 +45,7 @@ from ..ir.expr import (
     Softmax,
     TimeSum,
     Trace,
+    Window,
     add,
     coeff_and_rest,
     hadamard,
@@ -378,6 +379,10 @@ for _record in [
          unroll=lambda net, e, step: sp.zeros(*_sizes(net, e)), tidy="keep"),
     Node(OneMatrix, "constant", evaluate=lambda ev, e, t: ev.ones(e.shape),
          unroll=lambda net, e, step: sp.ones(*_sizes(net, e)), tidy="keep"),
+    # The steps of a partial time range: one inside it, zero outside (a constant at each step).
+    Node(Window, "constant",
+         evaluate=lambda ev, e, t: ev.ones(e.shape) if e.holds(t, ev.T or 0) else ev.zeros(e.shape),
+         unroll=lambda net, e, step: sp.Matrix([[1 if e.holds(step, net.steps) else 0]]), tidy="keep"),
     Node(Identity, "constant", evaluate=lambda ev, e, t: ev.zeros(e.shape) + np.eye(ev.size(e.shape[0])),
          unroll=lambda net, e, step: sp.eye(net.size(e.shape[0])), tidy="keep"),
     # SymPy's matrix operations.

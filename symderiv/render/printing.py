@@ -26,6 +26,7 @@ from ..ir.expr import (
     RowSlice,
     Softmax,
     TimeSum,
+    Window,
     coeff_and_rest,
     positive_first,
 )
@@ -102,8 +103,38 @@ class _MathPrinter(Printer):
             return str(Decimal(int(c.p)) / Decimal(int(c.q)))
         return self.fraction(int(c.p), int(c.q))
 
-    def timesum(self, body: str) -> str:
+    def timesum(self, body: str, first: int = 1, last: int = 0) -> str:
+        """Σ over steps ``first`` .. T − ``last`` (the whole sequence by default)."""
         raise NotImplementedError
+
+    def window(self, conditions: list[str]) -> str:
+        """The indicator of ``conditions`` on the step (an Iverson bracket: [t ≤ T − 1])."""
+        raise NotImplementedError
+
+    def _length(self) -> str:
+        return self.model.length.name if self.model.length is not None else "T"
+
+    def _print_Window(self, e: Window):
+        T, le, minus = self._length(), self.le, self.minus.strip() or "-"
+
+        def end(k: int) -> str:
+            return T if k == 0 else f"{T}{self.minus}{k}" if k > 0 else f"{T}{self.plus}{-k}"
+
+        if e.where == "t":
+            low, high = e.bounds()
+            mid = self.index
+            text = (f"{low}{le}" if low is not None else "") + mid + (f"{le}{end(high)}" if high is not None else "")
+            return self.window([text]) if text != mid else self.ones
+        del minus
+        if e.where == "step":  # a fixed step j: first <= j is known, j <= T - k holds once T >= j + k
+            if e.first > e.at:
+                return self.zero
+            need = e.at + e.last
+        else:  # step T + j: j <= -k is known, first <= T + j holds once T >= first - j
+            if e.at > -e.last:
+                return self.zero
+            need = e.first - e.at
+        return self.ones if need <= 1 else self.window([f"{T}{self.ge}{need}"])
 
     def slice(self, body: str, start: str, stop: str) -> str:
         raise NotImplementedError
@@ -186,6 +217,11 @@ class _MathPrinter(Printer):
         raise NotImplementedError
 
     def _print_MatMul(self, e: MatMul):
+        windows = [a for a in e.args if isinstance(a, Window)]
+        if windows and len(windows) < len(e.args):  # [t ≤ T − 1] (p_t − x_{t+1}): the indicator in front
+            others = [a for a in e.args if not isinstance(a, Window)]
+            rest = others[0] if len(others) == 1 else MatMul(*others)
+            return " ".join(self._print(w) for w in windows) + " " + self._factor(rest, MatMul)
         c, rest = coeff_and_rest(e)
         if c == -1:
             return self.minus.strip() + self._factor(rest, MatAdd)
@@ -315,13 +351,16 @@ class _MathPrinter(Printer):
         return self.slice(self._print(e.arg), ":, " + self.dim(sp.expand(e.start + 1)), self.dim(e.stop))
 
     def _print_TimeSum(self, e: TimeSum):
-        c, rest = coeff_and_rest(e.arg)
+        window, summand = range_of(e.arg)
+        c, rest = coeff_and_rest(summand)
         if c.is_Number and c < 0:  # −Σ_t r_tᵀ log r̂_t rather than Σ_t −r_tᵀ log r̂_t
-            return self.minus.strip() + self._print(TimeSum(rest if c == -1 else sp.MatMul(-c, rest)))
-        body = self._print(e.arg)
-        if isinstance(e.arg, MatAdd):
+            rest = rest if c == -1 else sp.MatMul(-c, rest)
+            inner = rest if window is None else _with_window(window, rest)
+            return self.minus.strip() + self._print(TimeSum(inner))
+        body = self._print(summand)
+        if isinstance(summand, MatAdd):
             body = self.paren(body)
-        return self.timesum(body)
+        return self.timesum(body) if window is None else self.timesum(body, window.first, window.last)
 
     def _print_Integer(self, e):
         return str(e)
@@ -336,6 +375,34 @@ class _MathPrinter(Printer):
         if head is not None:
             return self.applied(head, ", ".join(self._print(a) for a in e.args), 1)
         return str(e)
+
+
+def range_of(e) -> tuple[Window | None, sp.Basic]:
+    """The window of a partial time range a summand carries as a factor (``Sum(e, (t, 2, T))`` is
+    ``TimeSum(Window(2, 0) e)``) and the summand without it; (None, e) for the whole sequence."""
+    def plain(w):
+        return isinstance(w, Window) and w.where == "t" and w.at == 0
+
+    c, rest = coeff_and_rest(e)
+    if isinstance(rest, HadamardProduct):
+        for f in rest.args:
+            w = f if plain(f) else _broadcast_scalar(f)
+            if plain(w):
+                others = [a for a in rest.args if a is not f]
+                body = others[0] if len(others) == 1 else HadamardProduct(*others)
+                return w, body if c == 1 else sp.MatMul(c, body)
+    if isinstance(rest, MatMul) and any(plain(a) for a in rest.args):
+        w = next(a for a in rest.args if plain(a))
+        others = [a for a in rest.args if a is not w]
+        if others and all(not isinstance(a, OneMatrix) for a in others):
+            body = others[0] if len(others) == 1 else MatMul(*others)
+            return w, body if c == 1 else sp.MatMul(c, body)
+    return None, e
+
+
+def _with_window(w: Window, e):
+    from ..ir.expr import scalar_times
+    return scalar_times(w, e)
 
 
 def _broadcast_scalar(f):
@@ -420,9 +487,14 @@ class LatexPrinter(_MathPrinter):
             base = "{" + base + "}"
         return base + rf"^{{\circ {k}}}"
 
-    def timesum(self, body):
-        T = self.model.length.name if self.model.length is not None else "T"
-        return rf"\sum_{{{self.index}=1}}^{{{T}}} " + body
+    le, ge = r" \le ", r" \ge "
+
+    def timesum(self, body, first=1, last=0):
+        T = self._length() + (f"-{last}" if last else "")
+        return rf"\sum_{{{self.index}={first}}}^{{{T}}} " + body
+
+    def window(self, conditions):
+        return r"\left[" + ", ".join(conditions) + r"\right]"
 
     def slice(self, body, start, stop):
         return r"\left[" + body + r"\right]_{" + start + ":" + stop + "}"
@@ -486,8 +558,16 @@ class UnicodePrinter(_MathPrinter):
     def power(self, base, k):
         return f"{base}^∘{k}"
 
-    def timesum(self, body):
-        return f"Σ_{self.index} " + body
+    le, ge = " ≤ ", " ≥ "
+
+    def timesum(self, body, first=1, last=0):
+        if (first, last) == (1, 0):
+            return f"Σ_{self.index} " + body
+        T = self._length() + (f"−{last}" if last else "")
+        return f"Σ_{{{self.index}={first}}}^{{{T}}} " + body
+
+    def window(self, conditions):
+        return "[" + ", ".join(conditions) + "]"
 
     def slice(self, body, start, stop):
         return f"[{body}]_{{{start}:{stop}}}"

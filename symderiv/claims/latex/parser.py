@@ -22,6 +22,7 @@ from ..tree import (
     Grad,
     Hadamard,
     IndexSum,
+    Indicator,
     Jacobian,
     MatrixPower,
     Neg,
@@ -353,6 +354,10 @@ class ExpressionParser(NameReader):
         if t.kind == "num":
             self.take()
             return Num(Fraction(t.value))
+        if t.kind == "char" and t.value == "[":
+            indicator = self._step_range(matching(self.toks, self.i))
+            if indicator is not None:
+                return indicator
         if t.kind == "char" and t.value in "([":
             close = matching(self.toks, self.i)
             inner = self.sub_parser(self.toks[self.i + 1:close]).whole(pieces=True)
@@ -827,12 +832,45 @@ class ExpressionParser(NameReader):
         alike = [d for d in dims if d.lower() == name.lower()]
         return Given(dims[alike[0]]) if len(alike) == 1 else None
 
+    def _step_range(self, close: int) -> Indicator | None:
+        """An Iverson bracket on the step, [t ≤ T − 1], [2 ≤ t], [2 ≤ t ≤ T − 1] (the adjoints of a
+        loss over a part of the sequence), or None when the bracket holds no comparison."""
+        inside = self.toks[self.i + 1:close]
+        if not any(t.kind == "cmd" and t.value in ("le", "leq", "ge", "geq") for t in inside):
+            return None
+        text = plain(inside).replace("\\leq", "\\le").replace("\\geq", "\\ge")
+        t = self.glossary.index if self.glossary else "t"
+        T = self.glossary.length if self.glossary else "T"
+        parts = re.split(r"(\\le|\\ge)", text)
+        items, ops = parts[::2], set(parts[1::2])
+        if ops == {"\\ge"}:
+            items.reverse()  # T - 1 ≥ t ≥ 2 is 2 ≤ t ≤ T - 1
+        first, last = 1, 0
+        ok = len(ops) == 1 and t in items and len(items) <= 3
+        if ok:
+            at = items.index(t)
+            below, above = items[:at], items[at + 1:]
+            ok = len(below) <= 1 and len(above) <= 1 and bool(below or above)
+            if ok and below:
+                ok = below[0].isdigit() and int(below[0]) >= 1
+                first = int(below[0]) if ok else 1
+            m = re.fullmatch(rf"{re.escape(T)}(?:-(\d+))?", above[0]) if ok and above else None
+            if ok and above:
+                ok = m is not None
+                last = int(m.group(1) or 0) if m is not None else 0
+        if not ok:
+            raise self.error(f"cannot read the bracket [{self.source[inside[0].pos:inside[-1].end]}] as the steps "
+                             f"of a range ([{t} \\le {T} - 1], [2 \\le {t}], [2 \\le {t} \\le {T} - 1])",
+                             self.toks[self.i])
+        self.i = close + 1
+        return Indicator(first, last)
+
     def _sum(self):
         head = self.take()
         lower = upper = None
         while self.is_char("_") or self.is_char("^"):
             mark = self.take().value
-            script = self.group()  # the upper limit is the whole range (T, or the size of the index)
+            script = self.group()
             if mark == "_":
                 lower = script
             else:
@@ -847,12 +885,24 @@ class ExpressionParser(NameReader):
         if running is not None:
             return running
         index = self._sum_index(lower, head)
+        last = self._sum_last(upper, head) if index is None or isinstance(index, int) else 0
         body = self.elementwise()
         if isinstance(index, int):
-            return OverTime(body, index)
+            return OverTime(body, index, last)
         if index is None:
-            return OverTime(body)
-        return IndexSum(index, body)
+            return OverTime(body, 1, last)
+        return IndexSum(index, body)  # the upper limit of an entry index is its size
+
+    def _sum_last(self, upper: list[Tok] | None, head: Tok) -> int:
+        """k of a sum over time up to T − k (0 without an upper limit, or up to T)."""
+        if not upper:
+            return 0
+        T = self.glossary.length if self.glossary else "T"
+        m = re.fullmatch(rf"{re.escape(T)}(?:-(\d+))?", plain(upper))
+        if m is None:
+            shown = self.source[upper[0].pos:upper[-1].end]
+            raise self.error(f"a sum over time up to '{shown}' is not supported (only up to {T} or {T} - k)", head)
+        return int(m.group(1) or 0)
 
     def _product_over(self):
         """``\\prod_{j=k+1}^{4} ∂s_j/∂s_{j-1}`` over fixed numbers: the factors written out."""

@@ -109,7 +109,8 @@ def context(d: Derivation, schedule: Schedule, printer: NumpyPrinter) -> dict:
         "outputs": [(q.name, names.value(q.name) if q.role != "loss" or not schedule.loss_once else
                      f"{names.value(q.name)} + {schedule.loss_once}", q.sequence,
                      _steps_slice(schedule.pads.get(q.name, 0), printer.tails.get(q.name, 0)),
-                     "matrix" if q.kind == "matrix" else q.is_scalar, q.name in printer.batched_names)
+                     ("row" if q.shape[0] == 1 else "matrix") if q.kind == "matrix" else q.is_scalar,
+                     q.name in printer.batched_names)
                     for q in model.quantities.values() if q.role in ("intermediate", "loss")],
         "uses_batch": "B" in used,
         "free_before_backward": schedule.free_before_backward,

@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import sympy as sp
-from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix
 from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
-from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, Softmax, coeff_and_rest, shift
+from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, Softmax, Window, coeff_and_rest, shift
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -183,7 +183,10 @@ class NumpyPrinter(Printer):
         from sympy.printing.pycode import pycode
 
         names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
-        return "(" + pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.") + ")"
+        text = pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.")
+        # a NumPy function of a size is a float64 scalar, which would make a float32 result float64:
+        # a Python float (NumPy's "weak" scalar) keeps the arrays' dtype
+        return f"float({text})" if "np." in text else f"({text})"
 
     def _size_name(self, x) -> str:
         """A dim's identifier; the sequence length is the module's T."""
@@ -454,6 +457,37 @@ class NumpyPrinter(Printer):
         if inner.timed:
             return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
         return _join(f"T * {group(inner.text)}", inner)
+
+    def _print_Window(self, e: Window):
+        """[a ≤ s ≤ T − k], one per example (shape (1,)): a step's truth value inside the loop
+        (index i is step i + 1), one per step over the mode's window of steps, or a fact about T."""
+        ones = self._print(OneMatrix(1, 1))
+        if e.where == "t" and self.mode in ("step", "time"):
+            low, high = e.bounds()  # the lowest step, and k of the highest step T − k, or None: every step
+            index = "i" if self.mode == "step" else f"{self._arange(f'T - {self.window}' if self.window else 'T')}"
+            conditions = ([f"({index} >= {low - 1})"] if low is not None else []) + \
+                ([f"({index} < T - {high})"] if high is not None else [])
+            if not conditions:
+                return ones
+            holds = conditions[0] if len(conditions) == 1 else "(" + " & ".join(conditions) + ")"
+            if self.mode == "time":  # (steps, 1, 1): a scalar per step, as a sequence's (T, B, 1)
+                holds = f"{holds}[:, None, None]"
+            return Code(f"{holds} * {ones.text}", timed=self.mode == "time", reads=ones.reads)
+        if e.where == "t":
+            raise ValueError(f"{e} at a step outside the time loop")
+        if e.where == "step":  # step j: first <= j is known; j <= T - k once T >= j + k
+            if e.first > e.at:
+                return self._print(ZeroMatrix(1, 1))
+            need = e.at + e.last
+        else:  # step T + j: j <= -k is known; first <= T + j once T >= first - j
+            if e.at > -e.last:
+                return self._print(ZeroMatrix(1, 1))
+            need = e.first - e.at
+        return ones if need <= 1 else Code(f"(T >= {need}) * {ones.text}", reads=ones.reads)
+
+    def _arange(self, n: str) -> str:
+        """The steps' indices 0 .. n − 1 as an array."""
+        return f"np.arange({n})"
 
     def emptyPrinter(self, e: object) -> str:
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")

@@ -93,6 +93,9 @@ class TorchPrinter(NumpyPrinter):
     def _print_ZeroMatrix(self, e):
         return Code(f"torch.zeros({self.core(e)}, dtype=dtype, device=device)", reads=self.core_reads(e))
 
+    def _arange(self, n: str) -> str:  # the steps of a partial time range (``NumpyPrinter._print_Window``)
+        return f"torch.arange({n}, device=device)"
+
     def _product(self, a, acc: Code, cols) -> Code:
         """``a`` times the value so far (which has ``cols`` columns per example): NumPy's cases
         (``NumpyPrinter._product``) in PyTorch's spelling, the loop's step products kept whole."""
