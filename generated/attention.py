@@ -621,7 +621,7 @@ def _run(params, data, want):
     # V = W_V X
     V = _ws.mm(W_V, X)
     # S = 1/√n_k Kᵀ Q
-    S = _ws.op(np.multiply, _ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k)), _ws.mm(np.swapaxes(K, -1, -2), Q))
+    S = _ws.op(np.multiply, float(_ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k))), _ws.mm(np.swapaxes(K, -1, -2), Q))
     # A = softmax(S)
     A = _softmax(S, axis=-2)
     # O = V A
@@ -655,9 +655,9 @@ def _run(params, data, want):
     # δV = δO Aᵀ
     d_V = _ws.mm(d_O, np.swapaxes(A, -1, -2))
     # δK = 1/√n_k Q δSᵀ
-    d_K = _ws.op(np.multiply, _ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k)), _ws.mm(Q, np.swapaxes(d_S, -1, -2)))
+    d_K = _ws.op(np.multiply, float(_ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k))), _ws.mm(Q, np.swapaxes(d_S, -1, -2)))
     # δQ = 1/√n_k K δS
-    d_Q = _ws.op(np.multiply, _ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k)), _ws.mm(K, d_S))
+    d_Q = _ws.op(np.multiply, float(_ws.op(np.divide, 1, _ws.op1(np.sqrt, n_k))), _ws.mm(K, d_S))
     # ∂L/∂W_Q = δQ Xᵀ
     g_W_Q = _sum_examples_matrix(_ws.mm(d_Q, np.swapaxes(X, -1, -2)))
     # ∂L/∂W_K = δK Xᵀ

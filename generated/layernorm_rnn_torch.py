@@ -88,6 +88,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -326,25 +340,34 @@ def _forward(params, data, want):
     _sqrt_in_z_h = torch.empty((T, B, 1), dtype=dtype, device=device)
     z_h = torch.empty((T, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T_U = U.T  # once, not at every step
+    _T_U = U.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_a_ = a_.unbind(0)
+    _s_h = h.unbind(0)
+    _s_m = m.unbind(0)
+    _s_e_ = e_.unbind(0)
+    _s_s_ = s_.unbind(0)
+    _s__sqrt_in_z_h = _sqrt_in_z_h.unbind(0)
+    _s_z_h = z_h.unbind(0)
     for i in range(T):
         # a_t = W x_t + U h_{t−1} + b
-        a_[i].addmm_(h[i], _T_U)
+        _s_a_[i].addmm_(_s_h[i], _T_U)
         # m_t = 1/n_h 1ᵀ a_t
-        m[i].copy_((1 / n_h) * a_[i].sum(dim=-1, keepdim=True))
+        _s_m[i].copy_((1 / n_h) * _s_a_[i].sum(dim=-1, keepdim=True))
         # e_t = a_t − 1 m_t
-        e_[i].copy_(a_[i])
-        e_[i].sub_(m[i] * torch.ones(n_h, dtype=dtype, device=device))
+        _s_e_[i].copy_(_s_a_[i])
+        _s_e_[i].sub_(_s_m[i] * torch.ones(n_h, dtype=dtype, device=device))
         # s_t = 1/n_h 1ᵀ (e_t ⊙ e_t)
-        s_[i].copy_((1 / n_h) * (e_[i] ** 2).sum(dim=-1, keepdim=True))
+        _s_s_[i].copy_((1 / n_h) * (_s_e_[i] ** 2).sum(dim=-1, keepdim=True))
         # √(s_t + 1/100000), in the equation of z_{h,t}: kept for the backward pass
-        _sqrt_in_z_h[i].copy_(torch.sqrt(s_[i] + (1 / 100000)))
+        _s__sqrt_in_z_h[i].copy_(torch.sqrt(_s_s_[i] + (1 / 100000)))
         # z_{h,t} = (g ⊙ e_t) / √(s_t + 1/100000) + c
-        torch.mul((1 / _sqrt_in_z_h[i]) * torch.ones(n_h, dtype=dtype, device=device), g, out=z_h[i])
-        z_h[i].mul_(e_[i])
-        z_h[i].add_(c)
+        torch.mul((1 / _s__sqrt_in_z_h[i]) * torch.ones(n_h, dtype=dtype, device=device), g, out=_s_z_h[i])
+        _s_z_h[i].mul_(_s_e_[i])
+        _s_z_h[i].add_(c)
         # h_t = tanh(z_{h,t})
-        torch.tanh(z_h[i], out=h[i + 1])
+        torch.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_a_, _s_h, _s_m, _s_e_, _s_s_, _s__sqrt_in_z_h, _s_z_h
     # ŷ_t = V h_t
     y_hat = _matvec(V, h[1:])
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -388,22 +411,34 @@ def _backward(saved):
     d_e_ = torch.empty((T, B, n_h), dtype=dtype, device=device)
     d_m = torch.empty((T, B, 1), dtype=dtype, device=device)
     d_a_ = torch.empty((T, B, n_h), dtype=dtype, device=device)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s_d_a_ = d_a_.unbind(0)
+    _s__d_z_h_0 = _d_z_h_0.unbind(0)
+    _s_d_z_h = d_z_h.unbind(0)
+    _s_d_s_ = d_s_.unbind(0)
+    _s__d_s__0 = _d_s__0.unbind(0)
+    _s_e_ = e_.unbind(0)
+    _s__d_e__0 = _d_e__0.unbind(0)
+    _s_d_e_ = d_e_.unbind(0)
+    _s_d_m = d_m.unbind(0)
     for i in reversed(range(T)):
         # δh_t = Vᵀ δŷ_t + Uᵀ δa_{t+1}
         if i + 1 < T:
-            d_h[i].addmm_(d_a_[i + 1], U)
+            _s_d_h[i].addmm_(_s_d_a_[i + 1], U)
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-        torch.mul(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+        torch.mul(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
         # δs_t = -1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
-        d_s_[i].copy_((-1 / 2) * (_d_s__0[i] * (g * e_[i] * d_z_h[i]).sum(dim=-1, keepdim=True)))
+        _s_d_s_[i].copy_((-1 / 2) * (_s__d_s__0[i] * (g * _s_e_[i] * _s_d_z_h[i]).sum(dim=-1, keepdim=True)))
         # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
-        torch.mul(_d_e__0[i], d_z_h[i], out=d_e_[i])
-        d_e_[i].add_((2/n_h) * (e_[i] * (d_s_[i] * torch.ones(n_h, dtype=dtype, device=device))))
+        torch.mul(_s__d_e__0[i], _s_d_z_h[i], out=_s_d_e_[i])
+        _s_d_e_[i].add_((2/n_h) * (_s_e_[i] * (_s_d_s_[i] * torch.ones(n_h, dtype=dtype, device=device))))
         # δm_t = −1ᵀ δe_t
-        d_m[i].copy_(-d_e_[i].sum(dim=-1, keepdim=True))
+        _s_d_m[i].copy_(-_s_d_e_[i].sum(dim=-1, keepdim=True))
         # δa_t = δe_t + 1/n_h 1 δm_t
-        d_a_[i].copy_(d_e_[i])
-        d_a_[i].add_((1 / n_h) * (d_m[i] * torch.ones(n_h, dtype=dtype, device=device)))
+        _s_d_a_[i].copy_(_s_d_e_[i])
+        _s_d_a_[i].add_((1 / n_h) * (_s_d_m[i] * torch.ones(n_h, dtype=dtype, device=device)))
+    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s_d_s_, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_m
     # ∂L/∂W = Σ_t δa_t x_tᵀ
     g_W = _outer(d_a_, x_)
     # ∂L/∂U = Σ_t δa_t h_{t−1}ᵀ

@@ -12,9 +12,30 @@ fit the dims read off the other arguments is a ValueError naming it.
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
 at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+
+Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
+arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
+arrays, the second lays them out in one arena, and every later call with the same shapes reuses it
+(no fresh memory, no page faults).  What a call returns is never workspace memory, and no call writes
+into its arguments; ``forward`` and small calls allocate as NumPy does.  Threads: the module is safe to
+call from several threads at once, each thread having workspaces of its own (``threading.local``).
+With threadpoolctl installed, the time loops' small matrix products run on one BLAS thread; that
+limit is the process's, so threads in a loop at the same moment may change each other's BLAS thread
+count (never a result).
 """
 
+import contextlib
+import math
+import sys
+import threading
+import weakref
+
 import numpy as np
+
+try:  # threadpoolctl is optional: the BLAS threads of the time loops' products (see _loop_threads)
+    from threadpoolctl import ThreadpoolController as _ThreadpoolController
+except ImportError:
+    _ThreadpoolController = None
 
 DIMS = ["n_x", "n_h", "n_y"]
 PARAMS = {
@@ -58,24 +79,29 @@ def _log_softmax(z):
     return s
 
 
-def _softmax_and_log(z):
-    """softmax(z) and its log, with one exponential: two new arrays."""
-    s = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(s)
+def _softmax_and_log(z, ws=None):
+    """softmax(z) and its log, with one exponential: two new arrays (of the workspace ``ws``, if given)."""
+    s = z - z.max(axis=-1, keepdims=True) if ws is None else ws.op(np.subtract, z, z.max(axis=-1, keepdims=True))
+    p = np.exp(s) if ws is None else ws.op1(np.exp, s)
     total = p.sum(axis=-1, keepdims=True)
     p /= total
     s -= np.log(total)
     return p, s
 
 
-def _concat(*parts):
+def _concat(*parts, ws=None):
     lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
+    parts = [np.broadcast_to(p, lead + p.shape[-1:]) for p in parts]
+    out = None if ws is None else ws.take(lead + (sum(p.shape[-1] for p in parts),), parts[0].dtype)
+    return np.concatenate(parts, axis=-1, out=out)
 
 
-def _matvec(W, x):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
-    return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+def _matvec(W, x, out=None):
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    if out is None:
+        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+    return out
 
 
 def _outer(a, b):
@@ -89,6 +115,293 @@ def _outer(a, b):
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
     return a.reshape(-1, a.shape[-1]).sum(axis=0)
+
+
+class _Fresh:
+    """Every array a call computes is a new one (NumPy's own allocation): ``forward``, whose values are
+    handed back, and calls too small for fresh memory to cost anything (see ``_Workspace``)."""
+
+    key = None
+
+    def take(self, shape, dtype):
+        return None
+
+    def op(self, f, a, b):
+        return f(a, b)
+
+    def op1(self, f, a):
+        return f(a)
+
+    def mm(self, a, b):
+        return a @ b
+
+    def matvec(self, W, x):
+        return _matvec(W, x)
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z)
+
+    def concat(self, *parts):
+        return _concat(*parts)
+
+    def concatenate(self, arrays, axis=0):
+        return np.concatenate(arrays, axis)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def contiguous(self, a):
+        return np.ascontiguousarray(a)
+
+    def mine(self, a):
+        return a
+
+
+class _Region(np.ndarray):
+    """An array of a workspace's arena.  Its own type, so that every view of it has it for its ``base``
+    (NumPy collapses a chain of views only through arrays of one type): while it or any view of it is
+    alive, something other than the workspace refers to it."""
+
+
+_ARRAYS = (np.ndarray, _Region)  # the types of array the workspace's methods write into
+
+
+class _Workspace(_Fresh):
+    """The arrays of one thread's calls with the same shapes, dtype and entry point, reused from call to call.
+
+    The first call learns: it takes every array from NumPy as usual and notes, for each, its size and
+    when it was found dead (nothing refers to it any more: by a weak reference).  From that, the arrays
+    are laid out in one arena, each where no array alive at the same time lies (first fit), so that the
+    arena is about the largest total alive at once: the call's own peak.  Every later call takes the
+    same arrays in the same order from the arena, and before handing one out checks that every array
+    laid out over the same bytes is dead (by its reference count: a value still read, by name, through a
+    view of it or on Python's stack inside an expression, is alive); a call that takes anything else
+    (or finds one alive) takes the rest from NumPy, and the next call learns again.  An array of the
+    arena handed back to the caller is a copy (``mine``).  The methods compute what NumPy's operators
+    and functions compute, into such an array; where an operand is not a float array of the result's
+    dtype (a size, an integer, a mask of booleans), as NumPy would."""
+
+    SMALL = 1 << 16  # bytes: a smaller array is NumPy's to allocate (its own cache, no page faults)
+    ALIGN = 64  # bytes: where each array of the arena starts
+
+    def __init__(self, key):
+        self.key = key
+        self.sizes = []  # the bytes of every array the call takes, in order
+        self.refs, self.ends = [], []  # learning: each array's weak reference, the take at which it was dead
+        self.plan = None  # once learnt: each array's offset in the arena and the earlier ones over its bytes
+        self.arena = None
+        self.taken = []  # this call's arrays of the arena, in order (None: one from NumPy)
+        self.off_plan = False
+
+    def start(self):
+        """A call begins: lay out the arena after a first call; learn again after a call that left the plan."""
+        if self.off_plan:
+            self.sizes, self.ends, self.plan, self.arena, self.off_plan = [], [], None, None, False
+        elif self.plan is None and self.sizes:
+            self._lay_out()
+        elif any(a is not None and _refcount(a) != 3 for a in self.taken):  # the list, ``a``, the argument
+            # an array of the last call is still alive (held by a traceback): a new arena, that one is its own
+            self.arena = np.empty(self.arena.size, np.uint8)
+        self.taken, self.refs = [], []
+
+    def _lay_out(self):
+        """Each array's offset in the arena: in some order (those that live longest towards the end first,
+        the larger first among them; or as taken among them; the largest first), each at the lowest offset
+        where it overlaps no array placed already that is alive at the same time (array k lives from take k
+        to ``ends[k]``); of the three, the smallest arena."""
+        align, sizes = self.ALIGN, self.sizes
+        end = [len(sizes) if e is None else e for e in self.ends]
+        best = None
+        for key in (lambda k: (-end[k], -sizes[k], k), lambda k: (-end[k], k), lambda k: (-sizes[k], k)):
+            offsets = [0] * len(sizes)
+            placed = []
+            for k in sorted(range(len(sizes)), key=key):
+                size = -(-sizes[k] // align) * align
+                offset = 0
+                for lo, hi in sorted((offsets[j], offsets[j] + sizes[j]) for j in placed if j < end[k] and k < end[j]):
+                    if offset + size <= lo:
+                        break
+                    offset = max(offset, -(-hi // align) * align)
+                offsets[k] = offset
+                placed.append(k)
+            total = max((o + n for o, n in zip(offsets, sizes)), default=0)
+            if best is None or total < best[0]:
+                best = total, offsets
+        total, offsets = best
+        self.plan = offsets
+        # the earlier arrays over the same bytes: dead (checked) before array k is handed out
+        self.over = [[j for j in range(k) if offsets[j] < offsets[k] + sizes[k] and offsets[k] < offsets[j] + sizes[j]]
+                     for k in range(len(sizes))]
+        self.arena = np.empty(total, np.uint8)
+
+    def take(self, shape, dtype):
+        nbytes = dtype.itemsize * math.prod(shape)
+        if nbytes < self.SMALL:
+            return None
+        k = len(self.taken)
+        if self.plan is None:  # learning
+            for j, ref in enumerate(self.refs):
+                if self.ends[j] is None and ref() is None:
+                    self.ends[j] = k
+            a = np.empty(shape, dtype)
+            self.sizes.append(nbytes)
+            self.refs.append(weakref.ref(a))
+            self.ends.append(None)
+            self.taken.append(None)
+            return a
+        taken = self.taken
+        if self.off_plan or k >= len(self.plan) or self.sizes[k] != nbytes or any(
+                taken[j] is not None and _refcount(taken[j]) != 2 for j in self.over[k]):  # the list, the argument
+            self.off_plan = True
+            taken.append(None)
+            return None
+        start = self.plan[k]
+        a = self.arena[start:start + nbytes].view(dtype).reshape(shape).view(_Region)
+        taken.append(a)
+        return a
+
+    def op(self, f, a, b):
+        """f(a, b), a ufunc of two arrays or an array and a number."""
+        if type(a) in _ARRAYS:
+            dtype = a.dtype
+            if type(b) in _ARRAYS:
+                if b.dtype != dtype:
+                    return f(a, b)
+                shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
+            elif type(b) is float or type(b) is int:
+                shape = a.shape
+            else:
+                return f(a, b)
+        elif type(b) in _ARRAYS and (type(a) is float or type(a) is int):
+            shape, dtype = b.shape, b.dtype
+        else:
+            return f(a, b)
+        if dtype.kind != "f":
+            return f(a, b)
+        return f(a, b, out=self.take(shape, dtype))
+
+    def op1(self, f, a):
+        """f(a), a ufunc of one array (or ``_sigmoid``)."""
+        if type(a) not in _ARRAYS or a.dtype.kind != "f":
+            return f(a)
+        return f(a, out=self.take(a.shape, a.dtype))
+
+    def mm(self, a, b):
+        """a @ b."""
+        if type(a) not in _ARRAYS or type(b) not in _ARRAYS or a.dtype != b.dtype or a.dtype.kind != "f" \
+                or a.ndim < 2 or b.ndim < 2:
+            return a @ b
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return np.matmul(a, b, out=self.take(shape, a.dtype))
+
+    def matvec(self, W, x):
+        return _matvec(W, x, None if W.dtype != x.dtype else self.take(x.shape[:-1] + W.shape[:1], x.dtype))
+
+    def softmax_and_log(self, z):
+        return _softmax_and_log(z, self)
+
+    def concat(self, *parts):
+        return _concat(*parts, ws=self)
+
+    def concatenate(self, arrays, axis=0):
+        arrays = [np.asarray(a) for a in arrays]
+        first = arrays[0]
+        if axis != 0 or any(a.dtype != first.dtype or a.shape[1:] != first.shape[1:] for a in arrays):
+            return np.concatenate(arrays, axis)
+        shape = (sum(len(a) for a in arrays),) + first.shape[1:]
+        return np.concatenate(arrays, out=self.take(shape, first.dtype))
+
+    def empty(self, shape, dtype):
+        a = self.take((shape,) if isinstance(shape, int) else tuple(shape), np.dtype(dtype))
+        return np.empty(shape, dtype) if a is None else a
+
+    def zeros(self, shape, dtype):
+        a = self.take((shape,) if isinstance(shape, int) else tuple(shape), np.dtype(dtype))
+        if a is None:
+            return np.zeros(shape, dtype)
+        a.fill(0)
+        return a
+
+    def contiguous(self, a):
+        """``a`` as one C-contiguous array (an array of the workspace if it must be copied)."""
+        if a.flags.c_contiguous:
+            return a
+        out = self.take(a.shape, a.dtype)
+        if out is None:
+            return np.ascontiguousarray(a)
+        np.copyto(out, a)
+        return out
+
+    def mine(self, a):
+        """``a``, handed to the caller: a copy if it is an array of the arena (or a view of one); a NumPy array."""
+        if type(a) is not _Region:
+            return a
+        return np.array(a) if np.may_share_memory(a, self.arena) else a.view(np.ndarray)
+
+
+_refcount = sys.getrefcount
+_FRESH = _Fresh()
+_local = threading.local()  # each thread's workspace: threads never share one
+
+
+def _workspace(key, nbytes):
+    """This thread's workspace for calls of ``key`` (the shapes and dtype of a call, its entry point),
+    whose largest array is about ``nbytes``; each thread keeps those of its last four keys."""
+    if nbytes < _Workspace.SMALL:
+        return _FRESH
+    spaces = getattr(_local, "spaces", None)
+    if spaces is None:
+        spaces = _local.spaces = {}
+    ws = spaces.pop(key, None)
+    if ws is None:
+        ws = _Workspace(key)
+        if len(spaces) >= 4:
+            del spaces[next(iter(spaces))]  # the one used longest ago
+    spaces[key] = ws  # the last used, last
+    ws.start()
+    return ws
+
+
+def _workspace_bytes():
+    """The bytes this thread's workspaces hold between calls (their arenas)."""
+    return sum(ws.arena.nbytes for ws in getattr(_local, "spaces", {}).values() if ws.arena is not None)
+
+
+# The BLAS threads of a time loop's products.  A step multiplies B rows by a weight matrix: a small
+# product, for which a second thread saves little on an idle machine and costs a great deal on a busy
+# one (OpenBLAS's threads wait for one another, and one of them waits for a core).  Such products run
+# on one thread; the products over all steps at once keep every thread BLAS has.
+_STEP_THREADED = 1 << 18  # multiply-adds from which OpenBLAS itself runs a product on several threads
+_STEP_ONE_THREAD = 1 << 25  # multiply-adds below which a step's product runs on one thread
+_controller = []  # threadpoolctl's controller, made at the first call that needs it
+
+
+class _OneBlasThread:
+    """While entered: BLAS on one thread (threadpoolctl), as it was before once left.  The limit is
+    the process's, not the thread's: two threads in loops at once may see each other's."""
+
+    def __enter__(self):
+        if not _controller:
+            _controller.append(_ThreadpoolController())
+        self.limiter = _controller[0].limit(limits=1, user_api="blas")
+
+    def __exit__(self, *exc):
+        self.limiter.restore_original_limits()
+
+
+_ANY_THREADS = contextlib.nullcontext()
+
+
+def _loop_threads(work):
+    """How the time loops' products run: on one BLAS thread where a step's product (``work``: B rows by at
+    most every weight at once, multiply-adds) is one that BLAS would thread and that is small; as BLAS
+    decides otherwise, and always without threadpoolctl."""
+    if _ThreadpoolController is None or not _STEP_THREADED < work < _STEP_ONE_THREAD:
+        return _ANY_THREADS
+    return _OneBlasThread()
 
 
 def init_params(dims, seed=0):
@@ -139,6 +452,7 @@ _DIM_SOURCES = {
     "n_y": ("W_y", 0, (), 1),
 }
 _EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
+_VALID = {}  # the shapes and dtypes of arguments that passed the checks → (T, B): checked once for each
 
 
 def _refuse_names(params, data):
@@ -188,11 +502,16 @@ def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
 
 def _checked(params, data):
     """The arguments as arrays, checked against the model: names, dtypes (real numbers), and every
-    shape against the dims, T and the batch size read off them.  Returns (params, data, T, B or None)."""
+    shape against the dims, T and the batch size read off them.  Returns (params, data, (T, B or None, the
+    dtype, the bytes of the largest array, a step's product's size, the arguments' shapes and dtypes))."""
     if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
         _refuse_names(params, data)
     p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
     x = {k: np.asarray(data[k]) for k in _DATA_AXES}
+    key = tuple((a.shape, a.dtype) for a in p.values()) + tuple((a.shape, a.dtype) for a in x.values())
+    known = _VALID.get(key)
+    if known is not None:  # arguments of these shapes and dtypes passed every check below before
+        return p, x, known
     for what, arrays in (("parameter", p), ("data", x)):
         for k, a in arrays.items():
             if a.dtype.kind not in "fiub":
@@ -236,16 +555,25 @@ def _checked(params, data):
             _refuse_shape("data", k, x[k].shape, axes, want[k], sizes, seq, T, B)
     if T == 0 or B == 0:
         raise ValueError(f"T = {T}, B = {B}: every size must be positive")
-    return p, x, T, B
-
-
-def _prepare(params, data):
-    """Internal layout (batch first, a vector as a row); nothing passed in is modified."""
-    p, x, _, B = _checked(params, data)
+    if len(_VALID) > 64:
+        _VALID.clear()
+    # what the call's layout reads off them: T, B, the dtype computed in, the bytes of the largest array
+    # (about T·B times the widest axis), and a step's product's size (B rows by at most every weight)
     dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
+    widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
+    known = _VALID[key] = (T, B, dtype, (T or 1) * (B or 1) * widest * np.dtype(dtype).itemsize,
+                           (B or 1) * sum(a.size for a in p.values()), key)
+    return p, x, known
+
+
+def _prepare(params, data, want):
+    """Internal layout (batch first, a vector as a row); nothing passed in is modified.  Also the
+    workspace of the call (``_FRESH`` for ``forward``, whose arrays are handed back)."""
+    p, x, (_, B, dtype, nbytes, step, key) = _checked(params, data)
     p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
          for k, a in p.items()}
     batched, B = B is not None, B or 1
+    ws = _FRESH if want == "values" else _workspace((want, key), nbytes)
     out = {}
     for k, (seq, axes, shared) in _DATA_AXES.items():
         a = x[k].astype(dtype, copy=False)
@@ -258,8 +586,8 @@ def _prepare(params, data):
         a = np.moveaxis(a, -1, -2) if a.ndim > core + (not axes) else a[..., None, :]
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
         # datum without the batch axis is shared by every example.
-        out[k] = np.ascontiguousarray(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
-    return p, out, batched, dtype, B
+        out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
+    return p, out, batched, dtype, B, ws, _loop_threads(step)
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -277,7 +605,7 @@ def _external(value, batched, scalar, per_example=True):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient."""
-    _p, _x, _batched, dtype, B = _prepare(params, data)
+    _p, _x, _batched, dtype, B, _ws, _threads = _prepare(params, data, want)
     W_z = _p["W_z"]
     U_z = _p["U_z"]
     b_z = _p["b_z"]
@@ -299,34 +627,35 @@ def _run(params, data, want):
     # a_{z,t}, a_{r,t} as views of one array, so that one product per step serves them all; first the parts that do not depend on the recurrence
     # a_{z,t} = W_z x_t + U_z h_{t−1} + b_z
     # a_{r,t} = W_r x_t + U_r h_{t−1} + b_r
-    _stack0_W = np.concatenate([U_z, U_r])
-    _stack0 = _matvec(np.concatenate([W_z, W_r]), x_)
-    _stack0 += np.concatenate([b_z, b_r])
+    _stack0_W = _ws.concatenate([U_z, U_r])
+    _stack0 = _ws.matvec(_ws.concatenate([W_z, W_r]), x_)
+    _stack0 += _ws.concatenate([b_z, b_r])
     a_z, a_r = np.split(_stack0, [n_h], axis=-1)
     # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n: the part that does not depend on the recurrence
-    a_n = _matvec(W_n, x_)
+    a_n = _ws.matvec(W_n, x_)
     a_n += b_n
-    _stack0_out0 = np.empty((T, B, 2 * n_h), dtype)
+    _stack0_out0 = _ws.empty((T, B, 2 * n_h), dtype)
     z_, r = np.split(_stack0_out0, [n_h], axis=-1)
-    n = np.empty((T, B, n_h), dtype)
-    h = np.zeros((T + 1, B, n_h), dtype)
-    for i in range(T):
-        # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i] += h[i] @ _stack0_W.T
-        # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-        _sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
-        # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-        a_n[i] += (r[i] * h[i]) @ U_n.T
-        # n_t = tanh(a_{n,t})
-        np.tanh(a_n[i], out=n[i])
-        # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        np.multiply(1 - z_[i], h[i], out=h[i + 1])
-        h[i + 1] += z_[i] * n[i]
+    n = _ws.empty((T, B, n_h), dtype)
+    h = _ws.zeros((T + 1, B, n_h), dtype)
+    with _threads:
+        for i in range(T):
+            # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
+            _stack0[i] += h[i] @ _stack0_W.T
+            # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
+            _sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
+            # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
+            a_n[i] += (r[i] * h[i]) @ U_n.T
+            # n_t = tanh(a_{n,t})
+            np.tanh(a_n[i], out=n[i])
+            # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
+            np.multiply(1 - z_[i], h[i], out=h[i + 1])
+            h[i + 1] += z_[i] * n[i]
     # ŷ_t = W_y h_t + b_y
-    y_hat = _matvec(W_y, h[1:])
+    y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
     # L = Σ_{t=3}^{T} 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
-    L = np.sum((1 / 2) * (((np.arange(T) >= 2)[:, None, None] * np.ones((1,), dtype)) * np.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True)), axis=0)
+    L = np.sum(_ws.op(np.multiply, 1 / 2, _ws.op(np.multiply, _ws.op(np.multiply, (np.arange(T) >= 2)[:, None, None], np.ones((1,), dtype)), np.sum(_ws.op(np.multiply, _ws.op(np.subtract, y_hat, y), _ws.op(np.subtract, y_hat, y)), axis=-1, keepdims=True))), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {
@@ -346,43 +675,44 @@ def _run(params, data, want):
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
     # δŷ_t = [3 ≤ t] (ŷ_t − y_t)
-    d_y_hat = (y_hat - y) * ((np.arange(T) >= 2)[:, None, None] * np.ones((1,), dtype))
+    d_y_hat = _ws.op(np.multiply, _ws.op(np.subtract, y_hat, y), _ws.op(np.multiply, (np.arange(T) >= 2)[:, None, None], np.ones((1,), dtype)))
     # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}: the part outside the recurrence
-    d_h = _matvec(W_y.T, d_y_hat)
+    d_h = _ws.matvec(W_y.T, d_y_hat)
     # 1 − z_{t+1}, for every step at once
-    _d_h_0 = 1 - z_[1:]
+    _d_h_0 = _ws.op(np.subtract, 1, z_[1:])
     # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
-    _d_a_n_0 = 1 - (n ** 2)
+    _d_a_n_0 = _ws.op(np.subtract, 1, _ws.op1(np.square, n))
     _d_a_n_0 *= z_
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
-    _d_a_r_0 = 1 - r
+    _d_a_r_0 = _ws.op(np.subtract, 1, r)
     _d_a_r_0 *= h[:-1]
     _d_a_r_0 *= r
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
-    _d_a_z_0 = -h[:-1] + n
+    _d_a_z_0 = _ws.op(np.add, _ws.op1(np.negative, h[:-1]), n)
     _d_a_z_0 *= z_
-    _d_a_z_0 *= 1 - z_
+    _d_a_z_0 *= _ws.op(np.subtract, 1, z_)
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
     g_b_y = _sum_examples(d_y_hat)
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y, z_, n
-    d_a_n = np.empty((T, B, n_h), dtype)
-    _d_stack0 = np.empty((T, B, 2 * n_h), dtype)
+    d_a_n = _ws.empty((T, B, n_h), dtype)
+    _d_stack0 = _ws.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
-    for i in reversed(range(T)):
-        # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
-        if i + 1 < T:
-            d_h[i] += _d_h_0[i] * d_h[i + 1]
-            d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
-            d_h[i] += _d_stack0[i + 1] @ _stack0_W
-        # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        np.multiply(_d_a_n_0[i], d_h[i], out=d_a_n[i])
-        # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        np.multiply(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
-        # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-        np.multiply(_d_a_z_0[i], d_h[i], out=d_a_z[i])
+    with _threads:
+        for i in reversed(range(T)):
+            # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
+            if i + 1 < T:
+                d_h[i] += _d_h_0[i] * d_h[i + 1]
+                d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
+                d_h[i] += _d_stack0[i + 1] @ _stack0_W
+            # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
+            np.multiply(_d_a_n_0[i], d_h[i], out=d_a_n[i])
+            # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
+            np.multiply(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
+            # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
+            np.multiply(_d_a_z_0[i], d_h[i], out=d_a_z[i])
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ
@@ -401,21 +731,21 @@ def _run(params, data, want):
     # ∂L/∂W_n = Σ_t δa_{n,t} x_tᵀ
     g_W_n = _outer(d_a_n, x_)
     # ∂L/∂U_n = Σ_t δa_{n,t} (r_t ⊙ h_{t−1})ᵀ
-    g_U_n = _outer(d_a_n, r * h[:-1])
+    g_U_n = _outer(d_a_n, _ws.op(np.multiply, r, h[:-1]))
     # ∂L/∂b_n = Σ_t δa_{n,t}
     g_b_n = _sum_examples(d_a_n)
     _grads = {
-        "W_z": g_W_z,
-        "U_z": g_U_z,
-        "b_z": g_b_z,
-        "W_r": g_W_r,
-        "U_r": g_U_r,
-        "b_r": g_b_r,
-        "W_n": g_W_n,
-        "U_n": g_U_n,
-        "b_n": g_b_n,
-        "W_y": g_W_y,
-        "b_y": g_b_y,
+        "W_z": _ws.mine(g_W_z),
+        "U_z": _ws.mine(g_U_z),
+        "b_z": _ws.mine(g_b_z),
+        "W_r": _ws.mine(g_W_r),
+        "U_r": _ws.mine(g_U_r),
+        "b_r": _ws.mine(g_b_r),
+        "W_n": _ws.mine(g_W_n),
+        "U_n": _ws.mine(g_U_n),
+        "b_n": _ws.mine(g_b_n),
+        "W_y": _ws.mine(g_W_y),
+        "b_y": _ws.mine(g_b_y),
     }
     return _loss, _grads
 

@@ -3,8 +3,10 @@
 
 Data are keyword arguments named as in the model, time first and batch second (as
 ``torch.nn.RNN``): a sequence of vectors of size n is an array (T, n) or (T, B, n), a static
-vector (n,) or (B, n); with a batch axis the loss is summed over the batch.  Parameters keep
-the model's shapes: a matrix (rows, cols), a vector (n,), a scalar ().
+vector (n,) or (B, n), a matrix datum (rows, cols) or (B, rows, cols), a scalar input () and
+shared by the batch; with a batch axis the loss is summed over the batch (the terms that read
+no data, a penalty, once per call).  Parameters keep the model's shapes: a matrix
+(rows, cols), a vector (n,), a scalar ().
 
 ``loss`` is a ``jax.custom_vjp`` function whose backward rule is the closed-form gradient
 below (not JAX's autodiff), so it composes with ``jax.grad``, ``jax.jit`` and ``jax.vmap``;
@@ -68,7 +70,10 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = jnp.broadcast_to(a, lead + a.shape[-1:]), jnp.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    # contracted over the leading axes as they are: XLA's CPU product of a.reshape(-1, n).T and b.reshape(-1, m)
+    # ran at half the rate in float64
+    lead = tuple(range(a.ndim - 1))
+    return jax.lax.dot_general(a, b, ((lead, lead), ((), ())))
 
 
 def _put(a, i, v):
@@ -128,29 +133,36 @@ def _prepare(params, data):
     dtype = jnp.float32 if all(a.dtype == jnp.float32 for a in arrays) else _float()
     p = {k: jnp.asarray(params[k], dtype).reshape(1) if not shape else jnp.asarray(params[k], dtype)
          for k, shape in PARAMS.items()}
-    x, batched = {}, False
+    x, shared, batched, ranks = {}, {}, False, {}
     for k, (is_sequence, size) in INPUTS.items():
         a = jnp.asarray(data[k], dtype)
-        core = int(is_sequence) + int(size != "scalar")
+        rank = ranks[k] = 0 if size == "scalar" else 1 if isinstance(size, str) else 2  # scalar, vector, matrix
+        core = int(is_sequence) + rank
         if a.ndim == core + 1:
             batched = True
         elif a.ndim != core:
             raise ValueError(f"{k}: expected {core} or {core + 1} axes, got shape {a.shape}")
         if size == "scalar":
             a = a[..., None]  # a scalar is a vector of size 1
-        if a.ndim == int(is_sequence) + 1:  # one example: a batch of one
-            a = a[:, None] if is_sequence else a[None]
+        if a.ndim == core + (size == "scalar"):  # one example: a batch of one
+            a = jnp.expand_dims(a, -3 if rank == 2 else -2)
         x[k] = a
-    sizes = {k: a.shape[-2] for k, a in x.items() if a.shape[-2] != 1}
+    lead = {k: 3 if ranks[k] == 2 else 2 for k in x}  # the batch axis and after it: (B, rows, cols) or (B, n)
+    sizes = {k: a.shape[-lead[k]] for k, a in x.items() if a.shape[-lead[k]] != 1}
     if len(set(sizes.values())) > 1:
         raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
     B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
-    x = {k: jnp.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]) for k, a in x.items()}
-    return p, x, batched, dtype
+    x = {k: jnp.broadcast_to(a, a.shape[:-lead[k]] + (B,) + a.shape[1 - lead[k]:]) for k, a in x.items()}
+    return p, {**x, **shared}, batched, dtype, B
 
 
-def _external(value, batched, scalar):
-    """The public layout: without the batch axis for unbatched data; a scalar without its unit axis."""
+def _external(value, batched, scalar, per_example=True):
+    """The public layout: without the batch axis for unbatched data; a scalar without its unit axis.
+
+    A value that reads no data (``per_example`` false) has no batch axis inside: it is returned as
+    it is (a scalar as ()), shared by every example."""
+    if not per_example:
+        return value.reshape(()) if scalar else value
     if scalar:
         value = value[..., 0]
         return value if batched else value[..., 0]
@@ -159,7 +171,7 @@ def _external(value, batched, scalar):
 
 def _run(params, data, want):
     """The loss, then (by ``want``) every forward value or every gradient; traced by jax.jit."""
-    _p, _x, _batched, dtype = _prepare(params, data)
+    _p, _x, _batched, dtype, B = _prepare(params, data)
     W_z = _p["W_z"]
     U_z = _p["U_z"]
     b_z = _p["b_z"]
@@ -174,7 +186,6 @@ def _run(params, data, want):
     x_ = _x["x"]
     y = _x["y"]
     T = x_.shape[0]
-    B = max(a.shape[-2] for a in _x.values())
     n_h = W_z.shape[0]
 
     # ---- forward ----
@@ -202,8 +213,7 @@ def _run(params, data, want):
         # n_t = tanh(a_{n,t})
         n = _put(n, i, jnp.tanh(a_n[i]))
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        h = _put(h, i + 1, (1 - _stack0_out0[i, :, :n_h]) * h[i])
-        h = _put(h, i + 1, h[i + 1] + (_stack0_out0[i, :, :n_h] * n[i]))
+        h = _put(h, i + 1, ((1 - _stack0_out0[i, :, :n_h]) * h[i]) + (_stack0_out0[i, :, :n_h] * n[i]))
         return (_stack0, _stack0_out0, a_n, n, h), None
 
     (_stack0, _stack0_out0, a_n, n, h), _ = jax.lax.scan(_forward_step, (_stack0, _stack0_out0, a_n, n, h), jnp.arange(T))
@@ -214,7 +224,7 @@ def _run(params, data, want):
     y_hat = y_hat + b_y
     # L = Σ_{t=3}^{T} 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
     L = jnp.sum((1 / 2) * (((jnp.arange(T) >= 2)[:, None, None] * jnp.ones((1,), dtype)) * jnp.sum((y_hat - y) * (y_hat - y), axis=-1, keepdims=True)), axis=0)
-    _loss = L.sum().astype(dtype)
+    _loss = (L.sum()).astype(dtype)
     if want == "values":
         return {
             "a_z": _external(a_z, _batched, False),
@@ -259,9 +269,7 @@ def _run(params, data, want):
         (d_h, d_a_n, _d_stack0) = _carry
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         # the terms below read δ at t + 1, which is zero beyond step T
-        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _d_h_0[i] * d_h[i + 1], 0))
-        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _stack0_out0[i + 1, :, n_h:] * (d_a_n[i + 1] @ U_n), 0))
-        d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
+        d_h = _put(d_h, i, ((d_h[i] + jnp.where(i + 1 < T, _d_h_0[i] * d_h[i + 1], 0)) + jnp.where(i + 1 < T, _stack0_out0[i + 1, :, n_h:] * (d_a_n[i + 1] @ U_n), 0)) + jnp.where(i + 1 < T, _d_stack0[i + 1] @ _stack0_W, 0))
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
         d_a_n = _put(d_a_n, i, _d_a_n_0[i] * d_h[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
@@ -308,16 +316,19 @@ def _run(params, data, want):
     return _loss, _grads
 
 
-@jax.jit
+# Jitted on (params, data) as two dicts, so that a datum may have any name (``params`` too).
+_forward = jax.jit(lambda params, data: _run(params, data, "values"))
+_loss_and_gradients = jax.jit(lambda params, data: _run(params, data, "gradients"))
+
+
 def forward(params, /, **data):
     """Every quantity of the forward pass, by name (jitted)."""
-    return _run(params, data, "values")
+    return _forward(params, data)
 
 
-@jax.jit
 def loss_and_gradients(params, /, **data):
     """(loss, gradients) in one pass, by the closed form (jitted)."""
-    return _run(params, data, "gradients")
+    return _loss_and_gradients(params, data)
 
 
 def gradients(params, /, **data):
@@ -335,7 +346,7 @@ def _loss(params, data):
 
 
 def _loss_fwd(params, data):
-    value, grads = loss_and_gradients(params, **data)
+    value, grads = _loss_and_gradients(params, data)
     return value, (grads, params, data)
 
 

@@ -9,9 +9,13 @@ parameters as ``nn.Parameter``s, for any ``torch.optim`` optimiser and for
 
 Data are keyword arguments named as in the model, time first and batch second like
 ``torch.nn.RNN``: a sequence of vectors of size n is a tensor (T, n) or (T, B, n), a static
-vector (n,) or (B, n), a scalar input () shared by the batch; with a batch the loss is the
-sum over its examples of the terms that read data, plus once the terms that do not (a penalty).  Parameters keep the shapes of the maths: matrix (rows, cols), vector (n,), scalar ().
-Everything runs on the parameters' device, in the floating dtype of the inputs (promoted).
+vector (n,) or (B, n), a matrix datum (rows, cols) or (B, rows, cols), a scalar input ()
+shared by the batch; with a batch the loss is the sum over its examples of the terms that read
+data, plus once the terms that do not (a penalty).  Parameters keep the shapes of the maths:
+matrix (rows, cols), vector (n,), scalar ().  Everything runs on the parameters' device, in the
+floating dtype of the inputs (promoted).  Every call checks its arguments: an unknown or
+missing name is a TypeError, so are complex or non-numeric values; a shape that does not fit
+the dims read off the other arguments is a ValueError naming it.
 
 Inside, a step of a sequence is (B, n) and the whole sequence (T, B, n), so that everything
 off the recurrence is computed for all steps at once: W x is ``x @ W.T`` for one step and
@@ -51,12 +55,13 @@ def _logsigmoid(z):
     return torch.nn.functional.logsigmoid(z)
 
 
-def _softmax(z):
-    return torch.softmax(z, dim=-1)
+def _softmax(z, dim=-1):
+    """Over the entries of a vector (the last axis), or each column of a matrix (dim=-2)."""
+    return torch.softmax(z, dim=dim)
 
 
-def _log_softmax(z):
-    return torch.log_softmax(z, dim=-1)
+def _log_softmax(z, dim=-1):
+    return torch.log_softmax(z, dim=dim)
 
 
 def _softmax_and_log(z):
@@ -88,6 +93,20 @@ def _sum_examples(a):
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
 
 
+def _sigmoid_grad(g, s, out=None):
+    """g ⊙ s ⊙ (1 − s) in one pass (PyTorch's kernel for the derivative of σ, s = σ(z))."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, s)
+    return torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=out)
+
+
+def _tanh_grad(g, s, out=None):
+    """g ⊙ (1 − s ⊙ s) in one pass (PyTorch's kernel for the derivative of tanh, s = tanh(z))."""
+    if out is None:
+        return torch.ops.aten.tanh_backward(g, s)
+    return torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=out)
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64, on the CPU): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = torch.Generator().manual_seed(seed)
@@ -109,55 +128,194 @@ def init_params(dims, seed=0):
     }
 
 
+# What each argument must be (symderiv.codegen.signature): a param's axes, and a datum's (is a
+# sequence, axes of one example, shared by the batch); an axis is the dims and numbers it sums.
+# A datum's batch axis, if it has one, comes after its time axis (T, B, …) or first (B, …).
+_PARAM_AXES = {
+    "W_z": (('n_h',), ('n_x',)),
+    "U_z": (('n_h',), ('n_h',)),
+    "b_z": (('n_h',),),
+    "W_r": (('n_h',), ('n_x',)),
+    "U_r": (('n_h',), ('n_h',)),
+    "b_r": (('n_h',),),
+    "W_n": (('n_h',), ('n_x',)),
+    "U_n": (('n_h',), ('n_h',)),
+    "b_n": (('n_h',),),
+    "W_y": (('n_y',), ('n_h',)),
+    "b_y": (('n_y',),),
+}
+_DATA_AXES = {
+    "x": (True, (('n_x',),), False),
+    "y": (True, (('n_y',),), False),
+}
+# Each dim is read off one axis of one argument (an axis of one example of a datum): (argument,
+# axis, the axis's other terms, how many times the dim is in it).
+_DIM_SOURCES = {
+    "n_h": ("W_z", 0, (), 1),
+    "n_x": ("W_z", 1, (), 1),
+    "n_y": ("W_y", 0, (), 1),
+}
+_EXPECTED = {}  # the dims' sizes → every argument's expected shape, computed once for each
+
+
+def _refuse_names(params, data):
+    """A TypeError naming the first unknown or missing parameter or datum."""
+    for what, given, names in (("parameter", params, _PARAM_AXES), ("data", data, _DATA_AXES)):
+        for k in given:
+            if k not in names:
+                raise TypeError(f"unknown {what} {k!r}; the model's are: {', '.join(names) or 'none'}")
+        for k in names:
+            if k not in given:
+                raise TypeError(f"missing {what} {k!r}")
+
+
+def _spelled(axes, seq=False, batch=False):
+    parts = (["T"] if seq else []) + (["B"] if batch else []) + [" + ".join(map(str, ax)) for ax in axes]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _shape(a):
+    return tuple(a.shape)
+
+
+def _real(what, k, value):
+    """``value`` as a tensor of real numbers (floating-point, integer or boolean); a TypeError otherwise."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            # a Python float is a double: not the default dtype's float32 (0.1 would be 0.10000000149)
+            value = torch.as_tensor(value, dtype=None if hasattr(value, "dtype") else _python_dtype(value))
+        except (TypeError, ValueError, RuntimeError):
+            dtype = getattr(value, "dtype", type(value).__name__)
+            raise TypeError(f"{what} {k!r} has dtype {dtype}: expected real numbers (floating-point or "
+                            "integer)") from None
+    if value.is_complex():
+        raise TypeError(f"{what} {k!r} has dtype {value.dtype}: expected real numbers (floating-point or integer)")
+    return value
+
+
+def _python_dtype(value):
+    """float64 for Python floats (and lists of them), None (torch's choice: int64, bool) for the rest."""
+    t = torch.as_tensor(value)
+    return torch.float64 if t.is_floating_point() else None
+
+
+def _expected(sizes):
+    """Every argument's shape of one example, for these sizes of the dims (None: a dim read off nothing)."""
+    key = tuple(sizes.values())
+    shapes = _EXPECTED.get(key)
+    if shapes is None:
+        def size(axis):
+            if any(isinstance(d, str) and d not in sizes for d in axis):
+                return None
+            return sum(sizes[d] if isinstance(d, str) else d for d in axis)
+
+        shapes = {k: tuple(size(ax) for ax in axes) for k, axes in _PARAM_AXES.items()}
+        shapes.update({k: tuple(size(ax) for ax in axes) for k, (_, axes, _) in _DATA_AXES.items()})
+        if len(_EXPECTED) > 64:
+            _EXPECTED.clear()
+        _EXPECTED[key] = shapes
+    return shapes
+
+
+def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
+    """The ValueError of an argument whose shape is not the one the dims read off the others say."""
+    read = sorted({d for ax in axes for d in ax if isinstance(d, str) and d in sizes and _DIM_SOURCES[d][0] != k})
+    of = {d: ("parameter " if _DIM_SOURCES[d][0] in _PARAM_AXES else "data ") + repr(_DIM_SOURCES[d][0]) for d in read}
+    via = "; " + ", ".join(f"{d} = {sizes[d]} from {of[d]}" for d in read) if read else ""
+    full = ((T,) if seq else ()) + ((B,) if B is not None else ()) + want
+    numbers = "(" + ", ".join("?" if w is None else str(w) for w in full) + ("," if len(full) == 1 else "") + ")"
+    raise ValueError(f"{what} {k!r} has shape {shape}, expected {_spelled(axes, seq, B is not None)} = {numbers}{via}")
+
+
+def _checked(params, data):
+    """The arguments as tensors, checked against the model: names, dtypes (real numbers), and every
+    shape against the dims, T and the batch size read off them.  Returns (params, data, T, B or None)."""
+    if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
+        _refuse_names(params, data)
+    p = {k: _real("parameter", k, params[k]) for k in _PARAM_AXES}
+    x = {k: _real("data", k, data[k]) for k in _DATA_AXES}
+    for k, axes in _PARAM_AXES.items():
+        if p[k].ndim != len(axes):
+            raise ValueError(f"parameter {k!r} has shape {_shape(p[k])}, expected {_spelled(axes)}")
+    T = B = None
+    batched = {}
+    for k, (seq, axes, shared) in _DATA_AXES.items():
+        a, core = x[k], seq + len(axes)
+        batched[k] = a.ndim == core + 1
+        if a.ndim != core:
+            if a.ndim != core + 1 or shared:
+                batch = "" if shared else f" or {_spelled(axes, seq, True)} with a batch axis"
+                raise ValueError(f"data {k!r} has shape {_shape(a)}, expected {_spelled(axes, seq)}{batch}")
+            if B is None:
+                B, batch_from = a.shape[seq], k
+            elif a.shape[seq] != B:
+                raise ValueError(f"data {k!r} has shape {_shape(a)}, expected {_spelled(axes, seq, True)} "
+                                 f"with B = {B} from {batch_from!r}: a batch of {a.shape[seq]}")
+        if seq:
+            if T is None:
+                T, steps_from = a.shape[0], k
+            elif a.shape[0] != T:
+                raise ValueError(f"data {k!r} has shape {_shape(a)}, expected {_spelled(axes, seq)} "
+                                 f"with T = {T} from {steps_from!r}: {a.shape[0]} steps")
+    sizes = {}
+    for d, (k, i, rest, count) in _DIM_SOURCES.items():
+        n = p[k].shape[i] if k in p else x[k].shape[_DATA_AXES[k][0] + batched[k] + i]
+        sizes[d] = n if count == 1 and not rest else (n - sum(sizes[r] if isinstance(r, str) else r
+                                                              for r in rest)) // count
+        if sizes[d] <= 0:
+            raise ValueError(f"{d} = {sizes[d]}, read off {k!r} of shape {_shape(p[k] if k in p else x[k])}: "
+                             "every size must be positive")
+    want = _expected(sizes)
+    for k, a in p.items():
+        if _shape(a) != want[k] and any(w is not None and n != w for n, w in zip(a.shape, want[k])):
+            _refuse_shape("parameter", k, _shape(a), _PARAM_AXES[k], want[k], sizes)
+    for k, (seq, axes, _) in _DATA_AXES.items():
+        start = seq + batched[k]
+        shape = _shape(x[k])[start:start + len(axes)]
+        if shape != want[k] and any(w is not None and n != w for n, w in zip(shape, want[k])):
+            _refuse_shape("data", k, _shape(x[k]), axes, want[k], sizes, seq, T, B if batched[k] else None)
+    if T == 0 or B == 0:
+        raise ValueError(f"T = {T}, B = {B}: every size must be positive")
+    return p, x, T, B
+
+
 def _prepare(params, data):
     """Internal layout (a vector as a row, the batch before it, one dtype and device); nothing passed in is modified."""
-    missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
-    if missing:
-        raise KeyError("missing: " + ", ".join(missing))
-    given = [_tensor(params[k]) for k in PARAMS]
-    device = given[0].device if given else torch.device("cpu")
-    inputs = {k: _tensor(data[k], device) for k in INPUTS}
+    given, inputs, _, B = _checked(params, data)
+    # The parameters' device (the first given as a tensor): the data are moved there.
+    device = next((t.device for k, t in given.items() if isinstance(params[k], torch.Tensor)), torch.device("cpu"))
     dtype = None
-    for t in given + list(inputs.values()):
+    # The dtype is the tensors' and arrays' (promoted); a Python number (lam=0.1) takes it, as in torch.
+    typed = [t for k, t in given.items() if hasattr(params[k], "dtype")]
+    typed += [t for k, t in inputs.items() if hasattr(data[k], "dtype")]
+    for t in typed:
         if t.is_floating_point():
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    dtype = dtype or torch.get_default_dtype()
+    if dtype is None:  # only Python numbers: a float is a double
+        floats = any(t.is_floating_point() for t in (*given.values(), *inputs.values()))
+        dtype = torch.float64 if floats else torch.get_default_dtype()
     p = {}
-    for k, t in zip(PARAMS, given):
+    for k, t in given.items():
         t = t if t.dtype == dtype and t.device == device else t.to(device=device, dtype=dtype)
-        p[k] = t.reshape(1) if not PARAMS[k] else t
-    out, shared, batched = {}, {}, False
-    for k, (is_sequence, size) in INPUTS.items():
-        a = inputs[k] if inputs[k].dtype == dtype else inputs[k].to(dtype)
-        core = int(is_sequence) + int(size != "scalar")
-        if k in _SHARED:
-            if a.ndim != core:
-                raise ValueError(f"{k}: expected shape (), one value shared by the batch, got {tuple(a.shape)}")
-            shared[k] = a.reshape(1)
+        p[k] = t.reshape(1) if not _PARAM_AXES[k] else t
+    batched, B = B is not None, B or 1
+    out = {}
+    for k, (seq, axes, shared) in _DATA_AXES.items():
+        a = inputs[k]
+        a = a if a.dtype == dtype and a.device == device else a.to(device=device, dtype=dtype)
+        if shared:  # one value for every example, held as a scalar param is
+            out[k] = a.reshape(1)
             continue
-        if a.ndim == core + 1:
-            batched = True
-        elif a.ndim != core:
-            raise ValueError(f"{k}: expected {core} or {core + 1} axes, got shape {tuple(a.shape)}")
-        if size == "scalar":
+        seq = int(seq)
+        if a.ndim == seq + len(axes):  # no batch axis: the datum is shared by every example
+            a = a.unsqueeze(seq)
+        if not axes:
             a = a.unsqueeze(-1)  # a scalar is a vector of size 1
-        out[k] = a if a.ndim > core + (size == "scalar") else a.unsqueeze(-2)
-    sizes = {k: a.shape[-2] for k, a in out.items() if a.shape[-2] != 1}
-    if len(set(sizes.values())) > 1:
-        raise ValueError("batch sizes differ: " + ", ".join(f"{k} has {b}" for k, b in sizes.items()))
-    B = max(sizes.values(), default=1)  # an input without the batch axis is shared by every example
-    # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
-    for k, a in out.items():
-        if a.shape[-2] != B or not a.is_contiguous():
-            out[k] = a.expand(*a.shape[:-2], B, a.shape[-1]).contiguous()
-    return p, {**out, **shared}, batched, dtype, device, B
-
-
-def _tensor(x, device=None):
-    """``x`` as a tensor (on ``device``), without a copy when it is one already."""
-    if isinstance(x, torch.Tensor) and (device is None or x.device == device):
-        return x
-    return torch.as_tensor(x, device=device)
+        # Contiguous, so that reshaping all steps into one matrix for a product copies nothing.
+        if a.shape[seq] != B or not a.is_contiguous():
+            a = a.expand(*a.shape[:seq], B, *a.shape[seq + 1:]).contiguous()
+        out[k] = a
+    return p, out, batched, dtype, device, B
 
 
 def _external(value, batched, scalar, per_example=True):
@@ -206,20 +364,30 @@ def _forward(params, data, want):
     z_, r = torch.tensor_split(_stack0_out0, [n_h], dim=-1)
     n = torch.empty((T, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
-    _T__stack0_W = _stack0_W.T  # once, not at every step
-    _T_U_n = U_n.T  # once, not at every step
+    _T__stack0_W = _stack0_W.T.contiguous()  # once, not at every step (and laid out for the product)
+    _T_U_n = U_n.T.contiguous()  # once, not at every step (and laid out for the product)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s__stack0 = _stack0.unbind(0)
+    _s_h = h.unbind(0)
+    _s2__stack0 = _stack0[:, :, :2 * n_h].unbind(0)
+    _s__stack0_out0 = _stack0_out0.unbind(0)
+    _s_a_n = a_n.unbind(0)
+    _s_r = r.unbind(0)
+    _s_n = n.unbind(0)
+    _s_z_ = z_.unbind(0)
     for i in range(T):
         # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-        _stack0[i].addmm_(h[i], _T__stack0_W)
+        _s__stack0[i].addmm_(_s_h[i], _T__stack0_W)
         # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-        torch.sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
+        torch.sigmoid(_s2__stack0[i], out=_s__stack0_out0[i])
         # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-        a_n[i].addmm_(r[i] * h[i], _T_U_n)
+        _s_a_n[i].addmm_(_s_r[i] * _s_h[i], _T_U_n)
         # n_t = tanh(a_{n,t})
-        torch.tanh(a_n[i], out=n[i])
+        torch.tanh(_s_a_n[i], out=_s_n[i])
         # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-        torch.mul(1 - z_[i], h[i], out=h[i + 1])
-        h[i + 1].addcmul_(z_[i], n[i])
+        torch.mul(1 - _s_z_[i], _s_h[i], out=_s_h[i + 1])
+        _s_h[i + 1].addcmul_(_s_z_[i], _s_n[i])
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_a_n, _s_r, _s_n, _s_z_
     # ŷ_t = W_y h_t + b_y
     y_hat = _matvec(W_y, h[1:], b_y)
     # L = Σ_{t=3}^{T} 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -252,16 +420,12 @@ def _backward(saved):
     # 1 − z_{t+1}, for every step at once
     _d_h_0 = 1 - z_[1:]
     # z_t ⊙ (1 − n_t ⊙ n_t), for every step at once
-    _d_a_n_0 = 1 - (n ** 2)
-    _d_a_n_0 *= z_
+    _d_a_n_0 = _tanh_grad(z_, n)
     # h_{t−1} ⊙ r_t ⊙ (1 − r_t), for every step at once
-    _d_a_r_0 = 1 - r
-    _d_a_r_0 *= h[:-1]
-    _d_a_r_0 *= r
+    _d_a_r_0 = _sigmoid_grad(h[:-1], r)
     # (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t), for every step at once
     _d_a_z_0 = -h[:-1] + n
-    _d_a_z_0 *= z_
-    _d_a_z_0 *= 1 - z_
+    _sigmoid_grad(_d_a_z_0, z_, out=_d_a_z_0)
     # ∂L/∂W_y = Σ_t δŷ_t h_tᵀ
     g_W_y = _outer(d_y_hat, h[1:])
     # ∂L/∂b_y = Σ_t δŷ_t
@@ -271,18 +435,30 @@ def _backward(saved):
     d_a_n = torch.empty((T, B, n_h), dtype=dtype, device=device)
     _d_stack0 = torch.empty((T, B, 2 * n_h), dtype=dtype, device=device)
     d_a_z, d_a_r = torch.tensor_split(_d_stack0, [n_h], dim=-1)
+    # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
+    _s_d_h = d_h.unbind(0)
+    _s__d_h_0 = _d_h_0.unbind(0)
+    _s_r = r.unbind(0)
+    _s_d_a_n = d_a_n.unbind(0)
+    _s__d_stack0 = _d_stack0.unbind(0)
+    _s__d_a_n_0 = _d_a_n_0.unbind(0)
+    _s__d_a_r_0 = _d_a_r_0.unbind(0)
+    _s_d_a_r = d_a_r.unbind(0)
+    _s__d_a_z_0 = _d_a_z_0.unbind(0)
+    _s_d_a_z = d_a_z.unbind(0)
     for i in reversed(range(T)):
         # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
         if i + 1 < T:
-            d_h[i].addcmul_(_d_h_0[i], d_h[i + 1])
-            d_h[i].addcmul_(r[i + 1], d_a_n[i + 1] @ U_n)
-            d_h[i].addmm_(_d_stack0[i + 1], _stack0_W)
+            _s_d_h[i].addcmul_(_s__d_h_0[i], _s_d_h[i + 1])
+            _s_d_h[i].addcmul_(_s_r[i + 1], _s_d_a_n[i + 1] @ U_n)
+            _s_d_h[i].addmm_(_s__d_stack0[i + 1], _stack0_W)
         # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-        torch.mul(_d_a_n_0[i], d_h[i], out=d_a_n[i])
+        torch.mul(_s__d_a_n_0[i], _s_d_h[i], out=_s_d_a_n[i])
         # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-        torch.mul(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
+        torch.mul(_s__d_a_r_0[i], _s_d_a_n[i] @ U_n, out=_s_d_a_r[i])
         # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-        torch.mul(_d_a_z_0[i], d_h[i], out=d_a_z[i])
+        torch.mul(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
+    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ
@@ -332,7 +508,8 @@ class Function(torch.autograd.Function):
             params = dict(zip(PARAMS, tensors))
             data = dict(zip(INPUTS, tensors[len(PARAMS):]))
             loss, ctx.saved = _forward(params, data, "saved")
-        ctx.targets = [(t.dtype, t.device) for t in params.values()]
+        # each gradient in its param's dtype and device (none for a param given as a Python number)
+        ctx.targets = [(t.dtype, t.device) if isinstance(t, torch.Tensor) else None for t in params.values()]
         return loss
 
     @staticmethod
@@ -345,16 +522,15 @@ class Function(torch.autograd.Function):
             grads = _backward(saved)
             if grad.device.type != "cpu" or float(grad) != 1.0:  # loss.backward() passes 1: nothing to scale
                 grads = [g * grad for g in grads]
-            out = [g if (g.dtype, g.device) == target else g.to(dtype=target[0], device=target[1])
-                   for g, target in zip(grads, ctx.targets)]
+            out = [None if target is None else g if (g.dtype, g.device) == target else
+                   g.to(dtype=target[0], device=target[1]) for g, target in zip(grads, ctx.targets)]
         return (*out, *([None] * len(INPUTS)))
 
 
 def loss(params, /, **data):
     """The loss (a 0-dim tensor), summed over the batch; ``.backward()`` runs the closed-form gradient."""
-    missing = [k for k in PARAMS if k not in params] + [k for k in INPUTS if k not in data]
-    if missing:
-        raise KeyError("missing: " + ", ".join(missing))
+    if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
+        _refuse_names(params, data)
     return Function.apply(*(params[k] for k in PARAMS), *(data[k] for k in INPUTS))
 
 
@@ -369,7 +545,13 @@ def loss_and_gradients(params, /, **data):
     with torch.no_grad():
         _loss, saved = _forward(params, data, "saved")
         grads = _backward(saved)
-        return _loss, {k: g.to(torch.as_tensor(params[k]).dtype) for k, g in zip(PARAMS, grads)}
+        return _loss, {k: _like(g, params[k]) for k, g in zip(PARAMS, grads)}
+
+
+def _like(g, param):
+    """A gradient in its parameter's floating dtype (an integer parameter's gradient is not rounded)."""
+    dtype = torch.as_tensor(param).dtype
+    return g.to(dtype) if dtype.is_floating_point and g.dtype != dtype else g
 
 
 def gradients(params, /, **data):
