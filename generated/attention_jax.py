@@ -185,7 +185,7 @@ def _run(params, data, want):
     # V = W_V X
     V = W_V @ X
     # S = 1/√n_k Kᵀ Q
-    S = float(1/jnp.sqrt(n_k)) * (jnp.swapaxes(K, -1, -2) @ Q)
+    S = (1/jnp.sqrt(n_k)) * (jnp.swapaxes(K, -1, -2) @ Q)
     # A = softmax(S)
     A = _softmax(S, axis=-2)
     # O = V A
@@ -218,9 +218,9 @@ def _run(params, data, want):
     # δV = δO Aᵀ
     d_V = d_O @ jnp.swapaxes(A, -1, -2)
     # δK = 1/√n_k Q δSᵀ
-    d_K = float(1/jnp.sqrt(n_k)) * (Q @ jnp.swapaxes(d_S, -1, -2))
+    d_K = (1/jnp.sqrt(n_k)) * (Q @ jnp.swapaxes(d_S, -1, -2))
     # δQ = 1/√n_k K δS
-    d_Q = float(1/jnp.sqrt(n_k)) * (K @ d_S)
+    d_Q = (1/jnp.sqrt(n_k)) * (K @ d_S)
     # ∂L/∂W_Q = δQ Xᵀ
     g_W_Q = _sum_examples_matrix(d_Q @ jnp.swapaxes(X, -1, -2))
     # ∂L/∂W_K = δK Xᵀ

@@ -400,7 +400,8 @@ def test_the_test_models_too(model_cases, name):
 # Shapes the examples do not hold: a value the same for every example spread to every row (δh of
 # Σ_t sum(h_t)), a penalty beside a recurrence with a scalar input shared by the batch, a state
 # computed from a static input with a recurrence backwards in time reading the data a step ahead,
-# fixed steps from both ends and T as a value, a matrix datum at every step, data named ``params``.
+# fixed steps from both ends and T as a value, a matrix datum at every step, a coupled-gate cell,
+# data named ``params``.
 MORE_MODELS = {
     "sum_of_states": """\
 model sum_of_states
@@ -462,6 +463,29 @@ param w: n
 param A: (n, n)
 s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t])
 loss L = Sum(s[t] * s[t], (t, 1, T)) / 2 + norm2(A) ** 2
+""",
+    "coupled_gates": """\
+# A coupled-gate cell (c = f ⊙ c + (1 − f) ⊙ g, h = tanh(c)): f's line in the loop is printed before
+# the stack of z_f and z_g is split, and must still read z_f from the stack.
+model coupled_gates
+dim n_x, n_h, C
+time t = 1..T
+input x[t]: n_x
+target r[t]: C, distribution
+param W_f: (n_h, n_h + n_x)
+param b_f: n_h
+param W_g: (n_h, n_h + n_x)
+param b_g: n_h
+param W_y: (C, n_h)
+state h[0] = 0
+state c[0] = 0
+v[t] = concat(h[t-1], x[t])
+f[t] = sigmoid(W_f @ v[t] + b_f)
+g[t] = tanh(W_g @ v[t] + b_g)
+c[t] = f[t] * c[t-1] + (1 - f[t]) * g[t]
+h[t] = tanh(c[t])
+p[t] = softmax(W_y @ h[t])
+loss L = Sum(cross_entropy(r[t], p[t]), (t, 1, T))
 """,
     "awkward_names": """\
 # Data called as the entry points' own arguments: the jitted functions take them as one dict.

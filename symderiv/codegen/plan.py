@@ -196,6 +196,8 @@ class ModulePlan:
         reads = {n: references(code_expr[n]) & set(seq) for n in seq}
         loop = recurrent(reads)
         stacks = self._stacks(seq, code_expr, loop)
+        for s in stacks:  # before any line is printed: a member may be read before its stack is split
+            self.out.declare_split([names.value(n) for n in s.members], s.name, s.sizes)
         stacked = {n: s for s in stacks for n in s.members}
         activated = {n: (s, run) for s in stacks for run in s.activations for n in run[1]}
         inline = self._inline_values(seq, concats)

@@ -66,15 +66,26 @@ class JaxIdioms(NumpyIdioms):
         return line(f"{array} = jnp.zeros(({length}, B, {pr.size(size)}), dtype)", (array,), ("B",),
                     pr.size_reads(size))
 
-    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
-        """``a, b = jnp.split(array, […])``; the members are recorded as slices of ``array``."""
-        ends, reads, total, start = [], [], sp.Integer(0), "0"
+    def declare_split(self, names: list[str], array: str, sizes: Sequence[sp.Expr]) -> None:
+        """The members recorded as slices of ``array`` before any line is printed: a line of the loop
+        that reads a member may be printed before the line splitting the stack (``f = σ(z_f)``
+        before the stack's last member ``z_g`` is reached), and must read it from the stack too."""
+        start = "0"
+        total = sp.Integer(0)
         for k, size in enumerate(sizes):
             total = sp.expand(total + size)
             stop = self.pr.size(total)
-            if last_axis:
-                self.pr.views[names[k]] = (array, "" if start == "0" else start, stop if k < len(sizes) - 1 else "")
+            self.pr.views[names[k]] = (array, "" if start == "0" else start, stop if k < len(sizes) - 1 else "")
             start = stop
+
+    def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
+        """``a, b = jnp.split(array, […])``; the members are recorded as slices of ``array``."""
+        if last_axis:
+            self.declare_split(names, array, sizes)
+        ends, reads, total = [], [], sp.Integer(0)
+        for k, size in enumerate(sizes):
+            total = sp.expand(total + size)
+            stop = self.pr.size(total)
             if k < len(sizes) - 1:
                 ends.append(stop)
                 reads.append(self.pr.size_reads(total))

@@ -84,6 +84,11 @@ class JaxPrinter(NumpyPrinter):
         array, index = c.text[:-1].split("[", 1)  # "d_h[-1]" → "d_h", "-1"
         return Target(**vars(c), base=array, index=index)
 
+    def _weak(self, text: str) -> str:
+        """jnp's functions of Python numbers are weakly typed already (they keep a float32 array's
+        dtype), and inside jit they are traced: ``float()`` of one would fail."""
+        return f"({text})"
+
     def _print_Apply(self, e):
         if e.fname == "log":  # the stable logs of a softmax or a sigmoid: NumPy's forms, in jnp
             return super()._print_Apply(e)

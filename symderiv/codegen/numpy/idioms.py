@@ -48,6 +48,11 @@ class NumpyIdioms:
             reads.append(self.pr.size_reads(total))
         return ends, reads
 
+    def declare_split(self, names: list[str], array: str, sizes: Sequence[sp.Expr]) -> None:
+        """Told, before any line is printed, that ``names`` will be the members of the stack ``array``
+        (``split`` writes the line later, where the plan places it).  NumPy's members are views,
+        which read the same whenever they were split off: nothing to do."""
+
     def split(self, names: list[str], array: str, sizes: Sequence[sp.Expr], last_axis: bool = True) -> Line:
         """``a, b = np.split(array, […])``: views of one array, by blocks of ``sizes``."""
         ends, reads = self.split_points(sizes)

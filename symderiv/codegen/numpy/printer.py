@@ -184,8 +184,12 @@ class NumpyPrinter(Printer):
 
         names = {x: sp.Symbol(self._size_name(x)) for x in c.free_symbols}
         text = pycode(c.xreplace(names), fully_qualified_modules=True).replace("math.", "np.")
-        # a NumPy function of a size is a float64 scalar, which would make a float32 result float64:
-        # a Python float (NumPy's "weak" scalar) keeps the arrays' dtype
+        return self._weak(text)
+
+    def _weak(self, text: str) -> str:
+        """A number of sizes as a scalar that keeps the arrays' dtype: a NumPy function of a size is a
+        float64 scalar, which would make a float32 result float64; a Python float (NumPy's "weak"
+        scalar) does not."""
         return f"float({text})" if "np." in text else f"({text})"
 
     def _size_name(self, x) -> str:
