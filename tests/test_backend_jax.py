@@ -453,7 +453,7 @@ o = h[T] + g[1] + m
 loss L = squared_error(y, o) + sum((o * o + 1) ** 0.75)
 """,
     "matrix_steps": """\
-# A matrix datum at every step, in a bilinear form and a product; a Frobenius-norm penalty.
+# A matrix datum at every step, in a bilinear form, a product and a trace; a Frobenius-norm penalty.
 model matrix_steps
 dim n
 time t = 1..T
@@ -461,7 +461,7 @@ input M[t]: (n, n)
 input v[t]: n
 param w: n
 param A: (n, n)
-s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t])
+s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t]) + tr(A @ M[t])
 loss L = Sum(s[t] * s[t], (t, 1, T)) / 2 + norm2(A) ** 2
 """,
     "coupled_gates": """\
