@@ -48,6 +48,7 @@ from symderiv.ir.expr import (
     LogDet,
     LogSoftmax,
     Norm2,
+    Window,
     RowSlice,
     Softmax,
     TimeSum,
@@ -105,7 +106,7 @@ def _function(fname: str, params):
 
 _NODES = (MatAdd, MatMul, HadamardProduct, HadamardPower, Transpose, Apply, LogSoftmax, Softmax, Concat, RowSlice,
           ColSlice, TimeSum, At, AtStep, AtEnd, MatrixSymbol, ZeroMatrix, OneMatrix, Identity, Trace, Det, LogDet,
-          Norm2, Inv, Diag)
+          Norm2, Inv, Diag, Window)
 
 
 def computes(model) -> bool:
@@ -242,6 +243,9 @@ class Reference:
             return ev(e.arg)[..., :, self.size(e.start):self.size(e.stop)]
         if isinstance(e, TimeSum):
             return sum(self.ev(e.arg, s) for s in range(1, self.T + 1))
+        if isinstance(e, Window):  # Sum(…, (t, first, T - last)): 1 at the steps of the range, else 0
+            step = {"t": t + e.at if t is not None else None, "step": e.at, "end": self.T + e.at}[e.where]
+            return jnp.ones((1, 1)) * (step is not None and e.first <= step <= self.T - e.last)
         # language version 2's functions of a matrix, from their definitions
         if isinstance(e, Trace):
             return jnp.trace(ev(e.arg), axis1=-2, axis2=-1)[..., None, None]
