@@ -48,11 +48,11 @@ from symderiv.ir.expr import (
     LogDet,
     LogSoftmax,
     Norm2,
-    Window,
     RowSlice,
     Softmax,
     TimeSum,
     Trace,
+    Window,
 )
 from symderiv.ops import ELEMENTWISE
 from symderiv.render.emit import render
