@@ -52,6 +52,7 @@ from symderiv.ir.expr import (
     Softmax,
     TimeSum,
     Trace,
+    Window,
 )
 from symderiv.ops import ELEMENTWISE
 from symderiv.render.emit import render
@@ -105,7 +106,7 @@ def _function(fname: str, params):
 
 _NODES = (MatAdd, MatMul, HadamardProduct, HadamardPower, Transpose, Apply, LogSoftmax, Softmax, Concat, RowSlice,
           ColSlice, TimeSum, At, AtStep, AtEnd, MatrixSymbol, ZeroMatrix, OneMatrix, Identity, Trace, Det, LogDet,
-          Norm2, Inv, Diag)
+          Norm2, Inv, Diag, Window)
 
 
 def computes(model) -> bool:
@@ -242,6 +243,9 @@ class Reference:
             return ev(e.arg)[..., :, self.size(e.start):self.size(e.stop)]
         if isinstance(e, TimeSum):
             return sum(self.ev(e.arg, s) for s in range(1, self.T + 1))
+        if isinstance(e, Window):  # Sum(…, (t, first, T - last)): 1 at the steps of the range, else 0
+            step = {"t": t + e.at if t is not None else None, "step": e.at, "end": self.T + e.at}[e.where]
+            return jnp.ones((1, 1)) * (step is not None and e.first <= step <= self.T - e.last)
         # language version 2's functions of a matrix, from their definitions
         if isinstance(e, Trace):
             return jnp.trace(ev(e.arg), axis1=-2, axis2=-1)[..., None, None]
@@ -453,7 +457,7 @@ o = h[T] + g[1] + m
 loss L = squared_error(y, o) + sum((o * o + 1) ** 0.75)
 """,
     "matrix_steps": """\
-# A matrix datum at every step, in a bilinear form and a product; a Frobenius-norm penalty.
+# A matrix datum at every step, in a bilinear form, a product and a trace; a Frobenius-norm penalty.
 model matrix_steps
 dim n
 time t = 1..T
@@ -461,7 +465,7 @@ input M[t]: (n, n)
 input v[t]: n
 param w: n
 param A: (n, n)
-s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t])
+s[t] = w.T @ M[t] @ v[t] + sum(A @ v[t]) + tr(A @ M[t])
 loss L = Sum(s[t] * s[t], (t, 1, T)) / 2 + norm2(A) ** 2
 """,
     "coupled_gates": """\

@@ -140,7 +140,7 @@ def test_generated_lstm_scan_copies_no_carried_array():
     params = {k: np.asarray(v, np.float32) for k, v in m.init_params(dims, seed=0).items()}
     data = {"x": rng.normal(size=(6, 3, 8)).astype(np.float32),
             "r": np.eye(8, dtype=np.float32)[rng.integers(0, 8, (6, 3))]}
-    hlo = m.loss_and_gradients.lower(params, **data).compile().as_text()
+    hlo = m._loss_and_gradients.lower(params, data).compile().as_text()  # loss_and_gradients' jitted body
     bodies = re.findall(r"\n(%[\w.]*region[\w.]* .*?\n})", hlo, flags=re.S)
     assert any("dynamic-update-slice" in b for b in bodies), "no scan body found in the compiled module"
     carried = re.compile(r"= f32\[7,3,8\]\{[^}]*\} copy\(")  # (T + 1, B, n): h or c

@@ -43,6 +43,7 @@ from symderiv.ir.expr import (
     Softmax,
     TimeSum,
     Trace,
+    Window,
 )
 
 # The elementwise functions by their PyTorch operations (what each means, not how symderiv prints it).
@@ -68,7 +69,7 @@ FUNCTIONS = {
 # The nodes this reference computes (``Reference.ev``), each from its meaning in the language.
 NODES = (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose, ZeroMatrix,
          Apply, At, AtEnd, AtStep, ColSlice, Concat, LogSoftmax, RowSlice, Softmax, TimeSum,
-         Trace, Det, LogDet, Norm2, Inv, Diag)
+         Trace, Det, LogDet, Norm2, Inv, Diag, Window)
 
 
 class Reference:
@@ -223,6 +224,9 @@ class Reference:
             return self.ev(e.arg, t)[..., :, self.size(e.start):self.size(e.stop)]
         if isinstance(e, TimeSum):
             return sum(self.ev(e.arg, s) for s in range(1, self.T + 1))
+        if isinstance(e, Window):  # Sum(…, (t, first, T - last)): 1 at the steps of the range, else 0
+            step = {"t": t + e.at if t is not None else None, "step": e.at, "end": self.T + e.at}[e.where]
+            return self.zeros(e.shape) + float(step is not None and e.first <= step <= self.T - e.last)
         # language version 2's functions of matrices, by PyTorch's linear algebra
         if isinstance(e, Trace):
             return self.scalar(torch.einsum("...ii->...", self.ev(e.arg, t)))

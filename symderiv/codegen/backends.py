@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..ir.model import Model
 from .jax.emitter import module_context as jax_context
-from .jax.emitter import unsupported as jax_unsupported
 from .numpy.emitter import module_context as numpy_context
 from .torch.emitter import module_context as torch_context
 
@@ -34,37 +32,6 @@ class CodeBackend(NamedTuple):
 BACKENDS: dict[str, CodeBackend] = {}
 
 
-_VECTOR_NODES = ("MatAdd", "MatMul", "HadamardProduct", "HadamardPower", "Transpose", "Apply", "LogSoftmax", "Softmax",
-                 "Concat", "RowSlice", "ColSlice", "TimeSum", "At", "AtStep", "AtEnd", "MatrixSymbol", "ZeroMatrix",
-                 "OneMatrix", "Identity", "Window")
-
-
-def matrix_features(model: Model) -> str | None:
-    """What of language version 2's matrices a model uses (matrix data or quantities, tr, det,
-    inv, norms, diag, a power other than an integer, a dim as a value), or None: the JAX back end
-    does not print these yet (the PyTorch back end prints them all)."""
-    if any(q.kind == "matrix" and q.role != "param" for q in model.quantities.values()):
-        return "matrix-valued data or quantities"
-
-    def first(e) -> str | None:
-        name = type(e).__name__
-        if name in ("MatrixSymbol", "ZeroMatrix", "OneMatrix", "Identity"):
-            return None
-        if getattr(e, "is_Matrix", False):
-            if name not in _VECTOR_NODES:
-                return {"Trace": "tr", "Det": "det", "LogDet": "logdet", "Inv": "inv", "Norm2": "norm2",
-                        "Diag": "diag"}.get(name, name)
-            if name == "HadamardPower" and not e.args[1].is_Integer:
-                return "a power other than an integer"
-            return next((f for f in map(first, e.args) if f), None)
-        if getattr(e, "free_symbols", None):
-            return "a dim used as a value"
-        return None
-
-    exprs = [q.expr for q in model.quantities.values() if q.expr is not None]
-    return next((f for f in map(first, exprs) if f), None)
-
-
 def register(backend: CodeBackend) -> CodeBackend:
     """Add ``backend`` to the table (by its format name)."""
     BACKENDS[backend.format] = backend
@@ -73,7 +40,7 @@ def register(backend: CodeBackend) -> CodeBackend:
 
 register(CodeBackend("numpy", "py", ".py", "module.py.j2", numpy_context, "numpy"))
 register(CodeBackend("torch", "torch", "_torch.py", "module_torch.py.j2", torch_context, "torch"))
-register(CodeBackend("jax", "jax", "_jax.py", "module_jax.py.j2", jax_context, "jax", jax_unsupported))
+register(CodeBackend("jax", "jax", "_jax.py", "module_jax.py.j2", jax_context, "jax"))
 
 
 def by_name(name: str) -> CodeBackend:

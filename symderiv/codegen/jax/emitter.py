@@ -20,7 +20,6 @@ from collections.abc import Callable
 import sympy as sp
 
 from ...ad.derive import Derivation
-from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
 from ..numpy import Backend
@@ -33,18 +32,9 @@ from .printer import JaxPrinter
 JAX = Backend(JaxPrinter, JaxIdioms)
 
 
-def unsupported(d: Derivation) -> str | None:
-    """Why the JAX back end cannot generate ``d``'s module, or None: it generates every module the
-    NumPy back end does (the same schedule, ``blocks.BlockPlan``'s where one time loop does not suffice)."""
-    return None
-
-
 def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
     """The template context of the generated JAX module of ``d`` (without the header's mark,
     version and source, which the caller adds)."""
-    reason = unsupported(d)
-    if reason is not None:
-        raise SymderivError(f"cannot generate {d.model.name}_jax.py: {reason}")
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=JAX)
     schedule = plan.schedule()
     out = numpy_context(d, schedule, plan.printer)

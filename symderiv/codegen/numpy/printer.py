@@ -70,6 +70,15 @@ class NumpyPrinter(Printer):
         """The array of a model value, or one of the code's own (a value in the table)."""
         return name if name in self.values.arrays else self.names.value(name)
 
+    def per_example(self, e: sp.Basic) -> Code:
+        """``e`` with every outer product of per-example vectors in it kept per example (…, p, q),
+        where the value is multiplied by another that is each example's own."""
+        saved, self.outer_per_example = self.outer_per_example, True
+        try:
+            return self._print(e)
+        finally:
+            self.outer_per_example = saved
+
     def code(self, e: sp.Basic, mode: str = "static", window: int = 0) -> Code:
         """``e`` as NumPy code in ``mode`` (see the class docstring)."""
         saved = self.mode, self.window
@@ -273,6 +282,8 @@ class NumpyPrinter(Printer):
                          order=(acc, self.size_reads(p)))
         # (1 x_bᵀ for every example b is an outer product summed over them, below.)
         left = self._print(a)
+        if left.summed and (acc.batched or acc.timed):  # (δs_t 1 1ᵀ ⊙ I) M_tᵀ: each example's own products
+            left = self.per_example(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
         if p != 1 and q != 1 and (left.batched or (cols != 1 and q != 1 and acc.batched)):
@@ -313,14 +324,13 @@ class NumpyPrinter(Printer):
     def _summed_sum(self, e, codes) -> Code:
         """A sum of which a term is summed over the examples already (Σ x xᵀ, an outer product in
         a gradient) and another is per example: the latter summed too, so none counts B times."""
-        if e.shape[0] != 1 and e.shape[1] != 1:
-            raise NotImplementedError(f"no NumPy form for a sum over the examples of the matrix {e}")
+        matrix = e.shape[0] != 1 and e.shape[1] != 1  # a per-example term is (…, rows, cols)
         terms = []
         for term, code in zip(e.args, codes):
             c, _ = coeff_and_rest(term)
             body = code.text if c == 1 else f"{self._number(c)} * {group(code.text)}"
-            if code.batched and not code.summed:
-                body = f"_sum_examples({body})"
+            if (code.batched or code.timed) and not code.summed:
+                body = f"_sum_examples_matrix({body})" if matrix else f"_sum_examples({body})"
             terms.append(Code(body, summed=True, reads=code.reads))
         return Code(" + ".join(group(t.text) if " " in t.text else t.text for t in terms), summed=True,
                     reads=reads_of(*terms))

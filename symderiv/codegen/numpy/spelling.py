@@ -41,7 +41,10 @@ def operand(code: str) -> str:
     name, a call, an index or an attribute, else in parentheses.  SymPy prints a meaning without
     spaces (``(1/2)*z*(_erf(…) + 1)``), which ``group`` would take for one operand.  (``code`` is the
     module's own printed code, never a model file's text.)"""
-    node = ast.parse(code, mode="eval").body
+    try:
+        node = ast.parse(code, mode="eval").body
+    except (SyntaxError, RecursionError, MemoryError):  # too deep to parse: parentheses are always safe
+        return f"({code})"
     return code if isinstance(node, (ast.Name, ast.Call, ast.Subscript, ast.Attribute)) else f"({code})"
 
 

@@ -102,7 +102,7 @@ def pooled(text: str, sizes: frozenset[str] = frozenset()) -> str:
         return text
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):  # too deeply nested to parse: left as NumPy's
         return text
     if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Assign, ast.AugAssign, ast.Expr)):
         return text
@@ -110,5 +110,8 @@ def pooled(text: str, sizes: frozenset[str] = frozenset()) -> str:
     head, sep, tail = text.partition("  # ")
     if sep:  # a trailing comment (``# what``) is kept: unparsing drops it
         comment = sep + tail
-    new = _Pooled(sizes).visit(tree.body[0])
-    return ast.unparse(new) + comment
+    try:
+        new = _Pooled(sizes).visit(tree.body[0])
+        return ast.unparse(new) + comment
+    except RecursionError:  # an expression nested deeper than the rewrite recurses: left as NumPy's
+        return text

@@ -120,6 +120,8 @@ class TorchPrinter(NumpyPrinter):
             return _join(f"{x} * torch.ones({self.size(p)}, dtype=dtype, device=device)", acc,
                          order=(acc, self.size_reads(p)))  # 1 s: a scalar spread over a vector
         left = self._print(a)
+        if left.summed and (acc.batched or acc.timed):  # (δs_t 1 1ᵀ ⊙ I) M_tᵀ: each example's own products
+            left = self.per_example(a)
         if acc.summed and left.batched:
             raise NotImplementedError(f"no PyTorch form for {a} times a sum of outer products")
         if p != 1 and q != 1 and (left.batched or (cols != 1 and q != 1 and acc.batched)):
