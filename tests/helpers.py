@@ -155,3 +155,44 @@ def reference_computes(model, functions) -> bool:
     exprs = [q.expr for q in model.quantities.values() if q.expr is not None]
     exprs += [v for steps in list(model.states.values()) + list(model.end_states.values()) for v in steps.values()]
     return all(ok(e) for e in exprs)
+
+
+# --- the examples against their references (tests/reference/): sizes, data, agreement ----------
+
+
+def sizes(m) -> dict:
+    """Distinct small sizes (3, 4, 5, ...) for a generated module's dims, so that a transposition
+    slip cannot hide behind a square matrix."""
+    return {d: 3 + i for i, d in enumerate(m.DIMS)}
+
+
+def make_data(model, m, dims, T=4, B=None, seed=0) -> dict:
+    """Random data for every input of the generated module ``m`` (its layout: the class axis
+    before the batch axis); a target declared a distribution is one-hot."""
+    rng = np.random.default_rng(seed)
+    distributions = {q.name for q in model.data if q.distribution}
+    data = {}
+    for name, (sequence, size) in m.INPUTS.items():
+        n = dims[size]
+        lead = (T,) if sequence else ()
+        batch = (B,) if B is not None else ()
+        if name in distributions:
+            labels = rng.integers(0, n, lead + batch)
+            data[name] = np.moveaxis(np.eye(n)[labels], -1, len(lead))  # class axis before the batch axis
+        else:
+            data[name] = rng.normal(size=lead + (n,) + batch)
+    return data
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def assert_agree(loss, grads, ref_loss, ref_grads, params, tol=1e-10) -> None:
+    """The loss and every gradient (with the parameter's shape) within ``tol`` of the reference's."""
+    assert rel_err(loss, ref_loss) <= tol, (loss, ref_loss)
+    assert set(grads) == set(params) == set(ref_grads)
+    for k in params:
+        assert np.shape(grads[k]) == np.shape(params[k]) == np.shape(ref_grads[k]), k
+        assert rel_err(grads[k], ref_grads[k]) <= tol, (k, rel_err(grads[k], ref_grads[k]))

@@ -7,14 +7,13 @@ import functools
 import importlib
 import json
 
-import numpy as np
 import pytest
 
 import symderiv
 from symderiv.check.certify import certify
 from symderiv.cli import main as cli_main
 
-from .helpers import EXAMPLES, GENERATED, ROOT, import_generated
+from .helpers import EXAMPLES, GENERATED, ROOT, assert_agree, import_generated, make_data, sizes
 
 DATA = ROOT / "tests" / "data"
 TIME_ZOO = ["gru_classifier", "causal_conv_rnn", "birnn_tagger", "encoder_decoder"]
@@ -26,41 +25,6 @@ def entry(name):
     model = symderiv.load(EXAMPLES / f"{name}.sdm")
     reference = importlib.import_module(f"tests.reference.{name}")
     return name, model, import_generated(GENERATED / f"{name}.py", f"{name}_time_zoo_generated"), reference
-
-
-def sizes(m):
-    """Distinct small sizes (3, 4, 5, ...), so a transposition slip cannot hide behind a square matrix."""
-    return {d: 3 + i for i, d in enumerate(m.DIMS)}
-
-
-def make_data(model, m, dims, T, B=None, seed=0):
-    """Random data for every input; a target declared a distribution is one-hot."""
-    rng = np.random.default_rng(seed)
-    distributions = {q.name for q in model.data if q.distribution}
-    data = {}
-    for name, (sequence, size) in m.INPUTS.items():
-        n = dims[size]
-        lead = (T,) if sequence else ()
-        batch = (B,) if B is not None else ()
-        if name in distributions:
-            labels = rng.integers(0, n, lead + batch)
-            data[name] = np.moveaxis(np.eye(n)[labels], -1, len(lead))  # class axis before the batch axis
-        else:
-            data[name] = rng.normal(size=lead + (n,) + batch)
-    return data
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def assert_agree(loss, grads, ref_loss, ref_grads, params, tol=1e-10):
-    assert rel_err(loss, ref_loss) <= tol, (loss, ref_loss)
-    assert set(grads) == set(params) == set(ref_grads)
-    for k in params:
-        assert np.shape(grads[k]) == np.shape(params[k]) == np.shape(ref_grads[k]), k
-        assert rel_err(grads[k], ref_grads[k]) <= tol, (k, rel_err(grads[k], ref_grads[k]))
 
 
 @pytest.fixture(params=TIME_ZOO)

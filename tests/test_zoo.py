@@ -15,7 +15,17 @@ import symderiv
 from symderiv.check.certify import certify
 from symderiv.cli import main as cli_main
 
-from .helpers import EXAMPLES, GENERATED, ROOT, central_differences, import_generated
+from .helpers import (
+    EXAMPLES,
+    GENERATED,
+    ROOT,
+    assert_agree,
+    central_differences,
+    import_generated,
+    make_data,
+    rel_err,
+    sizes,
+)
 
 ZOO = ["char_rnn", "lstm_tagger", "gru_regressor", "stacked_rnn", "mlp", "output_feedback", "second_order_rnn"]
 
@@ -44,42 +54,6 @@ def test_generated_module_is_the_model(zoo):
     name, model, m, _ = zoo
     assert model.name == name
     assert list(m.PARAMS) == [p.name for p in model.params]
-
-
-def sizes(m):
-    """Distinct small sizes (3, 4, 5, ...), so a transposition slip cannot hide behind a square matrix."""
-    return {d: 3 + i for i, d in enumerate(m.DIMS)}
-
-
-def make_data(model, m, dims, T=4, B=None, seed=0):
-    """Random data for every input; a target declared a distribution is one-hot."""
-    rng = np.random.default_rng(seed)
-    distributions = {q.name for q in model.data if q.distribution}
-    data = {}
-    for name, (sequence, size) in m.INPUTS.items():
-        n = dims[size]
-        lead = (T,) if sequence else ()
-        batch = (B,) if B is not None else ()
-        if name in distributions:
-            labels = rng.integers(0, n, lead + batch)
-            a = np.moveaxis(np.eye(n)[labels], -1, len(lead))  # class axis before the batch axis
-        else:
-            a = rng.normal(size=lead + (n,) + batch)
-        data[name] = a
-    return data
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def assert_agree(loss, grads, ref_loss, ref_grads, params, tol=1e-10):
-    assert rel_err(loss, ref_loss) <= tol, (loss, ref_loss)
-    assert set(grads) == set(params) == set(ref_grads)
-    for k in params:
-        assert np.shape(grads[k]) == np.shape(params[k]) == np.shape(ref_grads[k]), k
-        assert rel_err(grads[k], ref_grads[k]) <= tol, (k, rel_err(grads[k], ref_grads[k]))
 
 
 # ---------------------------------------------------------------------------------------

@@ -865,8 +865,8 @@ class ExpressionParser(NameReader):
         self.i = close + 1
         return Indicator(first, last)
 
-    def _sum(self):
-        head = self.take()
+    def _limits(self) -> tuple[list[Tok] | None, list[Tok] | None]:
+        """The lower and upper limits after a Σ or ∏ (``_{…}`` and ``^{…}``, in either order), taken."""
         lower = upper = None
         while self.is_char("_") or self.is_char("^"):
             mark = self.take().value
@@ -875,6 +875,11 @@ class ExpressionParser(NameReader):
                 lower = script
             else:
                 upper = script
+        return lower, upper
+
+    def _sum(self):
+        head = self.take()
+        lower, upper = self._limits()
         expanded = self._expanded(lower, upper, "sum")
         if expanded is not None:
             return expanded
@@ -907,14 +912,7 @@ class ExpressionParser(NameReader):
     def _product_over(self):
         """``\\prod_{j=k+1}^{4} ∂s_j/∂s_{j-1}`` over fixed numbers: the factors written out."""
         head = self.take()
-        lower = upper = None
-        while self.is_char("_") or self.is_char("^"):
-            mark = self.take().value
-            script = self.group()
-            if mark == "_":
-                lower = script
-            else:
-                upper = script
+        lower, upper = self._limits()
         expanded = self._expanded(lower, upper, "prod")
         if expanded is None:
             raise self.error("a product ∏ is read only over fixed numbers (∏_{j=2}^{4})", head)
