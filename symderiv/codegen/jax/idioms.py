@@ -128,13 +128,10 @@ class JaxIdioms(NumpyIdioms):
     def zeros(self, size: sp.Expr) -> Code:
         return Code(f"jnp.zeros({self.pr.size(size)}, dtype)", reads=self.pr.size_reads(size))
 
-    def spread(self, code: Code, size: sp.Expr, timed: bool = False, cols: sp.Expr = 1) -> Code:
-        """A value the same for every example (and, ``timed``, at every step) as a full array of
-        its own, (B, size) or (T, B, size), or (…, B, size, cols) for a matrix."""
-        pr = self.pr
-        shape = f"({'T, ' if timed else ''}B, {pr.size(size)}{'' if cols == 1 else ', ' + pr.size(cols)})"
-        return Code(f"jnp.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
-                    reads=reads_of(("B",), code, pr.size_reads(size), () if cols == 1 else pr.size_reads(cols)))
+    def _filled(self, shape: str, value: str) -> str:
+        """``spread``'s new array of the printed ``shape`` holding ``value`` everywhere."""
+        return f"jnp.full({shape}, {value}, dtype)"
+
 
     # --- statements -----------------------------------------------------------------------
 

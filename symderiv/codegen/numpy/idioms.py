@@ -132,8 +132,12 @@ class NumpyIdioms:
         statements update in place."""
         pr = self.pr
         shape = f"({'T, ' if timed else ''}B, {pr.size(size)}{'' if cols == 1 else ', ' + pr.size(cols)})"
-        return Code(f"np.full({shape}, {code.text}, dtype)", batched=True, timed=timed,
+        return Code(self._filled(shape, code.text), batched=True, timed=timed,
                     reads=reads_of(("B",), code, pr.size_reads(size), () if cols == 1 else pr.size_reads(cols)))
+
+    def _filled(self, shape: str, value: str) -> str:
+        """A new array of the printed ``shape`` holding ``value`` everywhere (``spread``'s)."""
+        return f"np.full({shape}, {value}, dtype)"
 
     # --- statements -----------------------------------------------------------------------
 

@@ -84,15 +84,10 @@ class TorchIdioms(NumpyIdioms):
         """A vector of zeros (a block without a bias)."""
         return Code(f"torch.zeros({self.pr.size(size)}, dtype=dtype, device=device)", reads=self.pr.size_reads(size))
 
-    def spread(self, code: Code, size: sp.Expr, timed: bool = False, cols: sp.Expr = 1) -> Code:
-        """A value the same for every example (and, ``timed``, at every step) as a full tensor of its
-        own, (B, size) or (T, B, size), or (…, B, size, cols) for a matrix, which later statements
-        update in place."""
-        pr = self.pr
-        shape = f"({'T, ' if timed else ''}B, {pr.size(size)}{'' if cols == 1 else ', ' + pr.size(cols)})"
-        return Code(f"torch.zeros({shape}, dtype=dtype, device=device).add_({code.text})", batched=True,
-                    timed=timed,
-                    reads=reads_of(("B",), code, pr.size_reads(size), () if cols == 1 else pr.size_reads(cols)))
+    def _filled(self, shape: str, value: str) -> str:
+        """``spread``'s new array of the printed ``shape`` holding ``value`` everywhere."""
+        return f"torch.zeros({shape}, dtype=dtype, device=device).add_({value})"
+
 
     def apply(self, node: Apply, x: Code) -> Code:
         """f(x) for the node ``node`` = f(…), with ``x`` as its argument."""
