@@ -657,6 +657,8 @@ class _Check:
         """Every single slip-repair of a claim."""
         yield from self._signs(r)
         yield from self._transposes(r)
+        yield from self._weights_on_the_other_side(r)
+        yield from self._powers_off_by_one(r)
         yield from self._extra_terms(r)
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
@@ -695,6 +697,98 @@ class _Check:
                     yield r.then("transpose", changed, "{} should not be transposed", f.arg)
                 else:
                     yield r.then("transpose", changed, "{} needs a transpose", f)
+
+    def _weights_on_the_other_side(self, r: Repair):
+        """``δs_4 (s_3 + W s_2 + W W s_1)``: an outer product whose weights act on the wrong
+        vector.  The error signal u goes back through the transposed weights, Σ_k (M_kᵀ u) v_kᵀ,
+        where the claim applies them to the other vector, u (Σ_k M_k v_k)ᵀ (in BPTT: W applied
+        to the earlier state instead of Wᵀ to the error).  Where the claim writes the two
+        vectors side by side with no transpose, the outer product is a ``transpose`` more
+        (``(ŷ − y) s``, as a transpose alone repairs it), or ``shape`` where its weights cannot
+        multiply the vector at all (``W x_3``, W of n_s × n_s and x of n_x); an error signal
+        written as a row, ``(ŷ − y) V`` for Vᵀ(ŷ − y), is a ``transpose`` more too.  Never a
+        reading of the claim: only a repair tried on a claim already found wrong."""
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.Product) or len(n.factors) < 2:
+                continue
+            *front, last = n.factors
+            written_row = isinstance(last, C.Transposed)
+            inner = last.arg if written_row else last
+            moved = []
+            for term in inner.terms if isinstance(inner, C.Terms) else (inner,):
+                negative = isinstance(term, C.Neg)
+                t = term.arg if negative else term
+                mats, v = (tuple(t.factors[:-1]), t.factors[-1]) if isinstance(t, C.Product) else ((), t)
+                if not self._is_vector(v) or any(isinstance(m, (C.Num, C.Ones)) for m in mats):
+                    break
+                moved.append((negative, mats, v))
+            else:
+                if not any(mats for _, mats, _ in moved):
+                    continue
+                u = front[0] if len(front) == 1 else C.Product(tuple(front))
+                signals = [(u, False)]
+                if len(front) > 1:  # (ŷ − y) V: the row (ŷ − y)ᵀ V, whose transpose is the column
+                    signals.append((C.Transposed(C.Product((_toggle(front[0]),) + tuple(front[1:]))), True))
+                for signal, as_row in signals:
+                    if not self._is_vector(signal):
+                        continue
+                    terms = []
+                    for negative, mats, v in moved:
+                        t = C.Product(tuple(_toggle(m) for m in reversed(mats)) + (signal, _toggle(v)))
+                        terms.append(C.Neg(t) if negative else t)
+                    repaired = C.replace_at(r.node, path, terms[0] if len(terms) == 1 else C.Terms(tuple(terms)))
+                    out = r
+                    if as_row:
+                        out = out.then("transpose", repaired, "{} needs a transpose (the error signal is {})",
+                                       front[0], signal)
+                    if not written_row:
+                        outer = C.Product((signal, C.Transposed(inner)))
+                        if self._fits(outer):
+                            out = out.then("transpose", repaired, "{} needs a transpose (an outer product)", inner)
+                        else:
+                            out = out.then("shape", repaired, f"the sizes do not fit ({self._misfit_of(inner)})")
+                    _, mats, v = next(m for m in moved if m[1])
+                    weights = mats[0] if len(mats) == 1 else C.Product(mats)
+                    carried = C.Product(tuple(_toggle(m) for m in reversed(mats)) + (signal,))
+                    yield out.then("wrong-factor", repaired,
+                                   "{} belongs on the error signal, transposed ({}), not on {}", weights, carried, v)
+
+    def _powers_off_by_one(self, r: Repair):
+        """``Σ_j W^{4-j-1} s_{j-1}``: every power of a matrix in a sum one too small (or too
+        large), the off-by-one of a product of Jacobians over the steps."""
+        for path, n in C.positions(r.node):
+            if not isinstance(n, (C.Terms, C.MatrixPower)) or not C.contains(n, C.MatrixPower):
+                continue
+            if isinstance(n, C.Terms) and sum(1 for _, x in C.positions(n) if isinstance(x, C.MatrixPower)) < 2:
+                continue  # a single power is tried by itself
+            for k, how in ((1, "too small"), (-1, "too large")):
+                shifted = C.transform(n, lambda x, k=k: replace(x, exponent=x.exponent + k)
+                                      if isinstance(x, C.MatrixPower) else x)
+                base = next(x.arg for _, x in C.positions(n) if isinstance(x, C.MatrixPower))
+                what = "the power of {}" if isinstance(n, C.MatrixPower) else "every power of {} in the sum"
+                yield r.then("wrong-factor", C.replace_at(r.node, path, shifted), what + " is one " + how, base)
+
+    def _is_vector(self, node) -> bool:
+        """Whether a claim piece is a column vector (of more than one entry)."""
+        try:
+            e = self.builder.expression(node)
+        except C.ShapeMismatch:
+            return False
+        return e.shape[1] == 1 and e.shape[0] != 1
+
+    def _fits(self, node) -> bool:
+        try:
+            self.builder.expression(node)
+        except C.ShapeMismatch:
+            return False
+        return True
+
+    def _misfit_of(self, node) -> str:
+        try:
+            self.builder.expression(node)
+        except C.ShapeMismatch as exc:
+            return str(exc)
+        return "they do not fit"
 
     def _extra_terms(self, r: Repair):
         for path, n in C.positions(r.node):

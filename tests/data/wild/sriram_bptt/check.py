@@ -3,8 +3,12 @@
 The notebook's RNN has no activation: s_t = W s_{t-1} + U x_t, z_t = V s_t,
 yhat_t = softmax(z_t), E_t the cross-entropy of step t.  Its claims are about E_4, the loss
 term of step 4, so the sequence here is longer (T = 6) and the terms of later steps exist.
-Its '.' is a product; where two column vectors meet, the charitable reading (an outer
-product) is taken, and the claim is shown wrong even so.
+Its '.' is the matrix product, as in W.s_0; where it (or plain juxtaposition) puts two
+column vectors side by side the product is not defined, and the outer product the author
+means needs a transpose, as c2's (yhat_4 - y_4).s_4 does (incorrect, transpose).  c6, c9,
+c10 and c14 are wrong under the outer-product reading too: there the powers of W act on
+s_{k-1}, where the chain rule puts them, transposed, on dE_4/ds_4; moving them is the
+repair (wrong-factor).
 """
 
 from __future__ import annotations
@@ -72,26 +76,39 @@ def one(seed: int) -> dict[str, str]:
     v["c4"] = fixed_step(chainW, tW, S4, gW)       # sum_k dE4/ds4 (prod_j ds_j/ds_{j-1}) ds_k/dW
     v["c5"] = fixed_step(chainW, tW, S4, gW)       # dE4/ds4 (ds4/dW + ds4/ds3 . ds3/dW + ...)
 
-    right_W = sum(torch.outer(P(Wd.T, 4 - k) @ d4, s[k - 1]) for k in range(1, 5))
     right_U = sum(torch.outer(P(Wd.T, 4 - k) @ d4, x[k - 1]) for k in range(1, 5))
-    # c6: dE4/dW = dE4/ds4 (s3 + W s2 + W W s1 + W W W s0), read as an outer product
-    c6 = torch.outer(d4, s[3] + Wd @ s[2] + P(Wd, 2) @ s[1] + P(Wd, 3) @ s[0])
-    v["c6"] = fixed_step(c6, tW, S4, gW)
-    v["c6:wrong-factor"] = fixed_step(right_W, tW, S4, gW)
+    def other_side(signal, vectors, powers):
+        """sum_k (W^T)^p_k signal v_k^T: each power of W moved onto the error signal, transposed."""
+        return sum(torch.outer(P(Wd.T, p) @ signal, v) for p, v in zip(powers, vectors))
+    # c6: dE4/dW = dE4/ds4 (s3 + W s2 + W W s1 + W W W s0): two columns, not defined as written;
+    #     read as the outer product it is still wrong; the weights moved onto dE4/ds4 it is right
+    states = s[3] + Wd @ s[2] + P(Wd, 2) @ s[1] + P(Wd, 3) @ s[0]
+    assert matmul_or_none(d4, states) is None
+    v["c6"] = fixed_step(matmul_or_none(d4, states), tW, S4, gW)
+    assert fixed_step(torch.outer(d4, states), tW, S4, gW) == "incorrect"
+    v["c6:wrong-factor"] = fixed_step(other_side(d4, [s[3], s[2], s[1], s[0]], [0, 1, 2, 3]), tW, S4, gW)
     # c7: dE4/ds4 = dE4/dyhat4 . dyhat4/dz4 . dz4/ds4
     v["c7"] = static(torch.einsum("a,ab,bm->m", dE_dyhat, dyhat_dz, dz_ds), d4)
     # c8: dE4/ds4 = (yhat4 - y4) . V : (K) times (K x NS) does not fit; as a row it is d4^T
     assert matmul_or_none(yh4 - y4, V) is None
     v["c8"] = "incorrect"
     v["c8:transpose"] = static(((yh4 - y4).reshape(1, K) @ V).T.reshape(NS), d4)
-    # c9: dE4/dW = (yhat4 - y4) . V . (s3 + W s2 + W W s1 + W W W s0)
-    c9 = torch.outer(V.T @ (yh4 - y4), s[3] + Wd @ s[2] + P(Wd, 2) @ s[1] + P(Wd, 3) @ s[0])
-    v["c9"] = fixed_step(c9, tW, S4, gW)
-    v["c9:wrong-factor"] = fixed_step(right_W, tW, S4, gW)
-    # c10, c14: dE4/dW = (yhat4 - y4) . V . sum_{j=1}^4 W^{4-j-1} . s_{j-1}  (W^{-1} at j = 4)
-    c10 = torch.outer(V.T @ (yh4 - y4), sum(P(Wd, 4 - j - 1) @ s[j - 1] for j in range(1, 5)))
-    v["c10"] = v["c14"] = fixed_step(c10, tW, S4, gW)
-    v["c10:wrong-factor"] = v["c14:wrong-factor"] = fixed_step(right_W, tW, S4, gW)
+    # c9: dE4/dW = (yhat4 - y4) . V . (s3 + W s2 + W W s1 + W W W s0): (yhat4 - y4) V is c8's
+    #     row (transpose); then c6's two columns and its weights on the wrong side
+    assert matmul_or_none(yh4 - y4, V) is None
+    v["c9"] = "incorrect"
+    signal = V.T @ (yh4 - y4)                     # the row (yhat4 - y4)^T V, transposed: d4
+    assert fixed_step(torch.outer(signal, states), tW, S4, gW) == "incorrect"
+    v["c9:wrong-factor"] = fixed_step(other_side(signal, [s[3], s[2], s[1], s[0]], [0, 1, 2, 3]), tW, S4, gW)
+    # c10, c14: dE4/dW = (yhat4 - y4) . V . sum_{j=1}^4 W^{4-j-1} . s_{j-1}  (W^{-1} at j = 4): as
+    #     c9, and every power one too small: with the weights moved only, still wrong
+    assert fixed_step(torch.outer(signal, sum(P(Wd, 4 - j - 1) @ s[j - 1] for j in range(1, 5))),
+                      tW, S4, gW) == "incorrect"
+    js = range(1, 5)
+    assert fixed_step(other_side(signal, [s[j - 1] for j in js], [4 - j - 1 for j in js]), tW, S4, gW) == "incorrect"
+    v["c10"] = v["c14"] = "incorrect"
+    v["c10:wrong-factor"] = v["c14:wrong-factor"] = fixed_step(
+        other_side(signal, [s[j - 1] for j in js], [4 - j for j in js]), tW, S4, gW)
     # c11: dE4/dU = dE4/ds4 (ds4/dU + ds4/ds3 . ds3/dU + ...)
     v["c11"] = fixed_step(chainU, tU, S4, gU)
     # c12: dE4/dU = dE4/ds4 (x4 + W x3 + W W x2 + W W W x1)
@@ -99,11 +116,15 @@ def one(seed: int) -> dict[str, str]:
     assert matmul_or_none(Wd, x[2]) is None
     v["c12"] = fixed_step(None, tU, S4, gU)
     v["c12:shape"] = fixed_step(right_U, tU, S4, gU)
+    #      the repair: the powers of W on the error signal, transposed (as c6)
+    v["c12:wrong-factor"] = fixed_step(other_side(d4, [x[3], x[2], x[1], x[0]], [0, 1, 2, 3]), tU, S4, gU)
     # c13, c15: dE4/dU = (yhat4 - y4) . V . sum_{j=1}^4 W^{4-j-1} . x_j
     #      W^{4-j-1} x_j does not fit either
     assert matmul_or_none(P(Wd, 2), x[0]) is None
     v["c13"] = v["c15"] = fixed_step(None, tU, S4, gU)
     v["c13:shape"] = v["c15:shape"] = fixed_step(right_U, tU, S4, gU)
+    v["c13:wrong-factor"] = v["c15:wrong-factor"] = fixed_step(
+        other_side(signal, [x[j - 1] for j in js], [4 - j for j in js]), tU, S4, gU)
     return v
 
 
