@@ -186,6 +186,27 @@ def test_measurement(capsys):
               f"{sum(r.diagnosed for r in results)}/{sum(r.wrong for r in results)} diagnoses right")
 
 
+def test_the_reader_meets_the_bar_of_issue_14():
+    """Issue 14's must-show, on this corpus as published: at least 95% of the gradient claims
+    read, 97% of the read verdicts equal to the hand verdicts, and the diagnosis right for 80%
+    of the wrong claims; and no claim the reader reports that the hand verdicts do not list."""
+    sys.path.insert(0, str(WILD))
+    try:
+        import measure
+    finally:
+        sys.path.remove(str(WILD))
+    results = [measure.measure_source(WILD / n) for n in SOURCES]
+    total, read = sum(r.total for r in results), sum(r.read for r in results)
+    equal, wrong = sum(r.equal for r in results), sum(r.wrong for r in results)
+    diagnosed = sum(r.diagnosed for r in results)
+    misses = [(r.id, row["claim"], row["hand_diagnosis"], row["reader_diagnosis"]) for r in results
+              for row in r.rows if row["diagnosis_right"] is False]
+    assert read >= 0.95 * total, (read, total)
+    assert equal >= 0.97 * read, (equal, read)
+    assert diagnosed >= 0.80 * wrong, misses
+    assert sum(r.extra for r in results) == 0
+
+
 def test_plant_writes_a_class_with_the_planted_errors_only(tmp_path):
     """The grading generator: every submission differs from its source exactly in the
     lines of its planted claims, and its expected counts follow from the hand verdicts."""
