@@ -657,14 +657,15 @@ class _Check:
         """Every single slip-repair of a claim."""
         yield from self._signs(r)
         yield from self._transposes(r)
-        yield from self._weights_on_the_other_side(r)
-        yield from self._powers_off_by_one(r)
         yield from self._extra_terms(r)
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
         yield from self._jacobian_variables(r)
         yield from self._summands_at_a_fixed_step(r)
         yield from self._other_factors(r)
+        # after the others: a long claim's bound on the repairs tried (MAX_SINGLE_REPAIRS) cuts these first
+        yield from self._weights_on_the_other_side(r)
+        yield from self._powers_off_by_one(r)
 
     def show(self, node) -> str:
         """A claim piece as inline LaTeX, for a note."""
