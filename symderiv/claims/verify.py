@@ -8,7 +8,8 @@ step-t term (verdict ``per-step``).
 
 A wrong claim is diagnosed by trying the usual slips, cheapest explanation first: single
 repairs of the claim (flip a sign, transpose a factor, drop a term, put in a missing
-activation derivative or recurrent term, change a factor) and single changes of what it is
+activation derivative or recurrent term, change a factor, move the weights of an outer
+product onto the error signal, shift every matrix power of a sum by one) and single changes of what it is
 compared with (the model with backpropagation through time cut, Σ_t of the claim, a
 constant factor); then a transpose or a sign together with one more.  The slips of the
 cheapest repair that makes the claim right are the diagnosis.
