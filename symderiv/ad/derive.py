@@ -42,7 +42,7 @@ from ..ir.expr import (
 from ..ir.model import Model, Quantity
 from ..ir.names import PREACTIVATION_LETTERS, split_name
 from ..ops import node_record, vjp
-from .simplify import collect, tidy
+from .simplify import collect, tidier
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
 
@@ -333,7 +333,7 @@ def _parts_size(parts: list[sp.Basic]) -> int:
     """The size written out of the sum of ``parts`` (at least), stopping once past MAX_CLOSED_FORM_SIZE."""
     total = len(parts) + 1
     for e in parts:
-        total += tree_size(e, MAX_CLOSED_FORM_SIZE)
+        total += tree_size(e)
         if total > MAX_CLOSED_FORM_SIZE:
             break
     return total
@@ -486,7 +486,7 @@ class _Sweep:
         """A contribution written out past MAX_CLOSED_FORM_SIZE nodes is an error at its equation:
         nested functions in one equation (softmax of softmax of …) grow the derivative's tree
         geometrically, and the write-up and the module would print all of it."""
-        size = tree_size(e, MAX_CLOSED_FORM_SIZE)
+        size = tree_size(e)
         if size > MAX_CLOSED_FORM_SIZE:
             q = self.model[self.consumer]
             raise ModelError(f"the derivative through the equation of {q.name} grows past "
@@ -503,14 +503,26 @@ def _needed(model: Model) -> set[str]:
         name = todo.pop()
         q = model.quantities[name]
         reads = [q.expr] if q.expr is not None else []
-        for states in (model.states, getattr(model, "end_states", {})):
+        for states in (model.states, model.end_states):
             reads += [v for v in states.get(name, {}).values() if isinstance(v, sp.Basic)]
         for e in reads:
-            for s in e.atoms(MatrixSymbol):
-                if s.name not in needed and s.name in model.quantities:
-                    needed.add(s.name)
-                    todo.append(s.name)
+            for s in _symbols_read(e):
+                if s not in needed and s in model.quantities:
+                    needed.add(s)
+                    todo.append(s)
     return needed
+
+
+def _symbols_read(e: sp.Basic, names: set[str] | None = None) -> set[str]:
+    """The names of the matrix symbols in ``e`` (a walk of its own: ``atoms`` is four times slower)."""
+    names = set() if names is None else names
+    if isinstance(e, MatrixSymbol):
+        names.add(e.name)
+    else:
+        for a in e.args:
+            if a.args:  # a number or a name's string has none
+                _symbols_read(a, names)
+    return names
 
 
 # ---------------------------------------------------------------------------------------
@@ -544,8 +556,10 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
     seq_inline: dict[Delta, MatrixExpr] = {}  # Delta(q) → δq_t, for a sequence quantity (used as At(Delta(q), k))
     static_inline: dict[MatrixExpr, MatrixExpr] = {}  # Delta(q) → δq, for a static one
 
+    tidy = tidier(distributions)  # the terms share subtrees (what flows into an equation reaches each child)
+
     def finish(e: MatrixExpr) -> MatrixExpr:
-        return tidy(_substitute(e, seq_inline, static_inline), distributions)
+        return tidy(_substitute(e, seq_inline, static_inline))
 
     for q in list(reversed(model.equations)) + model.params:
         adj = adjoints[q.name]

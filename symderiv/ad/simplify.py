@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
@@ -33,6 +33,12 @@ from ..ops import node_record
 def tidy(e: MatrixExpr, distributions: frozenset[str] = frozenset()) -> MatrixExpr:
     """Rebuild ``e`` in normal form; ``distributions`` names targets whose vectors sum to one."""
     return _Tidy(distributions).run(e)
+
+
+def tidier(distributions: frozenset[str] = frozenset()) -> Callable[[MatrixExpr], MatrixExpr]:
+    """``tidy`` for many expressions that share subtrees (the terms of one derivation share what flows
+    into them): each distinct subtree is tidied once."""
+    return _Tidy(distributions).run
 
 
 class _Tidy:

@@ -297,16 +297,40 @@ _TREE_SIZES: dict[int, tuple[sp.Basic, int]] = {}
 _TREE_SIZES_KEPT = 100_000
 
 
-def tree_size(e: sp.Basic, limit: int | None = None) -> int:
+def tree_size(e: sp.Basic) -> int:
     """The number of nodes of ``e`` written out as a tree (what a printer prints), counted over
-    its distinct subtrees, so in time linear in the expression's DAG; stops counting once past
-    ``limit`` (and returns a number above it)."""
-    sizes = _TREE_SIZES
-    known = sizes.get(id(e))
+    its distinct subtrees, so in time linear in the expression's DAG (the nodes not met before)."""
+    known = _TREE_SIZES.get(id(e))
     if known is not None:
         return known[1]
-    if len(sizes) > _TREE_SIZES_KEPT:
-        sizes.clear()
+    if len(_TREE_SIZES) > _TREE_SIZES_KEPT:
+        _TREE_SIZES.clear()
+    return _tree_size(e, 0)
+
+
+#: How deep ``_tree_size`` recurses before it counts the rest with a stack of its own.
+_RECURSION = 200
+
+
+def _tree_size(node: sp.Basic, depth: int) -> int:
+    # Recursion is the fast way in Python for the usual shallow trees; a deep one (tanh nested 199
+    # times) goes on with the explicit stack below Python's recursion limit.
+    sizes = _TREE_SIZES
+    n = 1
+    for a in node.args:
+        known = sizes.get(id(a))
+        if known is not None:
+            n += known[1]
+        elif depth < _RECURSION:
+            n += _tree_size(a, depth + 1)
+        else:
+            n += _tree_size_deep(a)
+    sizes[id(node)] = (node, n)
+    return n
+
+
+def _tree_size_deep(e: sp.Basic) -> int:
+    sizes = _TREE_SIZES
     stack: list[tuple[sp.Basic, bool]] = [(e, False)]
     while stack:
         node, ready = stack.pop()
@@ -315,8 +339,6 @@ def tree_size(e: sp.Basic, limit: int | None = None) -> int:
         if ready:
             n = 1 + sum(sizes[id(a)][1] for a in node.args)
             sizes[id(node)] = (node, n)
-            if limit is not None and n > limit:
-                return n
         else:
             stack.append((node, True))
             stack.extend((a, False) for a in node.args if id(a) not in sizes)
@@ -356,10 +378,11 @@ def positive_first(e: MatrixExpr) -> MatrixExpr:
     for i, a in enumerate(args):
         c, _ = coeff_and_rest(a)
         if not (c.is_Number and c < 0):
-            if i:
-                args.insert(0, args.pop(i))
-            break
-    return MatAdd(*args)
+            if not i:
+                return e  # already so
+            args.insert(0, args.pop(i))
+            return MatAdd(*args)
+    return e
 
 
 def add(*terms: MatrixExpr) -> MatrixExpr:
@@ -425,8 +448,9 @@ def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
 
 def _cancel_inverses(mats: list[MatrixExpr]) -> list[MatrixExpr]:
     """A⁻¹ A = A A⁻¹ = I and A⁻ᵀ Aᵀ = Aᵀ A⁻ᵀ = I dropped, and I between other factors."""
-    if len(mats) < 2:
-        return mats
+    if len(mats) < 2 or not any(isinstance(m, (Inv, sp.Identity)) or (isinstance(m, Transpose) and isinstance(
+            m.arg, Inv)) for m in mats):
+        return mats  # nothing to cancel or drop (most products: one pass over the factors)
 
     def inverse_pair(a, b):
         for x, y in ((a, b), (b, a)):
