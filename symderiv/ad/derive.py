@@ -41,7 +41,7 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import PREACTIVATION_LETTERS, split_name
-from ..ops import node_record, vjp
+from ..ops import node_record
 from .simplify import collect, tidier
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
@@ -477,7 +477,7 @@ class _Sweep:
             return
         if record.vjp is None:
             raise TypeError(f"internal error: the sweep cannot differentiate {type(node).__name__} ({node})")
-        for child, contribution in zip(node.args, vjp(node, g, out)):
+        for child, contribution in zip(node.args, record.vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
                 self._bounded(contribution)
                 self.back(child, contribution, child, step or record.over_time)

@@ -59,7 +59,9 @@ class _Tidy:
         if rule == "keep":
             return e
         if rule == "rebuild":
-            return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
+            args = [self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args]
+            # unchanged arguments: the node as it is (most function nodes hold a model's own subtree)
+            return e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
         if isinstance(rule, str):
             raise TypeError(f"internal error: unknown tidy rule {rule!r} for {type(e).__name__}")
         return rule(self, e)

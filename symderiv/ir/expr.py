@@ -287,7 +287,8 @@ def inverse(e: MatrixExpr) -> MatrixExpr:
 # Builders.  They keep expressions in a small normal form: numeric coefficients pulled to
 # the front of a product, zeros dropped, nested sums and products flattened.  We never call
 # a global ``simplify``; SymPy's own canonicalisation reorders Hadamard factors, which the
-# printers undo for reading.
+# printers undo for reading.  Their factors and terms are SymPy objects already, so MatMul and MatAdd
+# are built without sympifying them again (``_sympify=False``; SymPy still checks the shapes).
 
 
 #: id(node) → (node, its size written out), shared by every call: the sweep asks about trees that
@@ -364,7 +365,7 @@ def coeff_and_rest(e: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
         mats = [a for a in e.args if a.is_Matrix]
         if coeffs:
             c = sp.Mul(*coeffs)
-            rest = mats[0] if len(mats) == 1 else MatMul(*mats)
+            rest = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
             return c, rest
     return Integer(1), e
 
@@ -381,7 +382,7 @@ def positive_first(e: MatrixExpr) -> MatrixExpr:
             if not i:
                 return e  # already so
             args.insert(0, args.pop(i))
-            return MatAdd(*args)
+            return MatAdd(*args, _sympify=False)
     return e
 
 
@@ -397,7 +398,7 @@ def add(*terms: MatrixExpr) -> MatrixExpr:
     flat = [scale(c, rest) for rest, c in combined.items() if c != 0]
     if not flat:
         return zeros_like(terms[0])
-    return flat[0] if len(flat) == 1 else MatAdd(*flat)
+    return flat[0] if len(flat) == 1 else MatAdd(*flat, _sympify=False)
 
 
 def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
@@ -412,8 +413,8 @@ def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
     if c == 1:
         return rest
     if isinstance(rest, MatMul):
-        return MatMul(c, *rest.args)
-    return MatMul(c, rest)
+        return MatMul(c, *rest.args, _sympify=False)
+    return MatMul(c, rest, _sympify=False)
 
 
 def neg(e: MatrixExpr) -> MatrixExpr:
@@ -442,7 +443,7 @@ def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
     if len(mats) > 1:
         mats = [m for m in mats if not (isinstance(m, OneMatrix) and m.shape == (1, 1))] or mats[:1]
     mats = _cancel_inverses(mats)
-    product = mats[0] if len(mats) == 1 else MatMul(*mats)
+    product = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
     return scale(coeff, product)
 
 
