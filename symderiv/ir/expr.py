@@ -17,6 +17,7 @@ from sympy import (
     MatMul,
     MatrixSymbol,
     OneMatrix,
+    S,
     Transpose,
     ZeroMatrix,
 )
@@ -394,8 +395,9 @@ def add(*terms: MatrixExpr) -> MatrixExpr:
             if is_zero(t):
                 continue
             c, rest = coeff_and_rest(t)
-            combined[rest] = combined.get(rest, Integer(0)) + c
-    flat = [scale(c, rest) for rest, c in combined.items() if c != 0]
+            before = combined.get(rest)
+            combined[rest] = c if before is None else before + c
+    flat = [scale(c, rest) for rest, c in combined.items() if c is S.One or c != 0]
     if not flat:
         return zeros_like(terms[0])
     return flat[0] if len(flat) == 1 else MatAdd(*flat, _sympify=False)
@@ -404,6 +406,8 @@ def add(*terms: MatrixExpr) -> MatrixExpr:
 def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
     """Number times matrix."""
     c = _sympify(c)
+    if c is S.One:  # the usual case, without comparing numbers
+        return e
     if c == 0 or is_zero(e):
         return zeros_like(e)
     if c == 1:
@@ -437,14 +441,15 @@ def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
             rows = factors[0].shape[0] if factors[0].is_Matrix else f.shape[0]
             return ZeroMatrix(rows, factors[-1].shape[1])
         c, rest = coeff_and_rest(f)
-        coeff *= c
+        if c is not S.One:
+            coeff *= c
         mats.extend(rest.args if isinstance(rest, MatMul) else [rest])
     # A 1x1 all-ones factor between others is the identity (it comes from broadcasting).
     if len(mats) > 1:
         mats = [m for m in mats if not (isinstance(m, OneMatrix) and m.shape == (1, 1))] or mats[:1]
     mats = _cancel_inverses(mats)
     product = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
-    return scale(coeff, product)
+    return product if coeff is S.One else scale(coeff, product)
 
 
 def _cancel_inverses(mats: list[MatrixExpr]) -> list[MatrixExpr]:
