@@ -12,8 +12,10 @@ name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -358,12 +360,13 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     activations = {name: q.expr for name, q in model.quantities.items()
                    if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
     letter = _preactivation_letter(model)
-    bodies = [split_name(name).body for name in activations]
+    bodies = {name: split_name(name).body for name in activations}
+    shared = Counter(bodies.values())
     for name, q in model.quantities.items():
         activation = activations.get(name)
         if activation is not None:
             inner = activation.arg
-            y = _preactivation_name(name, taken, letter, bodies.count(split_name(name).body) > 1)
+            y = _preactivation_name(name, taken, letter, shared[bodies[name]] > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
@@ -415,7 +418,7 @@ def _preactivation_name(name: str, taken: set[str | None], letter: str = "z", sh
     body = f"{layer.group(1)}_{layer.group(2)}" if layer else parts.body
     first = [] if shared_body else [f"{letter}_{body}"]
     whole = f"{letter}_{layer.group(1)}_{layer.group(2)}" + name[len(parts.body):] if layer else f"{letter}_{name}"
-    candidates = first + [whole] + [f"{whole}_{i}" for i in range(2, 100)]
+    candidates = itertools.chain(first, [whole], (f"{whole}_{i}" for i in range(2, 100)))  # made as needed
     return next(c for c in candidates if c not in taken)
 
 
@@ -557,9 +560,10 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
     static_inline: dict[MatrixExpr, MatrixExpr] = {}  # Delta(q) → δq, for a static one
 
     tidy = tidier(distributions)  # the terms share subtrees (what flows into an equation reaches each child)
+    substituted: dict[sp.Basic, sp.Basic] = {}  # subtree → with the inlined adjoints so far (cleared when they grow)
 
     def finish(e: MatrixExpr) -> MatrixExpr:
-        return tidy(_substitute(e, seq_inline, static_inline))
+        return tidy(_substitute(e, seq_inline, static_inline, substituted))
 
     for q in list(reversed(model.equations)) + model.params:
         adj = adjoints[q.name]
@@ -577,6 +581,7 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
             adj.closed_per_step = collect([finish(e) for e in adj.per_step])
             adj.closed_static = collect([finish(e) for e in adj.static])
         if not adj.named:
+            substituted.clear()
             if adj.sequence:
                 seq_inline[adj.symbol.base] = adj.closed_terms[0].expr if adj.closed_terms else \
                     sp.ZeroMatrix(*q.shape)

@@ -363,8 +363,8 @@ def coeff_and_rest(e: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
     """Split ``c * X`` into a number ``c`` and the matrix part ``X``."""
     if isinstance(e, MatMul):
         coeffs = [a for a in e.args if not a.is_Matrix]
-        mats = [a for a in e.args if a.is_Matrix]
         if coeffs:
+            mats = [a for a in e.args if a.is_Matrix]
             c = sp.Mul(*coeffs)
             rest = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
             return c, rest
@@ -507,6 +507,8 @@ def _all_ones(e: MatrixExpr) -> bool:
 
 def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:
     """Merge x ⊙ x^{∘k} into x^{∘(k+1)} and drop x^{∘0}; keeps first-seen order."""
+    if not any(isinstance(f, HadamardPower) for f in factors) and len(set(factors)) == len(factors):
+        return list(factors)  # distinct factors and no powers: nothing to merge (most products)
     powers: dict = {}
     order = []
     for f in factors:
