@@ -599,13 +599,15 @@ def _substitute(e: sp.Basic, seq_inline: dict[Delta, MatrixExpr], static_inline:
         return shift(seq_inline[e.base], e.offset) if e.base in seq_inline else e
     if isinstance(e, Delta):
         return static_inline.get(e, e)
-    if not e.args or not (seq_inline or static_inline):
+    if not e.args or isinstance(e, MatrixSymbol) or not (seq_inline or static_inline):
         return e
     done = {} if done is None else done
-    if e not in done:
-        args = [_substitute(a, seq_inline, static_inline, done) for a in e.args]
-        done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
-    return done[e]
+    known = done.get(e)
+    if known is None:  # a number, a name or a size holds no adjoint
+        args = [_substitute(a, seq_inline, static_inline, done) if getattr(a, "is_Matrix", False) else a
+                for a in e.args]
+        known = done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+    return known
 
 
 def computed_states(model: Model) -> list[tuple[str, sp.Basic, MatrixExpr]]:

@@ -48,9 +48,10 @@ class _Tidy:
 
     def run(self, e: sp.Basic) -> sp.Basic:
         # Shared subtrees (softmax's rule reads its output twice) are tidied once.
-        if e not in self.done:
-            self.done[e] = self._run(e)
-        return self.done[e]
+        done = self.done.get(e)
+        if done is None:
+            done = self.done[e] = self._run(e)
+        return done
 
     def _run(self, e: sp.Basic) -> sp.Basic:
         if not getattr(e, "is_Matrix", False) or not e.args:
