@@ -407,7 +407,8 @@ def test_a_writeup_may_spell_sqrt(tmp_path, spelling):
 def test_a_root_of_another_degree_is_unreadable_with_a_reason(tmp_path):
     d = symderiv.derive(symderiv.parse(one_layer("h = sqrt(exp(W @ x + b))")))
     md = tmp_path / "writeup.md"
-    md.write_text(r"$$\delta \mathbf{z}_h = \frac{1}{2} (\mathbf{h} - \mathbf{y}) \oslash \sqrt[3]{\mathbf{z}_h}$$" "\n")
+    md.write_text(r"$$\delta \mathbf{z}_h = \frac{1}{2} (\mathbf{h} - \mathbf{y}) \oslash \sqrt[3]{\mathbf{z}_h}$$"
+                  "\n")
     (v,) = verify(d, read_claims(md, d)).verdicts
     assert v.verdict == "unreadable" and "a root of another degree" in v.message, (v.verdict, v.message)
 

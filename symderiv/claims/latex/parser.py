@@ -503,8 +503,8 @@ class ExpressionParser(NameReader):
     def _names_a_quantity(self) -> bool:
         """``\\sigma`` not followed by an argument may be a quantity called sigma (``\\sqrt{z}``'s
         braces hold its argument)."""
-        nxt = self.peek(1)
-        braced = self.peek().value in BRACED_COMMANDS and nxt is not None and nxt.value == "{"
+        here, nxt = self.peek(), self.peek(1)
+        braced = here is not None and here.value in BRACED_COMMANDS and nxt is not None and nxt.value == "{"
         return nxt is None or not (nxt.value in ("(", "'", "^", "[") or nxt.kind in ("letter", "cmd") or braced)
 
     def _ones_or_zero(self):
