@@ -600,12 +600,10 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    # exp(−y ⊙ X w), read more than once
-    _v0 = _ws.op1(np.exp, _ws.op1(np.negative, _ws.op(np.multiply, y, np.einsum('...ij,...j->...i', X, w))))
-    # exp(−y ⊙ X w) + 1, read more than once
-    _v1 = _ws.op(np.add, _v0, 1)
-    # f = 1ᵀ log(exp(−y ⊙ X w) + 1)
-    f = np.sum(_ws.op1(np.log, _v1), axis=-1, keepdims=True)
+    # y ⊙ X w, read more than once
+    _v0 = _ws.op(np.multiply, y, np.einsum('...ij,...j->...i', X, w))
+    # f = 1ᵀ softplus(−y ⊙ X w)
+    f = np.sum(_ws.op(np.logaddexp, 0, _ws.op1(np.negative, _v0)), axis=-1, keepdims=True)
     _loss = dtype(f.sum())
     if want == "values":
         return {
@@ -615,8 +613,8 @@ def _run(params, data, want):
         return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # ∂f/∂w = −Xᵀ (y ⊙ exp(−y ⊙ X w) ⊘ (exp(−y ⊙ X w) + 1))
-    g_w = _sum_examples(_ws.op1(np.negative, np.einsum('...ji,...j->...i', X, _ws.op(np.divide, _ws.op(np.multiply, y, _v0), _v1))))
+    # ∂f/∂w = −Xᵀ (y ⊙ σ(−y ⊙ X w))
+    g_w = _sum_examples(_ws.op1(np.negative, np.einsum('...ji,...j->...i', X, _ws.op(np.multiply, y, _ws.op1(_sigmoid, _ws.op1(np.negative, _v0))))))
     _grads = {
         "w": _ws.mine(g_w),
     }

@@ -170,12 +170,10 @@ def _run(params, data, want):
     y = _x["y"]
 
     # ---- forward ----
-    # exp(−y ⊙ X w), read more than once
-    _v0 = jnp.exp(-(y * jnp.einsum('...ij,...j->...i', X, w)))
-    # exp(−y ⊙ X w) + 1, read more than once
-    _v1 = _v0 + 1
-    # f = 1ᵀ log(exp(−y ⊙ X w) + 1)
-    f = jnp.sum(jnp.log(_v1), axis=-1, keepdims=True)
+    # y ⊙ X w, read more than once
+    _v0 = y * jnp.einsum('...ij,...j->...i', X, w)
+    # f = 1ᵀ softplus(−y ⊙ X w)
+    f = jnp.sum(jnp.logaddexp(0, -_v0), axis=-1, keepdims=True)
     _loss = (f.sum()).astype(dtype)
     if want == "values":
         return {
@@ -185,8 +183,8 @@ def _run(params, data, want):
         return _loss
 
     # ---- backward (δX = ∂loss/∂X; δ beyond the last step is zero) ----
-    # ∂f/∂w = −Xᵀ (y ⊙ exp(−y ⊙ X w) ⊘ (exp(−y ⊙ X w) + 1))
-    g_w = _sum_examples(-jnp.einsum('...ji,...j->...i', X, y * _v0 / _v1))
+    # ∂f/∂w = −Xᵀ (y ⊙ σ(−y ⊙ X w))
+    g_w = _sum_examples(-jnp.einsum('...ji,...j->...i', X, y * jax.nn.sigmoid(-_v0)))
     _grads = {
         "w": g_w,
     }

@@ -317,27 +317,25 @@ def _forward(params, data, want):
     y = _x["y"]
     del _x  # each input is held by its name from here on, and freed with it
 
-    # exp(−y ⊙ X w), read more than once
-    _v0 = torch.exp(-(y * torch.einsum('...ij,...j->...i', X, w)))
-    # exp(−y ⊙ X w) + 1, read more than once
-    _v1 = _v0 + 1
-    # f = 1ᵀ log(exp(−y ⊙ X w) + 1)
-    f = torch.log(_v1).sum(dim=-1, keepdim=True)
+    # y ⊙ X w, read more than once
+    _v0 = y * torch.einsum('...ij,...j->...i', X, w)
+    # f = 1ᵀ softplus(−y ⊙ X w)
+    f = _softplus(-_v0).sum(dim=-1, keepdim=True)
     _loss = f.sum()
     if want == "values":
         return {
             "f": _external(f, _batched, True),
         }
-    return _loss, [(X, y, _v0, _v1, )]
+    return _loss, [(X, y, _v0, )]
 
 
 def _backward(saved):
     """The closed-form gradients, from what the forward pass saved (δX = ∂loss/∂X; δ beyond the last step is zero).
 
     ``saved`` is a list holding that tuple, emptied here: nothing else holds it, so what is freed below is freed."""
-    X, y, _v0, _v1 = saved.pop()
-    # ∂f/∂w = −Xᵀ (y ⊙ exp(−y ⊙ X w) ⊘ (exp(−y ⊙ X w) + 1))
-    g_w = _sum_examples(-torch.einsum('...ji,...j->...i', X, y * _v0 / _v1))
+    X, y, _v0 = saved.pop()
+    # ∂f/∂w = −Xᵀ (y ⊙ σ(−y ⊙ X w))
+    g_w = _sum_examples(-torch.einsum('...ji,...j->...i', X, y * torch.sigmoid(-_v0)))
     return (
         g_w,
     )

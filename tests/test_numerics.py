@@ -50,11 +50,6 @@ def strict(under: str = "ignore"):
 #: Version 2's examples whose extreme values (× 1000) are not yet handled stably, each a strict
 #: xfail so that a fix shows.
 V2_GAPS = {
-    # log(exp(u) + 1) and its gradient exp(u) ⊘ (exp(u) + 1) are computed through exp(u), which
-    # overflows for u ~ 1e3: they are softplus(u) and σ(u), a rewrite neither the simplifier nor
-    # the printer makes yet
-    ("mc_logistic_sum", 1000.0): (FloatingPointError, "log(exp(u) + 1) and exp(u) / (exp(u) + 1) through exp(u), "
-                                  "which overflows (softplus, σ)"),
     # x is the input and the target (x[t+1]): made one-hot on the class the model found least
     # likely, the input changes, and the model then predicts the next character to within 1e-17,
     # below float64's resolution of p − x: the gradient (~1e-17) is all rounding

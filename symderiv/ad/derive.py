@@ -12,8 +12,10 @@ name (δh^(out)_t, δy_{o,t}, δh_t).  Each closed form is tidied and collected.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -41,8 +43,8 @@ from ..ir.expr import (
 )
 from ..ir.model import Model, Quantity
 from ..ir.names import PREACTIVATION_LETTERS, split_name
-from ..ops import node_record, vjp
-from .simplify import collect, tidy
+from ..ops import node_record
+from .simplify import collect, tidier
 
 ACTIVATIONS = (Apply, Softmax, LogSoftmax)
 
@@ -333,7 +335,7 @@ def _parts_size(parts: list[sp.Basic]) -> int:
     """The size written out of the sum of ``parts`` (at least), stopping once past MAX_CLOSED_FORM_SIZE."""
     total = len(parts) + 1
     for e in parts:
-        total += tree_size(e, MAX_CLOSED_FORM_SIZE)
+        total += tree_size(e)
         if total > MAX_CLOSED_FORM_SIZE:
             break
     return total
@@ -358,12 +360,13 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     activations = {name: q.expr for name, q in model.quantities.items()
                    if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
     letter = _preactivation_letter(model)
-    bodies = [split_name(name).body for name in activations]
+    bodies = {name: split_name(name).body for name in activations}
+    shared = Counter(bodies.values())
     for name, q in model.quantities.items():
         activation = activations.get(name)
         if activation is not None:
             inner = activation.arg
-            y = _preactivation_name(name, taken, letter, bodies.count(split_name(name).body) > 1)
+            y = _preactivation_name(name, taken, letter, shared[bodies[name]] > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
@@ -415,7 +418,7 @@ def _preactivation_name(name: str, taken: set[str | None], letter: str = "z", sh
     body = f"{layer.group(1)}_{layer.group(2)}" if layer else parts.body
     first = [] if shared_body else [f"{letter}_{body}"]
     whole = f"{letter}_{layer.group(1)}_{layer.group(2)}" + name[len(parts.body):] if layer else f"{letter}_{name}"
-    candidates = first + [whole] + [f"{whole}_{i}" for i in range(2, 100)]
+    candidates = itertools.chain(first, [whole], (f"{whole}_{i}" for i in range(2, 100)))  # made as needed
     return next(c for c in candidates if c not in taken)
 
 
@@ -477,7 +480,7 @@ class _Sweep:
             return
         if record.vjp is None:
             raise TypeError(f"internal error: the sweep cannot differentiate {type(node).__name__} ({node})")
-        for child, contribution in zip(node.args, vjp(node, g, out)):
+        for child, contribution in zip(node.args, record.vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
                 self._bounded(contribution)
                 self.back(child, contribution, child, step or record.over_time)
@@ -486,7 +489,7 @@ class _Sweep:
         """A contribution written out past MAX_CLOSED_FORM_SIZE nodes is an error at its equation:
         nested functions in one equation (softmax of softmax of …) grow the derivative's tree
         geometrically, and the write-up and the module would print all of it."""
-        size = tree_size(e, MAX_CLOSED_FORM_SIZE)
+        size = tree_size(e)
         if size > MAX_CLOSED_FORM_SIZE:
             q = self.model[self.consumer]
             raise ModelError(f"the derivative through the equation of {q.name} grows past "
@@ -503,14 +506,26 @@ def _needed(model: Model) -> set[str]:
         name = todo.pop()
         q = model.quantities[name]
         reads = [q.expr] if q.expr is not None else []
-        for states in (model.states, getattr(model, "end_states", {})):
+        for states in (model.states, model.end_states):
             reads += [v for v in states.get(name, {}).values() if isinstance(v, sp.Basic)]
         for e in reads:
-            for s in e.atoms(MatrixSymbol):
-                if s.name not in needed and s.name in model.quantities:
-                    needed.add(s.name)
-                    todo.append(s.name)
+            for s in _symbols_read(e):
+                if s not in needed and s in model.quantities:
+                    needed.add(s)
+                    todo.append(s)
     return needed
+
+
+def _symbols_read(e: sp.Basic, names: set[str] | None = None) -> set[str]:
+    """The names of the matrix symbols in ``e`` (a walk of its own: ``atoms`` is four times slower)."""
+    names = set() if names is None else names
+    if isinstance(e, MatrixSymbol):
+        names.add(e.name)
+    else:
+        for a in e.args:
+            if a.args:  # a number or a name's string has none
+                _symbols_read(a, names)
+    return names
 
 
 # ---------------------------------------------------------------------------------------
@@ -544,8 +559,11 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
     seq_inline: dict[Delta, MatrixExpr] = {}  # Delta(q) → δq_t, for a sequence quantity (used as At(Delta(q), k))
     static_inline: dict[MatrixExpr, MatrixExpr] = {}  # Delta(q) → δq, for a static one
 
+    tidy = tidier(distributions)  # the terms share subtrees (what flows into an equation reaches each child)
+    substituted: dict[sp.Basic, sp.Basic] = {}  # subtree → with the inlined adjoints so far (cleared when they grow)
+
     def finish(e: MatrixExpr) -> MatrixExpr:
-        return tidy(_substitute(e, seq_inline, static_inline), distributions)
+        return tidy(_substitute(e, seq_inline, static_inline, substituted))
 
     for q in list(reversed(model.equations)) + model.params:
         adj = adjoints[q.name]
@@ -563,6 +581,7 @@ def _close(model: Model, adjoints: dict[str, Adjoint], distributions: frozenset[
             adj.closed_per_step = collect([finish(e) for e in adj.per_step])
             adj.closed_static = collect([finish(e) for e in adj.static])
         if not adj.named:
+            substituted.clear()
             if adj.sequence:
                 seq_inline[adj.symbol.base] = adj.closed_terms[0].expr if adj.closed_terms else \
                     sp.ZeroMatrix(*q.shape)
@@ -580,13 +599,15 @@ def _substitute(e: sp.Basic, seq_inline: dict[Delta, MatrixExpr], static_inline:
         return shift(seq_inline[e.base], e.offset) if e.base in seq_inline else e
     if isinstance(e, Delta):
         return static_inline.get(e, e)
-    if not e.args or not (seq_inline or static_inline):
+    if not e.args or isinstance(e, MatrixSymbol) or not (seq_inline or static_inline):
         return e
     done = {} if done is None else done
-    if e not in done:
-        args = [_substitute(a, seq_inline, static_inline, done) for a in e.args]
-        done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
-    return done[e]
+    known = done.get(e)
+    if known is None:  # a number, a name or a size holds no adjoint
+        args = [_substitute(a, seq_inline, static_inline, done) if getattr(a, "is_Matrix", False) else a
+                for a in e.args]
+        known = done[e] = e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
+    return known
 
 
 def computed_states(model: Model) -> list[tuple[str, sp.Basic, MatrixExpr]]:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
@@ -35,6 +35,12 @@ def tidy(e: MatrixExpr, distributions: frozenset[str] = frozenset()) -> MatrixEx
     return _Tidy(distributions).run(e)
 
 
+def tidier(distributions: frozenset[str] = frozenset()) -> Callable[[MatrixExpr], MatrixExpr]:
+    """``tidy`` for many expressions that share subtrees (the terms of one derivation share what flows
+    into them): each distinct subtree is tidied once."""
+    return _Tidy(distributions).run
+
+
 class _Tidy:
     def __init__(self, distributions: frozenset[str]) -> None:
         self.distributions = distributions
@@ -42,9 +48,10 @@ class _Tidy:
 
     def run(self, e: sp.Basic) -> sp.Basic:
         # Shared subtrees (softmax's rule reads its output twice) are tidied once.
-        if e not in self.done:
-            self.done[e] = self._run(e)
-        return self.done[e]
+        done = self.done.get(e)
+        if done is None:
+            done = self.done[e] = self._run(e)
+        return done
 
     def _run(self, e: sp.Basic) -> sp.Basic:
         if not getattr(e, "is_Matrix", False) or not e.args:
@@ -53,7 +60,9 @@ class _Tidy:
         if rule == "keep":
             return e
         if rule == "rebuild":
-            return e.func(*[self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args])
+            args = [self.run(a) if getattr(a, "is_Matrix", False) else a for a in e.args]
+            # unchanged arguments: the node as it is (most function nodes hold a model's own subtree)
+            return e if all(a is b for a, b in zip(args, e.args)) else e.func(*args)
         if isinstance(rule, str):
             raise TypeError(f"internal error: unknown tidy rule {rule!r} for {type(e).__name__}")
         return rule(self, e)

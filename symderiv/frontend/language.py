@@ -21,7 +21,6 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..errors import ModelError, Position, SymderivError
 from ..ir.expr import (
-    Apply,
     At,
     AtEnd,
     AtStep,
@@ -43,7 +42,7 @@ from ..ir.expr import (
 from ..ir.model import Model, Quantity
 from ..ir.names import preactivation_of
 from ..ir.texsafe import check_tex_spelling
-from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext
+from ..ops import ELEMENTWISE, FUNCTIONS, LANGUAGE, BuildContext, apply_function
 from .bounds import check_model, check_statements, check_text
 from .nfkc import check_spellings
 from .order import (
@@ -665,7 +664,7 @@ class _ModelBuilder:
                 if not value.is_finite:
                     raise self._error(node, f"{fname}({a}) is not finite")
                 return value
-            return Apply(fname, a, *params)
+            return apply_function(fname, a, *params)  # log(exp(u) + 1) is softplus(u)
         for a, arg_node in zip(args, node.args):
             if not getattr(a, "is_Matrix", False) and not LANGUAGE[fname].sizes:
                 raise self._error(arg_node, f"{fname}() needs a vector or a matrix here, not a number")

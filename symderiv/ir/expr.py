@@ -17,6 +17,7 @@ from sympy import (
     MatMul,
     MatrixSymbol,
     OneMatrix,
+    S,
     Transpose,
     ZeroMatrix,
 )
@@ -287,7 +288,8 @@ def inverse(e: MatrixExpr) -> MatrixExpr:
 # Builders.  They keep expressions in a small normal form: numeric coefficients pulled to
 # the front of a product, zeros dropped, nested sums and products flattened.  We never call
 # a global ``simplify``; SymPy's own canonicalisation reorders Hadamard factors, which the
-# printers undo for reading.
+# printers undo for reading.  Their factors and terms are SymPy objects already, so MatMul and MatAdd
+# are built without sympifying them again (``_sympify=False``; SymPy still checks the shapes).
 
 
 #: id(node) → (node, its size written out), shared by every call: the sweep asks about trees that
@@ -297,16 +299,40 @@ _TREE_SIZES: dict[int, tuple[sp.Basic, int]] = {}
 _TREE_SIZES_KEPT = 100_000
 
 
-def tree_size(e: sp.Basic, limit: int | None = None) -> int:
+def tree_size(e: sp.Basic) -> int:
     """The number of nodes of ``e`` written out as a tree (what a printer prints), counted over
-    its distinct subtrees, so in time linear in the expression's DAG; stops counting once past
-    ``limit`` (and returns a number above it)."""
-    sizes = _TREE_SIZES
-    known = sizes.get(id(e))
+    its distinct subtrees, so in time linear in the expression's DAG (the nodes not met before)."""
+    known = _TREE_SIZES.get(id(e))
     if known is not None:
         return known[1]
-    if len(sizes) > _TREE_SIZES_KEPT:
-        sizes.clear()
+    if len(_TREE_SIZES) > _TREE_SIZES_KEPT:
+        _TREE_SIZES.clear()
+    return _tree_size(e, 0)
+
+
+#: How deep ``_tree_size`` recurses before it counts the rest with a stack of its own.
+_RECURSION = 200
+
+
+def _tree_size(node: sp.Basic, depth: int) -> int:
+    # Recursion is the fast way in Python for the usual shallow trees; a deep one (tanh nested 199
+    # times) goes on with the explicit stack below Python's recursion limit.
+    sizes = _TREE_SIZES
+    n = 1
+    for a in node.args:
+        known = sizes.get(id(a))
+        if known is not None:
+            n += known[1]
+        elif depth < _RECURSION:
+            n += _tree_size(a, depth + 1)
+        else:
+            n += _tree_size_deep(a)
+    sizes[id(node)] = (node, n)
+    return n
+
+
+def _tree_size_deep(e: sp.Basic) -> int:
+    sizes = _TREE_SIZES
     stack: list[tuple[sp.Basic, bool]] = [(e, False)]
     while stack:
         node, ready = stack.pop()
@@ -315,8 +341,6 @@ def tree_size(e: sp.Basic, limit: int | None = None) -> int:
         if ready:
             n = 1 + sum(sizes[id(a)][1] for a in node.args)
             sizes[id(node)] = (node, n)
-            if limit is not None and n > limit:
-                return n
         else:
             stack.append((node, True))
             stack.extend((a, False) for a in node.args if id(a) not in sizes)
@@ -339,10 +363,10 @@ def coeff_and_rest(e: MatrixExpr) -> tuple[sp.Expr, MatrixExpr]:
     """Split ``c * X`` into a number ``c`` and the matrix part ``X``."""
     if isinstance(e, MatMul):
         coeffs = [a for a in e.args if not a.is_Matrix]
-        mats = [a for a in e.args if a.is_Matrix]
         if coeffs:
+            mats = [a for a in e.args if a.is_Matrix]
             c = sp.Mul(*coeffs)
-            rest = mats[0] if len(mats) == 1 else MatMul(*mats)
+            rest = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
             return c, rest
     return Integer(1), e
 
@@ -356,10 +380,11 @@ def positive_first(e: MatrixExpr) -> MatrixExpr:
     for i, a in enumerate(args):
         c, _ = coeff_and_rest(a)
         if not (c.is_Number and c < 0):
-            if i:
-                args.insert(0, args.pop(i))
-            break
-    return MatAdd(*args)
+            if not i:
+                return e  # already so
+            args.insert(0, args.pop(i))
+            return MatAdd(*args, _sympify=False)
+    return e
 
 
 def add(*terms: MatrixExpr) -> MatrixExpr:
@@ -370,16 +395,19 @@ def add(*terms: MatrixExpr) -> MatrixExpr:
             if is_zero(t):
                 continue
             c, rest = coeff_and_rest(t)
-            combined[rest] = combined.get(rest, Integer(0)) + c
-    flat = [scale(c, rest) for rest, c in combined.items() if c != 0]
+            before = combined.get(rest)
+            combined[rest] = c if before is None else before + c
+    flat = [scale(c, rest) for rest, c in combined.items() if c is S.One or c != 0]
     if not flat:
         return zeros_like(terms[0])
-    return flat[0] if len(flat) == 1 else MatAdd(*flat)
+    return flat[0] if len(flat) == 1 else MatAdd(*flat, _sympify=False)
 
 
 def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
     """Number times matrix."""
     c = _sympify(c)
+    if c is S.One:  # the usual case, without comparing numbers
+        return e
     if c == 0 or is_zero(e):
         return zeros_like(e)
     if c == 1:
@@ -389,8 +417,8 @@ def scale(c: sp.Expr | int | float, e: MatrixExpr) -> MatrixExpr:
     if c == 1:
         return rest
     if isinstance(rest, MatMul):
-        return MatMul(c, *rest.args)
-    return MatMul(c, rest)
+        return MatMul(c, *rest.args, _sympify=False)
+    return MatMul(c, rest, _sympify=False)
 
 
 def neg(e: MatrixExpr) -> MatrixExpr:
@@ -413,20 +441,22 @@ def matmul(*factors: MatrixExpr | sp.Expr) -> MatrixExpr:
             rows = factors[0].shape[0] if factors[0].is_Matrix else f.shape[0]
             return ZeroMatrix(rows, factors[-1].shape[1])
         c, rest = coeff_and_rest(f)
-        coeff *= c
+        if c is not S.One:
+            coeff *= c
         mats.extend(rest.args if isinstance(rest, MatMul) else [rest])
     # A 1x1 all-ones factor between others is the identity (it comes from broadcasting).
     if len(mats) > 1:
         mats = [m for m in mats if not (isinstance(m, OneMatrix) and m.shape == (1, 1))] or mats[:1]
     mats = _cancel_inverses(mats)
-    product = mats[0] if len(mats) == 1 else MatMul(*mats)
-    return scale(coeff, product)
+    product = mats[0] if len(mats) == 1 else MatMul(*mats, _sympify=False)
+    return product if coeff is S.One else scale(coeff, product)
 
 
 def _cancel_inverses(mats: list[MatrixExpr]) -> list[MatrixExpr]:
     """A⁻¹ A = A A⁻¹ = I and A⁻ᵀ Aᵀ = Aᵀ A⁻ᵀ = I dropped, and I between other factors."""
-    if len(mats) < 2:
-        return mats
+    if len(mats) < 2 or not any(isinstance(m, (Inv, sp.Identity)) or (isinstance(m, Transpose) and isinstance(
+            m.arg, Inv)) for m in mats):
+        return mats  # nothing to cancel or drop (most products: one pass over the factors)
 
     def inverse_pair(a, b):
         for x, y in ((a, b), (b, a)):
@@ -477,6 +507,8 @@ def _all_ones(e: MatrixExpr) -> bool:
 
 def _cancel_powers(factors: list[MatrixExpr]) -> list[MatrixExpr]:
     """Merge x ⊙ x^{∘k} into x^{∘(k+1)} and drop x^{∘0}; keeps first-seen order."""
+    if not any(isinstance(f, HadamardPower) for f in factors) and len(set(factors)) == len(factors):
+        return list(factors)  # distinct factors and no powers: nothing to merge (most products)
     powers: dict = {}
     order = []
     for f in factors:

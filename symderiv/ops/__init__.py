@@ -29,10 +29,11 @@ from .base import (
 )
 from .derivatives import ScalarDerivative, activation_derivative, derivative, scalar_to_matrix
 from .numeric import elementwise_function
-from .structural import log_of
+from .structural import apply_function, log_of
 
 __all__ = [
     "ELEMENTWISE", "FUNCTIONS", "LANGUAGE", "NODES", "BuildContext", "Elementwise", "LanguageFunction", "Node",
+    "apply_function",
     "ScalarDerivative", "activation_derivative", "derivative", "elementwise_function", "log_of", "node_record",
     "scalar_to_matrix",
     "register", "unregister", "vjp",

@@ -162,8 +162,13 @@ def on_change(listener: Callable[[], None]) -> None:
 
 
 def _changed() -> None:
+    _RECORD_OF.clear()
     for listener in _listeners:
         listener()
+
+
+#: node class → its record found along the class's MRO (every pass asks for every node it meets)
+_RECORD_OF: dict[type, Node] = {}
 
 
 def node_record(node: sp.Basic) -> Node:
@@ -171,9 +176,14 @@ def node_record(node: sp.Basic) -> Node:
 
     An unknown node is an internal error, never passed through: a pass that met it would
     otherwise compute with a node it does not understand."""
-    for cls in type(node).__mro__:
-        record = NODES.get(cls)
+    cls = type(node)
+    record = _RECORD_OF.get(cls)
+    if record is not None:
+        return record
+    for base in cls.__mro__:
+        record = NODES.get(base)
         if record is not None:
+            _RECORD_OF[cls] = record
             return record
     raise TypeError(f"internal error: no operation record for the node {type(node).__name__} ({node})")
 

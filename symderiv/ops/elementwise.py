@@ -26,8 +26,10 @@ for _record in [
     # everywhere else is slow.
     Elementwise("relu", lambda z: sp.Max(0, z), r"\operatorname{relu}", "relu", words=("relu", "ReLU"),
                 derivative=lambda z: _f("step")(z), float64=lambda x: np.maximum(x, 0)),
+    # softplus' = σ is given: SymPy finds it by matching against the other records, which takes half a second.
     Elementwise("softplus", lambda z: sp.log(1 + sp.exp(z)), r"\operatorname{softplus}", "softplus",
-                words=("softplus",), positive=True, float64=lambda x: np.logaddexp(0, x)),
+                words=("softplus",), positive=True, float64=lambda x: np.logaddexp(0, x),
+                derivative=lambda z: _f("sigmoid")(z)),
     Elementwise("exp", sp.exp, r"\exp", "exp", words=("exp",), commands=("exp",), positive=True),
     # log' = 1/z and |z|' = sign(z) are given: finding them from the meaning takes SymPy a second.
     Elementwise("log", sp.log, r"\log", "log", words=("log",), commands=("log", "ln"), domain="positive",

@@ -559,6 +559,28 @@ def _two_vectors(ctx, call, args):
     ctx.conform(call, a, b, ",", f"{fname}()")
 
 
+def apply_function(fname: str, arg: MatrixExpr, *params: sp.Expr) -> MatrixExpr:
+    """An elementwise function of the model language applied to ``arg``, as its node; log(exp(u) + 1)
+    (or log(1 + exp(u))) is softplus(u): the same value, computed without exp(u), which overflows
+    past u ≈ 709 (in every back end's spelling of softplus), and its derivative is σ(u), not
+    exp(u) ⊘ (exp(u) + 1), which is inf / inf there."""
+    if fname == "log" and not params and "softplus" in ELEMENTWISE:
+        u = _softplus_argument(arg)
+        if u is not None:
+            return Apply("softplus", u)
+    return Apply(fname, arg, *params)
+
+
+def _softplus_argument(e: MatrixExpr) -> MatrixExpr | None:
+    """u when ``e`` is exp(u) + 1 (the ones a matrix of ones of u's shape, either term first)."""
+    if not isinstance(e, MatAdd) or len(e.args) != 2:
+        return None
+    for a, b in (e.args, e.args[::-1]):
+        if isinstance(a, Apply) and a.fname == "exp" and not a.params and isinstance(b, OneMatrix):
+            return a.arg
+    return None
+
+
 def log_of(p: MatrixExpr) -> MatrixExpr:
     """log p, with log(softmax(z)) kept as one node so it is computed stably."""
     if isinstance(p, Softmax) and not isinstance(p, LogSoftmax):

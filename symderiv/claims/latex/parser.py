@@ -45,6 +45,7 @@ from ..tree import (
 from .names import Atom, Glossary, NameKey, NameReader
 from .tokens import (
     ACCENTS,
+    BRACED_COMMANDS,
     FONTS,
     FUNCTION_COMMANDS,
     FUNCTION_WORDS,
@@ -500,9 +501,11 @@ class ExpressionParser(NameReader):
         return Call(fname, inner)
 
     def _names_a_quantity(self) -> bool:
-        """``\\sigma`` not followed by an argument may be a quantity called sigma."""
-        nxt = self.peek(1)
-        return nxt is None or not (nxt.value in ("(", "'", "^", "[") or nxt.kind in ("letter", "cmd"))
+        """``\\sigma`` not followed by an argument may be a quantity called sigma (``\\sqrt{z}``'s
+        braces hold its argument)."""
+        here, nxt = self.peek(), self.peek(1)
+        braced = here is not None and here.value in BRACED_COMMANDS and nxt is not None and nxt.value == "{"
+        return nxt is None or not (nxt.value in ("(", "'", "^", "[") or nxt.kind in ("letter", "cmd") or braced)
 
     def _ones_or_zero(self):
         """𝟏 or 𝟎 (``\\mathbf{1}``, ``\\mathbb{1}``), or 𝟙[z > 0]; None if this is a name."""
@@ -558,7 +561,12 @@ class ExpressionParser(NameReader):
                 raise self.error(f"subscripts on {fname} (entries of a Jacobian) are not supported", self.peek())
             else:
                 break
-        if self.is_char("(") or self.is_char("["):
+        braced = head.kind == "cmd" and head.value in BRACED_COMMANDS
+        if braced and self.is_char("["):  # \sqrt[n]{z}: TeX's optional argument, an n-th root
+            raise self.error(f"\\{head.value}[...]{{...}} (a root of another degree) is not supported", head)
+        if braced and self.is_char("{"):
+            arg = self.sub_parser(self.group()).whole()
+        elif self.is_char("(") or self.is_char("["):
             arg = self.primary()
         elif self._starts_factor():
             arg = self.factor()

@@ -37,6 +37,9 @@ LETTERS = set(GREEK) | {"varepsilon", "vartheta", "varrho", "varphi", "ell"}
 #: The LaTeX commands and the text words a write-up may use for a function, from its record.
 FUNCTION_COMMANDS = ({c: f.name for f in ELEMENTWISE.values() if not f.params for c in f.commands}
                      | {c: f.name for f in LANGUAGE.values() for c in f.commands})
+#: The commands whose argument TeX reads braced, as their record spells them (``\sqrt{z}``).
+BRACED_COMMANDS = {c for f in ELEMENTWISE.values() if not f.params for c in f.commands
+                   if f.latex_form == "\\" + c + "{$x}"}
 FUNCTION_WORDS = ({w: f.name for f in ELEMENTWISE.values() for w in f.words}
                   | {w: f.name for f in LANGUAGE.values() for w in f.words})
 UNICODE = {"−": ("char", "-"), "⊙": ("cmd", "odot"), "∘": ("cmd", "circ"), "⊘": ("cmd", "oslash"),
