@@ -231,6 +231,8 @@ class _MathPrinter(Printer):
 
     def _factor(self, e, within) -> str:
         """Print ``e`` as a factor of a product, in parentheses when it is a sum."""
+        if within is MatMul and isinstance(e, OneMatrix) and e.shape[0] != 1 and e.shape[1] != 1:
+            return self.ones + " " + self.transpose(self.ones)  # a matrix of ones in a product: 𝟏 𝟏ᵀ Yᵀ, not 𝟏 Yᵀ
         s = self._print(e)
         if isinstance(e, MatAdd) or (isinstance(e, MatMul) and coeff_and_rest(e)[0] != 1):
             return self.paren(s)

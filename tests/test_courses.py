@@ -1,0 +1,106 @@
+"""Exercises from public course material, written as the sheet states them (tests/models/courses/),
+derived, and held to a reference written here from the sheet's own equations and backward pass,
+not from symderiv.
+
+- cs231n_two_layer: CS231n assignment 1's two-layer net (neural_net.py), rows are examples:
+  relu(X W1 + b1) W2 + b2, the mean softmax loss, and reg (‖W1‖² + ‖W2‖²).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symderiv
+from symderiv.render.emit import render
+
+from .helpers import ROOT, import_generated
+
+COURSES = ROOT / "tests" / "models" / "courses"
+
+
+def _module(d, tmp_path, fmt: str, name: str):
+    from symderiv.render.emit import write_outputs
+    [path] = write_outputs(d, tmp_path, [fmt])
+    return import_generated(path, name)
+
+
+@pytest.fixture(scope="module")
+def cs231n():
+    return symderiv.derive(symderiv.load(COURSES / "cs231n_two_layer.sdm"))
+
+
+def cs231n_reference(p, X, y, reg):
+    """The loss and gradients as CS231n's solution computes them (dscores = P − 1[y], / N, ...)."""
+    n = X.shape[0]
+    h = np.maximum(0, X @ p["W1"] + p["b1"])
+    s = h @ p["W2"] + p["b2"]
+    s = s - s.max(axis=1, keepdims=True)
+    prob = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+    loss = -np.log(prob[np.arange(n), y]).mean() + reg * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))
+    ds = prob.copy()
+    ds[np.arange(n), y] -= 1
+    ds /= n
+    dh = ds @ p["W2"].T
+    dh[h <= 0] = 0
+    return loss, {"W1": X.T @ dh + 2 * reg * p["W1"], "b1": dh.sum(axis=0),
+                  "W2": h.T @ ds + 2 * reg * p["W2"], "b2": ds.sum(axis=0)}
+
+
+def _cs231n_point(seed=0, n=5, d=4, h=6, c=3):
+    rng = np.random.default_rng(seed)
+    p = {"W1": rng.normal(size=(d, h)), "b1": rng.normal(size=h), "W2": rng.normal(size=(h, c)),
+         "b2": rng.normal(size=c)}
+    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
+    return p, X, y, np.eye(c)[y]
+
+
+def test_cs231n_numpy_module_equals_the_course_backward_pass(cs231n, tmp_path):
+    m = _module(cs231n, tmp_path, "py", "cs231n_np")
+    p, X, y, Y = _cs231n_point()
+    want_loss, want = cs231n_reference(p, X, y, 0.05)
+    loss, got = m.loss_and_gradients(p, X=X, Y=Y, reg=0.05)
+    assert abs(loss - want_loss) < 1e-10
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    # a batch of design matrices: the data terms summed, the penalty once
+    rng = np.random.default_rng(1)
+    Xb = rng.normal(size=(5, 4, 3))
+    yb = rng.integers(0, 3, size=(5, 3))
+    Yb = np.eye(3)[yb].transpose(0, 2, 1)
+    loss_b, got_b = m.loss_and_gradients(p, X=Xb, Y=Yb, reg=0.05)
+    parts = [cs231n_reference(p, Xb[..., b], yb[:, b], 0.0) for b in range(3)]
+    penalty = 0.05 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))
+    assert abs(loss_b - (sum(q[0] for q in parts) + penalty)) < 1e-10
+    for k in want:
+        extra = 2 * 0.05 * p[k] if k.startswith("W") else 0
+        np.testing.assert_allclose(got_b[k], sum(q[1][k] for q in parts) + extra, rtol=1e-10, atol=1e-12)
+
+
+def test_cs231n_torch_and_jax_modules_equal_the_course_backward_pass(cs231n, tmp_path):
+    torch = pytest.importorskip("torch")
+    p, X, y, Y = _cs231n_point(seed=2)
+    want_loss, want = cs231n_reference(p, X, y, 0.05)
+    tm = _module(cs231n, tmp_path, "torch", "cs231n_torch")
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in p.items()}
+    loss = tm.loss(tp, X=torch.tensor(X), Y=torch.tensor(Y), reg=torch.tensor(0.05, dtype=torch.float64))
+    loss.backward()
+    assert abs(float(loss.detach()) - want_loss) < 1e-10
+    for k in want:
+        np.testing.assert_allclose(tp[k].grad.numpy(), want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jm = _module(cs231n, tmp_path, "jax", "cs231n_jax")
+    jp = {k: jax.numpy.asarray(v) for k, v in p.items()}
+    got = jax.grad(lambda q: jm.loss(q, X=jax.numpy.asarray(X), Y=jax.numpy.asarray(Y), reg=0.05))(jp)
+    for k in want:
+        np.testing.assert_allclose(np.asarray(got[k]), want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_a_matrix_of_ones_in_a_product_is_written_one_one_transposed(cs231n):
+    """The softmax's adjoint holds 𝟏𝟏ᵀ Yᵀ (C×C ones times Yᵀ): written 𝟏 Yᵀ it read as a vector of
+    ones times a C×N matrix, which does not fit (the write-up says 𝟏 is a vector of ones)."""
+    assert repr(cs231n.adjoint("z_P")) == "δz_P = -1/N Yᵀ + 1/N P ⊙ 1 1ᵀ Yᵀ"
+    tex = render(cs231n, "tex", "cs231n_two_layer.sdm")
+    assert r"\mathbf{P} \odot \mathbf{1} {\mathbf{1}}^{\top} {\mathbf{Y}}^{\top}" in tex
+    assert r"\mathbf{P} \odot \mathbf{1} {\mathbf{Y}}^{\top}" not in tex
