@@ -104,3 +104,22 @@ def test_a_matrix_of_ones_in_a_product_is_written_one_one_transposed(cs231n):
     tex = render(cs231n, "tex", "cs231n_two_layer.sdm")
     assert r"\mathbf{P} \odot \mathbf{1} {\mathbf{1}}^{\top} {\mathbf{Y}}^{\top}" in tex
     assert r"\mathbf{P} \odot \mathbf{1} {\mathbf{Y}}^{\top}" not in tex
+
+
+@pytest.mark.parametrize("fmt", ["tex", "md"])
+def test_the_gradient_descent_sentence_does_not_reuse_a_name_of_the_model(cs231n, fmt):
+    """P ← P − η ∂L/∂P named the model's softmax output P, not a generic parameter."""
+    text = render(cs231n, fmt, "cs231n_two_layer.sdm")
+    sentence = text[text.index("Gradient descent"):]
+    assert r"\boldsymbol{\theta} \leftarrow \boldsymbol{\theta}" in sentence
+    assert r"\mathbf{P} \leftarrow" not in sentence
+
+
+def test_the_gradient_descent_letter_steps_aside_for_a_theta_in_the_model(tmp_path):
+    src = tmp_path / "theta.sdm"
+    src.write_text("dim n\ninput x: n\nparam theta: n\nloss L = sum(theta * x) + sum(theta * theta)\n",
+                   encoding="utf-8")
+    d = symderiv.derive(symderiv.load(src))
+    tex = render(d, "tex", "theta.sdm")
+    sentence = tex[tex.index("Gradient descent"):]
+    assert r"\boldsymbol{\vartheta} \leftarrow" in sentence
