@@ -123,3 +123,32 @@ def test_the_gradient_descent_letter_steps_aside_for_a_theta_in_the_model(tmp_pa
     tex = render(d, "tex", "theta.sdm")
     sentence = tex[tex.index("Gradient descent"):]
     assert r"\boldsymbol{\vartheta} \leftarrow" in sentence
+
+
+ROW_LAYOUT = "dim N, D, H\ninput X: (N, D)\nparam W1: (D, H)\nparam b1: H\n"
+
+
+@pytest.mark.parametrize("loss, column, hint", [
+    ("sum(relu(X @ W1 + b1))", 26, "; for b1 in every row, write ones(N) @ b1.T"),
+    ("sum(X @ W1 + b1.T)", 21, "; for the row b1.T in every row, write ones(N) @ b1.T"),
+    ("sum(b1 - X @ W1)", 17, "; for b1 in every row, write ones(N) @ b1.T"),
+])
+def test_a_bias_added_to_every_row_says_how_to_write_it(tmp_path, capsys, loss, column, hint):
+    """CS231n writes X W1 + b1 (rows are examples); the language adds a column to every column only,
+    so the mismatch says what to write instead, at the operator, with exit status 2."""
+    from symderiv.cli import main
+    src = tmp_path / "rows.sdm"
+    src.write_text(ROW_LAYOUT + f"loss L = {loss}\n", encoding="utf-8")
+    assert main(["show", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{src}:5:{column}: error: shape mismatch in ")
+    assert err.splitlines()[0].endswith(hint)
+    assert "Traceback" not in err
+
+
+def test_the_row_hint_is_not_given_where_no_row_vector_fits(tmp_path, capsys):
+    from symderiv.cli import main
+    src = tmp_path / "rows.sdm"
+    src.write_text(ROW_LAYOUT + "loss L = sum(X @ W1 + ones(H) @ b1.T)\n", encoding="utf-8")
+    assert main(["show", str(src)]) == 2
+    assert capsys.readouterr().err.splitlines()[0].endswith("but ones(H) @ b1.T is (H, H)")
