@@ -4,6 +4,10 @@ not from symderiv.
 
 - cs231n_two_layer: CS231n assignment 1's two-layer net (neural_net.py), rows are examples:
   relu(X W1 + b1) W2 + b2, the mean softmax loss, and reg (‖W1‖² + ‖W2‖²).
+- attention_head: TorchedUp's "Backprop: Attention head" (problem 210), rows are tokens:
+  L = sum(softmax(Q Kᵀ / √d_k) V), the softmax along each row, with the problem's own chain.
+- lstm_classifier: a many-to-one LSTM (gates on [h_{t−1}; x_t], as Colah's post writes them),
+  softmax cross-entropy of the last hidden state, against PyTorch autograd of the same equations.
 """
 
 from __future__ import annotations
@@ -152,3 +156,74 @@ def test_the_row_hint_is_not_given_where_no_row_vector_fits(tmp_path, capsys):
     src.write_text(ROW_LAYOUT + "loss L = sum(X @ W1 + ones(H) @ b1.T)\n", encoding="utf-8")
     assert main(["show", str(src)]) == 2
     assert capsys.readouterr().err.splitlines()[0].endswith("but ones(H) @ b1.T is (H, H)")
+
+
+def attention_reference(Q, K, V):
+    """The problem's chain: dP = 1 Vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = dS K / √d_k."""
+    d_k = Q.shape[1]
+    S = Q @ K.T / np.sqrt(d_k)
+    P = np.exp(S - S.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    dP = np.ones((Q.shape[0], V.shape[1])) @ V.T
+    dS = P * (dP - (P * dP).sum(axis=1, keepdims=True))
+    return (P @ V).sum(), {"Q": dS @ K / np.sqrt(d_k), "K": dS.T @ Q / np.sqrt(d_k),
+                           "V": P.T @ np.ones((Q.shape[0], V.shape[1]))}
+
+
+@pytest.fixture(scope="module")
+def attention_head():
+    return symderiv.derive(symderiv.load(COURSES / "attention_head.sdm"))
+
+
+def test_attention_head_equals_the_problems_chain(attention_head, tmp_path):
+    rng = np.random.default_rng(4)
+    p = {"Q": rng.normal(size=(3, 5)), "K": rng.normal(size=(4, 5)), "V": rng.normal(size=(4, 2))}
+    want_loss, want = attention_reference(**p)
+    loss, got = _module(attention_head, tmp_path, "py", "attention_head_np").loss_and_gradients(p)
+    assert abs(loss - want_loss) < 1e-10
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_a_softmax_under_a_transpose_is_written_with_the_name_of_its_value(attention_head):
+    """P = softmax(Sᵀ)ᵀ: the softmax's value is Pᵀ, and its adjoint says so, instead of writing
+    softmax(Sᵀ) out three times."""
+    closed = repr(attention_head.adjoint("S"))
+    assert closed == "δS = (Pᵀ ⊙ δPᵀ)ᵀ − (Pᵀ ⊙ 1 1ᵀ (Pᵀ ⊙ δPᵀ))ᵀ"
+    assert "softmax" not in closed
+
+
+def test_lstm_classifier_equals_torch_autograd_of_its_equations(tmp_path):
+    torch = pytest.importorskip("torch")
+    d = symderiv.derive(symderiv.load(COURSES / "lstm_classifier.sdm"))
+    m = _module(d, tmp_path, "py", "lstm_classifier_np")
+    n_x, n_h, k = 3, 4, 3
+
+    def reference(p, x, y):
+        h, c = torch.zeros(n_h, dtype=torch.float64), torch.zeros(n_h, dtype=torch.float64)
+        for t in range(x.shape[0]):
+            v = torch.cat([h, x[t]])
+            f = torch.sigmoid(p["W_f"] @ v + p["b_f"])
+            i = torch.sigmoid(p["W_i"] @ v + p["b_i"])
+            g = torch.tanh(p["W_c"] @ v + p["b_c"])
+            o = torch.sigmoid(p["W_o"] @ v + p["b_o"])
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+        return -(y * torch.log_softmax(p["W_y"] @ h + p["b_y"], 0)).sum()
+
+    rng = np.random.default_rng(5)
+    for T in (1, 2, 7):
+        p = {name: value + 0.3 * rng.normal(size=value.shape)
+             for name, value in m.init_params({"n_x": n_x, "n_h": n_h, "K": k}, seed=T).items()}
+        x, ys = rng.normal(size=(T, n_x, 2)), np.eye(k)[rng.integers(0, k, size=2)].T  # a batch of 2
+        loss, got = m.loss_and_gradients(p, x=x, y=ys)
+        want_loss, want = 0.0, {name: 0.0 for name in p}
+        for b in range(2):
+            tp = {name: torch.tensor(v, requires_grad=True) for name, v in p.items()}
+            one = reference(tp, torch.tensor(x[..., b]), torch.tensor(ys[:, b]))
+            one.backward()
+            want_loss += float(one.detach())
+            want = {name: want[name] + tp[name].grad.numpy() for name in p}
+        assert abs(loss - want_loss) < 1e-10, T
+        for name in p:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12, err_msg=f"{name}, T={T}")
