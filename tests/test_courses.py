@@ -8,6 +8,8 @@ not from symderiv.
   L = sum(softmax(Q Kᵀ / √d_k) V), the softmax along each row, with the problem's own chain.
 - lstm_classifier: a many-to-one LSTM (gates on [h_{t−1}; x_t], as Colah's post writes them),
   softmax cross-entropy of the last hidden state, against PyTorch autograd of the same equations.
+- attn_block: a post-norm Transformer sublayer, LayerNorm(X + Attention(X)) (d2l.ai's AddNorm),
+  columns are tokens, the layer norm over each column written with mean(·, axis=0) and ones(d) @ μᵀ.
 """
 
 from __future__ import annotations
@@ -227,3 +229,93 @@ def test_lstm_classifier_equals_torch_autograd_of_its_equations(tmp_path):
         assert abs(loss - want_loss) < 1e-10, T
         for name in p:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12, err_msg=f"{name}, T={T}")
+
+
+def attn_block_reference(p, X, Y):
+    """The loss of LayerNorm(X + W_V X A), A = softmax((W_K X)ᵀ W_Q X / √d_k) by column, in NumPy."""
+    d_k = p["W_Q"].shape[0]
+    S = (p["W_K"] @ X).T @ (p["W_Q"] @ X) / np.sqrt(d_k)
+    A = np.exp(S - S.max(axis=0))
+    A /= A.sum(axis=0)
+    Z = X + p["W_V"] @ X @ A
+    E = Z - Z.mean(axis=0)
+    N = E / np.sqrt((E ** 2).mean(axis=0) + 1e-5)
+    H = p["g"][:, None] * N + p["c"][:, None]
+    return 0.5 * np.sum((H - Y) ** 2)
+
+
+@pytest.mark.parametrize("backend", ["py", "torch", "jax"])
+def test_attn_block_with_a_batch_equals_central_differences_of_its_equations(tmp_path, backend):
+    """The outer products 1 μᵀ of a layer norm over columns are each example's own: they were summed
+    over the batch (and the forward pass raised unbatched), in every back end."""
+    from .helpers import central_differences
+    d = symderiv.derive(symderiv.load(COURSES / "attn_block.sdm"))
+    m = _module(d, tmp_path, backend, f"attn_block_{backend}")
+    rng = np.random.default_rng(6)
+    B = 3
+    p = {"W_Q": rng.normal(size=(2, 4)), "W_K": rng.normal(size=(2, 4)), "W_V": rng.normal(size=(4, 4)),
+         "g": rng.normal(size=4), "c": rng.normal(size=4)}
+    X, Y = rng.normal(size=(4, 3, B)), rng.normal(size=(4, 3, B))
+
+    def ref(q):
+        return sum(attn_block_reference(q, X[..., b], Y[..., b]) for b in range(B))
+
+    for data in ({"X": X[..., 0], "Y": Y[..., 0]}, {"X": X, "Y": Y}):
+        batched = data["X"].ndim == 3
+        want_loss = ref(p) if batched else attn_block_reference(p, data["X"], data["Y"])
+        if backend == "torch":
+            torch = pytest.importorskip("torch")
+            loss, got = m.loss_and_gradients({k: torch.tensor(v) for k, v in p.items()},  # batch first
+                                             **{k: torch.tensor(np.moveaxis(v, -1, 0) if batched else v)
+                                                for k, v in data.items()})
+            loss, got = float(loss), {k: v.numpy() for k, v in got.items()}
+        elif backend == "jax":
+            jax = pytest.importorskip("jax")
+            jax.config.update("jax_enable_x64", True)
+            loss, got = m.loss_and_gradients({k: jax.numpy.asarray(v) for k, v in p.items()},
+                                             **{k: np.moveaxis(v, -1, 0) if batched else v for k, v in data.items()})
+            loss, got = float(loss), {k: np.asarray(v) for k, v in got.items()}
+        else:
+            loss, got = m.loss_and_gradients(p, **data)
+        assert abs(loss - want_loss) < 1e-9 * max(1.0, abs(want_loss)), batched
+        one = ref if batched else (lambda q: attn_block_reference(q, data["X"], data["Y"]))
+        for k in p:
+            np.testing.assert_allclose(got[k], central_differences(one, p, k), rtol=1e-6, atol=1e-7,
+                                       err_msg=f"{k}, batched={batched}")
+
+
+PER_STEP_OUTER = {
+    # a layer norm's centring of a matrix at every step: 1 μ_tᵀ in the forward pass and 1 δμ_tᵀ in δZ_t
+    "centred": ("dim d, n\ntime t = 1..T\ninput X[t]: (d, n)\nparam W: (d, d)\nZ[t] = W @ X[t]\n"
+                "mu[t] = mean(Z[t], axis=0)\nE[t] = Z[t] - ones(d) @ mu[t].T\n"
+                "loss L = Sum(sum(E[t] * E[t]), (t, 1, T))\n",
+                lambda p, X: sum(np.sum((p["W"] @ x - (p["W"] @ x).mean(axis=0)) ** 2) for x in X)),
+    # a datum's row spread over the rows of a param at every step
+    "spread": ("dim d, n\ntime t = 1..T\ninput X[t]: n\nparam W: (d, n)\n"
+               "E[t] = W - ones(d) @ X[t].T\nloss L = Sum(sum(E[t] * E[t]), (t, 1, T))\n",
+               lambda p, X: sum(np.sum((p["W"] - x[None, :]) ** 2) for x in X)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PER_STEP_OUTER))
+def test_an_outer_product_at_every_step_is_that_steps_own(tmp_path, case):
+    """1 μ_tᵀ was printed as Σ_t Σ_b (the form of a weight gradient's δ_t x_tᵀ): the forward pass
+    raised, and δZ_t was the sum over the batch spread to every step."""
+    from .helpers import central_differences
+    source, reference = PER_STEP_OUTER[case]
+    path = tmp_path / f"{case}.sdm"
+    path.write_text(source, encoding="utf-8")
+    m = _module(symderiv.derive(symderiv.load(path)), tmp_path, "py", f"outer_{case}")
+    rng = np.random.default_rng(7)
+    d, n = 3, 2
+    p = {"W": rng.normal(size=(d, d) if case == "centred" else (d, n))}
+    for T in (1, 2, 7):
+        shape = (T, d, n) if case == "centred" else (T, n)
+        X = rng.normal(size=shape + (3,))  # a batch of 3
+        for data in (X[..., 0], X):
+            per = [data] if data.ndim == len(shape) else [data[..., b] for b in range(3)]
+            want = sum(reference(p, x) for x in per)
+            loss, got = m.loss_and_gradients(p, X=data)
+            assert abs(loss - want) < 1e-10 * max(1.0, abs(want)), (T, data.ndim)
+            fd = central_differences(lambda q: sum(reference(q, x) for x in per), p, "W")
+            np.testing.assert_allclose(got["W"], fd, rtol=1e-6, atol=1e-7, err_msg=f"T={T}, {data.ndim}")
