@@ -319,3 +319,12 @@ def test_an_outer_product_at_every_step_is_that_steps_own(tmp_path, case):
             assert abs(loss - want) < 1e-10 * max(1.0, abs(want)), (T, data.ndim)
             fd = central_differences(lambda q: sum(reference(q, x) for x in per), p, "W")
             np.testing.assert_allclose(got["W"], fd, rtol=1e-6, atol=1e-7, err_msg=f"T={T}, {data.ndim}")
+
+
+def test_a_negative_fraction_in_front_is_a_minus_and_a_fraction():
+    """δs_t of the layer-norm RNN begins −½ (…): it was typeset \\frac{-1}{2}, and -1/2 with a hyphen."""
+    from .helpers import EXAMPLES
+    d = symderiv.derive(symderiv.load(EXAMPLES / "layernorm_rnn.sdm"))
+    assert repr(d.adjoint("s")).startswith("δs_t = −1/2 (")
+    tex = render(d, "tex", "layernorm_rnn.sdm")
+    assert r"\delta s_t &= -\frac{1}{2} \left(" in tex and r"\frac{-1}{2}" not in tex

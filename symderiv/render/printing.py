@@ -204,6 +204,8 @@ class _MathPrinter(Printer):
             return body
         if c == -1:
             return self.minus.strip() + body
+        if c.is_Rational and c < 0:  # −½ (…), not a fraction of −1
+            return self.minus.strip() + self._product(-c, rest, within)
         num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self.coefficient(c)
         if isinstance(rest, OneMatrix) and rest.shape == (1, 1):  # a number in a sum of scalars: s + 1/100000
             return num
