@@ -191,8 +191,28 @@ def test_a_softmax_under_a_transpose_is_written_with_the_name_of_its_value(atten
     """P = softmax(Sᵀ)ᵀ: the softmax's value is Pᵀ, and its adjoint says so, instead of writing
     softmax(Sᵀ) out three times."""
     closed = repr(attention_head.adjoint("S"))
-    assert closed == "δS = (Pᵀ ⊙ δPᵀ)ᵀ − (Pᵀ ⊙ 1 1ᵀ (Pᵀ ⊙ δPᵀ))ᵀ"
+    assert closed == "δS = P ⊙ (δP − (δP ⊙ P) 1 1ᵀ)"  # the problem's P ⊙ (dP − rowsum(P ⊙ dP))
     assert "softmax" not in closed
+
+
+def test_the_transpose_of_a_hadamard_product_of_transposes_takes_them_off(tmp_path):
+    """(λ 1ᵀ ⊙ wᵀ)ᵀ is λ w: a ridge penalty written lam * w.T @ w has the gradient 2 λ w; and
+    (r ⊙ h)ᵀ, whose factors have no transpose to take off, is kept as it is."""
+    src = tmp_path / "ridge.sdm"
+    src.write_text("dim n, d\ninput X: (n, d)\ntarget y: n\ninput lam: scalar\nparam w: d\nparam b: scalar\n"
+                   "r = X @ w + b - y\nloss L = r.T @ r / n + lam * w.T @ w\n", encoding="utf-8")
+    d = symderiv.derive(symderiv.load(src))
+    assert repr(d.gradient("w")) == "∂L/∂w = 2 lam w + Xᵀ δr"
+    from .helpers import EXAMPLES
+    gru = symderiv.derive(symderiv.load(EXAMPLES / "gru_classifier.sdm"))
+    assert repr(gru.gradient("U_n")) == "∂L/∂U_n = Σ_t δa_{n,t} (r_t ⊙ h_{t−1})ᵀ"
+    m = _module(d, tmp_path, "py", "ridge_courses")
+    rng = np.random.default_rng(8)
+    X, y, w, b = rng.normal(size=(5, 3)), rng.normal(size=5), rng.normal(size=3), np.float64(0.4)
+    r = X @ w + b - y
+    _, got = m.loss_and_gradients({"w": w, "b": b}, X=X, y=y, lam=0.3)
+    np.testing.assert_allclose(got["w"], 2 * X.T @ r / 5 + 2 * 0.3 * w, rtol=1e-12)
+    np.testing.assert_allclose(got["b"], 2 * r.sum() / 5, rtol=1e-12)
 
 
 def test_lstm_classifier_equals_torch_autograd_of_its_equations(tmp_path):
