@@ -42,8 +42,9 @@ def cs231n_reference(p, X, y, reg):
     h = np.maximum(0, X @ p["W1"] + p["b1"])
     s = h @ p["W2"] + p["b2"]
     s = s - s.max(axis=1, keepdims=True)
-    prob = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
-    loss = -np.log(prob[np.arange(n), y]).mean() + reg * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))
+    log_prob = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+    prob = np.exp(log_prob)
+    loss = -log_prob[np.arange(n), y].mean() + reg * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))
     ds = prob.copy()
     ds[np.arange(n), y] -= 1
     ds /= n
@@ -348,3 +349,28 @@ def test_a_negative_fraction_in_front_is_a_minus_and_a_fraction():
     assert repr(d.adjoint("s")).startswith("δs_t = −1/2 (")
     tex = render(d, "tex", "layernorm_rnn.sdm")
     assert r"\delta s_t &= -\frac{1}{2} \left(" in tex and r"\frac{-1}{2}" not in tex
+
+
+@pytest.mark.parametrize("backend", ["py", "torch", "jax"])
+def test_the_log_of_a_row_softmax_is_computed_from_its_logits(tmp_path, backend):
+    """The CS231n net with its row softmax written P = softmax(S.T).T and cross_entropy(Y, P): log P
+    was the log of the probabilities, −inf, and a loss of inf, once a score is 1000 below its row's
+    largest; it is log_softmax(Sᵀ)ᵀ, finite and right."""
+    d = symderiv.derive(symderiv.load(COURSES / "two_layer_net.sdm"))
+    p, X, y, Y = _cs231n_point(seed=9)
+    p["W2"] = p["W2"] * 1e3
+    want, _ = cs231n_reference(p, X, y, 0.05)
+    m = _module(d, tmp_path, backend, f"two_layer_log_{backend}")
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        got = float(m.loss({k: torch.tensor(v) for k, v in p.items()}, X=torch.tensor(X), Y=torch.tensor(Y),
+                           reg=0.05))
+    elif backend == "jax":
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+        got = float(m.loss({k: jax.numpy.asarray(v) for k, v in p.items()}, X=X, Y=Y, reg=0.05))
+    else:
+        with np.errstate(divide="raise", invalid="raise"):
+            got = float(m.loss(p, X=X, Y=Y, reg=0.05))
+    assert np.isfinite(want) and want > 100  # a score far below its row's largest
+    assert np.isfinite(got) and abs(got - want) <= 1e-10 * abs(want)
