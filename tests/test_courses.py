@@ -299,7 +299,7 @@ def test_attn_block_with_a_batch_equals_central_differences_of_its_equations(tmp
         else:
             loss, got = m.loss_and_gradients(p, **data)
         assert abs(loss - want_loss) < 1e-9 * max(1.0, abs(want_loss)), batched
-        one = ref if batched else (lambda q: attn_block_reference(q, data["X"], data["Y"]))
+        one = ref if batched else (lambda q, x=data: attn_block_reference(q, x["X"], x["Y"]))
         for k in p:
             np.testing.assert_allclose(got[k], central_differences(one, p, k), rtol=1e-6, atol=1e-7,
                                        err_msg=f"{k}, batched={batched}")
@@ -338,7 +338,7 @@ def test_an_outer_product_at_every_step_is_that_steps_own(tmp_path, case):
             want = sum(reference(p, x) for x in per)
             loss, got = m.loss_and_gradients(p, X=data)
             assert abs(loss - want) < 1e-10 * max(1.0, abs(want)), (T, data.ndim)
-            fd = central_differences(lambda q: sum(reference(q, x) for x in per), p, "W")
+            fd = central_differences(lambda q, examples=per: sum(reference(q, x) for x in examples), p, "W")
             np.testing.assert_allclose(got["W"], fd, rtol=1e-6, atol=1e-7, err_msg=f"T={T}, {data.ndim}")
 
 

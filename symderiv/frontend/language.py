@@ -766,7 +766,7 @@ def _row_hint(op: str, left: ast.AST, right: ast.AST, sa: tuple, sb: tuple, text
     X W + b): only a column added to every column is implied, so say how the row one is written."""
     if op not in "+-":
         return ""
-    for (sm, node_m), (sv, node_v) in (((sa, left), (sb, right)), ((sb, right), (sa, left))):
+    for sm, (sv, node_v) in ((sa, (sb, right)), (sb, (sa, left))):
         if sm[0] == 1 or sm[1] == 1 or any(_pending(x) for x in sm + sv):
             continue
         vector = text(node_v)
