@@ -650,7 +650,7 @@ def _run(params, data, want):
     d_O = _v1
     # Vᵀ δO, read more than once
     _v0 = _ws.mm(np.swapaxes(V, -1, -2), d_O)
-    # δS = A ⊙ (Vᵀ δO − 1 (A ⊙ Vᵀ δO))
+    # δS = A ⊙ (Vᵀ δO − 1 1ᵀ (A ⊙ Vᵀ δO))
     d_S = _ws.op(np.multiply, A, _ws.op(np.subtract, _v0, _ws.op(np.multiply, np.sum(_ws.op(np.multiply, A, _v0), axis=-2, keepdims=True), np.ones((n, 1), dtype))))
     # δV = δO Aᵀ
     d_V = _ws.mm(d_O, np.swapaxes(A, -1, -2))

@@ -213,7 +213,7 @@ def _run(params, data, want):
     d_O = _v1
     # Vᵀ δO, read more than once
     _v0 = jnp.swapaxes(V, -1, -2) @ d_O
-    # δS = A ⊙ (Vᵀ δO − 1 (A ⊙ Vᵀ δO))
+    # δS = A ⊙ (Vᵀ δO − 1 1ᵀ (A ⊙ Vᵀ δO))
     d_S = A * (_v0 - (jnp.sum(A * _v0, axis=-2, keepdims=True) * jnp.ones((n, 1), dtype)))
     # δV = δO Aᵀ
     d_V = d_O @ jnp.swapaxes(A, -1, -2)

@@ -372,7 +372,7 @@ def _backward(saved):
     d_O = _v1
     # Vᵀ δO, read more than once
     _v0 = V.transpose(-1, -2) @ d_O
-    # δS = A ⊙ (Vᵀ δO − 1 (A ⊙ Vᵀ δO))
+    # δS = A ⊙ (Vᵀ δO − 1 1ᵀ (A ⊙ Vᵀ δO))
     d_S = A * (_v0 - ((A * _v0).sum(dim=-2, keepdim=True) * torch.ones((n, 1), dtype=dtype, device=device)))
     # δV = δO Aᵀ
     d_V = d_O @ A.transpose(-1, -2)

@@ -679,7 +679,7 @@ def _run(params, data, want):
                 d_h[i] += d_a_[i + 1] @ U
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
-            # δs_t = -1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
+            # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
             d_s_[i] = (-1 / 2) * (_d_s__0[i] * np.sum(g * e_[i] * d_z_h[i], axis=-1, keepdims=True))
             # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
             np.multiply(_d_e__0[i], d_z_h[i], out=d_e_[i])

@@ -248,7 +248,7 @@ def _run(params, data, want):
         d_h = _put(d_h, i, d_h[i] + jnp.where(i + 1 < T, d_a_[i + 1] @ U, 0))
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
         d_z_h = _put(d_z_h, i, _d_z_h_0[i] * d_h[i])
-        # δs_t = -1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
+        # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
         d_s_ = _put(d_s_, i, (-1 / 2) * (_d_s__0[i] * jnp.sum(g * e_[i] * d_z_h[i], axis=-1, keepdims=True)))
         # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
         d_e_ = _put(d_e_, i, (_d_e__0[i] * d_z_h[i]) + ((2/n_h) * (e_[i] * (d_s_[i] * jnp.ones(n_h, dtype)))))

@@ -428,7 +428,7 @@ def _backward(saved):
             _s_d_h[i].addmm_(_s_d_a_[i + 1], U)
         # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
         torch.mul(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-        # δs_t = -1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
+        # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
         _s_d_s_[i].copy_((-1 / 2) * (_s__d_s__0[i] * (g * _s_e_[i] * _s_d_z_h[i]).sum(dim=-1, keepdim=True)))
         # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
         torch.mul(_s__d_e__0[i], _s_d_z_h[i], out=_s_d_e_[i])

@@ -21,10 +21,10 @@ from .errors import SymderivError
 
 def output_formats() -> tuple[str, ...]:
     """The names ``symderiv derive --format`` accepts, and so ``write(formats=…)``: one registry,
-    the command line's."""
-    from .cli import FORMATS
+    the command line's (the write-ups, then every code back end's; ``all`` is every one of them)."""
+    from .render.emit import formats
 
-    return tuple(FORMATS)
+    return formats()
 
 
 def write(d: Derivation, directory: str | os.PathLike = ".", formats: str | Iterable[str] | None = None,
@@ -32,30 +32,37 @@ def write(d: Derivation, directory: str | os.PathLike = ".", formats: str | Iter
     """Write the outputs of ``symderiv derive``: ``NAME.tex``, ``NAME.md``, ``NAME.py`` in ``directory``.
 
     ``formats`` is a list of format names or one comma-separated string (``"md,py"``), the
-    names ``symderiv derive --format`` takes; all of them by default.  The files are written
-    all or none, and a file symderiv did not write is kept unless ``force``.  Returns the
-    paths written.
+    names ``symderiv derive --format`` takes (``torch``, ``jax`` and ``all`` too); by default
+    its default, ``tex,md,py``.  With ``all``, every format the model can be written in.  The
+    files are written all or none, and a file symderiv did not write is kept unless ``force``.
+    Returns the paths written.
 
     >>> import symderiv, tempfile
     >>> d = symderiv.derive(symderiv.load("examples/mlp.sdm"))
     >>> [p.name for p in symderiv.write(d, tempfile.mkdtemp(), formats="md,py")]
     ['mlp.md', 'mlp.py']
+    >>> [p.name for p in symderiv.write(d, tempfile.mkdtemp(), formats="torch")]
+    ['mlp_torch.py']
     >>> symderiv.write(d, tempfile.mkdtemp(), formats=["pdf"])
     Traceback (most recent call last):
     ...
-    symderiv.errors.SymderivError: error: unknown format pdf; choose from tex, md, py
+    symderiv.errors.SymderivError: error: unknown format pdf; choose from tex, md, py, torch, jax, or all
     """
-    from .render.emit import write_outputs
+    from .cli import FORMATS
+    from .render.emit import formats_for, write_outputs
 
     known = output_formats()
     if formats is None:
-        chosen = list(known)
+        chosen = list(FORMATS)
     else:
         items = formats.split(",") if isinstance(formats, str) else list(formats)
         chosen = [f.strip() for f in items if isinstance(f, str) and f.strip()]
-        unknown = [str(f) for f in items if not isinstance(f, str) or (f.strip() and f.strip() not in known)]
+        unknown = [str(f) for f in items if not isinstance(f, str) or (f.strip() and f.strip() not in (*known, "all"))]
         if unknown or not chosen:
-            raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
+            raise SymderivError(f"unknown format {', '.join(unknown) or '(none)'}; "
+                                f"choose from {', '.join(known)}, or all")
+    if "all" in chosen:  # every format this model can be written in, as `derive --format all`
+        chosen = formats_for(d, [g for f in chosen for g in (known if f == "all" else (f,))])[0]
     return write_outputs(d, directory, list(dict.fromkeys(chosen)), force=force)
 
 

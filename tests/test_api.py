@@ -60,7 +60,8 @@ def test_an_unknown_name_lists_the_names_there_are(seed, call, listed):
 
 
 def test_write_takes_the_format_names_of_the_command_line(seed, tmp_path):
-    assert symderiv.api.output_formats() == tuple(FORMATS)
+    from symderiv.render.emit import formats
+    assert symderiv.api.output_formats() == formats() == ("tex", "md", "py", "torch", "jax")
     every = symderiv.write(seed, tmp_path / "all")
     assert sorted(p.name for p in every) == sorted(f"seed_rnn.{f}" for f in FORMATS)
     for path in every:  # what `python -m symderiv.regenerate` committed for the example
@@ -69,6 +70,11 @@ def test_write_takes_the_format_names_of_the_command_line(seed, tmp_path):
                                                                                         "seed_rnn.py"]
     assert [p.name for p in symderiv.write(seed, tmp_path / "one", formats=["tex"])] == ["seed_rnn.tex"]
     assert sorted(os.listdir(tmp_path / "one")) == ["seed_rnn.tex"]
+    # the back ends' formats, as `derive --format torch,jax` and `--format all` take them
+    assert [p.name for p in symderiv.write(seed, tmp_path / "code", formats="torch,jax")] == [
+        "seed_rnn_torch.py", "seed_rnn_jax.py"]
+    assert sorted(p.name for p in symderiv.write(seed, tmp_path / "every", formats="all")) == [
+        "seed_rnn.md", "seed_rnn.py", "seed_rnn.tex", "seed_rnn_jax.py", "seed_rnn_torch.py"]
 
 
 @pytest.mark.parametrize("formats", [["pdf"], "tex,docx", [], "", [3]])

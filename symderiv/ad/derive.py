@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import MatrixSymbol, OneMatrix
+from sympy import MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from ..errors import ModelError, UnknownNameError
@@ -39,6 +39,7 @@ from ..ir.expr import (
     is_zero,
     positive_first,
     shift,
+    transpose,
     tree_size,
 )
 from ..ir.model import Model, Quantity
@@ -483,7 +484,9 @@ class _Sweep:
         for child, contribution in zip(node.args, record.vjp(node, g, out)):
             if contribution is not None and getattr(child, "is_Matrix", False):
                 self._bounded(contribution)
-                self.back(child, contribution, child, step or record.over_time)
+                # the value under a transpose is the transposed value: P = softmax(Sᵀ)ᵀ's softmax is Pᵀ
+                value = transpose(out) if isinstance(node, Transpose) and out is not node else child
+                self.back(child, contribution, value, step or record.over_time)
 
     def _bounded(self, e: MatrixExpr) -> None:
         """A contribution written out past MAX_CLOSED_FORM_SIZE nodes is an error at its equation:

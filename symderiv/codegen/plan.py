@@ -189,6 +189,16 @@ class ModulePlan:
     # --- forward ------------------------------------------------------------------------
 
     def _forward(self) -> tuple[Phase, list[Stack]]:
+        """The forward pass: every value in it is each example's (and each step's) own, so an outer
+        product in it (E_t = Z_t − 1 μ_tᵀ) is never summed over the batch or the steps, as one in a
+        gradient is."""
+        saved, self.printer.outer_per_example = self.printer.outer_per_example, True
+        try:
+            return self._forward_pass()
+        finally:
+            self.printer.outer_per_example = saved
+
+    def _forward_pass(self) -> tuple[Phase, list[Stack]]:
         m, names, pr = self.model, self.names, self.printer
         seq = [q.name for q in m.equations if q.sequence]
         concats = {n: m[n].expr for n in seq if isinstance(m[n].expr, Concat)}
@@ -486,46 +496,52 @@ class ModulePlan:
                 phase.before += self._common(self._static_adjoint_exprs(a))
                 phase.before.append(self._static_adjoint(a))
                 early.add(a.name)
-        for n in seq:
-            a = d.adjoints[n]
-            py = names.adjoint(n)
-            comment = self.comment(a.symbol, a.closed)
-            zeros = self.out.alloc(py, a.quantity.shape[0], zeros=True)
-            fixed = self._fixed_adjoint_lines(a)  # δh_T += what a static equation reading h_T gives
-            if n in loop:
-                outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
-                inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
-                assign = not outside and not fixed and inside[0][0] == 0  # the first term sets the value
-                if outside or fixed:
-                    phase.before.append(Accumulate(comment + ": the part outside the recurrence",
-                                                   self._accumulate(py, outside, zeros) + fixed))
-                elif n not in stacked:
-                    phase.alloc.append(self.out.alloc(py, a.quantity.shape[0]) if assign else zeros)
-                elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
-                    stack = stacked[n]
-                    phase.alloc += [self.out.alloc(stack.adjoint, sum(stack.sizes)),
-                                    self.out.split([names.adjoint(m) for m in stack.members], stack.adjoint,
-                                                stack.sizes)]
-                loop_lines, guard = [], None
-                slot = self.out.slot(py)
-                for k, (offset, t) in enumerate(inside):
-                    t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
-                    code = pr.code(self._share_applied(t, phase), "step")
-                    if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
-                        if offset != guard:
-                            loop_lines.append(self.out.if_step_exists(offset))
-                            guard = offset
-                        loop_lines.append(self.out.update(slot, "+=", code, indent=1))
-                    elif assign and k == 0:
-                        loop_lines += self._assign_step(slot, t)
-                    else:
-                        loop_lines.append(self.out.update(slot, "+=", code))
-                phase.loop.append(Accumulate(comment, loop_lines))
-            else:
-                target = phase.before if not depends_on(reads, n, loop) else phase.after
-                target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros) + fixed))
-                if target is phase.before:
-                    early.add(n)
+        # δ of a sequence quantity is each step's and each example's own: an outer product in it
+        # (the 1 δμ_tᵀ of δZ_t = δE_t + 1/d 1 δμ_tᵀ) is never summed, as one in a gradient is
+        saved, pr.outer_per_example = pr.outer_per_example, True
+        try:
+            for n in seq:
+                a = d.adjoints[n]
+                py = names.adjoint(n)
+                comment = self.comment(a.symbol, a.closed)
+                zeros = self.out.alloc(py, a.quantity.shape[0], zeros=True)
+                fixed = self._fixed_adjoint_lines(a)  # δh_T += what a static equation reading h_T gives
+                if n in loop:
+                    outside, inside = split_by_recurrence(terms[n], loop, lambda term: adjoint_references(term[1]))
+                    inside.sort(key=lambda term: term[0])  # the terms that always exist first, then by offset
+                    assign = not outside and not fixed and inside[0][0] == 0  # the first term sets the value
+                    if outside or fixed:
+                        phase.before.append(Accumulate(comment + ": the part outside the recurrence",
+                                                       self._accumulate(py, outside, zeros) + fixed))
+                    elif n not in stacked:
+                        phase.alloc.append(self.out.alloc(py, a.quantity.shape[0]) if assign else zeros)
+                    elif n == min(stacked[n].members, key=seq.index):  # the δ of a stack: views of one array
+                        stack = stacked[n]
+                        phase.alloc += [self.out.alloc(stack.adjoint, sum(stack.sizes)),
+                                        self.out.split([names.adjoint(m) for m in stack.members], stack.adjoint,
+                                                    stack.sizes)]
+                    loop_lines, guard = [], None
+                    slot = self.out.slot(py)
+                    for k, (offset, t) in enumerate(inside):
+                        t = self._hoist_forward_factors(t, offset, f"_{py}_{k}", phase)
+                        code = pr.code(self._share_applied(t, phase), "step")
+                        if offset:  # the terms that read δ at t + offset exist for the first T − offset steps
+                            if offset != guard:
+                                loop_lines.append(self.out.if_step_exists(offset))
+                                guard = offset
+                            loop_lines.append(self.out.update(slot, "+=", code, indent=1))
+                        elif assign and k == 0:
+                            loop_lines += self._assign_step(slot, t)
+                        else:
+                            loop_lines.append(self.out.update(slot, "+=", code))
+                    phase.loop.append(Accumulate(comment, loop_lines))
+                else:
+                    target = phase.before if not depends_on(reads, n, loop) else phase.after
+                    target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros) + fixed))
+                    if target is phase.before:
+                        early.add(n)
+        finally:
+            pr.outer_per_example = saved
         for a in statics:
             if a.name not in seq_dependent_static:
                 phase.after += self._common(self._static_adjoint_exprs(a))
@@ -778,8 +794,9 @@ class ModulePlan:
         parts = []
         batched = a.name in self.batched
         rows, cols = a.quantity.shape
-        # δ of a per-example matrix is each example's own: an outer product in it is not summed
-        pr.outer_per_example = batched and rows != 1 and cols != 1
+        # δ of a per-example value is each example's own: an outer product in it is not summed (the
+        # 1 √sᵀ of a vector δs, as well as the outer products of a matrix δZ)
+        pr.outer_per_example = batched
         try:
             if a.closed_per_step is not None:
                 e = TimeSum(a.closed_per_step)

@@ -602,7 +602,7 @@ class _ModelBuilder:
             self._unify(sa, sb, node, self._text(left), self._text(right))
             return a, b
         message = (f"shape mismatch in {where or repr(op)}: {self._text(left)} is {_shape_text(sa)} but "
-                   f"{self._text(right)} is {_shape_text(sb)}")
+                   f"{self._text(right)} is {_shape_text(sb)}{_row_hint(op, left, right, sa, sb, self._text)}")
         raise self._op_error(node, message) if isinstance(node, ast.BinOp) else self._error(node, message)
 
     def _column_over_matrix(self, a: MatrixExpr, b: MatrixExpr, sa: tuple, sb: tuple,
@@ -758,3 +758,20 @@ def _shape_text(shape: Sequence[sp.Expr | int],
     if cols == 1:
         return f"a vector of size {names[0]}"
     return f"({names[0]}, {names[1]})"
+
+
+def _row_hint(op: str, left: ast.AST, right: ast.AST, sa: tuple, sb: tuple, text) -> str:
+    """What to write for a vector added to every row of a matrix (a sheet whose examples are rows,
+    X W + b): only a column added to every column is implied, so say how the row one is written."""
+    if op not in "+-":
+        return ""
+    for sm, (sv, node_v) in ((sa, (sb, right)), (sb, (sa, left))):
+        if sm[0] == 1 or sm[1] == 1 or any(_pending(x) for x in sm + sv):
+            continue
+        vector = text(node_v)
+        if sv[1] == 1 and sp.expand(sv[0] - sm[1]) == 0:
+            return f"; for {vector} in every row, write ones({sm[0]}) @ {vector}.T"
+        if sv[0] == 1 and sp.expand(sv[1] - sm[1]) == 0:
+            return f"; for the row {vector} in every row, write ones({sm[0]}) @ {vector}"
+    return ""
+

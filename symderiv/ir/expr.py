@@ -546,7 +546,19 @@ def transpose(e: MatrixExpr) -> MatrixExpr:
         return matmul(*[transpose(f) for f in reversed(rest.args)])
     if isinstance(rest, MatAdd):
         return add(*[transpose(t) for t in rest.args])
+    if isinstance(rest, HadamardProduct) and any(_transposes_away(f) for f in rest.args):
+        # (A ⊙ B)ᵀ = Aᵀ ⊙ Bᵀ where that takes a transpose off: (Pᵀ ⊙ δPᵀ)ᵀ is P ⊙ δP, (λ 1ᵀ ⊙ wᵀ)ᵀ is
+        # λ w; (r ⊙ h)ᵀ is kept
+        return hadamard(*[transpose(f) for f in rest.args])
     return Transpose(rest)
+
+
+def _transposes_away(f: MatrixExpr) -> bool:
+    """``f`` is a transpose, or a number spread over a row (λ 1ᵀ): its transpose has none."""
+    if isinstance(f, Transpose):
+        return True
+    return isinstance(f, MatMul) and any(isinstance(a, OneMatrix) for a in f.args) and all(
+        a.shape == (1, 1) or isinstance(a, OneMatrix) for a in f.args if getattr(a, "is_Matrix", False))
 
 
 def broadcast(e: MatrixExpr | sp.Expr, shape: tuple[sp.Expr, sp.Expr]) -> MatrixExpr:

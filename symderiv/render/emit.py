@@ -181,7 +181,17 @@ def writeup_context(d: Derivation, source_name: str) -> dict:
             "uses_sigmoid": "sigmoid" in activations, "uses_indicator": bool(used & {"step", "step_nonpositive"}),
             "divides": divides, "slices": any(a["slices"] for a in adjoints),
             "gradient_rows": _pairs(matrix_forms), "entry_rows": _pairs(entry_forms),
-            "parameters": [g["name"] for g in gradients]}
+            "parameters": [g["name"] for g in gradients], "update_symbol": _update_symbol(model)}
+
+
+def _update_symbol(model) -> str:
+    """The letter the gradient-descent sentence writes for a parameter: one no name of the model is
+    spelled with (a model's own P, say a softmax's output, is not every parameter)."""
+    spellings = " ".join(model.latex(name) for name in model.quantities)
+    for symbol in (r"\boldsymbol{\theta}", r"\boldsymbol{\vartheta}", r"\boldsymbol{\omega}", r"\boldsymbol{\xi}"):
+        if symbol.split("{")[1].rstrip("}") not in spellings:
+            return symbol
+    return r"\boldsymbol{\psi}"
 
 
 def _pairs(items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:

@@ -204,6 +204,8 @@ class _MathPrinter(Printer):
             return body
         if c == -1:
             return self.minus.strip() + body
+        if c.is_Rational and c < 0:  # −½ (…), not a fraction of −1
+            return self.minus.strip() + self._product(-c, rest, within)
         num = self.fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) if c.is_Rational else self.coefficient(c)
         if isinstance(rest, OneMatrix) and rest.shape == (1, 1):  # a number in a sum of scalars: s + 1/100000
             return num
@@ -231,6 +233,8 @@ class _MathPrinter(Printer):
 
     def _factor(self, e, within) -> str:
         """Print ``e`` as a factor of a product, in parentheses when it is a sum."""
+        if within is MatMul and isinstance(e, OneMatrix) and e.shape[0] != 1 and e.shape[1] != 1:
+            return self.ones + " " + self.transpose(self.ones)  # a matrix of ones in a product: 𝟏 𝟏ᵀ Yᵀ, not 𝟏 Yᵀ
         s = self._print(e)
         if isinstance(e, MatAdd) or (isinstance(e, MatMul) and coeff_and_rest(e)[0] != 1):
             return self.paren(s)

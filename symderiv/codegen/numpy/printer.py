@@ -23,7 +23,7 @@ from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transp
 from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
-from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, Softmax, Window, coeff_and_rest, shift
+from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, LogSoftmax, Softmax, Window, coeff_and_rest, shift
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -366,6 +366,9 @@ class NumpyPrinter(Printer):
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
+            rows = self._source(e.arg, _is_row_softmax)
+            if rows is not None:  # P = softmax(Sᵀ)ᵀ, the softmax of every row: log P = log_softmax(Sᵀ)ᵀ
+                return self._print(Transpose(LogSoftmax(rows.arg)))
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
@@ -505,6 +508,11 @@ class NumpyPrinter(Printer):
 
     def emptyPrinter(self, e: object) -> str:
         raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+
+
+def _is_row_softmax(e) -> bool:
+    """``e`` is softmax(Sᵀ)ᵀ: the softmax of every row of S (a sheet whose examples are rows)."""
+    return isinstance(e, Transpose) and type(e.arg) is Softmax
 
 
 def _is_sigmoid(e) -> bool:

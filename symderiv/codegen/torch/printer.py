@@ -17,8 +17,8 @@ import sympy as sp
 from sympy import HadamardPower, OneMatrix, Transpose
 from sympy.printing.pycode import PythonCodePrinter
 
-from ...ir.expr import Softmax
-from ..numpy.printer import NumpyPrinter, _is_sigmoid, _join, _one_minus
+from ...ir.expr import LogSoftmax, Softmax
+from ..numpy.printer import NumpyPrinter, _is_row_softmax, _is_sigmoid, _join, _one_minus
 from ..passes import params_of
 from ..schedule import Code, reads_of
 from .spelling import call, group
@@ -233,6 +233,9 @@ class TorchPrinter(NumpyPrinter):
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
+            rows = self._source(e.arg, _is_row_softmax)
+            if rows is not None:  # P = softmax(Sᵀ)ᵀ: log P = log_softmax(Sᵀ)ᵀ
+                return self._print(Transpose(LogSoftmax(rows.arg)))
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
