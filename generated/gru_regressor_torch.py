@@ -68,7 +68,7 @@ def _log_softmax(z, dim=-1):
 
 def _softmax_and_log(z, into=None):
     """softmax(z) and its log, with one exponential (into the buffers named into)."""
-    if into is not None:
+    if into is not None and z.numel() * z.itemsize >= _SCRATCH_MIN:
         s = torch.log_softmax(z, dim=-1, out=_scratch(into[1], z.shape, z.dtype, z.device))
         return torch.exp(s, out=_scratch(into[0], z.shape, z.dtype, z.device)), s
     s = torch.log_softmax(z, dim=-1)
@@ -82,7 +82,9 @@ def _concat(*parts):
 
 def _matvec(W, x, b=None, into=None):
     """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows (into the buffer named into)."""
-    out = None if into is None else _scratch(into, (*x.shape[:-1], W.shape[0]), x.dtype, x.device, fresh=True)
+    out = None
+    if into is not None and x.numel() * x.itemsize >= _SCRATCH_MIN:  # (a small product: no call more)
+        out = _scratch(into, (*x.shape[:-1], W.shape[0]), x.dtype, x.device, fresh=True)
     if out is not None and x.is_contiguous() and x.dtype == W.dtype and (b is None or b.dtype == x.dtype):
         rows = out.view(-1, out.shape[-1])
         if b is None:
@@ -158,6 +160,9 @@ def _scratch(name, shape, dtype, device, zero=False, fresh=False):
 def _scratch_for(name, *args):
     """The tensor for the array ``name`` computed entry by entry from ``args`` (of their broadcast
     shape), or None (the operation makes a new one) unless they are tensors of one dtype."""
+    first = args[0]  # below the size, at once (a small array's call is a few microseconds)
+    if not isinstance(first, torch.Tensor) or first.numel() * first.itemsize < _SCRATCH_MIN:
+        return None
     if not all(isinstance(a, torch.Tensor) for a in args) or len({a.dtype for a in args}) != 1:
         return None
     return _scratch(name, torch.broadcast_shapes(*(a.shape for a in args)), args[0].dtype, args[0].device, fresh=True)
