@@ -22,6 +22,8 @@ off the recurrence is computed for all steps at once: W x is ``x @ W.T`` for one
 ``_matvec(W, x)`` for all of them.
 """
 
+import threading
+
 import torch
 
 DIMS = ["n_x", "n_1", "n_2", "C"]
@@ -61,8 +63,11 @@ def _log_softmax(z, dim=-1):
     return torch.log_softmax(z, dim=dim)
 
 
-def _softmax_and_log(z):
-    """softmax(z) and its log, with one exponential."""
+def _softmax_and_log(z, into=None):
+    """softmax(z) and its log, with one exponential (into the buffers named into)."""
+    if into is not None and z.numel() * z.itemsize >= _SCRATCH_MIN:
+        s = torch.log_softmax(z, dim=-1, out=_scratch(into[1], z.shape, z.dtype, z.device))
+        return torch.exp(s, out=_scratch(into[0], z.shape, z.dtype, z.device)), s
     s = torch.log_softmax(z, dim=-1)
     return torch.exp(s), s
 
@@ -72,8 +77,18 @@ def _concat(*parts):
     return torch.cat([p.expand(*lead, p.shape[-1]) for p in parts], dim=-1)
 
 
-def _matvec(W, x, b=None):
-    """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows."""
+def _matvec(W, x, b=None, into=None):
+    """W x (+ b) for every row x of a stack (T, B, n): one matrix product over all T·B rows (into the buffer named into)."""
+    out = None
+    if into is not None and x.numel() * x.itemsize >= _SCRATCH_MIN:  # (a small product: no call more)
+        out = _scratch(into, (*x.shape[:-1], W.shape[0]), x.dtype, x.device, fresh=True)
+    if out is not None and x.is_contiguous() and x.dtype == W.dtype and (b is None or b.dtype == x.dtype):
+        rows = out.view(-1, out.shape[-1])
+        if b is None:
+            torch.mm(x.reshape(-1, x.shape[-1]), W.T, out=rows)
+        else:
+            torch.addmm(b, x.reshape(-1, x.shape[-1]), W.T, out=rows)
+        return out
     return torch.nn.functional.linear(x, W, b)
 
 
@@ -88,6 +103,66 @@ def _outer(a, b):
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) tensor: the gradient of a vector parameter."""
     return a.sum(dim=tuple(range(a.ndim - 1))) if a.ndim > 1 else a
+
+
+# The large arrays of both passes are written into buffers kept between calls, per thread, shape and
+# dtype: fresh memory of that size comes from the kernel page by page whenever the C allocator gave
+# it back at the end of the last call.  A buffer is handed out (as a new view of it) only when
+# nothing else holds its memory: its storage's use count is the buffer's own and that of the storage
+# object asked, so no tensor still held (an array of this call not yet freed, one saved for a
+# backward pass not run yet, returned to the caller, or a view of one) is ever overwritten.  A
+# buffer serves any array of its shape once the last has died, as the allocator's memory would: the
+# buffers are about the call's peak, not one per array.  On the CPU only
+# (a GPU's allocator caches already), from 256 KiB, and not without that count (a private API).
+_SCRATCH = threading.local()
+_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+_SCRATCH_MIN = 1 << 18  # bytes
+
+
+def _free(buf):
+    """Whether nothing but the module's table holds the memory of ``buf``."""
+    return _USE_COUNT(buf.untyped_storage()._cdata) <= 2
+
+
+def _scratch(name, shape, dtype, device, zero=False, fresh=False):
+    """A tensor for the array ``name`` of this shape: a free buffer of that shape, else a new one,
+    kept (uninitialised; zeroed with ``zero``; None with ``fresh``: the caller makes its own)."""
+    shape = tuple(shape)
+    size = dtype.itemsize
+    for n in shape:
+        size *= n
+    if _USE_COUNT is None or size < _SCRATCH_MIN or device.type != "cpu":
+        return None if fresh else (torch.zeros if zero else torch.empty)(shape, dtype=dtype, device=device)
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    key = (shape, dtype)
+    kept = buffers.get(key)
+    if kept is None:
+        if len(buffers) >= 64:  # many shapes seen: start again, rather than hold them all
+            buffers.clear()
+        kept = buffers[key] = []
+    for buf in kept:
+        if _free(buf):
+            break
+    else:
+        if len(kept) >= 64:  # as many held at once: a new tensor, not kept
+            return None if fresh else (torch.zeros if zero else torch.empty)(shape, dtype=dtype, device=device)
+        buf = torch.empty(shape, dtype=dtype, device=device)
+        kept.append(buf)
+    view = buf.view(shape)
+    return view.zero_() if zero else view
+
+
+def _scratch_for(name, *args):
+    """The tensor for the array ``name`` computed entry by entry from ``args`` (of their broadcast
+    shape), or None (the operation makes a new one) unless they are tensors of one dtype."""
+    first = args[0]  # below the size, at once (a small array's call is a few microseconds)
+    if not isinstance(first, torch.Tensor) or first.numel() * first.itemsize < _SCRATCH_MIN:
+        return None
+    if not all(isinstance(a, torch.Tensor) for a in args) or len({a.dtype for a in args}) != 1:
+        return None
+    return _scratch(name, torch.broadcast_shapes(*(a.shape for a in args)), args[0].dtype, args[0].device, fresh=True)
 
 
 def _sigmoid_grad(g, s, out=None):
@@ -344,10 +419,10 @@ def _forward(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # z_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1: the part that does not depend on the recurrence
-    z_h_1 = _matvec(W_1, x_, b_1)
-    h_1 = torch.zeros((T + 1, B, n_1), dtype=dtype, device=device)
-    z_h_2 = torch.empty((T, B, n_2), dtype=dtype, device=device)
-    h_2 = torch.zeros((T + 1, B, n_2), dtype=dtype, device=device)
+    z_h_1 = _matvec(W_1, x_, b_1, into="z_h_1")
+    h_1 = _scratch("h_1", (T + 1, B, n_1), dtype, device, zero=True)
+    z_h_2 = _scratch("z_h_2", (T, B, n_2), dtype, device)
+    h_2 = _scratch("h_2", (T + 1, B, n_2), dtype, device, zero=True)
     _T_U_1 = U_1.T.contiguous()  # once, not at every step (and laid out for the product)
     _T_W_2 = W_2.T.contiguous()  # once, not at every step (and laid out for the product)
     _T_U_2 = U_2.T.contiguous()  # once, not at every step (and laid out for the product)
@@ -369,9 +444,9 @@ def _forward(params, data, want):
         torch.tanh(_s_z_h_2[i], out=_s_h_2[i + 1])
     del _s_z_h_1, _s_h_1, _s_z_h_2, _s_h_2
     # z_{p,t} = W_y h_{2,t} + b_y
-    z_p = _matvec(W_y, h_2[1:], b_y)
+    z_p = _matvec(W_y, h_2[1:], b_y, into="z_p")
     # p_t = softmax(z_{p,t})
-    p_, _log_p = _softmax_and_log(z_p)
+    p_, _log_p = _softmax_and_log(z_p, into=("p_", "_log_p"))
     # L = −Σ_t r_tᵀ log(p_t)
     L = -(r * _log_p).sum(dim=-1, keepdim=True).sum(dim=0)
     _loss = L.sum()
@@ -394,9 +469,9 @@ def _backward(saved):
     ``saved`` is a list holding that tuple, emptied here: nothing else holds it, so what is freed below is freed."""
     U_1, W_2, U_2, W_y, x_, r, T, B, n_1, n_2, h_1, h_2, p_, dtype, device = saved.pop()
     # δz_{p,t} = p_t − r_t
-    d_z_p = p_ - r
+    d_z_p = torch.sub(p_, r, out=_scratch_for("d_z_p", p_, r))
     # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}: the part outside the recurrence
-    d_h_2 = _matvec(W_y.T, d_z_p)
+    d_h_2 = _matvec(W_y.T, d_z_p, into="d_h_2")
     # 1 − h_{2,t} ⊙ h_{2,t}, for every step at once
     _d_z_h_2_0 = 1 - (h_2[1:] ** 2)
     # 1 − h_{1,t} ⊙ h_{1,t}, for every step at once
@@ -407,9 +482,9 @@ def _backward(saved):
     g_b_y = _sum_examples(d_z_p)
     # not read from here on: freed, so the loop reuses their memory
     del d_z_p, p_, r
-    d_z_h_2 = torch.empty((T, B, n_2), dtype=dtype, device=device)
-    d_h_1 = torch.empty((T, B, n_1), dtype=dtype, device=device)
-    d_z_h_1 = torch.empty((T, B, n_1), dtype=dtype, device=device)
+    d_z_h_2 = _scratch("d_z_h_2", (T, B, n_2), dtype, device)
+    d_h_1 = _scratch("d_h_1", (T, B, n_1), dtype, device)
+    d_z_h_1 = _scratch("d_z_h_1", (T, B, n_1), dtype, device)
     # the steps the loop reads and writes, as views made once (indexing a tensor at every step is a call each)
     _s_d_h_2 = d_h_2.unbind(0)
     _s_d_z_h_2 = d_z_h_2.unbind(0)

@@ -81,11 +81,12 @@ def sizes_of(d):
     return dims, (T_STEPS if d.model.has_time else None)
 
 
-def point(d, batch: int | None, seed: int = 0):
+def point(d, batch: int | None, seed: int = 0, sizes=None):
     """Parameters (the maths' shapes) and data in the PyTorch module's layout, float64 NumPy arrays:
-    random_point's draws (inside every function's domain), one draw per example of a batch."""
+    random_point's draws (inside every function's domain), one draw per example of a batch
+    (``sizes``: (dims, T), else ``sizes_of(d)``)."""
     model = d.model
-    dims, T = sizes_of(d)
+    dims, T = sizes or sizes_of(d)
     raw, _ = random_point(model, dims, T, seed)
     params = {}
     for p in model.params:
@@ -171,6 +172,46 @@ def test_float64_equals_autograd_and_the_numpy_module(derived, tmp_path_factory,
         assert np.array_equal(p[k].numpy(), v), k
     for k, v in data.items():
         assert np.array_equal(x[k].numpy(), v), k
+
+
+@pytest.mark.parametrize("name", ["seed_rnn", "lstm_tagger"])
+def test_buffers_kept_between_calls_never_overwrite_what_is_still_held(derived, tmp_path_factory, name):
+    """At a size where the module keeps its large arrays between calls (``_scratch``, from 256 KiB):
+    every call equals autograd of the independent forward pass, with new data and parameters each time;
+    gradients and forward values held across later calls stay as they were; and two forward passes
+    before one backward pass (accumulated gradients) give the sum of both."""
+    d, tm, _, _ = _modules(derived, EXAMPLES / f"{name}.sdm", tmp_path_factory)
+    sizes = (dict.fromkeys(d.model.dims, 64), 20)  # (T, B, 64) float64 arrays: 320 KiB each
+    draws = [point(d, 32, seed, sizes) for seed in (0, 40, 80)]
+    f64 = torch.float64
+    held = []
+    for params, data in draws:
+        ref_loss, ref_grads = autograd_reference(d, params, data, True)
+        loss, grads = tm.loss_and_gradients(tensors(params, f64), **tensors(data, f64))
+        assert rel_error(loss, ref_loss) <= 1e-10
+        for k in params:
+            assert rel_error(grads[k], ref_grads[k]) <= 1e-10, k
+        held.append((grads, {k: g.clone() for k, g in grads.items()}))
+    assert tm._SCRATCH.buffers  # the buffers are in use at this size (else this test would test nothing)
+    for grads, copy in held:
+        assert all(torch.equal(grads[k], copy[k]) for k in grads)
+
+    (p0, x0), (p1, x1) = draws[0], draws[1]
+    values = tm.forward(tensors(p0, f64), **tensors(x0, f64))
+    copies = {k: v.clone() for k, v in values.items()}
+    tm.loss_and_gradients(tensors(p1, f64), **tensors(x1, f64))
+    leaves = tensors(p1, f64, grad=True)
+    tm.loss(leaves, **tensors(x1, f64)).backward()
+    assert all(torch.equal(values[k], copies[k]) for k in values)
+
+    # two forward passes before one backward pass: the second may not reuse what the first saved
+    leaves = tensors(p0, f64, grad=True)
+    total = tm.loss(leaves, **tensors(x0, f64)) + tm.loss(leaves, **tensors(x1, f64))
+    total.backward()
+    (l0, g0), (l1, g1) = autograd_reference(d, p0, x0, True), autograd_reference(d, p0, x1, True)
+    assert rel_error(total, l0 + l1) <= 1e-10
+    for k in p0:
+        assert rel_error(leaves[k].grad, g0[k] + g1[k]) <= 1e-10, k
 
 
 @pytest.mark.parametrize("batch", [None, BATCH], ids=["unbatched", "batched"])
@@ -550,7 +591,7 @@ def test_derive_format_torch_writes_only_the_torch_module(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["seed_rnn_torch.py"]
     text = (tmp_path / "seed_rnn_torch.py").read_text(encoding="utf-8")
     imports = [ln for ln in text.splitlines() if ln.startswith(("import ", "from "))]
-    assert imports == ["import torch"]
+    assert [ln for ln in imports if ln != "import threading"] == ["import torch"]  # and the standard library's
 
 
 def test_check_backend_torch_runs_the_checks(capsys):

@@ -22,7 +22,7 @@ from typing import Any
 
 import sympy as sp
 
-from ..numpy.printer import NumpyPrinter, _join
+from ..numpy.printer import NumpyPrinter
 from ..schedule import Code
 from .spelling import call
 
@@ -89,8 +89,7 @@ class JaxPrinter(NumpyPrinter):
         dtype), and inside jit they are traced: ``float()`` of one would fail."""
         return f"({text})"
 
-    def _print_Apply(self, e):
-        if e.fname == "log":  # the stable logs of a softmax or a sigmoid: NumPy's forms, in jnp
-            return super()._print_Apply(e)
-        code = self._print(e.arg)
-        return _join(call(e.fname, code.text, tuple(getattr(e, "params", ()))), code)
+    def _call(self, fname: str, x: str, params: tuple) -> str:
+        """f(x) in JAX's spelling (``spelling.JAX``); the stable logs of a softmax or a sigmoid are
+        NumPy's forms, in jnp."""
+        return call(fname, x, params)

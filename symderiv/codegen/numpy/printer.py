@@ -172,10 +172,10 @@ class NumpyPrinter(Printer):
         return Code(array, batched=e.name in self.batched_names, reads=(array,), form="array")
 
     def _print_OneMatrix(self, e):
-        return Code(f"np.ones({self.core(e)}, dtype)", reads=self.core_reads(e))
+        return Code(self._ones(self.core(e)), reads=self.core_reads(e))
 
     def _print_ZeroMatrix(self, e):
-        return Code(f"np.zeros({self.core(e)}, dtype)", reads=self.core_reads(e))
+        return Code(self._zeros(self.core(e)), reads=self.core_reads(e))
 
     # --- operations ---------------------------------------------------------------------
 
@@ -259,33 +259,39 @@ class NumpyPrinter(Printer):
         return acc
 
     def _product(self, a, acc: Code, cols) -> Code:
-        """``a`` times the value so far (which has ``cols`` columns per example)."""
+        """``a`` times the value so far (which has ``cols`` columns per example).
+
+        The rules are the back ends' one set: a subclass changes how an operation is spelled
+        (``_sum``, ``_ones``, ``_einsum``, ``_outer_of``, ``_rows_transpose``, ``_rows_product``),
+        never which operation a product is."""
         p, q = a.shape
         x = group(acc.text)
         if isinstance(a, OneMatrix) and (p, q) == (1, 1):  # a 1x1 one: the identity
             return acc
         if isinstance(a, OneMatrix) and p != 1 and q != 1:  # 1 1ᵀ: the sums spread over p rows
             if cols == 1:
-                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True) * np.ones({self.size(p)}, dtype)", acc,
+                return _join(f"{self._sum(acc.text, '-1', keepdims=True)} * {self._ones(self.size(p))}", acc,
                              order=(acc, self.size_reads(p)))
-            return _join(f"np.sum({acc.text}, axis=-2, keepdims=True) * np.ones(({self.size(p)}, 1), dtype)", acc,
+            return _join(f"{self._sum(acc.text, '-2', keepdims=True)} * {self._ones(f'({self.size(p)}, 1)')}", acc,
                          order=(acc, self.size_reads(p)))
         if isinstance(a, OneMatrix) and (p == 1 or cols == 1 or not acc.batched):
             if p == 1:  # 1ᵀ v: the sum of the entries
                 if cols != 1 and q != 1 and (acc.batched or acc.timed) and not acc.summed:  # per example: (…, q, c)
-                    return _join(f"{x}.sum(axis=-2)", acc)
-                return _join(f"np.sum({acc.text}, axis=-1, keepdims=True)" if cols == 1 else f"{x}.sum(axis=0)", acc)
+                    return _join(self._sum(acc.text, "-2"), acc)
+                if cols == 1:
+                    return _join(self._sum(acc.text, "-1", keepdims=True), acc)
+                return _join(self._sum(acc.text, "0"), acc)
             if cols != 1:  # 1 vᵀ: a row spread over p rows
-                return _join(f"{x}[..., None, :] * np.ones(({self.size(p)}, 1), dtype)", acc,
+                return _join(f"{x}[..., None, :] * {self._ones(f'({self.size(p)}, 1)')}", acc,
                              order=(acc, self.size_reads(p)))
-            return _join(f"{x} * np.ones({self.size(p)}, dtype)", acc,  # 1 s: a scalar spread over a vector
+            return _join(f"{x} * {self._ones(self.size(p))}", acc,  # 1 s: a scalar spread over a vector
                          order=(acc, self.size_reads(p)))
         # (1 x_bᵀ for every example b is an outer product summed over them, below.)
         left = self._print(a)
         if left.summed and (acc.batched or acc.timed):  # (δs_t 1 1ᵀ ⊙ I) M_tᵀ: each example's own products
             left = self.per_example(a)
         if acc.summed and left.batched:
-            raise NotImplementedError(f"no NumPy form for {a} times a sum of outer products")
+            raise NotImplementedError(f"no {self.library} form for {a} times a sum of outer products")
         if p != 1 and q != 1 and (left.batched or (cols != 1 and q != 1 and acc.batched)):
             return self._matrix_product(a, left, acc, cols)
         if p != 1 and q != 1:  # a matrix
@@ -294,19 +300,19 @@ class NumpyPrinter(Printer):
                     # one product over all steps: a new array of every step
                     return replace(_join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc)), form="product")
                 # x W^T per row; for a transposed matrix that is x W.
-                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else f"{group(left.text)}.T"
-                return _join(f"{x} @ {right}", acc, order=(acc, left))
+                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else self._rows_transpose(left)
+                return self._rows_product(_join(f"{x} @ {right}", acc, order=(acc, left)), acc.text, right)
             return _join(f"{group(left.text)} @ {x}", left, acc)
         if p == 1 and q != 1:  # a row vector
             if cols == 1:
-                return _join(f"np.sum({group(left.text)} * {x}, axis=-1, keepdims=True)", left, acc)
+                return _join(self._sum(f"{group(left.text)} * {x}", "-1", keepdims=True), left, acc)
             if left.batched and acc.batched:  # vᵀ M per example
-                return _join(f"np.einsum('...i,...ij->...j', {left.text}, {acc.text})", left, acc)
+                return _join(self._einsum("...i,...ij->...j", left.text, acc.text), left, acc)
             return _join(f"{group(left.text)} @ {x}", left, acc)
         if cols == 1 or p == 1:  # a column (or a scalar) times a per-example scalar (or row)
             return _join(f"{group(left.text)} * {x}", left, acc)
         if not left.batched and not acc.batched:
-            return Code(f"np.outer({left.text}, {acc.text})", reads=reads_of(left, acc))
+            return Code(self._outer_of(left.text, acc.text), reads=reads_of(left, acc))
         if self.outer_per_example:  # a (…, p, cols) matrix of each example
             return _join(f"{group(left.text)}[..., :, None] * {x}[..., None, :]", left, acc)
         # Σ over steps and examples
@@ -317,9 +323,66 @@ class NumpyPrinter(Printer):
         if cols == 1:  # A x: a column per example
             if isinstance(a, Transpose):
                 inner = self._print(a.arg)
-                return _join(f"np.einsum('...ji,...j->...i', {inner.text}, {acc.text})", inner, acc)
-            return _join(f"np.einsum('...ij,...j->...i', {left.text}, {acc.text})", left, acc)
+                return _join(self._einsum("...ji,...j->...i", inner.text, acc.text), inner, acc)
+            return _join(self._einsum("...ij,...j->...i", left.text, acc.text), left, acc)
         return _join(f"{group(left.text)} @ {group(acc.text)}", left, acc)
+
+    # --- spelling hooks: how the array library writes an operation the rules chose ---------------
+    # (the PyTorch printer overrides these and nothing of the rules; the JAX printer respells np.)
+
+    library = "NumPy"  # in the message of an expression without a form
+    lib = "np"  # the array library's module: its functions of NumPy's names (sqrt, linalg.det, linalg.inv)
+
+    def _sum(self, text: str, axis: str, keepdims: bool = False) -> str:
+        """The sum of the array ``text`` along ``axis``."""
+        return f"np.sum({text}, axis={axis}{', keepdims=True' if keepdims else ''})"
+
+    def _ones(self, shape: str) -> str:
+        """A new array of ones of the printed ``shape``, in the module's dtype."""
+        return f"np.ones({shape}, dtype)"
+
+    def _zeros(self, shape: str) -> str:
+        """A new array of zeros of the printed ``shape``, in the module's dtype."""
+        return f"np.zeros({shape}, dtype)"
+
+    def _eye(self, n: str) -> str:
+        """The identity of the printed size ``n``, in the module's dtype."""
+        return f"np.eye({n}, dtype=dtype)"
+
+    def _einsum(self, spec: str, *operands: str) -> str:
+        """An Einstein sum of the operands (``spec`` as NumPy's subscripts)."""
+        return f"np.einsum('{spec}', {', '.join(operands)})"
+
+    def _outer_of(self, a: str, b: str) -> str:
+        """The outer product a bᵀ of two vectors (parameters: one each, no examples)."""
+        return f"np.outer({a}, {b})"
+
+    def _swap_last(self, text: str) -> str:
+        """A per-example matrix (…, rows, cols) transposed: its last two axes swapped."""
+        return f"np.swapaxes({text}, -1, -2)"
+
+    def _rows_transpose(self, matrix: Code) -> str:
+        """Wᵀ, the right operand of the per-row product x Wᵀ (W a matrix of no example)."""
+        return f"{group(matrix.text)}.T"
+
+    def _rows_product(self, code: Code, rows: str, right: str) -> Code:
+        """The per-row product ``rows @ right`` (``code``), as the printer returns it; a subclass may
+        mark a step's product so that its idioms can write it into a slot in one operation."""
+        return code
+
+    def _axis(self, axis: str) -> str:
+        """The keyword argument naming an axis: ``axis=-2``."""
+        return f"axis={axis}"
+
+    def _call(self, fname: str, x: str, params: tuple) -> str:
+        """f(x) for an elementwise function (``spelling.NUMPY``, else from its meaning)."""
+        text, helpers = call(fname, x, params)
+        self.helpers |= helpers
+        return text
+
+    def _log_sigmoid(self, z: str, negated: bool = False) -> str:
+        """log σ(z) (``negated``: log σ(−z) = log(1 − σ(z))) from the logit's code ``z``, stably."""
+        return f"-np.logaddexp(0, {z})" if negated else f"-np.logaddexp(0, -{group(z)})"
 
     def _summed_sum(self, e, codes) -> Code:
         """A sum of which a term is summed over the examples already (Σ x xᵀ, an outer product in
@@ -341,7 +404,8 @@ class NumpyPrinter(Printer):
                for f in e.args if isinstance(f, HadamardPower) and f.args[1] < 0]
         codes = [self._print(f) for f in num]
         if any(c.summed for c in codes) and any(c.batched and not c.summed for c in codes):
-            raise NotImplementedError(f"no NumPy form for {e}: a sum over the examples times a value per example")
+            raise NotImplementedError(f"no {self.library} form for {e}: a sum over the examples times a value per "
+                                      "example")
         text = " * ".join(group(c.text) for c in codes) if codes else "1"
         dens = [self._print(f) for f in den]
         for c in dens:
@@ -360,7 +424,7 @@ class NumpyPrinter(Printer):
         rows, cols = e.arg.shape
         if rows != 1 and cols != 1:
             if code.batched or code.timed:  # a per-example matrix (…, rows, cols)
-                return _join(f"np.swapaxes({code.text}, -1, -2)", code)
+                return _join(self._swap_last(code.text), code)
             return _join(f"{group(code.text)}.T", code)
         return code  # a vector is held the same way as its transpose
 
@@ -372,21 +436,19 @@ class NumpyPrinter(Printer):
             z = self._source(e.arg, lambda x: type(x) is Softmax)
             if z is not None:  # log softmax(z)
                 code = self._print(z)
-                axis = ", axis=-2" if self._is_matrix(z) else ""  # of a matrix: per column
+                axis = f", {self._axis('-2')}" if self._is_matrix(z) else ""  # of a matrix: per column
                 return _join(f"_log_softmax({code.text}{axis})", code)
             z = self._source(e.arg, _is_sigmoid)
             if z is not None:  # log σ(z) = −softplus(−z)
                 code = self._print(z)
-                return _join(f"-np.logaddexp(0, -{group(code.text)})", code)
+                return _join(self._log_sigmoid(code.text), code)
             rest = _one_minus(e.arg)
             z = self._source(rest, _is_sigmoid) if rest is not None else None
-            if z is not None:  # log(1 − σ(z)) = −softplus(z)
+            if z is not None:  # log(1 − σ(z)) = log σ(−z) = −softplus(z)
                 code = self._print(z)
-                return _join(f"-np.logaddexp(0, {code.text})", code)
+                return _join(self._log_sigmoid(code.text, negated=True), code)
         code = self._print(e.arg)
-        text, helpers = call(e.fname, code.text, params_of(e))
-        self.helpers |= helpers
-        return _join(text, code)
+        return _join(self._call(e.fname, code.text, params_of(e)), code)
 
     def _source(self, e, defined_as):
         """z when ``e`` names a quantity defined as f(z) with ``defined_as(f(z))``, else None."""
@@ -403,13 +465,13 @@ class NumpyPrinter(Printer):
     def _print_Softmax(self, e):
         code = self._print(e.arg)
         if self._is_matrix(e):  # per column: the rows' axis, second last
-            return _join(f"_softmax({code.text}, axis=-2)", code)
+            return _join(f"_softmax({code.text}, {self._axis('-2')})", code)
         return _join(f"_softmax({code.text})", code)
 
     def _print_LogSoftmax(self, e):
         code = self._print(e.arg)
         if self._is_matrix(e):
-            return _join(f"_log_softmax({code.text}, axis=-2)", code)
+            return _join(f"_log_softmax({code.text}, {self._axis('-2')})", code)
         return _join(f"_log_softmax({code.text})", code)
 
     def _scalar(self, text: str, code: Code) -> Code:
@@ -421,29 +483,29 @@ class NumpyPrinter(Printer):
 
     def _print_Det(self, e):
         code = self._print(e.arg)
-        return self._scalar(f"np.linalg.det({code.text})", code)
+        return self._scalar(f"{self.lib}.linalg.det({code.text})", code)
 
     def _print_LogDet(self, e):
         code = self._print(e.arg)
-        return self._scalar(f"np.linalg.slogdet({code.text})[1]", code)
+        return self._scalar(f"{self.lib}.linalg.slogdet({code.text})[1]", code)
 
     def _print_Norm2(self, e):
         code = self._print(e.arg)
         axes = "(-2, -1)" if self._is_matrix(e.arg) else "-1"
-        return _join(f"np.sqrt(np.sum({group(code.text)} ** 2, axis={axes}))[..., None]", code)
+        return _join(f"{self.lib}.sqrt({self._sum(f'{group(code.text)} ** 2', axes)})[..., None]", code)
 
     def _print_Inv(self, e):
         code = self._print(e.arg)
-        return _join(f"np.linalg.inv({code.text})", code)
+        return _join(f"{self.lib}.linalg.inv({code.text})", code)
 
     def _print_Diag(self, e):
         code = self._print(e.arg)
         n = self.size(e.shape[0])
-        return _join(f"{group(code.text)}[..., None] * np.eye({n}, dtype=dtype)", code,
+        return _join(f"{group(code.text)}[..., None] * {self._eye(n)}", code,
                      order=(code, self.size_reads(e.shape[0])))
 
     def _print_Identity(self, e):
-        return Code(f"np.eye({self.size(e.shape[0])}, dtype=dtype)", reads=self.size_reads(e.shape[0]))
+        return Code(self._eye(self.size(e.shape[0])), reads=self.size_reads(e.shape[0]))
 
     def _print_Concat(self, e):
         codes = [self._print(a) for a in e.args]
@@ -472,7 +534,7 @@ class NumpyPrinter(Printer):
         if inner.summed:
             return inner
         if inner.timed:
-            return Code(f"np.sum({inner.text}, axis=0)", batched=inner.batched, reads=inner.reads)
+            return Code(self._sum(inner.text, "0"), batched=inner.batched, reads=inner.reads)
         return _join(f"T * {group(inner.text)}", inner)
 
     def _print_Window(self, e: Window):
@@ -507,7 +569,7 @@ class NumpyPrinter(Printer):
         return f"np.arange({n})"
 
     def emptyPrinter(self, e: object) -> str:
-        raise NotImplementedError(f"no NumPy form for {type(e).__name__}")
+        raise NotImplementedError(f"no {self.library} form for {type(e).__name__}")
 
 
 def _is_row_softmax(e) -> bool:

@@ -7,6 +7,7 @@ The NumPy emitter's context (sizes, params, inputs, both passes), plus what an
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
             st.lines = fuse_bias(st.lines, biases)
         for st in phase.before + phase.after:
             st.lines = fuse_derivatives(st.lines)
+    out["scratch"] = scratch(schedule.forward) + scratch(schedule.backward)
     out["shared_inputs"] = repr(tuple(name for name, _, _, shared in out["data_axes"] if shared))
     out["saved"] = saved_names(d, schedule, out)
     out["forward_transposes"] = _transposed(schedule.forward)
@@ -201,3 +203,112 @@ def saved_names(d: Derivation, schedule: Schedule, ctx: dict) -> list[str]:
     read = schedule.names_used(schedule.backward) | {"T"}  # the loop's guards read T too
     freed = set(schedule.free_before_backward)
     return [n for n in dict.fromkeys(preamble + forward) if n in read and n not in freed]
+
+
+# --- the large arrays of both passes, kept between calls ----------------------------------------
+
+SCRATCH = "_scratch"  # ``_scratch("d_c", shape, dtype, device)``: the module's buffer of that array
+# f(…) of a line that can write into a given tensor (of the broadcast shape of its arguments).
+_INTO = {"_sigmoid_grad", "_tanh_grad", "torch.addcmul", "torch.tanh", "torch.sigmoid", "torch.sub", "torch.add",
+         "torch.mul", "_matvec", "_softmax_and_log"}
+# The module's helpers that take the names of their buffers (``into=``) and find them themselves.
+_INTO_NAMED = {"_matvec", "_softmax_and_log"}
+_BINARY = {ast.Sub: "torch.sub", ast.Add: "torch.add", ast.Mult: "torch.mul"}
+_ALLOC = re.compile(r"(\w+) = torch\.(empty|zeros)\((.*), dtype=dtype, device=device\)\Z")
+
+
+def _simple(node: ast.expr) -> bool:
+    """An operand that is an array (a name, or a slice or step of one), not an expression to compute."""
+    return isinstance(node, ast.Name) or (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name))
+
+
+def _into(text: str) -> tuple[list[str], str, ast.Call] | None:
+    """(names, call's name, call) when the line ``name = f(…)`` computes a new tensor by a call that can
+    write into a given one (``_INTO``; ``a - b`` of two arrays as ``torch.sub(a, b)``; ``p, s =
+    _softmax_and_log(z)`` two), else None."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    st = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(st, ast.Assign) or len(st.targets) != 1:
+        return None
+    target = st.targets[0]
+    names = [target.id] if isinstance(target, ast.Name) else \
+        [t.id for t in target.elts if isinstance(t, ast.Name)] if isinstance(target, ast.Tuple) else []
+    value = st.value
+    if isinstance(value, ast.BinOp) and type(value.op) in _BINARY and _simple(value.left) and _simple(value.right):
+        value = ast.Call(ast.parse(_BINARY[type(value.op)], mode="eval").body, [value.left, value.right], [])
+    if not names or not isinstance(value, ast.Call) or any(k.arg == "out" for k in value.keywords):
+        return None
+    fn = ast.unparse(value.func)
+    if fn not in _INTO or not value.args or any(isinstance(a, ast.Starred) for a in value.args):
+        return None
+    if len(names) != (2 if fn == "_softmax_and_log" else 1) or (fn == "_matvec" and len(value.args) > 3):
+        return None
+    if fn not in _INTO_NAMED and not all(_simple(a) for a in value.args):  # read twice: arrays, not expressions
+        return None
+    return names, fn, value
+
+
+def scratch(phase) -> list[str]:
+    """The arrays of ``phase`` written into buffers the module keeps between calls (``_scratch`` in
+    the template: per thread, shape and dtype, on the CPU, from 256 KiB; a buffer serves any array
+    of its shape once the last one held in it has died, as the allocator's memory would, so that the
+    buffers come to about the call's peak and the memory reused is the memory last touched: a buffer
+    per array name held more, colder memory and made the seed RNN large 5–8% slower).
+
+    A fresh tensor of that size is fresh memory from the C allocator, which on the CPU comes from the
+    kernel page by page, zeroed, whenever the allocator gave the memory back at the end of the last
+    call (a page fault per 4 KiB, about 1 µs: a (T, B, n_h) float64 array of the seed RNN at the large
+    size costs 0.8 ms before anything is computed).  The arrays: the loop's allocations
+    (``torch.empty`` → ``_scratch``; ``torch.zeros`` → the buffer zeroed), and top-level lines ``x =
+    f(…)`` whose f can write into a given tensor (``out=``: the activations, the derivative factors
+    ``_sigmoid_grad``, ``_tanh_grad``, ``torch.addcmul``, a product ``_matvec(W, x, b)``, the softmax
+    and its log, ``a - b`` of two arrays; the operands read twice are arrays, never expressions),
+    each assigned once.  A buffer is handed out only when nothing else holds its memory (its
+    storage's use count: no tensor of this call not yet freed, of an earlier call saved for a
+    backward pass not run yet, returned, or a view of one, is ever overwritten), else the array is a
+    new tensor as before.  Rewrites the lines in place; returns the names kept."""
+    statements = phase.statements()
+    counts: dict[str, int] = {}
+    for ln in [ln for st in statements for ln in st.lines] + list(phase.alloc):
+        for m in re.finditer(r"^([\w, ]+?) = ", ln.text):
+            for n in m.group(1).split(", "):
+                counts[n] = counts.get(n, 0) + 1
+    kept: list[str] = []
+
+    def once(names: list[str]) -> bool:
+        return all(counts.get(n) == 1 for n in names)
+
+    alloc = []
+    for ln in phase.alloc:
+        made = _ALLOC.match(ln.text)
+        if made and once([made.group(1)]):
+            zero = ", zero=True" if made.group(2) == "zeros" else ""
+            ln = Line(f'{made.group(1)} = {SCRATCH}("{made.group(1)}", {made.group(3)}, dtype, device{zero})',
+                      ln.writes, ln.reads)
+            kept.append(made.group(1))
+        alloc.append(ln)
+    phase.alloc = alloc
+    for st in phase.before + phase.after:
+        lines = []
+        for ln in st.lines:
+            found = _into(ln.text)
+            if found is not None and once(found[0]):
+                ln = _scratch_into(ln, found)
+                kept += found[0]
+            lines.append(ln)
+        st.lines = lines
+    return kept
+
+
+def _scratch_into(ln: Line, found: tuple[list[str], str, ast.Call]) -> Line:
+    names, fn, call = found
+    args = [ast.unparse(a) for a in call.args]
+    keywords = "".join(f", {ast.unparse(k)}" for k in call.keywords)
+    if fn in _INTO_NAMED:
+        into = f'"{names[0]}"' if len(names) == 1 else "(" + ", ".join(f'"{n}"' for n in names) + ")"
+        return Line(f"{', '.join(names)} = {fn}({', '.join(args)}{keywords}, into={into})", ln.writes, ln.reads)
+    out = f'{SCRATCH}_for("{names[0]}", {", ".join(args)})'
+    return Line(f"{', '.join(names)} = {fn}({', '.join(args)}{keywords}, out={out})", ln.writes, ln.reads)
