@@ -114,6 +114,7 @@ def _sum_examples(a):
 _SCRATCH = threading.local()
 _USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
 _SCRATCH_MIN = 1 << 18  # bytes
+_SCRATCH_SHAPES = 16  # the shapes kept, the most recently used
 
 
 def _free(buf):
@@ -134,11 +135,12 @@ def _scratch(name, shape, dtype, device, zero=False, fresh=False):
     if buffers is None:
         buffers = _SCRATCH.buffers = {}
     key = (shape, dtype)
-    kept = buffers.get(key)
+    kept = buffers.pop(key, None)
     if kept is None:
-        if len(buffers) >= 64:  # many shapes seen: start again, rather than hold them all
-            buffers.clear()
-        kept = buffers[key] = []
+        kept = []
+        if len(buffers) >= _SCRATCH_SHAPES:  # the shape used longest ago is let go (T varies: a few calls' worth)
+            del buffers[next(iter(buffers))]
+    buffers[key] = kept  # the shapes in the order last used
     for buf in kept:
         if _free(buf):
             break

@@ -204,6 +204,13 @@ def test_buffers_kept_between_calls_never_overwrite_what_is_still_held(derived, 
     tm.loss(leaves, **tensors(x1, f64)).backward()
     assert all(torch.equal(values[k], copies[k]) for k in values)
 
+    # sequences of many lengths (every one new shapes): only the shapes used last are kept
+    for steps in range(21, 31):
+        params, data = point(d, 32, steps, (sizes[0], steps))
+        ref_loss, _ = autograd_reference(d, params, data, True)
+        assert rel_error(tm.loss_and_gradients(tensors(params, f64), **tensors(data, f64))[0], ref_loss) <= 1e-10
+    assert 0 < len(tm._SCRATCH.buffers) <= tm._SCRATCH_SHAPES
+
     # two forward passes before one backward pass: the second may not reuse what the first saved
     leaves = tensors(p0, f64, grad=True)
     total = tm.loss(leaves, **tensors(x0, f64)) + tm.loss(leaves, **tensors(x1, f64))
