@@ -31,6 +31,10 @@ def main(argv: list[str]) -> int:
         data = torch.load(out / f"data{rank}.pt")
         model(**data).backward()
         torch.save({k: p.grad for k, p in model.module.named_parameters()}, out / f"grads{rank}.pt")
+        # Both ranks reach here before either tears its group down: a rank that destroys its
+        # group (and exits) while the other still talks to it kills that one's gloo thread
+        # ("terminate called without an active exception"), which made the test flaky.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0
