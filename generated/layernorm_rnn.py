@@ -76,17 +76,21 @@ def _log_softmax(z):
 
 def _softmax_and_log(z, ws=None):
     """softmax(z) and its log, with one exponential: two new arrays (of the workspace ``ws``, if given)."""
-    s = z - z.max(axis=-1, keepdims=True) if ws is None else ws.op(np.subtract, z, z.max(axis=-1, keepdims=True))
+    # the reductions as ufunc methods: what ``z.max``/``p.sum`` compute, without their Python wrappers
+    top = np.maximum.reduce(z, axis=-1, keepdims=True)
+    s = z - top if ws is None else ws.op(np.subtract, z, top)
     p = np.exp(s) if ws is None else ws.op1(np.exp, s)
-    total = p.sum(axis=-1, keepdims=True)
+    total = np.add.reduce(p, axis=-1, keepdims=True)
     p /= total
     s -= np.log(total)
     return p, s
 
 
 def _concat(*parts, ws=None):
-    lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    parts = [np.broadcast_to(p, lead + p.shape[-1:]) for p in parts]
+    lead = parts[0].shape[:-1]
+    if any(p.shape[:-1] != lead for p in parts):  # a part shared by every step or example: spread (a view)
+        lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
+        parts = [np.broadcast_to(p, lead + p.shape[-1:]) for p in parts]
     out = None if ws is None else ws.take(lead + (sum(p.shape[-1] for p in parts),), parts[0].dtype)
     return np.concatenate(parts, axis=-1, out=out)
 
@@ -109,7 +113,7 @@ def _outer(a, b):
 
 def _sum_examples(a):
     """Σ over every step and example of a (…, n) array: the gradient of a vector parameter."""
-    return a.reshape(-1, a.shape[-1]).sum(axis=0)
+    return np.add.reduce(a.reshape(-1, a.shape[-1]), axis=0)  # ``.sum(axis=0)`` without its Python wrapper
 
 
 class _Fresh:
@@ -488,11 +492,13 @@ def _refuse_shape(what, k, shape, axes, want, sizes, seq=False, T=None, B=None):
 def _checked(params, data):
     """The arguments as arrays, checked against the model: names, dtypes (real numbers), and every
     shape against the dims, T and the batch size read off them.  Returns (params, data, (T, B or None, the
-    dtype, the bytes of the largest array, a step's product's size, the arguments' shapes and dtypes))."""
+    dtype, the bytes of the largest array, a step's product's size, the arguments' shapes and dtypes, whether
+    some parameter must be cast to the dtype or is a scalar))."""
     if params.keys() != _PARAM_AXES.keys() or data.keys() != _DATA_AXES.keys():
         _refuse_names(params, data)
-    p = {k: np.asarray(params[k]) for k in _PARAM_AXES}
-    x = {k: np.asarray(data[k]) for k in _DATA_AXES}
+    # an array is taken as it is (``np.asarray`` of one is itself, but costs a call per argument)
+    p = {k: v if type(v) is np.ndarray else np.asarray(v) for k, v in ((k, params[k]) for k in _PARAM_AXES)}
+    x = {k: v if type(v) is np.ndarray else np.asarray(v) for k, v in ((k, data[k]) for k in _DATA_AXES)}
     key = tuple((a.shape, a.dtype) for a in p.values()) + tuple((a.shape, a.dtype) for a in x.values())
     known = _VALID.get(key)
     if known is not None:  # arguments of these shapes and dtypes passed every check below before
@@ -546,17 +552,19 @@ def _checked(params, data):
     # (about T·B times the widest axis), and a step's product's size (B rows by at most every weight)
     dtype = np.float32 if all(a.dtype == np.float32 for a in (*p.values(), *x.values())) else np.float64
     widest = max((n for a in (*p.values(), *x.values()) for n in a.shape), default=1)
+    cast = any(a.dtype != dtype or not _PARAM_AXES[k] for k, a in p.items())
     known = _VALID[key] = (T, B, dtype, (T or 1) * (B or 1) * widest * np.dtype(dtype).itemsize,
-                           (B or 1) * sum(a.size for a in p.values()), key)
+                           (B or 1) * sum(a.size for a in p.values()), key, cast)
     return p, x, known
 
 
 def _prepare(params, data, want):
     """Internal layout (batch first, a vector as a row); nothing passed in is modified.  Also the
     workspace of the call (``_FRESH`` for ``forward``, whose arrays are handed back)."""
-    p, x, (_, B, dtype, nbytes, step, key) = _checked(params, data)
-    p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
-         for k, a in p.items()}
+    p, x, (_, B, dtype, nbytes, step, key, cast) = _checked(params, data)
+    if cast:  # else every parameter is already what the code reads (the checks found out once per shapes)
+        p = {k: a.astype(dtype, copy=False).reshape(1) if not _PARAM_AXES[k] else a.astype(dtype, copy=False)
+             for k, a in p.items()}
     batched, B = B is not None, B or 1
     ws = _FRESH if want == "values" else _workspace((want, key), nbytes)
     out = {}
@@ -568,10 +576,15 @@ def _prepare(params, data, want):
         core = seq + len(axes)
         if not axes:
             a = a[..., None, :] if a.ndim > core else a[..., None]  # a scalar is a vector of size 1
-        a = np.moveaxis(a, -1, -2) if a.ndim > core + (not axes) else a[..., None, :]
+        a = a.swapaxes(-1, -2) if a.ndim > core + (not axes) else a[..., None, :]  # a view of its own
         # Contiguous, so that reshaping all steps into one matrix for a product copies nothing; a
-        # datum without the batch axis is shared by every example.
-        out[k] = ws.contiguous(np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:]))
+        # datum without the batch axis is shared by every example.  Read-only, as the caller's: the
+        # code never writes into its inputs (``broadcast_to``'s view is read-only too).
+        if a.shape[-2] != B:
+            a = np.broadcast_to(a, a.shape[:-2] + (B,) + a.shape[-1:])
+        else:
+            a.flags.writeable = False
+        out[k] = ws.contiguous(a)
     return p, out, batched, dtype, B, ws, _loop_threads(step)
 
 
@@ -635,7 +648,7 @@ def _run(params, data, want):
     # ŷ_t = V h_t
     y_hat = _ws.matvec(V, h[1:])
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
-    L = np.sum(_ws.op(np.multiply, 1 / 2, np.sum(_ws.op(np.multiply, _ws.op(np.subtract, y_hat, y), _ws.op(np.subtract, y_hat, y)), axis=-1, keepdims=True)), axis=0)
+    L = np.add.reduce(_ws.op(np.multiply, 1 / 2, np.add.reduce(_ws.op(np.multiply, _ws.op(np.subtract, y_hat, y), _ws.op(np.subtract, y_hat, y)), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
     if want == "values":
         return {

@@ -230,3 +230,57 @@ def test_the_time_loops_run_their_small_products_on_one_blas_thread(seed_and_lst
         after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert inside and set(inside) == {1}
     assert after == before
+
+
+def test_a_sum_along_an_axis_is_the_ufuncs_reduction_and_computes_what_it_did():
+    """``np.sum(a, axis=…)`` outside the loops is written ``np.add.reduce(a, axis=…)`` (the same reduction
+    without NumPy's Python wrapper): checked against sums written out entry by entry."""
+    from symderiv.codegen.numpy.workspace import pooled
+
+    line = pooled("L = np.sum(r * s, axis=-1, keepdims=True)")
+    assert "np.add.reduce(" in line and "np.sum" not in line, line
+    assert "np.sum(" in pooled("L = np.sum(r * s)") and "np.sum(" in pooled("L = np.sum(r, 0)")  # left as NumPy's
+    m = load(GENERATED / "seed_rnn.py")
+    rng = np.random.default_rng(3)
+    for r, s in ((rng.normal(size=(5, 2, 7)), rng.normal(size=(5, 2, 7))),
+                 (rng.integers(-9, 9, (4, 3)), rng.integers(-9, 9, (4, 3)))):
+        env = {"r": r, "s": s}
+        exec(line, {"np": np, "_ws": m._FRESH}, env)  # noqa: S102 - our own rewritten line
+        want = [[[sum(float(a) * float(b) for a, b in zip(r[t, k], s[t, k]))] for k in range(r.shape[1])]
+                for t in range(r.shape[0])] if r.ndim == 3 else [[sum(int(a) * int(b) for a, b in zip(row, srow))]
+                                                                  for row, srow in zip(r, s)]
+        assert env["L"].dtype == (r * s).dtype
+        assert np.allclose(env["L"], np.array(want), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["seed_rnn", "lstm_tagger"])
+def test_arguments_of_every_form_compute_what_float64_arrays_do(name):
+    """The argument checks and the internal layout run once per shapes and dtypes (``_VALID``), and an
+    array already of the dtype is used as it is: lists, float32 or integer parameters, non-contiguous and
+    read-only arrays must still give what float64 arrays of the same values give, on every call (the
+    first and the cached ones), and the caller's arrays stay as they were (values and flags)."""
+    path = GENERATED / f"{name}.py"
+    m = load(path)
+    for B in (None, 3):
+        params, data = point(path, m, 5, 6, B, seed=11)
+        ints = {k: np.rint(3 * v).astype(np.int64) for k, v in params.items()}
+        f32 = {k: v.astype(np.float32) for k, v in params.items()}
+        fortran = {k: np.asfortranarray(v) for k, v in data.items()}
+        frozen = {k: v.copy() for k, v in data.items()}
+        for v in frozen.values():
+            v.flags.writeable = False
+        cases = [  # (params, data, the float64 parameters and data they stand for)
+            ({k: v.tolist() for k, v in params.items()}, {k: v.tolist() for k, v in data.items()}, params, data),
+            (ints, data, {k: v.astype(np.float64) for k, v in ints.items()}, data),
+            (f32, fortran, {k: v.astype(np.float64) for k, v in f32.items()}, data),
+            (params, frozen, params, data),
+        ]
+        for given, given_data, p64, d64 in cases:
+            flags = {k: v.flags.writeable for k, v in given_data.items() if isinstance(v, np.ndarray)}
+            loss, grads = m.loss_and_gradients({k: v.copy() for k, v in p64.items()}, **d64)
+            for _ in range(2):  # the first call checks; the second takes the checks' cached answer
+                got_loss, got_grads = m.loss_and_gradients(given, **given_data)
+                assert np.isclose(got_loss, loss, rtol=1e-12), (name, B)
+                for k, g in grads.items():
+                    assert got_grads[k].dtype == np.float64 and np.allclose(got_grads[k], g, rtol=1e-12), (name, B, k)
+            assert {k: v.flags.writeable for k, v in given_data.items() if isinstance(v, np.ndarray)} == flags

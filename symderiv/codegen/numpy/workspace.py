@@ -12,6 +12,8 @@ the module's workspace (``_Workspace`` in templates/module.py.j2):
 - the module's helpers that write into an ``out`` (``_sigmoid``), one product over all steps
   (``_matvec``), ``_softmax_and_log`` and the concatenations, and the allocations ``np.empty`` /
   ``np.zeros``, through the workspace's method of the same job.
+- ``np.sum(a, axis=…)`` → ``np.add.reduce(a, axis=…)``: the same reduction (``np.sum`` of an array is
+  that call behind a Python wrapper that costs as much as the sum of a small array).
 
 Which array is free is decided at run time by the workspace (an array nothing but the workspace refers
 to any more), not here: the rewrite needs no liveness of its own, and a value still read (by its name,
@@ -36,6 +38,8 @@ _HELPERS_OUT = {"_sigmoid"}
 # the module's helpers the workspace has a method for: name → the method
 _METHODS = {"_matvec": "matvec", "_softmax_and_log": "softmax_and_log", "_concat": "concat",
             "np.concatenate": "concatenate", "np.empty": "empty", "np.zeros": "zeros"}
+# the keywords of an ``np.sum`` written as ``np.add.reduce``: along an axis
+_SUM_KEYWORDS = ({"axis"}, {"axis", "keepdims"})
 
 
 def _is_ufunc(name: str) -> bool:
@@ -82,7 +86,12 @@ class _Pooled(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.expr:
         self.generic_visit(node)
         name = ast.unparse(node.func)
-        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            return node
+        if name == "np.sum" and len(node.args) == 1 and {k.arg for k in node.keywords} in _SUM_KEYWORDS:
+            # what ``np.sum`` computes along an axis, without its Python wrapper (half its time on a small array)
+            return ast.Call(func=ast.parse("np.add.reduce", mode="eval").body, args=node.args, keywords=node.keywords)
+        if node.keywords:
             return node
         if name in _METHODS:
             return _call(f"_ws.{_METHODS[name]}", *node.args)
