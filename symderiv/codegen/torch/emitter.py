@@ -18,7 +18,7 @@ from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
 from ..numpy.emitter import context
 from ..plan import ModulePlan
-from ..schedule import Line, Schedule, Scheduled
+from ..schedule import Line, Phase, Schedule, Scheduled
 from . import TORCH
 from .printer import TRANSPOSED
 
@@ -251,7 +251,7 @@ def _into(text: str) -> tuple[list[str], str, ast.Call] | None:
     return names, fn, value
 
 
-def scratch(phase) -> list[str]:
+def scratch(phase: Phase) -> list[str]:
     """The arrays of ``phase`` written into buffers the module keeps between calls (``_scratch`` in
     the template: per thread, shape and dtype, on the CPU, from 256 KiB; a buffer serves any array
     of its shape once the last one held in it has died, as the allocator's memory would, so that the
