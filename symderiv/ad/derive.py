@@ -549,8 +549,23 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
         # ``single`` implies one reader: the consumer is looked up only then
-        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single and not adj.fixed
+        adj.named = not (q.role == "intermediate" and _is_activation(q.expr) and single and not adj.fixed
                          and _named_or_loss(adjoints[adj.consumers[0][0]]))
+
+
+def _is_activation(e: sp.Basic) -> bool:
+    """An activation's output: ``σ(z)``, or the row form ``softmax(Sᵀ)ᵀ`` (an activation of each row,
+    written through transposes since softmax acts on columns): its adjoint is inlined alike, so that
+    cross-entropy fuses with the row softmax as with the column one (δS = (P ⊙ Y 1 1ᵀ − Y) / N, not
+    through −Y ⊘ P)."""
+    return isinstance(e, ACTIVATIONS) or _row_activation(e) is not None
+
+
+def _row_activation(e: sp.Basic) -> tuple[sp.Basic, MatrixExpr] | None:
+    """(the activation node, its row-shaped argument S) when ``e`` is ``act(Sᵀ)ᵀ``; else None."""
+    if isinstance(e, Transpose) and isinstance(e.arg, ACTIVATIONS) and isinstance(e.arg.arg, Transpose):
+        return e.arg, e.arg.arg.arg
+    return None
 
 
 def _named_or_loss(adj: Adjoint) -> bool:
