@@ -192,7 +192,9 @@ def test_a_softmax_under_a_transpose_is_written_with_the_name_of_its_value(atten
     """P = softmax(Sᵀ)ᵀ: the softmax's value is Pᵀ, and its adjoint says so, instead of writing
     softmax(Sᵀ) out three times."""
     closed = repr(attention_head.adjoint("S"))
-    assert closed == "δS = P ⊙ (δP − (δP ⊙ P) 1 1ᵀ)"  # the problem's P ⊙ (dP − rowsum(P ⊙ dP))
+    # the problem's P ⊙ (dP − rowsum(P ⊙ dP)) with dP = δy Vᵀ: δP is inlined into the adjoint of the
+    # softmax's argument, as the column form inlines it (examples/attention.sdm: δS = A ⊙ (Vᵀ δO − …))
+    assert closed == "δS = P ⊙ (δy Vᵀ − (P ⊙ δy Vᵀ) 1 1ᵀ)"
     assert "softmax" not in closed
 
 
@@ -398,16 +400,28 @@ def _course_gradients(d, tmp_path, backend, name, p, X, Y, reg):
     return float(loss), got
 
 
+def _two_layer_net_unnamed_scores(tmp_path):
+    """two_layer_net with the scores inside the softmax: P = softmax((H1 @ W2 + ones(N) @ b2.T).T).T."""
+    text = (COURSES / "two_layer_net.sdm").read_text()
+    assert "S  = H1 @ W2 + ones(N) @ b2.T\n" in text and "P  = softmax(S.T).T\n" in text
+    text = text.replace("S  = H1 @ W2 + ones(N) @ b2.T\n", "").replace(
+        "P  = softmax(S.T).T\n", "P  = softmax((H1 @ W2 + ones(N) @ b2.T).T).T\n")
+    path = tmp_path / "two_layer_net_unnamed.sdm"
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.parametrize("backend", ["py", "torch", "jax"])
-@pytest.mark.parametrize("model", ["two_layer_net", "cs231n_two_layer"])
+@pytest.mark.parametrize("model", ["two_layer_net", "two_layer_net_unnamed", "cs231n_two_layer"])
 @pytest.mark.parametrize("scale", [1.0, 1e3])
 def test_the_course_gradients_with_a_row_softmax_equal_the_course_backward_pass(tmp_path, backend, model, scale):
-    """Rows are examples, the softmax of each row written softmax(S.T).T (two_layer_net) or softmax(S.T)
-    with cross_entropy(Y.T, P) (cs231n_two_layer): the gradients equal CS231n's backward pass (dscores
-    = (P − 1[y]) / N, from scores shifted by their row's largest), also with W2 scaled by 1000, where
-    scores a thousand apart make some probabilities 0 in float64. The row form went through
-    δP = −Y ⊘ P there: inf and nan."""
-    d = symderiv.derive(symderiv.load(COURSES / f"{model}.sdm"))
+    """Rows are examples, the softmax of each row written softmax(S.T).T (two_layer_net; the scores
+    inside it in two_layer_net_unnamed) or softmax(S.T) with cross_entropy(Y.T, P) (cs231n_two_layer):
+    the gradients equal CS231n's backward pass (dscores = (P − 1[y]) / N, from scores shifted by
+    their row's largest), also with W2 scaled by 1000, where scores a thousand apart make some
+    probabilities 0 in float64. The row form went through δP = −Y ⊘ P there: inf and nan."""
+    path = _two_layer_net_unnamed_scores(tmp_path) if model.endswith("unnamed") else COURSES / f"{model}.sdm"
+    d = symderiv.derive(symderiv.load(path))
     p, X, y, Y = _cs231n_point(seed=4)
     p["W2"] = p["W2"] * scale
     want_loss, want = cs231n_reference(p, X, y, 0.05)
@@ -428,6 +442,11 @@ def test_the_row_softmax_fuses_with_cross_entropy_in_the_write_up(tmp_path):
     d = symderiv.derive(symderiv.load(COURSES / "two_layer_net.sdm"))
     assert repr(d.adjoint("S")) == "δS = -1/N Y + 1/N P ⊙ Y 1 1ᵀ"
     assert [a.name for a in d.named][:1] == ["S"]  # δP is inlined, not a step of the backward pass
+    # the scores inside the softmax: they are named as its pre-activation, row-shaped, and fuse alike
+    unnamed = symderiv.derive(symderiv.load(_two_layer_net_unnamed_scores(tmp_path)))
+    assert unnamed.preactivations == {"P": "z_P", "H1": "z_H_1"}
+    assert repr(unnamed.adjoint("z_P")) == "δz_P = -1/N Y + 1/N P ⊙ Y 1 1ᵀ"
+    assert tuple(map(str, unnamed.adjoint("z_P").shape)) == ("N", "C")
     fused = r"\delta \mathbf{S} &= - \frac{1}{N} \mathbf{Y} + \frac{1}{N} \mathbf{P} \odot \mathbf{Y} \mathbf{1} {\mathbf{1}}^{\top}"
     tex = render(d, "tex", "two_layer_net.sdm")
     assert fused + r" \notag" in tex
@@ -439,4 +458,5 @@ def test_the_row_softmax_fuses_with_cross_entropy_in_the_write_up(tmp_path):
         from symderiv.render.emit import write_outputs
         [path] = write_outputs(d, tmp_path / backend, [backend])
         code = path.read_text()
-        assert "/ P" not in code and "/P" not in code, backend
+        # δP = −Y ⊘ P is not computed (it was: d_P = −1/N Y / P, then the softmax adjoint from it)
+        assert "d_P" not in code and "d_S =" in code, backend
