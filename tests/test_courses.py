@@ -400,19 +400,32 @@ def _course_gradients(d, tmp_path, backend, name, p, X, Y, reg):
     return float(loss), got
 
 
-def _two_layer_net_unnamed_scores(tmp_path):
-    """two_layer_net with the scores inside the softmax: P = softmax((H1 @ W2 + ones(N) @ b2.T).T).T."""
+TWO_LAYER_NET_VARIANTS = {
+    # the scores inside the softmax: P = softmax((H1 @ W2 + ones(N) @ b2.T).T).T
+    "unnamed": {"S  = H1 @ W2 + ones(N) @ b2.T\n": "",
+                "P  = softmax(S.T).T\n": "P  = softmax((H1 @ W2 + ones(N) @ b2.T).T).T\n"},
+    # the transposed scores named: Z = S.T, P = softmax(Z).T
+    "z": {"P  = softmax(S.T).T\n": "Z  = S.T\nP  = softmax(Z).T\n"},
+}
+
+
+def _two_layer_net_variant(tmp_path, variant):
+    """two_layer_net with its row softmax written another way (TWO_LAYER_NET_VARIANTS)."""
     text = (COURSES / "two_layer_net.sdm").read_text()
-    assert "S  = H1 @ W2 + ones(N) @ b2.T\n" in text and "P  = softmax(S.T).T\n" in text
-    text = text.replace("S  = H1 @ W2 + ones(N) @ b2.T\n", "").replace(
-        "P  = softmax(S.T).T\n", "P  = softmax((H1 @ W2 + ones(N) @ b2.T).T).T\n")
-    path = tmp_path / "two_layer_net_unnamed.sdm"
+    for old, new in TWO_LAYER_NET_VARIANTS[variant].items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"two_layer_net_{variant}.sdm"
     path.write_text(text)
     return path
 
 
+def _two_layer_net_unnamed_scores(tmp_path):
+    return _two_layer_net_variant(tmp_path, "unnamed")
+
+
 @pytest.mark.parametrize("backend", ["py", "torch", "jax"])
-@pytest.mark.parametrize("model", ["two_layer_net", "two_layer_net_unnamed", "cs231n_two_layer"])
+@pytest.mark.parametrize("model", ["two_layer_net", "two_layer_net_unnamed", "two_layer_net_z", "cs231n_two_layer"])
 @pytest.mark.parametrize("scale", [1.0, 1e3])
 def test_the_course_gradients_with_a_row_softmax_equal_the_course_backward_pass(tmp_path, backend, model, scale):
     """Rows are examples, the softmax of each row written softmax(S.T).T (two_layer_net; the scores
@@ -420,7 +433,8 @@ def test_the_course_gradients_with_a_row_softmax_equal_the_course_backward_pass(
     the gradients equal CS231n's backward pass (dscores = (P − 1[y]) / N, from scores shifted by
     their row's largest), also with W2 scaled by 1000, where scores a thousand apart make some
     probabilities 0 in float64. The row form went through δP = −Y ⊘ P there: inf and nan."""
-    path = _two_layer_net_unnamed_scores(tmp_path) if model.endswith("unnamed") else COURSES / f"{model}.sdm"
+    variant = model.removeprefix("two_layer_net_")
+    path = _two_layer_net_variant(tmp_path, variant) if variant in TWO_LAYER_NET_VARIANTS else COURSES / f"{model}.sdm"
     d = symderiv.derive(symderiv.load(path))
     p, X, y, Y = _cs231n_point(seed=4)
     p["W2"] = p["W2"] * scale
@@ -447,7 +461,11 @@ def test_the_row_softmax_fuses_with_cross_entropy_in_the_write_up(tmp_path):
     assert unnamed.preactivations == {"P": "z_P", "H1": "z_H_1"}
     assert repr(unnamed.adjoint("z_P")) == "δz_P = -1/N Y + 1/N P ⊙ Y 1 1ᵀ"
     assert tuple(map(str, unnamed.adjoint("z_P").shape)) == ("N", "C")
-    fused = r"\delta \mathbf{S} &= - \frac{1}{N} \mathbf{Y} + \frac{1}{N} \mathbf{P} \odot \mathbf{Y} \mathbf{1} {\mathbf{1}}^{\top}"
+    # softmax(Z)ᵀ of column scores Z = Sᵀ: Pᵀ ⊙ (−Y ⊘ P)ᵀ cancels as Pᵀ ⊙ (−Yᵀ ⊘ Pᵀ) does
+    z = symderiv.derive(symderiv.load(_two_layer_net_variant(tmp_path, "z")))
+    assert repr(z.adjoint("Z")) == "δZ = -1/N Yᵀ + 1/N Pᵀ ⊙ 1 1ᵀ Yᵀ"
+    fused = (r"\delta \mathbf{S} &= - \frac{1}{N} \mathbf{Y} + \frac{1}{N} \mathbf{P} \odot \mathbf{Y} \mathbf{1} "
+             r"{\mathbf{1}}^{\top}")
     tex = render(d, "tex", "two_layer_net.sdm")
     assert fused + r" \notag" in tex
     summary = tex[tex.index(fused + r" \notag"):]

@@ -361,8 +361,9 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     activations = {name: q.expr for name, q in model.quantities.items()
                    if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
     # the row form P = softmax(Sᵀ)ᵀ of something not a plain name: its pre-activation is the row-shaped S
-    rows = {name: q.expr.arg for name, q in model.quantities.items()
-            if q.role == "intermediate" and _row_softmax(q.expr) and not _is_ref(transpose(q.expr.arg.arg))}
+    rows = {name: e.arg for name, q in model.quantities.items()
+            if q.role == "intermediate" and (e := q.expr) is not None and _row_softmax(e)
+            and not _is_ref(e.arg.arg) and not (isinstance(e.arg.arg, Transpose) and _is_ref(e.arg.arg.arg))}
     letter = _preactivation_letter(model)
     bodies = {name: split_name(name).body for name in [*activations, *rows]}
     shared = Counter(bodies.values())
