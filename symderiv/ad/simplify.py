@@ -96,7 +96,8 @@ class _Tidy:
 
         This is what turns the adjoint of binary cross-entropy through a sigmoid,
         (−y ⊘ p + (1 − y) ⊘ (1 − p)) ⊙ p ⊙ (1 − p), into p − y.
-        A transposed quotient beside its divisor's transpose is opened first: Pᵀ ⊙ (Y ⊘ P)ᵀ is Yᵀ (a row softmax written softmax(Z)ᵀ)."""
+        A transposed quotient beside its divisor's transpose is opened first: Pᵀ ⊙ (Y ⊘ P)ᵀ is
+        Yᵀ (a row softmax written softmax(Z)ᵀ)."""
         factors = list(factors)
         for i, f in enumerate(factors):
             c, rest = coeff_and_rest(f)
