@@ -192,7 +192,9 @@ def test_a_softmax_under_a_transpose_is_written_with_the_name_of_its_value(atten
     """P = softmax(Sᵀ)ᵀ: the softmax's value is Pᵀ, and its adjoint says so, instead of writing
     softmax(Sᵀ) out three times."""
     closed = repr(attention_head.adjoint("S"))
-    assert closed == "δS = P ⊙ (δP − (δP ⊙ P) 1 1ᵀ)"  # the problem's P ⊙ (dP − rowsum(P ⊙ dP))
+    # the problem's P ⊙ (dP − rowsum(P ⊙ dP)) with dP = δy Vᵀ: δP is inlined into the adjoint of the
+    # softmax's argument, as the column form inlines it (examples/attention.sdm: δS = A ⊙ (Vᵀ δO − …))
+    assert closed == "δS = P ⊙ (δy Vᵀ − (P ⊙ δy Vᵀ) 1 1ᵀ)"
     assert "softmax" not in closed
 
 
@@ -374,3 +376,105 @@ def test_the_log_of_a_row_softmax_is_computed_from_its_logits(tmp_path, backend)
             got = float(m.loss(p, X=X, Y=Y, reg=0.05))
     assert np.isfinite(want) and want > 100  # a score far below its row's largest
     assert np.isfinite(got) and abs(got - want) <= 1e-10 * abs(want)
+
+
+def _course_gradients(d, tmp_path, backend, name, p, X, Y, reg):
+    """The loss and the gradients from the module of ``backend``, as NumPy arrays (PyTorch's and
+    JAX's autograd run the derived backward pass that the module registers)."""
+    m = _module(d, tmp_path, backend, name)
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        tp = {k: torch.tensor(v, requires_grad=True) for k, v in p.items()}
+        loss = m.loss(tp, X=torch.tensor(X), Y=torch.tensor(Y), reg=torch.tensor(reg, dtype=torch.float64))
+        loss.backward()
+        return float(loss.detach()), {k: tp[k].grad.numpy() for k in p}
+    if backend == "jax":
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+        jp = {k: jax.numpy.asarray(v) for k, v in p.items()}
+        loss, grads = jax.value_and_grad(lambda q: m.loss(q, X=jax.numpy.asarray(X), Y=jax.numpy.asarray(Y),
+                                                          reg=reg))(jp)
+        return float(loss), {k: np.asarray(v) for k, v in grads.items()}
+    with np.errstate(divide="raise", invalid="raise", over="raise"):
+        loss, got = m.loss_and_gradients(p, X=X, Y=Y, reg=reg)
+    return float(loss), got
+
+
+TWO_LAYER_NET_VARIANTS = {
+    # the scores inside the softmax: P = softmax((H1 @ W2 + ones(N) @ b2.T).T).T
+    "unnamed": {"S  = H1 @ W2 + ones(N) @ b2.T\n": "",
+                "P  = softmax(S.T).T\n": "P  = softmax((H1 @ W2 + ones(N) @ b2.T).T).T\n"},
+    # the transposed scores named: Z = S.T, P = softmax(Z).T
+    "z": {"P  = softmax(S.T).T\n": "Z  = S.T\nP  = softmax(Z).T\n"},
+}
+
+
+def _two_layer_net_variant(tmp_path, variant):
+    """two_layer_net with its row softmax written another way (TWO_LAYER_NET_VARIANTS)."""
+    text = (COURSES / "two_layer_net.sdm").read_text()
+    for old, new in TWO_LAYER_NET_VARIANTS[variant].items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"two_layer_net_{variant}.sdm"
+    path.write_text(text)
+    return path
+
+
+def _two_layer_net_unnamed_scores(tmp_path):
+    return _two_layer_net_variant(tmp_path, "unnamed")
+
+
+@pytest.mark.parametrize("backend", ["py", "torch", "jax"])
+@pytest.mark.parametrize("model", ["two_layer_net", "two_layer_net_unnamed", "two_layer_net_z", "cs231n_two_layer"])
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+def test_the_course_gradients_with_a_row_softmax_equal_the_course_backward_pass(tmp_path, backend, model, scale):
+    """Rows are examples, the softmax of each row written softmax(S.T).T (two_layer_net; the scores
+    inside it in two_layer_net_unnamed) or softmax(S.T) with cross_entropy(Y.T, P) (cs231n_two_layer):
+    the gradients equal CS231n's backward pass (dscores = (P − 1[y]) / N, from scores shifted by
+    their row's largest), also with W2 scaled by 1000, where scores a thousand apart make some
+    probabilities 0 in float64. The row form went through δP = −Y ⊘ P there: inf and nan."""
+    variant = model.removeprefix("two_layer_net_")
+    path = _two_layer_net_variant(tmp_path, variant) if variant in TWO_LAYER_NET_VARIANTS else COURSES / f"{model}.sdm"
+    d = symderiv.derive(symderiv.load(path))
+    p, X, y, Y = _cs231n_point(seed=4)
+    p["W2"] = p["W2"] * scale
+    want_loss, want = cs231n_reference(p, X, y, 0.05)
+    if scale > 1:
+        s = np.maximum(0, X @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        assert np.ptp(s, axis=1).min() > 700 and (np.exp(s - s.max(axis=1, keepdims=True)) == 0).any()
+    loss, got = _course_gradients(d, tmp_path, backend, f"{model}_{backend}_{int(scale)}", p, X, Y, 0.05)
+    assert np.isfinite(loss) and abs(loss - want_loss) <= 1e-10 * max(1.0, abs(want_loss))
+    for k in want:
+        assert np.isfinite(got[k]).all(), k
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-9 * scale, err_msg=k)
+
+
+def test_the_row_softmax_fuses_with_cross_entropy_in_the_write_up(tmp_path):
+    """δS of the row form is the fused (P ⊙ Y 1 1ᵀ − Y) / N (the textbook's (P − Y) / N for rows of Y
+    that sum to one), as the column form's δz_P is: the write-up shows δP = −Y ⊘ P as the step
+    it comes from, as the column form does, and its summary and the back ends hold no division by P."""
+    d = symderiv.derive(symderiv.load(COURSES / "two_layer_net.sdm"))
+    assert repr(d.adjoint("S")) == "δS = -1/N Y + 1/N P ⊙ Y 1 1ᵀ"
+    assert [a.name for a in d.named][:1] == ["S"]  # δP is inlined, not a step of the backward pass
+    # the scores inside the softmax: they are named as its pre-activation, row-shaped, and fuse alike
+    unnamed = symderiv.derive(symderiv.load(_two_layer_net_unnamed_scores(tmp_path)))
+    assert unnamed.preactivations == {"P": "z_P", "H1": "z_H_1"}
+    assert repr(unnamed.adjoint("z_P")) == "δz_P = -1/N Y + 1/N P ⊙ Y 1 1ᵀ"
+    assert tuple(map(str, unnamed.adjoint("z_P").shape)) == ("N", "C")
+    # softmax(Z)ᵀ of column scores Z = Sᵀ: Pᵀ ⊙ (−Y ⊘ P)ᵀ cancels as Pᵀ ⊙ (−Yᵀ ⊘ Pᵀ) does
+    z = symderiv.derive(symderiv.load(_two_layer_net_variant(tmp_path, "z")))
+    assert repr(z.adjoint("Z")) == "δZ = -1/N Yᵀ + 1/N Pᵀ ⊙ 1 1ᵀ Yᵀ"
+    fused = (r"\delta \mathbf{S} &= - \frac{1}{N} \mathbf{Y} + \frac{1}{N} \mathbf{P} \odot \mathbf{Y} \mathbf{1} "
+             r"{\mathbf{1}}^{\top}")
+    tex = render(d, "tex", "two_layer_net.sdm")
+    assert fused + r" \notag" in tex
+    summary = tex[tex.index(fused + r" \notag"):]
+    assert "oslash" not in summary
+    md = render(d, "md", "two_layer_net.sdm")
+    assert md[md.index(fused):].count("oslash") == 0
+    for backend in ("py", "torch", "jax"):
+        from symderiv.render.emit import write_outputs
+        [path] = write_outputs(d, tmp_path / backend, [backend])
+        code = path.read_text()
+        # δP = −Y ⊘ P is not computed (it was: d_P = −1/N Y / P, then the softmax adjoint from it)
+        assert "d_P" not in code and "d_S =" in code, backend

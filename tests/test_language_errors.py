@@ -100,6 +100,43 @@ def test_unknown_name_in_loss_suggests_spelling(tmp_path):
     assert "'h'" in err.message  # did you mean 'h'?
 
 
+# The nearest known name, as difflib finds it: among the names in scope (quantities, data, params,
+# dims), then the function names; the name in scope in other letter case first.
+@pytest.mark.parametrize("body, line, col, message", [
+    ("h[t] = W @ xx[t] + b\n", 6, 12, "unknown name 'xx'; did you mean 'x'?"),
+    ("h[t] = W @ x[t] + bb\n", 6, 19, "unknown name 'bb'; did you mean 'b'?"),
+    ("h[t] = W @ x[t] + rellu\n", 6, 19, "unknown name 'rellu'; did you mean 'relu'?"),
+    ("h[t] = W @ x[t] + b / n_ot\n", 6, 23, "unknown name 'n_ot'; did you mean 'n_out'?"),
+    ("h[t] = W @ x[t] + b\nq[t] = h[t] + hh[t-1]\n", 7, 15, "unknown name 'hh'; did you mean 'h'?"),
+    ("h[t] = W @ x[t] + zz\n", 6, 19, "unknown name 'zz'"),
+    ("h[t] = rleu(W @ x[t] + b)\n", 6, 8, "unknown function 'rleu' (did you mean 'relu'?); the model language has "),
+    ("h[t] = tahn(W @ x[t])\n", 6, 8, "unknown function 'tahn' (did you mean 'tanh'?); the model language has "),
+    ("h[t] = frobnicate(W @ x[t])\n", 6, 8, "unknown function 'frobnicate'; the model language has "),
+])
+def test_an_unknown_name_suggests_the_nearest_known_one(tmp_path, body, line, col, message):
+    err = check(tmp_path, PRE + body + LOSS, line, col)
+    assert err.message.startswith(message), err.message
+    if message.endswith("'zz'"):
+        assert err.message == message  # nothing is close: no guess
+    # the command line: the same message at FILE:LINE:COL, exit status 2, no traceback
+    path = write(tmp_path, PRE + body + LOSS, "typo.sdm")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "symderiv", "show", str(path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"{path}:{line}:{col}: error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("size, message", [
+    ("n_ou", "unknown dim 'n_ou'; declare it with 'dim' (did you mean 'n_out'?)"),
+    ("q", "unknown dim 'q'; declare it with 'dim'"),
+])
+def test_an_unknown_dim_suggests_the_nearest_dim(tmp_path, size, message):
+    err = check(tmp_path, PRE.replace("param b: n_out", f"param b: {size}") + "h[t] = W @ x[t] + b\n" + LOSS, 5, 10)
+    assert err.message == message
+
+
 def test_unknown_name_on_continuation_line(tmp_path):
     text = PRE + (
         "h[t] = sigmoid(W @ x[t]\n"   # line 6

@@ -360,20 +360,28 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
     # name → its activation (Apply, Softmax, LogSoftmax) applied to something not a plain name
     activations = {name: q.expr for name, q in model.quantities.items()
                    if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
+    # the row form P = softmax(Sᵀ)ᵀ of something not a plain name: its pre-activation is the row-shaped S
+    rows = {name: e.arg for name, q in model.quantities.items()
+            if q.role == "intermediate" and (e := q.expr) is not None and _row_softmax(e)
+            and not _is_ref(e.arg.arg) and not (isinstance(e.arg.arg, Transpose) and _is_ref(e.arg.arg.arg))}
     letter = _preactivation_letter(model)
-    bodies = {name: split_name(name).body for name in activations}
+    bodies = {name: split_name(name).body for name in [*activations, *rows]}
     shared = Counter(bodies.values())
     for name, q in model.quantities.items():
-        activation = activations.get(name)
+        activation = activations.get(name) or rows.get(name)
         if activation is not None:
-            inner = activation.arg
+            row = name in rows
+            inner = transpose(activation.arg) if row else activation.arg
             y = _preactivation_name(name, taken, letter, shared[bodies[name]] > 1)
             taken.add(y)
             sym = MatrixSymbol(y, *inner.shape)
             quantities[y] = Quantity(y, "intermediate", sym, q.sequence, q.pos, expr=inner, auxiliary=True)
             ref = At(sym, 0) if q.sequence else sym
-            quantities[name] = Quantity(q.name, q.role, q.symbol, q.sequence, q.pos,
-                                        expr=activation.func(*(ref if a is inner else a for a in activation.args)))
+            if row:
+                expr = Transpose(activation.func(Transpose(ref)))
+            else:
+                expr = activation.func(*(ref if a is inner else a for a in activation.args))
+            quantities[name] = Quantity(q.name, q.role, q.symbol, q.sequence, q.pos, expr=expr)
             pre[name] = y
         else:
             quantities[name] = q
@@ -549,8 +557,21 @@ def _choose_named(model: Model, adjoints: dict[str, Adjoint]) -> None:
         single = one_reader and ((adj.terms and not adj.per_step and not adj.static) or (
             not adj.terms and not adj.per_step and adj.static))
         # ``single`` implies one reader: the consumer is looked up only then
-        adj.named = not (q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and single and not adj.fixed
+        adj.named = not (q.role == "intermediate" and _is_activation(q.expr) and single and not adj.fixed
                          and _named_or_loss(adjoints[adj.consumers[0][0]]))
+
+
+def _is_activation(e: sp.Basic) -> bool:
+    """An activation's output: ``σ(z)``, or the row form ``softmax(Sᵀ)ᵀ`` (an activation of each row,
+    written through transposes since softmax acts on columns): its adjoint is inlined alike, so that
+    cross-entropy fuses with the row softmax as with the column one (δS = (P ⊙ Y 1 1ᵀ − Y) / N, not
+    through −Y ⊘ P)."""
+    return isinstance(e, ACTIVATIONS) or _row_softmax(e)
+
+
+def _row_softmax(e: sp.Basic) -> bool:
+    """Whether ``e`` is the softmax (or log-softmax) of each row, ``softmax(Aᵀ)ᵀ`` written so."""
+    return isinstance(e, Transpose) and isinstance(e.arg, (Softmax, LogSoftmax))
 
 
 def _named_or_loss(adj: Adjoint) -> bool:

@@ -26,6 +26,7 @@ from ..ir.expr import (
     is_zero,
     matmul,
     scale,
+    transpose,
 )
 from ..ops import node_record
 
@@ -94,7 +95,19 @@ class _Tidy:
         """x ⊙ (a ⊘ x + b) = a + x ⊙ b: distribute over a sum when that cancels a division.
 
         This is what turns the adjoint of binary cross-entropy through a sigmoid,
-        (−y ⊘ p + (1 − y) ⊘ (1 − p)) ⊙ p ⊙ (1 − p), into p − y."""
+        (−y ⊘ p + (1 − y) ⊘ (1 − p)) ⊙ p ⊙ (1 − p), into p − y.
+        A transposed quotient beside its divisor's transpose is opened first: Pᵀ ⊙ (Y ⊘ P)ᵀ is
+        Yᵀ (a row softmax written softmax(Z)ᵀ)."""
+        factors = list(factors)
+        for i, f in enumerate(factors):
+            c, rest = coeff_and_rest(f)
+            if isinstance(rest, Transpose) and isinstance(rest.arg, HadamardProduct):
+                others = [*factors[:i], *factors[i + 1:]]
+                if any(isinstance(a, HadamardPower) and a.args[1] == -1 and transpose(a.args[0]) in others
+                       for a in rest.arg.args):
+                    return self.run(scale(c, hadamard(*others, *[
+                        HadamardPower(transpose(a.args[0]), a.args[1]) if isinstance(a, HadamardPower) else transpose(a)
+                        for a in rest.arg.args])))
         for i, f in enumerate(factors):
             if not isinstance(f, MatAdd):
                 continue

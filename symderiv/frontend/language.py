@@ -65,7 +65,7 @@ from .source import (
     operator_offset,
     unmatched_brackets,
 )
-from .statements import Definition, ParseState, read_statements
+from .statements import Definition, ParseState, did_you_mean, read_statements
 
 MAX_EXPRESSION_DEPTH = 200
 
@@ -437,9 +437,10 @@ class _ModelBuilder:
                 self.shapes_pending[name] = MatrixSymbol(name, sp.Dummy(f"rows_{name}"), sp.Dummy(f"cols_{name}"))
             return Quantity(name, "intermediate", self.shapes_pending[name], s.definitions[name].sequence,
                             s.definitions[name].stmt.pos(0))
-        close = [n for n in s.quantities if n.lower() == name.lower()]
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise self._error(node, f"unknown name '{name}'{hint}")
+        scope = [*s.quantities, *(n for n in s.definitions if n not in s.quantities), *s.dims]
+        if s.length is not None:
+            scope.append(s.length.name)
+        raise self._error(node, f"unknown name '{name}'{did_you_mean(name, scope) or did_you_mean(name, FUNCTIONS)}")
 
     def _Subscript(self, node: ast.Subscript, step: bool) -> MatrixExpr:
         s = self.s
@@ -643,8 +644,9 @@ class _ModelBuilder:
         if fname == "Sum":
             return self._sum(node, step)
         if fname not in FUNCTIONS:
-            raise self._error(node.func, f"unknown function '{fname}'; the model language has "
-                                         + ", ".join(FUNCTIONS))
+            hint = did_you_mean(fname, FUNCTIONS).removeprefix("; ")
+            raise self._error(node.func, f"unknown function '{fname}'{f' ({hint})' if hint else ''}; the model "
+                                         "language has " + ", ".join(FUNCTIONS))
         elementwise = ELEMENTWISE.get(fname)
         arity = 1 + len(elementwise.params) if elementwise else LANGUAGE[fname].arity
         if arity is not None and len(node.args) != arity:

@@ -5,8 +5,10 @@ declared and checked, its sizes read; equations kept as ``ast`` trees for the bu
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -222,6 +224,19 @@ def _parse_index(state: ParseState, stmt: SourceLine, index: str | None, offset:
     return True
 
 
+#: How alike (difflib's ratio) a known name must be to be suggested: 'bb' for 'b' (0.67) and 'tahn'
+#: for 'tanh' (0.75) are, 'concat' for 'frobnicate' (0.62) is not.
+CLOSE = 0.65
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'relu'?"`` for the known name nearest ``name`` (the same name in other
+    letter case first, then ``difflib``'s closest), or ``""`` when none is close."""
+    known = list(dict.fromkeys(known))
+    close = [n for n in known if n.lower() == name.lower()] or difflib.get_close_matches(name, known, n=1, cutoff=CLOSE)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def _parse_size(state: ParseState, stmt: SourceLine, text: str, offset: int):
     """A size: a dim, a positive integer, or a sum of these (``n_h + n_x``)."""
     tree = _expression(stmt, offset, text)
@@ -229,7 +244,9 @@ def _parse_size(state: ParseState, stmt: SourceLine, text: str, offset: int):
     def size(node):
         if isinstance(node, ast.Name):
             if node.id not in state.dims:
-                raise node_error(stmt, offset, text, node, f"unknown dim '{node.id}'; declare it with 'dim'")
+                hint = did_you_mean(node.id, state.dims).removeprefix("; ")
+                raise node_error(stmt, offset, text, node, f"unknown dim '{node.id}'; declare it with 'dim'"
+                                 + (f" ({hint})" if hint else ""))
             return state.dims[node.id]
         if isinstance(node, ast.Constant) and type(node.value) is int and node.value > 0:
             return sp.Integer(node.value)
