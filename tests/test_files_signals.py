@@ -245,11 +245,20 @@ def _attempt(d, out, force):
     return None
 
 
+# The derivation says "ready" and then waits for the signal before it starts: the interrupt lands
+# inside it whatever the speed of the machine or of the derivation (a fixed sleep once raced a
+# derivation that had become faster than it, and the signal came after main had returned).
 INTERRUPTED = textwrap.dedent("""
-    import sys
+    import sys, time
+    import symderiv
     import symderiv.cli
-    sys.stderr.write("ready\\n")
-    sys.stderr.flush()
+    real = symderiv.derive
+    def derive(model):
+        sys.stderr.write("ready\\n")
+        sys.stderr.flush()
+        time.sleep(60)
+        return real(model)
+    symderiv.derive = derive
     raise SystemExit(symderiv.cli.main(["derive", sys.argv[1], "-o", sys.argv[2]]))
 """)
 
@@ -257,8 +266,7 @@ INTERRUPTED = textwrap.dedent("""
 def test_sigint_is_one_line_and_exit_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(EXAMPLES / "lstm_tagger.sdm"), str(tmp_path)],
                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr.readline() == "ready\n"
-    time.sleep(0.3)  # inside the derivation
+    assert proc.stderr.readline() == "ready\n"  # inside the derivation
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
