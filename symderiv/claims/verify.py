@@ -770,27 +770,24 @@ class _Check:
                 what = "the power of {}" if isinstance(n, C.MatrixPower) else "every power of {} in the sum"
                 yield r.then("wrong-factor", C.replace_at(r.node, path, shifted), what + " is one " + how, base)
 
+    def _expression_or_misfit(self, node):
+        """A claim piece as an expression, or the ShapeMismatch that says why its sizes do not fit."""
+        try:
+            return self.builder.expression(node)
+        except C.ShapeMismatch as exc:
+            return exc
+
     def _is_vector(self, node) -> bool:
         """Whether a claim piece is a column vector (of more than one entry)."""
-        try:
-            e = self.builder.expression(node)
-        except C.ShapeMismatch:
-            return False
-        return e.shape[1] == 1 and e.shape[0] != 1
+        e = self._expression_or_misfit(node)
+        return not isinstance(e, C.ShapeMismatch) and e.shape[1] == 1 and e.shape[0] != 1
 
     def _fits(self, node) -> bool:
-        try:
-            self.builder.expression(node)
-        except C.ShapeMismatch:
-            return False
-        return True
+        return not isinstance(self._expression_or_misfit(node), C.ShapeMismatch)
 
     def _misfit_of(self, node) -> str:
-        try:
-            self.builder.expression(node)
-        except C.ShapeMismatch as exc:
-            return str(exc)
-        return "they do not fit"
+        e = self._expression_or_misfit(node)
+        return str(e) if isinstance(e, C.ShapeMismatch) else "they do not fit"
 
     def _extra_terms(self, r: Repair):
         for path, n in C.positions(r.node):
