@@ -192,11 +192,8 @@ class ModulePlan:
         """The forward pass: every value in it is each example's (and each step's) own, so an outer
         product in it (E_t = Z_t − 1 μ_tᵀ) is never summed over the batch or the steps, as one in a
         gradient is."""
-        saved, self.printer.outer_per_example = self.printer.outer_per_example, True
-        try:
+        with self.printer.outer_products_per_example():
             return self._forward_pass()
-        finally:
-            self.printer.outer_per_example = saved
 
     def _forward_pass(self) -> tuple[Phase, list[Stack]]:
         m, names, pr = self.model, self.names, self.printer
@@ -498,8 +495,7 @@ class ModulePlan:
                 early.add(a.name)
         # δ of a sequence quantity is each step's and each example's own: an outer product in it
         # (the 1 δμ_tᵀ of δZ_t = δE_t + 1/d 1 δμ_tᵀ) is never summed, as one in a gradient is
-        saved, pr.outer_per_example = pr.outer_per_example, True
-        try:
+        with pr.outer_products_per_example():
             for n in seq:
                 a = d.adjoints[n]
                 py = names.adjoint(n)
@@ -540,8 +536,6 @@ class ModulePlan:
                     target.append(Accumulate(comment, self._accumulate(py, terms[n], zeros) + fixed))
                     if target is phase.before:
                         early.add(n)
-        finally:
-            pr.outer_per_example = saved
         for a in statics:
             if a.name not in seq_dependent_static:
                 phase.after += self._common(self._static_adjoint_exprs(a))
@@ -796,16 +790,13 @@ class ModulePlan:
         rows, cols = a.quantity.shape
         # δ of a per-example value is each example's own: an outer product in it is not summed (the
         # 1 √sᵀ of a vector δs, as well as the outer products of a matrix δZ)
-        pr.outer_per_example = batched
-        try:
+        with pr.outer_products_per_example(batched):
             if a.closed_per_step is not None:
                 e = TimeSum(a.closed_per_step)
                 parts.append(self._total(pr.code(e), batched, e))
             if a.closed_static is not None:
                 parts.append(self._total(pr.code(a.closed_static), batched, a.closed_static))
             parts = parts or [pr.code(ZeroMatrix(*a.quantity.shape))]
-        finally:
-            pr.outer_per_example = False
         value = self.out.plus(parts)
         if batched and not any(c.batched for c in parts):  # the same for every example: one each
             # a row vector (b = aᵀ) is held as its column: a row of cols; a matrix is (B, rows, cols)

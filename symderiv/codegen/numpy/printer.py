@@ -16,6 +16,8 @@ itself loops over t.  Parameter gradients are one product over all steps and exa
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 
 import sympy as sp
@@ -70,14 +72,21 @@ class NumpyPrinter(Printer):
         """The array of a model value, or one of the code's own (a value in the table)."""
         return name if name in self.values.arrays else self.names.value(name)
 
+    @contextlib.contextmanager
+    def outer_products_per_example(self, on: bool = True) -> Iterator[None]:
+        """While inside: an outer product of per-example vectors is (``on``) or is not each example's
+        own (…, p, q); the setting before is restored after."""
+        saved, self.outer_per_example = self.outer_per_example, on
+        try:
+            yield
+        finally:
+            self.outer_per_example = saved
+
     def per_example(self, e: sp.Basic) -> Code:
         """``e`` with every outer product of per-example vectors in it kept per example (…, p, q),
         where the value is multiplied by another that is each example's own."""
-        saved, self.outer_per_example = self.outer_per_example, True
-        try:
+        with self.outer_products_per_example():
             return self._print(e)
-        finally:
-            self.outer_per_example = saved
 
     def code(self, e: sp.Basic, mode: str = "static", window: int = 0) -> Code:
         """``e`` as NumPy code in ``mode`` (see the class docstring)."""
