@@ -632,13 +632,17 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
+    _T_W_h = W_h.T  # once, not at every step
+    _T_V_h = V_h.T  # once, not at every step
+    _T_W_g = W_g.T  # once, not at every step
+    _T_V_g = V_g.T  # once, not at every step
     # z_{h,t}, h_t: the recurrence, forward in time
     z_h = _ws.zeros((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
     with _threads:
         for i in range(T):
             # z_{h,t} = W_h x_t + V_h h_{t−1} + b_h
-            z_h[i] = x_[i] @ W_h.T + h[i] @ V_h.T + b_h
+            z_h[i] = np.dot(x_[i], _T_W_h) + np.dot(h[i], _T_V_h) + b_h
             # h_t = tanh(z_{h,t})
             h[i + 1] = np.tanh(z_h[i])
     # z_{g,t}, g_t: the recurrence, backwards in time
@@ -647,7 +651,7 @@ def _run(params, data, want):
     with _threads:
         for i in reversed(range(T)):
             # z_{g,t} = W_g x_t + V_g g_{t+1} + b_g
-            z_g[i] = x_[i] @ W_g.T + g[i + 1] @ V_g.T + b_g
+            z_g[i] = np.dot(x_[i], _T_W_g) + np.dot(g[i + 1], _T_V_g) + b_g
             # g_t = tanh(z_{g,t})
             g[i] = np.tanh(z_g[i])
     # z_{p,t} = U_h h_t + U_g g_t + b_p
@@ -683,8 +687,8 @@ def _run(params, data, want):
         for i in range(T):
             # δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}
             if i >= 1:
-                d_g[i] += d_z_g[i - 1] @ V_g
-            d_g[i] += d_z_p[i] @ U_g
+                d_g[i] += np.dot(d_z_g[i - 1], V_g)
+            d_g[i] += np.dot(d_z_p[i], U_g)
             # δz_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
             d_z_g[i] += d_g[i] * (1 - (g[i] ** 2))
     # δh_t, δz_{h,t}: the adjoint recurrence, backwards in time
@@ -693,9 +697,9 @@ def _run(params, data, want):
     with _threads:
         for i in reversed(range(T)):
             # δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}
-            d_h[i] += d_z_p[i] @ U_h
+            d_h[i] += np.dot(d_z_p[i], U_h)
             if i + 1 < T:
-                d_h[i] += d_z_h[i + 1] @ V_h
+                d_h[i] += np.dot(d_z_h[i + 1], V_h)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             d_z_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
     # ∂L/∂W_h = Σ_t δz_{h,t} x_tᵀ

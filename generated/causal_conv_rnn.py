@@ -643,12 +643,17 @@ def _run(params, data, want):
     z_h = _ws.matvec(W, c)
     z_h += b_h
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    _T_V = _ws.contiguous(V.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W c_t + V h_{t−1} + b_h
-            z_h[i] += h[i] @ V.T
+            z_h[i] += np.dot(_s_h[i], _T_V)
             # h_t = tanh(z_{h,t})
-            np.tanh(z_h[i], out=h[i + 1])
+            np.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_h, _s_z_h  # the views keep nothing alive past the loop
     # ŷ_t = W_y h_t + b_y
     y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
@@ -682,13 +687,18 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_z_h = list(d_z_h)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_h[i] += d_z_h[i + 1] @ V
+                d_h[i] += np.dot(_s_d_z_h[i + 1], V)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-            np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
     d_z_c = _ws.matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).astype(dtype)

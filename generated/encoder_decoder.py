@@ -641,13 +641,17 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
+    _T_W_e = W_e.T  # once, not at every step
+    _T_V_e = V_e.T  # once, not at every step
+    _T_W_d = W_d.T  # once, not at every step
+    _T_V_d = V_d.T  # once, not at every step
     # z_{e,t}, e_t: the recurrence, forward in time
     z_e = _ws.zeros((T, B, n_e), dtype)
     e_ = _ws.zeros((T + 1, B, n_e), dtype)
     with _threads:
         for i in range(T):
             # z_{e,t} = W_e x_t + V_e e_{t−1} + b_e
-            z_e[i] = x_[i] @ W_e.T + e_[i] @ V_e.T + b_e
+            z_e[i] = np.dot(x_[i], _T_W_e) + np.dot(e_[i], _T_V_e) + b_e
             # e_t = tanh(z_{e,t})
             e_[i + 1] = np.tanh(z_e[i])
     # c = e_T
@@ -659,7 +663,7 @@ def _run(params, data, want):
     with _threads:
         for i in range(T):
             # z_{s,t} = W_d u_t + V_d s_{t−1} + b_d
-            z_s[i] = u[i] @ W_d.T + s_[i] @ V_d.T + b_d
+            z_s[i] = np.dot(u[i], _T_W_d) + np.dot(s_[i], _T_V_d) + b_d
             # s_t = tanh(z_{s,t})
             s_[i + 1] = np.tanh(z_s[i])
     # ŷ_t = W_y s_t + b_y
@@ -691,9 +695,9 @@ def _run(params, data, want):
     with _threads:
         for i in reversed(range(T)):
             # δs_t = W_yᵀ δŷ_t + V_dᵀ δz_{s,t+1}
-            d_s_[i] += d_y_hat[i] @ W_y
+            d_s_[i] += np.dot(d_y_hat[i], W_y)
             if i + 1 < T:
-                d_s_[i] += d_z_s[i + 1] @ V_d
+                d_s_[i] += np.dot(d_z_s[i + 1], V_d)
             # δz_{s,t} = δs_t ⊙ (1 − s_t ⊙ s_t)
             d_z_s[i] += d_s_[i] * (1 - (s_[i + 1] ** 2))
     # δs_0 = V_dᵀ δz_{s,1}
@@ -708,7 +712,7 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δe_t = V_eᵀ δz_{e,t+1}
             if i + 1 < T:
-                d_e_[i] += d_z_e[i + 1] @ V_e
+                d_e_[i] += np.dot(d_z_e[i + 1], V_e)
             # δz_{e,t} = δe_t ⊙ (1 − e_t ⊙ e_t)
             d_z_e[i] += d_e_[i] * (1 - (e_[i + 1] ** 2))
     # ∂L/∂W_e = Σ_t δz_{e,t} x_tᵀ

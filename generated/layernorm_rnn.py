@@ -626,25 +626,35 @@ def _run(params, data, want):
     _sqrt_in_z_h = _ws.empty((T, B, 1), dtype)
     z_h = _ws.empty((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    _T_U = _ws.contiguous(U.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s_a_ = list(a_)
+    _s_m = list(m)
+    _s_e_ = list(e_)
+    _s_s_ = list(s_)
+    _s__sqrt_in_z_h = list(_sqrt_in_z_h)
+    _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # a_t = W x_t + U h_{t−1} + b
-            a_[i] += h[i] @ U.T
+            a_[i] += np.dot(_s_h[i], _T_U)
             # m_t = 1/n_h 1ᵀ a_t
-            m[i] = (1/n_h) * np.sum(a_[i], axis=-1, keepdims=True)
+            m[i] = (1/n_h) * np.sum(_s_a_[i], axis=-1, keepdims=True)
             # e_t = a_t − 1 m_t
-            e_[i] = a_[i]
-            e_[i] -= m[i] * np.ones(n_h, dtype)
+            e_[i] = _s_a_[i]
+            e_[i] -= _s_m[i] * np.ones(n_h, dtype)
             # s_t = 1/n_h 1ᵀ (e_t ⊙ e_t)
-            s_[i] = (1/n_h) * np.sum(e_[i] ** 2, axis=-1, keepdims=True)
+            s_[i] = (1/n_h) * np.sum(_s_e_[i] ** 2, axis=-1, keepdims=True)
             # √(s_t + 1/100000), in the equation of z_{h,t}: kept for the backward pass
-            _sqrt_in_z_h[i] = np.sqrt(s_[i] + (1 / 100000))
+            _sqrt_in_z_h[i] = np.sqrt(_s_s_[i] + (1 / 100000))
             # z_{h,t} = (g ⊙ e_t) / √(s_t + 1/100000) + c
-            np.multiply((1 / _sqrt_in_z_h[i]) * np.ones(n_h, dtype), g, out=z_h[i])
-            z_h[i] *= e_[i]
+            np.multiply((1 / _s__sqrt_in_z_h[i]) * np.ones(n_h, dtype), g, out=_s_z_h[i])
+            z_h[i] *= _s_e_[i]
             z_h[i] += c
             # h_t = tanh(z_{h,t})
-            np.tanh(z_h[i], out=h[i + 1])
+            np.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_h, _s_a_, _s_m, _s_e_, _s_s_, _s__sqrt_in_z_h, _s_z_h  # the views keep nothing alive past the loop
     # ŷ_t = V h_t
     y_hat = _ws.matvec(V, h[1:])
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -685,23 +695,35 @@ def _run(params, data, want):
     d_e_ = _ws.empty((T, B, n_h), dtype)
     d_m = _ws.empty((T, B, 1), dtype)
     d_a_ = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_a_ = list(d_a_)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_h = list(d_h)
+    _s_d_z_h = list(d_z_h)
+    _s__d_s__0 = list(_d_s__0)
+    _s_e_ = list(e_)
+    _s__d_e__0 = list(_d_e__0)
+    _s_d_e_ = list(d_e_)
+    _s_d_s_ = list(d_s_)
+    _s_d_m = list(d_m)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = Vᵀ δŷ_t + Uᵀ δa_{t+1}
             if i + 1 < T:
-                d_h[i] += d_a_[i + 1] @ U
+                d_h[i] += np.dot(_s_d_a_[i + 1], U)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-            np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
             # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
-            d_s_[i] = (-1 / 2) * (_d_s__0[i] * np.sum(g * e_[i] * d_z_h[i], axis=-1, keepdims=True))
+            d_s_[i] = (-1 / 2) * (_s__d_s__0[i] * np.sum(g * _s_e_[i] * _s_d_z_h[i], axis=-1, keepdims=True))
             # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
-            np.multiply(_d_e__0[i], d_z_h[i], out=d_e_[i])
-            d_e_[i] += (2/n_h) * (e_[i] * (d_s_[i] * np.ones(n_h, dtype)))
+            np.multiply(_s__d_e__0[i], _s_d_z_h[i], out=_s_d_e_[i])
+            d_e_[i] += (2/n_h) * (_s_e_[i] * (_s_d_s_[i] * np.ones(n_h, dtype)))
             # δm_t = −1ᵀ δe_t
-            d_m[i] = -np.sum(d_e_[i], axis=-1, keepdims=True)
+            d_m[i] = -np.sum(_s_d_e_[i], axis=-1, keepdims=True)
             # δa_t = δe_t + 1/n_h 1 δm_t
-            d_a_[i] = d_e_[i]
-            d_a_[i] += (1/n_h) * (d_m[i] * np.ones(n_h, dtype))
+            d_a_[i] = _s_d_e_[i]
+            d_a_[i] += (1/n_h) * (_s_d_m[i] * np.ones(n_h, dtype))
+    del _s_d_a_, _s__d_z_h_0, _s_d_h, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # the views keep nothing alive past the loop
     # ∂L/∂W = Σ_t δa_t x_tᵀ
     g_W = _outer(d_a_, x_)
     # ∂L/∂U = Σ_t δa_t h_{t−1}ᵀ

@@ -648,20 +648,32 @@ def _run(params, data, want):
     g = _ws.empty((T, B, n_h), dtype)
     c = _ws.zeros((T + 1, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    _T__stack0_W = _ws.contiguous(_stack0_W.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s1__stack0 = list(_stack0[:, :, :3 * n_h])
+    _s__stack0_out0 = list(_stack0_out0)
+    _s_z_g = list(z_g)
+    _s_g = list(g)
+    _s_f = list(f)
+    _s_c = list(c)
+    _s_i_ = list(i_)
+    _s_o = list(o)
     with _threads:
         for i in range(T):
             # z_{f,t}, z_{i,t}, z_{o,t}, z_{g,t}: the parts that multiply h_{t−1}, one product
-            _stack0[i] += h[i] @ _stack0_W.T
+            _stack0[i] += np.dot(_s_h[i], _T__stack0_W)
             # f_t = σ(z_{f,t}), i_t = σ(z_{i,t}), o_t = σ(z_{o,t}): one call
-            _sigmoid(_stack0[i, :, :3 * n_h], out=_stack0_out0[i])
+            _sigmoid(_s1__stack0[i], out=_s__stack0_out0[i])
             # g_t = tanh(z_{g,t})
-            np.tanh(z_g[i], out=g[i])
+            np.tanh(_s_z_g[i], out=_s_g[i])
             # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
-            np.multiply(f[i], c[i], out=c[i + 1])
-            c[i + 1] += i_[i] * g[i]
+            np.multiply(_s_f[i], _s_c[i], out=_s_c[i + 1])
+            c[i + 1] += _s_i_[i] * _s_g[i]
             # h_t = o_t ⊙ tanh(c_t)
-            np.tanh(c[i + 1], out=h[i + 1])
-            h[i + 1] *= o[i]
+            np.tanh(_s_c[i + 1], out=_s_h[i + 1])
+            h[i + 1] *= _s_o[i]
+    del _s_h, _s1__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o  # the views keep nothing alive past the loop
     # v_t = [h_{t−1}; x_t]
     v_ = _ws.concat(h[:-1], x_)
     # z_{p,t} = W_y h_t + b_y
@@ -727,23 +739,38 @@ def _run(params, data, want):
     d_c = _ws.empty((T, B, n_h), dtype)
     _d_stack0 = _ws.empty((T, B, 4 * n_h), dtype)
     d_z_f, d_z_i, d_z_o, d_z_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s__d_stack0 = list(_d_stack0)
+    _s__d_c_0 = list(_d_c_0)
+    _s_d_h = list(d_h)
+    _s_d_c = list(d_c)
+    _s_f = list(f)
+    _s__d_z_g_0 = list(_d_z_g_0)
+    _s_d_z_g = list(d_z_g)
+    _s__d_z_o_0 = list(_d_z_o_0)
+    _s_d_z_o = list(d_z_o)
+    _s__d_z_i_0 = list(_d_z_i_0)
+    _s_d_z_i = list(d_z_i)
+    _s__d_z_f_0 = list(_d_z_f_0)
+    _s_d_z_f = list(d_z_f)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}
             if i + 1 < T:
-                d_h[i] += _d_stack0[i + 1] @ _stack0_W
+                d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
             # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
-            np.multiply(_d_c_0[i], d_h[i], out=d_c[i])
+            np.multiply(_s__d_c_0[i], _s_d_h[i], out=_s_d_c[i])
             if i + 1 < T:
-                d_c[i] += f[i + 1] * d_c[i + 1]
+                d_c[i] += _s_f[i + 1] * _s_d_c[i + 1]
             # δz_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
-            np.multiply(_d_z_g_0[i], d_c[i], out=d_z_g[i])
+            np.multiply(_s__d_z_g_0[i], _s_d_c[i], out=_s_d_z_g[i])
             # δz_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
-            np.multiply(_d_z_o_0[i], d_h[i], out=d_z_o[i])
+            np.multiply(_s__d_z_o_0[i], _s_d_h[i], out=_s_d_z_o[i])
             # δz_{i,t} = δc_t ⊙ g_t ⊙ i_t ⊙ (1 − i_t)
-            np.multiply(_d_z_i_0[i], d_c[i], out=d_z_i[i])
+            np.multiply(_s__d_z_i_0[i], _s_d_c[i], out=_s_d_z_i[i])
             # δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
-            np.multiply(_d_z_f_0[i], d_c[i], out=d_z_f[i])
+            np.multiply(_s__d_z_f_0[i], _s_d_c[i], out=_s_d_z_f[i])
+    del _s__d_stack0, _s__d_c_0, _s_d_h, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f  # the views keep nothing alive past the loop
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ
     # ∂L/∂W_i = Σ_t δz_{i,t} v_tᵀ

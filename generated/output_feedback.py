@@ -624,15 +624,22 @@ def _run(params, data, want):
     h = _ws.empty((T, B, n_h), dtype)
     y = _ws.zeros((T + 1, B, n_y), dtype)
     y[0] = y0  # y_0
+    _T_W_f = _ws.contiguous(W_f.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_W_y = _ws.contiguous(W_y.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_y = list(y)
+    _s_z_h = list(z_h)
+    _s_h = list(h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-            z_h[i] += y[i] @ W_f.T
+            z_h[i] += np.dot(_s_y[i], _T_W_f)
             # h_t = tanh(z_{h,t})
-            np.tanh(z_h[i], out=h[i])
+            np.tanh(_s_z_h[i], out=_s_h[i])
             # y_t = W_y h_t + b_y
-            y[i + 1] = h[i] @ W_y.T
+            y[i + 1] = np.dot(_s_h[i], _T_W_y)
             y[i + 1] += b_y
+    del _s_y, _s_z_h, _s_h  # the views keep nothing alive past the loop
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = np.add.reduce(_ws.op(np.multiply, 1 / 2, np.add.reduce(_ws.op(np.multiply, _ws.op(np.subtract, y[1:], y_ref), _ws.op(np.subtract, y[1:], y_ref)), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
@@ -655,13 +662,18 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del y_ref
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_z_h = list(d_z_h)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_y = list(d_y)
     with _threads:
         for i in reversed(range(T)):
             # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_y[i] += d_z_h[i + 1] @ W_f
+                d_y[i] += np.dot(_s_d_z_h[i + 1], W_f)
             # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-            np.multiply(_d_z_h_0[i], d_y[i] @ W_y, out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], np.dot(_s_d_y[i], W_y), out=_s_d_z_h[i])
+    del _s_d_z_h, _s__d_z_h_0, _s_d_y  # the views keep nothing alive past the loop
     # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
     g_W_x = _outer(d_z_h, x_)
     # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ

@@ -613,12 +613,17 @@ def _run(params, data, want):
     z_h = _ws.matvec(W_xh, x_[:-1])
     z_h += b_h
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    _T_W_hh = _ws.contiguous(W_hh.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W^(xh) x_t + W^(hh) h_{t−1} + b_h
-            z_h[i] += h[i] @ W_hh.T
+            z_h[i] += np.dot(_s_h[i], _T_W_hh)
             # h_t = tanh(z_{h,t})
-            np.tanh(z_h[i], out=h[i + 1])
+            np.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_h, _s_z_h  # the views keep nothing alive past the loop
     # z_{p,t} = W^(hy) h_t + b_y
     z_p = _ws.matvec(W_hy, h[1:])
     z_p += b_y
@@ -653,13 +658,18 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del d_z_p, p_
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_z_h = list(d_z_h)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W^(hy)ᵀ δz_{p,t} + W^(hh)ᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_h[i] += d_z_h[i + 1] @ W_hh
+                d_h[i] += np.dot(_s_d_z_h[i + 1], W_hh)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-            np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
     # ∂L/∂W^(xh) = Σ_t δz_{h,t} x_tᵀ
     g_W_xh = _outer(d_z_h, x_[:-1])
     # ∂L/∂W^(hh) = Σ_t δz_{h,t} h_{t−1}ᵀ

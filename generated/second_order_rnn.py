@@ -631,12 +631,18 @@ def _run(params, data, want):
     h = _ws.zeros((T + 2, B, n_h), dtype)
     h[0] = h_prev  # h_{-1}
     h[1] = h_init  # h_0
+    _T_A_1 = _ws.contiguous(A_1.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_A_2 = _ws.contiguous(A_2.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-            z_h[i] += h[i + 1] @ A_1.T + h[i] @ A_2.T
+            z_h[i] += np.dot(_s_h[i + 1], _T_A_1) + np.dot(_s_h[i], _T_A_2)
             # h_t = tanh(z_{h,t})
-            np.tanh(z_h[i], out=h[i + 2])
+            np.tanh(_s_z_h[i], out=_s_h[i + 2])
+    del _s_h, _s_z_h  # the views keep nothing alive past the loop
     # z_{p,t} = W_y h_t + b_y
     z_p = _ws.matvec(W_y, h[2:])
     z_p += b_y
@@ -671,15 +677,20 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del d_z_p, p_, r
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_z_h = list(d_z_h)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}
             if i + 1 < T:
-                d_h[i] += d_z_h[i + 1] @ A_1
+                d_h[i] += np.dot(_s_d_z_h[i + 1], A_1)
             if i + 2 < T:
-                d_h[i] += d_z_h[i + 2] @ A_2
+                d_h[i] += np.dot(_s_d_z_h[i + 2], A_2)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
-            np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
     # ∂L/∂W = Σ_t δz_{h,t} x_tᵀ
     g_W = _outer(d_z_h, x_)
     # ∂L/∂A_1 = Σ_t δz_{h,t} h_{t−1}ᵀ

@@ -642,12 +642,24 @@ def _run(params, data, want):
     z_h = _ws.matvec(U, a_in)
     z_h += b_h
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    # the loop's state is u = 2 h − 1 = tanh(z_h / 2), z_h halved (symderiv.codegen.numpy.loop)
+    _T_V = _ws.op(np.multiply, V.T, 0.25)
+    z_h *= 0.5
+    z_h += np.add.reduce(_T_V, axis=0)
+    h[0] = -1.0
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h
-            z_h[i] += h[i] @ V.T
+            z_h[i] += np.dot(_s_h[i], _T_V)
             # h_t = σ(z_{h,t})
-            _sigmoid(z_h[i], out=h[i + 1])
+            np.tanh(_s_z_h[i], out=_s_h[i + 1])
+    del _s_h, _s_z_h  # the views keep nothing alive past the loop
+    h += 1.0  # back from tanh units: h = (u + 1) / 2, and z_h whole again
+    h *= 0.5
+    z_h *= 2.0
     # z_{o,t} = W h_t + b_o
     z_o = _ws.matvec(W, h[1:])
     z_o += b_o
@@ -700,13 +712,18 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del d_h_out, r_hat, r, d_z_o, o
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_z_h = list(d_z_h)
+    _s__d_z_h_0 = list(_d_z_h_0)
+    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = Wᵀ δz_{o,t} + Vᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_h[i] += d_z_h[i + 1] @ V
+                d_h[i] += np.dot(_s_d_z_h[i + 1], V)
             # δz_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
-            np.multiply(_d_z_h_0[i], d_h[i], out=d_z_h[i])
+            np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
+    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
     # δz_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δz_{h,t}
     d_z_a = _ws.matvec(U.T, d_z_h)
     d_z_a *= a_in

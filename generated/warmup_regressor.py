@@ -651,19 +651,30 @@ def _run(params, data, want):
     z_, r = np.split(_stack0_out0, [n_h], axis=-1)
     n = _ws.empty((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
+    _T__stack0_W = _ws.contiguous(_stack0_W.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_U_n = _ws.contiguous(U_n.T)  # once, not at every step, and in rows (BLAS is faster so)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_h = list(h)
+    _s1__stack0 = list(_stack0[:, :, :2 * n_h])
+    _s__stack0_out0 = list(_stack0_out0)
+    _s_r = list(r)
+    _s_a_n = list(a_n)
+    _s_n = list(n)
+    _s_z_ = list(z_)
     with _threads:
         for i in range(T):
             # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-            _stack0[i] += h[i] @ _stack0_W.T
+            _stack0[i] += np.dot(_s_h[i], _T__stack0_W)
             # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-            _sigmoid(_stack0[i, :, :2 * n_h], out=_stack0_out0[i])
+            _sigmoid(_s1__stack0[i], out=_s__stack0_out0[i])
             # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-            a_n[i] += (r[i] * h[i]) @ U_n.T
+            a_n[i] += np.dot(_s_r[i] * _s_h[i], _T_U_n)
             # n_t = tanh(a_{n,t})
-            np.tanh(a_n[i], out=n[i])
+            np.tanh(_s_a_n[i], out=_s_n[i])
             # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
-            np.multiply(1 - z_[i], h[i], out=h[i + 1])
-            h[i + 1] += z_[i] * n[i]
+            np.multiply(1 - _s_z_[i], _s_h[i], out=_s_h[i + 1])
+            h[i + 1] += _s_z_[i] * _s_n[i]
+    del _s_h, _s1__stack0, _s__stack0_out0, _s_r, _s_a_n, _s_n, _s_z_  # the views keep nothing alive past the loop
     # ŷ_t = W_y h_t + b_y
     y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
@@ -713,19 +724,31 @@ def _run(params, data, want):
     d_a_n = _ws.empty((T, B, n_h), dtype)
     _d_stack0 = _ws.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
+    # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s__d_h_0 = list(_d_h_0)
+    _s_d_h = list(d_h)
+    _s_r = list(r)
+    _s_d_a_n = list(d_a_n)
+    _s__d_stack0 = list(_d_stack0)
+    _s__d_a_n_0 = list(_d_a_n_0)
+    _s__d_a_r_0 = list(_d_a_r_0)
+    _s_d_a_r = list(d_a_r)
+    _s__d_a_z_0 = list(_d_a_z_0)
+    _s_d_a_z = list(d_a_z)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
             if i + 1 < T:
-                d_h[i] += _d_h_0[i] * d_h[i + 1]
-                d_h[i] += r[i + 1] * (d_a_n[i + 1] @ U_n)
-                d_h[i] += _d_stack0[i + 1] @ _stack0_W
+                d_h[i] += _s__d_h_0[i] * _s_d_h[i + 1]
+                d_h[i] += _s_r[i + 1] * np.dot(_s_d_a_n[i + 1], U_n)
+                d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
             # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
-            np.multiply(_d_a_n_0[i], d_h[i], out=d_a_n[i])
+            np.multiply(_s__d_a_n_0[i], _s_d_h[i], out=_s_d_a_n[i])
             # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-            np.multiply(_d_a_r_0[i], d_a_n[i] @ U_n, out=d_a_r[i])
+            np.multiply(_s__d_a_r_0[i], np.dot(_s_d_a_n[i], U_n), out=_s_d_a_r[i])
             # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
-            np.multiply(_d_a_z_0[i], d_h[i], out=d_a_z[i])
+            np.multiply(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
+    del _s__d_h_0, _s_d_h, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # the views keep nothing alive past the loop
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

@@ -43,6 +43,9 @@ class JaxPrinter(NumpyPrinter):
     """Prints one expression as JAX code (modes as ``NumpyPrinter``'s)."""
 
     printmethod = "_jax_print"
+    # a step is the body of ``lax.scan``, traced once: Wᵀ is a view there, ``@`` XLA's dot
+    step_transposes = False
+    step_dot = False
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -17,10 +17,12 @@ from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
+from ..loops import transposed_in
 from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Line, Phase, Schedule
 from ..signature import dim_sources
+from .loop import around_loop
 from .printer import NumpyPrinter
 from .workspace import pooled
 
@@ -30,7 +32,11 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     and source, which the caller adds).  ``comment(lhs, rhs, label=None)`` and ``comment_text(e)``
     print the equations the code's comments show."""
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text)
-    out = context(d, plan.schedule(), plan.printer)
+    schedule = plan.schedule()
+    out = context(d, schedule, plan.printer)
+    for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
+        out[f"{name}_transposes"] = transposed_in(phase)  # read where there is no loop of the phase's own
+        out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)
     sizes = frozenset(["T", "B"] + [py for _, py in out["dims"]])
     out["forward"], out["backward"] = _pooled(out["forward"], sizes), _pooled(out["backward"], sizes)
     return out

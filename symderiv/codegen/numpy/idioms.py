@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import sympy as sp
 
+from ..loops import transposed
 from ..schedule import Code, Line, line, reads_of
 from .spelling import call, call_out, group, has_out
 
@@ -102,7 +103,11 @@ class NumpyIdioms:
         return Code(f"_matvec({matrix.text}, {vectors.text})", reads=reads_of(matrix, vectors), form="product")
 
     def step_product(self, vector: Code, matrix: str) -> Code:
-        """M v for the loop's step, the batch in rows: v Mᵀ."""
+        """M v for the loop's step, the batch in rows: v Mᵀ (``np.dot`` of Mᵀ made before the loop, as the
+        printer's step products: ``NumpyPrinter._rows_product``)."""
+        pr = self.pr
+        if pr.step_dot and pr.step_transposes:
+            return Code(f"{pr.lib}.dot({vector.text}, {transposed(matrix)})", reads=reads_of(vector, (matrix,)))
         return Code(f"{group(vector.text)} @ {matrix}.T", reads=reads_of(vector, (matrix,)))
 
     def plus(self, codes: Sequence[Code]) -> Code:

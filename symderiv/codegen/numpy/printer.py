@@ -26,6 +26,7 @@ from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
 from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, LogSoftmax, Softmax, Window, coeff_and_rest, shift
+from ..loops import transposed
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -370,13 +371,25 @@ class NumpyPrinter(Printer):
         """A per-example matrix (…, rows, cols) transposed: its last two axes swapped."""
         return f"np.swapaxes({text}, -1, -2)"
 
+    # Whether a step's product x Wᵀ reads Wᵀ made once before the loop (``loops.transposed``: the
+    # emitter must make it), and whether it is spelled ``np.dot`` (see ``_rows_product``).
+    step_transposes = True
+    step_dot = True
+
     def _rows_transpose(self, matrix: Code) -> str:
-        """Wᵀ, the right operand of the per-row product x Wᵀ (W a matrix of no example)."""
+        """Wᵀ, the right operand of the per-row product x Wᵀ (W a matrix of no example); at a step of
+        the loop, ``_T_W``, made once before the loop (``codegen.loops``), not a view a step."""
+        if self.step_transposes and self.mode == "step" and matrix.form == "array":
+            return transposed(matrix.text)
         return f"{group(matrix.text)}.T"
 
     def _rows_product(self, code: Code, rows: str, right: str) -> Code:
         """The per-row product ``rows @ right`` (``code``), as the printer returns it; a subclass may
-        mark a step's product so that its idioms can write it into a slot in one operation."""
+        mark a step's product so that its idioms can write it into a slot in one operation.  At a step,
+        ``np.dot``: the same BLAS product of two matrices (B rows by a weight matrix) as ``@``, with a
+        third less dispatch (``@`` goes through the matmul ufunc's machinery)."""
+        if self.step_dot and self.mode == "step":
+            return replace(code, text=f"{self.lib}.dot({rows}, {right})")
         return code
 
     def _axis(self, axis: str) -> str:

@@ -16,11 +16,11 @@ import sympy as sp
 from ...ad.derive import Derivation
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
+from ..loops import step_views, transposed_in
 from ..numpy.emitter import context
 from ..plan import ModulePlan
-from ..schedule import Line, Phase, Schedule, Scheduled
+from ..schedule import Line, Phase, Schedule
 from . import TORCH
-from .printer import TRANSPOSED
 
 
 def module_context(d: Derivation, comment: Callable[..., str], comment_text: Callable[[sp.Basic], str]) -> dict:
@@ -37,8 +37,8 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     out["scratch"] = scratch(schedule.forward) + scratch(schedule.backward)
     out["shared_inputs"] = repr(tuple(name for name, _, _, shared in out["data_axes"] if shared))
     out["saved"] = saved_names(d, schedule, out)
-    out["forward_transposes"] = _transposed(schedule.forward)
-    out["backward_transposes"] = _transposed(schedule.backward)
+    out["forward_transposes"] = transposed_in(schedule.forward)
+    out["backward_transposes"] = transposed_in(schedule.backward)
     out["forward_views"] = step_views(schedule.forward.loop)
     out["backward_views"] = step_views(schedule.backward.loop)
     # The backward pass's allocations name the module's dtype and device (not arrays, so not in the
@@ -74,44 +74,6 @@ def fuse_bias(lines: list[Line], biases: set[str]) -> list[Line]:
         else:
             out.append(ln)
     return out
-
-
-# A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).
-_STEP = re.compile(r"(?<![\w.\])])([A-Za-z_]\w*)\[(i(?: [+-] \d+)?)((?:, [^\[\]]*)?)\]")
-_ASSIGNED = re.compile(r"\s*([A-Za-z_]\w*)\[[^\]]*\]\s*(?:[-+*/@]|//|\*\*)?=(?!=)")
-VIEWS = "_s"  # ``_s_h`` is ``h.unbind(0)``: the steps of ``h`` as views, made once before the loop
-
-
-def step_views(loop: list[Scheduled]) -> list[tuple[str, str]]:
-    """The steps of every array the loop's lines index by step, as views made once before the loop:
-    ``_s_h = h.unbind(0)``, and the loop reads ``_s_h[i + 1]`` where it read ``h[i + 1]``.
-
-    Indexing a tensor is a call into PyTorch (a view made, at every step, for every operand); a
-    tuple's item is not: at a small size that indexing was about 40% of the loop.  The views share
-    the arrays' memory, so every in-place write through them is a write into the array.  Returns
-    (name of the tuple, the array or its slice whose steps it holds), in order; the loop's lines are
-    rewritten in place.  An indexed assignment (``h[i] = v``, ``h[i] += v``) keeps the array: a
-    tuple's item cannot be assigned."""
-    views: dict[str, str] = {}  # the source (``h``, ``_stack0[:, :, :3 * n_h]``) → its tuple's name
-
-    def view(m: re.Match) -> str:
-        name, step, rest = m.group(1), m.group(2), m.group(3)
-        if re.search(r"\bi\b", rest):
-            return m.group(0)
-        source = f"{name}[:{rest}]" if rest else name
-        if source not in views:
-            views[source] = f"{VIEWS}_{name}" if not rest else f"{VIEWS}{len(views)}_{name}"
-        return f"{views[source]}[{step}]"
-
-    for st in loop:
-        lines = []
-        for ln in st.lines:
-            assigned = _ASSIGNED.match(ln.text)
-            head = assigned.end() if assigned else 0
-            text = ln.text[:head] + _STEP.sub(view, ln.text[head:])
-            lines.append(Line(text, ln.writes, ln.reads))
-        st.lines = lines
-    return [(tuple_name, source) for source, tuple_name in views.items()]
 
 
 _ASSIGN = re.compile(r"(\w+) = (.+)\Z")
@@ -173,16 +135,6 @@ def _fuse_chain(y: str, factors: list[str]) -> list[str] | None:
     if fn == "_sigmoid_grad":
         return [f"{y} = torch.addcmul({s}, {s}, {s}, value=-1)"]
     return None
-
-
-def _transposed(phase) -> list[str]:
-    """The matrices the code of ``phase`` reads transposed (``_T_W``: its time loops), in order of
-    appearance: each is transposed once, before the phase (``_T_W = W.T``)."""
-    found = (m.group(1) for st in phase.statements() for ln in st.lines for m in _TRANSPOSE.finditer(ln.text))
-    return list(dict.fromkeys(found))
-
-
-_TRANSPOSE = re.compile(rf"(?<!\w){TRANSPOSED}(\w+)")
 
 
 def _words(phase) -> set[str]:

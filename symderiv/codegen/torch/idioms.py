@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import sympy as sp
 
 from ...ir.expr import Apply
+from ..loops import transposed
 from ..numpy.idioms import NumpyIdioms
 from ..numpy.spelling import group
 from ..schedule import Code, Line, line, reads_of
-from .printer import StepHadamard, StepProduct, transposed
+from .printer import StepHadamard, StepProduct
 from .spelling import call, call_out, has_out
 
 _IN_PLACE = {"+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}

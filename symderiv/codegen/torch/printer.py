@@ -24,13 +24,6 @@ from ..numpy.printer import NumpyPrinter
 from ..schedule import Code
 from .spelling import call, group
 
-TRANSPOSED = "_T_"  # ``_T_W`` is ``W.T``, made once before the loop that reads it
-
-
-def transposed(matrix: str) -> str:
-    """The name of ``matrix``'s transpose, made before the time loop."""
-    return TRANSPOSED + matrix
-
 
 class _SizePrinter(PythonCodePrinter):
     """A number made of sizes (Python ints) as Python code without ``math``: a power is ``**``
@@ -113,12 +106,6 @@ class TorchPrinter(NumpyPrinter):
 
     def _swap_last(self, text: str) -> str:
         return f"{group(text)}.transpose(-1, -2)"
-
-    def _rows_transpose(self, matrix: Code) -> str:
-        """Wᵀ of the loop's step product x Wᵀ is made once before the loop (``_T_W``), not a view a step."""
-        if self.mode == "step" and matrix.form == "array":
-            return transposed(matrix.text)
-        return super()._rows_transpose(matrix)
 
     def _rows_product(self, code: Code, rows: str, right: str) -> Code:
         """The loop's step product x Wᵀ carries its operands (``StepProduct``)."""

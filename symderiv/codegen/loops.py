@@ -1,0 +1,75 @@
+"""What a time loop's code reads once, before the loop, instead of at every step: the back ends' one set.
+
+At a small size a step is a handful of array operations, each about a microsecond of dispatch, and
+whatever a step's line makes on the way (a transposed view ``W.T``, a step's view ``h[i]``) costs as
+much as an operation.  Two things are therefore made before the loop, by the NumPy and PyTorch
+modules alike:
+
+- **the transposed weights** of the step products x Wᵀ (``_T_W``): the printers name them
+  (``transposed``) where a step reads Wᵀ, the emitters make each once (``transposed_in`` lists
+  them), laid out in rows, so that BLAS multiplies by a contiguous matrix (a transposed operand
+  cost float32 products about a third of their speed here);
+- **the steps of every array the loop indexes** (``step_views``), as views made once.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .schedule import Line, Phase, Scheduled
+
+TRANSPOSED = "_T_"  # ``_T_W`` is ``W.T``, made once before the loop that reads it
+
+
+def transposed(matrix: str) -> str:
+    """The name of ``matrix``'s transpose, made before the time loop."""
+    return TRANSPOSED + matrix
+
+
+_TRANSPOSE = re.compile(rf"(?<!\w){TRANSPOSED}(\w+)")
+
+
+def transposed_in(phase: Phase) -> list[str]:
+    """The matrices the code of ``phase`` reads transposed (``_T_W``: its time loops), in order of
+    appearance: each is transposed once, before the phase's loop (``_T_W = W.T``)."""
+    found = (m.group(1) for st in phase.statements() for ln in st.lines for m in _TRANSPOSE.finditer(ln.text))
+    return list(dict.fromkeys(found))
+
+
+# A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).
+_STEP = re.compile(r"(?<![\w.\])])([A-Za-z_]\w*)\[(i(?: [+-] \d+)?)((?:, [^\[\]]*)?)\]")
+_ASSIGNED = re.compile(r"\s*([A-Za-z_]\w*)\[[^\]]*\]\s*(?:[-+*/@]|//|\*\*)?=(?!=)")
+VIEWS = "_s"  # ``_s_h`` holds the steps of ``h`` as views, made once before the loop
+
+
+def step_views(loop: list[Scheduled]) -> list[tuple[str, str]]:
+    """The steps of every array the loop's lines index by step, as views made once before the loop
+    (``_s_h = h.unbind(0)`` in PyTorch, ``list(h)`` in NumPy), and the loop reads ``_s_h[i + 1]``
+    where it read ``h[i + 1]``.
+
+    Indexing an array is a call into the library (a view made, at every step, for every operand); a
+    sequence's item is not: at a small size that indexing was about 40% of a PyTorch loop.  The views
+    share the arrays' memory, so every in-place write through them is a write into the array.  Returns
+    (name of the sequence, the array or its slice whose steps it holds), in order; the loop's lines are
+    rewritten in place.  An indexed assignment (``h[i] = v``, ``h[i] += v``) keeps the array: a
+    tuple's item cannot be assigned, and a list's would be replaced, not written into."""
+    views: dict[str, str] = {}  # the source (``h``, ``_stack0[:, :, :3 * n_h]``) → its sequence's name
+
+    def view(m: re.Match) -> str:
+        name, step, rest = m.group(1), m.group(2), m.group(3)
+        if re.search(r"\bi\b", rest):
+            return m.group(0)
+        source = f"{name}[:{rest}]" if rest else name
+        if source not in views:
+            views[source] = f"{VIEWS}_{name}" if not rest else f"{VIEWS}{len(views)}_{name}"
+        return f"{views[source]}[{step}]"
+
+    for st in loop:
+        lines = []
+        for ln in st.lines:
+            assigned = _ASSIGNED.match(ln.text)
+            head = assigned.end() if assigned else 0
+            text = ln.text[:head] + _STEP.sub(view, ln.text[head:])
+            lines.append(Line(text, ln.writes, ln.reads))
+        st.lines = lines
+    return [(name, source) for source, name in views.items()]
