@@ -99,10 +99,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -111,7 +112,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -645,15 +646,15 @@ def _run(params, data, want):
     h = _ws.zeros((T + 1, B, n_h), dtype)
     _T_V = _ws.contiguous(V.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s_h = list(h)
     _s_z_h = list(z_h)
+    _s_h = list(h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W c_t + V h_{t−1} + b_h
-            z_h[i] += np.dot(_s_h[i], _T_V)
+            _s_z_h[i] += np.dot(_s_h[i], _T_V)
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i + 1])
-    del _s_h, _s_z_h  # the views keep nothing alive past the loop
+    del _s_z_h, _s_h  # the views keep nothing alive past the loop
     # ŷ_t = W_y h_t + b_y
     y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
@@ -688,17 +689,17 @@ def _run(params, data, want):
     del d_y_hat, y_hat, y
     d_z_h = _ws.empty((T, B, n_h), dtype)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_h = list(d_h)
     _s_d_z_h = list(d_z_h)
     _s__d_z_h_0 = list(_d_z_h_0)
-    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_h[i] += np.dot(_s_d_z_h[i + 1], V)
+                _s_d_h[i] += np.dot(_s_d_z_h[i + 1], V)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
     d_z_c = _ws.matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).astype(dtype)

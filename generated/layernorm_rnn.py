@@ -96,10 +96,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -108,7 +109,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -628,33 +629,33 @@ def _run(params, data, want):
     h = _ws.zeros((T + 1, B, n_h), dtype)
     _T_U = _ws.contiguous(U.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s_h = list(h)
     _s_a_ = list(a_)
-    _s_m = list(m)
+    _s_h = list(h)
     _s_e_ = list(e_)
+    _s_m = list(m)
     _s_s_ = list(s_)
     _s__sqrt_in_z_h = list(_sqrt_in_z_h)
     _s_z_h = list(z_h)
     with _threads:
         for i in range(T):
             # a_t = W x_t + U h_{t−1} + b
-            a_[i] += np.dot(_s_h[i], _T_U)
+            _s_a_[i] += np.dot(_s_h[i], _T_U)
             # m_t = 1/n_h 1ᵀ a_t
             m[i] = (1/n_h) * np.sum(_s_a_[i], axis=-1, keepdims=True)
             # e_t = a_t − 1 m_t
             e_[i] = _s_a_[i]
-            e_[i] -= _s_m[i] * np.ones(n_h, dtype)
+            _s_e_[i] -= _s_m[i] * np.ones(n_h, dtype)
             # s_t = 1/n_h 1ᵀ (e_t ⊙ e_t)
             s_[i] = (1/n_h) * np.sum(_s_e_[i] ** 2, axis=-1, keepdims=True)
             # √(s_t + 1/100000), in the equation of z_{h,t}: kept for the backward pass
             _sqrt_in_z_h[i] = np.sqrt(_s_s_[i] + (1 / 100000))
             # z_{h,t} = (g ⊙ e_t) / √(s_t + 1/100000) + c
             np.multiply((1 / _s__sqrt_in_z_h[i]) * np.ones(n_h, dtype), g, out=_s_z_h[i])
-            z_h[i] *= _s_e_[i]
-            z_h[i] += c
+            _s_z_h[i] *= _s_e_[i]
+            _s_z_h[i] += c
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i + 1])
-    del _s_h, _s_a_, _s_m, _s_e_, _s_s_, _s__sqrt_in_z_h, _s_z_h  # the views keep nothing alive past the loop
+    del _s_a_, _s_h, _s_e_, _s_m, _s_s_, _s__sqrt_in_z_h, _s_z_h  # the views keep nothing alive past the loop
     # ŷ_t = V h_t
     y_hat = _ws.matvec(V, h[1:])
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -696,9 +697,9 @@ def _run(params, data, want):
     d_m = _ws.empty((T, B, 1), dtype)
     d_a_ = _ws.empty((T, B, n_h), dtype)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_h = list(d_h)
     _s_d_a_ = list(d_a_)
     _s__d_z_h_0 = list(_d_z_h_0)
-    _s_d_h = list(d_h)
     _s_d_z_h = list(d_z_h)
     _s__d_s__0 = list(_d_s__0)
     _s_e_ = list(e_)
@@ -710,20 +711,20 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_t = Vᵀ δŷ_t + Uᵀ δa_{t+1}
             if i + 1 < T:
-                d_h[i] += np.dot(_s_d_a_[i + 1], U)
+                _s_d_h[i] += np.dot(_s_d_a_[i + 1], U)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
             # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
             d_s_[i] = (-1 / 2) * (_s__d_s__0[i] * np.sum(g * _s_e_[i] * _s_d_z_h[i], axis=-1, keepdims=True))
             # δe_t = (δz_{h,t} ⊙ g) / √(s_t + 1/100000) + 2/n_h δs_t e_t
             np.multiply(_s__d_e__0[i], _s_d_z_h[i], out=_s_d_e_[i])
-            d_e_[i] += (2/n_h) * (_s_e_[i] * (_s_d_s_[i] * np.ones(n_h, dtype)))
+            _s_d_e_[i] += (2/n_h) * (_s_e_[i] * (_s_d_s_[i] * np.ones(n_h, dtype)))
             # δm_t = −1ᵀ δe_t
             d_m[i] = -np.sum(_s_d_e_[i], axis=-1, keepdims=True)
             # δa_t = δe_t + 1/n_h 1 δm_t
             d_a_[i] = _s_d_e_[i]
-            d_a_[i] += (1/n_h) * (_s_d_m[i] * np.ones(n_h, dtype))
-    del _s_d_a_, _s__d_z_h_0, _s_d_h, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # the views keep nothing alive past the loop
+            _s_d_a_[i] += (1/n_h) * (_s_d_m[i] * np.ones(n_h, dtype))
+    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # the views keep nothing alive past the loop
     # ∂L/∂W = Σ_t δa_t x_tᵀ
     g_W = _outer(d_a_, x_)
     # ∂L/∂U = Σ_t δa_t h_{t−1}ᵀ

@@ -100,10 +100,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -112,7 +113,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -650,8 +651,9 @@ def _run(params, data, want):
     h = _ws.zeros((T + 1, B, n_h), dtype)
     _T__stack0_W = _ws.contiguous(_stack0_W.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s__stack0 = list(_stack0)
     _s_h = list(h)
-    _s1__stack0 = list(_stack0[:, :, :3 * n_h])
+    _s2__stack0 = list(_stack0[:, :, :3 * n_h])
     _s__stack0_out0 = list(_stack0_out0)
     _s_z_g = list(z_g)
     _s_g = list(g)
@@ -662,18 +664,18 @@ def _run(params, data, want):
     with _threads:
         for i in range(T):
             # z_{f,t}, z_{i,t}, z_{o,t}, z_{g,t}: the parts that multiply h_{t−1}, one product
-            _stack0[i] += np.dot(_s_h[i], _T__stack0_W)
+            _s__stack0[i] += np.dot(_s_h[i], _T__stack0_W)
             # f_t = σ(z_{f,t}), i_t = σ(z_{i,t}), o_t = σ(z_{o,t}): one call
-            _sigmoid(_s1__stack0[i], out=_s__stack0_out0[i])
+            _sigmoid(_s2__stack0[i], out=_s__stack0_out0[i])
             # g_t = tanh(z_{g,t})
             np.tanh(_s_z_g[i], out=_s_g[i])
             # c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
             np.multiply(_s_f[i], _s_c[i], out=_s_c[i + 1])
-            c[i + 1] += _s_i_[i] * _s_g[i]
+            _s_c[i + 1] += _s_i_[i] * _s_g[i]
             # h_t = o_t ⊙ tanh(c_t)
             np.tanh(_s_c[i + 1], out=_s_h[i + 1])
-            h[i + 1] *= _s_o[i]
-    del _s_h, _s1__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o  # the views keep nothing alive past the loop
+            _s_h[i + 1] *= _s_o[i]
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o  # the views keep nothing alive past the loop
     # v_t = [h_{t−1}; x_t]
     v_ = _ws.concat(h[:-1], x_)
     # z_{p,t} = W_y h_t + b_y
@@ -740,9 +742,9 @@ def _run(params, data, want):
     _d_stack0 = _ws.empty((T, B, 4 * n_h), dtype)
     d_z_f, d_z_i, d_z_o, d_z_g = np.split(_d_stack0, [n_h, 2 * n_h, 3 * n_h], axis=-1)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_h = list(d_h)
     _s__d_stack0 = list(_d_stack0)
     _s__d_c_0 = list(_d_c_0)
-    _s_d_h = list(d_h)
     _s_d_c = list(d_c)
     _s_f = list(f)
     _s__d_z_g_0 = list(_d_z_g_0)
@@ -757,11 +759,11 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δz_{p,t} + [δv_{t+1}]_{1:n_h}
             if i + 1 < T:
-                d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
+                _s_d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
             # δc_t = δh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + δc_{t+1} ⊙ f_{t+1}
             np.multiply(_s__d_c_0[i], _s_d_h[i], out=_s_d_c[i])
             if i + 1 < T:
-                d_c[i] += _s_f[i + 1] * _s_d_c[i + 1]
+                _s_d_c[i] += _s_f[i + 1] * _s_d_c[i + 1]
             # δz_{g,t} = δc_t ⊙ i_t ⊙ (1 − g_t ⊙ g_t)
             np.multiply(_s__d_z_g_0[i], _s_d_c[i], out=_s_d_z_g[i])
             # δz_{o,t} = δh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)
@@ -770,7 +772,7 @@ def _run(params, data, want):
             np.multiply(_s__d_z_i_0[i], _s_d_c[i], out=_s_d_z_i[i])
             # δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
             np.multiply(_s__d_z_f_0[i], _s_d_c[i], out=_s_d_z_f[i])
-    del _s__d_stack0, _s__d_c_0, _s_d_h, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f  # the views keep nothing alive past the loop
+    del _s_d_h, _s__d_stack0, _s__d_c_0, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f  # the views keep nothing alive past the loop
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ
     # ∂L/∂W_i = Σ_t δz_{i,t} v_tᵀ

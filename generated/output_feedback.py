@@ -96,10 +96,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -108,7 +109,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -627,19 +628,19 @@ def _run(params, data, want):
     _T_W_f = _ws.contiguous(W_f.T)  # once, not at every step, and in rows (BLAS is faster so)
     _T_W_y = _ws.contiguous(W_y.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s_y = list(y)
     _s_z_h = list(z_h)
+    _s_y = list(y)
     _s_h = list(h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W_x x_t + W_f y_{t−1} + b_h
-            z_h[i] += np.dot(_s_y[i], _T_W_f)
+            _s_z_h[i] += np.dot(_s_y[i], _T_W_f)
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i])
             # y_t = W_y h_t + b_y
             y[i + 1] = np.dot(_s_h[i], _T_W_y)
-            y[i + 1] += b_y
-    del _s_y, _s_z_h, _s_h  # the views keep nothing alive past the loop
+            _s_y[i + 1] += b_y
+    del _s_z_h, _s_y, _s_h  # the views keep nothing alive past the loop
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = np.add.reduce(_ws.op(np.multiply, 1 / 2, np.add.reduce(_ws.op(np.multiply, _ws.op(np.subtract, y[1:], y_ref), _ws.op(np.subtract, y[1:], y_ref)), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
@@ -663,17 +664,17 @@ def _run(params, data, want):
     del y_ref
     d_z_h = _ws.empty((T, B, n_h), dtype)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_y = list(d_y)
     _s_d_z_h = list(d_z_h)
     _s__d_z_h_0 = list(_d_z_h_0)
-    _s_d_y = list(d_y)
     with _threads:
         for i in reversed(range(T)):
             # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}
             if i + 1 < T:
-                d_y[i] += np.dot(_s_d_z_h[i + 1], W_f)
+                _s_d_y[i] += np.dot(_s_d_z_h[i + 1], W_f)
             # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
             np.multiply(_s__d_z_h_0[i], np.dot(_s_d_y[i], W_y), out=_s_d_z_h[i])
-    del _s_d_z_h, _s__d_z_h_0, _s_d_y  # the views keep nothing alive past the loop
+    del _s_d_y, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
     # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
     g_W_x = _outer(d_z_h, x_)
     # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ

@@ -98,10 +98,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -110,7 +111,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -634,15 +635,15 @@ def _run(params, data, want):
     _T_A_1 = _ws.contiguous(A_1.T)  # once, not at every step, and in rows (BLAS is faster so)
     _T_A_2 = _ws.contiguous(A_2.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s_h = list(h)
     _s_z_h = list(z_h)
+    _s_h = list(h)
     with _threads:
         for i in range(T):
             # z_{h,t} = W x_t + A_1 h_{t−1} + A_2 h_{t−2} + b
-            z_h[i] += np.dot(_s_h[i + 1], _T_A_1) + np.dot(_s_h[i], _T_A_2)
+            _s_z_h[i] += np.dot(_s_h[i + 1], _T_A_1) + np.dot(_s_h[i], _T_A_2)
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i + 2])
-    del _s_h, _s_z_h  # the views keep nothing alive past the loop
+    del _s_z_h, _s_h  # the views keep nothing alive past the loop
     # z_{p,t} = W_y h_t + b_y
     z_p = _ws.matvec(W_y, h[2:])
     z_p += b_y
@@ -678,19 +679,19 @@ def _run(params, data, want):
     del d_z_p, p_, r
     d_z_h = _ws.empty((T, B, n_h), dtype)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_h = list(d_h)
     _s_d_z_h = list(d_z_h)
     _s__d_z_h_0 = list(_d_z_h_0)
-    _s_d_h = list(d_h)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δz_{p,t} + A_1ᵀ δz_{h,t+1} + A_2ᵀ δz_{h,t+2}
             if i + 1 < T:
-                d_h[i] += np.dot(_s_d_z_h[i + 1], A_1)
+                _s_d_h[i] += np.dot(_s_d_z_h[i + 1], A_1)
             if i + 2 < T:
-                d_h[i] += np.dot(_s_d_z_h[i + 2], A_2)
+                _s_d_h[i] += np.dot(_s_d_z_h[i + 2], A_2)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-    del _s_d_z_h, _s__d_z_h_0, _s_d_h  # the views keep nothing alive past the loop
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
     # ∂L/∂W = Σ_t δz_{h,t} x_tᵀ
     g_W = _outer(d_z_h, x_)
     # ∂L/∂A_1 = Σ_t δz_{h,t} h_{t−1}ᵀ

@@ -98,10 +98,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -110,7 +111,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -638,23 +639,23 @@ def _run(params, data, want):
     _T_W_2 = _ws.contiguous(W_2.T)  # once, not at every step, and in rows (BLAS is faster so)
     _T_U_2 = _ws.contiguous(U_2.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s_h_1 = list(h_1)
     _s_z_h_1 = list(z_h_1)
-    _s_h_2 = list(h_2)
+    _s_h_1 = list(h_1)
     _s_z_h_2 = list(z_h_2)
+    _s_h_2 = list(h_2)
     with _threads:
         for i in range(T):
             # z_{h,1,t} = W_1 x_t + U_1 h_{1,t−1} + b_1
-            z_h_1[i] += np.dot(_s_h_1[i], _T_U_1)
+            _s_z_h_1[i] += np.dot(_s_h_1[i], _T_U_1)
             # h_{1,t} = tanh(z_{h,1,t})
             np.tanh(_s_z_h_1[i], out=_s_h_1[i + 1])
             # z_{h,2,t} = W_2 h_{1,t} + U_2 h_{2,t−1} + b_2
             z_h_2[i] = np.dot(_s_h_1[i + 1], _T_W_2)
-            z_h_2[i] += np.dot(_s_h_2[i], _T_U_2)
-            z_h_2[i] += b_2
+            _s_z_h_2[i] += np.dot(_s_h_2[i], _T_U_2)
+            _s_z_h_2[i] += b_2
             # h_{2,t} = tanh(z_{h,2,t})
             np.tanh(_s_z_h_2[i], out=_s_h_2[i + 1])
-    del _s_h_1, _s_z_h_1, _s_h_2, _s_z_h_2  # the views keep nothing alive past the loop
+    del _s_z_h_1, _s_h_1, _s_z_h_2, _s_h_2  # the views keep nothing alive past the loop
     # z_{p,t} = W_y h_{2,t} + b_y
     z_p = _ws.matvec(W_y, h_2[1:])
     z_p += b_y
@@ -696,26 +697,26 @@ def _run(params, data, want):
     d_h_1 = _ws.empty((T, B, n_1), dtype)
     d_z_h_1 = _ws.empty((T, B, n_1), dtype)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s_d_h_2 = list(d_h_2)
     _s_d_z_h_2 = list(d_z_h_2)
     _s__d_z_h_2_0 = list(_d_z_h_2_0)
-    _s_d_h_2 = list(d_h_2)
+    _s_d_h_1 = list(d_h_1)
     _s_d_z_h_1 = list(d_z_h_1)
     _s__d_z_h_1_0 = list(_d_z_h_1_0)
-    _s_d_h_1 = list(d_h_1)
     with _threads:
         for i in reversed(range(T)):
             # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}
             if i + 1 < T:
-                d_h_2[i] += np.dot(_s_d_z_h_2[i + 1], U_2)
+                _s_d_h_2[i] += np.dot(_s_d_z_h_2[i + 1], U_2)
             # δz_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
             np.multiply(_s__d_z_h_2_0[i], _s_d_h_2[i], out=_s_d_z_h_2[i])
             # δh_{1,t} = W_2ᵀ δz_{h,2,t} + U_1ᵀ δz_{h,1,t+1}
             d_h_1[i] = np.dot(_s_d_z_h_2[i], W_2)
             if i + 1 < T:
-                d_h_1[i] += np.dot(_s_d_z_h_1[i + 1], U_1)
+                _s_d_h_1[i] += np.dot(_s_d_z_h_1[i + 1], U_1)
             # δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
             np.multiply(_s__d_z_h_1_0[i], _s_d_h_1[i], out=_s_d_z_h_1[i])
-    del _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_2, _s_d_z_h_1, _s__d_z_h_1_0, _s_d_h_1  # the views keep nothing alive past the loop
+    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0  # the views keep nothing alive past the loop
     # ∂L/∂W_1 = Σ_t δz_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_z_h_1, x_)
     # ∂L/∂U_1 = Σ_t δz_{h,1,t} h_{1,t−1}ᵀ

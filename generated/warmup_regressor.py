@@ -101,10 +101,11 @@ def _concat(*parts, ws=None):
 
 
 def _matvec(W, x, out=None):
-    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given)."""
+    """W x for every row x of a stack (T, B, n): one matrix product over all T·B rows (into ``out``, if given).
+    ``np.dot`` of two matrices is the BLAS product ``@`` is, with less dispatch (0.4 µs of 2 at a small size)."""
     if out is None:
-        return (x.reshape(-1, x.shape[-1]) @ W.T).reshape(x.shape[:-1] + (W.shape[0],))
-    np.matmul(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
+        return np.dot(x.reshape(-1, x.shape[-1]), W.T).reshape(x.shape[:-1] + (W.shape[0],))
+    np.dot(x.reshape(-1, x.shape[-1]), W.T, out=out.reshape(-1, W.shape[0]))
     return out
 
 
@@ -113,7 +114,7 @@ def _outer(a, b):
     if a.shape[:-1] != b.shape[:-1]:  # one side is shared by every example
         lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
         a, b = np.broadcast_to(a, lead + a.shape[-1:]), np.broadcast_to(b, lead + b.shape[-1:])
-    return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+    return np.dot(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
 def _sum_examples(a):
@@ -654,27 +655,28 @@ def _run(params, data, want):
     _T__stack0_W = _ws.contiguous(_stack0_W.T)  # once, not at every step, and in rows (BLAS is faster so)
     _T_U_n = _ws.contiguous(U_n.T)  # once, not at every step, and in rows (BLAS is faster so)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
+    _s__stack0 = list(_stack0)
     _s_h = list(h)
-    _s1__stack0 = list(_stack0[:, :, :2 * n_h])
+    _s2__stack0 = list(_stack0[:, :, :2 * n_h])
     _s__stack0_out0 = list(_stack0_out0)
-    _s_r = list(r)
     _s_a_n = list(a_n)
+    _s_r = list(r)
     _s_n = list(n)
     _s_z_ = list(z_)
     with _threads:
         for i in range(T):
             # a_{z,t}, a_{r,t}: the parts that multiply h_{t−1}, one product
-            _stack0[i] += np.dot(_s_h[i], _T__stack0_W)
+            _s__stack0[i] += np.dot(_s_h[i], _T__stack0_W)
             # z_t = σ(a_{z,t}), r_t = σ(a_{r,t}): one call
-            _sigmoid(_s1__stack0[i], out=_s__stack0_out0[i])
+            _sigmoid(_s2__stack0[i], out=_s__stack0_out0[i])
             # a_{n,t} = W_n x_t + U_n (r_t ⊙ h_{t−1}) + b_n
-            a_n[i] += np.dot(_s_r[i] * _s_h[i], _T_U_n)
+            _s_a_n[i] += np.dot(_s_r[i] * _s_h[i], _T_U_n)
             # n_t = tanh(a_{n,t})
             np.tanh(_s_a_n[i], out=_s_n[i])
             # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
             np.multiply(1 - _s_z_[i], _s_h[i], out=_s_h[i + 1])
-            h[i + 1] += _s_z_[i] * _s_n[i]
-    del _s_h, _s1__stack0, _s__stack0_out0, _s_r, _s_a_n, _s_n, _s_z_  # the views keep nothing alive past the loop
+            _s_h[i + 1] += _s_z_[i] * _s_n[i]
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_a_n, _s_r, _s_n, _s_z_  # the views keep nothing alive past the loop
     # ŷ_t = W_y h_t + b_y
     y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
@@ -725,8 +727,8 @@ def _run(params, data, want):
     _d_stack0 = _ws.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
-    _s__d_h_0 = list(_d_h_0)
     _s_d_h = list(d_h)
+    _s__d_h_0 = list(_d_h_0)
     _s_r = list(r)
     _s_d_a_n = list(d_a_n)
     _s__d_stack0 = list(_d_stack0)
@@ -739,16 +741,16 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δŷ_t + δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
             if i + 1 < T:
-                d_h[i] += _s__d_h_0[i] * _s_d_h[i + 1]
-                d_h[i] += _s_r[i + 1] * np.dot(_s_d_a_n[i + 1], U_n)
-                d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
+                _s_d_h[i] += _s__d_h_0[i] * _s_d_h[i + 1]
+                _s_d_h[i] += _s_r[i + 1] * np.dot(_s_d_a_n[i + 1], U_n)
+                _s_d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
             # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
             np.multiply(_s__d_a_n_0[i], _s_d_h[i], out=_s_d_a_n[i])
             # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
             np.multiply(_s__d_a_r_0[i], np.dot(_s_d_a_n[i], U_n), out=_s_d_a_r[i])
             # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
             np.multiply(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
-    del _s__d_h_0, _s_d_h, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # the views keep nothing alive past the loop
+    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # the views keep nothing alive past the loop
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

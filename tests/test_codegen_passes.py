@@ -292,7 +292,7 @@ def test_the_schedule_is_the_same_however_its_statements_are_written(name, tmp_p
     same frees, and a module that computes the same loss and gradients."""
     import importlib.util
 
-    from symderiv.codegen.numpy.emitter import context
+    from symderiv.codegen.numpy.emitter import context, loop_context
     from symderiv.render.emit import MARK, _environment
 
     d = symderiv.derive(symderiv.load(EXAMPLES / f"{name}.sdm"))
@@ -302,8 +302,10 @@ def test_the_schedule_is_the_same_however_its_statements_are_written(name, tmp_p
     for a, b in ((default.forward, functional.forward), (default.backward, functional.backward)):
         assert _structure(a) == _structure(b)
     assert default.free_before_backward == functional.free_before_backward
+    schedule = functional.schedule()
     text = _environment().get_template("module.py.j2").render(
-        mark=MARK, version="0", source=f"{name}.sdm", **context(d, functional.schedule(), functional.printer))
+        mark=MARK, version="0", source=f"{name}.sdm",
+        **context(d, schedule, functional.printer) | loop_context(schedule))
     assert "+=" not in text.split("def _run")[1] and "out=" not in text.split("def _run")[1]
     path = tmp_path / f"functional_{name}.py"
     path.write_text(text, encoding="utf-8")

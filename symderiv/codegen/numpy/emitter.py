@@ -33,12 +33,20 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     print the equations the code's comments show."""
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text)
     schedule = plan.schedule()
-    out = context(d, schedule, plan.printer)
-    for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
-        out[f"{name}_transposes"] = transposed_in(phase)  # read where there is no loop of the phase's own
-        out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)
+    out = context(d, schedule, plan.printer) | loop_context(schedule)
     sizes = frozenset(["T", "B"] + [py for _, py in out["dims"]])
     out["forward"], out["backward"] = _pooled(out["forward"], sizes), _pooled(out["backward"], sizes)
+    return out
+
+
+def loop_context(schedule: Schedule) -> dict:
+    """What the template writes around each pass's time loop (``numpy/loop.py``): the lines before and
+    after it, and the transposes read where a pass has no loop of its own.  Rewrites the loops' lines
+    (views, a σ state in tanh units) in place."""
+    out = {}
+    for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
+        out[f"{name}_transposes"] = transposed_in(phase)
+        out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)
     return out
 
 

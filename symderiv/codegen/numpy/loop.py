@@ -34,7 +34,7 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
     if not phase.loop:
         return [], []
     mats = transposed_in(phase)
-    views = step_views(phase.loop)
+    views = step_views(phase.loop, lists=True)
     units = tanh_units(phase)
     before = [f"{transposed(m)} = _ws.contiguous({m}.T)  # once, not at every step, and in rows (BLAS is faster so)"
               for m in mats if not (units and m == units[2])]
@@ -58,14 +58,14 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
     return before, after
 
 
-_PRODUCT = re.compile(r"(\w+)\[i\] \+= np\.dot\(_s_(\w+)\[i\], _T_(\w+)\)\Z")
+_PRODUCT = re.compile(r"_s_(\w+)\[i\] \+= np\.dot\(_s_(\w+)\[i\], _T_(\w+)\)\Z")
 
 
 def tanh_units(phase: Phase) -> tuple[str, str, str] | None:
     """Rewrite the loop of ``phase`` (views already made) to keep a σ state in tanh units, if it has one
     (see the module's docstring); return (the state's array, z's array, M), or None and change nothing.
 
-    The loop must be, for some state h, z and matrix M: ``z[i] += np.dot(_s_h[i], _T_M)`` and
+    The loop must be, for some state h, z and matrix M: ``_s_z[i] += np.dot(_s_h[i], _T_M)`` and
     ``_sigmoid(_s_z[i], out=_s_h[i + 1])``, with no other line of the loop reading h, z or Mᵀ; and h
     allocated as zeros with one step in front (h_0 = 0), by no other line."""
     lines = [ln for st in phase.loop for ln in st.lines]
