@@ -535,7 +535,9 @@ def transpose(e: MatrixExpr) -> MatrixExpr:
         return e.arg
     if isinstance(e, (ZeroMatrix, OneMatrix)):
         return type(e)(e.shape[1], e.shape[0])
-    if isinstance(e, sp.Identity):
+    if isinstance(e, (sp.Identity, Diag)):  # symmetric: diag(g)ᵀ is diag(g)
+        return e
+    if isinstance(e, Inv) and isinstance(e.arg, (sp.Identity, Diag)):  # and so is its inverse
         return e
     if e.shape == (1, 1):  # a scalar is its own transpose
         return e
