@@ -142,6 +142,13 @@ class LogSoftmax(Softmax):
     """log(softmax(z)), kept as one node so it can be computed stably."""
 
 
+def is_row_softmax(e: sp.Basic, *, log_too: bool = False) -> bool:
+    """Whether ``e`` is softmax(Sᵀ)ᵀ: the softmax of every row of S (a sheet whose examples are rows),
+    written through transposes since softmax acts on columns.  With ``log_too``, log_softmax(Sᵀ)ᵀ
+    (the log of each row's softmax) counts as well."""
+    return isinstance(e, Transpose) and (isinstance(e.arg, Softmax) if log_too else type(e.arg) is Softmax)
+
+
 class Concat(MatrixExpr):
     """Column vectors stacked on top of each other."""
 
