@@ -51,13 +51,23 @@ def export(rev: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
+def _size(spec: str, n: int) -> int:
+    """The size a dim expression of ``INPUTS`` spells (a dim, a number or a sum of them) when every dim is n."""
+    return sum(int(term) if term.strip().isdigit() else n for term in spec.split("+"))
+
+
 def data_for(module, n: int, T: int, batch: int | None, seed: int = 1) -> dict:
-    """Random data in the generated module's public layout (as benchutil.sequence_data: (T, n[, B]))."""
+    """Random data in the generated module's public layout, every dim n: a vector (n,), a matrix (rows, cols), per
+    step with the time axis first (T, ...), then the batch axis last (..., B); a scalar () shared by the batch."""
     rng = np.random.default_rng(seed)
     tail = (batch,) if batch else ()
     data = {}
-    for name, (sequence, _) in module.INPUTS.items():
-        shape = ((T, n) if sequence else (n,)) + tail
+    for name, (sequence, size) in module.INPUTS.items():
+        if size == "scalar":
+            example: tuple[int, ...] = ()
+        else:
+            example = tuple(_size(s, n) for s in ((size,) if isinstance(size, str) else size))
+        shape = ((T,) if sequence else ()) + example + (tail if example else ())
         data[name] = rng.uniform(0.1, 1.0, shape)  # positive: a valid target of every loss of the examples
     return data
 

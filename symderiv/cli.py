@@ -18,13 +18,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with a hint at what to type after its own message (a misspelt command)."""
 
     def error(self, message: str):
-        import difflib
+        from .frontend.statements import nearest  # the model language's own "did you mean"
+
         hint = "run 'symderiv --help' for the commands, or 'symderiv COMMAND --help' for one command"
         if "invalid choice" in message:
             bad = message.split("'")[1] if "'" in message else ""
-            close = difflib.get_close_matches(bad, COMMANDS, n=1)
-            if close:
-                hint = f"did you mean 'symderiv {close[0]}'? " + hint
+            close = nearest(bad, COMMANDS)
+            if close is not None:
+                hint = f"did you mean 'symderiv {close}'? " + hint
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n{hint}\n")
 

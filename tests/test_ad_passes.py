@@ -350,3 +350,22 @@ def test_an_activation_read_once_is_inlined_and_one_read_twice_is_named(readers,
     a = d.model.quantities["a"].symbol
     mentions = any(Delta(a) in sp.preorder_traversal(adj.closed) for adj in d.adjoints.values())
     assert mentions is named  # an inlined adjoint appears in no closed form
+
+
+def test_one_row_softmax_predicate_for_the_sweep_and_the_printer():
+    """softmax(Sᵀ)ᵀ is recognised by one function of ir/expr.py: the sweep's meaning (log_softmax too, its
+    adjoint is inlined alike) and the printer's (softmax only: log P is computed from P's logits)."""
+    import sympy as sp
+
+    from symderiv.ad import derive
+    from symderiv.codegen.numpy import printer
+    from symderiv.ir.expr import LogSoftmax, Softmax, is_row_softmax
+
+    S = sp.MatrixSymbol("S", 3, 4)
+    row, log_row = sp.Transpose(Softmax(sp.Transpose(S))), sp.Transpose(LogSoftmax(sp.Transpose(S)))
+    assert is_row_softmax(row) and is_row_softmax(row, log_too=True)
+    assert not is_row_softmax(log_row) and is_row_softmax(log_row, log_too=True)
+    for other in (Softmax(S), LogSoftmax(S), sp.Transpose(S)):
+        assert not is_row_softmax(other) and not is_row_softmax(other, log_too=True)
+    assert not hasattr(derive, "_row_softmax") and not hasattr(printer, "_is_row_softmax")
+    assert derive.is_row_softmax is printer.is_row_softmax is is_row_softmax

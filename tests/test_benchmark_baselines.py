@@ -133,3 +133,34 @@ def test_flop_count_of_seed_rnn_matches_matmul_rate():
     total = sum(2 * c * mm * k * q for _, _, c, mm, k, q in listed)
     # matmul_rate counts the first forward V h_0 product (a product of zeros) and ∂V over all N rows
     assert peers.flops("seed_rnn", n, T, B) == total - 2 * B * n * n - 2 * n * B * n
+
+
+EXAMPLE_NAMES = sorted(p.stem for p in (ROOT / "examples").glob("*.sdm"))
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_compare_versions_data_fit_every_example(name, batch):
+    """benchmarks/compare_versions.py's data are in each example's public layout (vectors, matrices, scalars,
+    sequences), so that the generated module takes them: one call of loss_and_gradients per example and batch."""
+    import compare_versions
+
+    m = _module(name)
+    n, T = 3, 4
+    data = compare_versions.data_for(m, n, T, batch)
+    assert set(data) == set(m.INPUTS)
+    params = m.init_params(dict.fromkeys(m.DIMS, n), seed=0)
+    loss, grads = m.loss_and_gradients(params, **data)
+    assert np.isfinite(loss)
+    assert {k: np.shape(g) for k, g in grads.items()} == {k: np.shape(p) for k, p in params.items()}
+
+
+def test_compare_versions_data_shapes_of_a_design_matrix():
+    """The shapes written out from INTERFACES.md for linear_regression (X: (n, d), y: n, lam: scalar)."""
+    import compare_versions
+
+    m = _module("linear_regression")
+    data = compare_versions.data_for(m, 3, 4, 2)
+    assert {k: v.shape for k, v in data.items()} == {"X": (3, 3, 2), "y": (3, 2), "lam": ()}
+    data = compare_versions.data_for(m, 3, 4, None)
+    assert {k: v.shape for k, v in data.items()} == {"X": (3, 3), "y": (3,), "lam": ()}

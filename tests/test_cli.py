@@ -50,3 +50,22 @@ def test_unknown_format_is_a_clean_error(seed_path, tmp_path, capsys):
 def test_missing_file_is_a_clean_error(tmp_path):
     out = run("show", str(tmp_path / "nope.sdm"))
     assert out.returncode == 2 and "Traceback" not in out.stderr and "cannot read" in out.stderr
+
+
+def test_a_misspelt_command_gets_the_model_languages_did_you_mean(capsys):
+    """The CLI's hint comes from frontend.statements.nearest (the model language's "did you mean"): a
+    misspelling and a command in other letter case are both answered; a word near no command gets only the hint."""
+    import pytest
+
+    hint = "run 'symderiv --help' for the commands, or 'symderiv COMMAND --help' for one command"
+    for typed, meant in (("dervie", "derive"), ("chek", "check"), ("DERIVE", "derive"), ("Verify", "verify")):
+        with pytest.raises(SystemExit) as done:
+            main([typed, "examples/mlp.sdm"])
+        err = capsys.readouterr().err
+        assert done.value.code == 2
+        assert err.splitlines()[-1] == f"did you mean 'symderiv {meant}'? {hint}", err
+        assert "Traceback" not in err
+    with pytest.raises(SystemExit) as done:
+        main(["frobnicate", "examples/mlp.sdm"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.splitlines()[-1] == hint and "did you mean" not in err

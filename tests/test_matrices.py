@@ -149,3 +149,29 @@ def test_linear_regression_reads_like_a_textbook(capsys):
     text = text.replace("y\u0302", "\u0177")
     assert "∂L/∂w = lam w + Xᵀ δŷ" in text
     assert "δŷ = ŷ − y" in text
+
+
+DIAG_MODEL = """model diag_scale
+dim n, m
+input  x: m
+target y: n
+param  W: (n, m)
+param  g: n
+param  h: n
+N = tanh(W @ x)
+H = diag(g) @ N
+K = inv(diag(h)) @ H
+loss L = squared_error(y, K)
+"""
+
+
+def test_a_diagonal_matrix_is_printed_without_its_transpose():
+    """diag(g) is symmetric, and so is its inverse: δN = diag(g) δH, not diag(g)ᵀ δH (nor (diag(h)⁻¹)ᵀ);
+    the closed forms still agree with SymPy's differentiation of the unrolled network."""
+    model = symderiv.parse(DIAG_MODEL, "diag_scale.sdm")
+    d = symderiv.derive(model)
+    assert str(d.adjoint("N")) == "δN = diag(g) δH"
+    assert str(d.adjoint("H")) == "δH = (diag(h))⁻¹ δK"
+    for name in ("N", "H"):
+        assert "^{T}" not in d.adjoint(name)._repr_latex_() and "\\top" not in d.adjoint(name)._repr_latex_()
+    assert certify(model, d).ok

@@ -242,3 +242,58 @@ def test_an_input_without_the_batch_axis_is_shared_by_every_example():
     shared_x = data["X"][0]
     per_example = m.loss(params, X=shared_x.expand(3, *shared_x.shape), Y=data["Y"])
     assert torch.allclose(m.loss(params, X=shared_x, Y=data["Y"]), per_example, rtol=1e-13, atol=0)
+
+
+def test_a_zero_dim_float32_scalar_beside_float64_is_computed_in_float64_as_numpy_does():
+    """INTERFACES.md: float32 in gives float32 out, float64 otherwise; a 0-d float32 tensor (lam=torch.tensor(0.05))
+    beside float64 parameters and data is read as the float32 number it is, widened, and the call computes in
+    float64, as the NumPy module does for np.float32(0.05): the loss and gradient written out by hand, in float64."""
+    import numpy as np
+
+    m = load("linear_regression")
+    numpy_module = import_generated(GENERATED / "linear_regression.py", "numpy_arguments_linear_regression")
+    params, data = good_call(m, MODULES["linear_regression"], batch=3)
+    lam32 = torch.tensor(0.05)
+    assert lam32.dtype == torch.float32
+    lam = float(np.float32(0.05))  # 0.05000000074505806: the float32 number, not 0.05
+    w, X, y = params["w"], data["X"], data["y"]  # X (B, n, d), y (B, n)
+    r = torch.einsum("bij,j->bi", X, w) - y
+    want_loss = 0.5 * (r * r).sum() + lam / 2 * (w * w).sum()
+    want_grad = torch.einsum("bij,bi->j", X, r) + lam * w
+    as_numpy = {"X": np.moveaxis(X.numpy(), 0, -1), "y": np.moveaxis(y.numpy(), 0, -1), "lam": np.float32(0.05)}
+    numpy_loss, numpy_grads = numpy_module.loss_and_gradients({"w": w.numpy()}, **as_numpy)
+    assert np.asarray(numpy_loss).dtype == np.float64
+    np.testing.assert_allclose(numpy_loss, want_loss.item(), rtol=1e-13)
+    for entry in ("loss", "loss_and_gradients", "backward", "Model"):
+        if entry == "loss":
+            loss = m.loss(params, **{**data, "lam": lam32})
+        elif entry == "loss_and_gradients":
+            loss, grads = m.loss_and_gradients(params, **{**data, "lam": lam32})
+            grad = grads["w"]
+        elif entry == "backward":
+            leaf = w.clone().requires_grad_()
+            loss = m.loss({"w": leaf}, **{**data, "lam": lam32})
+            loss.backward()
+            grad = leaf.grad
+        else:
+            model = m.Model(MODULES["linear_regression"])
+            with torch.no_grad():
+                model.params["w"].copy_(w)
+            loss = model(**{**data, "lam": lam32})
+            loss.backward()
+            grad = model.params["w"].grad
+        assert loss.dtype == torch.float64, entry
+        assert abs(loss.item() - want_loss.item()) <= 1e-13 * abs(want_loss.item()), entry
+        assert abs(loss.item() - float(numpy_loss)) <= 1e-13 * abs(float(numpy_loss)), entry
+        if entry != "loss":
+            assert grad.dtype == torch.float64, entry
+            assert torch.allclose(grad, want_grad, rtol=1e-13, atol=0), entry
+            np.testing.assert_allclose(grad.numpy(), numpy_grads["w"], rtol=1e-13)
+    # the other way round: float32 parameters and data beside a 0-d float64 scalar compute in float64, as NumPy does
+    p32 = {k: v.to(torch.float32) for k, v in params.items()}
+    x32 = {k: v.to(torch.float32) for k, v in data.items()}
+    loss = m.loss(p32, **{**x32, "lam": torch.tensor(0.05, dtype=torch.float64)})
+    numpy_loss = numpy_module.loss({"w": p32["w"].numpy()}, X=np.moveaxis(x32["X"].numpy(), 0, -1),
+                                   y=np.moveaxis(x32["y"].numpy(), 0, -1), lam=np.float64(0.05))
+    assert loss.dtype == torch.float64 and np.asarray(numpy_loss).dtype == np.float64
+    assert abs(loss.item() - float(numpy_loss)) <= 1e-13 * abs(float(numpy_loss))

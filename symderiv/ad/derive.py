@@ -36,6 +36,7 @@ from ..ir.expr import (
     add,
     at_end,
     at_step,
+    is_row_softmax,
     is_zero,
     positive_first,
     shift,
@@ -362,7 +363,7 @@ def name_preactivations(model: Model) -> tuple[Model, dict[str, str]]:
                    if q.role == "intermediate" and isinstance(q.expr, ACTIVATIONS) and not _is_ref(q.expr.arg)}
     # the row form P = softmax(Sᵀ)ᵀ of something not a plain name: its pre-activation is the row-shaped S
     rows = {name: e.arg for name, q in model.quantities.items()
-            if q.role == "intermediate" and (e := q.expr) is not None and _row_softmax(e)
+            if q.role == "intermediate" and (e := q.expr) is not None and is_row_softmax(e, log_too=True)
             and not _is_ref(e.arg.arg) and not (isinstance(e.arg.arg, Transpose) and _is_ref(e.arg.arg.arg))}
     letter = _preactivation_letter(model)
     bodies = {name: split_name(name).body for name in [*activations, *rows]}
@@ -566,12 +567,7 @@ def _is_activation(e: sp.Basic) -> bool:
     written through transposes since softmax acts on columns): its adjoint is inlined alike, so that
     cross-entropy fuses with the row softmax as with the column one (δS = (P ⊙ Y 1 1ᵀ − Y) / N, not
     through −Y ⊘ P)."""
-    return isinstance(e, ACTIVATIONS) or _row_softmax(e)
-
-
-def _row_softmax(e: sp.Basic) -> bool:
-    """Whether ``e`` is the softmax (or log-softmax) of each row, ``softmax(Aᵀ)ᵀ`` written so."""
-    return isinstance(e, Transpose) and isinstance(e.arg, (Softmax, LogSoftmax))
+    return isinstance(e, ACTIVATIONS) or is_row_softmax(e, log_too=True)
 
 
 def _named_or_loss(adj: Adjoint) -> bool:

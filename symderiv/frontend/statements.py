@@ -229,12 +229,19 @@ def _parse_index(state: ParseState, stmt: SourceLine, index: str | None, offset:
 CLOSE = 0.65
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'relu'?"`` for the known name nearest ``name`` (the same name in other
-    letter case first, then ``difflib``'s closest), or ``""`` when none is close."""
+def nearest(name: str, known: Iterable[str]) -> str | None:
+    """The known name nearest ``name``: the same name in other letter case first, then ``difflib``'s
+    closest; None when none is close."""
     known = list(dict.fromkeys(known))
     close = [n for n in known if n.lower() == name.lower()] or difflib.get_close_matches(name, known, n=1, cutoff=CLOSE)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'relu'?"`` for the known name nearest ``name`` (``nearest``), or ``""`` when
+    none is close."""
+    close = nearest(name, known)
+    return f"; did you mean '{close}'?" if close is not None else ""
 
 
 def _parse_size(state: ParseState, stmt: SourceLine, text: str, offset: int):

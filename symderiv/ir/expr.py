@@ -142,6 +142,13 @@ class LogSoftmax(Softmax):
     """log(softmax(z)), kept as one node so it can be computed stably."""
 
 
+def is_row_softmax(e: sp.Basic, *, log_too: bool = False) -> bool:
+    """Whether ``e`` is softmax(Sᵀ)ᵀ: the softmax of every row of S (a sheet whose examples are rows),
+    written through transposes since softmax acts on columns.  With ``log_too``, log_softmax(Sᵀ)ᵀ
+    (the log of each row's softmax) counts as well."""
+    return isinstance(e, Transpose) and (isinstance(e.arg, Softmax) if log_too else type(e.arg) is Softmax)
+
+
 class Concat(MatrixExpr):
     """Column vectors stacked on top of each other."""
 
@@ -535,7 +542,9 @@ def transpose(e: MatrixExpr) -> MatrixExpr:
         return e.arg
     if isinstance(e, (ZeroMatrix, OneMatrix)):
         return type(e)(e.shape[1], e.shape[0])
-    if isinstance(e, sp.Identity):
+    if isinstance(e, (sp.Identity, Diag)):  # symmetric: diag(g)ᵀ is diag(g)
+        return e
+    if isinstance(e, Inv) and isinstance(e.arg, (sp.Identity, Diag)):  # and so is its inverse
         return e
     if e.shape == (1, 1):  # a scalar is its own transpose
         return e

@@ -25,7 +25,19 @@ from sympy import HadamardPower, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transp
 from sympy.printing.printer import Printer
 
 from ...ad.derive import Derivation
-from ...ir.expr import Apply, At, AtEnd, AtStep, Delta, LogSoftmax, Softmax, Window, coeff_and_rest, shift
+from ...ir.expr import (
+    Apply,
+    At,
+    AtEnd,
+    AtStep,
+    Delta,
+    LogSoftmax,
+    Softmax,
+    Window,
+    coeff_and_rest,
+    is_row_softmax,
+    shift,
+)
 from ..loops import transposed
 from ..names import ArrayNames
 from ..passes import params_of
@@ -452,7 +464,7 @@ class NumpyPrinter(Printer):
 
     def _print_Apply(self, e):
         if e.fname == "log":  # the log of a probability, computed from its logit, stably
-            rows = self._source(e.arg, _is_row_softmax)
+            rows = self._source(e.arg, is_row_softmax)
             if rows is not None:  # P = softmax(Sᵀ)ᵀ, the softmax of every row: log P = log_softmax(Sᵀ)ᵀ
                 return self._print(Transpose(LogSoftmax(rows.arg)))
             z = self._source(e.arg, lambda x: type(x) is Softmax)
@@ -592,11 +604,6 @@ class NumpyPrinter(Printer):
 
     def emptyPrinter(self, e: object) -> str:
         raise NotImplementedError(f"no {self.library} form for {type(e).__name__}")
-
-
-def _is_row_softmax(e) -> bool:
-    """``e`` is softmax(Sᵀ)ᵀ: the softmax of every row of S (a sheet whose examples are rows)."""
-    return isinstance(e, Transpose) and type(e.arg) is Softmax
 
 
 def _is_sigmoid(e) -> bool:
