@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
 from ..ad.derive import Derivation
 from ..errors import ClaimError, Position
 from ..frontend.language import decode_source, parse_expression
 from ..ir.expr import same_shape
-from ..ops import ELEMENTWISE
+from ..ops import ELEMENTWISE, LANGUAGE
+from ..ops.structural import axis_keyword
 from .latex import read_writeup
 from .probe import probes
 from .sources import markdown_images, notebook_text, page_text
@@ -34,6 +37,7 @@ from .tree import (
     Claim,
     ClaimExpressionBuilder,
     Entry,
+    Given,
     Grad,
     Hadamard,
     IndexSum,
@@ -273,13 +277,31 @@ class _PythonSide:
         raise self.error(n, "only finite numbers are allowed as constants")
 
     def _Name(self, n: ast.Name):
+        size = self._size_value(n.id)
+        if size is not None:
+            return Given(size)
         return Val(self._quantity(n, n.id).name, None)
 
-    def _quantity(self, n: ast.AST, name: str):
+    def _size_value(self, name: str):
+        """A dim, or the sequence length T, as its value (a positive integer), as in a model
+        file: ``(P - Y) / n``, ``Sum(..., (t, 1, T)) / T``; None for any other name."""
+        if name in self.model.quantities:
+            return None
+        if name in self.model.dims:
+            return self.model.dims[name]
+        if self.model.length is not None and name == self.model.length.name:
+            return self.model.length
+        return None
+
+    def _quantity(self, n: ast.AST, name: str, gradient: bool = False):
         q = self.model.quantities.get(name)
         if q is None:
-            if name in (self.index, self.length):
+            if name == self.index or (name == self.length and self.model.length is None):
                 raise self.error(n, f"'{name}' is a step; it goes inside [...], as in h[{self.index}-1]")
+            if self._size_value(name) is not None:
+                what = "the number of steps" if name == self.length else "a dim"
+                raise self.error(n, f"'{name}' is {what}, a size: it has " +
+                                 ("no gradient" if gradient else "no entries and no steps"))
             raise self.error(n, f"unknown name '{name}'")
         if q.role == "loss":
             raise self.error(n, "the loss itself on a right side")
@@ -330,15 +352,23 @@ class _PythonSide:
         if not isinstance(n.func, ast.Name):
             raise self.error(n, "only the functions of the model language can be called")
         fname = n.func.id
-        if n.keywords:
+        record = LANGUAGE.get(fname)
+        if n.keywords and not (record is not None and record.keywords and fname in FUNCTIONS):
             raise self.error(n.keywords[0], f"{fname}() takes no keyword arguments")
         if fname == "d":
             return self._gradient(n)
         if fname == "Sum":
             return self._sum(n)
+        if fname in _SIZE_FUNCTIONS:
+            return self._sized(n)
         if fname not in FUNCTIONS:
             raise self.error(n.func, f"unknown function '{fname}'; a claim may use d(...), Sum(...) and "
-                                     + ", ".join(FUNCTIONS))
+                                     + ", ".join((*FUNCTIONS, *_SIZE_FUNCTIONS)))
+        if n.keywords:  # sum(A, axis=0), mean(A, axis=1): read as the model language reads them
+            axis = axis_keyword(_KeywordContext(self.error), n)
+            if len(n.args) != 1:
+                raise self.error(n, f"{fname}() takes one argument")
+            return Call(fname, self.node(n.args[0]), axis=axis)
         names = ELEMENTWISE[fname].params if fname in ELEMENTWISE else ()
         if len(n.args) != 1 + len(names):
             raise self.error(n, f"{fname}() takes one argument" if not names else
@@ -353,14 +383,30 @@ class _PythonSide:
             params.append(value.value)
         return Call(fname, self.node(n.args[0]), tuple(params))
 
+    def _sized(self, n: ast.Call):
+        """``ones(n)``, ``ones(n, m)``, ``eye(n)``: their arguments are sizes (dims, positive
+        integers, sums and products of these), as in a model file."""
+        fname = n.func.id  # type: ignore[attr-defined]
+        counts = (1, 2) if fname == "ones" else (1,)
+        if len(n.args) not in counts:
+            raise self.error(n, f"{fname}() takes " + ("1 or 2 sizes" if fname == "ones" else "one size")
+                             + f", got {len(n.args)}")
+        sizes = []
+        for arg in n.args:
+            size = _size_of(self.node(arg))
+            if size is None or not (size.is_integer and size.is_positive):
+                raise self.error(arg, f"{fname}() takes sizes (dims or positive integers), not {ast.unparse(arg)}")
+            sizes.append(size)
+        return Given(LANGUAGE[fname].make(*sizes))
+
     def _gradient(self, n: ast.Call):
         if len(n.args) != 1:
             raise self.error(n, "d() takes one quantity, as in d(h[t])")
         arg = n.args[0]
         if isinstance(arg, ast.Name):
-            return Grad(self._quantity(arg, arg.id).name, None)
+            return Grad(self._quantity(arg, arg.id, gradient=True).name, None)
         if isinstance(arg, ast.Subscript) and isinstance(arg.value, ast.Name) and self._is_step(arg.slice):
-            q = self._quantity(arg.value, arg.value.id)
+            q = self._quantity(arg.value, arg.value.id, gradient=True)
             if not q.sequence:
                 raise self.error(arg, f"'{q.name}' is not a sequence; write d({q.name})")
             return Grad(q.name, self._step(arg.slice))
@@ -374,6 +420,43 @@ class _PythonSide:
         index = rng.elts[0].id
         body = self.node(n.args[0])
         return OverTime(body) if index == self.index else IndexSum(index, body)
+
+
+#: The functions of the model language whose arguments are sizes, not values.
+_SIZE_FUNCTIONS = tuple(name for name, f in LANGUAGE.items() if f.sizes)
+
+
+@dataclass(frozen=True)
+class _KeywordContext:
+    """What ``axis_keyword`` asks of its reader: positioned errors and an argument's text."""
+
+    error: Callable
+
+    @staticmethod
+    def text(node: ast.AST) -> str:
+        return ast.unparse(node)
+
+
+def _size_of(node) -> sp.Expr | None:
+    """The size a claim piece spells (a dim, a number, sums and products of these), else None."""
+    if isinstance(node, Num):
+        return sp.Rational(node.value.numerator, node.value.denominator)
+    if isinstance(node, Given) and not getattr(node.expr, "is_Matrix", False):
+        return node.expr
+    if isinstance(node, Neg):
+        inner = _size_of(node.arg)
+        return None if inner is None else -inner
+    if isinstance(node, Quotient):
+        num, den = _size_of(node.num), _size_of(node.den)
+        return None if num is None or den is None or den == 0 else num / den
+    parts = node.terms if isinstance(node, Terms) else node.factors if isinstance(node, (Product, Hadamard)) \
+        else None
+    if parts is None:
+        return None
+    values = [_size_of(p) for p in parts]
+    if any(v is None for v in values):
+        return None
+    return sp.Add(*values) if isinstance(node, Terms) else sp.Mul(*values)
 
 
 def _joined(kind, a, b):

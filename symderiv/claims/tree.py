@@ -117,12 +117,14 @@ class Transposed:
 
 @dataclass(frozen=True)
 class Call:
-    """An elementwise function, ``softmax``, ``log_softmax`` or ``sum``; ``params``: the
-    constant parameters of an elementwise function (``leaky_relu(z, 0.1)``), as Fractions."""
+    """An elementwise function, ``softmax``, ``log_softmax``, ``sum``, ...; ``params``: the
+    constant parameters of an elementwise function (``leaky_relu(z, 0.1)``), as Fractions;
+    ``axis``: the ``axis=`` of ``sum`` and ``mean`` (None: over every entry)."""
 
     fname: str
     arg: object
     params: tuple = ()
+    axis: int | None = None
 
 
 @dataclass(frozen=True)
@@ -807,11 +809,18 @@ class ClaimExpressionBuilder:
         raise ShapeMismatch(f"cannot multiply {self._shaped(a)} by {self._shaped(b)}")
 
     def _Call(self, node: Call, like):
-        arg = self.build(node.arg, like)
+        arg = self.build(node.arg, like if node.axis is None else None)
         if not _is_matrix(arg):
+            if node.fname in ELEMENTWISE:  # of a number or a size (sqrt(n_k)): a number, as in a model file
+                value = ELEMENTWISE[node.fname].scalar(arg, *map(sp.Rational, node.params))
+                if value.is_finite is False:
+                    raise ShapeMismatch(f"{node.fname}({arg}) is not finite")
+                return value
             raise ShapeMismatch(f"{node.fname} of a plain number")
         if node.fname in ELEMENTWISE:
             return E.Apply(node.fname, arg, *map(sp.Rational, node.params))
+        if node.axis is not None:
+            return LANGUAGE[node.fname].make(arg, axis=node.axis)
         square = arg.shape[0] == arg.shape[1] and arg.shape != (1, 1)
         if node.fname == "inv" and not square:  # v^{-1} of a vector: 1 ⊘ v, entry by entry
             return HadamardPower(arg, -1)

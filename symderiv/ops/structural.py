@@ -443,8 +443,9 @@ def _build_softmax(node_cls):
     return build
 
 
-def _axis(ctx, call):
-    """The ``axis=`` of sum() and mean(): None, 0 or 1."""
+def axis_keyword(ctx, call):
+    """The ``axis=`` of sum() and mean(): None, 0 or 1 (``ctx`` needs only ``error`` and ``text``,
+    so the claims reader shares the rule and its messages)."""
     axis = None
     for kw in call.keywords:
         if kw.arg != "axis":
@@ -459,7 +460,7 @@ def _axis(ctx, call):
 
 
 def _build_sum(ctx, call, args):
-    return _make_sum(*args, axis=_axis(ctx, call))
+    return _make_sum(*args, axis=axis_keyword(ctx, call))
 
 
 def _make_sum(a, axis=None):
@@ -477,7 +478,7 @@ def _count(a, axis):
 
 
 def _build_mean(ctx, call, args):
-    axis = _axis(ctx, call)
+    axis = axis_keyword(ctx, call)
     return _make_mean(*args, axis=axis)
 
 
@@ -614,7 +615,7 @@ for _function in [
     LanguageFunction("log_softmax", 1, _build_softmax(LogSoftmax), LogSoftmax, words=("logsoftmax", "log_softmax"),
                      claims=True),
     LanguageFunction("sum", 1, _build_sum, _make_sum, claims=True, keywords=("axis",)),
-    LanguageFunction("mean", 1, _build_mean, _make_mean, keywords=("axis",)),
+    LanguageFunction("mean", 1, _build_mean, _make_mean, claims=True, keywords=("axis",)),
     LanguageFunction("tr", 1, _build_square(Trace), Trace, words=("tr", "trace"), claims=True),
     LanguageFunction("det", 1, _build_square(Det), Det, words=("det",), claims=True, commands=("det",)),
     LanguageFunction("logdet", 1, _build_square(LogDet), LogDet, claims=True),
