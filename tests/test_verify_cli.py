@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
+from symderiv.claims.tree import FUNCTIONS
 from symderiv.claims.verify import CODES, VERDICTS
 from symderiv.cli import main
 
-from .helpers import ROOT
+from .helpers import EXAMPLES, ROOT
 
 SEED_HOMEWORK = ROOT / "tests" / "data" / "seed_homework.txt"
 CLAIM_KEYS = {"line", "text", "target", "verdict", "diagnosis", "expected", "message"}
@@ -121,7 +122,7 @@ def test_claims_file_errors_carry_their_column(seed_path, tmp_path, capsys):
     _, out, _ = verify_cli(capsys, seed_path, claims, "--json")
     a, b, c = json.loads(out)["claims"]
     assert a["verdict"] == b["verdict"] == "unreadable" and c["verdict"] == "correct"
-    assert a["message"] == "column 16: invalid syntax"  # the second @
+    assert a["message"] == f"{claims}:1:16: invalid syntax"  # the second @, placed as in a model file
     assert a["target"] == "h[t]" and a["expected"]
     assert "only the functions" in b["message"] or "unknown function" in b["message"]
 
@@ -174,3 +175,34 @@ def test_claim_readers_never_evaluate_text():
     for path in readers:
         source = path.read_text()
         assert not re.search(r"\b(eval|exec|sympify|parse_expr)\s*\(", source), path.name
+
+
+def test_an_unknown_name_gets_the_model_languages_hint_at_its_file_line_and_column(tmp_path, capsys):
+    model = ROOT / "tests" / "data" / "matrices" / "mean_ridge.sdm"
+    claims = tmp_path / "typos.claims"
+    claims.write_text("# δw through the residual\nd(w) = X.T @ d(rr) + 2 * lam * w\n  d(ww) = X.T @ r / N\n"
+                      "d(w) = tahn(w)\n")
+    status, out, err = verify_cli(capsys, model, claims, "--json")
+    assert status == 1 and not err
+    messages = [c["message"] for c in json.loads(out)["claims"]]
+    assert messages == [
+        f"{claims}:2:16: unknown name 'rr'; did you mean 'r'?",
+        f"{claims}:3:5: unknown name 'ww'; did you mean 'w'?",
+        f"{claims}:4:8: unknown function 'tahn' (did you mean 'tanh'?); a claim may use d(...), Sum(...) and "
+        + ", ".join(FUNCTIONS + ("eye", "ones"))]
+    # the model language's hint for the same slip
+    bad = tmp_path / "typo.sdm"
+    bad.write_text(model.read_text().replace("loss L = sum(r ** 2)", "loss L = sum(rr ** 2)"))
+    assert main(["show", str(bad)]) == 2
+    assert "unknown name 'rr'; did you mean 'r'?" in capsys.readouterr().err
+
+
+def test_an_unknown_pre_activation_is_told_the_models_pre_activations(tmp_path, capsys):
+    claims = tmp_path / "mine.claims"
+    claims.write_text("d(b1) = d(Z1) @ ones(n)\nd(b1) = d(z_h) @ ones(n)\n")
+    _, out, _ = verify_cli(capsys, EXAMPLES / "softmax_mlp.sdm", claims, "--json")
+    first, second = json.loads(out)["claims"]
+    assert first["message"] == (f"{claims}:1:11: unknown name 'Z1'; if it is a pre-activation, the model calls them "
+                                "z_H (the argument of tanh in H); z_P (the argument of softmax in P)")
+    assert second["message"] == f"{claims}:2:11: unknown name 'z_h'; did you mean 'z_H'?"
+    assert second["verdict"] == "unreadable" and second["expected"]

@@ -25,10 +25,12 @@ import sympy as sp
 from ..ad.derive import Derivation
 from ..errors import ClaimError, Position
 from ..frontend.language import decode_source, parse_expression
+from ..frontend.statements import did_you_mean
 from ..ir.expr import same_shape
 from ..ops import ELEMENTWISE, LANGUAGE
 from ..ops.structural import axis_keyword
 from .latex import read_writeup
+from .latex.names import preactivations
 from .probe import probes
 from .sources import markdown_images, notebook_text, page_text
 from .tree import (
@@ -173,7 +175,8 @@ class QuantityMatcher:
 
 
 def read_claims_file(text: str, path: str, derivation: Derivation) -> Reading:
-    """One claim a line, ``d(X) = EXPR`` or ``d(X)[i, j] = EXPR``; ``#`` starts a comment."""
+    """One claim a line, ``d(X) = EXPR`` or ``d(X)[i, j] = EXPR``; ``#`` starts a comment.  A line that
+    cannot be read is a claim whose problem starts ``FILE:LINE:COL:``, as a model file's errors do."""
     model = derivation.model
     claims = []
     for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
@@ -184,7 +187,7 @@ def read_claims_file(text: str, path: str, derivation: Derivation) -> Reading:
         col = len(code) - len(stripped) + 1
         m = re.fullmatch(r"(?P<lhs>[^=]*?)\s*=(?!=)\s*(?P<rhs>.*)", stripped)
         if m is None:
-            claims.append(Claim(number, col, stripped, problem=f"column {col}: expected a claim 'd(X) = ...'"))
+            claims.append(Claim(number, col, stripped, problem=f"{path}:{number}:{col}: expected a claim 'd(X) = ...'"))
             continue
         reader = _PythonSide(model, stripped)
         target = None
@@ -194,7 +197,7 @@ def read_claims_file(text: str, path: str, derivation: Derivation) -> Reading:
             rhs = reader.read(m.group("rhs"), m.start("rhs"))
         except ReadError as exc:
             where = col + (exc.pos or 0)
-            claims.append(Claim(number, col, stripped, target, problem=f"column {where}: {exc.message}"))
+            claims.append(Claim(number, col, stripped, target, problem=f"{path}:{number}:{where}: {exc.message}"))
             continue
         claims.append(make_claim(model, number, col, stripped, target_node, rhs))
     vocabulary = {c.target.name for c in claims if c.target is not None}
@@ -302,10 +305,26 @@ class _PythonSide:
                 what = "the number of steps" if name == self.length else "a dim"
                 raise self.error(n, f"'{name}' is {what}, a size: it has " +
                                  ("no gradient" if gradient else "no entries and no steps"))
-            raise self.error(n, f"unknown name '{name}'")
+            raise self.error(n, f"unknown name '{name}'{self._did_you_mean(name, gradient)}")
         if q.role == "loss":
             raise self.error(n, "the loss itself on a right side")
         return q
+
+    def _did_you_mean(self, name: str, gradient: bool) -> str:
+        """The model language's hint for an unknown name: the nearest name a claim may use
+        there (in d(...), a quantity that has a gradient), else the nearest function."""
+        if gradient:
+            scope = [n for n, q in self.model.quantities.items() if q.role not in ("input", "target", "loss")]
+        else:
+            scope = [n for n, q in self.model.quantities.items() if q.role != "loss"] + list(self.model.dims)
+            if self.model.length is not None:
+                scope.append(self.model.length.name)
+        hint = did_you_mean(name, scope) or did_you_mean(name, (*FUNCTIONS, *_SIZE_FUNCTIONS, "d", "Sum"))
+        named = preactivations(self.model, written=False)
+        if hint or not named:
+            return hint
+        return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
+                + "; ".join(named))
 
     def _Attribute(self, n: ast.Attribute):
         if n.attr != "T":
@@ -362,8 +381,9 @@ class _PythonSide:
         if fname in _SIZE_FUNCTIONS:
             return self._sized(n)
         if fname not in FUNCTIONS:
-            raise self.error(n.func, f"unknown function '{fname}'; a claim may use d(...), Sum(...) and "
-                                     + ", ".join((*FUNCTIONS, *_SIZE_FUNCTIONS)))
+            hint = did_you_mean(fname, (*FUNCTIONS, *_SIZE_FUNCTIONS, "d", "Sum")).removeprefix("; ")
+            raise self.error(n.func, f"unknown function '{fname}'{f' ({hint})' if hint else ''}; a claim may use "
+                                     "d(...), Sum(...) and " + ", ".join((*FUNCTIONS, *_SIZE_FUNCTIONS)))
         if n.keywords:  # sum(A, axis=0), mean(A, axis=1): read as the model language reads them
             axis = axis_keyword(_KeywordContext(self.error), n)
             if len(n.args) != 1:

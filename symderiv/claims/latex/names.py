@@ -38,6 +38,20 @@ def preactivation_hint(model: Model, atom: Atom) -> str:
     named = [q for q in model.quantities.values() if q.auxiliary]
     if not named:
         return ""
+    parts = preactivations(model)
+    spelling = atom.core + atom.sup
+    written = spelling + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
+    first = named[0].name
+    return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
+            + "; ".join(parts) + f": write {'that' if len(named) == 1 else 'one of these'}, define your name in the "
+            "write-up (\\delta " + written + " \\triangleq \\partial \\mathcal{L} / \\partial (...)), or add a "
+            f"line to the model file: latex {first} \"{spelling}\"")
+
+
+def preactivations(model: Model, written: bool = True) -> list[str]:
+    """Each pre-activation symderiv named, as ``z_h (the argument of sigmoid in h, written
+    \\mathbf{z}_{h,t})`` (without its LaTeX, ``written=False``: for a claims file)."""
+    named = [q for q in model.quantities.values() if q.auxiliary]
     readers = {}
     for q in model.quantities.values():
         arg = getattr(q.expr, "arg", None)
@@ -52,14 +66,9 @@ def preactivation_hint(model: Model, atom: Atom) -> str:
             of = "a pre-activation"
         else:
             of = f"the argument of {getattr(reader.expr, 'fname', type(reader.expr).__name__.lower())} in {reader.name}"
-        parts.append(f"{p.name} ({of}, written {model.latex(p.name, index if p.sequence else None)})")
-    spelling = atom.core + atom.sup
-    written = spelling + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
-    first = named[0].name
-    return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
-            + "; ".join(parts) + f": write {'that' if len(named) == 1 else 'one of these'}, define your name in the "
-            "write-up (\\delta " + written + " \\triangleq \\partial \\mathcal{L} / \\partial (...)), or add a "
-            f"line to the model file: latex {first} \"{spelling}\"")
+        latex = f", written {model.latex(p.name, index if p.sequence else None)}" if written else ""
+        parts.append(f"{p.name} ({of}{latex})")
+    return parts
 
 
 @dataclass(frozen=True)
