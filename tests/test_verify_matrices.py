@@ -99,8 +99,11 @@ d(b2) = mean(P - Y, axis=1) * n
 d(b2) = sum(P, axis=1) - Y @ ones(n - 1 + 1)
 d(b2) = eye(K) @ (P - Y) @ ones(n) + 0 * ones(K)
 d(b2) = sum(P - Y, axis=0)
+d(b2) = (P - Y) @ ones(n) / n
 """)
-    assert [(v, c) for v, c, _ in got] == [("correct", [])] * 7 + [("incorrect", ["shape"])]
+    assert [(v, c) for v, c, _ in got] == [("correct", [])] * 7 + [
+        ("incorrect", ["shape"]), ("incorrect", ["wrong-factor"])]
+    assert "It is 1/n times the true value" in got[-1][2]
 
 
 @pytest.mark.parametrize(("claim", "message"), [

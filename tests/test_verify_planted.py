@@ -161,3 +161,37 @@ def test_what_symderiv_writes_verifies_as_correct(path, tmp_path):
         assert len(result.verdicts) >= len(d.gradients)
         assert result.all_correct, [(v.line, v.text, v.verdict, v.message) for v in result.verdicts
                                     if v.verdict != "correct"]
+
+
+#: (claim of δw for tests/data/matrices/mean_ridge.sdm, diagnosis, what the message says); the
+#: true value, by hand, is Xᵀ (X w − y) / N + 2 λ w.
+TERM_FACTORS = [
+    ("X.T @ r / N + lam * w", ["wrong-factor"], "needs a factor 2"),  # the 2 of ∂(λ wᵀw)/∂w dropped
+    ("X.T @ r / N + 4 * lam * w", ["wrong-factor"], "needs a factor 1/2"),
+    ("X.T @ r + 2 * lam * w", ["wrong-factor"], "needs a factor 1/N"),  # the mean's 1/N dropped
+    ("X.T @ r / (2 * N) + 2 * lam * w", ["wrong-factor"], "needs a factor 2"),
+    ("-X.T @ r / N - lam * w", ["sign", "wrong-factor"], "needs a factor 2"),
+    ("2 * X.T @ r / N + 4 * lam * w", ["wrong-factor"], "It is 2 times the true value"),
+]
+
+
+@pytest.mark.parametrize(("claim", "diagnosis", "says"), TERM_FACTORS)
+def test_one_term_off_by_a_factor_is_a_wrong_factor(tmp_path, claim, diagnosis, says):
+    d = symderiv.derive(symderiv.load(ROOT / "tests" / "data" / "matrices" / "mean_ridge.sdm"))
+    path = tmp_path / "mine.claims"
+    path.write_text(f"d(w) = {claim}\n")
+    (v,) = verify(d, read_claims(path, d)).verdicts
+    assert (v.verdict, v.diagnosis) == ("incorrect", diagnosis) and says in v.message, v.message
+
+
+def test_a_penalty_without_its_factor_in_a_write_up(tmp_path):
+    # linear_regression: L = ½ ‖X w − y‖² + λ/2 ‖w‖², so ∂L/∂w = Xᵀ (X w − y) + λ w, and 2 λ w has a 2 too many
+    d = symderiv.derive(symderiv.load(EXAMPLES / "linear_regression.sdm"))
+    path = tmp_path / "mine.md"
+    path.write_text("$$\\frac{\\partial L}{\\partial \\mathbf{w}} = \\mathbf{X}^\\top (\\mathbf{X} \\mathbf{w} - "
+                    "\\mathbf{y}) + 2 \\lambda \\mathbf{w}$$\n\n"
+                    "$$\\frac{\\partial L}{\\partial \\mathbf{w}} = \\mathbf{X}^\\top (\\mathbf{X} \\mathbf{w} - "
+                    "\\mathbf{y}) + \\lambda \\mathbf{w}$$\n")
+    wrong, right = verify(d, read_claims(path, d)).verdicts
+    assert (wrong.verdict, wrong.diagnosis) == ("incorrect", ["wrong-factor"]) and "needs a factor 1/2" in wrong.message
+    assert right.verdict == "correct"

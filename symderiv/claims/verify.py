@@ -7,11 +7,12 @@ right side that depends on t, claimed for a parameter, is compared with the para
 step-t term (verdict ``per-step``).
 
 A wrong claim is diagnosed by trying the usual slips, cheapest explanation first: single
-repairs of the claim (flip a sign, transpose a factor, drop a term, put in a missing
-activation derivative or recurrent term, change a factor, move the weights of an outer
-product onto the error signal, shift every matrix power of a sum by one) and single changes of what it is
-compared with (the model with backpropagation through time cut, Σ_t of the claim, a
-constant factor); then a transpose or a sign together with one more.  The slips of the
+repairs of the claim (flip a sign, transpose a factor, drop a term, scale one term by the
+factor read off the values, put in a missing activation derivative or recurrent term, change
+a factor, move the weights of an outer product onto the error signal, shift every matrix
+power of a sum by one) and single changes of what it is compared with (the model with
+backpropagation through time cut, Σ_t of the claim, a constant factor or a dim's); then a
+transpose or a sign together with one more.  The slips of the
 cheapest repair that makes the claim right are the diagnosis.
 """
 
@@ -592,13 +593,55 @@ class _Check:
                     want = want * probe.T if lens == "times-T" else want / probe.T
                 if lens != "factor" and not _close(got, want):
                     return False
-                pairs.append((got, want))
+                pairs.append((i, got, want))
             if lens == "recurrent" and not all(
                     _close(w, x) for w, x in zip(truth.values(), self.truth.values(probe, "exact").values())):
                 differs = True
         if lens == "recurrent" and not differs:
             return False  # no path through a later step here: nothing can be missing
-        return lens != "factor" or _constant_factor(pairs) is not None
+        return lens != "factor" or self.factor(pairs, length=False) is not None
+
+    def factor(self, pairs, length: bool = True) -> tuple[str, object | None] | None:
+        """The factor c with got = c · want at every probe, as (its text, a claim node): a
+        constant other than 0 and ±1, or a simple fraction times or over a dim (or T, with
+        ``length``): the 1/N of a mean.  ``pairs``: (probe index, got, want); None if there is
+        none.  The node is None for a constant that is no simple fraction (no repair writes it)."""
+        cs = []
+        for i in range(len(self.j.probes)):
+            c = _proportion([(g, w) for k, g, w in pairs if k == i])
+            if c is None:
+                return None
+            cs.append(c)
+        if _all_close(cs):
+            c = cs[0]
+            if min(abs(c), abs(c - 1), abs(c + 1)) < 1e-6:
+                return None
+            nice = Fraction(c).limit_denominator(12)
+            return _number_text(c), C.Num(nice) if abs(float(nice) - c) < RTOL * max(1.0, abs(c)) else None
+        for name, values, size in self._sizes(length):
+            for over in (False, True):
+                ks = [c * v if over else c / v for c, v in zip(cs, values)]
+                k = Fraction(ks[0]).limit_denominator(12)
+                if not (_all_close(ks) and k != 0 and abs(float(k) - ks[0]) < RTOL * max(1.0, abs(ks[0]))):
+                    continue
+                number = C.Num(k)
+                if over:  # 1/N, 2/N, 1/(2 N)
+                    text = f"{k.numerator}/{name}" if k.denominator == 1 else f"{k.numerator}/({k.denominator} {name})"
+                    return text, C.Quotient(number, size)
+                # N, −N, 2 N, N/2, 3 N/2
+                lead = {1: "", -1: "-"}.get(k.numerator, f"{k.numerator} ")
+                text = lead + name + (f"/{k.denominator}" if k.denominator != 1 else "")
+                return text, C.Product((number, size))
+        return None
+
+    def _sizes(self, length: bool) -> list[tuple[str, list, object]]:
+        """(name, its value at each probe, its claim node) of every dim, and of T with ``length``."""
+        model = self.j.model
+        out: list[tuple[str, list, object]] = [(name, [p.dims[name] for p in self.j.probes], C.Given(symbol))
+                                               for name, symbol in model.dims.items()]
+        if length and model.length is not None:
+            out.append((model.length.name, [p.T or 0 for p in self.j.probes], C.Given(model.length)))
+        return out
 
     # --- the diagnosis ------------------------------------------------------------------
 
@@ -632,12 +675,12 @@ class _Check:
             return repair.then("wrong-factor", repair.node, ("it is T" if lens == "times-T" else "it is 1/T")
                                + " times the true value (a mean over the steps where the loss is their sum, or "
                                  "the other way round)")
-        pairs = [(self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
+        pairs = [(i, self.values(repair.node, i, "exact")[k], v) for i, p in enumerate(self.j.probes)
                  for k, v in self.truth.values(p, "exact").items()]
-        c = _constant_factor(pairs)
-        if c is None:  # agrees(repair, "factor") found the factor on these very values
+        found = self.factor(pairs, length=False)
+        if found is None:  # agrees(repair, "factor") found the factor on these very values
             raise RuntimeError("internal error: no constant factor where one was found")
-        return repair.then("wrong-factor", repair.node, f"it is {_number_text(c)} times the true value")
+        return repair.then("wrong-factor", repair.node, f"it is {found[0]} times the true value")
 
     def _recurrent_note(self) -> str:
         """Which terms through later steps are missing: the target's own, or the one recurrent adjoint's."""
@@ -659,6 +702,7 @@ class _Check:
         yield from self._signs(r)
         yield from self._transposes(r)
         yield from self._extra_terms(r)
+        yield from self._term_factors(r)
         yield from self._activation_derivatives(r)
         yield from self._recurrent_terms(r)
         yield from self._jacobian_variables(r)
@@ -796,6 +840,40 @@ class _Check:
                     rest = n.terms[:i] + n.terms[i + 1:]
                     kept = rest[0] if len(rest) == 1 else C.Terms(rest)
                     yield r.then("extra-term", C.replace_at(r.node, path, kept), "the term {} does not belong", term)
+
+    def _term_factors(self, r: Repair):
+        """One term of a sum off by a factor: ``λ w`` for the ``2 λ w`` of ∂(λ wᵀw)/∂w, ``Xᵀ r``
+        for the ``Xᵀ r / N`` of a mean.  The claim is linear in the term, so with the term left
+        out (K) and in (C), the truth G is K + c (C − K) for the right factor c, read off the values."""
+        for path, n in C.positions(r.node):
+            if not isinstance(n, C.Terms) or len(n.terms) < 2 or not _linear_at(r.node, path):
+                continue
+            for i, term in enumerate(n.terms):
+                rest = n.terms[:i] + n.terms[i + 1:]
+                without = C.replace_at(r.node, path, rest[0] if len(rest) == 1 else C.Terms(rest))
+                pairs = []
+                for k, probe in enumerate(self.j.probes):
+                    full, kept = self.values(r.node, k, "exact"), self.values(without, k, "exact")
+                    if full is None or kept is None:
+                        break
+                    for key, want in self.truth.values(probe, "exact").items():
+                        c, o = full.get(key), kept.get(key)
+                        if c is None or o is None or want is None or c.shape != want.shape or o.shape != want.shape:
+                            break
+                        pairs.append((k, want - o, c - o))
+                    else:
+                        continue
+                    break
+                else:
+                    found = self.factor(pairs)
+                    if found is None:
+                        continue
+                    text, factor = found
+                    if factor is None:
+                        continue
+                    scaled = C.Product((factor, term))
+                    yield r.then("wrong-factor", C.replace_at(r.node, path, C.Terms(rest[:i] + (scaled,) + rest[i:])),
+                                 "the term {} needs a factor " + text + " ({})", term, scaled)
 
     def _activation_derivatives(self, r: Repair):
         """f'(z) ⊙ (…) put in where an adjoint flows through an activation; or a factor of an
@@ -977,18 +1055,32 @@ def _sum_or_none(parts):
     return sum(parts[1:], parts[0])
 
 
-def _constant_factor(pairs) -> float | None:
-    """c with claim = c · truth everywhere, if there is one other than 0 and ±1."""
+def _proportion(pairs) -> float | None:
+    """c with got = c · want for every (got, want) of ``pairs``, if there is one."""
     got = np.concatenate([np.ravel(g) for g, _ in pairs]) if pairs else np.zeros(0)
     want = np.concatenate([np.ravel(w) for _, w in pairs]) if pairs else np.zeros(0)
     norm = float(want @ want)
     if norm == 0:
         return None
     c = float(got @ want) / norm
-    if min(abs(c), abs(c - 1), abs(c + 1)) < 1e-6:
-        return None
     scale = max(float(np.max(np.abs(want))), 1.0)
     return c if np.allclose(got, c * want, rtol=RTOL, atol=RTOL * scale * max(abs(c), 1.0)) else None
+
+
+def _all_close(values: list) -> bool:
+    return bool(values) and all(abs(v - values[0]) <= RTOL * max(1.0, abs(values[0])) for v in values)
+
+
+def _linear_at(root, path: tuple) -> bool:
+    """Whether the claim is linear in its piece at ``path`` (sums, signs, products, transposes,
+    Σ_t, a numerator on the way; no function, power or denominator)."""
+    node = root
+    for i in path:
+        if not (isinstance(node, (C.Terms, C.Neg, C.Product, C.Hadamard, C.Transposed, C.OverTime))
+                or (isinstance(node, C.Quotient) and i == 0) or (isinstance(node, C.ChainRule) and i == 0)):
+            return False
+        node = C.children(node)[i]
+    return True
 
 
 def _number_text(c: float) -> str:
