@@ -200,3 +200,14 @@ def test_a_digit_that_is_not_a_decimal_digit_is_unreadable_not_a_crash(tmp_path,
     assert judged(tmp_path, claim) == [("h[T]", "unreadable", [])]
     # the same claim without the stray character is read, and right
     assert judged(tmp_path, claim.replace(digit, "")) == [("h[T]", "correct", [])]
+
+
+def test_a_slip_of_a_name_in_a_write_up_gets_the_model_languages_hint(tmp_path):
+    model = ROOT / "tests" / "data" / "matrices" / "mean_ridge.sdm"
+    d = symderiv.derive(symderiv.load(model))
+    path = tmp_path / "mine.md"
+    path.write_text("$$\\delta \\mathbf{w} = \\mathbf{X}^\\top \\delta \\mathbf{rr} + 2 \\lambda \\mathbf{w}$$\n")
+    (v,) = verify(d, read_claims(path, d)).verdicts
+    assert v.verdict == "unreadable"
+    assert v.message == ("line 1, column 46: unknown name \\mathbf{rr}: not a quantity of the model; "
+                         "did you mean \\mathbf{r} (r)?")

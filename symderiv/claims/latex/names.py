@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...frontend.statements import nearest
 from ...ir.expr import AtEnd, TimeSum
 from ...ir.model import Model
 from ...ir.names import split_name
@@ -262,8 +263,24 @@ class Glossary:
             return self.resolve(Atom(NameKey(atom.key.body, atom.key.accent, atom.key.sups[:-1]),
                                      atom.subs + (example.group(1),), atom.core, atom.sup, atom.pos, atom.step))
         written = f"{atom.core}{atom.sup}" + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
-        raise ReadError(f"unknown name {written}: not a quantity of the model" + preactivation_hint(self.model, atom),
-                        atom.pos)
+        raise ReadError(f"unknown name {written}: not a quantity of the model"
+                        + (self._did_you_mean(atom) or preactivation_hint(self.model, atom)), atom.pos)
+
+    def _did_you_mean(self, atom: Atom) -> str:
+        """The model language's hint for a slip of a name (``\\mathbf{rr}``: did you mean
+        ``\\mathbf{r}``, r?), through the names' LaTeX keys; "" when no name is close."""
+        names: dict[str, str] = {}
+        for table in (self.aliases, self.table):
+            for key, entries in table.items():
+                for _, qname in entries:
+                    if self.model.quantities[qname].role != "loss":
+                        names.setdefault(key.body, qname)
+        close = nearest(atom.key.body, names)
+        if close is None:
+            return ""
+        qname = names[close]
+        q = self.model.quantities[qname]
+        return f"; did you mean {self.model.latex(qname, self.index if q.sequence else None)} ({qname})?"
 
     def _bare(self, item: str) -> str:
         """``\\tau-1`` as ``tau-1`` when the model's length (or index) is called tau."""
