@@ -851,29 +851,29 @@ class _Check:
             for i, term in enumerate(n.terms):
                 rest = n.terms[:i] + n.terms[i + 1:]
                 without = C.replace_at(r.node, path, rest[0] if len(rest) == 1 else C.Terms(rest))
-                pairs = []
-                for k, probe in enumerate(self.j.probes):
-                    full, kept = self.values(r.node, k, "exact"), self.values(without, k, "exact")
-                    if full is None or kept is None:
-                        break
-                    for key, want in self.truth.values(probe, "exact").items():
-                        c, o = full.get(key), kept.get(key)
-                        if c is None or o is None or want is None or c.shape != want.shape or o.shape != want.shape:
-                            break
-                        pairs.append((k, want - o, c - o))
-                    else:
-                        continue
-                    break
-                else:
-                    found = self.factor(pairs)
-                    if found is None:
-                        continue
-                    text, factor = found
-                    if factor is None:
-                        continue
-                    scaled = C.Product((factor, term))
-                    yield r.then("wrong-factor", C.replace_at(r.node, path, C.Terms(rest[:i] + (scaled,) + rest[i:])),
-                                 "the term {} needs a factor " + text + " ({})", term, scaled)
+                pairs = self._term_pairs(r.node, without)
+                found = self.factor(pairs) if pairs is not None else None
+                if found is None or found[1] is None:
+                    continue
+                text, factor = found
+                scaled = C.Product((factor, term))
+                yield r.then("wrong-factor", C.replace_at(r.node, path, C.Terms(rest[:i] + (scaled,) + rest[i:])),
+                             "the term {} needs a factor " + text + " ({})", term, scaled)
+
+    def _term_pairs(self, full, without) -> list | None:
+        """(probe index, G − K, C − K) at every value compared, for the claim C and the claim K
+        without one of its terms; None where either cannot be evaluated."""
+        pairs = []
+        for k, probe in enumerate(self.j.probes):
+            claim, kept = self.values(full, k, "exact"), self.values(without, k, "exact")
+            if claim is None or kept is None:
+                return None
+            for key, want in self.truth.values(probe, "exact").items():
+                c, o = claim.get(key), kept.get(key)
+                if c is None or o is None or want is None or not c.shape == o.shape == want.shape:
+                    return None
+                pairs.append((k, want - o, c - o))
+        return pairs
 
     def _activation_derivatives(self, r: Repair):
         """f'(z) ⊙ (…) put in where an adjoint flows through an activation; or a factor of an
