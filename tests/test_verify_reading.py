@@ -211,3 +211,15 @@ def test_a_slip_of_a_name_in_a_write_up_gets_the_model_languages_hint(tmp_path):
     assert v.verdict == "unreadable"
     assert v.message == ("line 1, column 46: unknown name \\mathbf{rr}: not a quantity of the model; "
                          "did you mean \\mathbf{r} (r)?")
+
+
+def test_a_name_whose_body_is_several_quantities_gets_the_pre_activations_not_one_guess(tmp_path):
+    """The seed RNN's z_a, z_h and z_o are all \\mathbf{z}: a write-up's bare \\delta \\mathbf{z}_t is told
+    every pre-activation and how to define its own name, not "did you mean" whichever came first."""
+    d = symderiv.derive(symderiv.load(ROOT / "examples" / "seed_rnn.sdm"))
+    path = tmp_path / "mine.md"
+    path.write_text("$$\\delta \\mathbf{z}_t = \\mathbf{W}^\\top \\delta \\mathbf{h}_t$$\n")
+    (v,) = verify(d, read_claims(path, d)).verdicts
+    assert v.verdict == "unreadable"
+    assert "did you mean" not in v.message
+    assert "the model calls them" in v.message and all(n in v.message for n in ("z_a", "z_h", "z_o"))

@@ -268,17 +268,19 @@ class Glossary:
 
     def _did_you_mean(self, atom: Atom) -> str:
         """The model language's hint for a slip of a name (``\\mathbf{rr}``: did you mean
-        ``\\mathbf{r}``, r?), through the names' LaTeX keys; "" when no name is close."""
-        names: dict[str, str] = {}
+        ``\\mathbf{r}``, r?), through the names' LaTeX keys; "" when no name is close, or when the
+        nearest body is that of several quantities (``\\mathbf{z}`` of the seed RNN: z_a, z_h, z_o),
+        where picking one would steer the writer wrong (the pre-activations' hint lists them all)."""
+        names: dict[str, list[str]] = {}
         for table in (self.aliases, self.table):
             for key, entries in table.items():
                 for _, qname in entries:
-                    if self.model.quantities[qname].role != "loss":
-                        names.setdefault(key.body, qname)
+                    if self.model.quantities[qname].role != "loss" and qname not in names.get(key.body, []):
+                        names.setdefault(key.body, []).append(qname)
         close = nearest(atom.key.body, names)
-        if close is None:
+        if close is None or len(names[close]) > 1:
             return ""
-        qname = names[close]
+        qname = names[close][0]
         q = self.model.quantities[qname]
         return f"; did you mean {self.model.latex(qname, self.index if q.sequence else None)} ({qname})?"
 
