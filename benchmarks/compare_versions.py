@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -52,8 +53,9 @@ def export(rev: str, into: Path) -> None:
 
 
 def _size(spec: str, n: int) -> int:
-    """The size a dim expression of ``INPUTS`` spells (a dim, a number or a sum of them) when every dim is n."""
-    return sum(int(term) if term.strip().isdigit() else n for term in spec.split("+"))
+    """The size a dim expression of ``INPUTS`` spells (dims and numbers, sums and products of them: ``n_x + 1``,
+    ``2*n_h``) when every dim is n."""
+    return sum(math.prod(int(f) if f.strip().isdigit() else n for f in term.split("*")) for term in spec.split("+"))
 
 
 def data_for(module, n: int, T: int, batch: int | None, seed: int = 1) -> dict:

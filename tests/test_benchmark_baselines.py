@@ -164,3 +164,10 @@ def test_compare_versions_data_shapes_of_a_design_matrix():
     assert {k: v.shape for k, v in data.items()} == {"X": (3, 3, 2), "y": (3, 2), "lam": ()}
     data = compare_versions.data_for(m, 3, 4, None)
     assert {k: v.shape for k, v in data.items()} == {"X": (3, 3), "y": (3,), "lam": ()}
+
+
+def test_compare_versions_reads_sums_and_products_of_dims():
+    """A size of INPUTS is dims and numbers, summed and multiplied (``n_x + 1``, ``2*n_h``): every dim is n."""
+    import compare_versions
+
+    assert [compare_versions._size(s, 5) for s in ("n_x", "n_x + 1", "2*n_h", "2 * n + 3", "7")] == [5, 6, 10, 13, 7]
