@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -633,11 +634,9 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    _T_W_h = W_h.T  # once, not at every step
-    _T_V_h = V_h.T  # once, not at every step
-    _T_W_g = W_g.T  # once, not at every step
-    _T_V_g = V_g.T  # once, not at every step
     # z_{h,t}, h_t: the recurrence, forward in time
+    _T_W_h = _ws.contiguous(W_h.T)  # once, in rows
+    _T_V_h = _ws.contiguous(V_h.T)  # once, in rows
     z_h = _ws.zeros((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
     with _threads:
@@ -647,6 +646,8 @@ def _run(params, data, want):
             # h_t = tanh(z_{h,t})
             h[i + 1] = np.tanh(z_h[i])
     # z_{g,t}, g_t: the recurrence, backwards in time
+    _T_W_g = _ws.contiguous(W_g.T)  # once, in rows
+    _T_V_g = _ws.contiguous(V_g.T)  # once, in rows
     z_g = _ws.zeros((T, B, n_g), dtype)
     g = _ws.zeros((T + 1, B, n_g), dtype)
     with _threads:

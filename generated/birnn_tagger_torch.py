@@ -424,11 +424,9 @@ def _forward(params, data, want):
     n_g = W_g.shape[0]
     del _x  # each input is held by its name from here on, and freed with it
 
+    # z_{h,t}, h_t: the recurrence, forward in time
     _T_W_h = W_h.T  # once, not at every step
     _T_V_h = V_h.T  # once, not at every step
-    _T_W_g = W_g.T  # once, not at every step
-    _T_V_g = V_g.T  # once, not at every step
-    # z_{h,t}, h_t: the recurrence, forward in time
     z_h = torch.zeros((T, B, n_h), dtype=dtype, device=device)
     h = torch.zeros((T + 1, B, n_h), dtype=dtype, device=device)
     for i in range(T):
@@ -437,6 +435,8 @@ def _forward(params, data, want):
         # h_t = tanh(z_{h,t})
         h[i + 1].copy_(torch.tanh(z_h[i]))
     # z_{g,t}, g_t: the recurrence, backwards in time
+    _T_W_g = W_g.T  # once, not at every step
+    _T_V_g = V_g.T  # once, not at every step
     z_g = torch.zeros((T, B, n_g), dtype=dtype, device=device)
     g = torch.zeros((T + 1, B, n_g), dtype=dtype, device=device)
     for i in reversed(range(T)):

@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -654,7 +655,7 @@ def _run(params, data, want):
             _s_z_h[i] += np.dot(_s_h[i], _T_V)
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i + 1])
-    del _s_z_h, _s_h  # the views keep nothing alive past the loop
+    del _s_z_h, _s_h, _T_V  # read by the loop only: nothing kept alive past it
     # ŷ_t = W_y h_t + b_y
     y_hat = _ws.matvec(W_y, h[1:])
     y_hat += b_y
@@ -699,7 +700,7 @@ def _run(params, data, want):
                 _s_d_h[i] += np.dot(_s_d_z_h[i + 1], V)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # read by the loop only: nothing kept alive past it
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
     d_z_c = _ws.matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).astype(dtype)

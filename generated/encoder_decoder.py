@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -642,11 +643,9 @@ def _run(params, data, want):
     del _x  # each input is held by its name from here on, and freed with it
 
     # ---- forward ----
-    _T_W_e = W_e.T  # once, not at every step
-    _T_V_e = V_e.T  # once, not at every step
-    _T_W_d = W_d.T  # once, not at every step
-    _T_V_d = V_d.T  # once, not at every step
     # z_{e,t}, e_t: the recurrence, forward in time
+    _T_W_e = _ws.contiguous(W_e.T)  # once, in rows
+    _T_V_e = _ws.contiguous(V_e.T)  # once, in rows
     z_e = _ws.zeros((T, B, n_e), dtype)
     e_ = _ws.zeros((T + 1, B, n_e), dtype)
     with _threads:
@@ -658,6 +657,8 @@ def _run(params, data, want):
     # c = e_T
     c = e_[-1]
     # z_{s,t}, s_t: the recurrence, forward in time
+    _T_W_d = _ws.contiguous(W_d.T)  # once, in rows
+    _T_V_d = _ws.contiguous(V_d.T)  # once, in rows
     z_s = _ws.zeros((T, B, n_d), dtype)
     s_ = _ws.zeros((T + 1, B, n_d), dtype)
     s_[0] = _ws.op1(np.tanh, _ws.op(np.add, _ws.mm(c, W_0.T), b_0))

@@ -433,11 +433,9 @@ def _forward(params, data, want):
     n_d = W_0.shape[0]
     del _x  # each input is held by its name from here on, and freed with it
 
+    # z_{e,t}, e_t: the recurrence, forward in time
     _T_W_e = W_e.T  # once, not at every step
     _T_V_e = V_e.T  # once, not at every step
-    _T_W_d = W_d.T  # once, not at every step
-    _T_V_d = V_d.T  # once, not at every step
-    # z_{e,t}, e_t: the recurrence, forward in time
     z_e = torch.zeros((T, B, n_e), dtype=dtype, device=device)
     e_ = torch.zeros((T + 1, B, n_e), dtype=dtype, device=device)
     for i in range(T):
@@ -448,6 +446,8 @@ def _forward(params, data, want):
     # c = e_T
     c = e_[-1]
     # z_{s,t}, s_t: the recurrence, forward in time
+    _T_W_d = W_d.T  # once, not at every step
+    _T_V_d = V_d.T  # once, not at every step
     z_s = torch.zeros((T, B, n_d), dtype=dtype, device=device)
     s_ = torch.zeros((T + 1, B, n_d), dtype=dtype, device=device)
     s_[0] = torch.tanh(c @ W_0.T + b_0)

@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -676,7 +677,7 @@ def _run(params, data, want):
             # h_t = (1 − z_t) ⊙ h_{t−1} + z_t ⊙ n_t
             np.multiply(1 - _s_z_[i], _s_h[i], out=_s_h[i + 1])
             _s_h[i + 1] += _s_z_[i] * _s_n[i]
-    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_a_n, _s_r, _s_n, _s_z_  # the views keep nothing alive past the loop
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_a_n, _s_r, _s_n, _s_z_, _T__stack0_W, _T_U_n  # read by the loop only: nothing kept alive past it
     # a_p = W_p h_T + b_p
     a_p = _ws.op(np.add, _ws.mm(h[-1], W_p.T), b_p)
     # p = softmax(a_p)
@@ -753,7 +754,7 @@ def _run(params, data, want):
             np.multiply(_s__d_a_r_0[i], np.dot(_s_d_a_n[i], U_n), out=_s_d_a_r[i])
             # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
             np.multiply(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
-    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # the views keep nothing alive past the loop
+    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -655,7 +656,7 @@ def _run(params, data, want):
             _s_z_h[i] += c
             # h_t = tanh(z_{h,t})
             np.tanh(_s_z_h[i], out=_s_h[i + 1])
-    del _s_a_, _s_h, _s_e_, _s_m, _s_s_, _s__sqrt_in_z_h, _s_z_h  # the views keep nothing alive past the loop
+    del _s_a_, _s_h, _s_e_, _s_m, _s_s_, _s__sqrt_in_z_h, _s_z_h, _T_U  # read by the loop only: nothing kept alive past it
     # ŷ_t = V h_t
     y_hat = _ws.matvec(V, h[1:])
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)
@@ -724,7 +725,7 @@ def _run(params, data, want):
             # δa_t = δe_t + 1/n_h 1 δm_t
             d_a_[i] = _s_d_e_[i]
             _s_d_a_[i] += (1/n_h) * (_s_d_m[i] * np.ones(n_h, dtype))
-    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # the views keep nothing alive past the loop
+    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # read by the loop only: nothing kept alive past it
     # ∂L/∂W = Σ_t δa_t x_tᵀ
     g_W = _outer(d_a_, x_)
     # ∂L/∂U = Σ_t δa_t h_{t−1}ᵀ

@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -675,7 +676,7 @@ def _run(params, data, want):
             # h_t = o_t ⊙ tanh(c_t)
             np.tanh(_s_c[i + 1], out=_s_h[i + 1])
             _s_h[i + 1] *= _s_o[i]
-    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o  # the views keep nothing alive past the loop
+    del _s__stack0, _s_h, _s2__stack0, _s__stack0_out0, _s_z_g, _s_g, _s_f, _s_c, _s_i_, _s_o, _T__stack0_W  # read by the loop only: nothing kept alive past it
     # v_t = [h_{t−1}; x_t]
     v_ = _ws.concat(h[:-1], x_)
     # z_{p,t} = W_y h_t + b_y
@@ -772,7 +773,7 @@ def _run(params, data, want):
             np.multiply(_s__d_z_i_0[i], _s_d_c[i], out=_s_d_z_i[i])
             # δz_{f,t} = δc_t ⊙ c_{t−1} ⊙ f_t ⊙ (1 − f_t)
             np.multiply(_s__d_z_f_0[i], _s_d_c[i], out=_s_d_z_f[i])
-    del _s_d_h, _s__d_stack0, _s__d_c_0, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f  # the views keep nothing alive past the loop
+    del _s_d_h, _s__d_stack0, _s__d_c_0, _s_d_c, _s_f, _s__d_z_g_0, _s_d_z_g, _s__d_z_o_0, _s_d_z_o, _s__d_z_i_0, _s_d_z_i, _s__d_z_f_0, _s_d_z_f  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_f, ∂L/∂W_i, ∂L/∂W_o, ∂L/∂W_g: one product with the stacked δ, split by rows
     # ∂L/∂W_f = Σ_t δz_{f,t} v_tᵀ
     # ∂L/∂W_i = Σ_t δz_{i,t} v_tᵀ

@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -640,7 +641,7 @@ def _run(params, data, want):
             # y_t = W_y h_t + b_y
             y[i + 1] = np.dot(_s_h[i], _T_W_y)
             _s_y[i + 1] += b_y
-    del _s_z_h, _s_y, _s_h  # the views keep nothing alive past the loop
+    del _s_z_h, _s_y, _s_h, _T_W_f, _T_W_y  # read by the loop only: nothing kept alive past it
     # L = Σ_t 1/2 (y_t − y^(ref)_t)ᵀ (y_t − y^(ref)_t)
     L = np.add.reduce(_ws.op(np.multiply, 1 / 2, np.add.reduce(_ws.op(np.multiply, _ws.op(np.subtract, y[1:], y_ref), _ws.op(np.subtract, y[1:], y_ref)), axis=-1, keepdims=True)), axis=0)
     _loss = dtype(L.sum())
@@ -674,7 +675,7 @@ def _run(params, data, want):
                 _s_d_y[i] += np.dot(_s_d_z_h[i + 1], W_f)
             # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
             np.multiply(_s__d_z_h_0[i], np.dot(_s_d_y[i], W_y), out=_s_d_z_h[i])
-    del _s_d_y, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
+    del _s_d_y, _s_d_z_h, _s__d_z_h_0  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
     g_W_x = _outer(d_z_h, x_)
     # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ

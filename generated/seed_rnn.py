@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -644,7 +645,7 @@ def _run(params, data, want):
     z_h += b_h
     h = _ws.zeros((T + 1, B, n_h), dtype)
     # the loop's state is u = 2 h − 1 = tanh(z_h / 2), z_h halved (symderiv.codegen.numpy.loop)
-    _T_V = _ws.op(np.multiply, V.T, 0.25)
+    _T_V = _ws.op(np.multiply, _ws.contiguous(V.T), 0.25)  # (V/4)ᵀ, in rows
     z_h *= 0.5
     z_h += np.add.reduce(_T_V, axis=0)
     h[0] = -1.0
@@ -653,11 +654,11 @@ def _run(params, data, want):
     _s_h = list(h)
     with _threads:
         for i in range(T):
-            # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h
+            # z_{h,t} = U a^(in)_t + V h_{t−1} + b_h (in tanh units: z_h / 2 += (V/4) u_{t−1}, u = 2 h − 1)
             _s_z_h[i] += np.dot(_s_h[i], _T_V)
-            # h_t = σ(z_{h,t})
+            # h_t = σ(z_{h,t}), kept as u_t = tanh(z_h / 2)
             np.tanh(_s_z_h[i], out=_s_h[i + 1])
-    del _s_z_h, _s_h  # the views keep nothing alive past the loop
+    del _s_z_h, _s_h, _T_V  # read by the loop only: nothing kept alive past it
     h += 1.0  # back from tanh units: h = (u + 1) / 2, and z_h whole again
     h *= 0.5
     z_h *= 2.0
@@ -724,7 +725,7 @@ def _run(params, data, want):
                 _s_d_h[i] += np.dot(_s_d_z_h[i + 1], V)
             # δz_{h,t} = δh_t ⊙ h_t ⊙ (1 − h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # the views keep nothing alive past the loop
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # read by the loop only: nothing kept alive past it
     # δz_{a,t} = a^(in)_t ⊙ (1 − a^(in)_t) ⊙ Uᵀ δz_{h,t}
     d_z_a = _ws.matvec(U.T, d_z_h)
     d_z_a *= a_in

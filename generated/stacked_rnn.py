@@ -11,7 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``x @ W.T`` for one step and ``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
+``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -655,7 +656,7 @@ def _run(params, data, want):
             _s_z_h_2[i] += b_2
             # h_{2,t} = tanh(z_{h,2,t})
             np.tanh(_s_z_h_2[i], out=_s_h_2[i + 1])
-    del _s_z_h_1, _s_h_1, _s_z_h_2, _s_h_2  # the views keep nothing alive past the loop
+    del _s_z_h_1, _s_h_1, _s_z_h_2, _s_h_2, _T_U_1, _T_W_2, _T_U_2  # read by the loop only: nothing kept alive past it
     # z_{p,t} = W_y h_{2,t} + b_y
     z_p = _ws.matvec(W_y, h_2[1:])
     z_p += b_y
@@ -716,7 +717,7 @@ def _run(params, data, want):
                 _s_d_h_1[i] += np.dot(_s_d_z_h_1[i + 1], U_1)
             # δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
             np.multiply(_s__d_z_h_1_0[i], _s_d_h_1[i], out=_s_d_z_h_1[i])
-    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0  # the views keep nothing alive past the loop
+    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_1 = Σ_t δz_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_z_h_1, x_)
     # ∂L/∂U_1 = Σ_t δz_{h,1,t} h_{1,t−1}ᵀ

@@ -16,8 +16,9 @@ import pytest
 
 import symderiv
 from symderiv.codegen.numpy.loop import tanh_units
+from symderiv.render.emit import render
 
-from .helpers import EXAMPLES, assert_module_is_right, generated_module
+from .helpers import EXAMPLES, ROOT, assert_module_is_right, generated_module
 
 
 def _sigmoid(z):
@@ -73,8 +74,8 @@ def test_seed_rnn_loop_is_in_tanh_units(seed):
 
 
 # (dims, T, batch): the first two small enough that NumPy allocates every array, the last with arrays of
-# 64 KiB and more, from the workspace's arena (its second call reuses the arena)
-@pytest.mark.parametrize("n, T, batch", [(3, 5, None), (4, 6, 3), (24, 12, 40)])
+# 64 KiB and more in float32 and float64, from the workspace's arena (its second call reuses the arena)
+@pytest.mark.parametrize("n, T, batch", [(3, 5, None), (4, 6, 3), (24, 12, 64)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_seed_rnn_in_tanh_units_matches_the_equations(seed, n, T, batch, dtype):
     dims = dict.fromkeys(seed.DIMS, n)
@@ -151,8 +152,35 @@ def test_tanh_units_only_where_the_state_is_read_by_its_product_alone(text, appl
 def test_tanh_units_leaves_a_loop_it_does_not_match_unchanged():
     from symderiv.codegen.schedule import Line, Phase, Scheduled
 
-    loop = [Scheduled("z", [Line("z[i] += np.dot(_s_h[i], _T_V)"), Line("_sigmoid(_s_z[i], out=_s_h[i + 1])"),
-                            Line("y[i] += _s_h[i + 1] * 2")])]
-    phase = Phase(alloc=[Line("h = np.zeros((T + 1, B, n), dtype)")], loop=loop)
-    assert tanh_units(phase) is None
-    assert [ln.text for ln in loop[0].lines][1] == "_sigmoid(_s_z[i], out=_s_h[i + 1])"
+    def phase(*third):
+        loop = [Scheduled("z", [Line("_s_z[i] += np.dot(_s_h[i], _T_V)"), Line("_sigmoid(_s_z[i], out=_s_h[i + 1])"),
+                                *third])]
+        return Phase(alloc=[Line("h = np.zeros((T + 1, B, n), dtype)")], loop=loop)
+
+    assert tanh_units(phase()) == ("h", "z", "V")  # the pattern alone is rewritten
+    for third in (Line("_s_y[i] += _s_h[i + 1] * 2"),  # h read by another line
+                  Line("_s2_z[i] *= 2"),  # z through another view list
+                  Line("_s_y[i] = _s_w[i]", ("y",), ("w", "h"))):  # h among a line's reads
+        p = phase(third)
+        assert tanh_units(p) is None, third.text
+        assert [ln.text for ln in p.loop[0].lines][1] == "_sigmoid(_s_z[i], out=_s_h[i + 1])"
+    split = phase()
+    split.before.append(Scheduled("z", [Line("z, w = np.split(s, [n], axis=-1)")]))  # z a view of another array
+    assert tanh_units(split) is None
+
+
+def test_a_computed_matrix_read_transposed_by_two_loops_is_made_after_it(tmp_path):
+    """A model with a time loop per recurrence (codegen/blocks.py) whose steps both read Mᵀ of M = A B, a
+    matrix the forward pass computes: Mᵀ (``_T_M``) is made once, after M and before the first loop, in
+    the NumPy module (which then computes what symderiv's evaluator and central differences say) and in
+    the PyTorch one (tests/test_backend_torch.py runs every model of tests/models against autograd)."""
+    text = (ROOT / "tests" / "models" / "tied_birnn.sdm").read_text(encoding="utf-8")
+    m = assert_module_is_right(text, tmp_path, T=4)
+    import inspect
+
+    run = inspect.getsource(m._run)
+    assert run.count("_T_M = ") == 1 and run.index("M = ") < run.index("_T_M = ") < run.index("for i in")
+    d = symderiv.derive(symderiv.parse(text, "x.sdm"))
+    torch_text = render(d, "torch", "x.sdm")
+    forward = torch_text.split("def _forward(")[1].split("\ndef ")[0]
+    assert forward.count("_T_M = ") == 1 and forward.index("M = ") < forward.index("_T_M = ")

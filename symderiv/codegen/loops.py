@@ -15,6 +15,7 @@ modules alike:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .schedule import Line, Phase, Scheduled
 
@@ -34,6 +35,19 @@ def transposed_in(phase: Phase) -> list[str]:
     appearance: each is transposed once, before the phase's loop (``_T_W = W.T``)."""
     found = (m.group(1) for st in phase.statements() for ln in st.lines for m in _TRANSPOSE.finditer(ln.text))
     return list(dict.fromkeys(found))
+
+
+def transposes_before_use(phase: Phase, make: Callable[[str], str]) -> None:
+    """For a pass whose time loops are statements of their own (``codegen.blocks``: no ``phase.loop``),
+    make each matrix its steps read transposed (``_T_W``) by the line ``make(W)``, put at the start of the
+    first statement that reads it: after every statement before it, one of which may compute W (a
+    matrix the pass computes, ``M = A @ B``), and once for all the pass's loops."""
+    made: set[str] = set()
+    for st in phase.statements():
+        needed = [m for m in dict.fromkeys(x.group(1) for ln in st.lines for x in _TRANSPOSE.finditer(ln.text))
+                  if m not in made]
+        st.lines[:0] = [Line(make(m), (transposed(m),), (m,)) for m in needed]
+        made.update(needed)
 
 
 # A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).

@@ -17,7 +17,7 @@ from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
-from ..loops import transposed_in
+from ..loops import transposed, transposes_before_use
 from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Line, Phase, Schedule
@@ -41,11 +41,12 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
 
 def loop_context(schedule: Schedule) -> dict:
     """What the template writes around each pass's time loop (``numpy/loop.py``): the lines before and
-    after it, and the transposes read where a pass has no loop of its own.  Rewrites the loops' lines
-    (views, a σ state in tanh units) in place."""
+    after it.  Rewrites the loops' lines (views, a σ state in tanh units) in place; in a pass whose loops
+    are statements of their own, adds the transposes its steps read to those statements."""
     out = {}
     for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
-        out[f"{name}_transposes"] = transposed_in(phase)
+        if not phase.loop:  # loops as statements of their own: each Wᵀ made before the first that reads it
+            transposes_before_use(phase, lambda m: f"{transposed(m)} = _ws.contiguous({m}.T)  # once, in rows")
         out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)
     return out
 

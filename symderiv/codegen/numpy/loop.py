@@ -41,7 +41,7 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
     if units:
         state, z, m = units
         before += [f"# the loop's state is u = 2 {state} − 1 = tanh({z} / 2), {z} halved (symderiv.codegen.numpy.loop)",
-                   f"{transposed(m)} = _ws.op(np.multiply, {m}.T, 0.25)",
+                   f"{transposed(m)} = _ws.op(np.multiply, _ws.contiguous({m}.T), 0.25)  # ({m}/4)ᵀ, in rows",
                    f"{z} *= 0.5",
                    f"{z} += np.add.reduce({transposed(m)}, axis=0)",
                    f"{state}[0] = -1.0"]
@@ -49,8 +49,9 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
         before.append("# the steps the loop reads, as views made once (indexing an array at every step is a call each)")
         before += [f"{name} = list({source})" for name, source in views]
     after = []
-    if views:
-        after.append(f"del {', '.join(name for name, _ in views)}  # the views keep nothing alive past the loop")
+    if views or mats:
+        kept = [name for name, _ in views] + [transposed(m) for m in mats]
+        after.append(f"del {', '.join(kept)}  # read by the loop only: nothing kept alive past it")
     if units:
         state, z, _ = units
         after += [f"{state} += 1.0  # back from tanh units: {state} = (u + 1) / 2, and {z} whole again",
@@ -69,19 +70,30 @@ def tanh_units(phase: Phase) -> tuple[str, str, str] | None:
     ``_sigmoid(_s_z[i], out=_s_h[i + 1])``, with no other line of the loop reading h, z or Mᵀ; and h
     allocated as zeros with one step in front (h_0 = 0), by no other line."""
     lines = [ln for st in phase.loop for ln in st.lines]
+    outside = [ln for st in phase.before + phase.after for ln in st.lines] + phase.alloc
     for ln in lines:
         m = _PRODUCT.match(ln.text)
         if m is None:
             continue
         z, state, mat = m.groups()
         sig = f"_sigmoid(_s_{z}[i], out=_s_{state}[i + 1])"
-        read = re.compile(rf"\b(?:_s_)?(?:{z}|{state})\b|\b_T_{mat}\b")
-        if [x.text for x in lines if read.search(x.text)] != [ln.text, sig]:
+        read = re.compile(rf"(?<![\w.])(?:_s\d*_)?(?:{z}|{state})\b|\b_T_{mat}\b")
+        mine = [x for x in lines if read.search(x.text) or {z, state} & set(x.reads + x.writes)]
+        if [x.text for x in mine] != [ln.text, sig]:
+            continue
+        # h and z are arrays of their own: not split off another (``a, z = np.split(s, …)``), which the loop
+        # could read through its other name, nor split into views
+        if any(re.search(rf"\b(?:{z}|{state})\b.*= np\.split\(|= np\.split\((?:{z}|{state})\b", x.text)
+               for x in outside):
             continue
         alloc = [a.text for a in phase.alloc if re.search(rf"\b{state}\b", a.text)]
         if len(alloc) != 1 or not re.fullmatch(rf"{state} = np\.zeros\(\(T \+ 1, B, [^()]*\), dtype\)", alloc[0]):
             continue
         for st in phase.loop:
+            if ln in st.lines:
+                st.comment += f" (in tanh units: {z} / 2 += ({mat}/4) u_{{t−1}}, u = 2 {state} − 1)"
+            if any(x.text == sig for x in st.lines):
+                st.comment += f", kept as u_t = tanh({z} / 2)"
             st.lines = [Line(f"np.tanh(_s_{z}[i], out=_s_{state}[i + 1])", x.writes, x.reads) if x.text == sig else x
                         for x in st.lines]
         return state, z, mat

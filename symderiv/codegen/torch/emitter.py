@@ -16,7 +16,7 @@ import sympy as sp
 from ...ad.derive import Derivation
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
-from ..loops import step_views, transposed_in
+from ..loops import step_views, transposed, transposed_in, transposes_before_use
 from ..numpy.emitter import context
 from ..plan import ModulePlan
 from ..schedule import Line, Phase, Schedule
@@ -27,6 +27,9 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     """The template context of the PyTorch module of ``d`` (see ``numpy.emitter.module_context``)."""
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()
+    for phase in (schedule.forward, schedule.backward):
+        if not phase.loop:  # loops as statements of their own: each Wᵀ made before the first that reads it
+            transposes_before_use(phase, lambda m: f"{transposed(m)} = {m}.T  # once, not at every step")
     out = context(d, schedule, plan.printer)
     biases = {p["py"] for p in out["params"] if p["kind"] == "vector"}
     for phase in (schedule.forward, schedule.backward):
