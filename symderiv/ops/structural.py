@@ -11,6 +11,7 @@ expression.
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -443,17 +444,18 @@ def _build_softmax(node_cls):
     return build
 
 
-def axis_keyword(ctx, call):
+def axis_keyword(ctx: Any, call: ast.Call) -> int | None:
     """The ``axis=`` of sum() and mean(): None, 0 or 1 (``ctx`` needs only ``error`` and ``text``,
     so the claims reader shares the rule and its messages)."""
     axis = None
+    fname = call.func.id if isinstance(call.func, ast.Name) else ast.unparse(call.func)
     for kw in call.keywords:
         if kw.arg != "axis":
-            raise ctx.error(kw, f"{call.func.id}() takes one keyword argument, axis=0 or axis=1, not "
+            raise ctx.error(kw, f"{fname}() takes one keyword argument, axis=0 or axis=1, not "
                                 f"{kw.arg or '**'}=")
         value = kw.value
         if not (isinstance(value, ast.Constant) and type(value.value) is int and value.value in (0, 1)):
-            raise ctx.error(value, f"the axis of {call.func.id}() is 0 (column sums) or 1 (row sums), not "
+            raise ctx.error(value, f"the axis of {fname}() is 0 (column sums) or 1 (row sums), not "
                                    f"{ctx.text(value)}")
         axis = value.value
     return axis
