@@ -28,7 +28,7 @@ from ..frontend.language import decode_source, parse_expression
 from ..frontend.statements import did_you_mean
 from ..ir.expr import same_shape
 from ..ops import ELEMENTWISE, LANGUAGE
-from ..ops.structural import axis_keyword
+from ..ops.structural import axis_keyword, size_argument
 from .latex import read_writeup
 from .latex.names import preactivations
 from .probe import probes
@@ -319,12 +319,8 @@ class _PythonSide:
             scope = [n for n, q in self.model.quantities.items() if q.role != "loss"] + list(self.model.dims)
             if self.model.length is not None:
                 scope.append(self.model.length.name)
-        hint = did_you_mean(name, scope) or did_you_mean(name, (*FUNCTIONS, *_SIZE_FUNCTIONS, "d", "Sum"))
-        named = preactivations(self.model, written=False)
-        if hint or not named:
-            return hint
-        return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
-                + "; ".join(named))
+        return (did_you_mean(name, scope) or did_you_mean(name, _CALLABLE)
+                or preactivations(self.model, written=False))
 
     def _Attribute(self, n: ast.Attribute):
         if n.attr != "T":
@@ -381,11 +377,11 @@ class _PythonSide:
         if fname in _SIZE_FUNCTIONS:
             return self._sized(n)
         if fname not in FUNCTIONS:
-            hint = did_you_mean(fname, (*FUNCTIONS, *_SIZE_FUNCTIONS, "d", "Sum")).removeprefix("; ")
+            hint = did_you_mean(fname, _CALLABLE).removeprefix("; ")
             raise self.error(n.func, f"unknown function '{fname}'{f' ({hint})' if hint else ''}; a claim may use "
                                      "d(...), Sum(...) and " + ", ".join((*FUNCTIONS, *_SIZE_FUNCTIONS)))
         if n.keywords:  # sum(A, axis=0), mean(A, axis=1): read as the model language reads them
-            axis = axis_keyword(_KeywordContext(self.error), n)
+            axis = axis_keyword(_ReaderContext(self.error), n)
             if len(n.args) != 1:
                 raise self.error(n, f"{fname}() takes one argument")
             return Call(fname, self.node(n.args[0]), axis=axis)
@@ -412,11 +408,9 @@ class _PythonSide:
             raise self.error(n, f"{fname}() takes " + ("1 or 2 sizes" if fname == "ones" else "one size")
                              + f", got {len(n.args)}")
         sizes = []
-        for arg in n.args:
+        for arg in n.args:  # each a size by the model language's rule (NaN: a piece that spells no number)
             size = _size_of(self.node(arg))
-            if size is None or not (size.is_integer and size.is_positive):
-                raise self.error(arg, f"{fname}() takes sizes (dims or positive integers), not {ast.unparse(arg)}")
-            sizes.append(size)
+            sizes.append(size_argument(_ReaderContext(self.error), fname, arg, sp.nan if size is None else size))
         return Given(LANGUAGE[fname].make(*sizes))
 
     def _gradient(self, n: ast.Call):
@@ -444,11 +438,14 @@ class _PythonSide:
 
 #: The functions of the model language whose arguments are sizes, not values.
 _SIZE_FUNCTIONS = tuple(name for name, f in LANGUAGE.items() if f.sizes)
+#: Everything a claim may call, for the hint at an unknown name.
+_CALLABLE = (*FUNCTIONS, *_SIZE_FUNCTIONS, "d", "Sum")
 
 
 @dataclass(frozen=True)
-class _KeywordContext:
-    """What ``axis_keyword`` asks of its reader: positioned errors and an argument's text."""
+class _ReaderContext:
+    """What the model language's shared checks (``axis_keyword``, ``size_argument``) ask of their
+    reader: positioned errors and an argument's text."""
 
     error: Callable
 

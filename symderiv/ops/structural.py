@@ -513,12 +513,18 @@ def _build_diag(ctx, call, args):
     return Diag(a)
 
 
+def size_argument(ctx: Any, fname: str, node: ast.AST, a: Any) -> sp.Expr:
+    """``a``, the argument ``node`` of ``fname()`` (``eye``, ``ones``), as a size: a positive integer or
+    dims; else the positioned error (``ctx`` needs only ``error`` and ``text``, so the claims reader
+    shares the rule and its message)."""
+    a = sp.sympify(a, strict=True)
+    if not (a.is_integer and a.is_positive):
+        raise ctx.error(node, f"{fname}() takes sizes (dims or positive integers), not {ctx.text(node)}")
+    return a
+
+
 def _size_args(ctx, call, args):
-    for a, n in zip(args, call.args):
-        a = sp.sympify(a, strict=True)
-        if not (a.is_integer and a.is_positive):
-            raise ctx.error(n, f"{call.func.id}() takes sizes (dims or positive integers), not {ctx.text(n)}")
-    return [sp.sympify(a, strict=True) for a in args]
+    return [size_argument(ctx, call.func.id, n, a) for a, n in zip(args, call.args)]
 
 
 def _build_eye(ctx, call, args):

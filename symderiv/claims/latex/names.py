@@ -39,20 +39,21 @@ def preactivation_hint(model: Model, atom: Atom) -> str:
     named = [q for q in model.quantities.values() if q.auxiliary]
     if not named:
         return ""
-    parts = preactivations(model)
     spelling = atom.core + atom.sup
     written = spelling + (f"_{{{','.join(atom.subs)}}}" if atom.subs else "")
     first = named[0].name
-    return (f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} "
-            + "; ".join(parts) + f": write {'that' if len(named) == 1 else 'one of these'}, define your name in the "
-            "write-up (\\delta " + written + " \\triangleq \\partial \\mathcal{L} / \\partial (...)), or add a "
+    return (preactivations(model) + f": write {'that' if len(named) == 1 else 'one of these'}, define your name in "
+            "the write-up (\\delta " + written + " \\triangleq \\partial \\mathcal{L} / \\partial (...)), or add a "
             f"line to the model file: latex {first} \"{spelling}\"")
 
 
-def preactivations(model: Model, written: bool = True) -> list[str]:
-    """Each pre-activation symderiv named, as ``z_h (the argument of sigmoid in h, written
-    \\mathbf{z}_{h,t})`` (without its LaTeX, ``written=False``: for a claims file)."""
+def preactivations(model: Model, written: bool = True) -> str:
+    """``; if it is a pre-activation, the model calls them …``: each pre-activation symderiv named, as
+    ``z_h (the argument of sigmoid in h, written \\mathbf{z}_{h,t})`` (without its LaTeX, ``written=False``:
+    for a claims file); "" when it named none."""
     named = [q for q in model.quantities.values() if q.auxiliary]
+    if not named:
+        return ""
     readers = {}
     for q in model.quantities.values():
         arg = getattr(q.expr, "arg", None)
@@ -69,7 +70,7 @@ def preactivations(model: Model, written: bool = True) -> list[str]:
             of = f"the argument of {getattr(reader.expr, 'fname', type(reader.expr).__name__.lower())} in {reader.name}"
         latex = f", written {model.latex(p.name, index if p.sequence else None)}" if written else ""
         parts.append(f"{p.name} ({of}{latex})")
-    return parts
+    return f"; if it is a pre-activation, the model calls {'it' if len(named) == 1 else 'them'} " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
