@@ -15,7 +15,7 @@ modules alike:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .schedule import Line, Phase, Scheduled
 
@@ -37,17 +37,21 @@ def transposed_in(phase: Phase) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def transposes_before_use(phase: Phase, make: Callable[[str], str]) -> None:
-    """For a pass whose time loops are statements of their own (``codegen.blocks``: no ``phase.loop``),
-    make each matrix its steps read transposed (``_T_W``) by the line ``make(W)``, put at the start of the
-    first statement that reads it: after every statement before it, one of which may compute W (a
-    matrix the pass computes, ``M = A @ B``), and once for all the pass's loops."""
-    made: set[str] = set()
-    for st in phase.statements():
-        needed = [m for m in dict.fromkeys(x.group(1) for ln in st.lines for x in _TRANSPOSE.finditer(ln.text))
-                  if m not in made]
-        st.lines[:0] = [Line(make(m), (transposed(m),), (m,)) for m in needed]
-        made.update(needed)
+def transposes_before_use(phases: Iterable[Phase], make: Callable[[str], str]) -> None:
+    """In each pass whose time loops are statements of their own (``codegen.blocks``: no ``phase.loop``;
+    a pass with one loop makes them before it), make each matrix its steps read transposed (``_T_W``) by
+    the line ``make(W)``, put at the start of the first statement that reads it: after every statement
+    before it, one of which may compute W (a matrix the pass computes, ``M = A @ B``), and once for all
+    the pass's loops."""
+    for phase in phases:
+        if phase.loop:
+            continue
+        made: set[str] = set()
+        for st in phase.statements():
+            needed = [m for m in dict.fromkeys(x.group(1) for ln in st.lines for x in _TRANSPOSE.finditer(ln.text))
+                      if m not in made]
+            st.lines[:0] = [Line(make(m), (transposed(m),), (m,)) for m in needed]
+            made.update(needed)
 
 
 # A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).

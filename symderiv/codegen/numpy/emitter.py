@@ -43,10 +43,10 @@ def loop_context(schedule: Schedule) -> dict:
     """What the template writes around each pass's time loop (``numpy/loop.py``): the lines before and
     after it.  Rewrites the loops' lines (views, a σ state in tanh units) in place; in a pass whose loops
     are statements of their own, adds the transposes its steps read to those statements."""
+    transposes_before_use((schedule.forward, schedule.backward),
+                          lambda m: f"{transposed(m)} = _ws.contiguous({m}.T)  # once, in rows")
     out = {}
     for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
-        if not phase.loop:  # loops as statements of their own: each Wᵀ made before the first that reads it
-            transposes_before_use(phase, lambda m: f"{transposed(m)} = _ws.contiguous({m}.T)  # once, in rows")
         out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)
     return out
 

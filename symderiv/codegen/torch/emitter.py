@@ -27,9 +27,8 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     """The template context of the PyTorch module of ``d`` (see ``numpy.emitter.module_context``)."""
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()
-    for phase in (schedule.forward, schedule.backward):
-        if not phase.loop:  # loops as statements of their own: each Wᵀ made before the first that reads it
-            transposes_before_use(phase, lambda m: f"{transposed(m)} = {m}.T  # once, not at every step")
+    transposes_before_use((schedule.forward, schedule.backward),
+                          lambda m: f"{transposed(m)} = {m}.T  # once, not at every step")
     out = context(d, schedule, plan.printer)
     biases = {p["py"] for p in out["params"] if p["kind"] == "vector"}
     for phase in (schedule.forward, schedule.backward):
