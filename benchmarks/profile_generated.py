@@ -4,8 +4,9 @@ Loads generated/MODEL.py (default seed_rnn; lstm_tagger also works) with its sou
 
 - every simple statement of ``_run`` (loop bodies included) adds its wall-clock time, and the minor page faults
   of the process during it, to per-line totals;
-- every matrix product ``a @ b`` anywhere in the module goes through a timed wrapper that also counts its
-  floating-point operations from the operand shapes: 2 · (size of the result) · (inner dimension).
+- every matrix product (``a @ b``, ``np.dot(a, b)``, ``np.matmul(a, b)``) anywhere in the module goes through a
+  timed wrapper that also counts its floating-point operations from the operand shapes: 2 · (size of the result)
+  · (inner dimension).
 
 The rewritten module computes exactly what the original does. The instrumentation costs about a microsecond per
 statement and half of one per product, which matters only at small sizes (compare the plain time in the header).
@@ -64,6 +65,15 @@ class _MatMul(ast.NodeTransformer):
             return ast.copy_location(call, node)
         return node
 
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr in ("dot", "matmul") and isinstance(func.value, ast.Name)
+                and func.value.id == "np" and len(node.args) == 2):  # np.dot(a, b[, out=…]) is a product too
+            call = ast.Call(func=ast.Name("_bench_mm", ast.Load()), args=node.args, keywords=node.keywords)
+            return ast.copy_location(call, node)
+        return node
+
     def visit_AugAssign(self, node):
         if isinstance(node.op, ast.MatMult):
             raise NotImplementedError("@= is not instrumented")
@@ -104,9 +114,9 @@ def instrumented(path: Path, function: str = "_run"):
         stats.hits[n] += 1
         stats.faults[n] += faults
 
-    def mm(a, b):
+    def mm(a, b, out=None):
         start = clock()
-        out = a @ b
+        out = a @ b if out is None else np.dot(a, b, out=out)
         dt = clock() - start
         flops = 2 * out.size * a.shape[-1]
         stats.mm_seconds += dt
