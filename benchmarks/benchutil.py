@@ -195,7 +195,7 @@ def blas_limit(n: int | None):
         yield
 
 
-def _blas_description() -> str:
+def blas_description() -> str:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -211,6 +211,27 @@ def _blas_description() -> str:
         return f"{blas.get('name')} {blas.get('version')} (thread count unknown: threadpoolctl not installed)"
     except Exception:  # older NumPy: no dict mode
         return "unknown (see numpy.show_config())"
+
+
+def blas_core_note() -> str:
+    """A warning where OpenBLAS runs kernels older than the CPU's vector unit (its AVX2 "Haswell" kernels, which
+    it also runs on AMD's Zen, on a CPU with AVX-512), empty otherwise: every NumPy product, the FLOP floor's GEMM
+    rate included, is then slower than the machine allows, and peers with kernels of their own (XLA) are not."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    cores = {str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    if "avx512f" not in flags or not cores or not cores <= {"Haswell", "Zen", "SandyBridge"}:
+        return ""
+    return (f"OpenBLAS runs its {'/'.join(sorted(cores))} kernels (AVX2) on this CPU, which has AVX-512 "
+            "(OpenMathLib/OpenBLAS#6029 reports it for AMD's Zen 5); OPENBLAS_CORETYPE=SkylakeX in the environment "
+            "selects its AVX-512 kernels for every NumPy contender (JAX's XLA has kernels of its own).")
 
 
 def cpu_model() -> str:
@@ -256,7 +277,7 @@ def machine_description() -> str:
         ["OS", platform.platform()],
         ["Python", f"{platform.python_implementation()} {platform.python_version()}"],
         ["NumPy", np.__version__],
-        ["BLAS", _blas_description()],
+        ["BLAS", blas_description()],
     ]
     try:
         import torch

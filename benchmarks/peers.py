@@ -33,7 +33,9 @@ calls after the first ones).
 
 Also measured: the **FLOP floor**, the call's matrix-product FLOPs (counted analytically, the products the
 equations need) at the machine's measured GEMM rate (the best of 5 products of two 2048 × 2048 matrices in that
-dtype at that thread count, in a fresh process): a lower bound no implementation issuing these products can beat;
+dtype at that thread count, in a fresh process): a lower bound for any code issuing these products through NumPy's
+BLAS (XLA multiplies with kernels of its own, and JAX jit can beat it where OpenBLAS runs older kernels than the
+CPU has: the header says so, see ``benchutil.blas_core_note``);
 and the **peak memory** of ``loss_and_gradients`` over ``forward`` of the generated modules at the large size,
 float64, by tracemalloc (benchmarks/memory.py's measure), in a fresh process.
 
@@ -53,7 +55,7 @@ import subprocess
 import sys
 import time
 
-from benchutil import ROOT, Target, child_env, cpu_model, print_targets, table
+from benchutil import ROOT, Target, blas_core_note, blas_description, child_env, cpu_model, print_targets, table
 
 CONTENDERS = ("generated", "careful NumPy", "JAX jit", "torch eager", "generated JAX")
 MODELS = {"seed RNN": "seed_rnn", "LSTM": "lstm_tagger"}
@@ -393,6 +395,13 @@ def main(argv=None) -> list[Target]:
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs. Times: median ms per `loss_and_gradients` call over "
           f"{rounds} interleaved rounds, each contender in its own process; `gen ÷ X`: median of the per-round "
           "ratios generated / X.\n")
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    print(f"NumPy's BLAS (in this process): {blas_description()}"
+          + ("" if coretype is None else f", from OPENBLAS_CORETYPE={coretype}") + ".")
+    note = blas_core_note()
+    if note:
+        print(f"\n**Note.** {note}")
+    print()
     print(text)
     print()
     print(table(["run", ""], [["load average (1 / 5 / 15 min) before", load_before],
