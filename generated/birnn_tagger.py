@@ -408,6 +408,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -635,8 +679,8 @@ def _run(params, data, want):
 
     # ---- forward ----
     # z_{h,t}, h_t: the recurrence, forward in time
-    _T_W_h = _ws.contiguous(W_h.T)  # once, in rows
-    _T_V_h = _ws.contiguous(V_h.T)  # once, in rows
+    _T_W_h = _step_operand(W_h.T, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _T_V_h = _step_operand(V_h.T, B, _ws)  # once, laid out as BLAS multiplies fastest
     z_h = _ws.zeros((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
     with _threads:
@@ -646,8 +690,8 @@ def _run(params, data, want):
             # h_t = tanh(z_{h,t})
             h[i + 1] = np.tanh(z_h[i])
     # z_{g,t}, g_t: the recurrence, backwards in time
-    _T_W_g = _ws.contiguous(W_g.T)  # once, in rows
-    _T_V_g = _ws.contiguous(V_g.T)  # once, in rows
+    _T_W_g = _step_operand(W_g.T, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _T_V_g = _step_operand(V_g.T, B, _ws)  # once, laid out as BLAS multiplies fastest
     z_g = _ws.zeros((T, B, n_g), dtype)
     g = _ws.zeros((T + 1, B, n_g), dtype)
     with _threads:
@@ -683,25 +727,29 @@ def _run(params, data, want):
     # δz_{p,t} = p_t − r_t
     d_z_p = _ws.op(np.subtract, p_, r)
     # δg_t, δz_{g,t}: the adjoint recurrence, forward in time
+    _M_V_g = _step_operand(V_g, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _M_U_g = _step_operand(U_g, B, _ws)  # once, laid out as BLAS multiplies fastest
     d_g = _ws.zeros((T, B, n_g), dtype)
     d_z_g = _ws.zeros((T, B, n_g), dtype)
     with _threads:
         for i in range(T):
             # δg_t = V_gᵀ δz_{g,t−1} + U_gᵀ δz_{p,t}
             if i >= 1:
-                d_g[i] += np.dot(d_z_g[i - 1], V_g)
-            d_g[i] += np.dot(d_z_p[i], U_g)
+                d_g[i] += np.dot(d_z_g[i - 1], _M_V_g)
+            d_g[i] += np.dot(d_z_p[i], _M_U_g)
             # δz_{g,t} = δg_t ⊙ (1 − g_t ⊙ g_t)
             d_z_g[i] += d_g[i] * (1 - (g[i] ** 2))
     # δh_t, δz_{h,t}: the adjoint recurrence, backwards in time
+    _M_U_h = _step_operand(U_h, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _M_V_h = _step_operand(V_h, B, _ws)  # once, laid out as BLAS multiplies fastest
     d_h = _ws.zeros((T, B, n_h), dtype)
     d_z_h = _ws.zeros((T, B, n_h), dtype)
     with _threads:
         for i in reversed(range(T)):
             # δh_t = U_hᵀ δz_{p,t} + V_hᵀ δz_{h,t+1}
-            d_h[i] += np.dot(d_z_p[i], U_h)
+            d_h[i] += np.dot(d_z_p[i], _M_U_h)
             if i + 1 < T:
-                d_h[i] += np.dot(d_z_h[i + 1], V_h)
+                d_h[i] += np.dot(d_z_h[i + 1], _M_V_h)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             d_z_h[i] += d_h[i] * (1 - (h[i + 1] ** 2))
     # ∂L/∂W_h = Σ_t δz_{h,t} x_tᵀ

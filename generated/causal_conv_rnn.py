@@ -408,6 +408,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -645,7 +689,7 @@ def _run(params, data, want):
     z_h = _ws.matvec(W, c)
     z_h += b_h
     h = _ws.zeros((T + 1, B, n_h), dtype)
-    _T_V = _ws.contiguous(V.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_V = _step_operand(V.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_z_h = list(z_h)
     _s_h = list(h)
@@ -689,6 +733,7 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del d_y_hat, y_hat, y
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    _M_V = _step_operand(V, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_d_h = list(d_h)
     _s_d_z_h = list(d_z_h)
@@ -697,10 +742,10 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_t = W_yᵀ δŷ_t + Vᵀ δz_{h,t+1}
             if i + 1 < T:
-                _s_d_h[i] += np.dot(_s_d_z_h[i + 1], V)
+                _s_d_h[i] += np.dot(_s_d_z_h[i + 1], _M_V)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
-    del _s_d_h, _s_d_z_h, _s__d_z_h_0  # read by the loop only: nothing kept alive past it
+    del _s_d_h, _s_d_z_h, _s__d_z_h_0, _M_V  # read by the loop only: nothing kept alive past it
     # δz_{c,t} = 𝟙[z_{c,t} > 0] ⊙ Wᵀ δz_{h,t}
     d_z_c = _ws.matvec(W.T, d_z_h)
     d_z_c *= (z_c > 0).astype(dtype)

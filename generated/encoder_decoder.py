@@ -410,6 +410,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -644,8 +688,8 @@ def _run(params, data, want):
 
     # ---- forward ----
     # z_{e,t}, e_t: the recurrence, forward in time
-    _T_W_e = _ws.contiguous(W_e.T)  # once, in rows
-    _T_V_e = _ws.contiguous(V_e.T)  # once, in rows
+    _T_W_e = _step_operand(W_e.T, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _T_V_e = _step_operand(V_e.T, B, _ws)  # once, laid out as BLAS multiplies fastest
     z_e = _ws.zeros((T, B, n_e), dtype)
     e_ = _ws.zeros((T + 1, B, n_e), dtype)
     with _threads:
@@ -657,8 +701,8 @@ def _run(params, data, want):
     # c = e_T
     c = e_[-1]
     # z_{s,t}, s_t: the recurrence, forward in time
-    _T_W_d = _ws.contiguous(W_d.T)  # once, in rows
-    _T_V_d = _ws.contiguous(V_d.T)  # once, in rows
+    _T_W_d = _step_operand(W_d.T, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _T_V_d = _step_operand(V_d.T, B, _ws)  # once, laid out as BLAS multiplies fastest
     z_s = _ws.zeros((T, B, n_d), dtype)
     s_ = _ws.zeros((T + 1, B, n_d), dtype)
     s_[0] = _ws.op1(np.tanh, _ws.op(np.add, _ws.mm(c, W_0.T), b_0))
@@ -692,14 +736,16 @@ def _run(params, data, want):
     # δŷ_t = ŷ_t − y_t
     d_y_hat = _ws.op(np.subtract, y_hat, y)
     # δs_t, δz_{s,t}: the adjoint recurrence, backwards in time
+    _M_W_y = _step_operand(W_y, B, _ws)  # once, laid out as BLAS multiplies fastest
+    _M_V_d = _step_operand(V_d, B, _ws)  # once, laid out as BLAS multiplies fastest
     d_s_ = _ws.zeros((T, B, n_d), dtype)
     d_z_s = _ws.zeros((T, B, n_d), dtype)
     with _threads:
         for i in reversed(range(T)):
             # δs_t = W_yᵀ δŷ_t + V_dᵀ δz_{s,t+1}
-            d_s_[i] += np.dot(d_y_hat[i], W_y)
+            d_s_[i] += np.dot(d_y_hat[i], _M_W_y)
             if i + 1 < T:
-                d_s_[i] += np.dot(d_z_s[i + 1], V_d)
+                d_s_[i] += np.dot(d_z_s[i + 1], _M_V_d)
             # δz_{s,t} = δs_t ⊙ (1 − s_t ⊙ s_t)
             d_z_s[i] += d_s_[i] * (1 - (s_[i + 1] ** 2))
     # δs_0 = V_dᵀ δz_{s,1}
@@ -707,6 +753,7 @@ def _run(params, data, want):
     # δc = W_0ᵀ (δs_0 ⊙ (1 − s_0 ⊙ s_0))
     d_c = _ws.mm(_ws.op(np.multiply, _d_s__state, _ws.op(np.subtract, 1, _ws.op1(np.square, s_[0]))), W_0)
     # δe_t, δz_{e,t}: the adjoint recurrence, backwards in time
+    _M_V_e = _step_operand(V_e, B, _ws)  # once, laid out as BLAS multiplies fastest
     d_e_ = _ws.zeros((T, B, n_e), dtype)
     d_e_[-1] += d_c
     d_z_e = _ws.zeros((T, B, n_e), dtype)
@@ -714,7 +761,7 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δe_t = V_eᵀ δz_{e,t+1}
             if i + 1 < T:
-                d_e_[i] += np.dot(d_z_e[i + 1], V_e)
+                d_e_[i] += np.dot(d_z_e[i + 1], _M_V_e)
             # δz_{e,t} = δe_t ⊙ (1 − e_t ⊙ e_t)
             d_z_e[i] += d_e_[i] * (1 - (e_[i + 1] ** 2))
     # ∂L/∂W_e = Σ_t δz_{e,t} x_tᵀ

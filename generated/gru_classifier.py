@@ -410,6 +410,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -653,8 +697,8 @@ def _run(params, data, want):
     z_, r = np.split(_stack0_out0, [n_h], axis=-1)
     n = _ws.empty((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
-    _T__stack0_W = _ws.contiguous(_stack0_W.T)  # once, not at every step, and in rows (BLAS is faster so)
-    _T_U_n = _ws.contiguous(U_n.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T__stack0_W = _step_operand(_stack0_W.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _T_U_n = _step_operand(U_n.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s__stack0 = list(_stack0)
     _s_h = list(h)
@@ -730,6 +774,8 @@ def _run(params, data, want):
     d_a_n = _ws.empty((T, B, n_h), dtype)
     _d_stack0 = _ws.empty((T, B, 2 * n_h), dtype)
     d_a_z, d_a_r = np.split(_d_stack0, [n_h], axis=-1)
+    _M_U_n = _step_operand(U_n, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _M__stack0_W = _step_operand(_stack0_W, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_d_h = list(d_h)
     _s__d_h_0 = list(_d_h_0)
@@ -746,15 +792,15 @@ def _run(params, data, want):
             # δh_t = δh_{t+1} ⊙ (1 − z_{t+1}) + r_{t+1} ⊙ U_nᵀ δa_{n,t+1} + U_rᵀ δa_{r,t+1} + U_zᵀ δa_{z,t+1}
             if i + 1 < T:
                 _s_d_h[i] += _s__d_h_0[i] * _s_d_h[i + 1]
-                _s_d_h[i] += _s_r[i + 1] * np.dot(_s_d_a_n[i + 1], U_n)
-                _s_d_h[i] += np.dot(_s__d_stack0[i + 1], _stack0_W)
+                _s_d_h[i] += _s_r[i + 1] * np.dot(_s_d_a_n[i + 1], _M_U_n)
+                _s_d_h[i] += np.dot(_s__d_stack0[i + 1], _M__stack0_W)
             # δa_{n,t} = δh_t ⊙ z_t ⊙ (1 − n_t ⊙ n_t)
             np.multiply(_s__d_a_n_0[i], _s_d_h[i], out=_s_d_a_n[i])
             # δa_{r,t} = h_{t−1} ⊙ r_t ⊙ (1 − r_t) ⊙ U_nᵀ δa_{n,t}
-            np.multiply(_s__d_a_r_0[i], np.dot(_s_d_a_n[i], U_n), out=_s_d_a_r[i])
+            np.multiply(_s__d_a_r_0[i], np.dot(_s_d_a_n[i], _M_U_n), out=_s_d_a_r[i])
             # δa_{z,t} = δh_t ⊙ (n_t − h_{t−1}) ⊙ z_t ⊙ (1 − z_t)
             np.multiply(_s__d_a_z_0[i], _s_d_h[i], out=_s_d_a_z[i])
-    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z  # read by the loop only: nothing kept alive past it
+    del _s_d_h, _s__d_h_0, _s_r, _s_d_a_n, _s__d_stack0, _s__d_a_n_0, _s__d_a_r_0, _s_d_a_r, _s__d_a_z_0, _s_d_a_z, _M_U_n, _M__stack0_W  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_z, ∂L/∂W_r: one product with the stacked δ, split by rows
     # ∂L/∂W_z = Σ_t δa_{z,t} x_tᵀ
     # ∂L/∂W_r = Σ_t δa_{r,t} x_tᵀ

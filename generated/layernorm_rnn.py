@@ -405,6 +405,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -628,7 +672,7 @@ def _run(params, data, want):
     _sqrt_in_z_h = _ws.empty((T, B, 1), dtype)
     z_h = _ws.empty((T, B, n_h), dtype)
     h = _ws.zeros((T + 1, B, n_h), dtype)
-    _T_U = _ws.contiguous(U.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_U = _step_operand(U.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_a_ = list(a_)
     _s_h = list(h)
@@ -697,6 +741,7 @@ def _run(params, data, want):
     d_e_ = _ws.empty((T, B, n_h), dtype)
     d_m = _ws.empty((T, B, 1), dtype)
     d_a_ = _ws.empty((T, B, n_h), dtype)
+    _M_U = _step_operand(U, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_d_h = list(d_h)
     _s_d_a_ = list(d_a_)
@@ -712,7 +757,7 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_t = Vᵀ δŷ_t + Uᵀ δa_{t+1}
             if i + 1 < T:
-                _s_d_h[i] += np.dot(_s_d_a_[i + 1], U)
+                _s_d_h[i] += np.dot(_s_d_a_[i + 1], _M_U)
             # δz_{h,t} = δh_t ⊙ (1 − h_t ⊙ h_t)
             np.multiply(_s__d_z_h_0[i], _s_d_h[i], out=_s_d_z_h[i])
             # δs_t = −1/2 (1ᵀ (δz_{h,t} ⊙ g ⊙ e_t) ⊘ (√(s_t + 1/100000))³)
@@ -725,7 +770,7 @@ def _run(params, data, want):
             # δa_t = δe_t + 1/n_h 1 δm_t
             d_a_[i] = _s_d_e_[i]
             _s_d_a_[i] += (1/n_h) * (_s_d_m[i] * np.ones(n_h, dtype))
-    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m  # read by the loop only: nothing kept alive past it
+    del _s_d_h, _s_d_a_, _s__d_z_h_0, _s_d_z_h, _s__d_s__0, _s_e_, _s__d_e__0, _s_d_e_, _s_d_s_, _s_d_m, _M_U  # read by the loop only: nothing kept alive past it
     # ∂L/∂W = Σ_t δa_t x_tᵀ
     g_W = _outer(d_a_, x_)
     # ∂L/∂U = Σ_t δa_t h_{t−1}ᵀ

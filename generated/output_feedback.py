@@ -405,6 +405,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -626,8 +670,8 @@ def _run(params, data, want):
     h = _ws.empty((T, B, n_h), dtype)
     y = _ws.zeros((T + 1, B, n_y), dtype)
     y[0] = y0  # y_0
-    _T_W_f = _ws.contiguous(W_f.T)  # once, not at every step, and in rows (BLAS is faster so)
-    _T_W_y = _ws.contiguous(W_y.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_W_f = _step_operand(W_f.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _T_W_y = _step_operand(W_y.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_z_h = list(z_h)
     _s_y = list(y)
@@ -664,6 +708,8 @@ def _run(params, data, want):
     # not read from here on: freed, so the loop reuses their memory
     del y_ref
     d_z_h = _ws.empty((T, B, n_h), dtype)
+    _M_W_f = _step_operand(W_f, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _M_W_y = _step_operand(W_y, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_d_y = list(d_y)
     _s_d_z_h = list(d_z_h)
@@ -672,10 +718,10 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δy_t = y_t − y^(ref)_t + W_fᵀ δz_{h,t+1}
             if i + 1 < T:
-                _s_d_y[i] += np.dot(_s_d_z_h[i + 1], W_f)
+                _s_d_y[i] += np.dot(_s_d_z_h[i + 1], _M_W_f)
             # δz_{h,t} = (1 − h_t ⊙ h_t) ⊙ W_yᵀ δy_t
-            np.multiply(_s__d_z_h_0[i], np.dot(_s_d_y[i], W_y), out=_s_d_z_h[i])
-    del _s_d_y, _s_d_z_h, _s__d_z_h_0  # read by the loop only: nothing kept alive past it
+            np.multiply(_s__d_z_h_0[i], np.dot(_s_d_y[i], _M_W_y), out=_s_d_z_h[i])
+    del _s_d_y, _s_d_z_h, _s__d_z_h_0, _M_W_f, _M_W_y  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_x = Σ_t δz_{h,t} x_tᵀ
     g_W_x = _outer(d_z_h, x_)
     # ∂L/∂W_f = Σ_t δz_{h,t} y_{t−1}ᵀ

@@ -407,6 +407,50 @@ def _loop_threads(work):
     return _OneBlasThread()
 
 
+# How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
+# (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
+# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
+# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
+# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
+# took 0.94–5.8 times as long by columns.
+_COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
+_COLUMNS_FROM = 128  # the smallest side of M from which they do
+_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+
+
+def _columns_faster():
+    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
+    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    if not _blas_columns:
+        libs = []
+        if _ThreadpoolController is not None:
+            if not _controller:
+                _controller.append(_ThreadpoolController())
+            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
+        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+    return _blas_columns[0]
+
+
+def _step_operand(m, B, ws, scale=None):
+    """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
+    loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
+    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    else a copy (the workspace's, if it has one)."""
+    columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
+    if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
+        return m
+    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
+    if out is None:
+        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    if columns:
+        out = out.T
+    if scale is None:
+        np.copyto(out, m)
+    else:
+        np.multiply(m, scale, out=out)
+    return out
+
+
 def init_params(dims, seed=0):
     """Random parameters (float64): matrices scaled by 1/sqrt(fan-in), vectors and scalars small."""
     rng = np.random.default_rng(seed)
@@ -636,9 +680,9 @@ def _run(params, data, want):
     h_1 = _ws.zeros((T + 1, B, n_1), dtype)
     z_h_2 = _ws.empty((T, B, n_2), dtype)
     h_2 = _ws.zeros((T + 1, B, n_2), dtype)
-    _T_U_1 = _ws.contiguous(U_1.T)  # once, not at every step, and in rows (BLAS is faster so)
-    _T_W_2 = _ws.contiguous(W_2.T)  # once, not at every step, and in rows (BLAS is faster so)
-    _T_U_2 = _ws.contiguous(U_2.T)  # once, not at every step, and in rows (BLAS is faster so)
+    _T_U_1 = _step_operand(U_1.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _T_W_2 = _step_operand(W_2.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _T_U_2 = _step_operand(U_2.T, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_z_h_1 = list(z_h_1)
     _s_h_1 = list(h_1)
@@ -697,6 +741,9 @@ def _run(params, data, want):
     d_z_h_2 = _ws.empty((T, B, n_2), dtype)
     d_h_1 = _ws.empty((T, B, n_1), dtype)
     d_z_h_1 = _ws.empty((T, B, n_1), dtype)
+    _M_U_2 = _step_operand(U_2, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _M_W_2 = _step_operand(W_2, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
+    _M_U_1 = _step_operand(U_1, B, _ws)  # once, not at every step, laid out as BLAS multiplies fastest
     # the steps the loop reads, as views made once (indexing an array at every step is a call each)
     _s_d_h_2 = list(d_h_2)
     _s_d_z_h_2 = list(d_z_h_2)
@@ -708,16 +755,16 @@ def _run(params, data, want):
         for i in reversed(range(T)):
             # δh_{2,t} = W_yᵀ δz_{p,t} + U_2ᵀ δz_{h,2,t+1}
             if i + 1 < T:
-                _s_d_h_2[i] += np.dot(_s_d_z_h_2[i + 1], U_2)
+                _s_d_h_2[i] += np.dot(_s_d_z_h_2[i + 1], _M_U_2)
             # δz_{h,2,t} = δh_{2,t} ⊙ (1 − h_{2,t} ⊙ h_{2,t})
             np.multiply(_s__d_z_h_2_0[i], _s_d_h_2[i], out=_s_d_z_h_2[i])
             # δh_{1,t} = W_2ᵀ δz_{h,2,t} + U_1ᵀ δz_{h,1,t+1}
-            d_h_1[i] = np.dot(_s_d_z_h_2[i], W_2)
+            d_h_1[i] = np.dot(_s_d_z_h_2[i], _M_W_2)
             if i + 1 < T:
-                _s_d_h_1[i] += np.dot(_s_d_z_h_1[i + 1], U_1)
+                _s_d_h_1[i] += np.dot(_s_d_z_h_1[i + 1], _M_U_1)
             # δz_{h,1,t} = δh_{1,t} ⊙ (1 − h_{1,t} ⊙ h_{1,t})
             np.multiply(_s__d_z_h_1_0[i], _s_d_h_1[i], out=_s_d_z_h_1[i])
-    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0  # read by the loop only: nothing kept alive past it
+    del _s_d_h_2, _s_d_z_h_2, _s__d_z_h_2_0, _s_d_h_1, _s_d_z_h_1, _s__d_z_h_1_0, _M_U_2, _M_W_2, _M_U_1  # read by the loop only: nothing kept alive past it
     # ∂L/∂W_1 = Σ_t δz_{h,1,t} x_tᵀ
     g_W_1 = _outer(d_z_h_1, x_)
     # ∂L/∂U_1 = Σ_t δz_{h,1,t} h_{1,t−1}ᵀ

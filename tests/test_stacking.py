@@ -208,13 +208,14 @@ def source(text):
     """The NumPy module of ``text`` as the plan writes it: without the rewrite of its lines into the
     module's workspace (``codegen/numpy/workspace.py``, tested by tests/test_workspace.py), which spells
     ``1 - i_`` as ``_ws.op(np.subtract, 1, i_)``, and without what the time loops read made once before
-    them (``_T_W``, ``np.dot``, views of the steps; ``codegen/loops.py``, ``codegen/numpy/loop.py``, tested
+    them (``_T_W``, ``_M_W``, ``np.dot``, views of the steps; ``codegen/loops.py``, ``codegen/numpy/loop.py``, tested
     by tests/test_loop_rewrites.py); what these tests check is what the plan computes where."""
     from symderiv.codegen.numpy.printer import NumpyPrinter
 
     with mock.patch("symderiv.codegen.numpy.emitter.pooled", lambda text, sizes=frozenset(): text), \
             mock.patch("symderiv.codegen.numpy.emitter.around_loop", lambda phase: ([], [])), \
             mock.patch.object(NumpyPrinter, "step_transposes", False), \
+            mock.patch.object(NumpyPrinter, "step_layouts", False), \
             mock.patch.object(NumpyPrinter, "step_dot", False):
         return render(symderiv.derive(symderiv.parse(text, "x.sdm")), "py", "x.sdm")
 

@@ -5,10 +5,11 @@ whatever a step's line makes on the way (a transposed view ``W.T``, a step's vie
 much as an operation.  Two things are therefore made before the loop, by the NumPy and PyTorch
 modules alike:
 
-- **the transposed weights** of the step products x Wᵀ (``_T_W``): the printers name them
-  (``transposed``) where a step reads Wᵀ, the emitters make each once (``transposed_in`` lists
-  them), laid out in rows, so that BLAS multiplies by a contiguous matrix (a transposed operand
-  cost float32 products about a third of their speed here);
+- **the matrices of the step products**: the printers name them where a step multiplies by one
+  (``transposed``: ``_T_W`` for x Wᵀ; ``as_read``: ``_M_W`` for x W, NumPy's alone), the emitters make
+  each once (``step_operands`` lists them), laid out as the back end's BLAS multiplies fastest (a
+  transposed operand cost float32 products about a third of their speed, and a matrix stored by rows
+  cost OpenBLAS's Haswell kernels a quarter in float64: ``benchmarks/step_layout.py``);
 - **the steps of every array the loop indexes** (``step_views``), as views made once.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable
 from .schedule import Line, Phase, Scheduled
 
 TRANSPOSED = "_T_"  # ``_T_W`` is ``W.T``, made once before the loop that reads it
+AS_READ = "_M_"  # ``_M_W`` is ``W`` as a step's product x W reads it, made once before the loop
 
 
 def transposed(matrix: str) -> str:
@@ -27,7 +29,26 @@ def transposed(matrix: str) -> str:
     return TRANSPOSED + matrix
 
 
+def as_read(matrix: str) -> str:
+    """The name of ``matrix`` as a step's product reads it (laid out for BLAS), made before the time loop."""
+    return AS_READ + matrix
+
+
 _TRANSPOSE = re.compile(rf"(?<!\w){TRANSPOSED}(\w+)")
+_OPERAND = re.compile(rf"(?<!\w)({TRANSPOSED}|{AS_READ})(\w+)")
+
+
+def _operands(lines: Iterable[Line]) -> list[tuple[str, str]]:
+    """(name, what it is) of every step operand the lines read: (``_T_W``, ``W.T``), (``_M_W``, ``W``)."""
+    found = ((m.group(0), m.group(2) + (".T" if m.group(1) == TRANSPOSED else ""))
+             for ln in lines for m in _OPERAND.finditer(ln.text))
+    return list(dict.fromkeys(found))
+
+
+def step_operands(phase: Phase) -> list[tuple[str, str]]:
+    """The matrices the step products of ``phase``'s code read (``_T_W``, ``_M_W``), as (name, the
+    matrix it is: ``W.T``, ``W``) in order of appearance: each is made once, before the phase's loop."""
+    return _operands(ln for st in phase.statements() for ln in st.lines)
 
 
 def transposed_in(phase: Phase) -> list[str]:
@@ -37,21 +58,20 @@ def transposed_in(phase: Phase) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def transposes_before_use(phases: Iterable[Phase], make: Callable[[str], str]) -> None:
+def transposes_before_use(phases: Iterable[Phase], make: Callable[[str, str], str]) -> None:
     """In each pass whose time loops are statements of their own (``codegen.blocks``: no ``phase.loop``;
-    a pass with one loop makes them before it), make each matrix its steps read transposed (``_T_W``) by
-    the line ``make(W)``, put at the start of the first statement that reads it: after every statement
-    before it, one of which may compute W (a matrix the pass computes, ``M = A @ B``), and once for all
-    the pass's loops."""
+    a pass with one loop makes them before it), make each matrix its steps' products read (``_T_W``,
+    ``_M_W``) by the line ``make(name, matrix)`` (``make("_T_W", "W.T")``), put at the start of the first
+    statement that reads it: after every statement before it, one of which may compute W (a matrix the
+    pass computes, ``M = A @ B``), and once for all the pass's loops."""
     for phase in phases:
         if phase.loop:
             continue
         made: set[str] = set()
         for st in phase.statements():
-            needed = [m for m in dict.fromkeys(x.group(1) for ln in st.lines for x in _TRANSPOSE.finditer(ln.text))
-                      if m not in made]
-            st.lines[:0] = [Line(make(m), (transposed(m),), (m,)) for m in needed]
-            made.update(needed)
+            needed = [(name, m) for name, m in _operands(st.lines) if name not in made]
+            st.lines[:0] = [Line(make(name, m), (name,), (m.removesuffix(".T"),)) for name, m in needed]
+            made.update(name for name, _ in needed)
 
 
 # A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).

@@ -45,6 +45,7 @@ class JaxPrinter(NumpyPrinter):
     printmethod = "_jax_print"
     # a step is the body of ``lax.scan``, traced once: Wᵀ is a view there, ``@`` XLA's dot
     step_transposes = False
+    step_layouts = False
     step_dot = False
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -17,12 +17,12 @@ from ...ad.derive import Derivation
 from ...errors import SymderivError
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
-from ..loops import transposed, transposes_before_use
+from ..loops import transposes_before_use
 from ..passes import data_reach
 from ..plan import ModulePlan
 from ..schedule import Line, Phase, Schedule
 from ..signature import dim_sources
-from .loop import around_loop
+from .loop import around_loop, operand
 from .printer import NumpyPrinter
 from .workspace import pooled
 
@@ -44,7 +44,7 @@ def loop_context(schedule: Schedule) -> dict:
     after it.  Rewrites the loops' lines (views, a σ state in tanh units) in place; in a pass whose loops
     are statements of their own, adds the transposes its steps read to those statements."""
     transposes_before_use((schedule.forward, schedule.backward),
-                          lambda m: f"{transposed(m)} = _ws.contiguous({m}.T)  # once, in rows")
+                          lambda name, m: f"{name} = {operand(m)}  # once, laid out as BLAS multiplies fastest")
     out = {}
     for name, phase in (("forward", schedule.forward), ("backward", schedule.backward)):
         out[f"{name}_before_loop"], out[f"{name}_after_loop"] = around_loop(phase)

@@ -1,8 +1,9 @@
 """The NumPy module's lines around a time loop: what the loop reads made once before it, and one
 rewrite of a recurrence through σ.
 
-Before the loop: the transposed weights of the step products (``_T_W``, laid out in rows) and the
-steps of every array the loop indexes, as lists of views (``codegen.loops``); after it, the lists
+Before the loop: the matrices of the step products (``_T_W`` for x Wᵀ, ``_M_W`` for x W), each laid out
+as the process's BLAS multiplies a step fastest (the module's ``_step_operand``: by rows, or by columns),
+and the steps of every array the loop indexes, as lists of views (``codegen.loops``); after it, the lists
 deleted, so that they keep no array alive longer than the code says (the workspace's arena is laid
 out by when arrays die).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from ..loops import step_views, transposed, transposed_in
+from ..loops import step_operands, step_views, transposed
 from ..schedule import Line, Phase
 
 
@@ -33,15 +34,15 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
     state in tanh units where it applies).  Empty for a phase without a loop of its own."""
     if not phase.loop:
         return [], []
-    mats = transposed_in(phase)
+    operands = step_operands(phase)
     views = step_views(phase.loop, lists=True)
     units = tanh_units(phase)
-    before = [f"{transposed(m)} = _ws.contiguous({m}.T)  # once, not at every step, and in rows (BLAS is faster so)"
-              for m in mats if not (units and m == units[2])]
+    before = [f"{name} = {operand(m)}  # once, not at every step, laid out as BLAS multiplies fastest"
+              for name, m in operands if not (units and name == transposed(units[2]))]
     if units:
         state, z, m = units
         before += [f"# the loop's state is u = 2 {state} − 1 = tanh({z} / 2), {z} halved (symderiv.codegen.numpy.loop)",
-                   f"{transposed(m)} = _ws.op(np.multiply, _ws.contiguous({m}.T), 0.25)  # ({m}/4)ᵀ, in rows",
+                   f"{transposed(m)} = {operand(m + '.T', 0.25)}  # ({m}/4)ᵀ",
                    f"{z} *= 0.5",
                    f"{z} += np.add.reduce({transposed(m)}, axis=0)",
                    f"{state}[0] = -1.0"]
@@ -49,14 +50,20 @@ def around_loop(phase: Phase) -> tuple[list[str], list[str]]:
         before.append("# the steps the loop reads, as views made once (indexing an array at every step is a call each)")
         before += [f"{name} = list({source})" for name, source in views]
     after = []
-    if views or mats:
-        kept = [name for name, _ in views] + [transposed(m) for m in mats]
+    if views or operands:
+        kept = [name for name, _ in views] + [name for name, _ in operands]
         after.append(f"del {', '.join(kept)}  # read by the loop only: nothing kept alive past it")
     if units:
         state, z, _ = units
         after += [f"{state} += 1.0  # back from tanh units: {state} = (u + 1) / 2, and {z} whole again",
                   f"{state} *= 0.5", f"{z} *= 2.0"]
     return before, after
+
+
+def operand(matrix: str, scale: float | None = None) -> str:
+    """The code of a step product's matrix (``W.T``, ``W``) laid out for the loop (the module's
+    ``_step_operand``), times ``scale``."""
+    return f"_step_operand({matrix}, B, _ws{'' if scale is None else f', {scale}'})"
 
 
 _PRODUCT = re.compile(r"_s_(\w+)\[i\] \+= np\.dot\(_s_(\w+)\[i\], _T_(\w+)\)\Z")

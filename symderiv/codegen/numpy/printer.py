@@ -38,7 +38,7 @@ from ...ir.expr import (
     is_row_softmax,
     shift,
 )
-from ..loops import transposed
+from ..loops import as_read, transposed
 from ..names import ArrayNames
 from ..passes import params_of
 from ..schedule import Code, ValueTable, reads_of
@@ -322,7 +322,7 @@ class NumpyPrinter(Printer):
                     # one product over all steps: a new array of every step
                     return replace(_join(f"_matvec({left.text}, {acc.text})", acc, order=(left, acc)), form="product")
                 # x W^T per row; for a transposed matrix that is x W.
-                right = group(self._print(a.arg).text) if isinstance(a, Transpose) else self._rows_transpose(left)
+                right = self._rows_plain(self._print(a.arg)) if isinstance(a, Transpose) else self._rows_transpose(left)
                 return self._rows_product(_join(f"{x} @ {right}", acc, order=(acc, left)), acc.text, right)
             return _join(f"{group(left.text)} @ {x}", left, acc)
         if p == 1 and q != 1:  # a row vector
@@ -384,8 +384,10 @@ class NumpyPrinter(Printer):
         return f"np.swapaxes({text}, -1, -2)"
 
     # Whether a step's product x Wᵀ reads Wᵀ made once before the loop (``loops.transposed``: the
-    # emitter must make it), and whether it is spelled ``np.dot`` (see ``_rows_product``).
+    # emitter must make it), whether x W reads W so made (``loops.as_read``: laid out for BLAS, NumPy's
+    # ``_step_operand``), and whether it is spelled ``np.dot`` (see ``_rows_product``).
     step_transposes = True
+    step_layouts = True
     step_dot = True
 
     def _rows_transpose(self, matrix: Code) -> str:
@@ -394,6 +396,13 @@ class NumpyPrinter(Printer):
         if self.step_transposes and self.mode == "step" and matrix.form == "array":
             return transposed(matrix.text)
         return f"{group(matrix.text)}.T"
+
+    def _rows_plain(self, matrix: Code) -> str:
+        """W, the right operand of the per-row product x W (Wᵀ a matrix of no example); at a step of the
+        loop, ``_M_W``, made once before the loop in the layout BLAS multiplies fastest (``codegen.loops``)."""
+        if self.step_layouts and self.mode == "step" and matrix.form == "array":
+            return as_read(matrix.text)
+        return group(matrix.text)
 
     def _rows_product(self, code: Code, rows: str, right: str) -> Code:
         """The per-row product ``rows @ right`` (``code``), as the printer returns it; a subclass may

@@ -16,7 +16,7 @@ import sympy as sp
 from ...ad.derive import Derivation
 from ...ir.blocks import needs_blocks
 from ..blocks import BlockPlan
-from ..loops import step_views, transposed, transposed_in, transposes_before_use
+from ..loops import step_views, transposed_in, transposes_before_use
 from ..numpy.emitter import context
 from ..plan import ModulePlan
 from ..schedule import Line, Phase, Schedule
@@ -28,7 +28,7 @@ def module_context(d: Derivation, comment: Callable[..., str], comment_text: Cal
     plan = (BlockPlan if needs_blocks(d.model) else ModulePlan)(d, comment, comment_text, backend=TORCH)
     schedule = plan.schedule()
     transposes_before_use((schedule.forward, schedule.backward),
-                          lambda m: f"{transposed(m)} = {m}.T  # once, not at every step")
+                          lambda name, m: f"{name} = {m}  # once, not at every step")
     out = context(d, schedule, plan.printer)
     biases = {p["py"] for p in out["params"] if p["kind"] == "vector"}
     for phase in (schedule.forward, schedule.backward):

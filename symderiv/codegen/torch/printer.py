@@ -83,6 +83,7 @@ class TorchPrinter(NumpyPrinter):
 
     library = "PyTorch"
     lib = "torch"
+    step_layouts = False  # x W reads W itself: the layout of a step's operands is NumPy's choice (``_step_operand``)
 
     # --- spelling hooks (``NumpyPrinter``'s rules choose the operation, these write it) ---------
 
