@@ -213,25 +213,42 @@ def blas_description() -> str:
         return "unknown (see numpy.show_config())"
 
 
+def _openblas_cores(env: dict | None = None) -> set[str]:
+    """The cores of the OpenBLAS libraries NumPy loads (threadpoolctl's "architecture"): in this process, or
+    (``env``) in a fresh one with that environment."""
+    if env is None:
+        from threadpoolctl import threadpool_info
+
+        return {str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    code = ("import numpy, threadpoolctl; print(' '.join(str(i.get('architecture')) for i in "
+            "threadpoolctl.threadpool_info() if i.get('internal_api') == 'openblas'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    return set(out.stdout.split()) if out.returncode == 0 else set()
+
+
 def blas_core_note() -> str:
     """A warning where OpenBLAS runs kernels older than the CPU's vector unit (its AVX2 "Haswell" kernels, which
     it also runs on AMD's Zen, on a CPU with AVX-512), empty otherwise: every NumPy product, the FLOP floor's GEMM
-    rate included, is then slower than the machine allows, and peers with kernels of their own (XLA) are not."""
+    rate included, is then slower than the machine allows, and peers with kernels of their own (XLA) are not.
+    Says whether ``OPENBLAS_CORETYPE`` chose them, and what OpenBLAS picks without it."""
     try:
         flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("flags")), [])
-    except OSError:
+        cores = _openblas_cores()
+    except (OSError, ImportError):
         return ""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return ""
-    cores = {str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"}
     if "avx512f" not in flags or not cores or not cores <= {"Haswell", "Zen", "SandyBridge"}:
         return ""
-    return (f"OpenBLAS runs its {'/'.join(sorted(cores))} kernels (AVX2) on this CPU, which has AVX-512 "
-            "(OpenMathLib/OpenBLAS#6029 reports it for AMD's Zen 5); OPENBLAS_CORETYPE=SkylakeX in the environment "
-            "selects its AVX-512 kernels for every NumPy contender (JAX's XLA has kernels of its own).")
+    kernels = f"OpenBLAS runs its {'/'.join(sorted(cores))} kernels (AVX2) on this CPU, which has AVX-512"
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    if coretype is None:
+        return (f"{kernels}: it does not recognise the CPU (OpenMathLib/OpenBLAS#6029 reports so for AMD's Zen 5); "
+                "OPENBLAS_CORETYPE=SkylakeX in the environment selects its AVX-512 kernels for every NumPy contender "
+                "(JAX's XLA has kernels of its own).")
+    unset = _openblas_cores({k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"})
+    found = "/".join(sorted(unset)) if unset else "unknown"
+    return (f"{kernels}, because the environment sets OPENBLAS_CORETYPE={coretype} (without it OpenBLAS picks "
+            f"{found} here). Every NumPy contender runs them; JAX's XLA has kernels of its own.")
 
 
 def cpu_model() -> str:
