@@ -226,26 +226,36 @@ def _openblas_cores(env: dict | None = None) -> set[str]:
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
-def blas_core_note() -> str:
+def _cpu_flags() -> list[str]:
+    try:
+        return next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+def blas_core_note(flags: list[str] | None = None, cores: set[str] | None = None, env: dict | None = None) -> str:
     """A warning where OpenBLAS runs kernels older than the CPU's vector unit (its AVX2 "Haswell" kernels, which
     it also runs on AMD's Zen, on a CPU with AVX-512), empty otherwise: every NumPy product, the FLOP floor's GEMM
     rate included, is then slower than the machine allows, and peers with kernels of their own (XLA) are not.
-    Says whether ``OPENBLAS_CORETYPE`` chose them, and what OpenBLAS picks without it."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-        cores = _openblas_cores()
-    except (OSError, ImportError):
-        return ""
+    Says whether ``OPENBLAS_CORETYPE`` chose them, and what OpenBLAS picks without it.  (``flags``, ``cores``,
+    ``env``: the CPU's flags, OpenBLAS's cores and the environment, by default this machine's and process's.)"""
+    flags = _cpu_flags() if flags is None else flags
+    env = dict(os.environ) if env is None else env
+    if cores is None:
+        try:
+            cores = _openblas_cores()
+        except ImportError:
+            return ""
     if "avx512f" not in flags or not cores or not cores <= {"Haswell", "Zen", "SandyBridge"}:
         return ""
     kernels = f"OpenBLAS runs its {'/'.join(sorted(cores))} kernels (AVX2) on this CPU, which has AVX-512"
-    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    coretype = env.get("OPENBLAS_CORETYPE")
     if coretype is None:
         return (f"{kernels}: it does not recognise the CPU (OpenMathLib/OpenBLAS#6029 reports so for AMD's Zen 5); "
                 "OPENBLAS_CORETYPE=SkylakeX in the environment selects its AVX-512 kernels for every NumPy contender "
                 "(JAX's XLA has kernels of its own).")
-    unset = _openblas_cores({k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"})
+    unset = _openblas_cores({k: v for k, v in env.items() if k != "OPENBLAS_CORETYPE"})
     found = "/".join(sorted(unset)) if unset else "unknown"
     return (f"{kernels}, because the environment sets OPENBLAS_CORETYPE={coretype} (without it OpenBLAS picks "
             f"{found} here). Every NumPy contender runs them; JAX's XLA has kernels of its own.")

@@ -7,8 +7,8 @@ function, a ufunc, a module helper, which counts the operations of its own body:
 every operator on arrays (``a @ b``, ``a * b``: one each; arithmetic of sizes and the step index, ``i + 1``,
 is none), every in-place update (``a += b``: one) and every write into a slot (``a[i] = …``: one copy).
 The per-step count of a loop is its body's; the rest of ``_run`` is "outside", run once per call
-(``_prepare``, the arguments' checks and layout, counted as one).  A module with several loops (a
-backward recurrence) lists each.
+(``_prepare``, the arguments' checks and layout, and ``_step_operand``, counted as one each).  A module with
+several loops (a backward recurrence) lists each.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from pathlib import Path
 from benchutil import ROOT
 
 SIZES = {"T", "B", "i"}  # names of sizes: with constants, their arithmetic is not NumPy's
-ONE = {"_prepare", "_external", "_external_matrix"}  # counted as one: the arguments' checks and layouts
+# counted as one: the arguments' checks and layouts; a step product's matrix laid out (at most one copy; whether
+# to lay it out by columns is asked of threadpoolctl once per process)
+ONE = {"_prepare", "_external", "_external_matrix", "_step_operand"}
 
 
 def _helpers(tree: ast.Module) -> dict[str, ast.FunctionDef]:

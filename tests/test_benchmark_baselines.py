@@ -11,6 +11,7 @@ modules themselves are checked against central differences and independent refer
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -171,3 +172,21 @@ def test_compare_versions_reads_sums_and_products_of_dims():
     import compare_versions
 
     assert [compare_versions._size(s, 5) for s in ("n_x", "n_x + 1", "2*n_h", "2 * n + 3", "7")] == [5, 6, 10, 13, 7]
+
+
+def test_the_blas_note_says_which_kernels_run_and_why():
+    """benchmarks/peers.py's header: OpenBLAS's AVX2 kernels on an AVX-512 CPU are named, with the cause (the
+    variable, or no variable: OpenBLAS did not recognise the CPU); a CPU without AVX-512, or AVX-512 kernels, get
+    no note."""
+    import benchutil
+
+    avx512 = ["fma", "avx2", "avx512f"]
+    assert benchutil.blas_core_note(["fma", "avx2"], {"Haswell"}, {}) == ""
+    assert benchutil.blas_core_note(avx512, {"SkylakeX"}, {}) == ""
+    assert benchutil.blas_core_note(avx512, set(), {}) == ""
+    unset = benchutil.blas_core_note(avx512, {"Haswell"}, {})
+    assert "does not recognise" in unset and "OPENBLAS_CORETYPE=SkylakeX" in unset
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    chosen = benchutil.blas_core_note(avx512, {"Haswell"}, env | {"OPENBLAS_CORETYPE": "Haswell"})
+    assert "because the environment sets OPENBLAS_CORETYPE=Haswell" in chosen
+    assert "without it OpenBLAS picks" in chosen  # asked of a fresh process without the variable
