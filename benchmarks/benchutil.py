@@ -247,7 +247,7 @@ def blas_core_note(flags: list[str] | None = None, cores: set[str] | None = None
             cores = _openblas_cores()
         except ImportError:
             return ""
-    if "avx512f" not in flags or not cores or not cores <= {"Haswell", "Zen", "SandyBridge"}:
+    if "avx512f" not in flags or not cores or not cores <= {"Haswell", "Zen"}:
         return ""
     kernels = f"OpenBLAS runs its {'/'.join(sorted(cores))} kernels (AVX2) on this CPU, which has AVX-512"
     coretype = env.get("OPENBLAS_CORETYPE")

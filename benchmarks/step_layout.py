@@ -21,8 +21,9 @@ import numpy as np
 from benchutil import blas_limit, blas_threads, machine_description, table, threads_tag
 
 BATCHES = (1, 2, 4, 8, 32, 64)
-# (k, m): x (B × k) times M (k × m)
-SHAPES = ((32, 32), (64, 64), (128, 128), (256, 256), (256, 1024), (1024, 256), (512, 512))
+# (k, m): x (B × k) times M (k × m); sizes other than powers of two too, where OpenBLAS's kernels behave otherwise
+SHAPES = ((32, 32), (64, 64), (100, 100), (128, 128), (130, 130), (200, 200), (256, 100), (255, 256), (256, 256),
+          (257, 256), (300, 300), (500, 500), (512, 512), (256, 1024), (1024, 256), (1000, 250))
 
 
 def best_of(fn, calls: int, repeat: int = 7) -> float:
