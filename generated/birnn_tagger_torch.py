@@ -434,6 +434,7 @@ def _forward(params, data, want):
         z_h[i].copy_(x_[i] @ _T_W_h + h[i] @ _T_V_h + b_h)
         # h_t = tanh(z_{h,t})
         h[i + 1].copy_(torch.tanh(z_h[i]))
+    del _T_W_h, _T_V_h  # read by the loops above only
     # z_{g,t}, g_t: the recurrence, backwards in time
     _T_W_g = W_g.T  # once, not at every step
     _T_V_g = V_g.T  # once, not at every step
@@ -444,6 +445,7 @@ def _forward(params, data, want):
         z_g[i].copy_(x_[i] @ _T_W_g + g[i + 1] @ _T_V_g + b_g)
         # g_t = tanh(z_{g,t})
         g[i].copy_(torch.tanh(z_g[i]))
+    del _T_W_g, _T_V_g  # read by the loops above only
     # z_{p,t} = U_h h_t + U_g g_t + b_p
     z_p = _matvec(U_h, h[1:], into="z_p")
     z_p += _matvec(U_g, g[:-1])

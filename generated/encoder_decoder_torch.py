@@ -443,6 +443,7 @@ def _forward(params, data, want):
         z_e[i].copy_(x_[i] @ _T_W_e + e_[i] @ _T_V_e + b_e)
         # e_t = tanh(z_{e,t})
         e_[i + 1].copy_(torch.tanh(z_e[i]))
+    del _T_W_e, _T_V_e  # read by the loops above only
     # c = e_T
     c = e_[-1]
     # z_{s,t}, s_t: the recurrence, forward in time
@@ -456,6 +457,7 @@ def _forward(params, data, want):
         z_s[i].copy_(u[i] @ _T_W_d + s_[i] @ _T_V_d + b_d)
         # s_t = tanh(z_{s,t})
         s_[i + 1].copy_(torch.tanh(z_s[i]))
+    del _T_W_d, _T_V_d  # read by the loops above only
     # ŷ_t = W_y s_t + b_y
     y_hat = _matvec(W_y, s_[1:], b_y, into="y_hat")
     # L = Σ_t 1/2 (ŷ_t − y_t)ᵀ (ŷ_t − y_t)

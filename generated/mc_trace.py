@@ -11,8 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
-``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop, by rows or by
+columns as the BLAS multiplies a step fastest: ``_step_operand``) and ``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -22,7 +22,8 @@ into its arguments; ``forward`` and small calls allocate as NumPy does.  Threads
 call from several threads at once, each thread having workspaces of its own (``threading.local``).
 With threadpoolctl installed, the time loops' small matrix products run on one BLAS thread; that
 limit is the process's, so threads in a loop at the same moment may change each other's BLAS thread
-count (never a result).
+count (never a result).  What threadpoolctl reports of the BLAS also chooses the layout of the steps'
+matrices (``_step_operand``), which may change a result's last bits (as another BLAS would), never more.
 """
 
 import contextlib

@@ -11,8 +11,8 @@ fit the dims read off the other arguments is a ValueError naming it.
 
 Inside, a vector is a row and the batch comes first: a step of a sequence is (B, n), the
 whole sequence (T, B, n), so that everything off the recurrence is computed for all steps
-at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop) and
-``_matvec(W, x)`` for all of them.
+at once; W x is ``np.dot(x, _T_W)`` for one step (Wᵀ laid out once, before the loop, by rows or by
+columns as the BLAS multiplies a step fastest: ``_step_operand``) and ``_matvec(W, x)`` for all of them.
 
 Memory: ``loss``, ``gradients`` and ``loss_and_gradients`` keep a workspace of their intermediate
 arrays (``_Workspace``), keyed by the call's shapes, dtype and entry point: the first call learns the
@@ -22,7 +22,8 @@ into its arguments; ``forward`` and small calls allocate as NumPy does.  Threads
 call from several threads at once, each thread having workspaces of its own (``threading.local``).
 With threadpoolctl installed, the time loops' small matrix products run on one BLAS thread; that
 limit is the process's, so threads in a loop at the same moment may change each other's BLAS thread
-count (never a result).
+count (never a result).  What threadpoolctl reports of the BLAS also chooses the layout of the steps'
+matrices (``_step_operand``), which may change a result's last bits (as another BLAS would), never more.
 """
 
 import contextlib
@@ -407,32 +408,49 @@ def _loop_threads(work):
 
 # How a step's product reads its matrix: x M for B rows, with M stored by rows (C order) or by columns
 # (Fortran order, as Wᵀ of a W stored by rows is).  Which is faster depends on the BLAS's kernels
-# (benchmarks/step_layout.py, on one AMD EPYC): OpenBLAS's Haswell kernels, which it also runs on AMD's
-# Zen, took 0.44–0.89 of the time by columns in float64 for B ≥ 2 and M at least 128 on each side, and
-# 0.81–1.38 in float32, for B = 1 or a smaller M (no gain to count on); its AVX-512 kernels (SkylakeX)
-# took 0.94–5.8 times as long by columns.
+# (benchmarks/step_layout.py, measured on an AMD EPYC Zen 5 whose environment sets OPENBLAS_CORETYPE=Haswell):
+# - OpenBLAS's Haswell kernels, in float64, for B ≥ 2 and M of 100 and more on a side: by columns took
+#   0.50–1.15 of the time by rows over 70 shapes and batches (median 0.85, two above 1.05), the most
+#   where by rows is slow, at inner sizes such as 256, 512 or 1024.  For a smaller M, for B = 1 and in
+#   float32, by columns gains nothing to count on (1.00–1.40, 0.85–1.31).
+# - OpenBLAS's AVX-512 kernels (SkylakeX, which it picks here without the variable) are faster by rows
+#   for most (by columns 0.49–3.06, median 1.06; from B = 32 on always slower).
+# "zen" is OpenBLAS's name for the same kernels on AMD's Zen 1–3 (not measured here).  Another BLAS, or
+# no threadpoolctl: by rows, as NumPy lays a matrix out.
 _COLUMNS_FASTER = ("haswell", "zen")  # OpenBLAS's cores (threadpoolctl's "architecture") that multiply so
-_COLUMNS_FROM = 128  # the smallest side of M from which they do
-_blas_columns = []  # whether this process's BLAS is one of them: found at the first call that asks
+_COLUMNS_FROM = 100  # the smallest side of M from which they do
+_blas_columns = []  # whether NumPy's BLAS is one of them: found at the first call that asks (two threads
+# asking at once may both look, and find the same)
+
+
+def _numpy_blas(libs):
+    """Of the BLAS libraries the process has loaded (threadpoolctl's), the ones NumPy's own wheel ships
+    (under numpy.libs, or NumPy's directory); all of them if none is (a NumPy linked to a system BLAS)."""
+    import os.path
+
+    home = os.path.dirname(np.__file__)
+    own = [lib for lib in libs if str(lib.filepath).startswith((home + ".libs", home + os.sep))]
+    return own or libs
 
 
 def _columns_faster():
-    """Whether every OpenBLAS this process has loaded runs kernels that multiply a step by columns faster
-    (threadpoolctl's "architecture"; False without threadpoolctl, or with another BLAS)."""
+    """Whether NumPy's BLAS is an OpenBLAS whose kernels multiply a step by columns faster (threadpoolctl's
+    "architecture"; False without threadpoolctl, with another BLAS, or with several of which one is not)."""
     if not _blas_columns:
-        libs = []
+        cores = []
         if _ThreadpoolController is not None:
             if not _controller:
                 _controller.append(_ThreadpoolController())
-            libs = [lib.architecture for lib in _controller[0].lib_controllers if lib.internal_api == "openblas"]
-        _blas_columns.append(bool(libs) and all(str(a).lower() in _COLUMNS_FASTER for a in libs))
+            blas = _numpy_blas([lib for lib in _controller[0].lib_controllers if lib.user_api == "blas"])
+            cores = [str(lib.architecture).lower() if lib.internal_api == "openblas" else "" for lib in blas]
+        _blas_columns.append(bool(cores) and all(c in _COLUMNS_FASTER for c in cores))
     return _blas_columns[0]
 
 
 def _step_operand(m, B, ws, scale=None):
     """M (times ``scale``), the matrix a step's product multiplies B rows by, laid out once before the time
     loop as this BLAS multiplies fastest: by columns in float64 where ``_columns_faster`` (for B ≥ 2 and M of
-    ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
+    at least ``_COLUMNS_FROM`` on each side), else by rows.  M itself if it is laid out so already and not scaled,
     else a copy (the workspace's, if it has one)."""
     columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
     if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,8 +23,10 @@ import symderiv
 from .helpers import EXAMPLES, GENERATED, assert_agree, import_generated, make_data, sizes
 from .reference.seed_rnn import one_example as seed_reference
 
-LOOPED = ["lstm_tagger", "birnn_tagger", "gru_classifier", "stacked_rnn", "encoder_decoder", "output_feedback",
-          "second_order_rnn"]
+# every example with a time loop and a reference (the seed RNN's, one example at a time, is below)
+LOOPED = ["birnn_tagger", "causal_conv_rnn", "char_rnn", "encoder_decoder", "gru_classifier", "gru_regressor",
+          "layernorm_rnn", "lstm_tagger", "output_feedback", "rnn_language_model", "second_order_rnn", "stacked_rnn",
+          "warmup_regressor"]
 
 
 def fresh(name: str, tag: str):
@@ -69,7 +72,7 @@ def test_either_layout_gives_the_reference(name, columns, monkeypatch):
 @pytest.mark.parametrize("columns", [False, True], ids=["rows", "columns"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_seed_rnn_at_the_real_threshold_and_from_the_arena(columns, dtype, monkeypatch):
-    """Every dim 128 (the threshold itself), B = 8: V is 128 KiB in float64, laid out in the workspace's
+    """Every dim 128, B = 8: V is 128 KiB in float64, laid out in the workspace's
     arena from the second call on; the σ state in tanh units reads (V/4)ᵀ so laid out.  float32 is always
     by rows."""
     m = fresh("seed_rnn", f"{columns}_{dtype}")
@@ -113,27 +116,37 @@ def test_the_step_products_read_the_laid_out_matrices():
 
 
 def test_a_model_without_time_has_no_step_layouts():
-    assert "_step_operand" not in (GENERATED / "mlp.py").read_text()
+    text = (GENERATED / "mlp.py").read_text()
+    assert "def _step_operand" not in text and "def _columns_faster" not in text
+
+
+NUMPY_LIB = str(Path(np.__file__).parent) + ".libs/libscipy_openblas64_.so"  # where NumPy's wheel ships its BLAS
 
 
 class _Controller:
-    """threadpoolctl's ThreadpoolController as the module reads it: its libraries' API and core."""
+    """threadpoolctl's ThreadpoolController as the module reads it: each library's API, core and file."""
 
     libs: list = []
 
     def __init__(self):
-        self.lib_controllers = [SimpleNamespace(internal_api=api, architecture=arch) for api, arch in self.libs]
+        self.lib_controllers = [SimpleNamespace(user_api=user, internal_api=api, architecture=arch, filepath=path)
+                                for user, api, arch, path in self.libs]
 
 
 @pytest.mark.parametrize("libs, faster", [
-    ([("openblas", "Haswell")], True),
-    ([("openblas", "Zen")], True),
-    ([("openblas", "SkylakeX")], False),
-    ([("openblas", "Haswell"), ("openblas", "SkylakeX")], False),  # two OpenBLAS builds: not both so
-    ([("mkl", None)], False),
+    ([("blas", "openblas", "Haswell", NUMPY_LIB)], True),
+    ([("blas", "openblas", "Zen", NUMPY_LIB)], True),
+    ([("blas", "openblas", "SkylakeX", NUMPY_LIB)], False),
+    # NumPy's own OpenBLAS decides, not another one loaded beside it (SciPy's)
+    ([("blas", "openblas", "Haswell", NUMPY_LIB), ("blas", "openblas", "SkylakeX", "/x/scipy.libs/b.so")], True),
+    ([("blas", "openblas", "SkylakeX", NUMPY_LIB), ("blas", "openblas", "Haswell", "/x/scipy.libs/b.so")], False),
+    # a NumPy linked to a system BLAS: every BLAS loaded must be such an OpenBLAS
+    ([("blas", "openblas", "Haswell", "/usr/lib/libopenblas.so")], True),
+    ([("blas", "mkl", None, "/usr/lib/libmkl_rt.so"), ("blas", "openblas", "Haswell", "/x/scipy.libs/b.so")], False),
+    ([("openmp", "openmp", None, "/usr/lib/libgomp.so")], False),  # no BLAS at all
     ([], False),
 ])
-def test_columns_are_chosen_by_the_blas_core(libs, faster, monkeypatch):
+def test_columns_are_chosen_by_numpys_blas_core(libs, faster, monkeypatch):
     m = fresh("seed_rnn", "core")
     monkeypatch.setattr(_Controller, "libs", libs)
     monkeypatch.setattr(m, "_ThreadpoolController", _Controller)
@@ -154,17 +167,36 @@ def test_without_threadpoolctl_the_steps_read_rows(monkeypatch):
 def test_step_operand_lays_out_copies_only_what_it_must(monkeypatch):
     m = fresh("seed_rnn", "unit")
     rng = np.random.default_rng(0)
-    W = rng.normal(size=(128, 160))
+    W = rng.normal(size=(100, 160))
     monkeypatch.setattr(m, "_blas_columns", [True])
     out = m._step_operand(W, 4, m._FRESH)
     assert out.flags.f_contiguous and not out.flags.c_contiguous and np.array_equal(out, W)
     assert m._step_operand(W.T, 4, m._FRESH).base is W  # W.T is by columns already: itself
     scaled = m._step_operand(W.T, 4, m._FRESH, 0.25)
     assert scaled.flags.f_contiguous and np.array_equal(scaled, W.T * 0.25) and not np.shares_memory(scaled, W)
-    for args in ((W, 1), (W.astype(np.float32), 4), (W[:64, :64].copy(), 4)):  # B = 1, float32, a side < 128
+    for args in ((W, 1), (W.astype(np.float32), 4), (W[:99, :].copy(), 4)):  # B = 1, float32, a side < 100
         assert m._step_operand(*args, m._FRESH) is args[0]  # by rows, as they are
     monkeypatch.setattr(m, "_blas_columns", [False])
     assert m._step_operand(W, 4, m._FRESH) is W
     rows = m._step_operand(W.T, 4, m._FRESH)
     assert rows.flags.c_contiguous and np.array_equal(rows, W.T)
     assert np.array_equal(m._step_operand(W.T, 4, m._FRESH, 0.25), W.T * 0.25)
+
+
+def test_a_pass_whose_loops_are_statements_lays_out_and_frees_its_matrices(tmp_path):
+    """In a module whose loops are statements of their own (``codegen/blocks.py``), each step matrix is made
+    after the matrix it lays out is computed, before the first loop that reads it, and deleted after the last
+    (tied_birnn: M = A B, read by both loops of each pass); the module agrees with symderiv's evaluator and
+    central differences."""
+    from .helpers import ROOT, assert_module_is_right
+
+    m = assert_module_is_right((ROOT / "tests" / "models" / "tied_birnn.sdm").read_text(), tmp_path)
+    lines = [line.strip() for line in inspect.getsource(m._run).splitlines()]
+    computed = lines.index("M = _ws.mm(A, B2)")
+    for name, made_as in (("_T_M", "_step_operand(M.T, B, _ws)"), ("_M_M", "_step_operand(M, B, _ws)")):
+        made = [k for k, line in enumerate(lines) if line.startswith(f"{name} = ")]
+        reads = [k for k, line in enumerate(lines) if name in line and not line.startswith((f"{name} = ", "del "))]
+        freed = [k for k, line in enumerate(lines) if line.startswith("del ") and name in line.split("#")[0]]
+        assert len(made) == 1 and lines[made[0]].startswith(f"{name} = {made_as}"), name
+        assert len(reads) == 2 and len(freed) == 1, (name, reads, freed)  # one read in each of the pass's loops
+        assert computed < made[0] < reads[0] < reads[1] < freed[0], name

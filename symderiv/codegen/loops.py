@@ -8,8 +8,8 @@ modules alike:
 - **the matrices of the step products**: the printers name them where a step multiplies by one
   (``transposed``: ``_T_W`` for x Wᵀ; ``as_read``: ``_M_W`` for x W, NumPy's alone), the emitters make
   each once (``step_operands`` lists them), laid out as the back end's BLAS multiplies fastest (a
-  transposed operand cost float32 products about a third of their speed, and a matrix stored by rows
-  cost OpenBLAS's Haswell kernels a quarter in float64: ``benchmarks/step_layout.py``);
+  transposed operand cost float32 products about a third of their speed, and OpenBLAS's Haswell
+  kernels took up to 2.2 times as long by rows as by columns in float64: ``benchmarks/step_layout.py``);
 - **the steps of every array the loop indexes** (``step_views``), as views made once.
 """
 
@@ -63,15 +63,24 @@ def transposes_before_use(phases: Iterable[Phase], make: Callable[[str, str], st
     a pass with one loop makes them before it), make each matrix its steps' products read (``_T_W``,
     ``_M_W``) by the line ``make(name, matrix)`` (``make("_T_W", "W.T")``), put at the start of the first
     statement that reads it: after every statement before it, one of which may compute W (a matrix the
-    pass computes, ``M = A @ B``), and once for all the pass's loops."""
+    pass computes, ``M = A @ B``), and once for all the pass's loops; and deleted (``del _T_W``) at the end
+    of the last statement that reads it, so that it keeps no memory alive past its loops (the workspace's
+    arena is laid out by when arrays die)."""
     for phase in phases:
         if phase.loop:
             continue
         made: set[str] = set()
+        last: dict[str, object] = {}  # each name → the last statement that reads it
         for st in phase.statements():
-            needed = [(name, m) for name, m in _operands(st.lines) if name not in made]
+            found = _operands(st.lines)
+            needed = [(name, m) for name, m in found if name not in made]
             st.lines[:0] = [Line(make(name, m), (name,), (m.removesuffix(".T"),)) for name, m in needed]
             made.update(name for name, _ in needed)
+            last.update((name, st) for name, _ in found)
+        for st in phase.statements():
+            done = [name for name, at in last.items() if at is st]
+            if done:
+                st.lines.append(Line(f"del {', '.join(done)}  # read by the loops above only", (), tuple(done)))
 
 
 # A step of an array in the loop: ``h[i]``, ``h[i + 1]``, ``_stack0[i, :, :3 * n_h]`` (the loop's index is i).
