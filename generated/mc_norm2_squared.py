@@ -386,14 +386,19 @@ _STEP_ONE_THREAD = 1 << 25  # multiply-adds below which a step's product runs on
 _controller = []  # threadpoolctl's controller, made at the first call that needs it
 
 
+def _blas_controller():
+    """threadpoolctl's controller of the process's libraries (made once; threadpoolctl installed)."""
+    if not _controller:
+        _controller.append(_ThreadpoolController())
+    return _controller[0]
+
+
 class _OneBlasThread:
     """While entered: BLAS on one thread (threadpoolctl), as it was before once left.  The limit is
     the process's, not the thread's: two threads in loops at once may see each other's."""
 
     def __enter__(self):
-        if not _controller:
-            _controller.append(_ThreadpoolController())
-        self.limiter = _controller[0].limit(limits=1, user_api="blas")
+        self.limiter = _blas_controller().limit(limits=1, user_api="blas")
 
     def __exit__(self, *exc):
         self.limiter.restore_original_limits()

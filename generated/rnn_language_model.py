@@ -379,14 +379,19 @@ _STEP_ONE_THREAD = 1 << 25  # multiply-adds below which a step's product runs on
 _controller = []  # threadpoolctl's controller, made at the first call that needs it
 
 
+def _blas_controller():
+    """threadpoolctl's controller of the process's libraries (made once; threadpoolctl installed)."""
+    if not _controller:
+        _controller.append(_ThreadpoolController())
+    return _controller[0]
+
+
 class _OneBlasThread:
     """While entered: BLAS on one thread (threadpoolctl), as it was before once left.  The limit is
     the process's, not the thread's: two threads in loops at once may see each other's."""
 
     def __enter__(self):
-        if not _controller:
-            _controller.append(_ThreadpoolController())
-        self.limiter = _controller[0].limit(limits=1, user_api="blas")
+        self.limiter = _blas_controller().limit(limits=1, user_api="blas")
 
     def __exit__(self, *exc):
         self.limiter.restore_original_limits()
@@ -437,9 +442,7 @@ def _columns_faster():
     if not _blas_columns:
         cores = []
         if _ThreadpoolController is not None:
-            if not _controller:
-                _controller.append(_ThreadpoolController())
-            blas = _numpy_blas([lib for lib in _controller[0].lib_controllers if lib.user_api == "blas"])
+            blas = _numpy_blas([lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"])
             cores = [str(lib.architecture).lower() if lib.internal_api == "openblas" else "" for lib in blas]
         _blas_columns.append(bool(cores) and all(c in _COLUMNS_FASTER for c in cores))
     return _blas_columns[0]
@@ -453,9 +456,7 @@ def _step_operand(m, B, ws, scale=None):
     columns = (B >= 2 and m.dtype == np.float64 and min(m.shape) >= _COLUMNS_FROM and _columns_faster())
     if scale is None and (m.flags.f_contiguous if columns else m.flags.c_contiguous):
         return m
-    out = ws.take(m.shape[::-1] if columns else m.shape, m.dtype)
-    if out is None:
-        out = np.empty(m.shape[::-1] if columns else m.shape, m.dtype)
+    out = ws.empty(m.shape[::-1] if columns else m.shape, m.dtype)
     if columns:
         out = out.T
     if scale is None:

@@ -34,7 +34,6 @@ def as_read(matrix: str) -> str:
     return AS_READ + matrix
 
 
-_TRANSPOSE = re.compile(rf"(?<!\w){TRANSPOSED}(\w+)")
 _OPERAND = re.compile(rf"(?<!\w)({TRANSPOSED}|{AS_READ})(\w+)")
 
 
@@ -54,8 +53,7 @@ def step_operands(phase: Phase) -> list[tuple[str, str]]:
 def transposed_in(phase: Phase) -> list[str]:
     """The matrices the code of ``phase`` reads transposed (``_T_W``: its time loops), in order of
     appearance: each is transposed once, before the phase's loop (``_T_W = W.T``)."""
-    found = (m.group(1) for st in phase.statements() for ln in st.lines for m in _TRANSPOSE.finditer(ln.text))
-    return list(dict.fromkeys(found))
+    return [m.removesuffix(".T") for name, m in step_operands(phase) if name.startswith(TRANSPOSED)]
 
 
 def transposes_before_use(phases: Iterable[Phase], make: Callable[[str, str], str]) -> None:
