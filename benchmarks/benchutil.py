@@ -220,8 +220,8 @@ def _openblas_cores(env: dict | None = None) -> set[str]:
         from threadpoolctl import threadpool_info
 
         return {str(i.get("architecture")) for i in threadpool_info() if i.get("internal_api") == "openblas"}
-    code = ("import numpy, threadpoolctl; print(' '.join(str(i.get('architecture')) for i in "
-            "threadpoolctl.threadpool_info() if i.get('internal_api') == 'openblas'))")
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import benchutil; "
+            "print(' '.join(benchutil._openblas_cores()))")  # this function, in that process
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     return set(out.stdout.split()) if out.returncode == 0 else set()
 

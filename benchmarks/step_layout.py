@@ -5,7 +5,7 @@ stored by rows (C order: ``np.dot(x, M)`` with M C-contiguous, "NN") or stored b
 Wᵀ of a matrix W stored by rows is: ``np.dot(x, W.T)``, "NT"), and which of the two is faster depends on its
 kernels. The generated NumPy module picks one per call (``_step_operand``, made once before the loop); this
 benchmark measures both, for the step shapes of the example models and a few more, so that the choice rests on
-numbers: per shape and dtype, the best of 7 batches of each layout, interleaved, and their ratio
+numbers: per shape and dtype, the best of 21 interleaved batches of each layout, and their ratio
 columns ÷ rows (below 1: by columns is faster).
 
 Run it once as it is and once with ``OPENBLAS_CORETYPE=SkylakeX`` (or another core OpenBLAS has; the variable
@@ -15,10 +15,9 @@ is read when OpenBLAS loads) to compare kernels on one machine: the BLAS line of
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from benchutil import blas_limit, blas_threads, machine_description, table, threads_tag
+from benchutil import blas_limit, blas_threads, machine_description, table, threads_tag, time_interleaved
 
 BATCHES = (1, 2, 4, 8, 32, 64)
 # (k, m): x (B × k) times M (k × m); sizes other than powers of two too, where OpenBLAS's kernels behave otherwise
@@ -26,31 +25,16 @@ SHAPES = ((32, 32), (64, 64), (100, 100), (128, 128), (130, 130), (200, 200), (2
           (257, 256), (300, 300), (500, 500), (512, 512), (256, 1024), (1024, 256), (1000, 250))
 
 
-def best_of(fn, calls: int, repeat: int = 7) -> float:
-    for _ in range(max(3, calls // 10)):
-        fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
-
-
 def measure(dtype: str, batch: int, k: int, m: int) -> tuple[float, float]:
-    """Seconds per product x M with M stored by rows, and by columns."""
+    """Seconds per product x M with M stored by rows, and by columns: the best of 21 interleaved batches of each."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, k)).astype(dtype)
     rows = rng.normal(size=(k, m)).astype(dtype)
     columns = np.asfortranarray(rows)
     out = np.empty((batch, m), dtype)
-    calls = max(20, int(4e6 / (batch * k * m)))
-    by_rows = by_columns = float("inf")
-    for _ in range(3):  # interleaved: a slow phase of the machine hits both
-        by_rows = min(by_rows, best_of(lambda: np.dot(x, rows, out=out), calls))
-        by_columns = min(by_columns, best_of(lambda: np.dot(x, columns, out=out), calls))
-    return by_rows, by_columns
+    t = time_interleaved({"rows": lambda: np.dot(x, rows, out=out), "columns": lambda: np.dot(x, columns, out=out)},
+                         rounds=21, min_batch=0.002)
+    return t["rows"].best, t["columns"].best
 
 
 def main(argv=None):
